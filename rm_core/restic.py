@@ -1,0 +1,340 @@
+"""Pure restic helpers shared by agent and server (see shared RESTIC.md).
+
+Nothing here runs a process: argument building, redaction, output parsing and exit-code
+classification, so both sides agree on what restic said.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+from urllib.parse import quote
+
+from rm_core.enums import JobState
+from rm_core.protocol import Retention
+
+# ---------------------------------------------------------------- versions
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """`restic 0.14.0 compiled with go1.19.8 on linux/amd64` -> (0, 14, 0); None if unknown."""
+    m = re.search(r"restic\s+v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def version_string(version: tuple[int, int, int] | None) -> str | None:
+    return None if version is None else ".".join(str(p) for p in version)
+
+
+# ---------------------------------------------------------------- retention
+
+
+class EmptyRetentionPolicy(ValueError):
+    """`restic forget` without any --keep-* would remove every snapshot."""
+
+
+_KEEP_FLAGS = (
+    ("keep_last", "--keep-last"),
+    ("keep_hourly", "--keep-hourly"),
+    ("keep_daily", "--keep-daily"),
+    ("keep_weekly", "--keep-weekly"),
+    ("keep_monthly", "--keep-monthly"),
+    ("keep_yearly", "--keep-yearly"),
+    ("keep_within", "--keep-within"),
+)
+
+
+def retention_args(retention: Retention | dict[str, Any] | None) -> list[str]:
+    """Turn a retention policy into `--keep-*` arguments; refuse an empty policy."""
+    if retention is None:
+        retention = Retention()
+    elif isinstance(retention, dict):
+        retention = Retention.model_validate(retention)
+    if retention.is_empty():
+        raise EmptyRetentionPolicy(
+            "retention policy is empty: restic forget would remove every snapshot; "
+            "set at least one keep_* value on the source group"
+        )
+    args: list[str] = []
+    for attr, flag in _KEEP_FLAGS:
+        value = getattr(retention, attr)
+        if value in (None, 0, ""):
+            continue
+        args += [flag, str(value)]
+    return args
+
+
+def forget_args(tag: str, retention: Retention | dict[str, Any] | None) -> list[str]:
+    """`forget --json --tag T --keep-*` for one source group (never with --prune)."""
+    if not tag:
+        raise ValueError("source group has no tag: forget would touch every snapshot")
+    return ["forget", "--json", "--tag", tag, *retention_args(retention)]
+
+
+# ---------------------------------------------------------------- credentials / redaction
+
+REDACTED = "***"
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
+
+
+def repository_url(url: str, rest_user: str | None = None, rest_password: str | None = None) -> str:
+    """Merge REST credentials into a `rest:` URL (only ever for a child's environment)."""
+    if not rest_user or not url.startswith("rest:"):
+        return url
+    inner = url[len("rest:") :]
+    m = re.match(r"^(?P<scheme>https?://)(?:[^@/]*@)?(?P<rest>.*)$", inner)
+    if not m:
+        return url
+    userinfo = quote(rest_user, safe="")
+    if rest_password:
+        userinfo += ":" + quote(rest_password, safe="")
+    return f"rest:{m.group('scheme')}{userinfo}@{m.group('rest')}"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Hide `user:pass@` in URLs and every known secret value in a line."""
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
+    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+        quoted = quote(secret, safe="")
+        if quoted != secret:
+            text = text.replace(quoted, REDACTED)
+    return text
+
+
+def redact_url(url: str) -> str:
+    return redact(url)
+
+
+# ---------------------------------------------------------------- JSON output
+
+
+def parse_json_line(line: str) -> dict[str, Any] | None:
+    """A line of `--json` output as a dict, or None when it is not a JSON object."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass
+class Progress:
+    percent: float | None = None
+    bytes_done: int | None = None
+    bytes_total: int | None = None
+    files_done: int | None = None
+    files_total: int | None = None
+    eta_seconds: float | None = None
+
+
+def progress_from_status(msg: dict[str, Any]) -> Progress | None:
+    """A `backup --json` status message as progress (fields are sparse on purpose)."""
+    if msg.get("message_type") != "status":
+        return None
+    pct = msg.get("percent_done")
+    return Progress(
+        percent=None if pct is None else max(0.0, min(100.0, float(pct) * 100.0)),
+        bytes_done=msg.get("bytes_done"),
+        bytes_total=msg.get("total_bytes"),
+        files_done=msg.get("files_done"),
+        files_total=msg.get("total_files"),
+        eta_seconds=msg.get("seconds_remaining"),
+    )
+
+
+BACKUP_SUMMARY_FIELDS = (
+    "files_new",
+    "files_changed",
+    "files_unmodified",
+    "dirs_new",
+    "dirs_changed",
+    "dirs_unmodified",
+    "data_blobs",
+    "tree_blobs",
+    "data_added",
+    "total_files_processed",
+    "total_bytes_processed",
+    "total_duration",
+    "snapshot_id",
+)
+
+
+def backup_summary(msg: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of `backup --json`, limited to the documented fields."""
+    if msg.get("message_type") != "summary":
+        return None
+    return {k: msg[k] for k in BACKUP_SUMMARY_FIELDS if k in msg}
+
+
+def json_error_message(msg: dict[str, Any]) -> str | None:
+    """Newer restic prints `{"message_type":"error"...}` on stderr."""
+    if msg.get("message_type") not in ("error", "exit_error"):
+        return None
+    err = msg.get("error")
+    if isinstance(err, dict):
+        err = err.get("message")
+    text = err or msg.get("message") or ""
+    item = msg.get("item")
+    return f"{item}: {text}" if item else str(text)
+
+
+def _load_json_document(stdout: str) -> Any:
+    stdout = stdout.strip()
+    if not stdout:
+        return None
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        # Some versions print a trailing status line; take the last line that parses.
+        for line in reversed(stdout.splitlines()):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    raise ValueError("restic printed no JSON document")
+
+
+def parse_snapshots(stdout: str) -> list[dict[str, Any]]:
+    """`snapshots --json` -> list of snapshot dicts (id, short_id, time, hostname, paths, tags)."""
+    doc = _load_json_document(stdout)
+    if doc is None:
+        return []
+    if not isinstance(doc, list):
+        raise ValueError("restic snapshots --json did not print an array")
+    out = []
+    for snap in doc:
+        if not isinstance(snap, dict) or "id" not in snap:
+            continue
+        out.append(
+            {
+                "id": snap["id"],
+                "short_id": snap.get("short_id") or snap["id"][:8],
+                "time": snap.get("time"),
+                "hostname": snap.get("hostname"),
+                "paths": snap.get("paths") or [],
+                "tags": snap.get("tags") or [],
+                "summary": snap.get("summary"),
+            }
+        )
+    return out
+
+
+def parse_forget(stdout: str) -> dict[str, Any]:
+    """`forget --json` -> {"keep": n, "remove": n, "removed_ids": [...]} over all groups."""
+    doc = _load_json_document(stdout)
+    keep = remove = 0
+    removed: list[str] = []
+    for group in doc or []:
+        if not isinstance(group, dict):
+            continue
+        keep += len(group.get("keep") or [])
+        rm = group.get("remove") or []
+        remove += len(rm)
+        removed += [s.get("id", "") for s in rm if isinstance(s, dict)]
+    return {"keep": keep, "remove": remove, "removed_ids": removed}
+
+
+def parse_stats(stdout: str) -> dict[str, Any]:
+    """`stats --json --mode raw-data` -> the dict (total_size, total_file_count, snapshots_count...)."""
+    doc = _load_json_document(stdout)
+    if not isinstance(doc, dict):
+        raise ValueError("restic stats --json did not print an object")
+    return doc
+
+
+def check_passed(text: str) -> bool:
+    """`check` text output (JSON only from 0.18) said the repository is fine."""
+    return "no errors were found" in text
+
+
+# ---------------------------------------------------------------- exit codes
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_PARTIAL = 3
+EXIT_REPO_MISSING = 10
+EXIT_LOCKED = 11
+EXIT_WRONG_PASSWORD = 12
+EXIT_INTERRUPTED = 130
+
+ERR_WRONG_PASSWORD = "wrong_password"
+ERR_LOCKED = "repo_locked"
+ERR_REPO_MISSING = "repo_missing"
+ERR_ALREADY_INITIALISED = "already_initialised"
+ERR_INTERRUPTED = "interrupted"
+ERR_FATAL = "restic_failed"
+
+_TEXT_ERRORS = (
+    ("wrong password or no key found", ERR_WRONG_PASSWORD),
+    ("repository is already locked", ERR_LOCKED),
+    ("unable to create lock", ERR_LOCKED),
+    ("unable to open config file", ERR_REPO_MISSING),
+    ("is there a repository at the following location", ERR_REPO_MISSING),
+    ("config file already exists", ERR_ALREADY_INITIALISED),
+)
+
+_MESSAGES = {
+    ERR_WRONG_PASSWORD: "wrong repository password (restic: wrong password or no key found)",
+    ERR_LOCKED: "repository is locked by another restic process; run unlock if it is stale",
+    ERR_REPO_MISSING: "no restic repository at the configured location; run init first",
+    ERR_INTERRUPTED: "restic was interrupted",
+    ERR_ALREADY_INITIALISED: "repository already initialised",
+}
+
+
+@dataclass
+class Outcome:
+    """What a finished restic run means for the job."""
+
+    state: JobState
+    error_code: str | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def classify_error_text(stderr: str) -> str | None:
+    low = stderr.lower()
+    for needle, code in _TEXT_ERRORS:
+        if needle in low:
+            return code
+    return None
+
+
+def _last_fatal_line(stderr: str) -> str | None:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.lower().startswith("fatal:"):
+            return ln
+    return lines[-1] if lines else None
+
+
+def classify_exit(exit_code: int | None, stderr: str = "", *, cancelled: bool = False) -> Outcome:
+    """Map restic's exit code (and, for 0.14, its stderr text) to a job outcome."""
+    if cancelled:
+        return Outcome(JobState.cancelled, ERR_INTERRUPTED, "cancelled by request")
+    if exit_code == EXIT_OK:
+        return Outcome(JobState.succeeded)
+    if exit_code == EXIT_PARTIAL:
+        return Outcome(
+            JobState.warning,
+            "partial_backup",
+            "some source files could not be read; the snapshot was written without them",
+        )
+    code = {
+        EXIT_REPO_MISSING: ERR_REPO_MISSING,
+        EXIT_LOCKED: ERR_LOCKED,
+        EXIT_WRONG_PASSWORD: ERR_WRONG_PASSWORD,
+        EXIT_INTERRUPTED: ERR_INTERRUPTED,
+    }.get(exit_code if exit_code is not None else -1)
+    if code is None:
+        code = classify_error_text(stderr) or ERR_FATAL
+    message = _MESSAGES.get(code) or _last_fatal_line(stderr) or f"restic exited with {exit_code}"
+    return Outcome(JobState.failed, code, message)
