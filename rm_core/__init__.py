@@ -1,0 +1,1 @@
+"""Shared, pure pieces of restic-manager: protocol and API models, ids, versions."""

@@ -1,0 +1,331 @@
+"""REST request and response models shared by the server and the TUI (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
+from rm_core.protocol import Retention
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are an error that names them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------- auth + operators
+
+USERNAME = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+PASSWORD = Field(min_length=8, max_length=1024)
+
+
+class BootstrapBody(Body):
+    token: str = Field(min_length=1)
+    username: str = USERNAME
+    password: str = PASSWORD
+
+
+class LoginBody(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Operator(Out):
+    id: str
+    username: str
+    role: Role
+    created_at: datetime
+    disabled: bool = False
+
+
+class LoginResponse(Out):
+    token: str
+    operator: Operator
+
+
+class OperatorCreate(Body):
+    username: str = USERNAME
+    password: str = PASSWORD
+    role: Role
+
+
+class OperatorPatch(Body):
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    role: Role | None = None
+    disabled: bool | None = None
+
+
+# ---------------------------------------------------------------- enrollment + hosts
+
+
+class RepoBody(Body):
+    url: str = Field(min_length=1, max_length=2048)
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    generate_password: bool = False
+    rest_user: str | None = Field(default=None, max_length=256)
+    rest_password: str | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> "RepoBody":
+        if self.password and self.generate_password:
+            raise ValueError("give either password or generate_password, not both")
+        return self
+
+
+class EnrollmentTokenCreate(Body):
+    name: str | None = Field(default=None, max_length=200)
+    ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
+    max_uses: int = Field(default=1, ge=1, le=10000)
+    initial_paths: list[str] = []
+    repo: RepoBody | None = None
+
+
+class EnrollmentToken(Out):
+    id: str
+    name: str | None = None
+    created_at: datetime
+    expires_at: datetime
+    max_uses: int
+    uses: int
+    initial_paths: list[str] = []
+    has_repo: bool = False
+
+
+class EnrollmentTokenCreated(EnrollmentToken):
+    token: str
+    install_command: str
+
+
+class EnrollBody(Body):
+    token: str = Field(min_length=1)
+    hostname: str = Field(min_length=1, max_length=253)
+    os: str = Field(default="", max_length=200)
+    arch: str = Field(default="", max_length=64)
+    agent_version: str = Field(default="", max_length=64)
+
+
+class EnrollResponse(Out):
+    host_id: str
+    agent_token: str
+
+
+class LastBackup(Out):
+    job_id: str
+    state: JobState
+    finished_at: datetime | None = None
+
+
+class Host(Out):
+    id: str
+    hostname: str
+    status: HostStatus
+    last_seen: datetime | None = None
+    os: str = ""
+    arch: str = ""
+    agent_version: str = ""
+    restic_version: str | None = None
+    schedule_version: int = 0
+    applied_schedule_version: int = 0
+    stale: bool = False
+    last_backup: LastBackup | None = None
+    created_at: datetime | None = None
+    repo_size: int | None = None
+    initial_paths: list[str] = []
+
+
+class HostPatch(Body):
+    hostname: str | None = Field(default=None, min_length=1, max_length=253)
+
+
+class BandwidthBody(Body):
+    upload_kbps: int | None = Field(default=None, ge=1)
+    download_kbps: int | None = Field(default=None, ge=1)
+
+
+class RepoInfo(Out):
+    url: str
+    key_fingerprint: str
+    updated_at: datetime
+    stats: dict[str, Any] | None = None
+    has_admin_credentials: bool = False
+
+
+class RepoPutResponse(RepoInfo):
+    password: str | None = None  # only when generated, shown once
+    htpasswd_line: str | None = None
+
+
+# ---------------------------------------------------------------- source groups + schedules
+
+
+class SourceGroupBody(Body):
+    name: str = Field(min_length=1, max_length=200)
+    includes: list[str] = Field(min_length=1)
+    excludes: list[str] = []
+    tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
+    retention: Retention = Retention()
+    pre_hook: str | None = Field(default=None, max_length=4096)
+    post_hook: str | None = Field(default=None, max_length=4096)
+
+    @field_validator("includes", "excludes")
+    @classmethod
+    def _no_blank_paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.strip() or "\0" in p or "\n" in p:
+                raise ValueError(f"invalid path {p!r}")
+        return v
+
+
+class SourceGroup(Out):
+    id: str
+    host_id: str
+    name: str
+    includes: list[str]
+    excludes: list[str]
+    tag: str
+    retention: Retention
+    pre_hook: str | None = None
+    post_hook: str | None = None
+
+
+class ScheduleBody(Body):
+    name: str = Field(min_length=1, max_length=200)
+    cron: str | None = Field(default=None, max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    enabled: bool = True
+    manual: bool = False
+    source_group_ids: list[str] = Field(min_length=1)
+
+
+class Schedule(Out):
+    id: str
+    host_id: str
+    name: str
+    cron: str | None
+    timezone: str
+    enabled: bool
+    manual: bool
+    source_group_ids: list[str]
+    next_run: datetime | None = None
+
+
+class ScheduleList(Out):
+    version: int
+    applied_version: int
+    schedules: list[Schedule]
+
+
+class MaintenanceTask(Body):
+    cron: str | None = Field(default=None, max_length=200)
+    enabled: bool = False
+
+
+class CheckTask(MaintenanceTask):
+    read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
+
+
+class Maintenance(Body):
+    forget: MaintenanceTask = MaintenanceTask()
+    prune: MaintenanceTask = MaintenanceTask()
+    check: CheckTask = CheckTask()
+
+
+# ---------------------------------------------------------------- jobs
+
+
+class JobBody(Body):
+    kind: JobKind
+    source_group_id: str | None = None
+    read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
+    remove_all: bool = False
+    snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$")
+    paths: list[str] = []
+    target: str | None = None
+    limit_upload_kbps: int | None = Field(default=None, ge=1)
+    limit_download_kbps: int | None = Field(default=None, ge=1)
+    timeout_seconds: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> "JobBody":
+        if self.kind == JobKind.backup and not self.source_group_id:
+            raise ValueError("source_group_id is required for a backup")
+        if self.kind == JobKind.restore:
+            if not self.snapshot_id:
+                raise ValueError("snapshot_id is required for a restore")
+            if not self.target or not self.target.startswith("/"):
+                raise ValueError("target must be an absolute path for a restore")
+        return self
+
+
+class Job(Out):
+    id: str
+    host_id: str
+    kind: JobKind
+    state: JobState
+    actor_kind: ActorKind
+    actor_id: str | None = None
+    schedule_id: str | None = None
+    source_group_id: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    params: dict[str, Any] = {}
+    log_dropped: int = 0
+
+
+class JobLogLine(Out):
+    seq: int
+    ts: datetime
+    stream: str
+    text: str
+
+
+class JobLogPage(Out):
+    lines: list[JobLogLine]
+    next_seq: int
+    done: bool
+
+
+class Snapshot(Out):
+    id: str
+    short_id: str | None = None
+    time: datetime
+    hostname: str | None = None
+    paths: list[str] = []
+    tags: list[str] = []
+    summary: dict[str, Any] | None = None
+
+
+class AuditEntry(Out):
+    id: int
+    ts: datetime
+    actor_kind: str
+    actor_id: str | None = None
+    actor_name: str | None = None
+    action: str
+    target: str | None = None
+    details: dict[str, Any] = {}
+
+
+class ServerSettings(Body):
+    webhook_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+
+
+class ErrorBody(Out):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+EventType = Literal["host.updated", "job.updated", "job.progress", "job.log", "schedule.updated", "audit.appended"]

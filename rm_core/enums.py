@@ -1,0 +1,69 @@
+"""The named states and kinds every part of the product agrees on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    dispatched = "dispatched"
+    running = "running"
+    succeeded = "succeeded"
+    warning = "warning"
+    failed = "failed"
+    cancelled = "cancelled"
+    lost = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {JobState.succeeded, JobState.warning, JobState.failed, JobState.cancelled, JobState.lost}
+)
+ACTIVE_STATES = frozenset({JobState.queued, JobState.dispatched, JobState.running})
+
+
+class JobKind(StrEnum):
+    init = "init"
+    backup = "backup"
+    forget = "forget"
+    prune = "prune"
+    check = "check"
+    unlock = "unlock"
+    restore = "restore"
+    stats = "stats"
+    snapshots = "snapshots"
+
+
+class ActorKind(StrEnum):
+    user = "user"
+    schedule = "schedule"
+    system = "system"
+    agent = "agent"
+
+
+class HostStatus(StrEnum):
+    pending = "pending"
+    online = "online"
+    offline = "offline"
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    operator = "operator"
+    admin = "admin"
+
+    def allows(self, needed: "Role") -> bool:
+        """True when this role may do what `needed` may do."""
+        return _RANK[self] >= _RANK[needed]
+
+
+_RANK = {Role.viewer: 0, Role.operator: 1, Role.admin: 2}
+
+
+class CredentialSlot(StrEnum):
+    repo = "repo"
+    admin = "admin"

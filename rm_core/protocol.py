@@ -1,0 +1,301 @@
+"""The agent <-> server WebSocket protocol (DESIGN.md §4).
+
+Every frame is an envelope `{type, id, ref, ts, payload}`. Each message type has one
+payload model; `parse_agent_message` / `parse_server_message` validate a raw frame into
+the envelope subclass for its type, so handlers get typed payloads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
+from rm_core.ids import new_id
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Payload(BaseModel):
+    # Unknown fields are kept out rather than rejected: a newer peer may add fields.
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+class Retention(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep_last: int | None = Field(default=None, ge=0)
+    keep_hourly: int | None = Field(default=None, ge=0)
+    keep_daily: int | None = Field(default=None, ge=0)
+    keep_weekly: int | None = Field(default=None, ge=0)
+    keep_monthly: int | None = Field(default=None, ge=0)
+    keep_yearly: int | None = Field(default=None, ge=0)
+    keep_within: str | None = Field(default=None, pattern=r"^(\d+[yMdhms])+$")
+
+    def is_empty(self) -> bool:
+        """An empty policy would make `restic forget` remove every snapshot."""
+        return all(v in (None, 0, "") for v in self.model_dump().values())
+
+
+class SourceGroupSpec(Payload):
+    id: str
+    name: str
+    includes: list[str] = []
+    excludes: list[str] = []
+    tag: str
+    retention: Retention = Retention()
+    pre_hook: str | None = None
+    post_hook: str | None = None
+
+
+class ScheduleSpec(Payload):
+    id: str
+    name: str
+    cron: str | None = None
+    timezone: str = "UTC"
+    enabled: bool = True
+    manual: bool = False
+    source_groups: list[SourceGroupSpec] = []
+
+
+class LogLine(Payload):
+    seq: int = Field(ge=1)
+    ts: datetime
+    stream: Literal["stdout", "stderr", "agent"] = "stdout"
+    text: str
+
+
+class Bandwidth(Payload):
+    upload_kbps: int | None = Field(default=None, ge=1)
+    download_kbps: int | None = Field(default=None, ge=1)
+
+
+class RepoCredentials(Payload):
+    slot: CredentialSlot = CredentialSlot.repo
+    url: str
+    password: str | None = None
+    rest_user: str | None = None
+    rest_password: str | None = None
+
+
+class SnapshotInfo(Payload):
+    id: str
+    short_id: str | None = None
+    time: datetime
+    hostname: str | None = None
+    paths: list[str] = []
+    tags: list[str] = []
+    summary: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- agent -> server
+
+
+class Hello(Payload):
+    protocol_version: int
+    agent_version: str
+    hostname: str
+    os: str = ""
+    arch: str = ""
+    restic_version: str | None = None
+    applied_schedule_version: int = 0
+    running_jobs: list[str] = []
+    outbox_high_seq: int = 0
+
+
+class Heartbeat(Payload):
+    running_jobs: list[str] = []
+
+
+class ScheduleAck(Payload):
+    version: int = Field(ge=0)
+
+
+class ScheduleFire(Payload):
+    schedule_id: str
+    scheduled_at: datetime
+    fire_id: str
+
+
+class JobStarted(Payload):
+    job_id: str
+    seq: Literal[1] = 1
+    started_at: datetime
+    kind: JobKind
+    schedule_id: str | None = None
+    source_group_id: str | None = None
+    actor_kind: ActorKind | None = None
+
+
+class JobProgress(Payload):
+    job_id: str
+    percent: float | None = Field(default=None, ge=0, le=100)
+    bytes_done: int | None = None
+    bytes_total: int | None = None
+    files_done: int | None = None
+    files_total: int | None = None
+    eta_seconds: float | None = None
+
+
+class JobLog(Payload):
+    job_id: str
+    lines: list[LogLine] = Field(min_length=1)
+
+
+class JobFinished(Payload):
+    job_id: str
+    seq: int = Field(ge=2)
+    state: JobState
+    exit_code: int | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+
+
+class SnapshotsReport(Payload):
+    snapshots: list[SnapshotInfo]
+
+
+class RepoStats(Payload):
+    total_size: int | None = None
+    total_file_count: int | None = None
+    snapshots_count: int | None = None
+    raw: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- server -> agent
+
+
+class HelloOk(Payload):
+    server_version: str
+    protocol_version: int
+
+
+class Error(Payload):
+    code: str
+    message: str = ""
+
+
+class ScheduleSet(Payload):
+    version: int = Field(ge=0)
+    schedules: list[ScheduleSpec]
+
+
+class CommandRun(Payload):
+    job_id: str
+    kind: JobKind
+    params: dict[str, Any] = {}
+
+
+class CommandCancel(Payload):
+    job_id: str
+
+
+class ConfigUpdate(Payload):
+    bandwidth: Bandwidth = Bandwidth()
+    credentials: list[RepoCredentials] = []
+
+
+class Ack(Payload):
+    job_id: str
+    upto_seq: int = Field(ge=0)
+
+
+# ---------------------------------------------------------------- envelopes
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    id: str = Field(default_factory=new_id)
+    ref: str | None = None
+    ts: datetime = Field(default_factory=utcnow)
+    payload: Any = None
+
+
+# type name -> payload model, split by direction
+AGENT_TO_SERVER: dict[str, type[Payload]] = {
+    "hello": Hello,
+    "heartbeat": Heartbeat,
+    "schedule.ack": ScheduleAck,
+    "schedule.fire": ScheduleFire,
+    "job.started": JobStarted,
+    "job.progress": JobProgress,
+    "job.log": JobLog,
+    "job.finished": JobFinished,
+    "snapshots.report": SnapshotsReport,
+    "repo.stats": RepoStats,
+}
+SERVER_TO_AGENT: dict[str, type[Payload]] = {
+    "hello.ok": HelloOk,
+    "error": Error,
+    "schedule.set": ScheduleSet,
+    "command.run": CommandRun,
+    "command.cancel": CommandCancel,
+    "config.update": ConfigUpdate,
+    "ack": Ack,
+}
+_TYPE_OF: dict[type[Payload], str] = {
+    model: name for table in (AGENT_TO_SERVER, SERVER_TO_AGENT) for name, model in table.items()
+}
+
+
+def _envelope_class(name: str, model: type[Payload]) -> type[Envelope]:
+    cls_name = "".join(part.title() for part in name.replace(".", "_").split("_")) + "Message"
+    return type(
+        cls_name,
+        (Envelope,),
+        {"__annotations__": {"type": Literal[name], "payload": model}, "__module__": __name__},
+    )
+
+
+_AGENT_ENVELOPES = [_envelope_class(n, m) for n, m in AGENT_TO_SERVER.items()]
+_SERVER_ENVELOPES = [_envelope_class(n, m) for n, m in SERVER_TO_AGENT.items()]
+AgentMessage = Annotated[Union[tuple(_AGENT_ENVELOPES)], Field(discriminator="type")]  # type: ignore[valid-type]
+ServerMessage = Annotated[Union[tuple(_SERVER_ENVELOPES)], Field(discriminator="type")]  # type: ignore[valid-type]
+_agent_adapter: TypeAdapter[Envelope] = TypeAdapter(AgentMessage)
+_server_adapter: TypeAdapter[Envelope] = TypeAdapter(ServerMessage)
+
+
+class UnknownMessageType(ValueError):
+    """The frame is a valid envelope, but of a type this side does not handle."""
+
+    def __init__(self, type_: str, envelope: Envelope) -> None:
+        super().__init__(f"unknown message type {type_!r}")
+        self.type = type_
+        self.envelope = envelope
+
+
+def _parse(raw: str | bytes, table: dict[str, type[Payload]], adapter: TypeAdapter) -> Envelope:
+    bare = Envelope.model_validate_json(raw)
+    if bare.type not in table:
+        raise UnknownMessageType(bare.type, bare)
+    return adapter.validate_json(raw)
+
+
+def parse_agent_message(raw: str | bytes) -> Envelope:
+    """Validate a frame sent by an agent. Raises ValidationError or UnknownMessageType."""
+    return _parse(raw, AGENT_TO_SERVER, _agent_adapter)
+
+
+def parse_server_message(raw: str | bytes) -> Envelope:
+    """Validate a frame sent by the server. Raises ValidationError or UnknownMessageType."""
+    return _parse(raw, SERVER_TO_AGENT, _server_adapter)
+
+
+def message(payload: Payload, ref: str | None = None) -> Envelope:
+    """Wrap a payload in an envelope of its type."""
+    return Envelope(type=_TYPE_OF[type(payload)], ref=ref, payload=payload)
+
+
+def encode(env: Envelope) -> str:
+    return env.model_dump_json(exclude_none=False)
+
+
+__all__ = [name for name in dir() if not name.startswith("_")] + ["ValidationError"]

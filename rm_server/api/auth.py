@@ -1,0 +1,118 @@
+"""Bootstrap of the first admin, login, logout, and who am I."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections import defaultdict, deque
+from datetime import timedelta
+
+from aiohttp import web
+
+from rm_core.api import BootstrapBody, LoginBody, LoginResponse
+from rm_core.enums import Role
+from rm_server.api.common import OPERATOR_KEY, PUBLIC, TOKEN_HASH_KEY, actor, parse_body, reply, requires
+from rm_server.errors import TooManyRequests, Unauthorized
+from rm_server.keys import CONFIG, STORE
+from rm_server.security import DUMMY_HASH, hash_password, hash_token, new_token, verify_password
+from rm_server.store import Actor, Conflict
+
+routes = web.RouteTableDef()
+
+BOOTSTRAP = web.AppKey("bootstrap_token_hash", dict)
+LIMITER = web.AppKey("login_limiter", object)
+
+
+class LoginLimiter:
+    """Failed logins per client address and per username in a sliding window."""
+
+    def __init__(self, allowed: int, window: float) -> None:
+        self.allowed = allowed
+        self.window = window
+        self.failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self.failures[key]
+        while q and q[0] < now - self.window:
+            q.popleft()
+        if not q:
+            del self.failures[key]
+        return q
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            q = self._recent(key, now)
+            if len(q) >= self.allowed:
+                retry = int(q[0] + self.window - now) + 1
+                raise TooManyRequests(f"too many failed logins; try again in {retry} s", {"retry_after": retry})
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            self.failures[key].append(now)
+
+
+async def _hash(password: str) -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
+
+
+async def _verify(password: str, stored: str) -> bool:
+    return await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
+
+
+async def issue_session(request: web.Request, operator) -> LoginResponse:
+    token = new_token("rms")
+    ttl = timedelta(hours=request.app[CONFIG].session_ttl_hours)
+    await request.app[STORE].operators.create_session(operator, hash_token(token), ttl)
+    return LoginResponse(token=token, operator=operator)
+
+
+@routes.post("/api/v1/auth/bootstrap")
+@requires(PUBLIC)
+async def bootstrap(request: web.Request) -> web.Response:
+    body = await parse_body(request, BootstrapBody)
+    state = request.app[BOOTSTRAP]
+    expected = state.get("hash")
+    if not expected or not hmac.compare_digest(expected, hash_token(body.token)):
+        raise Unauthorized("bootstrap token is invalid or already used", code="invalid_token")
+    store = request.app[STORE]
+    try:
+        op = await store.operators.create(Actor("bootstrap", None, body.username), body.username, Role.admin,
+                                          await _hash(body.password), only_if_none=True)
+    except Conflict:
+        state.clear()
+        raise
+    state.clear()
+    path = state.get("path") or (request.app[CONFIG].data_dir / "bootstrap-token")
+    path.unlink(missing_ok=True)
+    return reply(op, 201)
+
+
+@routes.post("/api/v1/auth/login")
+@requires(PUBLIC)
+async def login(request: web.Request) -> web.Response:
+    body = await parse_body(request, LoginBody)
+    limiter: LoginLimiter = request.app[LIMITER]
+    keys = (f"ip:{request.remote}", f"user:{body.username}")
+    limiter.check(*keys)
+    found = await request.app[STORE].operators.password_hash(body.username)
+    ok = await _verify(body.password, found[1] if found else DUMMY_HASH)
+    if not found or not ok or found[0].disabled:
+        limiter.failed(*keys)
+        raise Unauthorized("wrong username or password", code="invalid_credentials")
+    return reply(await issue_session(request, found[0]))
+
+
+@routes.post("/api/v1/auth/logout")
+@requires(Role.viewer)
+async def logout(request: web.Request) -> web.Response:
+    await request.app[STORE].operators.delete_session(actor(request), request[TOKEN_HASH_KEY])
+    return web.Response(status=204)
+
+
+@routes.get("/api/v1/me")
+@requires(Role.viewer)
+async def me(request: web.Request) -> web.Response:
+    return reply(request[OPERATOR_KEY])

@@ -1,0 +1,45 @@
+"""Operator accounts (admin only)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rm_core.api import OperatorCreate, OperatorPatch
+from rm_core.enums import Role
+from rm_server.api.auth import _hash
+from rm_server.api.common import actor, parse_body, reply, requires
+from rm_server.keys import STORE
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/operators")
+@requires(Role.admin)
+async def list_operators(request: web.Request) -> web.Response:
+    return reply({"operators": await request.app[STORE].operators.list()})
+
+
+@routes.post("/api/v1/operators")
+@requires(Role.admin)
+async def create_operator(request: web.Request) -> web.Response:
+    body = await parse_body(request, OperatorCreate)
+    op = await request.app[STORE].operators.create(actor(request), body.username, body.role, await _hash(body.password))
+    return reply(op, 201)
+
+
+@routes.patch("/api/v1/operators/{id}")
+@requires(Role.admin)
+async def patch_operator(request: web.Request) -> web.Response:
+    body = await parse_body(request, OperatorPatch)
+    pw = await _hash(body.password) if body.password else None
+    op = await request.app[STORE].operators.update(
+        actor(request), request.match_info["id"], role=body.role, password_hash=pw, disabled=body.disabled
+    )
+    return reply(op)
+
+
+@routes.delete("/api/v1/operators/{id}")
+@requires(Role.admin)
+async def delete_operator(request: web.Request) -> web.Response:
+    await request.app[STORE].operators.delete(actor(request), request.match_info["id"])
+    return web.Response(status=204)

@@ -1,0 +1,57 @@
+"""Routes at the root: health, metrics, and the agent installer."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+
+from rm_core.version import __version__
+from rm_server.api.common import PUBLIC, reply, requires
+from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, STORE
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+@requires(PUBLIC)
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[STORE].db.fetchone("SELECT 1")
+    return reply({"status": "ok", "version": __version__})
+
+
+@routes.get("/metrics")
+@requires(PUBLIC)
+async def metrics(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    rows = await store.db.fetchall("SELECT status, count(*) FROM hosts GROUP BY status")
+    hosts = {"pending": 0, "online": 0, "offline": 0} | {r[0]: r[1] for r in rows}
+    agents = request.app[AGENTS]
+    events = request.app[EVENTS]
+    text = request.app[METRICS].render(
+        hosts=hosts, jobs=await store.jobs.counts_by_state(), agent_ws=len(agents.connections),
+        operator_ws=len(events.subscribers),
+        queue_depths={"agent_send": sum(c.queue.qsize() for c in agents.connections.values()),
+                      "operator_send": sum(s.queue.qsize() for s in events.subscribers)},
+    )
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+@routes.get("/install/install.sh")
+@requires(PUBLIC)
+async def install_sh(request: web.Request) -> web.Response:
+    script = resources.files("rm_server").joinpath("install.sh").read_text("utf-8")
+    return web.Response(text=script.replace("@PUBLIC_URL@", request.app[CONFIG].public_url),
+                        content_type="text/x-shellscript")
+
+
+@routes.get("/install/rm-agent.pyz")
+@requires(PUBLIC)
+async def agent_pyz(request: web.Request) -> web.StreamResponse:
+    path = request.app[CONFIG].data_dir / "rm-agent.pyz"
+    if not path.exists():
+        from rm_server.errors import NotFoundError
+
+        raise NotFoundError("no agent build here: run scripts/build-zipapps and copy dist/rm-agent.pyz into the "
+                            "server's data dir")
+    return web.FileResponse(path)

@@ -1,0 +1,154 @@
+"""Source groups and schedules of a host; each change is pushed to the agent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from rm_core.api import JobBody, Schedule, ScheduleBody, SourceGroupBody
+from rm_core.cron import CronError, next_fires
+from rm_core.enums import ActorKind, JobKind, Role
+from rm_server.api.common import actor, parse_body, reply, requires
+from rm_server.errors import BadRequest
+from rm_server.keys import CONFIG, SERVICES, STORE
+from rm_server.store import NewJob
+
+routes = web.RouteTableDef()
+
+
+def _ids(request: web.Request) -> tuple[str, str]:
+    return request.match_info["id"], request.match_info["sid"]
+
+
+@routes.get("/api/v1/hosts/{id}/source-groups")
+@requires(Role.viewer)
+async def list_groups(request: web.Request) -> web.Response:
+    host_id = request.match_info["id"]
+    await request.app[STORE].hosts.get(host_id)
+    return reply({"source_groups": await request.app[STORE].schedules.groups(host_id)})
+
+
+@routes.post("/api/v1/hosts/{id}/source-groups")
+@requires(Role.operator)
+async def create_group(request: web.Request) -> web.Response:
+    body = await parse_body(request, SourceGroupBody)
+    host_id = request.match_info["id"]
+    group, _ = await request.app[STORE].schedules.create_group(actor(request), host_id, body)
+    await request.app[SERVICES].schedule_changed(host_id)
+    return reply(group, 201)
+
+
+@routes.get("/api/v1/hosts/{id}/source-groups/{sid}")
+@requires(Role.viewer)
+async def get_group(request: web.Request) -> web.Response:
+    return reply(await request.app[STORE].schedules.group(*_ids(request)))
+
+
+@routes.put("/api/v1/hosts/{id}/source-groups/{sid}")
+@requires(Role.operator)
+async def put_group(request: web.Request) -> web.Response:
+    body = await parse_body(request, SourceGroupBody)
+    host_id, gid = _ids(request)
+    group, _ = await request.app[STORE].schedules.update_group(actor(request), host_id, gid, body)
+    await request.app[SERVICES].schedule_changed(host_id)
+    return reply(group)
+
+
+@routes.delete("/api/v1/hosts/{id}/source-groups/{sid}")
+@requires(Role.operator)
+async def delete_group(request: web.Request) -> web.Response:
+    host_id, gid = _ids(request)
+    await request.app[STORE].schedules.delete_group(actor(request), host_id, gid)
+    await request.app[SERVICES].schedule_changed(host_id)
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/hosts/{id}/source-groups/{sid}/run")
+@requires(Role.operator)
+async def run_group(request: web.Request) -> web.Response:
+    host_id, gid = _ids(request)
+    job = await request.app[SERVICES].new_job(actor(request), host_id, JobBody(kind=JobKind.backup, source_group_id=gid))
+    return reply({"job": job}, 202)
+
+
+def _validated(body: ScheduleBody) -> ScheduleBody:
+    if body.manual:
+        if body.cron:
+            raise BadRequest("a manual schedule has no cron; drop cron or set manual to false", {"field": "cron"})
+        return body
+    if not body.cron:
+        raise BadRequest("cron is required unless the schedule is manual", {"field": "cron"})
+    try:
+        ZoneInfo(body.timezone)
+    except (KeyError, ValueError):
+        raise BadRequest(f"unknown timezone {body.timezone!r}", {"field": "timezone"}) from None
+    try:
+        next_fires(body.cron, body.timezone, datetime.now().astimezone(), 1)
+    except CronError as exc:
+        raise BadRequest(str(exc), {"field": "cron"}) from None
+    return body
+
+
+def _with_next(schedule: Schedule, now: datetime) -> Schedule:
+    if schedule.enabled and not schedule.manual and schedule.cron:
+        schedule.next_run = next_fires(schedule.cron, schedule.timezone, now, 1)[0]
+    return schedule
+
+
+@routes.get("/api/v1/hosts/{id}/schedules")
+@requires(Role.viewer)
+async def list_schedules(request: web.Request) -> web.Response:
+    listing = await request.app[STORE].schedules.list(request.match_info["id"])
+    now = request.app[CONFIG].clock()
+    listing.schedules = [_with_next(s, now) for s in listing.schedules]
+    return reply(listing)
+
+
+@routes.post("/api/v1/hosts/{id}/schedules")
+@requires(Role.operator)
+async def create_schedule(request: web.Request) -> web.Response:
+    body = _validated(await parse_body(request, ScheduleBody))
+    host_id = request.match_info["id"]
+    schedule, _ = await request.app[STORE].schedules.create(actor(request), host_id, body)
+    await request.app[SERVICES].schedule_changed(host_id)
+    return reply(_with_next(schedule, request.app[CONFIG].clock()), 201)
+
+
+@routes.get("/api/v1/hosts/{id}/schedules/{sid}")
+@requires(Role.viewer)
+async def get_schedule(request: web.Request) -> web.Response:
+    schedule = await request.app[STORE].schedules.get(*_ids(request))
+    return reply(_with_next(schedule, request.app[CONFIG].clock()))
+
+
+@routes.put("/api/v1/hosts/{id}/schedules/{sid}")
+@requires(Role.operator)
+async def put_schedule(request: web.Request) -> web.Response:
+    body = _validated(await parse_body(request, ScheduleBody))
+    host_id, sid = _ids(request)
+    schedule, _ = await request.app[STORE].schedules.update(actor(request), host_id, sid, body)
+    await request.app[SERVICES].schedule_changed(host_id)
+    return reply(_with_next(schedule, request.app[CONFIG].clock()))
+
+
+@routes.delete("/api/v1/hosts/{id}/schedules/{sid}")
+@requires(Role.operator)
+async def delete_schedule(request: web.Request) -> web.Response:
+    host_id, sid = _ids(request)
+    await request.app[STORE].schedules.delete(actor(request), host_id, sid)
+    await request.app[SERVICES].schedule_changed(host_id)
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/hosts/{id}/schedules/{sid}/run")
+@requires(Role.operator)
+async def run_schedule(request: web.Request) -> web.Response:
+    host_id, sid = _ids(request)
+    schedule = await request.app[STORE].schedules.get(host_id, sid)
+    who = actor(request)
+    jobs = await request.app[SERVICES].create_jobs(
+        who, [NewJob(host_id, JobKind.backup, ActorKind.user, who.id, schedule.id, gid)
+              for gid in schedule.source_group_ids])
+    return reply({"jobs": jobs}, 202)

@@ -1,0 +1,113 @@
+"""The application factory: the CLI and the tests build the server the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from rm_server.api import admin, auth, enrollment, hosts, jobs, operators, root, schedules
+from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
+from rm_server.config import ServerConfig
+from rm_server.keys import AGENTS, CONFIG, EVENTS, MASTER_KEY, METRICS, SERVICES, STORE
+from rm_server.metrics import Metrics
+from rm_server.middleware import auth_middleware, error_middleware
+from rm_server.security import MasterKey, hash_token, new_token, write_private
+from rm_server.services.core import Services
+from rm_server.services.maintenance import Maintainer
+from rm_server.services.notify import Notifier
+from rm_server.store import Store
+from rm_server.ws.agents import AgentHub, agent_ws
+from rm_server.ws.events import EventHub, events_ws
+
+log = logging.getLogger("rm_server")
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[EVENTS] = EventHub(config.clock, config.operator_queue_size)
+    app[AGENTS] = AgentHub(app)
+    app[SERVICES] = Services(app)
+    app[BOOTSTRAP] = {}
+    app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
+    for module in (root, auth, operators, enrollment, hosts, jobs, schedules, admin):
+        app.router.add_routes(module.routes)
+    app.router.add_get("/api/v1/agent/ws", agent_ws)
+    app.router.add_get("/api/v1/events", events_ws)
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_hubs_ctx)
+    app.cleanup_ctx.append(_background_ctx)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    app[MASTER_KEY] = MasterKey.load_or_create(cfg.data_dir / "master.key")
+    store = await Store.open(cfg.db_path, cfg.clock)
+    app[STORE] = store
+    store.audit_listeners.append(lambda entry: app[EVENTS].publish("audit.appended", entry))
+    await store.hosts.all_offline()
+    await _bootstrap_token(app)
+    yield
+    await store.close()
+
+
+async def _bootstrap_token(app: web.Application) -> None:
+    """With no operator yet, mint a one-time token that creates the first admin."""
+    if await app[STORE].operators.count():
+        return
+    path = app[CONFIG].data_dir / "bootstrap-token"
+    token = path.read_text().strip() if path.exists() else ""
+    if not token:
+        token = new_token("rmb")
+        write_private(path, (token + "\n").encode())
+    app[BOOTSTRAP].update(hash=hash_token(token), path=path)
+    log.warning("no operator exists yet; bootstrap token (also in %s): %s", path, token)
+
+
+async def _hubs_ctx(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    services.register_handlers()
+    services.notifier = Notifier(app)
+    yield
+    await app[AGENTS].close_all()
+    await app[EVENTS].close_all()
+    await services.notifier.close()
+
+
+def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("%s failed; trying again in %.0f s", name, seconds)
+
+    return loop
+
+
+async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    maintainer = Maintainer(app)
+    tasks = []
+    if cfg.run_background:
+        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[AGENTS].sweep, "sweeper")()))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, maintainer.tick, "maintenance")()))
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def data_dir_default() -> str:
+    return os.environ.get("RM_DATA_DIR") or os.path.expanduser("~/.local/share/restic-manager")

@@ -1,0 +1,215 @@
+"""rm-server: serve, manage operators, back up the database."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import ipaddress
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from rm_core.enums import Role
+from rm_core.version import __version__
+from rm_server.app import create_app, data_dir_default
+from rm_server.config import ServerConfig
+from rm_server.security import hash_password
+from rm_server.store import Actor, Conflict, SchemaTooNew, Store
+
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=data_dir_default,
+    show_default="$RM_DATA_DIR or ~/.local/share/restic-manager", help="Where the database and keys live.",
+)
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+               "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (for example 127.0.0.1:8950)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """restic-manager server."""
+
+
+@main.command()
+@DATA_DIR
+@click.option("--listen", default="127.0.0.1:8950", show_default=True, help="HOST:PORT to listen on (port 0: any).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--self-signed", is_flag=True, help="Generate (once) and use a self-signed certificate.")
+@click.option("--insecure-http", is_flag=True, help="Allow plain HTTP on a non-loopback address.")
+@click.option("--public-url", default=None, help="URL agents use to reach this server (for install commands).")
+@click.option("--max-agents", type=click.IntRange(1, 1_000_000), default=None,
+              help="Refuse agent connections beyond this many (default: below the open-file limit).")
+def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None, self_signed: bool,
+          insecure_http: bool, public_url: str | None, max_agents: int | None) -> None:
+    """Run the server."""
+    from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
+
+    _setup_logging()
+    host, port = _parse_listen(listen)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_cert and self_signed:
+        raise click.UsageError("use either --tls-cert/--tls-key or --self-signed, not both")
+    tls = bool(tls_cert or self_signed)
+    if not tls and not _is_loopback(host) and not insecure_http:
+        raise click.UsageError(
+            f"refusing plain HTTP on {host}: agents' tokens would cross the network in clear. "
+            "Use --self-signed or --tls-cert/--tls-key, or --insecure-http if a proxy terminates TLS."
+        )
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ssl_ctx, fingerprint = None, None
+    if self_signed:
+        tls_cert, tls_key = ensure_self_signed(data_dir, [host, socket.gethostname()])
+    if tls_cert and tls_key:
+        ssl_ctx = server_context(tls_cert, tls_key)
+        fingerprint = fingerprint_pem(tls_cert.read_bytes())
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = max_agents or max(16, soft - 500)
+    config = ServerConfig(data_dir=data_dir, tls_fingerprint=fingerprint, max_agent_connections=cap)
+    asyncio.run(_serve(config, host, port, ssl_ctx, public_url))
+
+
+async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url: str | None) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=True, shutdown_timeout=5)
+    try:
+        await runner.setup()
+    except SchemaTooNew as exc:
+        raise SystemExit(f"rm-server: {exc}") from None
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, backlog=4096, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"rm-server: cannot listen on {host}:{port}: {exc.strerror}") from None
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    scheme = "https" if ssl_ctx else "http"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{shown}:{bound}"
+    config.public_url = public_url or url
+    if config.tls_fingerprint:
+        print(f"rm-server TLS certificate SHA-256 fingerprint: {config.tls_fingerprint}", file=sys.stderr, flush=True)
+    # Objects made at start-up live for the whole run: keep them out of every GC pass.
+    gc.collect()
+    gc.freeze()
+    print(f"rm-server listening on {url}", file=sys.stderr, flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+@main.group()
+def operator() -> None:
+    """Manage operator accounts."""
+
+
+@operator.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@DATA_DIR
+@click.password_option("--password", envvar="RM_OPERATOR_PASSWORD", prompt="Password",
+                       help="Prompted for when not given (or $RM_OPERATOR_PASSWORD).")
+def operator_add(name: str, role: str, data_dir: Path, password: str) -> None:
+    """Create an operator account."""
+    from rm_core.api import OperatorCreate
+    from pydantic import ValidationError
+
+    try:
+        OperatorCreate(username=name, password=password, role=Role(role))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(problems) from None
+
+    async def add() -> None:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = await Store.open(data_dir / "server.db")
+        try:
+            op = await store.operators.create(Actor("cli", None, os.environ.get("USER", "cli")), name, Role(role),
+                                              hash_password(password))
+        finally:
+            await store.close()
+        click.echo(f"operator {op.username} ({op.role.value}) created")
+
+    try:
+        asyncio.run(add())
+    except Conflict as exc:
+        raise click.ClickException(str(exc)) from None
+    except SchemaTooNew as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("backup-db")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@DATA_DIR
+def backup_db(out: Path, data_dir: Path) -> None:
+    """Write a consistent copy of the database to OUT (safe while the server runs)."""
+    db = data_dir / "server.db"
+    if not db.exists():
+        raise click.ClickException(f"no database at {db}; is --data-dir right?")
+    if out.exists():
+        raise click.ClickException(f"{out} exists; refusing to overwrite it")
+
+    async def run() -> None:
+        store = await Store.open(db)
+        try:
+            await store.db.backup_to(out)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except SchemaTooNew as exc:
+        raise click.ClickException(str(exc)) from None
+    os.chmod(out, 0o600)
+    click.echo(f"database copied to {out}; keep master.key from {data_dir} with it, or stored credentials are lost")
+
+
+@main.command()
+def version() -> None:
+    """Print the version."""
+    from rm_core.version import PROTOCOL_VERSION
+
+    click.echo(f"rm-server {__version__} (protocol {PROTOCOL_VERSION})")
+
+
+if __name__ == "__main__":
+    main()

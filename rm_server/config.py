@@ -1,0 +1,39 @@
+"""Settings the server is built with; the CLI and tests fill the same dataclass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    # The URL agents and the TUI reach this server at; used in install commands.
+    public_url: str = "http://127.0.0.1:8950"
+    clock: Callable[[], datetime] = utcnow
+    hello_timeout: float = 10.0
+    offline_after: float = 90.0
+    sweep_interval: float = 10.0
+    maintenance_interval: float = 60.0
+    session_ttl_hours: float = 12.0
+    max_agent_connections: int = 19_500
+    agent_queue_size: int = 1000
+    operator_queue_size: int = 2000
+    login_failures_allowed: int = 10
+    login_window_seconds: float = 300.0
+    max_body_bytes: int = 1024 * 1024
+    tls_fingerprint: str | None = None
+    # Background tasks can be turned off so a test drives them by hand with its own clock.
+    run_background: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "server.db"

@@ -1,0 +1,112 @@
+"""The two middlewares: the error envelope around everything, and authentication + roles."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from rm_core.enums import Role
+from rm_server import errors
+from rm_server.api.common import (
+    AGENT, HOST_KEY, OPERATOR_KEY, PUBLIC, TOKEN_HASH_KEY, route_role, validation_details, validation_message,
+)
+from rm_server.keys import CONFIG, METRICS, STORE
+from rm_server.security import hash_token
+from rm_server.store import Conflict, Invalid, NotFound, TokenRejected
+
+log = logging.getLogger("rm_server.http")
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
+}
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None) -> web.Response:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    from rm_server.api.common import reply
+
+    resp = reply(body, status)
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = "Bearer"
+    return resp
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    except errors.ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    except NotFound as exc:
+        return error_response(404, "not_found", str(exc), {"resource": exc.what, "id": exc.ident})
+    except Conflict as exc:
+        return error_response(409, "conflict", str(exc), exc.details)
+    except Invalid as exc:
+        return error_response(400, "invalid", str(exc), {"field": exc.field} if exc.field else {})
+    except TokenRejected as exc:
+        return error_response(401, "invalid_token", str(exc))
+    except ValidationError as exc:
+        return error_response(400, "invalid", validation_message(exc), validation_details(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        if exc.status == 413:
+            message = "request body too large"
+        return error_response(exc.status, code, message)
+    except Exception:
+        # Log the traceback for the admin; the client gets no internals.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal server error; see the server log")
+    finally:
+        metrics = request.app.get(METRICS)
+        if metrics is not None:
+            metrics.observe_request(time.perf_counter() - started)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Authenticate and check the route's role before the handler parses anything."""
+    match = request.match_info
+    if match.http_exception is not None:
+        raise match.http_exception
+    needed = route_role(match.handler)
+    if needed is None and not request.path.startswith("/api/"):
+        needed = PUBLIC
+    if needed == PUBLIC:
+        return await handler(request)
+    token = _bearer(request)
+    if token is None:
+        raise errors.Unauthorized("missing bearer token")
+    token_hash = hash_token(token)
+    store = request.app[STORE]
+    if needed == AGENT:
+        host_id = await store.hosts.host_for_agent_token(token_hash)
+        if host_id is None:
+            raise errors.Unauthorized("unknown or revoked agent token")
+        request[HOST_KEY] = host_id
+        return await handler(request)
+    operator = await store.operators.session_operator(token_hash, request.app[CONFIG].clock())
+    if operator is None:
+        raise errors.Unauthorized("invalid or expired session; sign in again")
+    # A route without a marker is treated as admin-only: forgetting a marker fails closed.
+    role_needed = needed if isinstance(needed, Role) else Role.admin
+    if not operator.role.allows(role_needed):
+        raise errors.Forbidden(f"this needs the {role_needed.value} role; you are {operator.role.value}")
+    request[OPERATOR_KEY] = operator
+    request[TOKEN_HASH_KEY] = token_hash
+    return await handler(request)

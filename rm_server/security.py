@@ -1,0 +1,102 @@
+"""Passwords (scrypt), bearer tokens (random, stored as SHA-256) and the master key (AES-GCM)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+_N, _R, _P = 2**14, 8, 1
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    key = Scrypt(salt=salt, length=32, n=_N, r=_R, p=_P).derive(password.encode())
+    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(key)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        derived = Scrypt(salt=base64.b64decode(salt), length=32, n=int(n), r=int(r), p=int(p)).derive(
+            password.encode()
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(derived, base64.b64decode(key))
+
+
+# A hash that costs as much to check as a real one, so a login for an unknown user
+# takes as long as one with a wrong password.
+DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+def new_token(prefix: str) -> str:
+    """A bearer token; the prefix says what it is for when one turns up in a log."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a 0600 file atomically (temp file + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class SealError(Exception):
+    """Sealed data could not be opened: wrong master key or corrupted data."""
+
+
+class MasterKey:
+    """AES-256-GCM key kept in DATA/master.key (0600); never stored in the database."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> "MasterKey":
+        if path.exists():
+            key = path.read_bytes()
+            if len(key) != 32:
+                raise SealError(f"{path} is not a 32-byte key; restore it from your backup of the data dir")
+            return cls(key)
+        key = AESGCM.generate_key(bit_length=256)
+        write_private(path, key)
+        return cls(key)
+
+    def seal(self, plaintext: bytes, context: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plaintext, context.encode())
+
+    def open(self, sealed: bytes, context: str) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:12], sealed[12:], context.encode())
+        except (InvalidTag, ValueError) as exc:
+            raise SealError("sealed credentials cannot be opened with this master key") from exc
+
+
+def secret_fingerprint(secret: str) -> str:
+    """A short, non-reversible fingerprint so operators can compare secrets without seeing them."""
+    return hashlib.sha256(b"rm-fp:" + secret.encode()).hexdigest()[:16]

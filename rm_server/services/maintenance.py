@@ -1,0 +1,145 @@
+"""Maintenance ticker and stale detection.
+
+`decide()` and `stale_hosts()` are pure: they see plain values and a time, never the clock
+or the database, so their rules are tested as tables."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from rm_core.cron import CronError, next_fires, previous_fire
+from rm_core.enums import ActorKind, HostStatus, JobKind
+from rm_server.keys import CONFIG, SERVICES, STORE
+from rm_server.store import SYSTEM, NewJob
+
+log = logging.getLogger("rm_server.maintenance")
+
+KINDS = (JobKind.forget, JobKind.prune, JobKind.check)
+
+
+@dataclass(frozen=True)
+class HostState:
+    id: str
+    status: HostStatus
+    has_admin_credentials: bool
+    has_repo: bool = True
+
+
+@dataclass(frozen=True)
+class Cadence:
+    cron: str | None
+    enabled: bool
+    read_data_subset: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    host_id: str
+    kind: JobKind
+    params: dict
+
+
+def decide(
+    now: datetime,
+    hosts: list[HostState],
+    cadences: dict[str, dict[str, Cadence]],
+    last_runs: dict[tuple[str, str], datetime],
+) -> list[Decision]:
+    """Which maintenance jobs are due now. A task is due when its cron fired since its last
+    run (or, never run, within the last tick's reach of its previous fire)."""
+    out = []
+    for host in hosts:
+        if host.status != HostStatus.online or not host.has_repo:
+            continue  # maintenance is never queued for hosts that are away
+        for kind in KINDS:
+            cadence = cadences.get(host.id, {}).get(kind.value)
+            if cadence is None or not cadence.enabled or not cadence.cron:
+                continue
+            if kind == JobKind.prune and not host.has_admin_credentials:
+                continue
+            try:
+                due_at = previous_fire(cadence.cron, "UTC", now)
+            except CronError:
+                continue
+            last = last_runs.get((host.id, kind.value))
+            if last is not None and last >= due_at:
+                continue
+            if last is None and now - due_at > timedelta(hours=24):
+                # Never run and the last fire is long past: wait for the next fire rather than
+                # run everything at once the moment a cadence is first saved.
+                continue
+            params = {"read_data_subset": cadence.read_data_subset} if kind == JobKind.check and cadence.read_data_subset else {}
+            out.append(Decision(host.id, kind, params))
+    return out
+
+
+@dataclass(frozen=True)
+class ScheduledGroup:
+    host_id: str
+    group_id: str
+    cron: str
+    timezone: str
+    since: datetime  # when the schedule was made: the clock starts there for a group never backed up
+
+
+def expected_interval(cron: str, tz: str, now: datetime) -> timedelta:
+    a, b = next_fires(cron, tz, now, 2)
+    return b - a
+
+
+def stale_hosts(now: datetime, groups: list[ScheduledGroup], last_success: dict[str, datetime]) -> set[str]:
+    """Hosts with an enabled scheduled group whose last success is older than interval x 1.5 (min 2 h)."""
+    stale = set()
+    for g in groups:
+        try:
+            limit = max(expected_interval(g.cron, g.timezone, now) * 1.5, timedelta(hours=2))
+        except CronError:
+            continue
+        since = last_success.get(g.group_id) or g.since
+        if now - since > limit:
+            stale.add(g.host_id)
+    return stale
+
+
+class Maintainer:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    async def tick(self) -> None:
+        await self.run_maintenance()
+        await self.update_stale()
+
+    async def run_maintenance(self) -> list[NewJob]:
+        store = self.app[STORE]
+        now = self.app[CONFIG].clock()
+        rows = await store.maintenance_inputs()
+        hosts = [HostState(r["id"], HostStatus(r["status"]), bool(r["has_admin"]), bool(r["has_repo"])) for r in rows]
+        cadences = {
+            r["id"]: {k: Cadence(v.get("cron"), bool(v.get("enabled")), v.get("read_data_subset"))
+                      for k, v in r["maintenance"].items() if isinstance(v, dict)}
+            for r in rows
+        }
+        decisions = decide(now, hosts, cadences, await store.jobs.last_runs())
+        jobs = [NewJob(d.host_id, d.kind, ActorKind.system, None, None, None, d.params) for d in decisions]
+        if jobs:
+            await self.app[SERVICES].create_jobs(SYSTEM, jobs)
+        return jobs
+
+    async def update_stale(self) -> set[str]:
+        store = self.app[STORE]
+        now = self.app[CONFIG].clock()
+        groups = [ScheduledGroup(**g) for g in await store.scheduled_groups()]
+        stale = stale_hosts(now, groups, await store.last_success_by_group())
+        services = self.app[SERVICES]
+        for host_id, was_stale in (await store.stale_flags()).items():
+            is_stale = host_id in stale
+            if is_stale != was_stale:
+                await store.hosts.set_stale(host_id, is_stale)
+                await services.host_changed(host_id)
+                if services.notifier is not None:
+                    services.notifier.stale_changed(host_id, is_stale)
+        return stale

@@ -1,0 +1,56 @@
+"""Webhook notifications: a failed job, a host going stale, and its recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from rm_core.api import Job
+from rm_server.keys import CONFIG, STORE
+
+log = logging.getLogger("rm_server.notify")
+
+
+class Notifier:
+    """Posts JSON to the webhook URL in server settings; never blocks the caller."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._tasks: set[asyncio.Task] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _send(self, event: str, payload: dict[str, Any]) -> None:
+        task = asyncio.ensure_future(self._post(event, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, event: str, payload: dict[str, Any]) -> None:
+        url = await self.app[STORE].settings.get("webhook_url")
+        if not url:
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        body = {"event": event, "ts": self.app[CONFIG].clock().isoformat(), **payload}
+        try:
+            async with self._session.post(url, json=body) as resp:
+                if resp.status >= 400:
+                    log.warning("webhook %s answered %s for %s", url, resp.status, event)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("webhook %s failed for %s: %s", url, event, exc)
+
+    def job_failed(self, job: Job) -> None:
+        self._send("job.failed", {"job": job.model_dump(mode="json")})
+
+    def stale_changed(self, host_id: str, stale: bool) -> None:
+        self._send("host.stale" if stale else "host.recovered", {"host_id": host_id})
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,60 @@
+"""The transaction wrapper every store repository writes through."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from rm_server.store import common
+from rm_server.store.common import Actor
+from rm_server.store.db import Database
+
+
+class Tx:
+    """One open write transaction; audit rows it appends are announced after commit."""
+
+    def __init__(self, conn: aiosqlite.Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.audited: list[dict[str, Any]] = []
+
+    async def execute(self, sql: str, params: tuple = ()) -> aiosqlite.Cursor:
+        return await self.conn.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: tuple = ()) -> aiosqlite.Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def audit(self, actor: Actor, action: str, target: str | None, details: dict | None = None) -> None:
+        self.audited.append(await common.audit(self.conn, self.now, actor, action, target, details))
+
+
+class Repo:
+    """Base of the per-resource repositories: a database, a clock and audit listeners."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        audit_listeners: list[Callable[[dict[str, Any]], None]],
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._audit_listeners = audit_listeners
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        async with self.db.write() as conn:
+            tx = Tx(conn, self.clock())
+            yield tx
+        for entry in tx.audited:
+            for listener in self._audit_listeners:
+                listener(entry)

@@ -1,0 +1,97 @@
+"""Helpers every store module shares: time/JSON columns, the audit row, errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import aiosqlite
+
+
+class NotFound(LookupError):
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(f"{what} {ident!r} not found")
+        self.what = what
+        self.ident = ident
+
+
+class Conflict(Exception):
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: an operator, the scheduler, the server itself or an agent."""
+
+    kind: str
+    id: str | None = None
+    name: str | None = None
+
+
+SYSTEM = Actor("system", None, "system")
+
+
+@dataclass
+class AuditRecord:
+    """What a transaction appended to the audit log, so callers can announce it."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def loads(value: str | None, default: Any = None) -> Any:
+    return default if value is None else json.loads(value)
+
+
+async def audit(
+    conn: aiosqlite.Connection,
+    now: datetime,
+    actor: Actor,
+    action: str,
+    target: str | None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Append an audit row inside the caller's transaction. Never pass secrets in details."""
+    details = details or {}
+    cur = await conn.execute(
+        "INSERT INTO audit (ts, actor_kind, actor_id, actor_name, action, target, details)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (iso(now), actor.kind, actor.id, actor.name, action, target, dumps(details)),
+    )
+    return {
+        "id": cur.lastrowid,
+        "ts": iso(now),
+        "actor_kind": actor.kind,
+        "actor_id": actor.id,
+        "actor_name": actor.name,
+        "action": action,
+        "target": target,
+        "details": details,
+    }
+
+
+class Invalid(ValueError):
+    """A request names something that breaks a rule the database knows (400, names the field)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

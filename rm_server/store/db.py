@@ -1,0 +1,122 @@
+"""SQLite access: one writer connection behind a lock, one reader, numbered migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer rm-server than this one."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(number, file name, sql) for every bundled migration, in order."""
+    found = []
+    for entry in resources.files("rm_server.store.migrations").iterdir():
+        m = _MIGRATION_NAME.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort()
+    for expected, (number, name, _) in enumerate(found, start=1):
+        if number != expected:
+            raise RuntimeError(f"migration {name} out of sequence: expected {expected:04d}")
+    return found
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = aiosqlite.Row
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute("PRAGMA busy_timeout = 10000")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class Database:
+    """The server's database. Writes go through `write()`, reads through `fetch*`."""
+
+    def __init__(self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> "Database":
+        path = str(path)
+        writer = await _connect(path)
+        try:
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await cls._migrate(writer)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader)
+
+    @staticmethod
+    async def _migrate(conn: aiosqlite.Connection) -> None:
+        known = migrations()
+        async with conn.execute("PRAGMA user_version") as cur:
+            (current,) = await cur.fetchone()
+        if current > len(known):
+            raise SchemaTooNew(
+                f"database schema version {current} is newer than this rm-server understands "
+                f"({len(known)}); run the newer rm-server or restore a backup"
+            )
+        for number, name, sql in known[current:]:
+            try:
+                # Each script holds its own BEGIN ... PRAGMA user_version = N; COMMIT.
+                await conn.executescript(sql)
+            except Exception:
+                if conn.in_transaction:
+                    await conn.rollback()
+                raise
+            async with conn.execute("PRAGMA user_version") as cur:
+                (now,) = await cur.fetchone()
+            if now != number:
+                raise RuntimeError(f"migration {name} did not set user_version to {number}")
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A short BEGIN IMMEDIATE transaction on the single writer connection."""
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.rollback()
+                raise
+            else:
+                await self._writer.commit()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self._reader.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def backup_to(self, out: str | Path) -> None:
+        """Online backup (SQLite backup API): consistent while the server keeps writing."""
+        target = await aiosqlite.connect(str(out))
+        try:
+            await self._reader.backup(target)
+        finally:
+            await target.close()

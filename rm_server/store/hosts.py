@@ -1,0 +1,151 @@
+"""Hosts, their agent tokens, what their agents report, and their liveness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from rm_core.api import Host, LastBackup
+from rm_core.enums import HostStatus, JobState
+from rm_core.protocol import Hello
+from rm_server.store.base import Repo
+from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
+
+_COLS = (
+    "h.id, h.hostname, h.status, h.last_seen, h.os, h.arch, h.agent_version, h.restic_version,"
+    " h.schedule_version, h.applied_schedule_version, h.stale, h.created_at, h.initial_paths,"
+    " h.last_backup_job_id, h.last_backup_state, h.last_backup_at, rs.stats AS repo_stats"
+)
+_FROM = "hosts h LEFT JOIN repo_stats rs ON rs.host_id = h.id"
+
+
+def _host(row) -> Host:
+    stats = loads(row["repo_stats"], None)
+    last = None
+    if row["last_backup_job_id"]:
+        last = LastBackup(job_id=row["last_backup_job_id"], state=JobState(row["last_backup_state"]),
+                          finished_at=dt(row["last_backup_at"]))
+    return Host(
+        id=row["id"], hostname=row["hostname"], status=HostStatus(row["status"]), last_seen=dt(row["last_seen"]),
+        os=row["os"], arch=row["arch"], agent_version=row["agent_version"], restic_version=row["restic_version"],
+        schedule_version=row["schedule_version"], applied_schedule_version=row["applied_schedule_version"],
+        stale=bool(row["stale"]), created_at=dt(row["created_at"]), initial_paths=loads(row["initial_paths"], []),
+        last_backup=last, repo_size=(stats or {}).get("total_size"),
+    )
+
+
+class Hosts(Repo):
+    async def list(
+        self, *, status: HostStatus | None = None, q: str | None = None, limit: int | None = None,
+        after: str | None = None,
+    ) -> list[Host]:
+        where, params = [], []
+        if status is not None:
+            where.append("h.status = ?")
+            params.append(status.value)
+        if q:
+            where.append("h.hostname LIKE ? ESCAPE '\\'")
+            params.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if after:
+            where.append("h.id > ?")
+            params.append(after)
+        sql = f"SELECT {_COLS} FROM {_FROM}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY h.id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_host(r) for r in await self.db.fetchall(sql, params)]
+
+    async def get(self, host_id: str) -> Host:
+        row = await self.db.fetchone(f"SELECT {_COLS} FROM {_FROM} WHERE h.id = ?", (host_id,))
+        if row is None:
+            raise NotFound("host", host_id)
+        return _host(row)
+
+    async def exists(self, host_id: str) -> bool:
+        return await self.db.fetchone("SELECT 1 FROM hosts WHERE id = ?", (host_id,)) is not None
+
+    async def rename(self, actor: Actor, host_id: str, hostname: str) -> Host:
+        async with self.tx() as tx:
+            cur = await tx.execute("UPDATE hosts SET hostname = ? WHERE id = ?", (hostname, host_id))
+            if cur.rowcount == 0:
+                raise NotFound("host", host_id)
+            await tx.audit(actor, "host.update", host_id, {"hostname": hostname})
+        return await self.get(host_id)
+
+    async def delete(self, actor: Actor, host_id: str) -> None:
+        async with self.tx() as tx:
+            row = await tx.fetchone("SELECT hostname FROM hosts WHERE id = ?", (host_id,))
+            if row is None:
+                raise NotFound("host", host_id)
+            await tx.execute("DELETE FROM hosts WHERE id = ?", (host_id,))
+            await tx.audit(actor, "host.delete", host_id, {"hostname": row["hostname"]})
+
+    async def host_for_agent_token(self, token_hash: str) -> str | None:
+        row = await self.db.fetchone("SELECT host_id FROM agent_tokens WHERE token_hash = ?", (token_hash,))
+        return None if row is None else row["host_id"]
+
+    async def record_hello(self, host_id: str, hello: Hello, now: datetime) -> None:
+        async with self.tx() as tx:
+            await tx.execute(
+                "UPDATE hosts SET status = 'online', last_seen = ?, os = ?, arch = ?, agent_version = ?,"
+                " restic_version = ?, applied_schedule_version = min(?, schedule_version) WHERE id = ?",
+                (iso(now), hello.os, hello.arch, hello.agent_version, hello.restic_version,
+                 hello.applied_schedule_version, host_id),
+            )
+
+    async def set_offline(self, host_id: str, last_seen: datetime | None) -> bool:
+        """Mark one host offline; True when it was online."""
+        async with self.tx() as tx:
+            cur = await tx.execute(
+                "UPDATE hosts SET status = 'offline', last_seen = coalesce(?, last_seen)"
+                " WHERE id = ? AND status = 'online'", (iso(last_seen), host_id),
+            )
+            return cur.rowcount > 0
+
+    async def all_offline(self) -> None:
+        """At start nobody is connected: every host that was online is offline now."""
+        async with self.tx() as tx:
+            await tx.execute("UPDATE hosts SET status = 'offline' WHERE status = 'online'")
+
+    async def touch_many(self, seen: Iterable[tuple[str, datetime]]) -> None:
+        """Flush in-memory heartbeats in one transaction (cheap at fleet scale)."""
+        rows = [(iso(ts), hid) for hid, ts in seen]
+        if not rows:
+            return
+        async with self.tx() as tx:
+            await tx.conn.executemany("UPDATE hosts SET last_seen = ? WHERE id = ?", rows)
+
+    async def set_applied_version(self, host_id: str, version: int) -> tuple[int, int] | None:
+        """Record a schedule.ack, never above the issued version. Returns (issued, applied)."""
+        async with self.tx() as tx:
+            await tx.execute(
+                "UPDATE hosts SET applied_schedule_version = min(?, schedule_version) WHERE id = ?",
+                (version, host_id),
+            )
+            row = await tx.fetchone(
+                "SELECT schedule_version, applied_schedule_version FROM hosts WHERE id = ?", (host_id,)
+            )
+        return None if row is None else (row[0], row[1])
+
+    async def set_stale(self, host_id: str, stale: bool) -> None:
+        async with self.tx() as tx:
+            await tx.execute("UPDATE hosts SET stale = ? WHERE id = ?", (int(stale), host_id))
+
+    async def get_json(self, host_id: str, column: str) -> dict[str, Any]:
+        assert column in ("bandwidth", "maintenance")
+        row = await self.db.fetchone(f"SELECT {column} FROM hosts WHERE id = ?", (host_id,))
+        if row is None:
+            raise NotFound("host", host_id)
+        return loads(row[0], {})
+
+    async def set_json(self, actor: Actor, host_id: str, column: str, value: dict[str, Any]) -> None:
+        assert column in ("bandwidth", "maintenance")
+        async with self.tx() as tx:
+            cur = await tx.execute(f"UPDATE hosts SET {column} = ? WHERE id = ?", (dumps(value), host_id))
+            if cur.rowcount == 0:
+                raise NotFound("host", host_id)
+            await tx.audit(actor, f"host.{column}", host_id, value)

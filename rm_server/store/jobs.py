@@ -1,0 +1,285 @@
+"""Jobs and their logs: creation, dispatch, and idempotent application of agent events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rm_core.api import Job, JobLogLine, JobLogPage
+from rm_core.enums import ACTIVE_STATES, ActorKind, JobKind, JobState
+from rm_core.ids import new_id
+from rm_core.protocol import JobFinished, JobLog, JobStarted
+from rm_server.store.base import Repo, Tx
+from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
+
+_COLS = (
+    "id, host_id, kind, state, actor_kind, actor_id, schedule_id, source_group_id, params, created_at,"
+    " started_at, finished_at, exit_code, summary, error, log_dropped"
+)
+
+
+def _job(row) -> Job:
+    return Job(
+        id=row["id"], host_id=row["host_id"], kind=JobKind(row["kind"]), state=JobState(row["state"]),
+        actor_kind=ActorKind(row["actor_kind"]), actor_id=row["actor_id"], schedule_id=row["schedule_id"],
+        source_group_id=row["source_group_id"], params=loads(row["params"], {}), created_at=dt(row["created_at"]),
+        started_at=dt(row["started_at"]), finished_at=dt(row["finished_at"]), exit_code=row["exit_code"],
+        summary=loads(row["summary"], None), error=row["error"], log_dropped=row["log_dropped"],
+    )
+
+
+@dataclass
+class NewJob:
+    host_id: str
+    kind: JobKind
+    actor_kind: ActorKind
+    actor_id: str | None = None
+    schedule_id: str | None = None
+    source_group_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Applied:
+    """What applying one agent event did: the ack to send and the job when it changed."""
+
+    acked_seq: int
+    job: Job | None = None
+    lines: list[JobLogLine] = field(default_factory=list)
+
+
+class UnknownJob(LookupError):
+    pass
+
+
+class Jobs(Repo):
+    log_head = 1000   # first lines of a job, always kept
+    log_tail = 10000  # newest lines kept after the head; lines between are dropped and counted
+
+    async def create(self, actor: Actor, jobs: list[NewJob], *, audit_action: str = "job.create") -> list[Job]:
+        ids = []
+        async with self.tx() as tx:
+            for j in jobs:
+                ids.append(await self._insert(tx, j, JobState.queued))
+                await tx.audit(actor, audit_action, ids[-1],
+                               {"host_id": j.host_id, "kind": j.kind.value, "source_group_id": j.source_group_id,
+                                "schedule_id": j.schedule_id})
+        return [await self.get(i) for i in ids]
+
+    async def _insert(self, tx: Tx, j: NewJob, state: JobState, job_id: str | None = None,
+                      started_at: datetime | None = None) -> str:
+        job_id = job_id or new_id()
+        await tx.execute(
+            "INSERT INTO jobs (id, host_id, kind, state, actor_kind, actor_id, schedule_id, source_group_id,"
+            " params, created_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, j.host_id, j.kind.value, state.value, j.actor_kind.value, j.actor_id, j.schedule_id,
+             j.source_group_id, dumps(j.params), iso(tx.now), iso(started_at)),
+        )
+        return job_id
+
+    async def get(self, job_id: str) -> Job:
+        row = await self.db.fetchone(f"SELECT {_COLS} FROM jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise NotFound("job", job_id)
+        return _job(row)
+
+    async def list(
+        self, *, host_id: str | None = None, state: JobState | None = None, kind: JobKind | None = None,
+        limit: int = 100, before: str | None = None,
+    ) -> list[Job]:
+        where, params = [], []
+        for col, val in (("host_id", host_id), ("state", state), ("kind", kind)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(str(val))
+        if before:
+            where.append("id < ?")
+            params.append(before)
+        sql = f"SELECT {_COLS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_job(r) for r in await self.db.fetchall(sql, params)]
+
+    async def queued_for_host(self, host_id: str) -> list[Job]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM jobs WHERE host_id = ? AND state = 'queued' ORDER BY id", (host_id,)
+        )
+        return [_job(r) for r in rows]
+
+    async def mark_dispatched(self, job_id: str) -> Job | None:
+        async with self.tx() as tx:
+            cur = await tx.execute(
+                "UPDATE jobs SET state = 'dispatched', dispatched_at = ? WHERE id = ? AND state = 'queued'",
+                (iso(tx.now), job_id),
+            )
+        return await self.get(job_id) if cur.rowcount else None
+
+    async def finish_on_server(self, actor: Actor, job_id: str, state: JobState, error: str) -> Job | None:
+        """End a job the agent never ran (cancelled while queued, refused, host gone)."""
+        async with self.tx() as tx:
+            cur = await tx.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state IN ('queued', 'dispatched')",
+                (state.value, iso(tx.now), error, job_id),
+            )
+            if cur.rowcount:
+                await tx.audit(actor, f"job.{state.value}", job_id, {"error": error})
+        return await self.get(job_id) if cur.rowcount else None
+
+    async def reconcile_hello(self, host_id: str, running: list[str]) -> tuple[list[Job], list[Job]]:
+        """On hello: running jobs the agent does not know are lost; unstarted dispatched ones go back to the queue.
+
+        Returns (lost, requeued).
+        """
+        async with self.tx() as tx:
+            rows = await tx.fetchall(
+                "SELECT id, state FROM jobs WHERE host_id = ? AND state IN ('dispatched', 'running')", (host_id,)
+            )
+            lost, requeued = [], []
+            for row in rows:
+                if row["id"] in running:
+                    continue
+                if row["state"] == "running":
+                    await tx.execute(
+                        "UPDATE jobs SET state = 'lost', finished_at = ?, error = ? WHERE id = ?",
+                        (iso(tx.now), "the agent restarted while this job ran; its repository may hold a "
+                         "stale lock: run unlock", row["id"]),
+                    )
+                    lost.append(row["id"])
+                else:
+                    await tx.execute("UPDATE jobs SET state = 'queued', dispatched_at = NULL WHERE id = ?", (row["id"],))
+                    requeued.append(row["id"])
+        return [await self.get(i) for i in lost], [await self.get(i) for i in requeued]
+
+    async def active_for_host(self, host_id: str) -> list[Job]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM jobs WHERE host_id = ? AND state IN ({','.join('?' * len(ACTIVE_STATES))})",
+            (host_id, *[s.value for s in ACTIVE_STATES]),
+        )
+        return [_job(r) for r in rows]
+
+    # ------------------------------------------------------------ agent events
+
+    async def _acked(self, tx: Tx, host_id: str, job_id: str) -> tuple[int, str] | None:
+        row = await tx.fetchone("SELECT acked_seq, state FROM jobs WHERE id = ? AND host_id = ?", (job_id, host_id))
+        return None if row is None else (row["acked_seq"], row["state"])
+
+    async def apply_started(self, host_id: str, ev: JobStarted, owns: bool) -> Applied:
+        """Apply job.started. `owns` says whether the host owns the schedule/group the event names
+        (needed to accept an agent-minted job)."""
+        async with self.tx() as tx:
+            cur = await self._acked(tx, host_id, ev.job_id)
+            if cur is None:
+                if not owns or await tx.fetchone("SELECT 1 FROM jobs WHERE id = ?", (ev.job_id,)):
+                    raise UnknownJob(ev.job_id)
+                actor_kind = ev.actor_kind or (ActorKind.schedule if ev.schedule_id else ActorKind.agent)
+                new = NewJob(host_id, ev.kind, actor_kind, None, ev.schedule_id, ev.source_group_id)
+                await self._insert(tx, new, JobState.running, ev.job_id, ev.started_at)
+                await tx.execute("UPDATE jobs SET acked_seq = 1 WHERE id = ?", (ev.job_id,))
+            elif cur[0] >= 1:
+                return Applied(cur[0])
+            else:
+                # A lost job that turns out to be alive keeps its late events; terminal states stay.
+                await tx.execute(
+                    "UPDATE jobs SET acked_seq = 1, started_at = ?,"
+                    " state = CASE WHEN state IN ('queued', 'dispatched') THEN 'running' ELSE state END"
+                    " WHERE id = ?", (iso(ev.started_at), ev.job_id),
+                )
+        return Applied(1, await self.get(ev.job_id))
+
+    async def apply_log(self, host_id: str, ev: JobLog) -> Applied:
+        async with self.tx() as tx:
+            cur = await self._acked(tx, host_id, ev.job_id)
+            if cur is None:
+                raise UnknownJob(ev.job_id)
+            acked = cur[0]
+            fresh = []
+            for line in ev.lines:
+                if line.seq <= acked:
+                    continue
+                if line.seq != acked + 1:
+                    break  # a gap: keep what is contiguous, the agent resends the rest
+                fresh.append(line)
+                acked = line.seq
+            if not fresh:
+                return Applied(acked)
+            await tx.conn.executemany(
+                "INSERT INTO job_logs (job_id, seq, ts, stream, text) VALUES (?, ?, ?, ?, ?)",
+                [(ev.job_id, ln.seq, iso(ln.ts), ln.stream, ln.text) for ln in fresh],
+            )
+            await tx.execute(
+                "UPDATE jobs SET acked_seq = ?, log_lines = log_lines + ? WHERE id = ?",
+                (acked, len(fresh), ev.job_id),
+            )
+            await self._cap_log(tx, ev.job_id, acked)
+        return Applied(acked, None, [JobLogLine(seq=ln.seq, ts=ln.ts, stream=ln.stream, text=ln.text) for ln in fresh])
+
+    async def _cap_log(self, tx: Tx, job_id: str, acked: int) -> None:
+        row = await tx.fetchone("SELECT log_lines FROM jobs WHERE id = ?", (job_id,))
+        # Trim in steps rather than on every batch, so a chatty job pays one DELETE per 1000 lines.
+        if row["log_lines"] <= self.log_head + self.log_tail + 1000:
+            return
+        head_last_seq = self.log_head + 1  # seq 1 is job.started; log lines start at 2
+        cur = await tx.execute(
+            "DELETE FROM job_logs WHERE job_id = ? AND seq > ? AND seq <= ?",
+            (job_id, head_last_seq, acked - self.log_tail),
+        )
+        await tx.execute(
+            "UPDATE jobs SET log_lines = log_lines - ?, log_dropped = log_dropped + ? WHERE id = ?",
+            (cur.rowcount, cur.rowcount, job_id),
+        )
+
+    async def apply_finished(self, host_id: str, ev: JobFinished) -> Applied:
+        async with self.tx() as tx:
+            cur = await self._acked(tx, host_id, ev.job_id)
+            if cur is None:
+                raise UnknownJob(ev.job_id)
+            acked, state = cur
+            if ev.seq <= acked or ev.seq != acked + 1:
+                return Applied(acked)
+            if state in ("succeeded", "warning", "failed", "cancelled"):
+                # Already ended on the server (cancelled while queued): keep that, but take the seq.
+                await tx.execute("UPDATE jobs SET acked_seq = ? WHERE id = ?", (ev.seq, ev.job_id))
+                return Applied(ev.seq)
+            finished_at = ev.finished_at or tx.now
+            await tx.execute(
+                "UPDATE jobs SET acked_seq = ?, state = ?, exit_code = ?, summary = ?, error = ?, finished_at = ?,"
+                " started_at = coalesce(started_at, ?) WHERE id = ?",
+                (ev.seq, ev.state.value, ev.exit_code, dumps(ev.summary) if ev.summary is not None else None,
+                 ev.error, iso(finished_at), iso(finished_at), ev.job_id),
+            )
+            row = await tx.fetchone("SELECT kind FROM jobs WHERE id = ?", (ev.job_id,))
+            if row["kind"] == "backup" and ev.state.terminal:
+                await tx.execute(
+                    "UPDATE hosts SET last_backup_job_id = ?, last_backup_state = ?, last_backup_at = ?,"
+                    " last_success_at = CASE WHEN ? IN ('succeeded', 'warning') THEN ? ELSE last_success_at END"
+                    " WHERE id = ?",
+                    (ev.job_id, ev.state.value, iso(finished_at), ev.state.value, iso(finished_at), host_id),
+                )
+        return Applied(ev.seq, await self.get(ev.job_id))
+
+    async def logs(self, job_id: str, after_seq: int, limit: int) -> JobLogPage:
+        job = await self.get(job_id)
+        rows = await self.db.fetchall(
+            "SELECT seq, ts, stream, text FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, after_seq, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        lines = [JobLogLine(seq=r["seq"], ts=dt(r["ts"]), stream=r["stream"], text=r["text"]) for r in rows]
+        next_seq = lines[-1].seq if lines else after_seq
+        return JobLogPage(lines=lines, next_seq=next_seq, done=job.state.terminal and not more)
+
+    async def last_runs(self) -> dict[tuple[str, str], datetime]:
+        """(host_id, kind) -> created_at of the newest job of that kind, for the maintenance ticker."""
+        rows = await self.db.fetchall(
+            "SELECT host_id, kind, max(created_at) AS at FROM jobs WHERE kind IN ('forget', 'prune', 'check')"
+            " GROUP BY host_id, kind"
+        )
+        return {(r["host_id"], r["kind"]): dt(r["at"]) for r in rows}
+
+    async def counts_by_state(self) -> dict[str, int]:
+        rows = await self.db.fetchall("SELECT state, count(*) FROM jobs GROUP BY state")
+        return {r[0]: r[1] for r in rows}

@@ -1,0 +1,79 @@
+"""The audit log, server settings, and what agents report about their repositories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rm_core.api import AuditEntry, Snapshot
+from rm_core.protocol import RepoStats, SnapshotInfo
+from rm_server.store.base import Repo
+from rm_server.store.common import Actor, dt, dumps, iso, loads
+
+
+class Audit(Repo):
+    async def list(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        sql, params = "SELECT * FROM audit", []
+        if before is not None:
+            sql += " WHERE id < ?"
+            params.append(before)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        rows = await self.db.fetchall(sql, params)
+        return [
+            AuditEntry(id=r["id"], ts=dt(r["ts"]), actor_kind=r["actor_kind"], actor_id=r["actor_id"],
+                       actor_name=r["actor_name"], action=r["action"], target=r["target"],
+                       details=loads(r["details"], {}))
+            for r in rows
+        ]
+
+    async def record(self, actor: Actor, action: str, target: str | None, details: dict | None = None) -> None:
+        async with self.tx() as tx:
+            await tx.audit(actor, action, target, details)
+
+
+class Settings(Repo):
+    async def get(self, key: str, default: Any = None) -> Any:
+        row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return default if row is None else loads(row["value"])
+
+    async def set(self, actor: Actor, key: str, value: Any, *, audit_value: bool = True) -> None:
+        async with self.tx() as tx:
+            await tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, dumps(value)),
+            )
+            await tx.audit(actor, "settings.update", key, {"value": value} if audit_value else {})
+
+
+class Reports(Repo):
+    """Snapshots and repository statistics, each report replacing the previous one."""
+
+    async def replace_snapshots(self, host_id: str, snapshots: list[SnapshotInfo]) -> None:
+        async with self.tx() as tx:
+            await tx.execute("DELETE FROM snapshots WHERE host_id = ?", (host_id,))
+            await tx.conn.executemany(
+                "INSERT OR REPLACE INTO snapshots (host_id, id, short_id, time, hostname, paths, tags, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(host_id, s.id, s.short_id or s.id[:8], iso(s.time), s.hostname, dumps(s.paths), dumps(s.tags),
+                  dumps(s.summary) if s.summary is not None else None) for s in snapshots],
+            )
+
+    async def snapshots(self, host_id: str) -> list[Snapshot]:
+        rows = await self.db.fetchall("SELECT * FROM snapshots WHERE host_id = ? ORDER BY time DESC", (host_id,))
+        return [
+            Snapshot(id=r["id"], short_id=r["short_id"], time=dt(r["time"]), hostname=r["hostname"],
+                     paths=loads(r["paths"], []), tags=loads(r["tags"], []), summary=loads(r["summary"], None))
+            for r in rows
+        ]
+
+    async def replace_stats(self, host_id: str, stats: RepoStats) -> None:
+        async with self.tx() as tx:
+            await tx.execute(
+                "INSERT INTO repo_stats (host_id, stats, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(host_id) DO UPDATE SET stats = excluded.stats, updated_at = excluded.updated_at",
+                (host_id, stats.model_dump_json(), iso(tx.now)),
+            )
+
+    async def stats(self, host_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone("SELECT stats FROM repo_stats WHERE host_id = ?", (host_id,))
+        return None if row is None else loads(row["stats"])

@@ -1,0 +1,243 @@
+"""Source groups and schedules. Every mutation bumps the host's schedule version in the
+same transaction, so the version always describes exactly what the agent should hold."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rm_core.api import Schedule, ScheduleBody, ScheduleList, SourceGroup, SourceGroupBody
+from rm_core.protocol import Retention, ScheduleSet, ScheduleSpec, SourceGroupSpec
+from rm_core.ids import new_id
+from rm_server.store.base import Repo, Tx
+from rm_server.store.common import Actor, Conflict, Invalid, NotFound, dumps, iso, loads
+
+
+def _group(row) -> SourceGroup:
+    return SourceGroup(
+        id=row["id"], host_id=row["host_id"], name=row["name"], includes=loads(row["includes"], []),
+        excludes=loads(row["excludes"], []), tag=row["tag"], retention=Retention(**loads(row["retention"], {})),
+        pre_hook=row["pre_hook"], post_hook=row["post_hook"],
+    )
+
+
+async def _bump(tx: Tx, host_id: str) -> int:
+    cur = await tx.execute("UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id = ?", (host_id,))
+    if cur.rowcount == 0:
+        raise NotFound("host", host_id)
+    row = await tx.fetchone("SELECT schedule_version FROM hosts WHERE id = ?", (host_id,))
+    return row[0]
+
+
+class Schedules(Repo):
+    # ------------------------------------------------------------ source groups
+
+    async def groups(self, host_id: str) -> list[SourceGroup]:
+        rows = await self.db.fetchall("SELECT * FROM source_groups WHERE host_id = ? ORDER BY name", (host_id,))
+        return [_group(r) for r in rows]
+
+    async def group(self, host_id: str, gid: str) -> SourceGroup:
+        row = await self.db.fetchone("SELECT * FROM source_groups WHERE id = ? AND host_id = ?", (gid, host_id))
+        if row is None:
+            raise NotFound("source group", gid)
+        return _group(row)
+
+    async def _name_free(self, tx: Tx, host_id: str, name: str, gid: str | None) -> None:
+        row = await tx.fetchone(
+            "SELECT id FROM source_groups WHERE host_id = ? AND name = ? AND id IS NOT ?", (host_id, name, gid)
+        )
+        if row is not None:
+            raise Conflict(f"a source group named {name!r} already exists on this host",
+                           {"field": "name", "source_group_id": row["id"]})
+
+    async def create_group(self, actor: Actor, host_id: str, body: SourceGroupBody) -> tuple[SourceGroup, int]:
+        gid = new_id()
+        async with self.tx() as tx:
+            version = await _bump(tx, host_id)
+            await self._name_free(tx, host_id, body.name, None)
+            await tx.execute(
+                "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook, post_hook)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (gid, host_id, body.name, dumps(body.includes), dumps(body.excludes), body.tag or body.name,
+                 body.retention.model_dump_json(), body.pre_hook, body.post_hook),
+            )
+            await tx.audit(actor, "source_group.create", gid, {"host_id": host_id, "name": body.name})
+        return await self.group(host_id, gid), version
+
+    async def update_group(self, actor: Actor, host_id: str, gid: str, body: SourceGroupBody) -> tuple[SourceGroup, int]:
+        async with self.tx() as tx:
+            version = await _bump(tx, host_id)
+            await self._name_free(tx, host_id, body.name, gid)
+            cur = await tx.execute(
+                "UPDATE source_groups SET name = ?, includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
+                " post_hook = ? WHERE id = ? AND host_id = ?",
+                (body.name, dumps(body.includes), dumps(body.excludes), body.tag or body.name,
+                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, gid, host_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound("source group", gid)
+            await tx.audit(actor, "source_group.update", gid, {"host_id": host_id, "name": body.name})
+        return await self.group(host_id, gid), version
+
+    async def delete_group(self, actor: Actor, host_id: str, gid: str) -> int:
+        async with self.tx() as tx:
+            row = await tx.fetchone("SELECT name FROM source_groups WHERE id = ? AND host_id = ?", (gid, host_id))
+            if row is None:
+                raise NotFound("source group", gid)
+            users = await tx.fetchall(
+                "SELECT s.id, s.name FROM schedule_groups sg JOIN schedules s ON s.id = sg.schedule_id"
+                " WHERE sg.source_group_id = ? ORDER BY s.name", (gid,),
+            )
+            if users:
+                raise Conflict(
+                    f"source group {row['name']!r} is used by {len(users)} schedule(s); remove it from them first",
+                    {"schedules": [{"id": u["id"], "name": u["name"]} for u in users]},
+                )
+            version = await _bump(tx, host_id)
+            await tx.execute("DELETE FROM source_groups WHERE id = ?", (gid,))
+            await tx.audit(actor, "source_group.delete", gid, {"host_id": host_id, "name": row["name"]})
+        return version
+
+    # ------------------------------------------------------------ schedules
+
+    async def _schedules(self, host_id: str, sid: str | None = None) -> list[Schedule]:
+        sql = "SELECT * FROM schedules WHERE host_id = ?"
+        params: list = [host_id]
+        if sid is not None:
+            sql += " AND id = ?"
+            params.append(sid)
+        rows = await self.db.fetchall(sql + " ORDER BY name, id", params)
+        links = await self.db.fetchall(
+            "SELECT sg.schedule_id, sg.source_group_id FROM schedule_groups sg JOIN schedules s ON s.id = sg.schedule_id"
+            " WHERE s.host_id = ? ORDER BY sg.position", (host_id,),
+        )
+        groups: dict[str, list[str]] = {}
+        for link in links:
+            groups.setdefault(link[0], []).append(link[1])
+        return [
+            Schedule(id=r["id"], host_id=r["host_id"], name=r["name"], cron=r["cron"], timezone=r["timezone"],
+                     enabled=bool(r["enabled"]), manual=bool(r["manual"]), source_group_ids=groups.get(r["id"], []))
+            for r in rows
+        ]
+
+    async def list(self, host_id: str) -> ScheduleList:
+        row = await self.db.fetchone(
+            "SELECT schedule_version, applied_schedule_version FROM hosts WHERE id = ?", (host_id,)
+        )
+        if row is None:
+            raise NotFound("host", host_id)
+        return ScheduleList(version=row[0], applied_version=row[1], schedules=await self._schedules(host_id))
+
+    async def get(self, host_id: str, sid: str) -> Schedule:
+        found = await self._schedules(host_id, sid)
+        if not found:
+            raise NotFound("schedule", sid)
+        return found[0]
+
+    async def _link_groups(self, tx: Tx, host_id: str, sid: str, group_ids: list[str]) -> None:
+        if len(set(group_ids)) != len(group_ids):
+            raise Invalid("source_group_ids lists a group twice", "source_group_ids")
+        for gid in group_ids:
+            if not await tx.fetchone("SELECT 1 FROM source_groups WHERE id = ? AND host_id = ?", (gid, host_id)):
+                raise Invalid(f"source group {gid!r} does not belong to this host", "source_group_ids")
+        await tx.execute("DELETE FROM schedule_groups WHERE schedule_id = ?", (sid,))
+        await tx.conn.executemany(
+            "INSERT INTO schedule_groups (schedule_id, source_group_id, position) VALUES (?, ?, ?)",
+            [(sid, gid, i) for i, gid in enumerate(group_ids)],
+        )
+
+    async def create(self, actor: Actor, host_id: str, body: ScheduleBody) -> tuple[Schedule, int]:
+        sid = new_id()
+        async with self.tx() as tx:
+            version = await _bump(tx, host_id)
+            await tx.execute(
+                "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, host_id, body.name, body.cron, body.timezone, int(body.enabled), int(body.manual), iso(tx.now)),
+            )
+            await self._link_groups(tx, host_id, sid, body.source_group_ids)
+            await tx.audit(actor, "schedule.create", sid, {"host_id": host_id, "name": body.name, "cron": body.cron})
+        return await self.get(host_id, sid), version
+
+    async def update(self, actor: Actor, host_id: str, sid: str, body: ScheduleBody) -> tuple[Schedule, int]:
+        async with self.tx() as tx:
+            version = await _bump(tx, host_id)
+            cur = await tx.execute(
+                "UPDATE schedules SET name = ?, cron = ?, timezone = ?, enabled = ?, manual = ? WHERE id = ? AND host_id = ?",
+                (body.name, body.cron, body.timezone, int(body.enabled), int(body.manual), sid, host_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound("schedule", sid)
+            await self._link_groups(tx, host_id, sid, body.source_group_ids)
+            await tx.audit(actor, "schedule.update", sid, {"host_id": host_id, "name": body.name, "cron": body.cron})
+        return await self.get(host_id, sid), version
+
+    async def delete(self, actor: Actor, host_id: str, sid: str) -> int:
+        async with self.tx() as tx:
+            row = await tx.fetchone("SELECT name FROM schedules WHERE id = ? AND host_id = ?", (sid, host_id))
+            if row is None:
+                raise NotFound("schedule", sid)
+            version = await _bump(tx, host_id)
+            await tx.execute("DELETE FROM schedules WHERE id = ?", (sid,))
+            await tx.audit(actor, "schedule.delete", sid, {"host_id": host_id, "name": row["name"]})
+        return version
+
+    async def schedule_set(self, host_id: str) -> ScheduleSet:
+        """What the agent must hold: the version and every schedule with its full source groups."""
+        listing = await self.list(host_id)
+        groups = {g.id: g for g in await self.groups(host_id)}
+        specs = [
+            ScheduleSpec(
+                id=s.id, name=s.name, cron=s.cron, timezone=s.timezone, enabled=s.enabled, manual=s.manual,
+                source_groups=[SourceGroupSpec(**groups[g].model_dump()) for g in s.source_group_ids if g in groups],
+            )
+            for s in listing.schedules
+        ]
+        return ScheduleSet(version=listing.version, schedules=specs)
+
+    async def owns(self, host_id: str, schedule_id: str | None, group_id: str | None) -> bool:
+        """True when everything named belongs to the host (agent-minted jobs must not cross hosts)."""
+        if schedule_id and not await self.db.fetchone(
+            "SELECT 1 FROM schedules WHERE id = ? AND host_id = ?", (schedule_id, host_id)
+        ):
+            return False
+        if group_id and not await self.db.fetchone(
+            "SELECT 1 FROM source_groups WHERE id = ? AND host_id = ?", (group_id, host_id)
+        ):
+            return False
+        return True
+
+    async def record_fire(self, host_id: str, schedule_id: str, fire_id: str, scheduled_at: datetime) -> bool:
+        """Remember a schedule.fire; False when this fire was seen before (a resend)."""
+        async with self.tx() as tx:
+            cur = await tx.execute(
+                "INSERT OR IGNORE INTO schedule_fires (fire_id, host_id, schedule_id, scheduled_at, received_at)"
+                " VALUES (?, ?, ?, ?, ?)", (fire_id, host_id, schedule_id, iso(scheduled_at), iso(tx.now)),
+            )
+            return cur.rowcount > 0
+
+
+class Credentials(Repo):
+    """Sealed repository credentials per host and slot; the store never sees plaintext."""
+
+    async def put(self, actor: Actor, host_id: str, slot: str, url_redacted: str, sealed: bytes,
+                  key_fingerprint: str) -> None:
+        async with self.tx() as tx:
+            if not await tx.fetchone("SELECT 1 FROM hosts WHERE id = ?", (host_id,)):
+                raise NotFound("host", host_id)
+            await tx.execute(
+                "INSERT INTO repo_credentials (host_id, slot, url_redacted, sealed, key_fingerprint, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(host_id, slot) DO UPDATE SET url_redacted = excluded.url_redacted,"
+                " sealed = excluded.sealed, key_fingerprint = excluded.key_fingerprint, updated_at = excluded.updated_at",
+                (host_id, slot, url_redacted, sealed, key_fingerprint, iso(tx.now)),
+            )
+            await tx.audit(actor, f"repo.{slot}_credentials", host_id, {"url": url_redacted})
+
+    async def get(self, host_id: str, slot: str):
+        return await self.db.fetchone(
+            "SELECT url_redacted, sealed, key_fingerprint, updated_at FROM repo_credentials WHERE host_id = ? AND slot = ?",
+            (host_id, slot),
+        )
+
+    async def all_for_host(self, host_id: str) -> dict[str, bytes]:
+        rows = await self.db.fetchall("SELECT slot, sealed FROM repo_credentials WHERE host_id = ?", (host_id,))
+        return {r["slot"]: r["sealed"] for r in rows}

@@ -1,0 +1,183 @@
+"""Shared fixtures: a real rm-server app on port 0 with a temporary data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from rm_core import protocol as p
+from rm_core.version import PROTOCOL_VERSION
+from rm_server.app import create_app
+from rm_server.config import ServerConfig
+from rm_server.keys import AGENTS, STORE
+
+ADMIN_PASSWORD = "correct horse battery"
+
+
+class FakeClock:
+    """A clock tests move by hand, for rules about time (sweeper, expiry, stale)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll (sync or async) `predicate` until truthy, failing with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Server:
+    url: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    data_dir: Path
+    clock: FakeClock
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self):
+        return self.app[STORE]
+
+    @property
+    def hub(self):
+        return self.app[AGENTS]
+
+    def api(self, path: str) -> str:
+        return f"{self.url}/api/v1{path}"
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    async def call(self, method: str, path: str, role: str | None = "admin", **kw) -> tuple[int, Any]:
+        headers = kw.pop("headers", {})
+        if role:
+            headers |= self.auth(role)
+        async with self.http.request(method, self.api(path) if path.startswith("/") else path,
+                                     headers=headers, **kw) as resp:
+            body = await resp.json() if resp.content_type == "application/json" else await resp.text()
+            return resp.status, body
+
+    async def login(self, username: str, password: str) -> str:
+        status, body = await self.call("POST", "/auth/login", role=None, json={"username": username, "password": password})
+        assert status == 200, body
+        return body["token"]
+
+    async def enroll(self, hostname: str = "web-1", **token_kw) -> tuple[str, str]:
+        status, tok = await self.call("POST", "/enrollment-tokens", json=token_kw)
+        assert status == 201, tok
+        status, body = await self.call("POST", "/agents/enroll", role=None,
+                                       json={"token": tok["token"], "hostname": hostname, "os": "linux",
+                                             "arch": "x86_64", "agent_version": "test"})
+        assert status == 201, body
+        return body["host_id"], body["agent_token"]
+
+
+async def start_server(tmp_path: Path, clock: FakeClock | None = None, **cfg) -> tuple[web.AppRunner, str, web.Application]:
+    config = ServerConfig(data_dir=tmp_path / "data", clock=clock or FakeClock(), run_background=False, **cfg)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    config.public_url = f"http://127.0.0.1:{port}"
+    return runner, config.public_url, app
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    """A running server with an admin, an operator and a viewer signed in."""
+    clock = FakeClock()
+    clock.now = datetime.now(timezone.utc)
+    runner, url, app = await start_server(tmp_path, clock)
+    async with aiohttp.ClientSession() as http:
+        srv = Server(url, app, http, tmp_path / "data", clock)
+        token = (srv.data_dir / "bootstrap-token").read_text().strip()
+        status, body = await srv.call("POST", "/auth/bootstrap", role=None,
+                                      json={"token": token, "username": "admin", "password": ADMIN_PASSWORD})
+        assert status == 201, body
+        srv.tokens["admin"] = await srv.login("admin", ADMIN_PASSWORD)
+        for role in ("operator", "viewer"):
+            status, body = await srv.call("POST", "/operators",
+                                          json={"username": role, "password": ADMIN_PASSWORD, "role": role})
+            assert status == 201, body
+            srv.tokens[role] = await srv.login(role, ADMIN_PASSWORD)
+        try:
+            yield srv
+        finally:
+            await runner.cleanup()
+
+
+class TestAgent:
+    """A protocol-level agent: speaks the WebSocket protocol directly, for server tests."""
+
+    __test__ = False
+
+    def __init__(self, server: Server, agent_token: str) -> None:
+        self.server = server
+        self.token = agent_token
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.received: list[p.Envelope] = []
+
+    async def connect(self, *, hello: bool = True, protocol_version: int = PROTOCOL_VERSION,
+                      running_jobs: list[str] | None = None, applied: int = 0) -> p.Envelope | None:
+        self.ws = await self.server.http.ws_connect(self.server.api("/agent/ws"),
+                                                    headers={"Authorization": f"Bearer {self.token}"})
+        if not hello:
+            return None
+        await self.send(p.Hello(protocol_version=protocol_version, agent_version="test", hostname="web-1",
+                                os="linux", arch="x86_64", restic_version="0.14.0",
+                                applied_schedule_version=applied, running_jobs=running_jobs or []))
+        return await self.expect("hello.ok", "error")
+
+    async def send(self, payload: p.Payload) -> None:
+        await self.ws.send_str(p.encode(p.message(payload)))
+
+    async def recv(self, timeout: float = 5.0) -> p.Envelope | None:
+        msg = await self.ws.receive(timeout=timeout)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return None
+        env = p.parse_server_message(msg.data)
+        self.received.append(env)
+        return env
+
+    async def expect(self, *types: str, timeout: float = 5.0) -> p.Envelope:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {types} within {timeout}s; got {[e.type for e in self.received]}")
+            env = await self.recv(remaining)
+            if env is None:
+                raise AssertionError(f"socket closed while waiting for {types} (code {self.ws.close_code})")
+            if env.type in types:
+                return env
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
