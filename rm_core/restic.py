@@ -106,6 +106,14 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return text
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+def strip_ansi(text: str) -> str:
+    """restic decorates terminal output with escape codes (e.g. "\\x1b[2K"); drop them."""
+    return _ANSI.sub("", text)
+
+
 def redact_url(url: str) -> str:
     return redact(url)
 

@@ -111,3 +111,7 @@ def test_classify_cancelled_wins() -> None:
 def test_check_passed() -> None:
     assert r.check_passed("load indexes\nno errors were found\n")
     assert not r.check_passed("Fatal: repository contains errors")
+
+
+def test_strip_ansi() -> None:
+    assert r.strip_ansi("\x1b[2Ksignal interrupt received, cleaning up") == "signal interrupt received, cleaning up"
