@@ -25,8 +25,21 @@ _HTTP_CODES = {
 }
 
 
+def _name_fields(message: str, details: dict) -> dict:
+    """A 400 names the bad field both ways, `field` and `fields[]`, whichever rule caught it."""
+    details = dict(details)
+    if "field" in details and "fields" not in details:
+        details["fields"] = [{"field": details["field"], "message": message}]
+    elif "field" not in details and details.get("fields"):
+        details["field"] = details["fields"][0]["field"]
+    return details
+
+
 def error_response(status: int, code: str, message: str, details: dict | None = None) -> web.Response:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    details = details or {}
+    if status == 400:
+        details = _name_fields(message, details)
+    body = {"error": {"code": code, "message": message, "details": details}}
     from rm_server.api.common import reply
 
     resp = reply(body, status)

@@ -74,16 +74,17 @@ async def run_group(request: web.Request) -> web.Response:
 
 
 def _validated(body: ScheduleBody) -> ScheduleBody:
+    try:
+        ZoneInfo(body.timezone)
+    except (KeyError, ValueError):
+        raise BadRequest(f"unknown timezone {body.timezone!r}; use an IANA name such as Europe/Berlin",
+                         {"field": "timezone"}) from None
     if body.manual:
         if body.cron:
             raise BadRequest("a manual schedule has no cron; drop cron or set manual to false", {"field": "cron"})
         return body
     if not body.cron:
         raise BadRequest("cron is required unless the schedule is manual", {"field": "cron"})
-    try:
-        ZoneInfo(body.timezone)
-    except (KeyError, ValueError):
-        raise BadRequest(f"unknown timezone {body.timezone!r}", {"field": "timezone"}) from None
     try:
         next_fires(body.cron, body.timezone, datetime.now().astimezone(), 1)
     except CronError as exc:
