@@ -204,8 +204,9 @@ def backup_db(out: Path, data_dir: Path) -> None:
 
 
 @main.command()
-def version() -> None:
-    """Print the version."""
+@DATA_DIR
+def version(data_dir: Path) -> None:
+    """Print the version (--data-dir is accepted for symmetry and ignored)."""
     from rm_core.version import PROTOCOL_VERSION
 
     click.echo(f"rm-server {__version__} (protocol {PROTOCOL_VERSION})")
