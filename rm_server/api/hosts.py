@@ -23,11 +23,11 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/hosts")
 @requires(Role.viewer)
 async def list_hosts(request: web.Request) -> web.Response:
-    hosts = await request.app[STORE].hosts.list(
+    body = await request.app[STORE].hosts.list_json(
         status=query_enum(request, "status", HostStatus), q=request.query.get("q") or None,
         limit=query_int(request, "limit", 0, 0, 100_000) or None, after=request.query.get("after") or None,
     )
-    return reply({"hosts": hosts})
+    return web.Response(text=body, content_type="application/json")
 
 
 @routes.get("/api/v1/hosts/{id}")

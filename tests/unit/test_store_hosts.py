@@ -1,0 +1,37 @@
+"""The SQLite-built host list must say exactly what the model-built one says."""
+
+import json
+
+from rm_core.api import Host
+from rm_core.ids import new_id
+from rm_core.protocol import RepoStats
+from rm_server.store import Store
+
+
+async def test_list_json_matches_models(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        ids = [new_id() for _ in range(4)]
+        async with store.db.write() as c:
+            await c.executemany(
+                "INSERT INTO hosts (id, hostname, status, created_at, initial_paths) VALUES (?, ?, ?, ?, ?)",
+                [(h, f"h{i}", ["pending", "online", "offline", "online"][i], "2026-01-01T00:00:00+00:00",
+                  '["/etc"]' if i else "[]") for i, h in enumerate(ids)],
+            )
+            await c.execute(
+                "UPDATE hosts SET stale = 1, last_backup_job_id = 'j1', last_backup_state = 'warning',"
+                " last_backup_at = '2026-01-02T00:00:00+00:00', last_seen = '2026-01-02T00:00:00+00:00',"
+                " restic_version = '0.14.0' WHERE id = ?", (ids[1],))
+        await store.reports.replace_stats(ids[1], RepoStats(total_size=1234))
+        from_sql = [Host.model_validate(h) for h in json.loads(await store.hosts.list_json())["hosts"]]
+        assert from_sql == await store.hosts.list()
+        h1 = next(h for h in from_sql if h.id == ids[1])
+        assert h1.repo_size == 1234 and h1.stale and h1.last_backup.state == "warning"
+        online = json.loads(await store.hosts.list_json(status="online"))["hosts"]
+        assert sorted(h["hostname"] for h in online) == ["h1", "h3"]
+        assert len(json.loads(await store.hosts.list_json(status="online", limit=1))["hosts"]) == 1
+        assert json.loads(await store.hosts.list_json(q="h%"))["hosts"] == [], "LIKE wildcards are escaped"
+        after = json.loads(await store.hosts.list_json(after=ids[1]))["hosts"]
+        assert [h["id"] for h in after] == sorted(ids)[sorted(ids).index(ids[1]) + 1:]
+    finally:
+        await store.close()
