@@ -3,6 +3,7 @@
 import json
 
 from rm_core.api import Host
+from rm_core.enums import HostStatus
 from rm_core.ids import new_id
 from rm_core.protocol import RepoStats
 from rm_server.store import Store
@@ -27,9 +28,9 @@ async def test_list_json_matches_models(tmp_path):
         assert from_sql == await store.hosts.list()
         h1 = next(h for h in from_sql if h.id == ids[1])
         assert h1.repo_size == 1234 and h1.stale and h1.last_backup.state == "warning"
-        online = json.loads(await store.hosts.list_json(status="online"))["hosts"]
+        online = json.loads(await store.hosts.list_json(status=HostStatus.online))["hosts"]
         assert sorted(h["hostname"] for h in online) == ["h1", "h3"]
-        assert len(json.loads(await store.hosts.list_json(status="online", limit=1))["hosts"]) == 1
+        assert len(json.loads(await store.hosts.list_json(status=HostStatus.online, limit=1))["hosts"]) == 1
         assert json.loads(await store.hosts.list_json(q="h%"))["hosts"] == [], "LIKE wildcards are escaped"
         after = json.loads(await store.hosts.list_json(after=ids[1]))["hosts"]
         assert [h["id"] for h in after] == sorted(ids)[sorted(ids).index(ids[1]) + 1:]
