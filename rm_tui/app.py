@@ -1,0 +1,122 @@
+"""The Textual app: owns the API client and the events stream, routes events to screens."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from rm_core.api import Host, Job
+from rm_tui import messages as m
+from rm_tui.client import ApiError, Client, Event
+from rm_tui.screens.login import LoginScreen
+
+RECONNECT_MAX = 30.0
+
+
+class RmTui(App[None]):
+    """restic-manager console."""
+
+    TITLE = "restic-manager"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "toggle_help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, server_url: str, fingerprint: str | None = None, readonly: bool = False) -> None:
+        super().__init__()
+        self.server_url = server_url
+        self.fingerprint = fingerprint
+        self.readonly = readonly
+        self.client = Client(server_url, fingerprint)
+        self.events_connected = False
+
+    def on_mount(self) -> None:
+        self.sub_title = self.server_url
+        self.push_screen(LoginScreen(self.server_url))
+
+    async def on_unmount(self) -> None:
+        self.workers.cancel_all()
+        await self.client.close()
+
+    def use_server(self, url: str) -> None:
+        """The login screen may point at another server than --server: start a fresh client."""
+        url = url.strip().rstrip("/")
+        if url == self.client.base_url:
+            return
+        old = self.client
+        self.client = Client(url, self.fingerprint)
+        self.server_url = url
+        self.sub_title = url
+        self.run_worker(old.close(), group="cleanup")
+
+    def on_logged_in(self, message: m.LoggedIn) -> None:
+        from rm_tui.screens.fleet import FleetScreen
+
+        op = message.operator
+        self.sub_title = f"{op.username} ({op.role}{', read-only' if self.readonly else ''}) @ {self.server_url}"
+        self.switch_screen(FleetScreen())
+        self.follow_events()
+
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    # ------------------------------------------------------------ events stream
+
+    def broadcast(self, message: m.ServerEvent) -> None:
+        for screen in self.screen_stack:
+            screen.post_message(message)
+
+    @work(exclusive=True, group="events")
+    async def follow_events(self) -> None:
+        """Keep the events stream open for the whole session, reconnecting with backoff."""
+        delay = 1.0
+        while True:
+            try:
+                async with self.client.events() as stream:
+                    self.events_connected = True
+                    delay = 1.0
+                    self.broadcast(m.EventsConnected())
+                    async for event in stream:
+                        message = to_message(event)
+                        if message is not None:
+                            self.broadcast(message)
+                reason = "events stream closed by the server"
+            except ApiError as exc:
+                reason = exc.message
+            if self.events_connected:
+                self.notify(f"{reason}; reconnecting", severity="warning", timeout=5)
+            self.events_connected = False
+            self.broadcast(m.EventsLost(reason))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+
+def to_message(event: Event) -> m.ServerEvent | None:
+    """An events frame as the message screens handle; None for types nobody shows yet."""
+    p = event.payload
+    try:
+        if event.type == "host.updated":
+            if p.get("deleted"):
+                return m.HostDeleted(p["id"])
+            return m.HostUpdated(Host.model_validate(p))
+        if event.type == "job.updated":
+            return m.JobUpdated(Job.model_validate(p))
+        if event.type == "job.progress":
+            return m.JobProgress(p.get("host_id"), p["job_id"], p)
+        if event.type == "schedule.updated":
+            return m.ScheduleUpdated(p["host_id"], int(p["version"]), int(p["applied_version"]))
+    except (ValueError, KeyError, TypeError):
+        return None  # a newer server may send shapes this console cannot read
+    return None
+
+
+def make_app(server_url: str, fingerprint: str | None = None, readonly: bool = False) -> RmTui:
+    """The one way to build the app, for the CLI and for tests."""
+    return RmTui(server_url, fingerprint, readonly)

@@ -1,0 +1,216 @@
+"""The rm-server REST + events API as typed async calls. Knows nothing of widgets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from rm_core.api import Host, Job, JobLogPage, LoginResponse, Operator, ScheduleList, SourceGroup
+
+TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+
+
+class ApiError(Exception):
+    """Any failed call: the server's error envelope, or a transport problem (status 0)."""
+
+    def __init__(self, code: str, message: str, status: int = 0, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def normalise_fingerprint(fp: str | None) -> str | None:
+    """Lowercase hex SHA-256 of the DER certificate; colons, spaces and a `sha256:` prefix accepted."""
+    if not fp:
+        return None
+    clean = fp.replace(":", "").replace(" ", "").strip().lower()
+    if clean.startswith("sha256"):
+        clean = clean[len("sha256"):].lstrip("=")
+    if len(clean) != 64 or any(c not in "0123456789abcdef" for c in clean):
+        raise ValueError(f"fingerprint {fp!r} is not a SHA-256 hex digest (64 hex characters)")
+    return clean
+
+
+@dataclass(frozen=True)
+class Event:
+    """One frame from /api/v1/events: `{type, ts, payload}`."""
+
+    type: str
+    ts: datetime | None
+    payload: dict[str, Any]
+
+
+class EventStream:
+    """An open events WebSocket: iterate for frames, send subscribe/unsubscribe."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+
+    async def subscribe(self, job_id: str) -> None:
+        await self._ws.send_str(json.dumps({"type": "subscribe", "job_id": job_id}))
+
+    async def unsubscribe(self, job_id: str) -> None:
+        await self._ws.send_str(json.dumps({"type": "unsubscribe", "job_id": job_id}))
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        async for msg in self._ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            try:
+                data = json.loads(msg.data)
+                ts = datetime.fromisoformat(data["ts"]) if data.get("ts") else None
+                yield Event(str(data["type"]), ts, data.get("payload") or {})
+            except (ValueError, KeyError, TypeError):
+                continue  # a frame we cannot read is not worth dropping the stream for
+
+
+class Client:
+    """One operator session against one server. Create and use inside a running event loop."""
+
+    def __init__(self, base_url: str, fingerprint: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.fingerprint = normalise_fingerprint(fingerprint)
+        if self.fingerprint and not self.base_url.startswith("https://"):
+            raise ValueError("--fingerprint pins a TLS certificate: use an https:// server URL")
+        self.token: str | None = None
+        self.operator: Operator | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def _ssl(self) -> aiohttp.Fingerprint | bool:
+        # aiohttp.Fingerprint compares the SHA-256 of the peer's DER certificate and skips
+        # CA verification, which is what pinning a self-signed certificate means.
+        return aiohttp.Fingerprint(bytes.fromhex(self.fingerprint)) if self.fingerprint else True
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        return self._session
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/api/v1{path}"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            async with self._http().request(method, self.url(path), headers=self._headers(), ssl=self._ssl,
+                                            **kw) as resp:
+                if resp.status == 204:
+                    return None
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                if resp.status >= 400:
+                    raise _envelope_error(resp.status, body)
+                return body
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise ApiError("fingerprint_mismatch",
+                           f"server certificate fingerprint {exc.got.hex()} does not match the pinned "
+                           f"{exc.expected.hex()}: refusing to talk to it") from None
+        except aiohttp.ClientError as exc:
+            raise ApiError("unreachable", f"cannot reach {self.base_url}: {exc}") from None
+        except TimeoutError:
+            raise ApiError("timeout", f"{self.base_url} did not answer in time") from None
+
+    # ------------------------------------------------------------ auth
+
+    async def login(self, username: str, password: str) -> Operator:
+        body = await self.request("POST", "/auth/login", json={"username": username, "password": password})
+        resp = LoginResponse.model_validate(body)
+        self.token, self.operator = resp.token, resp.operator
+        return resp.operator
+
+    async def logout(self) -> None:
+        if self.token:
+            await self.request("POST", "/auth/logout")
+            self.token = None
+
+    # ------------------------------------------------------------ reads
+
+    async def hosts(self) -> list[Host]:
+        body = await self.request("GET", "/hosts")
+        return [Host.model_validate(h) for h in body["hosts"]]
+
+    async def host(self, host_id: str) -> Host:
+        return Host.model_validate(await self.request("GET", f"/hosts/{host_id}"))
+
+    async def jobs(self, host_id: str | None = None, limit: int = 50) -> list[Job]:
+        params: dict[str, str] = {"limit": str(limit)}
+        if host_id:
+            params["host_id"] = host_id
+        body = await self.request("GET", "/jobs", params=params)
+        return [Job.model_validate(j) for j in body["jobs"]]
+
+    async def job(self, job_id: str) -> Job:
+        return Job.model_validate(await self.request("GET", f"/jobs/{job_id}"))
+
+    async def job_logs(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> JobLogPage:
+        body = await self.request("GET", f"/jobs/{job_id}/logs",
+                                  params={"after_seq": str(after_seq), "limit": str(limit)})
+        return JobLogPage.model_validate(body)
+
+    async def source_groups(self, host_id: str) -> list[SourceGroup]:
+        body = await self.request("GET", f"/hosts/{host_id}/source-groups")
+        return [SourceGroup.model_validate(g) for g in body["source_groups"]]
+
+    async def schedules(self, host_id: str) -> ScheduleList:
+        return ScheduleList.model_validate(await self.request("GET", f"/hosts/{host_id}/schedules"))
+
+    # ------------------------------------------------------------ actions
+
+    async def run_source_group(self, host_id: str, group_id: str) -> Job:
+        body = await self.request("POST", f"/hosts/{host_id}/source-groups/{group_id}/run")
+        return Job.model_validate(body["job"])
+
+    async def run_schedule(self, host_id: str, schedule_id: str) -> list[Job]:
+        body = await self.request("POST", f"/hosts/{host_id}/schedules/{schedule_id}/run")
+        return [Job.model_validate(j) for j in body["jobs"]]
+
+    # ------------------------------------------------------------ events
+
+    @asynccontextmanager
+    async def events(self) -> AsyncIterator[EventStream]:
+        """Open the operator events WebSocket; raises ApiError when it cannot."""
+        url = self.url("/events").replace("http", "ws", 1)
+        try:
+            ws = await self._http().ws_connect(url, headers=self._headers(), ssl=self._ssl, heartbeat=30,
+                                               timeout=aiohttp.ClientWSTimeout(ws_close=5))
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ApiError("events_refused", f"events stream refused: {exc.status} {exc.message}",
+                           exc.status) from None
+        except aiohttp.ServerFingerprintMismatch:
+            raise ApiError("fingerprint_mismatch", "server certificate fingerprint does not match the pinned one") \
+                from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError("unreachable", f"cannot open the events stream: {exc}") from None
+        try:
+            yield EventStream(ws)
+        finally:
+            await ws.close()
+
+
+def _envelope_error(status: int, body: Any) -> ApiError:
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return ApiError(str(err.get("code", "error")), str(err.get("message", f"HTTP {status}")), status,
+                        err.get("details") or {})
+    return ApiError("http_error", f"server answered HTTP {status}", status)

@@ -1,0 +1,39 @@
+"""Pure formatting helpers for table cells (no widgets, easy to unit test)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def age(when: datetime | None, now: datetime | None = None) -> str:
+    """'42s', '5m', '3h', '2d' since `when`; '—' when never."""
+    if when is None:
+        return "—"
+    now = now or datetime.now(timezone.utc)
+    secs = max(0, int((now - when).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+def size(n: int | None) -> str:
+    """Bytes in binary units: '1.4 GiB'; '—' when unknown."""
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # unreachable
+
+
+def short_id(ident: str) -> str:
+    """Ids are ULIDs whose first 10 characters are a timestamp: the random tail tells them apart."""
+    return ident[-8:].lower()
+
+
+def when(ts: datetime | None) -> str:
+    """Local wall-clock time, to the second."""
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts else "—"

@@ -1,0 +1,70 @@
+"""Messages the app and screens exchange (messages up, attributes down).
+
+Events from the server's WebSocket are posted to every screen on the stack; they do not
+bubble, so each screen decides what it cares about and the app does not see them twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from rm_core.api import Host, Job, Operator
+
+
+class LoggedIn(Message):
+    """The login screen signed in; the app moves on to the fleet."""
+
+    def __init__(self, operator: Operator) -> None:
+        super().__init__()
+        self.operator = operator
+
+
+class ServerEvent(Message):
+    bubble = False
+
+
+class EventsConnected(ServerEvent):
+    """The events stream is (re)connected: anything shown may have missed changes."""
+
+
+class EventsLost(ServerEvent):
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class HostUpdated(ServerEvent):
+    def __init__(self, host: Host) -> None:
+        super().__init__()
+        self.host = host
+
+
+class HostDeleted(ServerEvent):
+    def __init__(self, host_id: str) -> None:
+        super().__init__()
+        self.host_id = host_id
+
+
+class JobUpdated(ServerEvent):
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self.job = job
+
+
+class JobProgress(ServerEvent):
+    """Best-effort progress of a running job (percent, bytes, files, eta)."""
+
+    def __init__(self, host_id: str | None, job_id: str, progress: dict[str, Any]) -> None:
+        super().__init__()
+        self.host_id = host_id
+        self.job_id = job_id
+        self.progress = progress
+
+
+class ScheduleUpdated(ServerEvent):
+    def __init__(self, host_id: str, version: int, applied_version: int) -> None:
+        super().__init__()
+        self.host_id = host_id
+        self.version = version
+        self.applied_version = applied_version

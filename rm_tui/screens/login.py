@@ -1,0 +1,78 @@
+"""Connect and sign in: server URL prefilled, focus on the username, Enter signs in."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label
+
+from rm_tui.client import ApiError
+from rm_tui.messages import LoggedIn
+
+
+class LoginScreen(Screen[None]):
+    CSS_PATH = "login.tcss"
+    BINDINGS = [Binding("escape", "clear_password", "Clear password", show=False)]
+
+    def __init__(self, server_url: str) -> None:
+        super().__init__()
+        self.server_url = server_url
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="login-box"):
+            yield Label("Sign in to restic-manager", id="login-title")
+            yield Label("Server")
+            yield Input(self.server_url, placeholder="https://backup.example:8950", id="server")
+            yield Label("Username")
+            yield Input(placeholder="username", id="username")
+            yield Label("Password")
+            yield Input(placeholder="password", password=True, id="password")
+            yield Button("Sign in", variant="primary", id="sign-in")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # The URL is usually right already (from --server); the username is what you type first.
+        self.query_one("#username", Input).focus()
+
+    def action_clear_password(self) -> None:
+        self.query_one("#password", Input).value = ""
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#sign-in")
+    def submit(self) -> None:
+        server = self.query_one("#server", Input).value.strip()
+        username = self.query_one("#username", Input).value.strip()
+        password = self.query_one("#password", Input).value
+        if not server:
+            self.notify("Enter the server URL", severity="error")
+            self.query_one("#server", Input).focus()
+        elif not username:
+            self.query_one("#username", Input).focus()
+        elif not password:
+            self.query_one("#password", Input).focus()
+        else:
+            self.sign_in(server, username, password)
+
+    @work(exclusive=True, group="login")
+    async def sign_in(self, server: str, username: str, password: str) -> None:
+        button = self.query_one("#sign-in", Button)
+        button.disabled = True
+        try:
+            try:
+                self.app.use_server(server)  # type: ignore[attr-defined]
+            except ValueError as exc:
+                self.notify(str(exc), title="Cannot connect", severity="error")
+                return
+            operator = await self.app.client.login(username, password)  # type: ignore[attr-defined]
+        except ApiError as exc:
+            self.notify(exc.message, title="Sign-in failed", severity="error")
+            self.query_one("#password", Input).value = ""
+            self.query_one("#password", Input).focus()
+            return
+        finally:
+            button.disabled = False
+        self.post_message(LoggedIn(operator))

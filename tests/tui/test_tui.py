@@ -1,0 +1,187 @@
+"""rm-tui against a real in-process server, driven with Textual's Pilot."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input
+
+from rm_core import protocol as p
+from rm_tui.app import RmTui, make_app
+from rm_tui.screens.fleet import FleetScreen
+from rm_tui.screens.host import HostScreen
+from rm_tui.screens.job_log import JobLogScreen
+from rm_tui.screens.login import LoginScreen
+from tests.conftest import ADMIN_PASSWORD, TestAgent, wait_for
+
+SIZE = (120, 40)
+
+
+async def type_text(pilot: Pilot, text: str) -> None:
+    await pilot.press(*("space" if ch == " " else ch for ch in text))
+
+
+async def sign_in(pilot: Pilot, app: RmTui, username: str = "operator", password: str = ADMIN_PASSWORD) -> None:
+    """Through the login screen as a person would: type, Tab, type, Enter."""
+    await wait_for(lambda: isinstance(app.screen, LoginScreen), what="login screen")
+    await pilot.pause()
+    assert app.focused is not None and app.focused.id == "username"
+    await type_text(pilot, username)
+    await pilot.press("tab")
+    assert app.focused.id == "password"
+    await type_text(pilot, password)
+    await pilot.press("enter")
+
+
+async def fleet_ready(pilot: Pilot, app: RmTui) -> FleetScreen:
+    """Signed in, the events stream is up and the host list is loaded and settled."""
+    await wait_for(lambda: isinstance(app.screen, FleetScreen), what="fleet screen")
+    fleet = app.screen
+    assert isinstance(fleet, FleetScreen)
+    await wait_for(lambda: app.events_connected, what="events stream")
+    await pilot.pause()
+    await wait_for(lambda: fleet.loads >= 1 and not running(app, "fleet-load"),
+                   what="host list loaded")
+    return fleet
+
+
+def running(app: RmTui, group: str) -> list:
+    return [w for w in app.workers if w.group == group and w.is_running]
+
+
+def cell(table: DataTable, row: str, column: str) -> str:
+    return str(table.get_cell(row, column))
+
+
+async def open_host(pilot: Pilot, app: RmTui, fleet: FleetScreen, host_id: str) -> HostScreen:
+    table = fleet.query_one("#hosts", DataTable)
+    table.move_cursor(row=table.get_row_index(host_id))
+    await pilot.press("enter")
+    await wait_for(lambda: isinstance(app.screen, HostScreen), what="host screen")
+    screen = app.screen
+    assert isinstance(screen, HostScreen)
+    await wait_for(lambda: screen.query_one("#groups", DataTable).row_count > 0, what="source groups")
+    return screen
+
+
+async def make_group(server, host_id: str, name: str = "etc") -> dict:
+    status, group = await server.call("POST", f"/hosts/{host_id}/source-groups", role="operator",
+                                      json={"name": name, "includes": ["/etc"]})
+    assert status == 201, group
+    return group
+
+
+async def jobs_of(server, host_id: str) -> list[dict]:
+    status, body = await server.call("GET", f"/jobs?host_id={host_id}")
+    assert status == 200, body
+    return body["jobs"]
+
+
+async def test_login_then_fleet_updates_live(server):
+    host_id, agent_token = await server.enroll("web-1")
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, app)
+        fleet = await fleet_ready(pilot, app)
+        table = fleet.query_one("#hosts", DataTable)
+        assert cell(table, host_id, "host") == "web-1"
+        assert cell(table, host_id, "status") == "pending"
+        loads = fleet.loads
+
+        agent = TestAgent(server, agent_token)
+        assert (await agent.connect()).type == "hello.ok"
+        await wait_for(lambda: cell(table, host_id, "status") == "online", what="row shows online")
+        await agent.close()
+        await wait_for(lambda: cell(table, host_id, "status") == "offline", what="row shows offline")
+        assert fleet.loads == loads, "the row changed by an event, not by reloading the list"
+
+
+async def test_filter_hides_rows(server):
+    await server.enroll("web-1")
+    await server.enroll("db-1")
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, app)
+        fleet = await fleet_ready(pilot, app)
+        table = fleet.query_one("#hosts", DataTable)
+        assert table.row_count == 2
+        await pilot.press("slash")
+        assert app.focused is fleet.query_one("#filter", Input)
+        await type_text(pilot, "db")
+        await pilot.press("enter")
+        assert table.row_count == 1 and app.focused is table
+        await pilot.press("escape")
+        assert table.row_count == 2
+
+
+async def test_wrong_password_is_a_toast(server):
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await sign_in(pilot, app, password="not the password")
+        await wait_for(lambda: any(n.severity == "error" for n in app._notifications), what="error toast")
+        assert isinstance(app.screen, LoginScreen)
+        assert app.focused is not None and app.focused.id == "password"
+
+
+async def test_run_now_and_follow_the_log(server):
+    host_id, agent_token = await server.enroll("web-1")
+    group = await make_group(server, host_id)
+    agent = TestAgent(server, agent_token)
+    await agent.connect()
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, app)
+        fleet = await fleet_ready(pilot, app)
+        host = await open_host(pilot, app, fleet, host_id)
+        assert "Run now" in [b.binding.description for b in app.screen.active_bindings.values() if b.binding.show and b.enabled]
+
+        await pilot.press("r")
+        jobs = await wait_for(lambda: jobs_of(server, host_id), what="job created")
+        job = jobs[0]
+        assert job["kind"] == "backup" and job["source_group_id"] == group["id"] and job["actor_kind"] == "user"
+        jobs_table = host.query_one("#jobs", DataTable)
+        await wait_for(lambda: job["id"] in jobs_table.rows, what="job row")
+
+        # The agent runs it: the row follows job.updated, the log screen shows backlog then live lines.
+        await agent.expect("command.run")
+        now = datetime.now(timezone.utc)
+        await agent.send(p.JobStarted(job_id=job["id"], started_at=now, kind="backup"))
+        await agent.send(p.JobLog(job_id=job["id"], lines=[p.LogLine(seq=2, ts=now, text="scanning /etc")]))
+        await wait_for(lambda: cell(jobs_table, job["id"], "state") == "running", what="job running")
+
+        jobs_table.focus()
+        jobs_table.move_cursor(row=jobs_table.get_row_index(job["id"]))
+        await pilot.press("l")
+        await wait_for(lambda: isinstance(app.screen, JobLogScreen), what="log screen")
+        log = app.screen
+        assert isinstance(log, JobLogScreen)
+        await wait_for(lambda: [ln.text for ln in log.lines] == ["scanning /etc"], what="backlog line")
+
+        await agent.send(p.JobLog(job_id=job["id"], lines=[p.LogLine(seq=3, ts=now, text="processed 12 files")]))
+        await agent.send(p.JobFinished(job_id=job["id"], seq=4, state="succeeded", exit_code=0))
+        await wait_for(lambda: [ln.seq for ln in log.lines] == [2, 3], what="live line")
+        await wait_for(lambda: log.job.state == "succeeded", what="job finished")
+
+        await pilot.press("escape")
+        assert app.screen is host
+        await pilot.press("escape")
+        assert app.screen is fleet
+        await wait_for(lambda: cell(fleet.query_one("#hosts", DataTable), host_id, "result") == "succeeded",
+                       what="fleet shows the backup result")
+    await agent.close()
+
+
+async def test_readonly_hides_and_refuses_run_now(server):
+    host_id, _ = await server.enroll("web-1")
+    await make_group(server, host_id)
+    app = make_app(server.url, readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, app)
+        fleet = await fleet_ready(pilot, app)
+        host = await open_host(pilot, app, fleet, host_id)
+        assert "Run now" not in [b.binding.description for b in app.screen.active_bindings.values() if b.binding.show]
+        await pilot.press("r")
+        await pilot.pause()
+        assert not [w for w in app.workers if w.group == "run-now"]
+    assert await jobs_of(server, host_id) == []
