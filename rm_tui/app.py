@@ -61,6 +61,23 @@ class RmTui(App[None]):
         self.switch_screen(FleetScreen())
         self.follow_events()
 
+    def report(self, exc: ApiError, title: str) -> None:
+        """Show a failed call as a toast; a dead session sends the operator back to sign in."""
+        if exc.status == 401 and self.client.token:
+            self.session_expired()
+        else:
+            self.notify(exc.message, title=title, severity="error")
+
+    def session_expired(self) -> None:
+        self.client.token = None
+        self.workers.cancel_group(self, "events")
+        self.events_connected = False
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(LoginScreen(self.server_url))
+        self.notify("Your session ended (expired or signed out elsewhere): sign in again",
+                    title="Signed out", severity="warning", timeout=10)
+
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
             self.action_hide_help_panel()
@@ -80,6 +97,8 @@ class RmTui(App[None]):
         while True:
             try:
                 async with self.client.events() as stream:
+                    if delay > 1.0:
+                        self.notify("live updates resumed", timeout=3)
                     self.events_connected = True
                     delay = 1.0
                     self.broadcast(m.EventsConnected())
@@ -89,6 +108,9 @@ class RmTui(App[None]):
                             self.broadcast(message)
                 reason = "events stream closed by the server"
             except ApiError as exc:
+                if exc.status == 401:
+                    self.session_expired()
+                    return
                 reason = exc.message
             if self.events_connected:
                 self.notify(f"{reason}; reconnecting", severity="warning", timeout=5)

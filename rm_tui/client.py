@@ -98,6 +98,10 @@ class Client:
             self._session = aiohttp.ClientSession(timeout=TIMEOUT)
         return self._session
 
+    @property
+    def role(self) -> str | None:
+        return self.operator.role.value if self.operator else None
+
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 

@@ -34,6 +34,10 @@ def short_id(ident: str) -> str:
     return ident[-8:].lower()
 
 
-def when(ts: datetime | None) -> str:
-    """Local wall-clock time, to the second."""
-    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+def when(ts: datetime | None, now: datetime | None = None) -> str:
+    """Local wall-clock time to the second; the date only when it is not today."""
+    if ts is None:
+        return "—"
+    local = ts.astimezone()
+    today = (now or datetime.now(timezone.utc)).astimezone().date()
+    return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M")

@@ -67,7 +67,7 @@ class FleetScreen(Screen[None]):
         try:
             hosts = await self.client.hosts()
         except ApiError as exc:
-            self.notify(exc.message, title="Cannot load hosts", severity="error")
+            self.app.report(exc, "Cannot load hosts")  # type: ignore[attr-defined]
             return
         self.loads += 1
         self.hosts = {h.id: h for h in hosts}

@@ -42,7 +42,8 @@ class HostScreen(Screen[None]):
 
     @property
     def readonly(self) -> bool:
-        return bool(getattr(self.app, "readonly", False))
+        """--readonly, or signed in as a viewer: either way nothing here may change anything."""
+        return bool(getattr(self.app, "readonly", False)) or self.client.role == "viewer"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,6 +76,7 @@ class HostScreen(Screen[None]):
         self.render_overview()
         self.query_one("#groups", DataTable).focus()
         self.load()
+        self.set_interval(15, self.render_overview)  # "last seen 5s ago" ages locally
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "run_now" and self.readonly:
@@ -89,7 +91,7 @@ class HostScreen(Screen[None]):
             listing = await self.client.schedules(self.host.id)
             jobs = await self.client.jobs(host_id=self.host.id, limit=JOB_LIMIT)
         except ApiError as exc:
-            self.notify(exc.message, title="Cannot load host", severity="error")
+            self.app.report(exc, "Cannot load host")  # type: ignore[attr-defined]
             return
         self.host = host
         self.groups = {g.id: g for g in groups}
@@ -189,7 +191,7 @@ class HostScreen(Screen[None]):
         if job.id in table.rows:
             for key, value in zip(("id", "kind", "state", "group", "actor", "created", "finished", "info"),
                                   self.job_cells(job)):
-                table.update_cell(job.id, key, value)
+                table.update_cell(job.id, key, value, update_width=True)
         else:
             self.render_jobs()
 
@@ -208,7 +210,7 @@ class HostScreen(Screen[None]):
         self.progress[message.job_id] = text
         table = self.query_one("#jobs", DataTable)
         if message.job_id in table.rows:
-            table.update_cell(message.job_id, "info", text)
+            table.update_cell(message.job_id, "info", text, update_width=True)
 
     # ------------------------------------------------------------ actions
 
@@ -235,7 +237,7 @@ class HostScreen(Screen[None]):
         try:
             job = await self.client.run_source_group(self.host.id, group_id)
         except ApiError as exc:
-            self.notify(exc.message, title=f"Cannot back up {name}", severity="error")
+            self.app.report(exc, f"Cannot back up {name}")  # type: ignore[attr-defined]
             return
         self.jobs[job.id] = job
         self.render_jobs()
@@ -247,7 +249,7 @@ class HostScreen(Screen[None]):
         try:
             jobs = await self.client.run_schedule(self.host.id, schedule_id)
         except ApiError as exc:
-            self.notify(exc.message, title=f"Cannot run {name}", severity="error")
+            self.app.report(exc, f"Cannot run {name}")  # type: ignore[attr-defined]
             return
         for job in jobs:
             self.jobs[job.id] = job

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from rm_core import protocol as p
 from rm_tui.app import RmTui, make_app
+from rm_tui.client import ApiError, Client, normalise_fingerprint
+from rm_tui.format import age, size
 from rm_tui.screens.fleet import FleetScreen
 from rm_tui.screens.host import HostScreen
 from rm_tui.screens.job_log import JobLogScreen
@@ -185,3 +187,84 @@ async def test_readonly_hides_and_refuses_run_now(server):
         await pilot.pause()
         assert not [w for w in app.workers if w.group == "run-now"]
     assert await jobs_of(server, host_id) == []
+
+
+async def test_viewer_gets_no_run_now(server):
+    host_id, _ = await server.enroll("web-1")
+    await make_group(server, host_id)
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE) as pilot:
+        await sign_in(pilot, app, username="viewer")
+        fleet = await fleet_ready(pilot, app)
+        await open_host(pilot, app, fleet, host_id)
+        assert "Run now" not in [b.binding.description for b in app.screen.active_bindings.values()
+                                 if b.binding.show]
+
+
+async def test_ended_session_returns_to_login(server):
+    await server.enroll("web-1")
+    app = make_app(server.url)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await sign_in(pilot, app)
+        await fleet_ready(pilot, app)
+        status, _ = await server.call("POST", "/auth/logout", role=None,
+                                      headers={"Authorization": f"Bearer {app.client.token}"})
+        assert status == 204
+        await pilot.press("ctrl+r")
+        await wait_for(lambda: isinstance(app.screen, LoginScreen), what="back at the login screen")
+        assert any(n.title == "Signed out" for n in app._notifications)
+
+
+async def test_client_errors_carry_the_envelope(server):
+    client = Client(server.url)
+    try:
+        try:
+            await client.login("operator", "wrong password")
+        except ApiError as exc:
+            assert (exc.status, exc.code) == (401, "invalid_credentials")
+        else:
+            raise AssertionError("login with a wrong password succeeded")
+        await client.login("operator", ADMIN_PASSWORD)
+        try:
+            await client.host("no-such-host")
+        except ApiError as exc:
+            assert (exc.status, exc.code) == (404, "not_found") and exc.message
+        else:
+            raise AssertionError("a missing host was found")
+    finally:
+        await client.close()
+    unreachable = Client("http://127.0.0.1:9")
+    try:
+        await unreachable.hosts()
+    except ApiError as exc:
+        assert exc.code == "unreachable" and exc.status == 0
+    finally:
+        await unreachable.close()
+
+
+def test_fingerprint_rules():
+    fp = "AB:" * 31 + "AB"
+    assert normalise_fingerprint(fp) == "ab" * 32
+    assert normalise_fingerprint("sha256:" + "0" * 64) == "0" * 64
+    for bad in ("abc", "zz" * 32):
+        try:
+            normalise_fingerprint(bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"{bad!r} accepted")
+    try:
+        Client("http://example.test", "0" * 64)
+    except ValueError as exc:
+        assert "https" in str(exc)
+    else:
+        raise AssertionError("a pinned fingerprint over plain http was accepted")
+
+
+def test_formatting():
+    now = datetime(2026, 1, 2, 12, 0, tzinfo=timezone.utc)
+    assert age(None) == "—"
+    assert age(now - timedelta(seconds=42), now) == "42s"
+    assert age(now - timedelta(hours=3, minutes=5), now) == "3h"
+    assert age(now - timedelta(days=2), now) == "2d"
+    assert size(None) == "—" and size(512) == "512 B" and size(3 * 1024**3) == "3.0 GiB"
