@@ -105,6 +105,11 @@ class Client:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
+    def _untrusted(self) -> ApiError:
+        return ApiError("untrusted_certificate",
+                        f"{self.base_url} has a certificate no CA vouches for (self-signed?): start rm-tui with "
+                        "--fingerprint SHA256 as printed by `rm-server serve --self-signed`")
+
     def url(self, path: str) -> str:
         return f"{self.base_url}/api/v1{path}"
 
@@ -130,6 +135,8 @@ class Client:
             raise ApiError("fingerprint_mismatch",
                            f"server certificate fingerprint {exc.got.hex()} does not match the pinned "
                            f"{exc.expected.hex()}: refusing to talk to it") from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise self._untrusted() from None
         except aiohttp.ClientError as exc:
             raise ApiError("unreachable", f"cannot reach {self.base_url}: {exc}") from None
         except TimeoutError:
@@ -204,6 +211,8 @@ class Client:
         except aiohttp.ServerFingerprintMismatch:
             raise ApiError("fingerprint_mismatch", "server certificate fingerprint does not match the pinned one") \
                 from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise self._untrusted() from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiError("unreachable", f"cannot open the events stream: {exc}") from None
         try:

@@ -140,6 +140,10 @@ class FleetScreen(Screen[None]):
         hosts = list(self.hosts.values())
         counts = {s: sum(1 for h in hosts if h.status == s) for s in HostStatus}
         stale = sum(1 for h in hosts if h.stale)
+        if not hosts:
+            self.query_one("#fleet-status", Static).update(
+                "no hosts enrolled yet: create an enrollment token and run its install command on the host")
+            return
         parts = [f"{len(hosts)} hosts", f"[green]{counts[HostStatus.online]} online[/]",
                  f"[red]{counts[HostStatus.offline]} offline[/]", f"[yellow]{counts[HostStatus.pending]} pending[/]"]
         if stale:
