@@ -25,12 +25,29 @@ STATE_STYLE = {JobState.succeeded: "green", JobState.warning: "yellow", JobState
                JobState.lost: "red", JobState.cancelled: "dim"}
 
 
+def _backup_age(h: Host) -> float:
+    """Oldest (or never) backup first: the hosts that need a look."""
+    done = h.last_backup.finished_at if h.last_backup else None
+    return done.timestamp() if done else float("-inf")
+
+
+SORTS = [
+    ("hostname", lambda h: h.hostname.lower()),
+    ("problems first", lambda h: (not h.stale, h.status != HostStatus.offline,
+                                  h.last_backup is not None and h.last_backup.state == JobState.succeeded,
+                                  h.hostname.lower())),
+    ("status", lambda h: (h.status.value, h.hostname.lower())),
+    ("oldest backup", lambda h: (_backup_age(h), h.hostname.lower())),
+]
+
+
 class FleetScreen(Screen[None]):
     CSS_PATH = "fleet.tcss"
     BINDINGS = [
         Binding("enter", "open_host", "Open host"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter"),
+        Binding("s", "sort", "Sort"),
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
@@ -39,6 +56,7 @@ class FleetScreen(Screen[None]):
         self.hosts: dict[str, Host] = {}
         self.activity: dict[str, dict[str, str]] = {}  # host_id -> job_id -> "backup 42%"
         self.filter_text = ""
+        self.sort_by = 0  # index into SORTS
         self.loads = 0  # how many full reloads ran (tests prove events update rows without one)
 
     def compose(self) -> ComposeResult:
@@ -112,7 +130,7 @@ class FleetScreen(Screen[None]):
         table = self.query_one("#hosts", DataTable)
         selected = self.selected_host_id()
         table.clear()
-        shown = sorted((h for h in self.hosts.values() if self.visible(h)), key=lambda h: h.hostname.lower())
+        shown = sorted((h for h in self.hosts.values() if self.visible(h)), key=SORTS[self.sort_by][1])
         for host in shown:
             cells = self.cells(host)
             table.add_row(*(cells[key] for key, _ in COLUMNS), key=host.id)
@@ -129,8 +147,8 @@ class FleetScreen(Screen[None]):
                 table.remove_row(host.id)
             self.update_status()
             return
-        if not present:
-            self.render_rows()  # keeps the sort order
+        if not present or self.sort_by:
+            self.render_rows()  # keeps the sort order (from memory, no request)
             return
         for key, value in self.cells(host).items():
             table.update_cell(host.id, key, value, update_width=True)
@@ -148,6 +166,8 @@ class FleetScreen(Screen[None]):
                  f"[red]{counts[HostStatus.offline]} offline[/]", f"[yellow]{counts[HostStatus.pending]} pending[/]"]
         if stale:
             parts.append(f"[bold red]{stale} stale[/]")
+        if self.sort_by:
+            parts.append(f"sorted by {SORTS[self.sort_by][0]}")
         if self.filter_text:
             parts.append(f"filter: {self.filter_text!r}")
         if not getattr(self.app, "events_connected", False):
@@ -242,6 +262,11 @@ class FleetScreen(Screen[None]):
         self.filter_text = ""
         self.render_rows()
         self.query_one("#hosts", DataTable).focus()
+
+    def action_sort(self) -> None:
+        self.sort_by = (self.sort_by + 1) % len(SORTS)
+        self.render_rows()
+        self.notify(f"sorted by {SORTS[self.sort_by][0]}", timeout=2)
 
     def action_reload(self) -> None:
         self.load()

@@ -15,7 +15,10 @@ from rm_tui.messages import LoggedIn
 
 class LoginScreen(Screen[None]):
     CSS_PATH = "login.tcss"
-    BINDINGS = [Binding("escape", "clear_password", "Clear password", show=False)]
+    BINDINGS = [
+        Binding("escape", "clear_password", "Clear password", show=False),
+        Binding("ctrl+q", "app.quit", "Quit"),
+    ]
 
     def __init__(self, server_url: str) -> None:
         super().__init__()

@@ -115,6 +115,9 @@ async def test_filter_hides_rows(server):
         assert table.row_count == 1 and app.focused is table
         await pilot.press("escape")
         assert table.row_count == 2
+        assert [str(row[0]) for row in (table.get_row_at(i) for i in range(2))] == ["db-1", "web-1"]
+        await pilot.press("s")
+        assert fleet.sort_by == 1 and table.row_count == 2
 
 
 async def test_wrong_password_is_a_toast(server):
