@@ -15,10 +15,7 @@ from rm_tui.messages import LoggedIn
 
 class LoginScreen(Screen[None]):
     CSS_PATH = "login.tcss"
-    BINDINGS = [
-        Binding("escape", "clear_password", "Clear password", show=False),
-        Binding("ctrl+q", "app.quit", "Quit"),
-    ]
+    BINDINGS = [Binding("escape", "clear_password", "Clear password", show=False)]
 
     def __init__(self, server_url: str) -> None:
         super().__init__()
@@ -35,6 +32,7 @@ class LoginScreen(Screen[None]):
             yield Label("Password")
             yield Input(placeholder="password", password=True, id="password")
             yield Button("Sign in", variant="primary", id="sign-in")
+            yield Label("tab next field · enter sign in · ctrl+q quit", id="login-hint")
         yield Footer()
 
     def on_mount(self) -> None:
