@@ -105,13 +105,15 @@ class Database:
             else:
                 await self._writer.commit()
 
+    # One call into the reader thread per query: a cursor left open between two awaits keeps
+    # the shared reader's snapshot alive, and a concurrent request would then read data older
+    # than its own committed write.
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._reader.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        rows = await self._reader.execute_fetchall(sql, tuple(params))
+        return rows[0] if rows else None
 
     async def backup_to(self, out: str | Path) -> None:
         """Online backup (SQLite backup API): consistent while the server keeps writing."""
