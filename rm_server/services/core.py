@@ -18,6 +18,7 @@ from rm_server.security import SealError
 from rm_server.store import SYSTEM, Actor, NewJob, NotFound, UnknownJob
 
 if TYPE_CHECKING:
+    from rm_server.store.jobs import Applied
     from rm_server.ws.agents import AgentConnection
 
 log = logging.getLogger("rm_server.services")
@@ -226,41 +227,34 @@ class Services:
                 for gid in schedule.source_group_ids]
         await self.create_jobs(Actor("schedule", schedule.id, schedule.name), jobs)
 
-    async def _ack(self, conn: "AgentConnection", job_id: str, upto: int) -> None:
-        conn.send(p.Ack(job_id=job_id, upto_seq=upto))
+    async def _apply(self, conn: "AgentConnection", env: p.Envelope, apply) -> "Applied | None":
+        """Apply one durable job event and ack it; an event for a job the host does not own gets an error."""
+        job_id = env.payload.job_id
+        try:
+            applied = await apply()
+        except UnknownJob:
+            conn.send(p.Error(code="unknown_job", message=f"job {job_id} is not known for this host"), env.id)
+            return None
+        conn.send(p.Ack(job_id=job_id, upto_seq=applied.acked_seq))
+        return applied
 
     async def on_job_started(self, conn: "AgentConnection", env: p.Envelope) -> None:
         ev: p.JobStarted = env.payload
         owns = await self.store.schedules.owns(conn.host_id, ev.schedule_id, ev.source_group_id)
-        try:
-            applied = await self.store.jobs.apply_started(conn.host_id, ev, owns)
-        except UnknownJob:
-            conn.send(p.Error(code="unknown_job", message=f"job {ev.job_id} is not known for this host"), env.id)
-            return
-        await self._ack(conn, ev.job_id, applied.acked_seq)
-        if applied.job:
+        applied = await self._apply(conn, env, lambda: self.store.jobs.apply_started(conn.host_id, ev, owns))
+        if applied and applied.job:
             self.job_changed(applied.job)
 
     async def on_job_log(self, conn: "AgentConnection", env: p.Envelope) -> None:
         ev: p.JobLog = env.payload
-        try:
-            applied = await self.store.jobs.apply_log(conn.host_id, ev)
-        except UnknownJob:
-            conn.send(p.Error(code="unknown_job", message=f"job {ev.job_id} is not known for this host"), env.id)
-            return
-        await self._ack(conn, ev.job_id, applied.acked_seq)
-        if applied.lines:
+        applied = await self._apply(conn, env, lambda: self.store.jobs.apply_log(conn.host_id, ev))
+        if applied and applied.lines:
             self.events.publish_log(ev.job_id, applied.lines)
 
     async def on_job_finished(self, conn: "AgentConnection", env: p.Envelope) -> None:
         ev: p.JobFinished = env.payload
-        try:
-            applied = await self.store.jobs.apply_finished(conn.host_id, ev)
-        except UnknownJob:
-            conn.send(p.Error(code="unknown_job", message=f"job {ev.job_id} is not known for this host"), env.id)
-            return
-        await self._ack(conn, ev.job_id, applied.acked_seq)
-        if applied.job:
+        applied = await self._apply(conn, env, lambda: self.store.jobs.apply_finished(conn.host_id, ev))
+        if applied and applied.job:
             self.job_changed(applied.job)
             if applied.job.kind == JobKind.backup:
                 await self.host_changed(conn.host_id)
