@@ -89,6 +89,7 @@ class Runner:
         self._repo_locks: dict[str, asyncio.Lock] = {}
         self._repo_users: dict[str, int] = {}
         self.on_pid: Callable[[Job, int | None], None] | None = None
+        self.stopping = False
 
     # ------------------------------------------------------------ public
 
@@ -255,6 +256,8 @@ class Runner:
             ctx, args, on_stdout=on_stdout, on_stderr=self._line(job, "stderr"), capture_stdout=capture,
             cancel=job.cancel, timeout=self._remaining(deadline), grace=self.settings.cancel_grace, on_pid=pid,
         )
+        if res.timed_out or res.cancelled:
+            await self._remove_own_stale_lock(job, ctx)
         if res.timed_out:
             raise JobFailed(
                 f"wall-clock limit reached: restic interrupted (exit {res.exit_code})", res.exit_code
@@ -262,6 +265,20 @@ class Runner:
         if res.cancelled:
             raise JobFailed("cancelled by request", res.exit_code, JobState.cancelled)
         return res
+
+    async def _remove_own_stale_lock(self, job: Job, ctx: ResticContext) -> None:
+        """restic 0.14 interrupted while it takes its lock can leave that lock behind.
+
+        `restic unlock` (without --remove-all) only removes locks of dead processes on this
+        host or older than 30 minutes, and we hold the agent's per-repository lock, so this
+        never touches a lock another live restic holds."""
+        try:
+            res = await run_restic(ctx, ["unlock"], on_stderr=self._line(job, "stderr"), capture_stdout=True,
+                                   timeout=60, grace=5)
+        except MissingCredentials:
+            return
+        if "successfully removed" in res.stdout:
+            self._agent_line(job, "removed the stale lock the interrupted restic left behind")
 
     def _outcome(self, res: RunResult, summary: dict[str, Any] | None = None) -> JobResult:
         out = R.classify_exit(res.exit_code, res.stderr)

@@ -1,0 +1,182 @@
+"""`rm-agent enroll | run | status | version`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import click
+
+from rm_agent.config import AgentConfig, ConfigError, default_config_path, load_config, normalise_fingerprint, save_config, state_dir
+from rm_agent.connection import describe_error, ssl_param
+from rm_agent.outbox import Outbox
+from rm_agent.secrets import SecretsCorrupt
+from rm_core.version import PROTOCOL_VERSION, __version__
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Agent config file; all agent state lives in its directory. "
+    "Default /etc/restic-manager/agent.json as root, else ~/.config/restic-manager/agent.json.",
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+@click.group()
+def main() -> None:
+    """restic-manager agent: runs restic for the server, and on its own schedule when the server is away."""
+
+
+@main.command()
+def version() -> None:
+    """Print the agent and protocol versions."""
+    click.echo(f"rm-agent {__version__} (protocol {PROTOCOL_VERSION})")
+
+
+async def _enroll(server: str, token: str, fingerprint: str | None) -> dict:
+    body = {"token": token, "hostname": socket.gethostname(), "os": platform.system().lower(),
+            "arch": platform.machine(), "agent_version": __version__}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with http.post(server.rstrip("/") + "/api/v1/agents/enroll", json=body,
+                             ssl=ssl_param(server, fingerprint)) as resp:
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                data = None
+            if resp.status != 201 or not isinstance(data, dict):
+                err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
+                raise click.ClickException(
+                    f"enrollment refused ({resp.status}): {err.get('message') or err.get('code') or 'no details'}")
+            return data
+
+
+@main.command()
+@click.option("--server", required=True, help="Server URL, e.g. https://backup.example.com:8950")
+@click.option("--token", required=True, help="One-time enrollment token from the console.")
+@click.option("--fingerprint", default=None, help="SHA-256 of the server certificate to pin (hex, colons allowed).")
+@click.option("--force", is_flag=True, help="Enroll again even if this config already holds an identity.")
+@config_option
+def enroll(server: str, token: str, fingerprint: str | None, force: bool, config_path: Path | None) -> None:
+    """Enroll this host and write the agent config (0600)."""
+    path = config_path or default_config_path()
+    try:
+        fp = normalise_fingerprint(fingerprint)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not server.startswith(("http://", "https://")):
+        raise click.ClickException(f"server URL {server!r} must start with http:// or https://")
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} already exists (host already enrolled); pass --force to enroll again")
+    try:
+        data = asyncio.run(_enroll(server, token, fp))
+    except aiohttp.ClientError as exc:
+        raise click.ClickException(f"cannot reach {server}: {describe_error(exc)}") from None
+    if path.exists():  # --force: the old identity's secrets and outbox belong to another host
+        for name in ("secrets.enc", "state.db", "state.db-wal", "state.db-shm"):
+            (state_dir(path) / name).unlink(missing_ok=True)
+    save_config(path, AgentConfig(server_url=server.rstrip("/"), host_id=data["host_id"],
+                                  agent_token=data["agent_token"], fingerprint=fp))
+    click.echo(f"enrolled as host {data['host_id']}; config written to {path}")
+    click.echo(f"start the agent with: rm-agent run --config {path}")
+
+
+@main.command()
+@config_option
+@click.option("-v", "--verbose", is_flag=True)
+def run(config_path: Path | None, verbose: bool) -> None:
+    """Run the agent daemon (connects, runs jobs, keeps the schedule)."""
+    from rm_agent.agent import Agent
+
+    _setup_logging(verbose)
+    path = config_path or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def main_async() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        agent = Agent(config, path)
+        logging.getLogger("rm_agent").info("rm-agent %s started for host %s (state in %s)",
+                                           __version__, config.host_id, agent.dir)
+        await agent.run(stop)
+
+    try:
+        asyncio.run(main_async())
+    except SecretsCorrupt as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: Path | None, as_json: bool) -> None:
+    """Connection state, applied schedule version, running jobs, outbox depth."""
+    path = config_path or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    db = state_dir(path) / "state.db"
+    info: dict = {"host_id": config.host_id, "server_url": config.server_url, "state": "never started",
+                  "applied_schedule_version": 0, "running_jobs": [], "outbox_depth": 0}
+    if db.exists():
+        ob = Outbox(db, readonly=True)
+        try:
+            st = ob.get("status") or {}
+            state = st.get("state", "unknown")
+            if state not in ("stopped",) and not _pid_alive(st.get("pid")):
+                state = "not running"
+            info.update(
+                state=state, since=st.get("since"), last_error=st.get("error"), pid=st.get("pid"),
+                restic_version=st.get("restic_version"),
+                applied_schedule_version=(ob.get("schedule_set") or {}).get("version", 0),
+                running_jobs=ob.running_jobs() if state not in ("not running", "stopped") else [],
+                outbox_depth=ob.depth(),
+            )
+        finally:
+            ob.close()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"host:              {info['host_id']}")
+    click.echo(f"server:            {info['server_url']}")
+    click.echo(f"connection:        {info['state']}" + (f" since {info['since']}" if info.get("since") else ""))
+    if info.get("last_error"):
+        click.echo(f"last error:        {info['last_error']}")
+    click.echo(f"schedule version:  {info['applied_schedule_version']}")
+    click.echo(f"running jobs:      {', '.join(info['running_jobs']) or 'none'}")
+    click.echo(f"outbox depth:      {info['outbox_depth']} unacknowledged event(s)")
+
+
+if __name__ == "__main__":
+    main()
