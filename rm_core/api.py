@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
-from rm_core.protocol import Retention
+from rm_core.protocol import Retention, SnapshotInfo
 
 
 class Body(BaseModel):
@@ -166,22 +166,24 @@ class RepoPutResponse(RepoInfo):
 # ---------------------------------------------------------------- source groups + schedules
 
 
+def _valid_paths(paths: list[str]) -> list[str]:
+    for p in paths:
+        if not p.strip() or "\0" in p or "\n" in p:
+            raise ValueError(f"invalid path {p!r}")
+    return paths
+
+
+PathList = Annotated[list[str], AfterValidator(_valid_paths)]
+
+
 class SourceGroupBody(Body):
     name: str = Field(min_length=1, max_length=200)
-    includes: list[str] = Field(min_length=1)
-    excludes: list[str] = []
+    includes: PathList = Field(min_length=1)
+    excludes: PathList = []
     tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
     retention: Retention = Retention()
     pre_hook: str | None = Field(default=None, max_length=4096)
     post_hook: str | None = Field(default=None, max_length=4096)
-
-    @field_validator("includes", "excludes")
-    @classmethod
-    def _no_blank_paths(cls, v: list[str]) -> list[str]:
-        for p in v:
-            if not p.strip() or "\0" in p or "\n" in p:
-                raise ValueError(f"invalid path {p!r}")
-        return v
 
 
 class SourceGroup(Out):
@@ -243,26 +245,37 @@ class Maintenance(Body):
 
 class JobBody(Body):
     kind: JobKind
-    source_group_id: str | None = None
+    source_group_id: str | None = Field(default=None, validate_default=True)
     read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
     remove_all: bool = False
-    snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$")
+    snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$", validate_default=True)
     paths: list[str] = []
-    target: str | None = None
+    target: str | None = Field(default=None, validate_default=True)
     limit_upload_kbps: int | None = Field(default=None, ge=1)
     limit_download_kbps: int | None = Field(default=None, ge=1)
     timeout_seconds: int | None = Field(default=None, ge=1)
 
-    @model_validator(mode="after")
-    def _fields_for_kind(self) -> "JobBody":
-        if self.kind == JobKind.backup and not self.source_group_id:
+    # Field validators (not a model validator) so a 400 names the field that is missing.
+    @field_validator("source_group_id")
+    @classmethod
+    def _backup_needs_group(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == JobKind.backup and not v:
             raise ValueError("source_group_id is required for a backup")
-        if self.kind == JobKind.restore:
-            if not self.snapshot_id:
-                raise ValueError("snapshot_id is required for a restore")
-            if not self.target or not self.target.startswith("/"):
-                raise ValueError("target must be an absolute path for a restore")
-        return self
+        return v
+
+    @field_validator("snapshot_id")
+    @classmethod
+    def _restore_needs_snapshot(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == JobKind.restore and not v:
+            raise ValueError("snapshot_id is required for a restore")
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _restore_needs_absolute_target(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == JobKind.restore and (not v or not v.startswith("/")):
+            raise ValueError("target must be an absolute path for a restore")
+        return v
 
 
 class Job(Out):
@@ -297,14 +310,8 @@ class JobLogPage(Out):
     done: bool
 
 
-class Snapshot(Out):
-    id: str
-    short_id: str | None = None
-    time: datetime
-    hostname: str | None = None
-    paths: list[str] = []
-    tags: list[str] = []
-    summary: dict[str, Any] | None = None
+class Snapshot(SnapshotInfo):
+    """A snapshot as the API shows it: what the agent reported."""
 
 
 class AuditEntry(Out):
@@ -329,3 +336,30 @@ class ErrorBody(Out):
 
 
 EventType = Literal["host.updated", "job.updated", "job.progress", "job.log", "schedule.updated", "audit.appended"]
+
+
+class FleetSelector(Body):
+    """Which hosts a fleet-wide change reaches; every given filter must match (none: all hosts)."""
+
+    ids: list[str] | None = None
+    status: HostStatus | None = None
+    q: str | None = Field(default=None, max_length=253)
+
+
+class FleetPolicyBody(Body):
+    """A source group and a schedule of the same name, put on every selected host."""
+
+    hosts: FleetSelector = FleetSelector()
+    includes: PathList = Field(min_length=1)
+    excludes: PathList = []
+    tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
+    retention: Retention = Retention()
+    cron: str = Field(min_length=1, max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    enabled: bool = True
+
+
+class FleetPolicyResult(Out):
+    name: str
+    hosts: int
+    pushed: int

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from rm_server.api import admin, auth, enrollment, hosts, jobs, operators, root, schedules
+from rm_server.api import admin, auth, enrollment, fleet, hosts, jobs, operators, root, schedules
 from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
 from rm_server.keys import AGENTS, CONFIG, EVENTS, MASTER_KEY, METRICS, SERVICES, STORE
@@ -36,7 +36,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[SERVICES] = Services(app)
     app[BOOTSTRAP] = {}
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
-    for module in (root, auth, operators, enrollment, hosts, jobs, schedules, admin):
+    for module in (root, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet):
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
@@ -80,6 +80,7 @@ async def _hubs_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[AGENTS].close_all()
     await app[EVENTS].close_all()
     await services.notifier.close()
+    await services.close()
 
 
 def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:

@@ -73,7 +73,7 @@ async def run_group(request: web.Request) -> web.Response:
     return reply({"job": job}, 202)
 
 
-def _validated(body: ScheduleBody) -> ScheduleBody:
+def validated_schedule(body: ScheduleBody) -> ScheduleBody:
     try:
         ZoneInfo(body.timezone)
     except (KeyError, ValueError):
@@ -110,7 +110,7 @@ async def list_schedules(request: web.Request) -> web.Response:
 @routes.post("/api/v1/hosts/{id}/schedules")
 @requires(Role.operator)
 async def create_schedule(request: web.Request) -> web.Response:
-    body = _validated(await parse_body(request, ScheduleBody))
+    body = validated_schedule(await parse_body(request, ScheduleBody))
     host_id = request.match_info["id"]
     schedule, _ = await request.app[STORE].schedules.create(actor(request), host_id, body)
     await request.app[SERVICES].schedule_changed(host_id)
@@ -127,7 +127,7 @@ async def get_schedule(request: web.Request) -> web.Response:
 @routes.put("/api/v1/hosts/{id}/schedules/{sid}")
 @requires(Role.operator)
 async def put_schedule(request: web.Request) -> web.Response:
-    body = _validated(await parse_body(request, ScheduleBody))
+    body = validated_schedule(await parse_body(request, ScheduleBody))
     host_id, sid = _ids(request)
     schedule, _ = await request.app[STORE].schedules.update(actor(request), host_id, sid, body)
     await request.app[SERVICES].schedule_changed(host_id)

@@ -4,6 +4,7 @@ Handlers stay thin and call these; these call the store and push to agents and o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from rm_core import protocol as p
-from rm_core.api import Job, JobBody
+from rm_core.api import FleetPolicyBody, FleetPolicyResult, Job, JobBody
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_server.keys import AGENTS, CONFIG, EVENTS, MASTER_KEY, STORE
 from rm_server.security import SealError
@@ -28,6 +29,8 @@ class Services:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.notifier = None  # set by the notify module when it starts
+        self._acks: dict[str, int] = {}
+        self._ack_flush: asyncio.Future | None = None
 
     @property
     def store(self):
@@ -109,6 +112,27 @@ class Services:
         conn = self.hub.get(host_id)
         if conn is not None:
             conn.send(await self.config_update(host_id))
+
+    async def apply_policy(self, actor: Actor, name: str, body: FleetPolicyBody) -> FleetPolicyResult:
+        """Write the policy to every selected host, then push the new schedule sets in slices so
+        the loop stays free for other requests while thousands of agents are told."""
+        sel = body.hosts
+        host_ids = await self.store.fleet.select_hosts(sel.ids, sel.status.value if sel.status else None, sel.q)
+        group = {"includes": body.includes, "excludes": body.excludes, "tag": body.tag or name,
+                 "retention": body.retention.model_dump(exclude_none=True)}
+        schedule = {"cron": body.cron, "timezone": body.timezone, "enabled": body.enabled}
+        await self.store.fleet.apply_policy(actor, name, host_ids, group, schedule)
+        online = [h for h in host_ids if self.hub.get(h) is not None]
+        pushed = 0
+        for start in range(0, len(online), 500):
+            sets = await self.store.fleet.schedule_sets(online[start:start + 500])
+            for host_id, schedule_set in sets.items():
+                pushed += self.hub.send(host_id, schedule_set)
+            await asyncio.sleep(0)
+        if self.events.subscribers:
+            for host_id in host_ids:
+                self.events.publish("schedule.updated", {"host_id": host_id})
+        return FleetPolicyResult(name=name, hosts=len(host_ids), pushed=pushed)
 
     # ------------------------------------------------------------ jobs
 
@@ -207,11 +231,24 @@ class Services:
         conn.last_seen = self.app[CONFIG].clock()
 
     async def on_schedule_ack(self, conn: "AgentConnection", env: p.Envelope) -> None:
-        result = await self.store.hosts.set_applied_version(conn.host_id, env.payload.version)
-        if result is not None:
-            self.events.publish("schedule.updated", {"host_id": conn.host_id, "version": result[0],
-                                                     "applied_version": result[1]})
-            await self.host_changed(conn.host_id)
+        # Group commit: after a fleet-wide push thousands of acks land together and share one
+        # transaction; each agent's handler still waits until its own ack is written.
+        self._acks[conn.host_id] = max(env.payload.version, self._acks.get(conn.host_id, 0))
+        if self._ack_flush is None or self._ack_flush.done():
+            self._ack_flush = asyncio.ensure_future(self._flush_acks())
+        await asyncio.shield(self._ack_flush)
+
+    async def _flush_acks(self) -> None:
+        while self._acks:
+            batch, self._acks = self._acks, {}
+            for host_id, (issued, applied) in (await self.store.hosts.set_applied_versions(batch)).items():
+                self.events.publish("schedule.updated", {"host_id": host_id, "version": issued,
+                                                         "applied_version": applied})
+
+    async def close(self) -> None:
+        """Finish writing gathered acks before the store closes."""
+        if self._ack_flush is not None:
+            await asyncio.gather(self._ack_flush, return_exceptions=True)
 
     async def on_schedule_fire(self, conn: "AgentConnection", env: p.Envelope) -> None:
         fire: p.ScheduleFire = env.payload

@@ -10,6 +10,7 @@ from typing import Any
 from rm_server.store.common import Actor, Conflict, Invalid, NotFound, SYSTEM
 from rm_server.store.db import Database, SchemaTooNew
 from rm_server.store.enrollment import Enrollment, TokenRejected
+from rm_server.store.fleet import Fleet
 from rm_server.store.hosts import Hosts
 from rm_server.store.jobs import Jobs, NewJob, UnknownJob
 from rm_server.store.misc import Audit, Reports, Settings
@@ -42,6 +43,7 @@ class Store:
         self.audit = Audit(*args)
         self.settings = Settings(*args)
         self.reports = Reports(*args)
+        self.fleet = Fleet(*args)
 
     @classmethod
     async def open(cls, path: str | Path, clock: Callable[[], datetime] = utcnow) -> "Store":

@@ -146,17 +146,25 @@ class Hosts(Repo):
         async with self.tx() as tx:
             await tx.conn.executemany("UPDATE hosts SET last_seen = ? WHERE id = ?", rows)
 
-    async def set_applied_version(self, host_id: str, version: int) -> tuple[int, int] | None:
-        """Record a schedule.ack, never above the issued version. Returns (issued, applied)."""
+    async def set_applied_versions(self, acked: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """Record schedule.acks in one transaction, never above the issued version.
+
+        Returns host_id -> (issued, applied) for the hosts that exist."""
+        out: dict[str, tuple[int, int]] = {}
+        ids = list(acked)
         async with self.tx() as tx:
-            await tx.execute(
+            await tx.conn.executemany(
                 "UPDATE hosts SET applied_schedule_version = min(?, schedule_version) WHERE id = ?",
-                (version, host_id),
+                [(version, host_id) for host_id, version in acked.items()],
             )
-            row = await tx.fetchone(
-                "SELECT schedule_version, applied_schedule_version FROM hosts WHERE id = ?", (host_id,)
-            )
-        return None if row is None else (row[0], row[1])
+            for start in range(0, len(ids), 900):
+                chunk = ids[start:start + 900]
+                rows = await tx.fetchall(
+                    f"SELECT id, schedule_version, applied_schedule_version FROM hosts"
+                    f" WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk),
+                )
+                out.update({r[0]: (r[1], r[2]) for r in rows})
+        return out
 
     async def set_stale(self, host_id: str, stale: bool) -> None:
         async with self.tx() as tx:

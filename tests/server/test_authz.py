@@ -55,6 +55,7 @@ ROUTES = {
     ("GET", "/api/v1/audit"): V,
     ("GET", "/api/v1/settings"): V,
     ("PUT", "/api/v1/settings"): A,
+    ("PUT", "/api/v1/fleet/policies/{name}"): O,
     ("GET", "/api/v1/agent/ws"): AGENT,
     ("GET", "/api/v1/events"): V,
 }
@@ -75,7 +76,7 @@ async def test_every_route_is_in_the_table_with_its_marker(server):
 @pytest.mark.parametrize("key", [k for k, v in ROUTES.items() if v not in (PUB,)], ids=lambda k: f"{k[0]} {k[1]}")
 async def test_route_needs_a_token(server, key):
     method, path = key
-    status, body = await server.call(method, server.url + path.replace("{id}", "x").replace("{sid}", "y"), role=None)
+    status, body = await server.call(method, server.url + path.replace("{id}", "x").replace("{sid}", "y").replace("{name}", "z"), role=None)
     assert status == 401, body
     assert body["error"]["code"] == "unauthorized"
 
@@ -83,7 +84,7 @@ async def test_route_needs_a_token(server, key):
 @pytest.mark.parametrize("key", [k for k, v in ROUTES.items() if v in RANK], ids=lambda k: f"{k[0]} {k[1]}")
 async def test_roles(server, key):
     method, path = key
-    url = server.url + path.replace("{id}", "nohost").replace("{sid}", "noitem")
+    url = server.url + path.replace("{id}", "nohost").replace("{sid}", "noitem").replace("{name}", "nopolicy")
     needed = ROUTES[key]
     for role in (V, O, A):
         if key == ("POST", "/api/v1/auth/logout"):

@@ -1,0 +1,27 @@
+"""Fleet-wide changes: put one backup policy on many hosts at once."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rm_core.api import FleetPolicyBody, ScheduleBody
+from rm_core.enums import Role
+from rm_server.api.common import actor, parse_body, reply, requires
+from rm_server.api.schedules import validated_schedule
+from rm_server.errors import BadRequest
+from rm_server.keys import SERVICES
+
+routes = web.RouteTableDef()
+
+
+@routes.put("/api/v1/fleet/policies/{name}")
+@requires(Role.operator)
+async def put_policy(request: web.Request) -> web.Response:
+    """Upsert source group NAME and schedule NAME (backing up that group) on every selected host."""
+    body = await parse_body(request, FleetPolicyBody)
+    name = request.match_info["name"]
+    if not 1 <= len(name) <= 200:
+        raise BadRequest("policy name must be 1-200 characters", {"field": "name"})
+    validated_schedule(ScheduleBody(name=name, cron=body.cron, timezone=body.timezone, source_group_ids=["-"]))
+    result = await request.app[SERVICES].apply_policy(actor(request), name, body)
+    return reply(result)

@@ -1,0 +1,58 @@
+"""PUT /fleet/policies/{name}: one backup policy onto many hosts, pushed and acked."""
+
+from rm_core import protocol as p
+from tests.conftest import TestAgent, wait_for
+
+POLICY = {"includes": ["/etc", "/home"], "excludes": ["*.tmp"], "retention": {"keep_daily": 7},
+          "cron": "0 3 * * *", "timezone": "Europe/Berlin"}
+
+
+async def test_policy_reaches_selected_hosts_and_is_acked(server):
+    web1, tok1 = await server.enroll("web-1")
+    web2, tok2 = await server.enroll("web-2")
+    db1, _ = await server.enroll("db-1")
+    a1, a2 = TestAgent(server, tok1), TestAgent(server, tok2)
+    for a in (a1, a2):
+        await a.connect()
+        await a.expect("schedule.set")
+    status, body = await server.call("PUT", "/fleet/policies/nightly", json={**POLICY, "hosts": {"q": "web"}})
+    assert status == 200, body
+    assert body == {"name": "nightly", "hosts": 2, "pushed": 2}
+    for agent, host_id in ((a1, web1), (a2, web2)):
+        pushed = await agent.expect("schedule.set")
+        (spec,) = pushed.payload.schedules
+        assert spec.name == "nightly" and spec.cron == "0 3 * * *" and spec.timezone == "Europe/Berlin"
+        assert spec.source_groups[0].includes == ["/etc", "/home"] and spec.source_groups[0].tag == "nightly"
+        await agent.send(p.ScheduleAck(version=pushed.payload.version))
+
+        async def acked(host_id=host_id, version=pushed.payload.version):
+            _, s = await server.call("GET", f"/hosts/{host_id}/schedules")
+            return s["applied_version"] == s["version"] == version
+        await wait_for(acked, what=f"ack of {host_id}")
+    status, untouched = await server.call("GET", f"/hosts/{db1}/schedules")
+    assert untouched["schedules"] == [] and untouched["version"] == 0
+
+    # Again, changed: updated in place, nothing duplicated.
+    status, body = await server.call("PUT", "/fleet/policies/nightly",
+                                     json={**POLICY, "cron": "30 4 * * *", "hosts": {"ids": [web1]}})
+    assert status == 200 and body["hosts"] == 1
+    _, s = await server.call("GET", f"/hosts/{web1}/schedules")
+    assert [x["cron"] for x in s["schedules"]] == ["30 4 * * *"]
+    _, groups = await server.call("GET", f"/hosts/{web1}/source-groups")
+    assert [g["name"] for g in groups["source_groups"]] == ["nightly"]
+    assert s["schedules"][0]["source_group_ids"] == [groups["source_groups"][0]["id"]]
+    _, audit = await server.call("GET", "/audit?limit=3")
+    assert audit["entries"][0]["action"] == "fleet.policy"
+    await a1.close()
+    await a2.close()
+
+
+async def test_policy_validation(server):
+    status, body = await server.call("PUT", "/fleet/policies/x", json={**POLICY, "cron": "61 * * * *"})
+    assert status == 400 and body["error"]["details"]["field"] == "cron"
+    status, body = await server.call("PUT", "/fleet/policies/x", json={**POLICY, "includes": []})
+    assert status == 400 and body["error"]["details"]["fields"][0]["field"] == "includes"
+    status, body = await server.call("PUT", "/fleet/policies/x", json={**POLICY, "hosts": {"status": "asleep"}})
+    assert status == 400
+    status, body = await server.call("PUT", "/fleet/policies/x", role="viewer", json=POLICY)
+    assert status == 403
