@@ -15,9 +15,9 @@ For each fleet size N it:
    seen from outside: the handler also does one `SELECT 1` on the reader connection),
    GET /api/v1/hosts?limit=100, GET /api/v1/jobs?limit=100 and the full GET /api/v1/hosts,
    at rest and while a fleet-wide schedule change is in flight;
-5. fleet push: there is no fleet-wide endpoint, so it POSTs one source group per host
-   (`POST /api/v1/hosts/{id}/source-groups`, 16 requests in flight) and times from the
-   first request until every simulated agent has acked the new version, then checks the
+5. fleet push: one `PUT /api/v1/fleet/policies/bench-fleet` (a source group + schedule on
+   every host; `--per-host-push` instead POSTs one source group per host, 16 in flight)
+   and times from the request until every simulated agent has acked the new version, then checks the
    server recorded all acks (full host list: applied_schedule_version == schedule_version);
 6. log ingest: creates `init` jobs on K hosts, the agents answer job.started then job.log
    batches (200 lines, 4 batches in flight per job) and wait for the acks; lines/s is the
@@ -693,18 +693,26 @@ def run_size(n: int, args, ctx) -> dict:
         log("at rest + full lists:", json.dumps({k: rest_full[k]["p99_ms"] for k in
                                                   ("healthz", "hosts_page", "jobs_page", "hosts_full")}))
 
-        # ---- fleet push: one source group per host (no fleet-wide endpoint exists)
+        # ---- fleet push: one PUT /api/v1/fleet/policies/{name} reaching every host
         version = 1
         host_ids = [h for h, _ in creds]
         probe_cmd(probe_q, probe_res, ("start", {"full_list": True}))
         prof = Profiler(args.profile, pid, f"push-{n}")
         cpu0 = proc_cpu_s(pid)
         t_push = mono()
-        body = {"name": "bench-fleet", "includes": ["/etc", "/home"], "excludes": ["*.tmp"],
+        body = {"includes": ["/etc", "/home"], "excludes": ["*.tmp"], "cron": "0 3 * * *",
                 "retention": {"keep_daily": 7, "keep_weekly": 4}}
-        ok, errs = asyncio.run(fan_out(base, token, host_ids,
-                                       lambda h: ("POST", f"/api/v1/hosts/{h}/source-groups", body),
-                                       concurrency=args.push_concurrency))
+        if args.per_host_push:
+            ok, errs = asyncio.run(fan_out(base, token, host_ids,
+                                           lambda h: ("POST", f"/api/v1/hosts/{h}/source-groups",
+                                                      {"name": "bench-fleet", **{k: v for k, v in body.items()
+                                                                                 if k != "cron"}}),
+                                           concurrency=args.push_concurrency))
+        else:
+            ok, errs = asyncio.run(fan_out(base, token, [None],
+                                           lambda _: ("PUT", "/api/v1/fleet/policies/bench-fleet", body),
+                                           concurrency=1))
+            ok = len(host_ids) if ok else 0
         t_requests = mono() - t_push
         log(f"push: {ok} mutations accepted in {t_requests:.2f}s ({len(errs)} errors {errs[:3]})")
         acked = last = None
@@ -865,6 +873,7 @@ def main() -> int:
     ap.add_argument("--agent-procs", type=int, default=2, help="processes for the simulated agents")
     ap.add_argument("--window", type=float, default=10, help="seconds per at-rest probe window")
     ap.add_argument("--push-concurrency", type=int, default=16, help="mutation requests in flight during the push")
+    ap.add_argument("--per-host-push", action="store_true", help="push with one source-group POST per host instead of the fleet endpoint")
     ap.add_argument("--log-jobs", type=int, default=64, help="jobs streaming logs at once")
     ap.add_argument("--log-lines", type=int, default=200_000, help="log lines in total for the ingest test")
     ap.add_argument("--max-seconds", type=float, default=900, help="child processes exit after this long")
