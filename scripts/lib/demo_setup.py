@@ -14,7 +14,8 @@ import urllib.request
 from pathlib import Path
 
 
-def call(url: str, method: str = "GET", body: dict | None = None, token: str | None = None) -> dict:
+def call(url: str, method: str = "GET", body: dict | None = None, token: str | None = None,
+         missing_ok: bool = False) -> dict | None:
     req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
     req.add_header("Content-Type", "application/json")
     if token:
@@ -24,6 +25,8 @@ def call(url: str, method: str = "GET", body: dict | None = None, token: str | N
             raw = resp.read()
             return json.loads(raw) if raw else {}
     except urllib.error.HTTPError as exc:
+        if missing_ok and exc.code == 404:
+            return None
         sys.exit(f"demo: {method} {url} -> {exc.code}: {exc.read().decode()[:300]}")
 
 
@@ -59,7 +62,9 @@ def main() -> None:
     data = demo / "data"
     data.mkdir(exist_ok=True)
     (data / "hello.txt").write_text("restic-manager demo file\n")
-    call(api + f"/hosts/{host_id}/repo", "PUT", {"url": str(repo), "generate_password": True}, token)
+    if call(api + f"/hosts/{host_id}/repo", token=token, missing_ok=True) is None:
+        # The password is minted once; a second PUT would lock the agent out of the repository.
+        call(api + f"/hosts/{host_id}/repo", "PUT", {"url": str(repo), "generate_password": True}, token)
     groups = call(api + f"/hosts/{host_id}/source-groups", token=token)["source_groups"]
     group = next((g for g in groups if g["name"] == "demo"), None) or call(
         api + f"/hosts/{host_id}/source-groups", "POST",
@@ -77,7 +82,7 @@ def main() -> None:
         if time.time() > deadline + 120:
             sys.exit("demo: the first backup did not finish in time")
         time.sleep(0.5)
-    print(f"demo: first backup {job['state']}: {json.dumps(job.get('summary') or job.get('error'))[:200]}")
+    print(f"demo: backup {job['state']}: {json.dumps(job.get('summary') or job.get('error'))[:200]}")
     if shutil.which("restic") is None:
         print("demo: restic is missing")
 
