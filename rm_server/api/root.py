@@ -31,7 +31,7 @@ async def metrics(request: web.Request) -> web.Response:
     text = request.app[METRICS].render(
         hosts=hosts, jobs=await store.jobs.counts_by_state(), agent_ws=len(agents.connections),
         operator_ws=len(events.subscribers),
-        queue_depths={"agent_send": sum(c.queue.qsize() for c in agents.connections.values()),
+        queue_depths={"agent_send": sum(len(c.pending) for c in agents.connections.values()),
                       "operator_send": sum(s.queue.qsize() for s in events.subscribers)},
     )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")

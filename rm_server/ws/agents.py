@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -23,41 +24,52 @@ MessageHandler = Callable[["AgentConnection", p.Envelope], Awaitable[None]]
 
 
 class AgentConnection:
-    """One live agent socket. Sends go through a bounded queue drained by one writer task."""
+    """One live agent socket with a bounded send buffer.
 
-    def __init__(self, host_id: str, ws: web.WebSocketResponse, hello: p.Hello, now: datetime, queue_size: int):
+    A flush task exists only while frames wait: at fleet scale a permanent writer task and
+    queue per agent cost more memory than anything else the server keeps per connection."""
+
+    __slots__ = ("host_id", "ws", "last_seen", "limit", "pending", "flusher", "closing")
+
+    def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int):
         self.host_id = host_id
         self.ws = ws
-        self.hello = hello
         self.last_seen = now
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.limit = limit
+        self.pending: deque[str] = deque()
+        self.flusher: asyncio.Task | None = None
         self.closing = False
-        self.writer: asyncio.Task | None = None
 
     def send(self, payload: p.Payload, ref: str | None = None) -> bool:
-        """Queue a message; a full queue means the agent cannot keep up and is dropped."""
+        """Buffer a message; an agent that lets the buffer fill cannot keep up and is dropped."""
         if self.closing:
             return False
-        try:
-            self.queue.put_nowait(p.encode(p.message(payload, ref)))
-            return True
-        except asyncio.QueueFull:
-            log.warning("agent %s send queue full; closing its connection", self.host_id)
+        if len(self.pending) >= self.limit:
+            log.warning("agent %s send buffer full; closing its connection", self.host_id)
             self.close(1013, "send queue overflowed")
             return False
+        self.pending.append(p.encode(p.message(payload, ref)))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.ensure_future(self._flush())
+        return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self.closing:
             self.closing = True
+            self.pending.clear()
             asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
 
-    async def run_writer(self) -> None:
+    async def _flush(self) -> None:
         try:
-            while True:
-                frame = await self.queue.get()
-                await self.ws.send_str(frame)
+            while self.pending:
+                await self.ws.send_str(self.pending.popleft())
         except (ConnectionResetError, RuntimeError):
             self.close(1011, "send failed")
+
+    def stop(self) -> None:
+        self.closing = True
+        if self.flusher is not None:
+            self.flusher.cancel()
 
 
 class AgentHub:
@@ -96,8 +108,6 @@ class AgentHub:
     async def close_all(self) -> None:
         for conn in list(self.connections.values()):
             conn.close(1001, "server shutting down")
-            if conn.writer:
-                conn.writer.cancel()
 
 
 async def _error_and_close(ws: web.WebSocketResponse, code: str, message: str, ref: str | None = None) -> None:
@@ -132,12 +142,11 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             f"({MIN_PROTOCOL_VERSION}); upgrade rm-agent", hello_env.id)
         return ws
 
-    conn = AgentConnection(host_id, ws, hello, cfg.clock(), cfg.agent_queue_size)
+    conn = AgentConnection(host_id, ws, cfg.clock(), cfg.agent_queue_size)
     older = hub.connections.get(host_id)
     hub.connections[host_id] = conn
     if older is not None:
         older.close(4000, "replaced by a newer connection")
-    conn.writer = asyncio.create_task(conn.run_writer())
     try:
         await services.agent_hello(conn, hello_env)
         async for msg in ws:
@@ -148,8 +157,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             conn.last_seen = cfg.clock()
             await _dispatch(hub, conn, msg.data)
     finally:
-        conn.closing = True
-        conn.writer.cancel()
+        conn.stop()
         if hub.connections.get(host_id) is conn:
             del hub.connections[host_id]
             await services.host_offline(host_id, conn.last_seen)
