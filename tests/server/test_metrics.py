@@ -1,0 +1,41 @@
+"""/metrics: Prometheus text with hosts by status, jobs by state, connections, queue depths, latency."""
+
+from __future__ import annotations
+
+import re
+
+from tests.server.server_helpers import online_host
+
+
+def samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        out[name] = float(value)
+    return out
+
+
+async def test_metrics_text(server):
+    await server.enroll("pending-1")
+    host_id, agent = await online_host(server, "web-2")
+    status, _ = await server.call("POST", f"/hosts/{host_id}/jobs", role="operator", json={"kind": "check"})
+    ev = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
+    status, text = await server.call("GET", f"{server.url}/metrics", role=None)
+    assert status == 200 and isinstance(text, str)
+    for line in text.splitlines():
+        assert line.startswith("#") or re.match(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$', line), line
+    m = samples(text)
+    assert m['rm_hosts{status="online"}'] == 1 and m['rm_hosts{status="pending"}'] == 1
+    assert m['rm_hosts{status="offline"}'] == 0
+    assert m['rm_jobs{state="dispatched"}'] == 1
+    assert m['rm_ws_connections{kind="agent"}'] == 1 and m['rm_ws_connections{kind="operator"}'] == 1
+    assert 'rm_queue_depth{queue="agent_send"}' in m and 'rm_queue_depth{queue="operator_send"}' in m
+    assert "# TYPE rm_http_request_duration_seconds histogram" in text
+    count = m["rm_http_request_duration_seconds_count"]
+    assert count >= 5 and m['rm_http_request_duration_seconds_bucket{le="+Inf"}'] == count
+    buckets = [v for k, v in m.items() if k.startswith("rm_http_request_duration_seconds_bucket")]
+    assert buckets == sorted(buckets)
+    await ev.close()
+    await agent.close()
