@@ -261,3 +261,28 @@ async def test_fire_while_server_down_runs_and_is_reported_later(tmp_path: Path,
             if run:
                 await run.close()
             await runner.cleanup()
+
+
+async def test_fire_while_connected_goes_through_the_server(server: Server, tmp_path: Path, repo: Path, source: Path) -> None:
+    clock = AgentClock()
+    host_id, run = await enrolled_agent(server, tmp_path, repo, clock=clock)
+    try:
+        group = await make_group(server, host_id, source)
+        status, sched = await server.call("POST", f"/hosts/{host_id}/schedules", json={
+            "name": "daily", "cron": "30 1 * * *", "source_group_ids": [group["id"]]})
+        assert status == 201, sched
+        await wait_for(lambda: any(s.id == sched["id"] for s in run.agent.scheduler.current.schedules),
+                       10, "schedule applied")
+        clock.now += timedelta(days=1)
+        assert await run.agent.scheduler.tick() == 1
+
+        async def scheduled():
+            _, body = await server.call("GET", f"/jobs?host_id={host_id}&kind=backup")
+            return [j for j in body["jobs"] if j["state"] == "succeeded"]
+
+        (job,) = await wait_for(scheduled, 30, "server-made scheduled job")
+        assert job["actor_kind"] == "schedule" and job["schedule_id"] == sched["id"]
+        _, listing = await server.call("GET", f"/hosts/{host_id}/schedules")
+        assert listing["applied_version"] == listing["version"]
+    finally:
+        await run.close()

@@ -363,3 +363,15 @@ async def test_server_killed_and_restarted_mid_job_every_line_once(e2e_server: E
         await wait_until(lambda: agent.status()["outbox_depth"] == 0, 30, "all acked")
     finally:
         agent.kill(signal.SIGTERM)
+
+
+async def test_enroll_refuses_a_wrong_fingerprint(e2e_server: E2EServer, tmp_path: Path) -> None:
+    srv = e2e_server
+    status, tok = await srv.call("POST", "/enrollment-tokens", json={"name": "e2e"})
+    assert status == 201
+    config = tmp_path / "agent.json"
+    out = subprocess.run([str(BIN / "rm-agent"), "enroll", "--server", srv.url, "--token", tok["token"],
+                          "--fingerprint", "00" * 32, "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "fingerprint mismatch" in out.stderr
+    assert srv.fingerprint in out.stderr and not config.exists()
