@@ -336,3 +336,41 @@ async def test_schedule_fire_creates_one_job_per_group(server):
     assert [e.type for e in agent.received].count("command.run") == 2
     status, listing = await server.call("GET", "/jobs", params={"host_id": host_id})
     assert len(listing["jobs"]) == 2
+
+
+async def test_snapshots_and_repo_stats_reports_replace(server):
+    host_id, agent = await online_host(server)
+    snap = {"id": "a" * 64, "time": now().isoformat(), "paths": ["/etc"], "tags": ["etc"]}
+    await agent.send(p.SnapshotsReport(snapshots=[p.SnapshotInfo(**snap), p.SnapshotInfo(**(snap | {"id": "b" * 64}))]))
+    await agent.send(p.SnapshotsReport(snapshots=[p.SnapshotInfo(**(snap | {"id": "c" * 64}))]))
+    await agent.send(p.RepoStats(total_size=1234, snapshots_count=1))
+
+    async def reported():
+        status, body = await server.call("GET", f"/hosts/{host_id}/snapshots", role="viewer")
+        return [s["id"] for s in body["snapshots"]] == ["c" * 64] and body
+
+    body = await wait_for(reported, what="second report replaces the first")
+    assert body["snapshots"][0]["short_id"] == "c" * 8 and body["snapshots"][0]["tags"] == ["etc"]
+
+    async def sized():
+        return (await server.call("GET", f"/hosts/{host_id}", role="viewer"))[1]["repo_size"] == 1234
+
+    await wait_for(sized, what="repo stats on the host")
+    status, _ = await server.call("GET", "/hosts/nope/snapshots", role="viewer")
+    assert status == 404
+
+
+async def test_audit_paging(server):
+    host_id, _ = await server.enroll()
+    for name in ("a", "b", "c", "d"):
+        await make_group(server, host_id, name)
+    status, body = await server.call("GET", "/audit", role="viewer", params={"limit": "2"})
+    assert status == 200 and len(body["entries"]) == 2
+    newest = body["entries"]
+    assert [e["action"] for e in newest] == ["source_group.create"] * 2
+    assert newest[0]["id"] > newest[1]["id"] and newest[0]["actor_name"] == "operator"
+    status, older = await server.call("GET", "/audit", role="viewer", params={"limit": "2", "before": str(newest[1]["id"])})
+    assert [e["id"] for e in older["entries"]] == [newest[1]["id"] - 1, newest[1]["id"] - 2]
+    assert {e["details"]["name"] for e in newest + older["entries"]} == {"a", "b", "c", "d"}
+    status, _ = await server.call("GET", "/audit", role="viewer", params={"before": "x"})
+    assert status == 400
