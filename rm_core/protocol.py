@@ -273,10 +273,14 @@ class UnknownMessageType(ValueError):
 
 
 def _parse(raw: str | bytes, table: dict[str, type[Payload]], adapter: TypeAdapter) -> Envelope:
-    bare = Envelope.model_validate_json(raw)
-    if bare.type not in table:
-        raise UnknownMessageType(bare.type, bare)
-    return adapter.validate_json(raw)
+    # One pass for the common case; the bare envelope is parsed only to explain a failure.
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as exc:
+        if not any(e["type"] == "union_tag_invalid" for e in exc.errors()):
+            raise
+        bare = Envelope.model_validate_json(raw)
+        raise UnknownMessageType(bare.type, bare) from None
 
 
 def parse_agent_message(raw: str | bytes) -> Envelope:

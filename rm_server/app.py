@@ -40,6 +40,7 @@ def create_app(config: ServerConfig) -> web.Application:
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
+    app.on_shutdown.append(_close_sockets)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_hubs_ctx)
     app.cleanup_ctx.append(_background_ctx)
@@ -77,10 +78,14 @@ async def _hubs_ctx(app: web.Application) -> AsyncIterator[None]:
     services.register_handlers()
     services.notifier = Notifier(app)
     yield
-    await app[AGENTS].close_all()
-    await app[EVENTS].close_all()
     await services.notifier.close()
     await services.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Close WebSockets before aiohttp waits for open handlers, so shutdown is immediate."""
+    await app[AGENTS].close_all()
+    await app[EVENTS].close_all()
 
 
 def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:

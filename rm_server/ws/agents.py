@@ -29,7 +29,7 @@ class AgentConnection:
     A flush task exists only while frames wait: at fleet scale a permanent writer task and
     queue per agent cost more memory than anything else the server keeps per connection."""
 
-    __slots__ = ("host_id", "ws", "last_seen", "limit", "pending", "flusher", "closing")
+    __slots__ = ("host_id", "ws", "last_seen", "limit", "pending", "flusher", "closing", "closer")
 
     def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int):
         self.host_id = host_id
@@ -39,6 +39,7 @@ class AgentConnection:
         self.pending: deque[str] = deque()
         self.flusher: asyncio.Task | None = None
         self.closing = False
+        self.closer: asyncio.Future | None = None
 
     def send(self, payload: p.Payload, ref: str | None = None) -> bool:
         """Buffer a message; an agent that lets the buffer fill cannot keep up and is dropped."""
@@ -57,7 +58,7 @@ class AgentConnection:
         if not self.closing:
             self.closing = True
             self.pending.clear()
-            asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
+            self.closer = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
 
     async def _flush(self) -> None:
         try:
@@ -66,10 +67,14 @@ class AgentConnection:
         except (ConnectionResetError, RuntimeError):
             self.close(1011, "send failed")
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """End the connection; a close begun elsewhere finishes its handshake before the
+        handler returns, or the peer would see the socket drop (1006) instead of the code."""
         self.closing = True
         if self.flusher is not None:
             self.flusher.cancel()
+        if self.closer is not None:
+            await asyncio.wait([self.closer], timeout=5)
 
 
 class AgentHub:
@@ -106,8 +111,12 @@ class AgentHub:
         return [c.host_id for c in silent]
 
     async def close_all(self) -> None:
-        for conn in list(self.connections.values()):
+        conns = list(self.connections.values())
+        for conn in conns:
             conn.close(1001, "server shutting down")
+        closing = [c.closer for c in conns if c.closer is not None]
+        if closing:
+            await asyncio.wait(closing, timeout=5)
 
 
 async def _error_and_close(ws: web.WebSocketResponse, code: str, message: str, ref: str | None = None) -> None:
@@ -157,7 +166,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             conn.last_seen = cfg.clock()
             await _dispatch(hub, conn, msg.data)
     finally:
-        conn.stop()
+        await conn.stop()
         if hub.connections.get(host_id) is conn:
             del hub.connections[host_id]
             await services.host_offline(host_id, conn.last_seen)

@@ -43,8 +43,17 @@ class Subscriber:
         except asyncio.QueueFull:
             # Too slow to keep up: drop the connection rather than hold everyone else back.
             self.overflowed = True
-            self._closer = asyncio.ensure_future(
-                self.ws.close(code=1008, message=b"too slow: event queue overflowed"))
+            self.close(1008, b"too slow: event queue overflowed")
+
+    def close(self, code: int, message: bytes) -> asyncio.Future:
+        if self._closer is None:
+            self._closer = asyncio.ensure_future(self.ws.close(code=code, message=message))
+        return self._closer
+
+    async def closed(self) -> None:
+        """Let a close begun elsewhere finish its handshake before the handler returns."""
+        if self._closer is not None:
+            await asyncio.wait([self._closer], timeout=5)
 
     def log_lines(self, job_id: str, lines: list[JobLogLine], frame: Callable[[list[JobLogLine]], bytes]) -> None:
         if job_id in self.pending:
@@ -105,8 +114,9 @@ class EventHub:
                 "job.log", {"job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in fresh]}))
 
     async def close_all(self) -> None:
-        for sub in list(self.subscribers):
-            await sub.ws.close(code=1001, message=b"server shutting down")
+        closing = [sub.close(1001, b"server shutting down") for sub in list(self.subscribers)]
+        if closing:
+            await asyncio.wait(closing, timeout=5)
 
 
 @requires(Role.viewer)
@@ -164,4 +174,5 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
             await writer_task
         except (asyncio.CancelledError, ConnectionResetError):
             pass
+        await sub.closed()
     return ws
