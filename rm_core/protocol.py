@@ -7,6 +7,7 @@ the envelope subclass for its type, so handlers get typed payloads.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
@@ -22,7 +23,9 @@ def utcnow() -> datetime:
 
 class Payload(BaseModel):
     # Unknown fields are kept out rather than rejected: a newer peer may add fields.
-    model_config = ConfigDict(extra="ignore")
+    # defer_build: a process builds validators only for the messages it actually handles
+    # (the agent's idle memory is a target; building every schema at import cost ~13 MB).
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -211,7 +214,7 @@ class Ack(Payload):
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
     type: str
     id: str = Field(default_factory=new_id)
     ref: str | None = None
@@ -259,8 +262,12 @@ _AGENT_ENVELOPES = [_envelope_class(n, m) for n, m in AGENT_TO_SERVER.items()]
 _SERVER_ENVELOPES = [_envelope_class(n, m) for n, m in SERVER_TO_AGENT.items()]
 AgentMessage = Annotated[Union[tuple(_AGENT_ENVELOPES)], Field(discriminator="type")]  # type: ignore[valid-type]
 ServerMessage = Annotated[Union[tuple(_SERVER_ENVELOPES)], Field(discriminator="type")]  # type: ignore[valid-type]
-_agent_adapter: TypeAdapter[Envelope] = TypeAdapter(AgentMessage)
-_server_adapter: TypeAdapter[Envelope] = TypeAdapter(ServerMessage)
+
+
+@functools.cache
+def _adapter(direction: str) -> TypeAdapter[Envelope]:
+    """Built on first use: the server needs only the agent direction, the agent the other."""
+    return TypeAdapter(AgentMessage if direction == "agent" else ServerMessage)
 
 
 class UnknownMessageType(ValueError):
@@ -272,10 +279,10 @@ class UnknownMessageType(ValueError):
         self.envelope = envelope
 
 
-def _parse(raw: str | bytes, table: dict[str, type[Payload]], adapter: TypeAdapter) -> Envelope:
+def _parse(raw: str | bytes, direction: str) -> Envelope:
     # One pass for the common case; the bare envelope is parsed only to explain a failure.
     try:
-        return adapter.validate_json(raw)
+        return _adapter(direction).validate_json(raw)
     except ValidationError as exc:
         if not any(e["type"] == "union_tag_invalid" for e in exc.errors()):
             raise
@@ -285,12 +292,12 @@ def _parse(raw: str | bytes, table: dict[str, type[Payload]], adapter: TypeAdapt
 
 def parse_agent_message(raw: str | bytes) -> Envelope:
     """Validate a frame sent by an agent. Raises ValidationError or UnknownMessageType."""
-    return _parse(raw, AGENT_TO_SERVER, _agent_adapter)
+    return _parse(raw, "agent")
 
 
 def parse_server_message(raw: str | bytes) -> Envelope:
     """Validate a frame sent by the server. Raises ValidationError or UnknownMessageType."""
-    return _parse(raw, SERVER_TO_AGENT, _server_adapter)
+    return _parse(raw, "server")
 
 
 def message(payload: Payload, ref: str | None = None) -> Envelope:
