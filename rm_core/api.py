@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
-from rm_core.protocol import Retention, SnapshotInfo
+from rm_core.protocol import LogLine, Retention, SnapshotInfo
 
 
 class Body(BaseModel):
@@ -297,11 +297,8 @@ class Job(Out):
     log_dropped: int = 0
 
 
-class JobLogLine(Out):
-    seq: int
-    ts: datetime
-    stream: str
-    text: str
+class JobLogLine(LogLine):
+    """One stored line of a job's log, as the agent sent it."""
 
 
 class JobLogPage(Out):

@@ -31,6 +31,8 @@ class Services:
         self.notifier = None  # set by the notify module when it starts
         self._acks: dict[str, int] = {}
         self._ack_flush: asyncio.Future | None = None
+        self._logs: list[tuple[str, p.JobLog, asyncio.Future]] = []
+        self._log_flush: asyncio.Future | None = None
 
     @property
     def store(self):
@@ -247,8 +249,8 @@ class Services:
 
     async def close(self) -> None:
         """Finish writing gathered acks before the store closes."""
-        if self._ack_flush is not None:
-            await asyncio.gather(self._ack_flush, return_exceptions=True)
+        pending = [f for f in (self._ack_flush, self._log_flush) if f is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def on_schedule_fire(self, conn: "AgentConnection", env: p.Envelope) -> None:
         fire: p.ScheduleFire = env.payload
@@ -283,10 +285,34 @@ class Services:
             self.job_changed(applied.job)
 
     async def on_job_log(self, conn: "AgentConnection", env: p.Envelope) -> None:
+        # Group commit: log batches from every agent that arrive while one transaction runs
+        # share the next one; each handler waits for its own result before acking.
         ev: p.JobLog = env.payload
-        applied = await self._apply(conn, env, lambda: self.store.jobs.apply_log(conn.host_id, ev))
-        if applied and applied.lines:
-            self.events.publish_log(ev.job_id, applied.lines)
+        done = asyncio.get_running_loop().create_future()
+        self._logs.append((conn.host_id, ev, done))
+        if self._log_flush is None or self._log_flush.done():
+            self._log_flush = asyncio.ensure_future(self._flush_logs())
+        result = await done
+        if isinstance(result, UnknownJob):
+            conn.send(p.Error(code="unknown_job", message=f"job {ev.job_id} is not known for this host"), env.id)
+            return
+        conn.send(p.Ack(job_id=ev.job_id, upto_seq=result.acked_seq))
+        if result.lines:
+            self.events.publish_log(ev.job_id, result.lines)
+
+    async def _flush_logs(self) -> None:
+        while self._logs:
+            batch, self._logs = self._logs, []
+            try:
+                results = await self.store.jobs.apply_logs([(host_id, ev) for host_id, ev, _ in batch])
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (*_, done), result in zip(batch, results):
+                if not done.done():
+                    done.set_result(result)
 
     async def on_job_finished(self, conn: "AgentConnection", env: p.Envelope) -> None:
         ev: p.JobFinished = env.payload

@@ -9,7 +9,7 @@ from typing import Any
 from rm_core.api import Job, JobLogLine, JobLogPage
 from rm_core.enums import ACTIVE_STATES, ActorKind, JobKind, JobState
 from rm_core.ids import new_id
-from rm_core.protocol import JobFinished, JobLog, JobStarted
+from rm_core.protocol import JobFinished, JobLog, JobStarted, LogLine
 from rm_server.store.base import Repo, Tx
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
 
@@ -46,7 +46,7 @@ class Applied:
 
     acked_seq: int
     job: Job | None = None
-    lines: list[JobLogLine] = field(default_factory=list)
+    lines: list[LogLine] = field(default_factory=list)
 
 
 class UnknownJob(LookupError):
@@ -189,39 +189,50 @@ class Jobs(Repo):
                 )
         return Applied(1, await self.get(ev.job_id))
 
-    async def apply_log(self, host_id: str, ev: JobLog) -> Applied:
+    async def apply_logs(self, batch: list[tuple[str, JobLog]]) -> list[Applied | UnknownJob]:
+        """Apply many job.log events (from any hosts and jobs) in one transaction.
+
+        Log ingest is the server's busiest write: one transaction per event made the writer
+        lock and its thread hops the bottleneck. Each result is the event's Applied, or
+        UnknownJob when the job is not the sending host's."""
+        results: list[Applied | UnknownJob] = []
+        state: dict[str, list[int]] = {}  # job_id -> [acked, log_lines]
+        rows: list[tuple] = []
         async with self.tx() as tx:
-            cur = await self._acked(tx, host_id, ev.job_id)
-            if cur is None:
-                raise UnknownJob(ev.job_id)
-            acked = cur[0]
-            fresh = []
-            for line in ev.lines:
-                if line.seq <= acked:
-                    continue
-                if line.seq != acked + 1:
-                    break  # a gap: keep what is contiguous, the agent resends the rest
-                fresh.append(line)
-                acked = line.seq
-            if not fresh:
-                return Applied(acked)
-            await tx.conn.executemany(
-                "INSERT INTO job_logs (job_id, seq, ts, stream, text) VALUES (?, ?, ?, ?, ?)",
-                [(ev.job_id, ln.seq, iso(ln.ts), ln.stream, ln.text) for ln in fresh],
-            )
-            await tx.execute(
-                "UPDATE jobs SET acked_seq = ?, log_lines = log_lines + ? WHERE id = ?",
-                (acked, len(fresh), ev.job_id),
-            )
-            await self._cap_log(tx, ev.job_id, acked)
-        return Applied(acked, None, [JobLogLine(seq=ln.seq, ts=ln.ts, stream=ln.stream, text=ln.text) for ln in fresh])
+            for host_id, ev in batch:
+                if ev.job_id not in state:
+                    row = await tx.fetchone(
+                        "SELECT acked_seq, log_lines FROM jobs WHERE id = ? AND host_id = ?", (ev.job_id, host_id))
+                    if row is None:
+                        results.append(UnknownJob(ev.job_id))
+                        continue
+                    state[ev.job_id] = [row[0], row[1]]
+                acked_lines = state[ev.job_id]
+                acked = acked_lines[0]
+                fresh = []
+                for line in ev.lines:
+                    if line.seq <= acked:
+                        continue
+                    if line.seq != acked + 1:
+                        break  # a gap: keep what is contiguous, the agent resends the rest
+                    fresh.append(line)
+                    acked = line.seq
+                rows.extend((ev.job_id, ln.seq, iso(ln.ts), ln.stream, ln.text) for ln in fresh)
+                acked_lines[0], acked_lines[1] = acked, acked_lines[1] + len(fresh)
+                results.append(Applied(acked, None, fresh))
+            if rows:
+                await tx.conn.executemany(
+                    "INSERT INTO job_logs (job_id, seq, ts, stream, text) VALUES (?, ?, ?, ?, ?)", rows)
+                await tx.conn.executemany(
+                    "UPDATE jobs SET acked_seq = ?, log_lines = ? WHERE id = ?",
+                    [(acked, lines, job_id) for job_id, (acked, lines) in state.items()])
+                for job_id, (acked, lines) in state.items():
+                    if lines > self.log_head + self.log_tail:
+                        await self._cap_log(tx, job_id, acked)
+        return results
 
     async def _cap_log(self, tx: Tx, job_id: str, acked: int) -> None:
-        row = await tx.fetchone("SELECT log_lines FROM jobs WHERE id = ?", (job_id,))
-        # Over the cap, each batch deletes about as many middle lines as it added: one ranged
-        # DELETE on the primary key, so the kept log is always exactly head + tail.
-        if row["log_lines"] <= self.log_head + self.log_tail:
-            return
+        """Keep the first log_head and the newest log_tail lines; count what is dropped."""
         head_last_seq = self.log_head + 1  # seq 1 is job.started; log lines start at 2
         cur = await tx.execute(
             "DELETE FROM job_logs WHERE job_id = ? AND seq > ? AND seq <= ?",

@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 from pydantic_core import to_json
 
-from rm_core.api import JobLogLine
+from rm_core.protocol import LogLine
 from rm_core.enums import Role
 from rm_server.api.common import requires
 from rm_server.keys import CONFIG, EVENTS, STORE
@@ -31,7 +31,7 @@ class Subscriber:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
         # job_id -> last seq sent, or a list buffering live lines while the backlog loads
         self.jobs: dict[str, int] = {}
-        self.pending: dict[str, list[JobLogLine]] = {}
+        self.pending: dict[str, list[LogLine]] = {}
         self.overflowed = False
         self._closer: asyncio.Task | None = None
 
@@ -55,7 +55,7 @@ class Subscriber:
         if self._closer is not None:
             await asyncio.wait([self._closer], timeout=5)
 
-    def log_lines(self, job_id: str, lines: list[JobLogLine], frame: Callable[[list[JobLogLine]], bytes]) -> None:
+    def log_lines(self, job_id: str, lines: list[LogLine], frame: Callable[[list[LogLine]], bytes]) -> None:
         if job_id in self.pending:
             self.pending[job_id].extend(lines)
             return
@@ -86,8 +86,8 @@ class EventHub:
         for sub in self.subscribers:
             sub.put(frame)
 
-    def publish_log(self, job_id: str, lines: list[JobLogLine]) -> None:
-        def frame(fresh: list[JobLogLine]) -> bytes:
+    def publish_log(self, job_id: str, lines: list[LogLine]) -> None:
+        def frame(fresh: list[LogLine]) -> bytes:
             return self._frame("job.log", {"job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in fresh]})
 
         for sub in self.subscribers:
