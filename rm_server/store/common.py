@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiosqlite
@@ -42,9 +42,14 @@ class AuditRecord:
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
+_UTC_OFFSET = timedelta(0)
+
+
 def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
+    if dt.utcoffset() == _UTC_OFFSET:  # the common case (every log line): no conversion needed
+        return dt.isoformat(timespec="microseconds")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
