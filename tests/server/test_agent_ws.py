@@ -142,3 +142,32 @@ async def test_delete_host_revokes_token(server):
         raise AssertionError("revoked token accepted")
     except aiohttp.WSServerHandshakeError as exc:
         assert exc.status == 401
+
+
+async def test_hostile_frames_get_errors_and_change_nothing(server):
+    host_id, token = await server.enroll()
+    agent = TestAgent(server, token)
+    await agent.connect()
+    frames = [
+        '{"type": "job.log", "payload": {"job_id": "x", "lines": []}}',
+        '{"type": "job.log", "payload": {"job_id": "x", "lines": [{"seq": 0, "ts": "now", "text": 1}]}}',
+        '{"type": "job.finished", "payload": {"job_id": "nope", "seq": 2, "state": "succeeded"}}',
+        '{"type": "job.finished", "payload": {"job_id": "nope", "seq": 2, "state": "exploded"}}',
+        '{"type": "job.started", "payload": {"job_id": "j", "started_at": "2026-01-01T00:00:00Z", "kind": "backup",'
+        ' "source_group_id": "not-mine"}}',
+        '{"type": "snapshots.report", "payload": {"snapshots": "all"}}',
+        '{"type": "schedule.ack", "payload": {"version": -1}}',
+        '{"type": "schedule.fire", "payload": {"schedule_id": "nope", "scheduled_at": "2026-01-01T00:00:00Z",'
+        ' "fire_id": "f"}}',
+        '[1, 2, 3]',
+        '"hello"',
+    ]
+    for frame in frames:
+        await agent.ws.send_str(frame)
+        err = await agent.expect("error")
+        assert err.payload.code in ("malformed", "unknown_job", "unknown_schedule"), (frame, err.payload)
+    status, jobs = await server.call("GET", f"/jobs?host_id={host_id}")
+    assert jobs["jobs"] == []
+    status, host = await server.call("GET", f"/hosts/{host_id}")
+    assert host["status"] == "online" and host["applied_schedule_version"] == 0
+    await agent.close()
