@@ -105,3 +105,10 @@ def _dump(value: Any) -> str:
 def actor(request: web.Request) -> Actor:
     op = request[OPERATOR_KEY]
     return Actor("user", op.id, op.username)
+
+
+def job_accepted(job: BaseModel) -> web.Response:
+    """202 for a job an action started. DESIGN.md writes the reply as `{job}`: it is the job
+    itself, with the same job also under "job", so both readings of that shorthand hold."""
+    fields = job.model_dump(mode="json")
+    return reply({**fields, "job": fields}, 202)

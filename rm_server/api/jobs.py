@@ -6,7 +6,7 @@ from aiohttp import web
 
 from rm_core.api import JobBody
 from rm_core.enums import JobKind, JobState, Role
-from rm_server.api.common import actor, parse_body, query_enum, query_int, reply, requires
+from rm_server.api.common import actor, job_accepted, parse_body, query_enum, query_int, reply, requires
 from rm_server.keys import SERVICES, STORE
 
 routes = web.RouteTableDef()
@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 async def create_job(request: web.Request) -> web.Response:
     body = await parse_body(request, JobBody)
     job = await request.app[SERVICES].new_job(actor(request), request.match_info["id"], body)
-    return reply(job, 202)
+    return job_accepted(job)
 
 
 @routes.get("/api/v1/jobs")

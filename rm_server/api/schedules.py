@@ -10,7 +10,7 @@ from aiohttp import web
 from rm_core.api import JobBody, Schedule, ScheduleBody, SourceGroupBody
 from rm_core.cron import CronError, next_fires
 from rm_core.enums import ActorKind, JobKind, Role
-from rm_server.api.common import actor, parse_body, reply, requires
+from rm_server.api.common import actor, job_accepted, parse_body, reply, requires
 from rm_server.errors import BadRequest
 from rm_server.keys import CONFIG, SERVICES, STORE
 from rm_server.store import NewJob
@@ -70,7 +70,7 @@ async def delete_group(request: web.Request) -> web.Response:
 async def run_group(request: web.Request) -> web.Response:
     host_id, gid = _ids(request)
     job = await request.app[SERVICES].new_job(actor(request), host_id, JobBody(kind=JobKind.backup, source_group_id=gid))
-    return reply({"job": job}, 202)
+    return job_accepted(job)
 
 
 def validated_schedule(body: ScheduleBody) -> ScheduleBody:
