@@ -146,12 +146,17 @@ def operator() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
 @DATA_DIR
-@click.password_option("--password", envvar="RM_OPERATOR_PASSWORD", prompt="Password",
-                       help="Prompted for when not given (or $RM_OPERATOR_PASSWORD).")
-def operator_add(name: str, role: str, data_dir: Path, password: str) -> None:
+@click.option("--password", envvar="RM_OPERATOR_PASSWORD", default=None, show_envvar=True,
+              help="Prompted for when not given (avoid the flag: argv is visible to other users).")
+def operator_add(name: str, role: str, data_dir: Path, password: str | None) -> None:
     """Create an operator account."""
     from rm_core.api import OperatorCreate
     from pydantic import ValidationError
+
+    if password is None:
+        # Confirm when a person types it; a script piping it in gives it once.
+        tty = sys.stdin.isatty()
+        password = click.prompt("Password", hide_input=tty, confirmation_prompt=tty)
 
     try:
         OperatorCreate(username=name, password=password, role=Role(role))

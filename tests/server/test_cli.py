@@ -115,3 +115,15 @@ def test_operator_add_and_backup_db(tmp_path):
 def test_tls_flag_errors_are_clear(tmp_path, args):
     out = rm_server("serve", "--data-dir", str(tmp_path), *args)
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_operator_add_reads_a_piped_password(tmp_path):
+    env = {"RM_DATA_DIR": str(tmp_path / "d")}
+    env_clean = {k: v for k, v in os.environ.items() if k != "RM_OPERATOR_PASSWORD"}
+    out = subprocess.run([str(BIN / "rm-server"), "operator", "add", "dora", "--role", "operator"],
+                         input="a-long-password\n", capture_output=True, text=True, timeout=60, env={**env_clean, **env})
+    assert out.returncode == 0, out.stderr
+    assert "a-long-password" not in out.stdout + out.stderr
+    short = subprocess.run([str(BIN / "rm-server"), "operator", "add", "eve", "--role", "operator"],
+                           input="short\n", capture_output=True, text=True, timeout=60, env={**env_clean, **env})
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
