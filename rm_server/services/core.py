@@ -16,6 +16,7 @@ from rm_core.api import FleetPolicyBody, FleetPolicyResult, Job, JobBody
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_server.keys import AGENTS, CONFIG, EVENTS, MASTER_KEY, STORE
 from rm_server.security import SealError
+from rm_server.services.batching import GroupCommit
 from rm_server.store import SYSTEM, Actor, NewJob, NotFound, UnknownJob
 
 if TYPE_CHECKING:
@@ -29,10 +30,10 @@ class Services:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.notifier = None  # set by the notify module when it starts
-        self._acks: dict[str, int] = {}
-        self._ack_flush: asyncio.Future | None = None
-        self._logs: list[tuple[str, p.JobLog, asyncio.Future]] = []
-        self._log_flush: asyncio.Future | None = None
+        # Fleet-scale writes go through group commit (see batching.py).
+        self._hellos = GroupCommit(self._write_hellos)
+        self._acks = GroupCommit(self._write_acks)
+        self._logs = GroupCommit(lambda items: self.store.jobs.apply_logs(items))
 
     @property
     def store(self):
@@ -68,7 +69,7 @@ class Services:
 
         hello: p.Hello = env.payload
         host_id = conn.host_id
-        await self.store.hosts.record_hello(host_id, hello, self.app[CONFIG].clock())
+        await self._hellos.submit((host_id, hello))
         conn.send(hello_ok(), env.id)
         conn.send(await self.store.schedules.schedule_set(host_id))
         conn.send(await self.config_update(host_id))
@@ -78,6 +79,10 @@ class Services:
         await self.host_changed(host_id)
         await self.auto_init(host_id)
         await self.dispatch_queued(host_id)
+
+    async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[None]:
+        await self.store.hosts.record_hellos(items, self.app[CONFIG].clock())
+        return [None] * len(items)
 
     # ------------------------------------------------------------ schedules + config
 
@@ -232,25 +237,23 @@ class Services:
     async def on_heartbeat(self, conn: "AgentConnection", env: p.Envelope) -> None:
         conn.last_seen = self.app[CONFIG].clock()
 
-    async def on_schedule_ack(self, conn: "AgentConnection", env: p.Envelope) -> None:
-        # Group commit: after a fleet-wide push thousands of acks land together and share one
-        # transaction; each agent's handler still waits until its own ack is written.
-        self._acks[conn.host_id] = max(env.payload.version, self._acks.get(conn.host_id, 0))
-        if self._ack_flush is None or self._ack_flush.done():
-            self._ack_flush = asyncio.ensure_future(self._flush_acks())
-        await asyncio.shield(self._ack_flush)
+    async def _write_acks(self, items: list[tuple[str, int]]) -> list[tuple[int, int] | None]:
+        newest: dict[str, int] = {}
+        for host_id, version in items:
+            newest[host_id] = max(version, newest.get(host_id, 0))
+        recorded = await self.store.hosts.set_applied_versions(newest)
+        return [recorded.get(host_id) for host_id, _ in items]
 
-    async def _flush_acks(self) -> None:
-        while self._acks:
-            batch, self._acks = self._acks, {}
-            for host_id, (issued, applied) in (await self.store.hosts.set_applied_versions(batch)).items():
-                self.events.publish("schedule.updated", {"host_id": host_id, "version": issued,
-                                                         "applied_version": applied})
+    async def on_schedule_ack(self, conn: "AgentConnection", env: p.Envelope) -> None:
+        recorded = await self._acks.submit((conn.host_id, env.payload.version))
+        if recorded is not None:
+            self.events.publish("schedule.updated", {"host_id": conn.host_id, "version": recorded[0],
+                                                     "applied_version": recorded[1]})
 
     async def close(self) -> None:
-        """Finish writing gathered acks before the store closes."""
-        pending = [f for f in (self._ack_flush, self._log_flush) if f is not None]
-        await asyncio.gather(*pending, return_exceptions=True)
+        """Finish the writes gathered for group commit before the store closes."""
+        for batcher in (self._hellos, self._acks, self._logs):
+            await batcher.drain()
 
     async def on_schedule_fire(self, conn: "AgentConnection", env: p.Envelope) -> None:
         fire: p.ScheduleFire = env.payload
@@ -285,34 +288,14 @@ class Services:
             self.job_changed(applied.job)
 
     async def on_job_log(self, conn: "AgentConnection", env: p.Envelope) -> None:
-        # Group commit: log batches from every agent that arrive while one transaction runs
-        # share the next one; each handler waits for its own result before acking.
         ev: p.JobLog = env.payload
-        done = asyncio.get_running_loop().create_future()
-        self._logs.append((conn.host_id, ev, done))
-        if self._log_flush is None or self._log_flush.done():
-            self._log_flush = asyncio.ensure_future(self._flush_logs())
-        result = await done
+        result = await self._logs.submit((conn.host_id, ev))
         if isinstance(result, UnknownJob):
             conn.send(p.Error(code="unknown_job", message=f"job {ev.job_id} is not known for this host"), env.id)
             return
         conn.send(p.Ack(job_id=ev.job_id, upto_seq=result.acked_seq))
         if result.lines:
             self.events.publish_log(ev.job_id, result.lines)
-
-    async def _flush_logs(self) -> None:
-        while self._logs:
-            batch, self._logs = self._logs, []
-            try:
-                results = await self.store.jobs.apply_logs([(host_id, ev) for host_id, ev, _ in batch])
-            except Exception as exc:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (*_, done), result in zip(batch, results):
-                if not done.done():
-                    done.set_result(result)
 
     async def on_job_finished(self, conn: "AgentConnection", env: p.Envelope) -> None:
         ev: p.JobFinished = env.payload

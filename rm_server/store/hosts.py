@@ -115,13 +115,14 @@ class Hosts(Repo):
         row = await self.db.fetchone("SELECT host_id FROM agent_tokens WHERE token_hash = ?", (token_hash,))
         return None if row is None else row["host_id"]
 
-    async def record_hello(self, host_id: str, hello: Hello, now: datetime) -> None:
+    async def record_hellos(self, hellos: list[tuple[str, Hello]], now: datetime) -> None:
+        """Mark hosts online with what their hellos say (many at once after a server restart)."""
         async with self.tx() as tx:
-            await tx.execute(
+            await tx.conn.executemany(
                 "UPDATE hosts SET status = 'online', last_seen = ?, os = ?, arch = ?, agent_version = ?,"
                 " restic_version = ?, applied_schedule_version = min(?, schedule_version) WHERE id = ?",
-                (iso(now), hello.os, hello.arch, hello.agent_version, hello.restic_version,
-                 hello.applied_schedule_version, host_id),
+                [(iso(now), h.os, h.arch, h.agent_version, h.restic_version, h.applied_schedule_version, host_id)
+                 for host_id, h in hellos],
             )
 
     async def set_offline(self, host_id: str, last_seen: datetime | None) -> bool:

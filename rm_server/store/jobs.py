@@ -133,6 +133,10 @@ class Jobs(Repo):
 
         Returns (lost, requeued).
         """
+        if not await self.db.fetchone(
+            "SELECT 1 FROM jobs WHERE host_id = ? AND state IN ('dispatched', 'running') LIMIT 1", (host_id,)
+        ):
+            return [], []  # the common case needs no write transaction (a reconnect storm is 19k hellos)
         async with self.tx() as tx:
             rows = await tx.fetchall(
                 "SELECT id, state FROM jobs WHERE host_id = ? AND state IN ('dispatched', 'running')", (host_id,)

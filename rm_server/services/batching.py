@@ -1,0 +1,51 @@
+"""Group commit: many small writes from many agents share one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommit(Generic[T, R]):
+    """Items submitted while one write runs are written together by the next one.
+
+    `write(items)` returns one result per item, in order. Each `submit` waits for its own
+    result, so a caller that acknowledges after awaiting still acknowledges only what is
+    stored — at fleet scale thousands of agents share a transaction instead of queueing
+    for the writer one by one."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[list[R]]]) -> None:
+        self._write = write
+        self._items: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, item: T) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._items.append((item, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        return await done
+
+    async def _run(self) -> None:
+        while self._items:
+            batch, self._items = self._items, []
+            try:
+                results = await self._write([item for item, _ in batch])
+                if len(results) != len(batch):
+                    raise ValueError(f"group write returned {len(results)} results for {len(batch)} items")
+            except Exception as exc:  # every waiter hears of it; the next batch still runs
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), result in zip(batch, results):
+                if not done.done():
+                    done.set_result(result)
+
+    async def drain(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,47 @@
+import asyncio
+
+import pytest
+
+from rm_server.services.batching import GroupCommit
+
+
+async def test_items_arriving_during_a_write_share_the_next_one():
+    writes: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def write(items):
+        writes.append(items)
+        if len(writes) == 1:
+            await gate.wait()  # hold the first write open while more items arrive
+        return [i * 10 for i in items]
+
+    gc = GroupCommit(write)
+    first = asyncio.ensure_future(gc.submit(1))
+    await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(gc.submit(i)) for i in range(2, 7)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await first == 10
+    assert await asyncio.gather(*rest) == [20, 30, 40, 50, 60]
+    assert writes == [[1], [2, 3, 4, 5, 6]]
+
+
+async def test_a_failed_write_reaches_every_waiter_and_the_next_batch_still_runs():
+    async def write(items):
+        if 0 in items:
+            raise RuntimeError("disk full")
+        return items
+
+    gc = GroupCommit(write)
+    results = await asyncio.gather(gc.submit(0), gc.submit(1), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await gc.submit(5) == 5
+    await gc.drain()
+
+
+async def test_result_count_must_match():
+    async def write(items):
+        return []
+
+    with pytest.raises(ValueError):
+        await GroupCommit(write).submit(1)
