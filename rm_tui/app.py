@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 
 from rm_core.api import Host, Job
 from rm_tui import messages as m
@@ -24,6 +26,7 @@ class RmTui(App[None]):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "toggle_help", "Help", key_display="?"),
+        Binding("colon", "command_palette", "Go to…", key_display=":"),
     ]
 
     def __init__(self, server_url: str, fingerprint: str | None = None, readonly: bool = False) -> None:
@@ -41,6 +44,15 @@ class RmTui(App[None]):
     async def on_unmount(self) -> None:
         self.workers.cancel_all()
         await self.client.close()
+
+    @property
+    def can_write(self) -> bool:
+        """False with --readonly or for a viewer: every mutating action is hidden and refused."""
+        return not self.readonly and self.client.role not in (None, "viewer")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.client.role == "admin"
 
     def use_server(self, url: str) -> None:
         """The login screen may point at another server than --server: start a fresh client."""
@@ -77,6 +89,35 @@ class RmTui(App[None]):
         self.switch_screen(LoginScreen(self.server_url))
         self.notify("Your session ended (expired or signed out elsewhere): sign in again",
                     title="Signed out", severity="warning", timeout=10)
+
+    # ------------------------------------------------------------ navigation
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "command_palette" and not self.client.token:
+            return False  # nothing to jump to before signing in
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        if self.client.token:
+            yield SystemCommand("Fleet", "All hosts, live", lambda: self.go_to("fleet"))
+            if self.client.role != "viewer":
+                yield SystemCommand("Enrollment", "Enrollment tokens and the install command for a new host",
+                                    lambda: self.go_to("enrollment"))
+            yield SystemCommand("Audit", "Who changed what, newest first", lambda: self.go_to("audit"))
+            if self.is_admin:
+                yield SystemCommand("Operators", "Operator accounts and roles", lambda: self.go_to("operators"))
+        yield from super().get_system_commands(screen)
+
+    def go_to(self, name: str) -> None:
+        """Back to the fleet (the bottom of the stack), then open `name` on top of it."""
+        from rm_tui.screens.admin import AuditScreen, EnrollmentScreen, OperatorsScreen
+        from rm_tui.screens.fleet import FleetScreen
+
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, FleetScreen):
+            self.pop_screen()
+        factories = {"enrollment": EnrollmentScreen, "audit": AuditScreen, "operators": OperatorsScreen}
+        if name in factories:
+            self.push_screen(factories[name]())
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):

@@ -11,7 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from rm_core.api import Host, Job, JobLogPage, LoginResponse, Operator, ScheduleList, SourceGroup
+from rm_core.api import (AuditEntry, EnrollmentToken, EnrollmentTokenCreated, Host, Job, JobLogPage, LoginResponse,
+                         Maintenance, Operator, RepoInfo, Schedule, ScheduleList, Snapshot, SourceGroup)
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
@@ -195,6 +196,95 @@ class Client:
     async def run_schedule(self, host_id: str, schedule_id: str) -> list[Job]:
         body = await self.request("POST", f"/hosts/{host_id}/schedules/{schedule_id}/run")
         return [Job.model_validate(j) for j in body["jobs"]]
+
+    async def create_job(self, host_id: str, body: dict[str, Any]) -> Job:
+        resp = await self.request("POST", f"/hosts/{host_id}/jobs", json=body)
+        return Job.model_validate(resp["job"] if "job" in resp else resp)
+
+    async def cancel_job(self, job_id: str) -> Job:
+        return Job.model_validate(await self.request("POST", f"/jobs/{job_id}/cancel"))
+
+    # ------------------------------------------------------------ source groups and schedules
+
+    async def save_source_group(self, host_id: str, body: dict[str, Any], group_id: str | None = None) -> SourceGroup:
+        """Create (no id) or replace a source group."""
+        if group_id:
+            resp = await self.request("PUT", f"/hosts/{host_id}/source-groups/{group_id}", json=body)
+        else:
+            resp = await self.request("POST", f"/hosts/{host_id}/source-groups", json=body)
+        return SourceGroup.model_validate(resp)
+
+    async def delete_source_group(self, host_id: str, group_id: str) -> None:
+        await self.request("DELETE", f"/hosts/{host_id}/source-groups/{group_id}")
+
+    async def save_schedule(self, host_id: str, body: dict[str, Any], schedule_id: str | None = None) -> Schedule:
+        if schedule_id:
+            resp = await self.request("PUT", f"/hosts/{host_id}/schedules/{schedule_id}", json=body)
+        else:
+            resp = await self.request("POST", f"/hosts/{host_id}/schedules", json=body)
+        return Schedule.model_validate(resp)
+
+    async def delete_schedule(self, host_id: str, schedule_id: str) -> None:
+        await self.request("DELETE", f"/hosts/{host_id}/schedules/{schedule_id}")
+
+    # ------------------------------------------------------------ host settings
+
+    async def snapshots(self, host_id: str) -> list[Snapshot]:
+        body = await self.request("GET", f"/hosts/{host_id}/snapshots")
+        return [Snapshot.model_validate(s) for s in body["snapshots"]]
+
+    async def maintenance(self, host_id: str) -> Maintenance:
+        return Maintenance.model_validate(await self.request("GET", f"/hosts/{host_id}/maintenance"))
+
+    async def set_maintenance(self, host_id: str, body: dict[str, Any]) -> Maintenance:
+        return Maintenance.model_validate(await self.request("PUT", f"/hosts/{host_id}/maintenance", json=body))
+
+    async def bandwidth(self, host_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"/hosts/{host_id}/bandwidth") or {}
+
+    async def set_bandwidth(self, host_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PUT", f"/hosts/{host_id}/bandwidth", json=body) or {}
+
+    async def repo(self, host_id: str) -> RepoInfo | None:
+        """The host's repository (URL redacted by the server); None when none is configured."""
+        try:
+            return RepoInfo.model_validate(await self.request("GET", f"/hosts/{host_id}/repo"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # ------------------------------------------------------------ administration
+
+    async def enrollment_tokens(self) -> list[EnrollmentToken]:
+        body = await self.request("GET", "/enrollment-tokens")
+        return [EnrollmentToken.model_validate(t) for t in body["tokens"]]
+
+    async def create_enrollment_token(self, body: dict[str, Any]) -> EnrollmentTokenCreated:
+        return EnrollmentTokenCreated.model_validate(await self.request("POST", "/enrollment-tokens", json=body))
+
+    async def delete_enrollment_token(self, token_id: str) -> None:
+        await self.request("DELETE", f"/enrollment-tokens/{token_id}")
+
+    async def audit(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        params = {"limit": str(limit)}
+        if before is not None:
+            params["before"] = str(before)
+        body = await self.request("GET", "/audit", params=params)
+        return [AuditEntry.model_validate(e) for e in body["entries"]]
+
+    async def operators(self) -> list[Operator]:
+        body = await self.request("GET", "/operators")
+        return [Operator.model_validate(o) for o in body["operators"]]
+
+    async def create_operator(self, body: dict[str, Any]) -> Operator:
+        return Operator.model_validate(await self.request("POST", "/operators", json=body))
+
+    async def update_operator(self, operator_id: str, body: dict[str, Any]) -> Operator:
+        return Operator.model_validate(await self.request("PATCH", f"/operators/{operator_id}", json=body))
+
+    async def delete_operator(self, operator_id: str) -> None:
+        await self.request("DELETE", f"/operators/{operator_id}")
 
     # ------------------------------------------------------------ events
 

@@ -1,31 +1,68 @@
-"""One host: overview, source groups, schedules and recent jobs; run now; open logs."""
+"""One host as tabs: overview · source groups · schedules · jobs · snapshots · maintenance ·
+settings. Run now, logs, and (unless read-only) new / edit / delete on the tab in front."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from rm_core.api import Host, Job, Schedule, SourceGroup
+from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
+from rm_core.cron import CronError, next_fires
+from rm_core.enums import JobKind
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.format import age, short_id, size, when
+from rm_tui.screens.base import ApiScreen
+from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.fleet import STATE_STYLE, STATUS_STYLE
+from rm_tui.screens.forms import BandwidthForm, MaintenanceForm, ScheduleForm, SourceGroupForm
 
 JOB_LIMIT = 50
+TABS = ("overview", "groups", "schedules", "jobs", "snapshots", "maintenance", "settings")
+TAB_TITLES = ("Overview", "Source groups", "Schedules", "Jobs", "Snapshots", "Maintenance", "Settings")
+GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook")
+JOB_COLUMNS = (("id", "Job"), ("kind", "Kind"), ("state", "State"), ("group", "Source group"), ("actor", "By"),
+               ("created", "Created"), ("finished", "Finished"), ("info", "Info"))
+# Which tabs each contextual action works on.
+ACTION_TABS = {
+    "run_now": {"groups", "schedules"},
+    "new": {"groups", "schedules"},
+    "edit": {"groups", "schedules", "maintenance", "settings"},
+    "delete": {"groups", "schedules"},
+    "logs": {"jobs"},
+}
 
 
-class HostScreen(Screen[None]):
+def conflict_text(exc: ApiError) -> str:
+    """The server's message, plus the names of the schedules a 409 says are in the way."""
+    users = exc.details.get("schedules") if isinstance(exc.details, dict) else None
+    if exc.status == 409 and isinstance(users, list) and users:
+        names = ", ".join(str(u.get("name", u.get("id"))) for u in users if isinstance(u, dict))
+        return f"{exc.message} (used by: {names})"
+    return exc.message
+
+
+class HostScreen(ApiScreen):
     CSS_PATH = "host.tcss"
+    MUTATING = frozenset({"run_now", "new", "edit", "delete"})
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "run_now", "Run now"),
+        Binding("n", "new", "New"),
+        Binding("e", "edit", "Edit"),
+        Binding("ctrl+d", "delete", "Delete"),
         Binding("l", "logs", "Logs"),
         Binding("ctrl+r", "reload", "Reload"),
+        *(Binding(str(i + 1), f"tab('{tab}')", f"{title} tab", show=False)
+          for i, (tab, title) in enumerate(zip(TABS, TAB_TITLES))),
     ]
 
     def __init__(self, host: Host) -> None:
@@ -35,53 +72,79 @@ class HostScreen(Screen[None]):
         self.schedules: dict[str, Schedule] = {}
         self.jobs: dict[str, Job] = {}
         self.progress: dict[str, str] = {}
-
-    @property
-    def client(self):
-        return self.app.client  # type: ignore[attr-defined]
-
-    @property
-    def readonly(self) -> bool:
-        """--readonly, or signed in as a viewer: either way nothing here may change anything."""
-        return bool(getattr(self.app, "readonly", False)) or self.client.role == "viewer"
+        self.snapshots: list[Snapshot] = []
+        self.maintenance: Maintenance | None = None
+        self.bandwidth: dict[str, Any] | None = None
+        self.repo: RepoInfo | None = None
+        self.settings_loaded = False
+        self.loaded = False  # the first full load finished (tests wait on it)
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="overview")
-        with Horizontal(id="config"):
-            with Vertical():
-                yield Label("Source groups", classes="section-title")
-                groups: DataTable[str] = DataTable(id="groups", cursor_type="row")
-                groups.add_column("Name", key="name")
-                groups.add_column("Paths", key="paths")
-                groups.add_column("Tag", key="tag")
+        with TabbedContent(id="tabs"):
+            with TabPane("Overview", id="overview"):
+                with VerticalScroll():
+                    yield Static(id="overview-text")
+                    yield Static(id="overview-more")
+            with TabPane("Source groups", id="groups"):
+                groups: DataTable[str] = DataTable(id="groups-table", cursor_type="row", zebra_stripes=True)
+                for key, label in (("name", "Name"), ("paths", "Paths"), ("excludes", "Excludes"), ("tag", "Tag"),
+                                   ("keep", "Keep")):
+                    groups.add_column(label, key=key)
                 yield groups
-            with Vertical():
-                yield Label("Schedules", classes="section-title")
-                schedules: DataTable[str] = DataTable(id="schedules", cursor_type="row")
-                schedules.add_column("Name", key="name")
-                schedules.add_column("When", key="cron")
-                schedules.add_column("Next run", key="next")
+            with TabPane("Schedules", id="schedules"):
+                schedules: DataTable[Text | str] = DataTable(id="schedules-table", cursor_type="row",
+                                                             zebra_stripes=True)
+                for key, label in (("name", "Name"), ("cron", "When"), ("tz", "Timezone"), ("groups", "Groups"),
+                                   ("next", "Next run")):
+                    schedules.add_column(label, key=key)
                 yield schedules
-        yield Label("Recent jobs", classes="section-title")
-        jobs: DataTable[Text | str] = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
-        for key, label in (("id", "Job"), ("kind", "Kind"), ("state", "State"), ("group", "Source group"),
-                           ("actor", "By"), ("created", "Created"), ("finished", "Finished"), ("info", "Info")):
-            jobs.add_column(label, key=key)
-        yield jobs
+            with TabPane("Jobs", id="jobs"):
+                jobs: DataTable[Text | str] = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+                for key, label in JOB_COLUMNS:
+                    jobs.add_column(label, key=key)
+                yield jobs
+            with TabPane("Snapshots", id="snapshots"):
+                snaps: DataTable[str] = DataTable(id="snapshots-table", cursor_type="row", zebra_stripes=True)
+                for key, label in (("id", "Snapshot"), ("time", "Time"), ("paths", "Paths"), ("tags", "Tags"),
+                                   ("added", "Added"), ("total", "Size")):
+                    snaps.add_column(label, key=key)
+                yield snaps
+            with TabPane("Maintenance", id="maintenance"):
+                yield Static("loading…", id="maintenance-text", classes="pane-text")
+            with TabPane("Settings", id="settings"):
+                yield Static("loading…", id="settings-text", classes="pane-text")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = self.host.hostname
         self.render_overview()
-        self.query_one("#groups", DataTable).focus()
         self.load()
+        self.load_settings()
         self.set_interval(15, self.render_overview)  # "last seen 5s ago" ages locally
 
+    # ------------------------------------------------------------ tabs and bindings
+
+    @property
+    def tab(self) -> str:
+        return self.query_one("#tabs", TabbedContent).active
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    @on(TabbedContent.TabActivated)
+    def tab_changed(self) -> None:
+        self.refresh_bindings()
+        tables = self.query(f"#{self.tab}-table")
+        if tables:
+            tables.first().focus()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "run_now" and self.readonly:
-            return False  # hidden from the footer and refused
-        return True
+        if action in ACTION_TABS and self.is_mounted and self.tab not in ACTION_TABS[action]:
+            return False
+        return super().check_action(action, parameters)
+
+    # ------------------------------------------------------------ loading
 
     @work(exclusive=True, group="host-load")
     async def load(self) -> None:
@@ -91,22 +154,40 @@ class HostScreen(Screen[None]):
             listing = await self.client.schedules(self.host.id)
             jobs = await self.client.jobs(host_id=self.host.id, limit=JOB_LIMIT)
         except ApiError as exc:
-            self.app.report(exc, "Cannot load host")  # type: ignore[attr-defined]
+            self.report(exc, "Cannot load host")
             return
         self.host = host
         self.groups = {g.id: g for g in groups}
         self.schedules = {s.id: s for s in listing.schedules}
         self.jobs = {j.id: j for j in jobs}
+        self.loaded = True
         self.render_overview()
         self.render_groups()
         self.render_schedules()
         self.render_jobs()
 
+    @work(exclusive=True, group="host-settings")
+    async def load_settings(self) -> None:
+        """Snapshots, maintenance, bandwidth and repository: read on open and after changes."""
+        try:
+            self.snapshots = await self.client.snapshots(self.host.id)
+            self.maintenance = await self.client.maintenance(self.host.id)
+            self.bandwidth = await self.client.bandwidth(self.host.id)
+            self.repo = await self.client.repo(self.host.id)
+        except ApiError as exc:
+            self.report(exc, "Cannot load host settings")
+            return
+        self.settings_loaded = True
+        self.render_snapshots()
+        self.render_maintenance()
+        self.render_settings()
+        self.render_overview()
+
     # ------------------------------------------------------------ rendering
 
     def render_overview(self) -> None:
         h = self.host
-        status = f"[{STATUS_STYLE.get(h.status, '')}]{h.status.value}[/]"
+        status = f"[{STATUS_STYLE.get(h.status) or 'bold'}]{h.status.value}[/]"
         seen = f"last seen {age(h.last_seen)} ago" if h.last_seen else "never seen"
         lines = [
             f"[b]{h.hostname}[/]  {status}  {seen}  ·  {h.os} {h.arch}  ·  agent {h.agent_version or '?'}"
@@ -116,28 +197,53 @@ class HostScreen(Screen[None]):
                  f"v{h.applied_schedule_version})[/]" if h.schedule_version != h.applied_schedule_version
                  else f"schedule v{h.schedule_version} applied")
         lb = h.last_backup
-        last = (f"last backup [{STATE_STYLE.get(lb.state, '')}]{lb.state.value}[/] {age(lb.finished_at)} ago"
+        last = (f"last backup [{STATE_STYLE.get(lb.state) or 'bold'}]{lb.state.value}[/] {age(lb.finished_at)} ago"
                 if lb else "no backup yet")
         stale = "  ·  [bold reverse red] STALE [/]" if h.stale else ""
         lines.append(f"{last}  ·  repo {size(h.repo_size)}  ·  {drift}{stale}")
         if self.readonly:
             lines.append("[dim]read-only console: actions are disabled[/]")
-        self.query_one("#overview", Static).update("\n".join(lines))
+        self.query_one("#overview-text", Static).update("\n".join(lines))
+        more = Text()
+        if self.settings_loaded:
+            more.append("repository: ")
+            more.append(self.repo.url if self.repo else "none configured", style="" if self.repo else "yellow")
+            more.append(f"  ·  {len(self.snapshots)} snapshot(s)\n")
+        upcoming = sorted((s for s in self.schedules.values() if s.next_run and s.enabled),
+                          key=lambda s: s.next_run or datetime.max.replace(tzinfo=timezone.utc))
+        if upcoming:
+            more.append("next runs: " + ", ".join(f"{s.name} {when(s.next_run)}" for s in upcoming[:4]) + "\n")
+        recent = sorted(self.jobs.values(), key=lambda j: j.id, reverse=True)[:5]
+        if recent:
+            more.append("\nrecent jobs\n", style="bold")
+            for j in recent:
+                more.append(f"  {when(j.created_at)}  {j.kind.value:<8} ")
+                more.append(j.state.value, style=STATE_STYLE.get(j.state, ""))
+                more.append(f"  {(j.error or '')[:80]}\n")
+        more.append("\n1-7 or tab/arrows switch tabs", style="dim")
+        self.query_one("#overview-more", Static).update(more)
 
     def render_groups(self) -> None:
-        table = self.query_one("#groups", DataTable)
+        table = self.query_one("#groups-table", DataTable)
+        selected = self.selected("groups")
         table.clear()
         for g in sorted(self.groups.values(), key=lambda g: g.name.lower()):
-            table.add_row(g.name, ", ".join(g.includes), g.tag, key=g.id)
+            keep = " ".join(f"{k.removeprefix('keep_')[0]}{v}" if k != "keep_within" else f"within {v}"
+                            for k, v in g.retention.model_dump().items() if v)
+            table.add_row(g.name, ", ".join(g.includes), ", ".join(g.excludes), g.tag, keep or "—", key=g.id)
+        self.restore_cursor(table, selected)
 
     def render_schedules(self) -> None:
-        table = self.query_one("#schedules", DataTable)
+        table = self.query_one("#schedules-table", DataTable)
+        selected = self.selected("schedules")
         table.clear()
         for s in sorted(self.schedules.values(), key=lambda s: s.name.lower()):
-            cron = "manual" if s.manual else (s.cron or "")
+            cron = Text("manual" if s.manual else (s.cron or ""))
             if not s.enabled:
-                cron += " (disabled)"
-            table.add_row(s.name, cron, when(s.next_run), key=s.id)
+                cron.append(" (disabled)", style="dim")
+            names = ", ".join(self.groups[g].name if g in self.groups else "?" for g in s.source_group_ids)
+            table.add_row(s.name, cron, s.timezone, names, when(s.next_run), key=s.id)
+        self.restore_cursor(table, selected)
 
     def job_cells(self, job: Job) -> list[Text | str]:
         group = self.groups.get(job.source_group_id or "")
@@ -149,19 +255,78 @@ class HostScreen(Screen[None]):
                 info]
 
     def render_jobs(self) -> None:
-        table = self.query_one("#jobs", DataTable)
-        selected = self.selected("#jobs")
+        table = self.query_one("#jobs-table", DataTable)
+        selected = self.selected("jobs")
         table.clear()
         for job in sorted(self.jobs.values(), key=lambda j: j.id, reverse=True)[:JOB_LIMIT]:
             table.add_row(*self.job_cells(job), key=job.id)
-        if selected in self.jobs:
-            table.move_cursor(row=table.get_row_index(selected))
+        self.restore_cursor(table, selected)
 
-    def selected(self, table_id: str) -> str | None:
-        table = self.query_one(table_id, DataTable)
+    def render_snapshots(self) -> None:
+        table = self.query_one("#snapshots-table", DataTable)
+        table.clear()
+        for s in sorted(self.snapshots, key=lambda s: s.time, reverse=True):
+            summary = s.summary or {}
+            added = summary.get("data_added")
+            total = summary.get("total_bytes_processed")
+            table.add_row(s.short_id or s.id[:8], when(s.time), ", ".join(s.paths), ", ".join(s.tags),
+                          size(added) if isinstance(added, int) else "—",
+                          size(total) if isinstance(total, int) else "—", key=s.id)
+
+    def render_maintenance(self) -> None:
+        mt = self.maintenance or Maintenance()
+        now = datetime.now(timezone.utc)
+        lines = ["[b]Maintenance[/] (run by the server, in UTC, while the host is online)", ""]
+        for name in ("forget", "prune", "check"):
+            task = getattr(mt, name)
+            state = "[green]on[/]" if task.enabled else "[dim]off[/]"
+            nxt = ""
+            if task.enabled and task.cron:
+                try:
+                    nxt = f"  next {when(next_fires(task.cron, 'UTC', now, 1)[0])}"
+                except CronError as exc:
+                    nxt = f"  [red]{escape(str(exc))}[/]"
+            extra = f"  read-data-subset {task.read_data_subset}" if name == "check" and task.read_data_subset else ""
+            lines.append(f"  {name:<7} {state:<16} {escape(task.cron or '—')}{nxt}{extra}")
+        if not self.readonly:
+            lines += ["", "[dim]e edit[/]"]
+        self.query_one("#maintenance-text", Static).update("\n".join(lines))
+
+    def render_settings(self) -> None:
+        bw = self.bandwidth or {}
+
+        def kbps(key: str) -> str:
+            return f"{bw[key]} KiB/s" if bw.get(key) else "unlimited"
+
+        lines = ["[b]Bandwidth[/]", f"  upload {kbps('upload_kbps')}  ·  download {kbps('download_kbps')}", "",
+                 "[b]Repository[/]"]
+        repo = self.repo
+        if repo is None:
+            lines.append("  [yellow]no repository configured[/] (PUT /hosts/{id}/repo, or an enrollment token with one)")
+        else:
+            # The server redacts secrets from the URL; the password is never sent to the console.
+            lines += [f"  url          {escape(repo.url)}", f"  key          {repo.key_fingerprint}",
+                      f"  updated      {when(repo.updated_at)}",
+                      f"  admin creds  {'yes (prune possible)' if repo.has_admin_credentials else 'no'}"]
+            for key, value in (repo.stats or {}).items():
+                if value is None or isinstance(value, (dict, list)):
+                    continue
+                shown = size(value) if isinstance(value, int) and "size" in key else value
+                lines.append(f"  {key:<12} {escape(str(shown))}")
+        if not self.readonly:
+            lines += ["", "[dim]e edit bandwidth[/]"]
+        self.query_one("#settings-text", Static).update("\n".join(lines))
+
+    def selected(self, tab: str) -> str | None:
+        table = self.query_one(f"#{tab}-table", DataTable)
         if table.row_count == 0:
             return None
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    @staticmethod
+    def restore_cursor(table: DataTable, key: str | None) -> None:
+        if key is not None and key in table.rows:
+            table.move_cursor(row=table.get_row_index(key))
 
     # ------------------------------------------------------------ events
 
@@ -187,13 +352,15 @@ class HostScreen(Screen[None]):
         if job.host_id != self.host.id:
             return
         self.jobs[job.id] = job
-        table = self.query_one("#jobs", DataTable)
+        table = self.query_one("#jobs-table", DataTable)
         if job.id in table.rows:
-            for key, value in zip(("id", "kind", "state", "group", "actor", "created", "finished", "info"),
-                                  self.job_cells(job)):
+            for (key, _), value in zip(JOB_COLUMNS, self.job_cells(job)):
                 table.update_cell(job.id, key, value, update_width=True)
         else:
             self.render_jobs()
+        if job.state.terminal and job.kind in (JobKind.backup, JobKind.forget, JobKind.prune):
+            self.load_settings()  # snapshots and repo stats changed
+        self.render_overview()
 
     def on_job_progress(self, message: m.JobProgress) -> None:
         if message.job_id not in self.jobs:
@@ -208,24 +375,24 @@ class HostScreen(Screen[None]):
         if isinstance(p.get("eta_seconds"), (int, float)):
             text += f" · eta {int(p['eta_seconds'])}s"
         self.progress[message.job_id] = text
-        table = self.query_one("#jobs", DataTable)
+        table = self.query_one("#jobs-table", DataTable)
         if message.job_id in table.rows:
             table.update_cell(message.job_id, "info", text, update_width=True)
 
-    # ------------------------------------------------------------ actions
+    # ------------------------------------------------------------ run now and logs
 
     def action_run_now(self) -> None:
         if self.readonly:
             self.notify("read-only console: run now is disabled", severity="warning")
             return
-        if self.focused is self.query_one("#schedules", DataTable):
-            sid = self.selected("#schedules")
+        if self.tab == "schedules":
+            sid = self.selected("schedules")
             if sid:
                 self.run_schedule(sid)
             else:
                 self.notify("This host has no schedule to run", severity="warning")
             return
-        gid = self.selected("#groups")
+        gid = self.selected("groups")
         if gid:
             self.run_group(gid)
         else:
@@ -237,7 +404,7 @@ class HostScreen(Screen[None]):
         try:
             job = await self.client.run_source_group(self.host.id, group_id)
         except ApiError as exc:
-            self.app.report(exc, f"Cannot back up {name}")  # type: ignore[attr-defined]
+            self.report(exc, f"Cannot back up {name}")
             return
         self.jobs[job.id] = job
         self.render_jobs()
@@ -249,7 +416,7 @@ class HostScreen(Screen[None]):
         try:
             jobs = await self.client.run_schedule(self.host.id, schedule_id)
         except ApiError as exc:
-            self.app.report(exc, f"Cannot run {name}")  # type: ignore[attr-defined]
+            self.report(exc, f"Cannot run {name}")
             return
         for job in jobs:
             self.jobs[job.id] = job
@@ -259,15 +426,171 @@ class HostScreen(Screen[None]):
     def action_logs(self) -> None:
         from rm_tui.screens.job_log import JobLogScreen
 
-        job_id = self.selected("#jobs")
+        job_id = self.selected("jobs")
         if job_id is None:
             self.notify("No job selected", severity="warning")
             return
         self.app.push_screen(JobLogScreen(self.jobs[job_id], self.host.hostname))
 
-    @on(DataTable.RowSelected, "#jobs")
+    @on(DataTable.RowSelected, "#jobs-table")
     def job_selected(self) -> None:
         self.action_logs()
 
     def action_reload(self) -> None:
         self.load()
+        self.load_settings()
+
+    # ------------------------------------------------------------ new / edit / delete
+
+    def group_choices(self) -> list[tuple[str, str]]:
+        return [(g.name, g.id) for g in sorted(self.groups.values(), key=lambda g: g.name.lower())]
+
+    def action_new(self) -> None:
+        if self.tab == "groups":
+            self.group_form({"includes": list(self.host.initial_paths)}, None)
+        elif self.tab == "schedules":
+            if not self.groups:
+                self.notify("Create a source group first: a schedule backs up source groups", severity="warning")
+                return
+            self.schedule_form({}, None)
+
+    def action_edit(self) -> None:
+        tab = self.tab
+        if tab == "groups":
+            gid = self.selected("groups")
+            if gid is None:
+                self.notify("No source group selected", severity="warning")
+                return
+            g = self.groups[gid]
+            body = g.model_dump(mode="json", include=set(GROUP_BODY_KEYS))
+            body["retention"] = {k: v for k, v in body["retention"].items() if v is not None}
+            self.group_form(body, gid)
+        elif tab == "schedules":
+            sid = self.selected("schedules")
+            if sid is None:
+                self.notify("No schedule selected", severity="warning")
+                return
+            s = self.schedules[sid]
+            self.schedule_form(s.model_dump(mode="json", include={"name", "cron", "timezone", "enabled", "manual",
+                                                                  "source_group_ids"}), sid)
+        elif tab == "maintenance":
+            self.maintenance_form((self.maintenance or Maintenance()).model_dump(mode="json"))
+        elif tab == "settings":
+            self.bandwidth_form(self.bandwidth or {})
+
+    def group_form(self, values: dict[str, Any], gid: str | None, error: str | None = None) -> None:
+        def done(body: dict[str, Any] | None) -> None:
+            if body is not None:
+                self.save_group(body, gid)
+
+        self.app.push_screen(SourceGroupForm(values, error, editing=gid is not None), done)
+
+    def schedule_form(self, values: dict[str, Any], sid: str | None, error: str | None = None) -> None:
+        def done(body: dict[str, Any] | None) -> None:
+            if body is not None:
+                self.save_schedule(body, sid)
+
+        self.app.push_screen(ScheduleForm(self.group_choices(), values, error, editing=sid is not None), done)
+
+    def maintenance_form(self, values: dict[str, Any], error: str | None = None) -> None:
+        def done(body: dict[str, Any] | None) -> None:
+            if body is not None:
+                self.save_maintenance(body)
+
+        self.app.push_screen(MaintenanceForm(values, error), done)
+
+    def bandwidth_form(self, values: dict[str, Any], error: str | None = None) -> None:
+        def done(body: dict[str, Any] | None) -> None:
+            if body is not None:
+                self.save_bandwidth(body)
+
+        self.app.push_screen(BandwidthForm(values, error), done)
+
+    def refused(self, exc: ApiError, title: str) -> bool:
+        """Toast the server's message; True when the values were refused (form worth reopening)."""
+        self.report(exc, title)
+        return exc.status in (400, 409, 422)
+
+    @work(group="host-save")
+    async def save_group(self, body: dict[str, Any], gid: str | None) -> None:
+        try:
+            group = await self.client.save_source_group(self.host.id, body, gid)
+        except ApiError as exc:
+            if self.refused(exc, "Cannot save source group"):
+                self.group_form(body, gid, exc.message)
+            return
+        self.groups[group.id] = group
+        self.render_groups()
+        self.restore_cursor(self.query_one("#groups-table", DataTable), group.id)
+        self.notify(f"source group {group.name} saved")
+
+    @work(group="host-save")
+    async def save_schedule(self, body: dict[str, Any], sid: str | None) -> None:
+        try:
+            schedule = await self.client.save_schedule(self.host.id, body, sid)
+        except ApiError as exc:
+            if self.refused(exc, "Cannot save schedule"):
+                self.schedule_form(body, sid, exc.message)
+            return
+        self.schedules[schedule.id] = schedule
+        self.render_schedules()
+        self.restore_cursor(self.query_one("#schedules-table", DataTable), schedule.id)
+        self.notify(f"schedule {schedule.name} saved")
+
+    @work(group="host-save")
+    async def save_maintenance(self, body: dict[str, Any]) -> None:
+        try:
+            self.maintenance = await self.client.set_maintenance(self.host.id, body)
+        except ApiError as exc:
+            if self.refused(exc, "Cannot save maintenance"):
+                self.maintenance_form(body, exc.message)
+            return
+        self.render_maintenance()
+        self.notify("maintenance saved")
+
+    @work(group="host-save")
+    async def save_bandwidth(self, body: dict[str, Any]) -> None:
+        try:
+            self.bandwidth = await self.client.set_bandwidth(self.host.id, body)
+        except ApiError as exc:
+            if self.refused(exc, "Cannot save bandwidth"):
+                self.bandwidth_form(body, exc.message)
+            return
+        self.render_settings()
+        self.notify("bandwidth saved")
+
+    def action_delete(self) -> None:
+        tab = self.tab
+        key = self.selected(tab) if tab in ("groups", "schedules") else None
+        if key is None:
+            self.notify("Nothing selected to delete", severity="warning")
+            return
+        if tab == "groups":
+            question = f"Delete source group {self.groups[key].name!r}? Its snapshots stay in the repository."
+        else:
+            question = f"Delete schedule {self.schedules[key].name!r}?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete(tab, key)
+
+        self.app.push_screen(ConfirmDialog(question), answered)
+
+    @work(group="host-save")
+    async def delete(self, tab: str, key: str) -> None:
+        try:
+            if tab == "groups":
+                await self.client.delete_source_group(self.host.id, key)
+                name = self.groups.pop(key).name
+                self.render_groups()
+            else:
+                await self.client.delete_schedule(self.host.id, key)
+                name = self.schedules.pop(key).name
+                self.render_schedules()
+        except ApiError as exc:
+            if exc.status == 401:
+                self.report(exc, "Cannot delete")
+            else:
+                self.notify(conflict_text(exc), title="Cannot delete", severity="error", timeout=10)
+            return
+        self.notify(f"{name} deleted")

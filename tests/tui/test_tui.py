@@ -4,81 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
 from rm_core import protocol as p
-from rm_tui.app import RmTui, make_app
+from rm_tui.app import make_app
 from rm_tui.client import ApiError, Client, normalise_fingerprint
 from rm_tui.format import age, size
-from rm_tui.screens.fleet import FleetScreen
-from rm_tui.screens.host import HostScreen
 from rm_tui.screens.job_log import JobLogScreen
 from rm_tui.screens.login import LoginScreen
 from tests.conftest import ADMIN_PASSWORD, TestAgent, wait_for
-
-SIZE = (120, 40)
-
-
-async def type_text(pilot: Pilot, text: str) -> None:
-    await pilot.press(*("space" if ch == " " else ch for ch in text))
-
-
-async def sign_in(pilot: Pilot, app: RmTui, username: str = "operator", password: str = ADMIN_PASSWORD) -> None:
-    """Through the login screen as a person would: type, Tab, type, Enter."""
-    await wait_for(lambda: isinstance(app.screen, LoginScreen), what="login screen")
-    await pilot.pause()
-    assert app.focused is not None and app.focused.id == "username"
-    await type_text(pilot, username)
-    await pilot.press("tab")
-    assert app.focused.id == "password"
-    await type_text(pilot, password)
-    await pilot.press("enter")
-
-
-async def fleet_ready(pilot: Pilot, app: RmTui) -> FleetScreen:
-    """Signed in, the events stream is up and the host list is loaded and settled."""
-    await wait_for(lambda: isinstance(app.screen, FleetScreen), what="fleet screen")
-    fleet = app.screen
-    assert isinstance(fleet, FleetScreen)
-    await wait_for(lambda: app.events_connected, what="events stream")
-    await pilot.pause()
-    await wait_for(lambda: fleet.loads >= 1 and not running(app, "fleet-load"),
-                   what="host list loaded")
-    return fleet
-
-
-def running(app: RmTui, group: str) -> list:
-    return [w for w in app.workers if w.group == group and w.is_running]
-
-
-def cell(table: DataTable, row: str, column: str) -> str:
-    return str(table.get_cell(row, column))
-
-
-async def open_host(pilot: Pilot, app: RmTui, fleet: FleetScreen, host_id: str) -> HostScreen:
-    table = fleet.query_one("#hosts", DataTable)
-    table.move_cursor(row=table.get_row_index(host_id))
-    await pilot.press("enter")
-    await wait_for(lambda: isinstance(app.screen, HostScreen), what="host screen")
-    screen = app.screen
-    assert isinstance(screen, HostScreen)
-    await wait_for(lambda: screen.query_one("#groups", DataTable).row_count > 0, what="source groups")
-    return screen
-
-
-async def make_group(server, host_id: str, name: str = "etc") -> dict:
-    status, group = await server.call("POST", f"/hosts/{host_id}/source-groups", role="operator",
-                                      json={"name": name, "includes": ["/etc"]})
-    assert status == 201, group
-    return group
-
-
-async def jobs_of(server, host_id: str) -> list[dict]:
-    status, body = await server.call("GET", f"/jobs?host_id={host_id}")
-    assert status == 200, body
-    return body["jobs"]
-
+from tests.tui.helpers import (SIZE, cell, fleet_ready, jobs_of, make_group, new_app, open_host, quick_sign_in, sign_in,
+                               type_text)
 
 async def test_login_then_fleet_updates_live(server):
     host_id, agent_token = await server.enroll("web-1")
@@ -134,18 +70,18 @@ async def test_run_now_and_follow_the_log(server):
     group = await make_group(server, host_id)
     agent = TestAgent(server, agent_token)
     await agent.connect()
-    app = make_app(server.url)
+    app = new_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await sign_in(pilot, app)
-        fleet = await fleet_ready(pilot, app)
+        fleet = await quick_sign_in(pilot, app)
         host = await open_host(pilot, app, fleet, host_id)
+        await pilot.press("2")
         assert "Run now" in [b.binding.description for b in app.screen.active_bindings.values() if b.binding.show and b.enabled]
 
         await pilot.press("r")
         jobs = await wait_for(lambda: jobs_of(server, host_id), what="job created")
         job = jobs[0]
         assert job["kind"] == "backup" and job["source_group_id"] == group["id"] and job["actor_kind"] == "user"
-        jobs_table = host.query_one("#jobs", DataTable)
+        jobs_table = host.query_one("#jobs-table", DataTable)
         await wait_for(lambda: job["id"] in jobs_table.rows, what="job row")
 
         # The agent runs it: the row follows job.updated, the log screen shows backlog then live lines.
@@ -155,7 +91,8 @@ async def test_run_now_and_follow_the_log(server):
         await agent.send(p.JobLog(job_id=job["id"], lines=[p.LogLine(seq=2, ts=now, text="scanning /etc")]))
         await wait_for(lambda: cell(jobs_table, job["id"], "state") == "running", what="job running")
 
-        jobs_table.focus()
+        await pilot.press("4")
+        assert app.focused is jobs_table
         jobs_table.move_cursor(row=jobs_table.get_row_index(job["id"]))
         await pilot.press("l")
         await wait_for(lambda: isinstance(app.screen, JobLogScreen), what="log screen")
@@ -180,11 +117,11 @@ async def test_run_now_and_follow_the_log(server):
 async def test_readonly_hides_and_refuses_run_now(server):
     host_id, _ = await server.enroll("web-1")
     await make_group(server, host_id)
-    app = make_app(server.url, readonly=True)
+    app = new_app(server, readonly=True)
     async with app.run_test(size=SIZE) as pilot:
-        await sign_in(pilot, app)
-        fleet = await fleet_ready(pilot, app)
-        host = await open_host(pilot, app, fleet, host_id)
+        fleet = await quick_sign_in(pilot, app)
+        await open_host(pilot, app, fleet, host_id)
+        await pilot.press("2")
         assert "Run now" not in [b.binding.description for b in app.screen.active_bindings.values() if b.binding.show]
         await pilot.press("r")
         await pilot.pause()
@@ -195,11 +132,11 @@ async def test_readonly_hides_and_refuses_run_now(server):
 async def test_viewer_gets_no_run_now(server):
     host_id, _ = await server.enroll("web-1")
     await make_group(server, host_id)
-    app = make_app(server.url)
+    app = new_app(server)
     async with app.run_test(size=SIZE) as pilot:
-        await sign_in(pilot, app, username="viewer")
-        fleet = await fleet_ready(pilot, app)
+        fleet = await quick_sign_in(pilot, app, "viewer")
         await open_host(pilot, app, fleet, host_id)
+        await pilot.press("2")
         assert "Run now" not in [b.binding.description for b in app.screen.active_bindings.values()
                                  if b.binding.show]
 

@@ -1,0 +1,193 @@
+"""Host detail tabs and editing source groups, schedules, maintenance and bandwidth."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from textual.widgets import DataTable, Input, SelectionList, Static
+
+from rm_core import protocol as p
+from rm_tui.screens.confirm import ConfirmDialog
+from rm_tui.screens.forms import MaintenanceForm, ScheduleForm, SourceGroupForm
+from tests.conftest import TestAgent, wait_for
+from tests.tui.helpers import SIZE, make_group, new_app, shown_bindings, signed_in_at_host, toasts, type_text
+
+REPO_PASSWORD = "hunter2-never-shown"
+
+
+def text_of(screen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+async def test_tabs_show_snapshots_maintenance_and_settings_without_secrets(server):
+    host_id, agent_token = await server.enroll("web-1")
+    await make_group(server, host_id)
+    status, _ = await server.call("PUT", f"/hosts/{host_id}/repo", role="operator",
+                                  json={"url": f"rest:https://backup:{REPO_PASSWORD}@repo.example/web-1",
+                                        "password": REPO_PASSWORD})
+    assert status == 200
+    status, _ = await server.call("PUT", f"/hosts/{host_id}/bandwidth", role="operator", json={"upload_kbps": 512})
+    assert status == 200
+    status, _ = await server.call("PUT", f"/hosts/{host_id}/maintenance", role="operator",
+                                  json={"forget": {"cron": "0 3 * * *", "enabled": True}})
+    assert status == 200
+    agent = TestAgent(server, agent_token)
+    await agent.connect()
+    snap = {"id": "ab" * 32, "short_id": "abababab", "time": datetime.now(timezone.utc), "paths": ["/etc"],
+            "tags": ["etc"]}
+    await agent.send(p.SnapshotsReport(snapshots=[p.SnapshotInfo(**snap)]))
+    await wait_for(lambda: _snapshot_count(server, host_id), what="snapshot stored")
+
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await wait_for(lambda: host.settings_loaded, what="settings loaded")
+        await pilot.press("5")
+        snaps = host.query_one("#snapshots-table", DataTable)
+        assert app.focused is snaps and snaps.row_count == 1
+        assert str(snaps.get_cell("ab" * 32, "id")) == "abababab"
+        await pilot.press("6")
+        maintenance = text_of(host, "#maintenance-text")
+        assert "forget" in maintenance and "0 3 * * *" in maintenance
+        assert "Edit" in shown_bindings(app) and "New" not in shown_bindings(app)
+        await pilot.press("7")
+        settings = text_of(host, "#settings-text")
+        assert "upload 512 KiB/s" in settings and "repo.example" in settings
+        assert REPO_PASSWORD not in settings and REPO_PASSWORD not in text_of(host, "#overview-more")
+    await agent.close()
+
+
+async def _snapshot_count(server, host_id: str) -> int:
+    status, body = await server.call("GET", f"/hosts/{host_id}/snapshots")
+    return status == 200 and len(body["snapshots"])
+
+
+async def schedules_of(server, host_id: str) -> list[dict]:
+    status, body = await server.call("GET", f"/hosts/{host_id}/schedules")
+    assert status == 200, body
+    return body["schedules"]
+
+
+async def test_schedule_form_refuses_bad_cron_then_creates_with_preview(server):
+    host_id, _ = await server.enroll("web-1")
+    group = await make_group(server, host_id)
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await pilot.press("3")
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, ScheduleForm), what="schedule form")
+        form = app.screen
+        await type_text(pilot, "nightly")
+        cron = form.query_one("#cron", Input)
+        cron.focus()
+        cron.value = ""
+        await type_text(pilot, "61 * * * *")
+        await pilot.pause()
+        assert "invalid" in form.preview_text and form.query_one("#cron-preview").has_class("error")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is form, "a bad cron keeps the form open"
+        assert "61 * * * *" in text_of(form, "#form-error")
+        assert await schedules_of(server, host_id) == []
+
+        cron.value = ""
+        await type_text(pilot, "30 2 * * *")
+        await pilot.pause()
+        assert form.preview_text.count("02:30") == 5, form.preview_text
+        assert list(form.query_one("#groups", SelectionList).selected) == [group["id"]], "the only group is chosen"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: app.screen is host, what="form closed")
+        created = await wait_for(lambda: schedules_of(server, host_id), what="schedule created")
+        assert (created[0]["name"], created[0]["cron"], created[0]["source_group_ids"]) == \
+            ("nightly", "30 2 * * *", [group["id"]])
+        table = host.query_one("#schedules-table", DataTable)
+        await wait_for(lambda: created[0]["id"] in table.rows, what="schedule row")
+
+
+async def test_source_group_new_edit_and_delete_asks_first(server):
+    host_id, _ = await server.enroll("web-1")
+    app = new_app(server)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await pilot.press("2")
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, SourceGroupForm), what="group form")
+        await type_text(pilot, "home")
+        await pilot.press("tab")
+        await type_text(pilot, "/home")
+        app.screen.query_one("#keep_daily", Input).value = "7"
+        await pilot.press("ctrl+s")
+        table = host.query_one("#groups-table", DataTable)
+        await wait_for(lambda: table.row_count == 1, what="group row")
+        status, body = await server.call("GET", f"/hosts/{host_id}/source-groups")
+        (group,) = body["source_groups"]
+        assert group["includes"] == ["/home"] and group["retention"]["keep_daily"] == 7
+
+        # Edit keeps what the form does not show, changes what it does.
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, SourceGroupForm), what="edit form")
+        assert app.screen.query_one("#name", Input).value == "home"
+        app.screen.query_one("#keep_daily", Input).value = "14"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: host.groups[group["id"]].retention.keep_daily == 14, what="edited")
+
+        # A schedule uses it: the server's 409 names the schedule, nothing is deleted.
+        status, sched = await server.call("POST", f"/hosts/{host_id}/schedules", role="operator",
+                                          json={"name": "nightly", "cron": "0 2 * * *",
+                                                "source_group_ids": [group["id"]]})
+        assert status == 201, sched
+        await pilot.press("ctrl+d")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="confirm dialog")
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen is host and table.row_count == 1
+        await pilot.press("ctrl+d")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="confirm dialog")
+        await pilot.press("y")
+        await wait_for(lambda: any("nightly" in t for t in toasts(app, "error")), what="409 toast")
+        status, body = await server.call("GET", f"/hosts/{host_id}/source-groups")
+        assert len(body["source_groups"]) == 1
+
+        # Schedule gone: now the delete goes through.
+        await server.call("DELETE", f"/hosts/{host_id}/schedules/{sched['id']}", role="operator")
+        await pilot.press("ctrl+d")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="confirm dialog")
+        await pilot.press("y")
+        await wait_for(lambda: table.row_count == 0, what="row gone")
+        status, body = await server.call("GET", f"/hosts/{host_id}/source-groups")
+        assert body["source_groups"] == []
+
+
+async def test_server_400_reopens_the_form_with_its_message(server):
+    host_id, _ = await server.enroll("web-1")
+    app = new_app(server)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await pilot.press("6")
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, MaintenanceForm), what="maintenance form")
+        app.screen.query_one("#check-subset", Input).value = "lots"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: toasts(app, "error"), what="error toast")
+        await wait_for(lambda: isinstance(app.screen, MaintenanceForm), what="form again")
+        assert "read_data_subset" in text_of(app.screen, "#form-error")
+        assert app.screen.query_one("#check-subset", Input).value == "lots", "the typed value survives"
+        await pilot.press("escape")
+        assert app.screen is host
+
+
+async def test_readonly_and_viewer_hide_editing(server):
+    host_id, _ = await server.enroll("web-1")
+    await make_group(server, host_id)
+    for app, user in ((new_app(server, readonly=True), "operator"), (new_app(server), "viewer")):
+        async with app.run_test(size=SIZE) as pilot:
+            host = await signed_in_at_host(pilot, app, host_id, username=user)
+            for tab in "2367":
+                await pilot.press(tab)
+                shown = shown_bindings(app)
+                assert not {"New", "Edit", "Delete", "Run now"} & set(shown), (tab, shown)
+            await pilot.press("e")
+            await pilot.press("ctrl+d")
+            await pilot.pause()
+            assert app.screen is host, "no form and no dialog opened"
