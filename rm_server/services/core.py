@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rm_server.services")
 
+# Hosts told per step of a fleet push; the loop serves other requests between steps.
+PUSH_SLICE = 100
+
 
 class Services:
     def __init__(self, app: web.Application) -> None:
@@ -131,8 +134,8 @@ class Services:
         await self.store.fleet.apply_policy(actor, name, host_ids, group, schedule)
         online = [h for h in host_ids if self.hub.get(h) is not None]
         pushed = 0
-        for start in range(0, len(online), 500):
-            sets = await self.store.fleet.schedule_sets(online[start:start + 500])
+        for start in range(0, len(online), PUSH_SLICE):
+            sets = await self.store.fleet.schedule_sets(online[start:start + PUSH_SLICE])
             for host_id, schedule_set in sets.items():
                 pushed += self.hub.send(host_id, schedule_set)
             await asyncio.sleep(0)
