@@ -5,28 +5,34 @@ from __future__ import annotations
 import asyncio
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+from textual.widgets import Footer, Header, Input, ProgressBar, RichLog, Static
 
 from rm_core.api import Job, JobLogLine
+from rm_core.enums import JobState
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.format import short_id, size, when
+from rm_tui.screens.base import ApiScreen
+from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.fleet import STATE_STYLE
 
 RECONNECT_MAX = 30.0
 
 
-class JobLogScreen(Screen[None]):
+class JobLogScreen(ApiScreen):
     CSS_PATH = "job_log.tcss"
+    MUTATING = frozenset({"cancel", "unlock"})
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         Binding("f", "toggle_follow", "Follow on/off"),
         Binding("g", "top", "Top"),
         Binding("G", "bottom", "Bottom", key_display="G"),
+        Binding("slash", "search", "Search", key_display="/"),
+        Binding("c", "cancel", "Cancel job"),
+        Binding("u", "unlock", "Run unlock"),
     ]
 
     def __init__(self, job: Job, hostname: str) -> None:
@@ -36,21 +42,20 @@ class JobLogScreen(Screen[None]):
         self.lines: list[JobLogLine] = []
         self.last_seq = 0
         self.progress_text = ""
-
-    @property
-    def client(self):
-        return self.app.client  # type: ignore[attr-defined]
+        self.search_text = ""  # only lines containing it are shown, with it highlighted
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="job-info")
         yield ProgressBar(total=100, show_eta=False, id="job-progress")
         yield RichLog(id="log", highlight=False, markup=False, wrap=False, max_lines=100_000)
+        yield Input(placeholder="search the log (enter: keep, esc: clear)", id="search")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = f"{self.hostname} · {self.job.kind.value} {short_id(self.job.id)}"
         self.render_info()
+        self.query_one("#search", Input).display = False
         self.query_one("#log", RichLog).focus()
         self.follow()
 
@@ -88,9 +93,26 @@ class JobLogScreen(Screen[None]):
                 continue
             self.last_seq = line.seq
             self.lines.append(line)
-            style = "red" if line.stream == "stderr" else ""
-            stamp = Text(line.ts.astimezone().strftime("%H:%M:%S "), style="dim")
-            log.write(stamp + Text(line.text, style=style))
+            if self.matches(line):
+                log.write(self.format_line(line))
+
+    def matches(self, line: JobLogLine) -> bool:
+        return not self.search_text or self.search_text.lower() in line.text.lower()
+
+    def format_line(self, line: JobLogLine) -> Text:
+        stamp = Text(line.ts.astimezone().strftime("%H:%M:%S "), style="dim")
+        text = Text(line.text, style="red" if line.stream == "stderr" else "")
+        if self.search_text:
+            text.highlight_words([self.search_text], style="reverse yellow", case_sensitive=False)
+        return stamp + text
+
+    def rewrite_log(self) -> None:
+        """Show again what we hold, filtered by the search (no request: the lines are here)."""
+        log = self.query_one("#log", RichLog)
+        log.clear()
+        for line in self.lines:
+            if self.matches(line):
+                log.write(self.format_line(line))
 
     # ------------------------------------------------------------ job state
 
@@ -108,6 +130,14 @@ class JobLogScreen(Screen[None]):
             info.append(f"\n{self.progress_text}")
         if j.error:
             info.append(f"\n{j.error}", style="red")
+        if j.state == JobState.lost:
+            info.append("\nThe agent lost this job (restarted or crashed mid-run): restic may have left a stale "
+                        "lock in the repository.", style="yellow")
+            if not self.readonly:
+                info.append("  Press u to run unlock.", style="bold yellow")
+        if self.search_text:
+            shown = sum(1 for line in self.lines if self.matches(line))
+            info.append(f"\nsearch {self.search_text!r}: {shown} of {len(self.lines)} lines", style="cyan")
         if j.state.terminal and j.summary:
             keys = ("files_new", "files_changed", "data_added", "total_duration", "snapshot_id")
             parts = [f"{k}={j.summary[k]}" for k in keys if k in j.summary]
@@ -122,6 +152,7 @@ class JobLogScreen(Screen[None]):
         if message.job.id == self.job.id:
             self.job = message.job
             self.render_info()
+            self.refresh_bindings()  # cancel / unlock depend on the state
 
     def on_job_progress(self, message: m.JobProgress) -> None:
         if message.job_id != self.job.id:
@@ -157,3 +188,76 @@ class JobLogScreen(Screen[None]):
         log = self.query_one("#log", RichLog)
         log.auto_scroll = True
         log.scroll_end(animate=False)
+
+    # ------------------------------------------------------------ search
+
+    def action_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#search")
+    def search_changed(self, event: Input.Changed) -> None:
+        self.search_text = event.value.strip()
+        self.rewrite_log()
+        self.render_info()
+
+    @on(Input.Submitted, "#search")
+    def search_done(self) -> None:
+        if not self.search_text:
+            self.query_one("#search", Input).display = False
+        self.query_one("#log", RichLog).focus()
+
+    def action_back(self) -> None:
+        """esc clears an active search first, then leaves the screen."""
+        box = self.query_one("#search", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.search_text = ""
+            self.rewrite_log()
+            self.render_info()
+            self.query_one("#log", RichLog).focus()
+            return
+        self.dismiss()
+
+    # ------------------------------------------------------------ cancel and unlock
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel" and self.job.state.terminal:
+            return False
+        if action == "unlock" and self.job.state != JobState.lost:
+            return False
+        return super().check_action(action, parameters)
+
+    def action_cancel(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel_job()
+
+        self.app.push_screen(ConfirmDialog(f"Cancel this {self.job.kind.value} job on {self.hostname}?",
+                                           yes="Cancel job"), answered)
+
+    @work(group="job-action")
+    async def cancel_job(self) -> None:
+        try:
+            job = await self.client.cancel_job(self.job.id)
+        except ApiError as exc:
+            self.report(exc, "Cannot cancel")
+            return
+        self.job = job
+        self.render_info()
+        self.notify("cancel requested" if not job.state.terminal else f"job {job.state.value}")
+
+    def action_unlock(self) -> None:
+        self.run_unlock()
+
+    @work(group="job-action")
+    async def run_unlock(self) -> None:
+        try:
+            job = await self.client.create_job(self.job.host_id, {"kind": "unlock"})
+        except ApiError as exc:
+            self.report(exc, "Cannot run unlock")
+            return
+        self.notify(f"unlock {job.state.value} (job {short_id(job.id)}); opening its log")
+        self.app.switch_screen(JobLogScreen(job, self.hostname))
