@@ -48,6 +48,7 @@ class FleetScreen(Screen[None]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter"),
         Binding("s", "sort", "Sort"),
+        Binding("n", "new_token", "New enrollment token"),
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
@@ -270,6 +271,17 @@ class FleetScreen(Screen[None]):
 
     def action_reload(self) -> None:
         self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "new_token" and not self.app.can_write:  # type: ignore[attr-defined]
+            return False
+        return True
+
+    def action_new_token(self) -> None:
+        from rm_tui.screens.admin import EnrollmentScreen
+
+        if self.app.can_write:  # type: ignore[attr-defined]
+            self.app.push_screen(EnrollmentScreen(open_form=True))
 
 
 def _newer(job: Job, last: LastBackup | None) -> bool:

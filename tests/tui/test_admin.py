@@ -1,0 +1,119 @@
+"""Enrollment, audit and operators screens, and the `:` palette that jumps between them."""
+
+from __future__ import annotations
+
+from textual.command import CommandList, CommandPalette
+from textual.widgets import DataTable, Input, Static
+
+from rm_tui.screens import admin
+from rm_tui.screens.admin import AuditScreen, EnrollmentScreen, OperatorsScreen, SecretDialog
+from rm_tui.screens.confirm import ConfirmDialog
+from rm_tui.screens.fleet import FleetScreen
+from rm_tui.screens.forms import EnrollmentForm, OperatorForm
+from tests.conftest import wait_for
+from tests.tui.helpers import SIZE, new_app, quick_sign_in, shown_bindings, type_text
+
+
+async def palette_go(pilot, app, what: str) -> None:
+    await pilot.press("colon")
+    await wait_for(lambda: isinstance(app.screen, CommandPalette), what="command palette")
+    await type_text(pilot, what)
+    await wait_for(lambda: app.screen.query_one(CommandList).option_count > 0, what=f"palette hit for {what}")
+    await pilot.press("enter")
+
+
+def palette_titles(app) -> list[str]:
+    return [c.title for c in app.get_system_commands(app.screen)]
+
+
+async def test_new_enrollment_token_from_the_fleet_shows_the_install_command_once(server):
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await quick_sign_in(pilot, app)
+        assert "New enrollment token" in shown_bindings(app)
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, EnrollmentForm), what="token form")
+        await type_text(pilot, "web")
+        app.screen.query_one("#max_uses", Input).value = "3"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: isinstance(app.screen, SecretDialog), what="install command")
+        created = app.screen.created
+        command = str(app.screen.query_one("#install-command", Static).render())
+        assert created.token in command and "\n" not in created.install_command
+        status, body = await server.call("GET", "/enrollment-tokens")
+        (token,) = body["tokens"]
+        assert (token["name"], token["max_uses"]) == ("web", 3) and "token" not in token
+        await pilot.press("escape")
+        screen = app.screen
+        assert isinstance(screen, EnrollmentScreen)
+        table = screen.query_one("#tokens", DataTable)
+        await wait_for(lambda: table.row_count == 1, what="token listed")
+        await pilot.press("ctrl+d")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="revoke confirm")
+        await pilot.press("y")
+        await wait_for(lambda: table.row_count == 0, what="revoked")
+
+
+async def test_audit_pages_older_and_newer(server, monkeypatch):
+    monkeypatch.setattr(admin, "AUDIT_PAGE", 2)
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await quick_sign_in(pilot, app, "viewer")
+        status, body = await server.call("GET", "/audit?limit=1000")
+        ids = [e["id"] for e in body["entries"]]
+        assert len(ids) >= 4, "the fixture's bootstrap, operators and sign-ins leave entries"
+        await palette_go(pilot, app, "audit")
+        await wait_for(lambda: isinstance(app.screen, AuditScreen), what="audit screen")
+        screen = app.screen
+        table = screen.query_one("#audit", DataTable)
+
+        def shown() -> list[int]:
+            return [int(str(table.get_row_at(i)[0])) for i in range(table.row_count)]
+
+        await wait_for(lambda: shown() == ids[:2], what="newest page")
+        await pilot.press("right_square_bracket")
+        await wait_for(lambda: shown() == ids[2:4], what="older page")
+        await pilot.press("left_square_bracket")
+        await wait_for(lambda: shown() == ids[:2], what="back to newest")
+
+
+async def test_operators_for_admins_only(server):
+    viewer = new_app(server)
+    async with viewer.run_test(size=SIZE) as pilot:
+        await quick_sign_in(pilot, viewer, "viewer")
+        titles = palette_titles(viewer)
+        assert "Audit" in titles and "Operators" not in titles and "Enrollment" not in titles
+        assert "New enrollment token" not in shown_bindings(viewer)
+
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await quick_sign_in(pilot, app, "admin")
+        await palette_go(pilot, app, "operators")
+        await wait_for(lambda: isinstance(app.screen, OperatorsScreen) and app.screen.loaded, what="operators")
+        screen = app.screen
+        table = screen.query_one("#operators", DataTable)
+        assert table.row_count == 3
+        await pilot.press("n")
+        await wait_for(lambda: isinstance(app.screen, OperatorForm), what="operator form")
+        await type_text(pilot, "alice")
+        await pilot.press("tab")
+        await type_text(pilot, "short")
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, OperatorForm), "a short password is refused in the form"
+        app.screen.query_one("#password", Input).value = "long enough password"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: table.row_count == 4, what="alice listed")
+        status, body = await server.call("GET", "/operators")
+        alice = next(o for o in body["operators"] if o["username"] == "alice")
+        assert alice["role"] == "viewer"
+
+        table.move_cursor(row=table.get_row_index(alice["id"]))
+        await pilot.press("ctrl+d")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="confirm")
+        await pilot.press("n")
+        await pilot.pause()
+        status, body = await server.call("GET", "/operators")
+        assert len(body["operators"]) == 4, "no means nothing is deleted"
+
+        await palette_go(pilot, app, "fleet")
+        await wait_for(lambda: isinstance(app.screen, FleetScreen), what="back at the fleet")
