@@ -55,6 +55,7 @@ class SecretDialog(ModalScreen[None]):
             yield Label("c copy command · t copy token (terminal clipboard, OSC 52) · esc close", classes="form-hint")
             with Horizontal(classes="buttons"):
                 yield Button("Close", variant="primary", id="close")
+        yield Footer()
 
     @on(Button.Pressed, "#close")
     def action_close(self) -> None:

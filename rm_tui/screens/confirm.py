@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Footer, Label
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -30,8 +30,9 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Label(self.question, id="confirm-question")
             with Horizontal(classes="buttons"):
                 # "No" first and focused: a stray enter must not delete anything.
-                yield Button("No", id="no")
+                yield Button("No (n)", id="no")
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

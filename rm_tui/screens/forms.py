@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, SelectionList, Static, Switch, TextArea
+from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, Switch, TextArea
 
 from rm_core.cron import CronError, next_fires
 
@@ -53,6 +53,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
+        yield Footer()
 
     def fields(self) -> ComposeResult:
         yield from ()
@@ -183,7 +184,7 @@ class ScheduleForm(FormScreen):
         yield Input(v.get("name", ""), placeholder="nightly", id="name")
         with Horizontal(classes="row"):
             with Vertical():
-                yield _label("Cron (minute hour day month weekday)")
+                yield _label("Cron (min hour day month weekday)")
                 yield Input(v.get("cron") or ("" if v.get("manual") else "0 2 * * *"), id="cron")
             with Vertical():
                 yield _label("Timezone")
