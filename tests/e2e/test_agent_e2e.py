@@ -6,7 +6,6 @@ an htpasswd file; the server runs with a self-signed certificate the agent pins.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -26,6 +25,8 @@ from typing import Any
 import aiohttp
 import bcrypt
 import pytest
+
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -110,16 +111,8 @@ class E2EServer:
 
 
 async def wait_until(pred, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    """wait_for with the longer default real processes need."""
+    return await wait_for(pred, timeout, what)
 
 
 @pytest.fixture

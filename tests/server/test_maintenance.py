@@ -10,7 +10,7 @@ from aiohttp import web
 from rm_core.enums import HostStatus, JobKind
 from rm_server.keys import SERVICES
 from rm_server.services.maintenance import Cadence, HostState, Maintainer, ScheduledGroup, decide, stale_hosts
-from tests.conftest import TestAgent, wait_for
+from tests.conftest import wait_for
 from tests.server.server_helpers import finished, make_group, make_schedule, online_host, started
 
 NOW = datetime(2024, 5, 10, 12, 30, tzinfo=timezone.utc)
