@@ -31,3 +31,61 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# restic 0.18 and restic-rest-server from Debian trixie, unpacked into .cache/trixie/ (gitignored)
+# without touching the system's apt state; the tests run the agent against them too.
+# Exports RM_RESTIC_018 and RM_REST_SERVER; on failure warns and leaves them unset (the tests
+# that need them skip, naming the missing binary).
+TRIXIE_DIR="${RM_TRIXIE_DIR:-$PWD/.cache/trixie}"
+
+_debian_mirror() {
+  # The Debian mirror this machine already uses (deb822 .sources or one-line .list files).
+  local f uri
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    uri=$(awk 'BEGIN{IGNORECASE=1} /^URIs:/{u=$2} /^Suites:/{if ($0 ~ /(bookworm|trixie|stable)( |$)/ && u !~ /security/) {print u; exit}} /^$/{u=""}' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return 0; }
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    uri=$(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i !~ /^\[/ && $i !~ /\]$/ && $i ~ /:\/\//) {if ($i !~ /security/) {print $i; exit} break}}' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return 0; }
+  done
+  return 1
+}
+
+ensure_trixie_tools() {
+  local restic="$TRIXIE_DIR/root/usr/bin/restic" rest="$TRIXIE_DIR/root/usr/bin/restic-rest-server"
+  if [ ! -x "$restic" ] || [ ! -x "$rest" ]; then
+    mkdir -p "$TRIXIE_DIR"
+    echo "fetching restic 0.18 and restic-rest-server from Debian trixie into $TRIXIE_DIR" >&2
+    if ! _fetch_trixie_tools >"$TRIXIE_DIR/fetch.log" 2>&1; then
+      echo "WARNING: could not fetch restic 0.18 / restic-rest-server from Debian trixie" \
+           "(see $TRIXIE_DIR/fetch.log); the tests that need them will be skipped" >&2
+      unset RM_RESTIC_018 RM_REST_SERVER
+      return 0
+    fi
+  fi
+  export RM_RESTIC_018="$restic" RM_REST_SERVER="$rest"
+}
+
+_fetch_trixie_tools() {
+  local mirror d="$TRIXIE_DIR" deb
+  mirror=$(_debian_mirror) || { echo "no Debian mirror found in /etc/apt" ; return 1; }
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$d/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
+              -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache"
+              -o Acquire::Retries=2 -o Acquire::http::Timeout=30 -o Debug::NoLocking=1)
+  apt-get "${opts[@]}" -qq update || return 1
+  (cd "$d/debs" && apt-get "${opts[@]}" -qq download restic restic-rest-server) || return 1
+  rm -rf "$d/root.new"
+  for deb in "$d"/debs/restic_*.deb "$d"/debs/restic-rest-server_*.deb; do
+    [ -f "$deb" ] || { echo "missing $deb"; return 1; }
+    dpkg -x "$deb" "$d/root.new" || return 1
+  done
+  "$d/root.new/usr/bin/restic" version >/dev/null || return 1
+  rm -rf "$d/root" && mv "$d/root.new" "$d/root"
+  # keep only the unpacked binaries: the lists and .debs are not needed again
+  rm -rf "$d/lists" "$d/cache" "$d/debs"
+}
