@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 
 from pydantic import ValidationError
 
-from rm_agent.restic_exec import MissingCredentials, ResticContext, RunResult, run_hook, run_restic
+from rm_agent.restic_exec import MissingCredentials, ResticContext, RunResult, detect_version, run_hook, run_restic
 from rm_core import restic as R
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.protocol import Bandwidth, RepoCredentials, SourceGroupSpec
@@ -90,6 +90,7 @@ class Runner:
         self._repo_users: dict[str, int] = {}
         self.on_pid: Callable[[Job, int | None], None] | None = None
         self.stopping = False
+        self._version: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------ public
 
@@ -124,7 +125,13 @@ class Runner:
     # ------------------------------------------------------------ one job
 
     def _slot(self, job: Job) -> CredentialSlot:
-        return CredentialSlot.admin if job.kind == JobKind.prune else CredentialSlot.repo
+        if job.kind == JobKind.prune:
+            return CredentialSlot.admin
+        # forget deletes snapshot files: an append-only repository credential cannot, so the
+        # admin credentials (same repository, full access) are used when they are set
+        if job.kind == JobKind.forget and self.credentials(CredentialSlot.admin) is not None:
+            return CredentialSlot.admin
+        return CredentialSlot.repo
 
     async def _run(self, job: Job) -> None:
         try:
@@ -159,7 +166,9 @@ class Runner:
                 )
             return JobResult(JobState.failed, error="no repository configured for this host; set it with PUT /hosts/{id}/repo")
         job.secrets = [s for s in (creds.password, creds.rest_password) if s]
-        key = R.redact(creds.url).rstrip("/")
+        # one restic at a time per repository, whichever credentials (endpoint) a job uses
+        repo_creds = self.credentials(CredentialSlot.repo) or creds
+        key = R.redact(repo_creds.url).rstrip("/")
         lock = self._repo_locks.setdefault(key, asyncio.Lock())
         if self._repo_users.get(key, 0) > 0:
             job.notes.append("waited for another restic job on this repository to finish")
@@ -390,6 +399,11 @@ class Runner:
                 out = self._outcome(res)
                 out.summary = {"groups": per_group, "skipped": skipped}
                 return out
+            removal_error = R.forget_removal_error(res.stderr)
+            if removal_error:  # restic 0.18 exits 0 even so
+                raise JobFailed(f"forget could not remove snapshots for source group {group.name!r} "
+                                f"(an append-only repository needs the admin credentials): "
+                                f"{R.redact(removal_error, job.secrets)}", res.exit_code)
             stats = R.parse_forget(res.stdout)
             per_group[group.name] = stats
             self._agent_line(job, f"{group.name}: kept {stats['keep']}, removed {stats['remove']} snapshots")
@@ -406,8 +420,16 @@ class Runner:
         res = await self._restic(job, ctx, ["prune"], deadline)
         return self._outcome(res)
 
+    async def _restic_version(self) -> tuple[int, int, int] | None:
+        if self._version is None:
+            v = await detect_version(self.settings.restic_binary)
+            self._version = R.parse_version(f"restic {v}") if v else None
+        return self._version
+
     async def _do_check(self, job: Job, ctx: ResticContext, deadline: float) -> JobResult:
-        args = ["check"]
+        version = await self._restic_version()
+        as_json = version is not None and version >= R.CHECK_JSON_SINCE
+        args = ["check", "--json"] if as_json else ["check"]
         subset = job.params.get("read_data_subset")
         if subset:
             args += [f"--read-data-subset={subset}"]
@@ -416,10 +438,19 @@ class Runner:
 
         def on_stdout(line: str) -> None:
             text.append(line)
+            msg = R.parse_json_line(line) if as_json else None
+            if msg is not None and msg.get("message_type") == "summary":
+                line = f"check finished: {msg.get('num_errors')} errors"
+            elif msg is not None:
+                line = R.json_error_message(msg) or line
             log_line(line)
 
         res = await self._restic(job, ctx, args, deadline, on_stdout=on_stdout)
-        ok = R.check_passed("\n".join(text) + "\n" + res.stderr)
+        if as_json:
+            summ = R.check_summary("\n".join(text))
+            ok = summ is not None and res.exit_code == 0 and summ.get("num_errors") == 0
+        else:
+            ok = R.check_passed("\n".join(text) + "\n" + res.stderr)
         return self._outcome(res, {"no_errors": ok, "read_data_subset": subset})
 
     async def _do_unlock(self, job: Job, ctx: ResticContext, deadline: float) -> JobResult:

@@ -263,6 +263,27 @@ def check_passed(text: str) -> bool:
     return "no errors were found" in text
 
 
+def check_summary(stdout: str) -> dict[str, Any] | None:
+    """`check --json` (restic >= 0.18): the summary message, or None when there is none."""
+    for line in reversed(stdout.splitlines()):
+        msg = parse_json_line(line)
+        if msg is not None and msg.get("message_type") == "summary":
+            return msg
+    return None
+
+
+CHECK_JSON_SINCE = (0, 18, 0)
+
+
+def forget_removal_error(stderr: str) -> str | None:
+    """restic 0.18 `forget` exits 0 when it could not delete snapshot files (e.g. an
+    append-only REST server answers 403): the line that says so, else None."""
+    for line in stderr.splitlines():
+        if "unable to remove" in line.lower():
+            return line.strip()
+    return None
+
+
 # ---------------------------------------------------------------- exit codes
 
 EXIT_OK = 0
@@ -316,8 +337,12 @@ def classify_error_text(stderr: str) -> str | None:
     return None
 
 
+_STACK_LINE = re.compile(r"^(\t|\s*[\w./-]+\.go:\d+$|[\w./*()-]+\.[\w()*]+(\.func\d+)*$)")
+
+
 def _last_fatal_line(stderr: str) -> str | None:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    # restic 0.14 follows some errors with a Go stack trace: skip its lines
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not _STACK_LINE.match(ln)]
     for ln in reversed(lines):
         if ln.lower().startswith("fatal:"):
             return ln

@@ -115,3 +115,28 @@ def test_check_passed() -> None:
 
 def test_strip_ansi() -> None:
     assert r.strip_ansi("\x1b[2Ksignal interrupt received, cleaning up") == "signal interrupt received, cleaning up"
+
+
+def test_error_line_skips_go_stack_trace_and_forget_removal_error() -> None:
+    # restic 0.14 `forget` against an append-only REST server (measured)
+    stderr = (
+        "Remove(<snapshot/87d49c7677>) returned error, retrying after 1.5s: blob not removed, server response: 403 Forbidden (403)\n"
+        "blob not removed, server response: 403 Forbidden (403)\n"
+        "github.com/restic/restic/internal/backend/rest.(*Backend).Remove\n"
+        "\tgithub.com/restic/restic/internal/backend/rest/rest.go:399\n"
+        "main.deleteFiles.func2\n"
+        "\tgithub.com/restic/restic/cmd/restic/delete.go:47\n"
+        "runtime.goexit\n"
+        "\truntime/asm_amd64.s:1594\n"
+    )
+    assert r.classify_exit(1, stderr).error == "blob not removed, server response: 403 Forbidden (403)"
+    # restic 0.18 exits 0 in the same case; this line is how the agent notices
+    line = "unable to remove snapshot/337d75c2 from the repository"
+    assert r.forget_removal_error(f"Remove(<snapshot/337d75c2>) failed: 403\n{line}\n") == line
+    assert r.forget_removal_error("") is None
+
+
+def test_check_summary_json() -> None:
+    out = '{"message_type":"summary","num_errors":0,"broken_packs":null,"suggest_repair_index":false}'
+    assert r.check_summary("noise\n" + out)["num_errors"] == 0
+    assert r.check_summary("no errors were found") is None
