@@ -309,4 +309,12 @@ def encode(env: Envelope) -> str:
     return env.model_dump_json(exclude_none=False)
 
 
+def encode_raw(type_: str, payload_json: str, ref: str | None = None) -> str:
+    """An envelope around a payload that is already JSON (built elsewhere, e.g. by SQLite).
+
+    The caller vouches that the payload is valid for `type_`."""
+    head = Envelope(type=type_, ref=ref).model_dump_json(exclude={"payload"})
+    return f"{head[:-1]},\"payload\":{payload_json}}}"
+
+
 __all__ = [name for name in dir() if not name.startswith("_")] + ["ValidationError"]

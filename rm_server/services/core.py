@@ -74,7 +74,7 @@ class Services:
         host_id = conn.host_id
         await self._hellos.submit((host_id, hello))
         conn.send(hello_ok(), env.id)
-        conn.send(await self.store.schedules.schedule_set(host_id))
+        await self.push_schedules(conn, [host_id])
         conn.send(await self.config_update(host_id))
         lost, requeued = await self.store.jobs.reconcile_hello(host_id, hello.running_jobs)
         for job in lost + requeued:
@@ -89,10 +89,19 @@ class Services:
 
     # ------------------------------------------------------------ schedules + config
 
+    async def push_schedules(self, conn: "AgentConnection | None", host_ids: list[str]) -> int:
+        """Send each host's agent its full schedule set (on `conn`, or on its live connection)."""
+        sent = 0
+        for host_id, payload in (await self.store.fleet.schedule_set_payloads(host_ids)).items():
+            target = conn or self.hub.get(host_id)
+            if target is not None:
+                sent += target.send_frame(p.encode_raw("schedule.set", payload))
+        return sent
+
     async def schedule_changed(self, host_id: str) -> None:
         conn = self.hub.get(host_id)
         if conn is not None:
-            conn.send(await self.store.schedules.schedule_set(host_id))
+            await self.push_schedules(conn, [host_id])
         listing = await self.store.schedules.list(host_id)
         self.events.publish("schedule.updated", {"host_id": host_id, "version": listing.version,
                                                  "applied_version": listing.applied_version})
@@ -135,9 +144,7 @@ class Services:
         online = [h for h in host_ids if self.hub.get(h) is not None]
         pushed = 0
         for start in range(0, len(online), PUSH_SLICE):
-            sets = await self.store.fleet.schedule_sets(online[start:start + PUSH_SLICE])
-            for host_id, schedule_set in sets.items():
-                pushed += self.hub.send(host_id, schedule_set)
+            pushed += await self.push_schedules(None, online[start:start + PUSH_SLICE])
             await asyncio.sleep(0)
         if self.events.subscribers:
             for host_id in host_ids:

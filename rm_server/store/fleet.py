@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from rm_core.ids import new_id
-from rm_core.protocol import Retention, ScheduleSet, ScheduleSpec, SourceGroupSpec
 from rm_server.store.base import Repo
-from rm_server.store.common import Actor, dumps, iso, loads
+from rm_server.store.common import Actor, dumps, iso
 
 SLICE = 1000  # hosts per transaction: keeps the writer lock short for everyone else
 
@@ -69,31 +68,35 @@ class Fleet(Repo):
                 await tx.audit(actor, "fleet.policy", name,
                                {"hosts": len(chunk), "cron": schedule["cron"], "includes": group["includes"]})
 
-    async def schedule_sets(self, host_ids: list[str]) -> dict[str, ScheduleSet]:
-        """What each host's agent must hold, read with three queries per slice rather than per host."""
-        out: dict[str, ScheduleSet] = {}
+    async def schedule_set_payloads(self, host_ids: list[str]) -> dict[str, str]:
+        """host_id -> the `schedule.set` payload as JSON text, built by SQLite.
+
+        This is what every hello and every push sends; at fleet scale building it from
+        pydantic models on the event loop was most of a push's cost. `Schedules.schedule_set`
+        is the model-built twin, and a test holds the two equal."""
+        out: dict[str, str] = {}
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
-            marks = ",".join("?" * len(chunk))
-            versions = await self.db.fetchall(f"SELECT id, schedule_version FROM hosts WHERE id IN ({marks})", chunk)
-            groups = {
-                r["id"]: SourceGroupSpec(id=r["id"], name=r["name"], includes=loads(r["includes"], []),
-                                         excludes=loads(r["excludes"], []), tag=r["tag"],
-                                         retention=Retention(**loads(r["retention"], {})), pre_hook=r["pre_hook"],
-                                         post_hook=r["post_hook"])
-                for r in await self.db.fetchall(f"SELECT * FROM source_groups WHERE host_id IN ({marks})", chunk)
-            }
-            links: dict[str, list[str]] = {}
-            for r in await self.db.fetchall(
-                f"SELECT sg.schedule_id, sg.source_group_id FROM schedule_groups sg JOIN schedules s"
-                f" ON s.id = sg.schedule_id WHERE s.host_id IN ({marks}) ORDER BY sg.position", chunk):
-                links.setdefault(r[0], []).append(r[1])
-            specs: dict[str, list[ScheduleSpec]] = {}
-            for r in await self.db.fetchall(
-                f"SELECT * FROM schedules WHERE host_id IN ({marks}) ORDER BY name, id", chunk):
-                specs.setdefault(r["host_id"], []).append(ScheduleSpec(
-                    id=r["id"], name=r["name"], cron=r["cron"], timezone=r["timezone"], enabled=bool(r["enabled"]),
-                    manual=bool(r["manual"]), source_groups=[groups[g] for g in links.get(r["id"], []) if g in groups]))
-            for r in versions:
-                out[r[0]] = ScheduleSet(version=r[1], schedules=specs.get(r[0], []))
+            rows = await self.db.fetchall(
+                f"SELECT h.id, {_SCHEDULE_SET_JSON} FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", chunk)
+            out.update({r[0]: r[1] for r in rows})
         return out
+
+
+def _bool(col: str) -> str:
+    return f"json(CASE WHEN {col} THEN 'true' ELSE 'false' END)"
+
+
+# A host's schedules, each with its source groups in order, as rm_core.protocol.ScheduleSet.
+_SCHEDULE_SET_JSON = f"""json_object('version', h.schedule_version, 'schedules', (
+  SELECT json(coalesce(json_group_array(json(sj)), '[]')) FROM (
+    SELECT json_object('id', s.id, 'name', s.name, 'cron', s.cron, 'timezone', s.timezone,
+      'enabled', {_bool('s.enabled')}, 'manual', {_bool('s.manual')},
+      'source_groups', (
+        SELECT json(coalesce(json_group_array(json(gj)), '[]')) FROM (
+          SELECT json_object('id', g.id, 'name', g.name, 'includes', json(g.includes),
+            'excludes', json(g.excludes), 'tag', g.tag, 'retention', json(g.retention),
+            'pre_hook', g.pre_hook, 'post_hook', g.post_hook) AS gj
+          FROM schedule_groups sg JOIN source_groups g ON g.id = sg.source_group_id
+          WHERE sg.schedule_id = s.id ORDER BY sg.position))) AS sj
+    FROM schedules s WHERE s.host_id = h.id ORDER BY s.name, s.id)))"""

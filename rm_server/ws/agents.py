@@ -43,13 +43,16 @@ class AgentConnection:
 
     def send(self, payload: p.Payload, ref: str | None = None) -> bool:
         """Buffer a message; an agent that lets the buffer fill cannot keep up and is dropped."""
+        return self.send_frame(p.encode(p.message(payload, ref)))
+
+    def send_frame(self, frame: str) -> bool:
         if self.closing:
             return False
         if len(self.pending) >= self.limit:
             log.warning("agent %s send buffer full; closing its connection", self.host_id)
             self.close(1013, "send queue overflowed")
             return False
-        self.pending.append(p.encode(p.message(payload, ref)))
+        self.pending.append(frame)
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.ensure_future(self._flush())
         return True

@@ -7,7 +7,6 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 
 from rm_agent.agent import Agent

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from rm_agent.runner import Job, Runner, RunnerSettings
 from rm_core import restic as R
