@@ -29,12 +29,13 @@ class AgentConnection:
     A flush task exists only while frames wait: at fleet scale a permanent writer task and
     queue per agent cost more memory than anything else the server keeps per connection."""
 
-    __slots__ = ("host_id", "ws", "last_seen", "limit", "pending", "flusher", "closing", "closer")
+    __slots__ = ("host_id", "ws", "last_seen", "seen_stored", "limit", "pending", "flusher", "closing", "closer")
 
     def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int):
         self.host_id = host_id
         self.ws = ws
         self.last_seen = now
+        self.seen_stored = now  # last_seen as the database has it (hello wrote it)
         self.limit = limit
         self.pending: deque[str] = deque()
         self.flusher: asyncio.Task | None = None
@@ -102,7 +103,12 @@ class AgentHub:
         """Flush heartbeats to the database and drop agents silent for too long."""
         cfg = self.app[CONFIG]
         now = cfg.clock()
-        await self.app[STORE].hosts.touch_many((c.host_id, c.last_seen) for c in self.connections.values())
+        # Only what changed since the last sweep: at 19k agents, rewriting every row every
+        # sweep held the writer for long enough to slow log ingest.
+        changed = [(c, c.last_seen) for c in self.connections.values() if c.last_seen != c.seen_stored]
+        await self.app[STORE].hosts.touch_many((c.host_id, seen) for c, seen in changed)
+        for c, seen in changed:
+            c.seen_stored = seen
         silent = [c for c in self.connections.values()
                   if (now - c.last_seen).total_seconds() > cfg.offline_after]
         for conn in silent:
