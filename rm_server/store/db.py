@@ -15,6 +15,9 @@ import aiosqlite
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+READERS = 2
+
+
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer rm-server than this one."""
 
@@ -48,10 +51,13 @@ async def _connect(path: str) -> aiosqlite.Connection:
 class Database:
     """The server's database. Writes go through `write()`, reads through `fetch*`."""
 
-    def __init__(self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(self, path: str, writer: aiosqlite.Connection, readers: list[aiosqlite.Connection]):
         self.path = path
         self._writer = writer
-        self._reader = reader
+        # Several readers (each its own thread; WAL lets them run beside the writer and each
+        # other): a paged query need not wait behind a full fleet list or a push's reads.
+        self._readers = readers
+        self._busy = [0] * len(readers)
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -61,11 +67,11 @@ class Database:
         try:
             await writer.execute("PRAGMA journal_mode = WAL")
             await cls._migrate(writer)
-            reader = await _connect(path)
+            readers = [await _connect(path) for _ in range(READERS)]
         except BaseException:
             await writer.close()
             raise
-        return cls(path, writer, reader)
+        return cls(path, writer, readers)
 
     @staticmethod
     async def _migrate(conn: aiosqlite.Connection) -> None:
@@ -92,7 +98,8 @@ class Database:
 
     async def close(self) -> None:
         async with self._lock:
-            await self._reader.close()
+            for reader in self._readers:
+                await reader.close()
             await self._writer.close()
 
     @asynccontextmanager
@@ -112,16 +119,21 @@ class Database:
     # the shared reader's snapshot alive, and a concurrent request would then read data older
     # than its own committed write.
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        i = self._busy.index(min(self._busy))  # the least busy reader
+        self._busy[i] += 1
+        try:
+            return list(await self._readers[i].execute_fetchall(sql, tuple(params)))
+        finally:
+            self._busy[i] -= 1
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        rows = await self._reader.execute_fetchall(sql, tuple(params))
+        rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
     async def backup_to(self, out: str | Path) -> None:
         """Online backup (SQLite backup API): consistent while the server keeps writing."""
         target = await aiosqlite.connect(str(out))
         try:
-            await self._reader.backup(target)
+            await self._readers[0].backup(target)
         finally:
             await target.close()
