@@ -136,7 +136,7 @@ class Services:
         """Write the policy to every selected host, then push the new schedule sets in slices so
         the loop stays free for other requests while thousands of agents are told."""
         sel = body.hosts
-        host_ids = await self.store.fleet.select_hosts(sel.ids, sel.status.value if sel.status else None, sel.q)
+        host_ids = await self.store.fleet.select_hosts(sel.ids, sel.status, sel.q)
         group = {"includes": body.includes, "excludes": body.excludes, "tag": body.tag or name,
                  "retention": body.retention.model_dump(exclude_none=True)}
         schedule = {"cron": body.cron, "timezone": body.timezone, "enabled": body.enabled}

@@ -6,23 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from rm_core.ids import new_id
+from rm_core.enums import HostStatus
 from rm_server.store.base import Repo
+from rm_server.store.hosts import Hosts
 from rm_server.store.common import Actor, dumps, iso
 
 SLICE = 1000  # hosts per transaction: keeps the writer lock short for everyone else
 
 
 class Fleet(Repo):
-    async def select_hosts(self, host_ids: list[str] | None, status: str | None, q: str | None) -> list[str]:
-        where, params = [], []
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        if q:
-            where.append("hostname LIKE ? ESCAPE '\\'")
-            params.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        sql = "SELECT id FROM hosts" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
-        found = [r[0] for r in await self.db.fetchall(sql, params)]
+    async def select_hosts(self, host_ids: list[str] | None, status: HostStatus | None, q: str | None) -> list[str]:
+        tail, params = Hosts.filters(status, q, None, None)
+        found = [r[0] for r in await self.db.fetchall(f"SELECT h.id FROM hosts h{tail}", params)]
         if host_ids is not None:
             wanted = set(host_ids)
             found = [h for h in found if h in wanted]

@@ -48,7 +48,7 @@ def _host(row) -> Host:
 
 class Hosts(Repo):
     @staticmethod
-    def _filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
+    def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
         where, params = [], []
         if status is not None:
             where.append("h.status = ?")
@@ -70,7 +70,7 @@ class Hosts(Repo):
         self, *, status: HostStatus | None = None, q: str | None = None, limit: int | None = None,
         after: str | None = None,
     ) -> list[Host]:
-        tail, params = self._filters(status, q, limit, after)
+        tail, params = self.filters(status, q, limit, after)
         return [_host(r) for r in await self.db.fetchall(f"SELECT {_COLS} FROM {_FROM}{tail}", params)]
 
     async def list_json(
@@ -79,7 +79,7 @@ class Hosts(Repo):
     ) -> str:
         """The same rows as `list`, as the JSON body `{"hosts": [...]}` built by SQLite itself:
         the full fleet list is the hottest read, and per-row model building cost ~20 us a host."""
-        tail, params = self._filters(status, q, limit, after)
+        tail, params = self.filters(status, q, limit, after)
         row = await self.db.fetchone(
             f"SELECT json_object('hosts', json(coalesce(json_group_array(json(j)), '[]'))) FROM"
             f" (SELECT {_JSON_ROW} AS j FROM {_FROM}{tail})", params,
