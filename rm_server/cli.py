@@ -8,6 +8,7 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -109,7 +110,7 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
 
 async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url: str | None) -> None:
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=True, shutdown_timeout=5)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     try:
         await runner.setup()
     except SchemaTooNew as exc:
@@ -130,11 +131,17 @@ async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url
     # Objects made at start-up live for the whole run: keep them out of every GC pass.
     gc.collect()
     gc.freeze()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     print(f"rm-server listening on {url}", file=sys.stderr, flush=True)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        logging.getLogger("rm_server").info("stopping: closing agent and operator connections")
     finally:
         await runner.cleanup()
+    logging.getLogger("rm_server").info("stopped")
 
 
 @main.group()

@@ -127,3 +127,12 @@ def test_operator_add_reads_a_piped_password(tmp_path):
     short = subprocess.run([str(BIN / "rm-server"), "operator", "add", "eve", "--role", "operator"],
                            input="short\n", capture_output=True, text=True, timeout=60, env={**env_clean, **env})
     assert short.returncode == 2 and "at least 8 characters" in short.stderr
+
+
+def test_sigterm_stops_cleanly(tmp_path):
+    srv = Running("--listen", "127.0.0.1:0", data_dir=tmp_path)
+    srv.proc.terminate()
+    rest = srv.proc.stderr.read()
+    assert srv.proc.wait(15) == 0, rest
+    srv.proc.stderr.close()
+    assert '"msg": "stopped"' in rest and "Traceback" not in rest
