@@ -9,7 +9,6 @@ import os
 import platform
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +18,7 @@ from rm_agent.config import AgentConfig, ConfigError, default_config_path, load_
 from rm_agent.connection import describe_error, ssl_param
 from rm_agent.outbox import Outbox
 from rm_agent.secrets import SecretsCorrupt
+from rm_core.logs import setup_logging
 from rm_core.version import PROTOCOL_VERSION, __version__
 
 config_option = click.option(
@@ -29,11 +29,7 @@ config_option = click.option(
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
 
 
 @click.group()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
-import json
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ import click
 from aiohttp import web
 
 from rm_core.enums import Role
+from rm_core.logs import setup_logging
 from rm_core.version import __version__
 from rm_server.app import create_app, data_dir_default
 from rm_server.config import ServerConfig
@@ -27,22 +27,6 @@ DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=data_dir_default,
     show_default="$RM_DATA_DIR or ~/.local/share/restic-manager", help="Where the database and keys live.",
 )
-
-
-class JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
-               "logger": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -81,7 +65,7 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
     """Run the server."""
     from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
 
-    _setup_logging()
+    setup_logging()
     host, port = _parse_listen(listen)
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
