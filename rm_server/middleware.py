@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rm_core.enums import Role
 from rm_server import errors
 from rm_server.api.common import (
-    AGENT, HOST_KEY, OPERATOR_KEY, PUBLIC, TOKEN_HASH_KEY, route_role, validation_details, validation_message,
+    AGENT, HOST_KEY, OPERATOR_KEY, PUBLIC, TOKEN_HASH_KEY, reply, route_role, validation_details, validation_message,
 )
 from rm_server.keys import CONFIG, METRICS, STORE
 from rm_server.security import hash_token
@@ -40,8 +40,6 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
     if status == 400:
         details = _name_fields(message, details)
     body = {"error": {"code": code, "message": message, "details": details}}
-    from rm_server.api.common import reply
-
     resp = reply(body, status)
     if status == 401:
         resp.headers["WWW-Authenticate"] = "Bearer"

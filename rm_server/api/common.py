@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from rm_core.api import Operator
 from rm_core.enums import Role
@@ -97,8 +98,6 @@ def reply(value: BaseModel | dict[str, Any] | list, status: int = 200) -> web.Re
 
 
 def _dump(value: Any) -> str:
-    from pydantic_core import to_json
-
     return to_json(value).decode()
 
 

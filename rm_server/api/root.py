@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
+from rm_server.errors import NotFoundError
 from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, STORE
 
 routes = web.RouteTableDef()
@@ -50,8 +51,6 @@ async def install_sh(request: web.Request) -> web.Response:
 async def agent_pyz(request: web.Request) -> web.StreamResponse:
     path = request.app[CONFIG].data_dir / "rm-agent.pyz"
     if not path.exists():
-        from rm_server.errors import NotFoundError
-
         raise NotFoundError("no agent build here: run scripts/build-zipapps and copy dist/rm-agent.pyz into the "
                             "server's data dir")
     return web.FileResponse(path)

@@ -14,6 +14,7 @@ from aiohttp import web
 from rm_core import protocol as p
 from rm_core.api import FleetPolicyBody, FleetPolicyResult, Job, JobBody
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
+from rm_server.errors import ConflictError
 from rm_server.keys import AGENTS, CONFIG, EVENTS, MASTER_KEY, STORE
 from rm_server.security import SealError
 from rm_server.services.batching import GroupCommit
@@ -225,8 +226,6 @@ class Services:
     async def cancel(self, actor: Actor, job_id: str) -> Job:
         job = await self.store.jobs.get(job_id)
         if job.state.terminal:
-            from rm_server.errors import ConflictError
-
             raise ConflictError(f"job {job_id} already ended ({job.state.value})", {"state": job.state.value})
         if job.state == JobState.queued:
             ended = await self.store.jobs.finish_on_server(actor, job_id, JobState.cancelled, "cancelled before it ran")
@@ -236,8 +235,6 @@ class Services:
             job = await self.store.jobs.get(job_id)
         await self.store.audit.record(actor, "job.cancel", job_id)
         if not self.hub.send(job.host_id, p.CommandCancel(job_id=job_id)):
-            from rm_server.errors import ConflictError
-
             raise ConflictError("the host is offline; the job is cancelled when its agent reconnects and reports it",
                                 {"state": job.state.value})
         return job

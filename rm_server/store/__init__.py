@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rm_server.store.common import Actor, Conflict, Invalid, NotFound, SYSTEM
+from rm_server.store.common import SYSTEM, Actor, Conflict, Invalid, NotFound, dt, loads
 from rm_server.store.db import Database, SchemaTooNew
 from rm_server.store.enrollment import Enrollment, TokenRejected
 from rm_server.store.fleet import Fleet
@@ -55,8 +55,6 @@ class Store:
     # ------------------------------------------------------------ cross-resource reads for the ticker
 
     async def maintenance_inputs(self) -> list[dict[str, Any]]:
-        from rm_server.store.common import loads
-
         rows = await self.db.fetchall(
             "SELECT h.id, h.status, h.maintenance,"
             " EXISTS (SELECT 1 FROM repo_credentials c WHERE c.host_id = h.id AND c.slot = 'admin') AS has_admin,"
@@ -67,8 +65,6 @@ class Store:
                  "has_admin": r["has_admin"], "has_repo": r["has_repo"]} for r in rows]
 
     async def scheduled_groups(self) -> list[dict[str, Any]]:
-        from rm_server.store.common import dt
-
         rows = await self.db.fetchall(
             "SELECT s.host_id, sg.source_group_id, s.cron, s.timezone, s.created_at FROM schedules s"
             " JOIN schedule_groups sg ON sg.schedule_id = s.id WHERE s.enabled = 1 AND s.manual = 0 AND s.cron IS NOT NULL"
@@ -76,8 +72,6 @@ class Store:
         return [{"host_id": r[0], "group_id": r[1], "cron": r[2], "timezone": r[3], "since": dt(r[4])} for r in rows]
 
     async def last_success_by_group(self) -> dict[str, Any]:
-        from rm_server.store.common import dt
-
         rows = await self.db.fetchall(
             "SELECT source_group_id, max(finished_at) FROM jobs WHERE kind = 'backup'"
             " AND state IN ('succeeded', 'warning') AND source_group_id IS NOT NULL GROUP BY source_group_id"

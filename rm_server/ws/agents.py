@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rm_core import protocol as p
 from rm_core.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, __version__
 from rm_server.api.common import AGENT, HOST_KEY, requires
+from rm_server.errors import Unavailable
 from rm_server.keys import AGENTS, CONFIG, SERVICES, STORE
 
 log = logging.getLogger("rm_server.agents")
@@ -139,8 +140,6 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     cfg, hub, services = app[CONFIG], app[AGENTS], app[SERVICES]
     host_id = request[HOST_KEY]
     if len(hub.connections) + hub.pending >= cfg.max_agent_connections and host_id not in hub.connections:
-        from rm_server.errors import Unavailable
-
         raise Unavailable("agent connection limit reached; raise --max-agents or add a server",
                           code="too_many_agents")
     ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
