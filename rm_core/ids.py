@@ -1,22 +1,47 @@
-"""ULID-style ids: 26 Crockford base32 chars, sortable by creation time."""
+"""Monotonic ULIDs: 26 Crockford base32 chars, strictly increasing within a process.
+
+The first 48 bits are the creation time in milliseconds, the last 80 are random. Two ids
+made in the same millisecond (or after the clock stepped back) would sort at random, so,
+as the ULID spec's monotonic mode does, the second one is the first plus one: listings
+ordered by id are then ordered by creation, which paging and the job list rely on.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from typing import Optional
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM_BITS = 80
+_lock = threading.Lock()
+_last = 0  # the last value handed out by the clock path
 
 
-def new_id(now_ms: int | None = None) -> str:
-    """Return a new id; ids made later sort after ids made earlier (to the millisecond)."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+def _encode(value: int) -> str:
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return "".join(reversed(chars))
+
+
+def new_id(now_ms: Optional[int] = None) -> str:
+    """Return a new id, greater than every id this process made before from the clock.
+
+    An explicit ``now_ms`` (benchmarks seeding history) makes an id for that instant and
+    leaves the monotonic sequence alone.
+    """
+    if now_ms is not None:
+        return _encode((now_ms << _RANDOM_BITS) | int.from_bytes(os.urandom(10), "big"))
+    global _last
+    with _lock:
+        value = (int(time.time() * 1000) << _RANDOM_BITS) | int.from_bytes(os.urandom(10), "big")
+        if value <= _last:
+            value = _last + 1  # same millisecond or a clock step back: keep the order
+        _last = value
+    return _encode(value)
 
 
 def id_time_ms(ident: str) -> int:
