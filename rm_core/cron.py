@@ -1,4 +1,9 @@
-"""Cron helpers shared by the server (validation, previews) and the agent (firing)."""
+"""The one cron module: validation and previews (server), firing (agent), maintenance cadences.
+
+Meaning of a fire time, everywhere: `previous_fire(at)` is the latest fire *at or before*
+`at`, so at exactly 02:00 a `0 2 * * *` schedule has fired today (croniter's own
+`get_prev` is strict and would say yesterday); `next_fire(after)` is strictly after.
+"""
 
 from __future__ import annotations
 
@@ -23,22 +28,42 @@ def validate(expr: str) -> None:
         raise CronError(f"cron {expr!r} invalid: {exc}") from None
 
 
-def next_fires(expr: str, tz: str, after: datetime, count: int = 5) -> list[datetime]:
-    """The next `count` fire times after `after`, evaluated in timezone `tz`."""
-    validate(expr)
+def is_valid(expr: str) -> bool:
     try:
-        zone = ZoneInfo(tz)
-    except (KeyError, ValueError):
+        validate(expr)
+    except CronError:
+        return False
+    return True
+
+
+def zone(tz: str) -> ZoneInfo:
+    """The IANA time zone `tz`; CronError naming it when unknown."""
+    try:
+        return ZoneInfo(tz)
+    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError; "../x" a ValueError
         raise CronError(f"unknown timezone {tz!r}") from None
-    it = croniter(expr, after.astimezone(zone))
+
+
+def next_fires(expr: str, tz: str, after: datetime, count: int = 5) -> list[datetime]:
+    """The next `count` fire times strictly after `after`, evaluated in timezone `tz`."""
+    validate(expr)
+    it = croniter(expr, after.astimezone(zone(tz)))
     try:
         return [it.get_next(datetime) for _ in range(count)]
     except CroniterBadDateError as exc:
         raise CronError(f"cron {expr!r} never fires: {exc}") from None
 
 
-def previous_fire(expr: str, tz: str, before: datetime) -> datetime:
-    """The latest fire time at or before `before`."""
+def next_fire(expr: str, tz: str, after: datetime) -> datetime:
+    """The first fire time strictly after `after`."""
+    return next_fires(expr, tz, after, 1)[0]
+
+
+def previous_fire(expr: str, tz: str, at: datetime) -> datetime:
+    """The latest fire time at or before `at` (a fire instant is its own previous fire)."""
     validate(expr)
-    it = croniter(expr, before.astimezone(ZoneInfo(tz)))
-    return it.get_prev(datetime)
+    local = at.astimezone(zone(tz))
+    prev = croniter(expr, local).get_prev(datetime)
+    # get_prev is strict: when `at` is itself a fire time, the fire after `prev` is `at`
+    following = croniter(expr, prev).get_next(datetime)
+    return following if following <= local else prev
