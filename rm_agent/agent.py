@@ -15,16 +15,18 @@ import aiohttp
 from pydantic import ValidationError
 
 from rm_agent.config import AgentConfig, state_dir
-from rm_agent.connection import Backoff, ProtocolRejected, describe_error, ssl_param, ws_url
+from rm_agent.connection import ProtocolRejected, describe_error, ssl_param, ws_url
 from rm_agent.outbox import Outbox
 from rm_agent.restic_exec import detect_version
 from rm_agent.runner import Job, JobResult, Runner, RunnerSettings
-from rm_agent.scheduler import Clock, Scheduler, utcnow
+from rm_agent.scheduler import Clock, Scheduler
 from rm_agent.secrets import SecretStore
 from rm_core import protocol as p
+from rm_core.backoff import Backoff
 from rm_core.enums import ActorKind, CredentialSlot, JobKind
 from rm_core.ids import new_id
 from rm_core.restic import Progress
+from rm_core.times import utcnow
 from rm_core.version import PROTOCOL_VERSION, __version__
 
 log = logging.getLogger("rm_agent")
@@ -122,11 +124,11 @@ class Agent:
                     raise
                 except ProtocolRejected as exc:
                     error = str(exc)
-                    backoff.attempt = 32  # retry at the cap: an operator has to act
+                    backoff.jump_to_cap()  # an operator has to act
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValidationError, ValueError) as exc:
                     error = describe_error(exc)
                     if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status in (401, 403):
-                        backoff.attempt = 32
+                        backoff.jump_to_cap()
                 except Exception as exc:  # a bug in a handler must not end the connection loop
                     log.exception("connection session crashed")
                     error = describe_error(exc)
@@ -314,7 +316,7 @@ class Agent:
 
     def log(self, job: Job, stream: str, text: str) -> None:
         buf = self._log_buf.setdefault(job.job_id, [])
-        buf.append((_iso(datetime.now(timezone.utc)), stream, text))
+        buf.append((_iso(utcnow()), stream, text))
         if len(buf) >= LOG_BATCH_LINES:
             self._flush(job.job_id)
         elif self._flush_handle is None:

@@ -1,10 +1,8 @@
-"""WebSocket client plumbing: URL, TLS pinning, jittered exponential backoff."""
+"""WebSocket client plumbing: URL, TLS pinning (the reconnect backoff is rm_core.backoff)."""
 
 from __future__ import annotations
 
-import random
 import ssl
-from typing import Callable, Iterator
 
 import aiohttp
 
@@ -34,23 +32,3 @@ def describe_error(exc: BaseException) -> str:
             return "server rejected the agent token (401): the host may have been deleted; enroll again"
         return f"server refused the WebSocket upgrade ({exc.status} {exc.message})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-class Backoff:
-    """Jittered exponential backoff: 1 s, 2 s, 4 s … capped at 60 s, each drawn from [d/2, d]."""
-
-    def __init__(self, base: float = 1.0, cap: float = 60.0, rng: Callable[[], float] = random.random) -> None:
-        self.base, self.cap, self.rng = base, cap, rng
-        self.attempt = 0
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** self.attempt))
-        self.attempt = min(self.attempt + 1, 32)
-        return ceiling / 2 + self.rng() * ceiling / 2
-
-    def __iter__(self) -> Iterator[float]:
-        while True:
-            yield self.next()

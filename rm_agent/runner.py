@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -17,6 +17,7 @@ from rm_agent.restic_exec import MissingCredentials, ResticContext, RunResult, d
 from rm_core import restic as R
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.protocol import Bandwidth, RepoCredentials, SourceGroupSpec
+from rm_core.times import utcnow
 
 log = logging.getLogger("rm_agent.runner")
 
@@ -149,7 +150,7 @@ class Runner:
         self.events.finished(job, result)
 
     def _start(self, job: Job) -> None:
-        job.started_at = datetime.now(timezone.utc)
+        job.started_at = utcnow()
         self.events.started(job)
         for note in job.notes:
             self._agent_line(job, note)

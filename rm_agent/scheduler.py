@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Awaitable, Callable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
 
 from rm_agent.outbox import Outbox
+from rm_core import cron
 from rm_core.protocol import ScheduleSet, ScheduleSpec
+from rm_core.times import utcnow
 
 log = logging.getLogger("rm_agent.scheduler")
 
@@ -25,34 +24,28 @@ Clock = Callable[[], datetime]
 FireHandler = Callable[[ScheduleSpec, datetime], Awaitable[None]]
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _zone(name: str) -> ZoneInfo:
+def _tz(name: str) -> str:
+    """The schedule's zone, or UTC (logged) when this host does not know it."""
     try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+        cron.zone(name or "UTC")
+    except cron.CronError:
         log.warning("unknown time zone %r; using UTC", name)
-        return ZoneInfo("UTC")
+        return "UTC"
+    return name or "UTC"
 
 
-def latest_fire(cron: str, tz: str, now: datetime) -> datetime:
-    """The most recent fire time at or before `now` (UTC)."""
-    local = now.astimezone(_zone(tz))
-    prev = croniter(cron, local).get_prev(datetime)
-    nxt = croniter(cron, prev).get_next(datetime)
-    fire = nxt if nxt <= local else prev  # get_prev is strict: `now` itself may be a fire time
-    return fire.astimezone(timezone.utc)
+def latest_fire(spec: ScheduleSpec, now: datetime) -> datetime:
+    """The most recent fire time at or before `now`, in UTC (see rm_core.cron)."""
+    return cron.previous_fire(spec.cron or "", _tz(spec.timezone), now).astimezone(timezone.utc)
 
 
-def next_fire(cron: str, tz: str, after: datetime) -> datetime:
-    """The first fire time strictly after `after` (UTC)."""
-    return croniter(cron, after.astimezone(_zone(tz))).get_next(datetime).astimezone(timezone.utc)
+def next_fire(spec: ScheduleSpec, after: datetime) -> datetime:
+    """The first fire time strictly after `after`, in UTC."""
+    return cron.next_fire(spec.cron or "", _tz(spec.timezone), after).astimezone(timezone.utc)
 
 
 def active(spec: ScheduleSpec) -> bool:
-    return spec.enabled and not spec.manual and bool(spec.cron) and croniter.is_valid(spec.cron)
+    return spec.enabled and not spec.manual and bool(spec.cron) and cron.is_valid(spec.cron or "")
 
 
 class Scheduler:
@@ -90,14 +83,14 @@ class Scheduler:
             if last is None:  # first sight (e.g. state from an older agent): start counting now
                 self.store.set_last_fire(spec.id, now)
                 continue
-            fire = latest_fire(spec.cron, spec.timezone, now)  # type: ignore[arg-type]
+            fire = latest_fire(spec, now)
             if fire > last:
                 out.append((spec, fire))
         return out
 
     def next_wakeup(self, now: datetime | None = None) -> datetime | None:
         now = now or self.clock()
-        times = [next_fire(s.cron, s.timezone, now) for s in self.current.schedules if active(s)]  # type: ignore[arg-type]
+        times = [next_fire(s, now) for s in self.current.schedules if active(s)]
         return min(times) if times else None
 
     async def tick(self) -> int:
@@ -126,5 +119,3 @@ class Scheduler:
             except asyncio.TimeoutError:
                 pass
 
-
-__all__ = ["Scheduler", "latest_fire", "next_fire", "timedelta"]

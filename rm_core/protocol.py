@@ -8,17 +8,14 @@ the envelope subclass for its type, so handlers get typed payloads.
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.ids import new_id
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from rm_core.times import utcnow
 
 
 class Payload(BaseModel):

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from rm_agent.config import AgentConfig, ConfigError, atomic_write, load_config, normalise_fingerprint, save_config
-from rm_agent.connection import Backoff, ssl_param
+from rm_agent.config import AgentConfig, ConfigError, atomic_write, load_config, save_config
+from rm_agent.connection import ssl_param
 from rm_agent.outbox import Outbox
 from rm_agent.scheduler import Scheduler, latest_fire, next_fire
 from rm_agent.secrets import SecretsCorrupt, SecretStore
-from rm_core.protocol import RepoCredentials, ScheduleSet
+from rm_core.backoff import Backoff
+from rm_core.protocol import RepoCredentials, ScheduleSet, ScheduleSpec
 
 UTC = timezone.utc
 
@@ -75,10 +76,13 @@ def spec(sid: str, cron: str | None = "0 2 * * *", tz: str = "UTC", **kw) -> dic
 
 def test_latest_and_next_fire_with_timezones() -> None:
     now = datetime(2024, 6, 1, 0, 30, tzinfo=UTC)  # 02:30 in Berlin (CEST, UTC+2)
-    assert latest_fire("0 2 * * *", "Europe/Berlin", now) == datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
-    assert next_fire("0 2 * * *", "Europe/Berlin", now) == datetime(2024, 6, 2, 0, 0, tzinfo=UTC)
+    berlin = ScheduleSpec.model_validate(spec("s", tz="Europe/Berlin"))
+    assert latest_fire(berlin, now) == datetime(2024, 6, 1, 0, 0, tzinfo=UTC)
+    assert next_fire(berlin, now) == datetime(2024, 6, 2, 0, 0, tzinfo=UTC)
     exact = datetime(2024, 6, 1, 2, 0, tzinfo=UTC)
-    assert latest_fire("0 2 * * *", "UTC", exact) == exact  # a fire time is its own latest fire
+    assert latest_fire(ScheduleSpec.model_validate(spec("s")), exact) == exact  # a fire time is its own latest fire
+    unknown = ScheduleSpec.model_validate(spec("s", tz="Mars/Base"))
+    assert latest_fire(unknown, exact) == exact  # a zone this host lacks: UTC, not a crash
 
 
 async def test_scheduler_fires_once_catches_up_once_and_skips_inactive(tmp_path: Path) -> None:
@@ -137,14 +141,6 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f"]
 
 
-def test_fingerprint_normalised() -> None:
-    fp = "AB:" * 31 + "AB"
-    assert normalise_fingerprint(fp) == "ab" * 32
-    assert normalise_fingerprint(None) is None
-    with pytest.raises(ConfigError, match="64 hex"):
-        normalise_fingerprint("abc")
-
-
 def test_secrets_roundtrip_encrypted_and_corrupt_file_never_overwritten(tmp_path: Path) -> None:
     key = AgentConfig(server_url="x", host_id="h", agent_token="t").key_bytes()
     path = tmp_path / "secrets.enc"
@@ -179,6 +175,8 @@ def test_backoff_doubles_with_jitter_up_to_60s() -> None:
     assert delays[0] == pytest.approx(1, rel=1e-3) and max(delays) <= 60 and delays[-1] == pytest.approx(60, rel=1e-3)
     high.reset()
     assert high.next() == pytest.approx(1, rel=1e-3)
+    high.jump_to_cap()
+    assert high.next() == pytest.approx(60, rel=1e-3)
 
 
 def test_ssl_param_pins_only_https() -> None:
