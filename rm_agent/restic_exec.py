@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from rm_core.protocol import RepoCredentials
-from rm_core.restic import parse_version, repository_url
+from rm_core.restic import parse_version
+from rm_core.urls import repository_url
 
 LineHandler = Callable[[str], None]
 _PR_SET_PDEATHSIG = 1

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from rm_core.enums import JobState
 from rm_core.protocol import Retention
+from rm_core.urls import REDACTED, redact_url
 
 # ---------------------------------------------------------------- versions
 
@@ -75,29 +76,12 @@ def forget_args(tag: str, retention: Retention | dict[str, Any] | None) -> list[
     return ["forget", "--json", "--tag", tag, *retention_args(retention)]
 
 
-# ---------------------------------------------------------------- credentials / redaction
-
-REDACTED = "***"
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
-
-
-def repository_url(url: str, rest_user: str | None = None, rest_password: str | None = None) -> str:
-    """Merge REST credentials into a `rest:` URL (only ever for a child's environment)."""
-    if not rest_user or not url.startswith("rest:"):
-        return url
-    inner = url[len("rest:") :]
-    m = re.match(r"^(?P<scheme>https?://)(?:[^@/]*@)?(?P<rest>.*)$", inner)
-    if not m:
-        return url
-    userinfo = quote(rest_user, safe="")
-    if rest_password:
-        userinfo += ":" + quote(rest_password, safe="")
-    return f"rest:{m.group('scheme')}{userinfo}@{m.group('rest')}"
+# ---------------------------------------------------------------- redaction (URLs: rm_core.urls)
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """Hide `user:pass@` in URLs and every known secret value in a line."""
-    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
+    text = redact_url(text)
     for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
         quoted = quote(secret, safe="")
@@ -112,10 +96,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 def strip_ansi(text: str) -> str:
     """restic decorates terminal output with escape codes (e.g. "\\x1b[2K"); drop them."""
     return _ANSI.sub("", text)
-
-
-def redact_url(url: str) -> str:
-    return redact(url)
 
 
 # ---------------------------------------------------------------- JSON output

@@ -1,27 +1,37 @@
-"""Repository URLs: hide credentials embedded in them."""
+"""Repository URLs: the one place that hides credentials in them and merges REST credentials in."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
-# rest:https://user:pass@host/ or s3 style scheme://user:pass@host
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I)
+REDACTED = "***"
+
+# scheme://user:password@host — the password may hold "/", spaces or an unquoted "@" (restic
+# takes what it is given), so it runs lazily up to the "@" that is followed by a host, an
+# optional port and the end of the authority. "host:8000/…" is a port, not a password.
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):"
+    r"(?P<pw>(?!\d+(?:[/\s]|$))[^\n]{1,256}?)"
+    r"@(?=(?:[a-z0-9._-]+|\[[0-9a-f:.]+\])(?::\d+)?(?:[/\s\"'),;]|$))",
+    re.I,
+)
 
 
-def redact_url(url: str) -> str:
-    """Replace the password part of user:pass@ with ***."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+def redact_url(text: str) -> str:
+    """Replace the password of every `scheme://user:password@host` in `text` with ***."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
 
 
-def with_rest_credentials(url: str, user: str | None, password: str | None) -> str:
-    """Merge REST-server credentials into a rest: URL (for the child environment only)."""
-    if not user or not url.startswith("rest:"):
+def repository_url(url: str, rest_user: str | None = None, rest_password: str | None = None) -> str:
+    """Merge REST credentials into a `rest:` URL, replacing any userinfo already there
+    (only ever for a child's environment: the result holds the password)."""
+    if not rest_user or not url.startswith("rest:"):
         return url
-    from urllib.parse import quote
-
-    inner = url[len("rest:"):]
-    scheme, sep, rest = inner.partition("://")
-    if not sep:
+    m = re.match(r"^rest:(?P<scheme>https?://)(?:[^@/]*@)?(?P<rest>.*)$", url)
+    if not m:
         return url
-    userinfo = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
-    return f"rest:{scheme}://{userinfo}@{rest}"
+    userinfo = quote(rest_user, safe="")
+    if rest_password:
+        userinfo += ":" + quote(rest_password, safe="")
+    return f"rest:{m['scheme']}{userinfo}@{m['rest']}"

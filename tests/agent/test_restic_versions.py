@@ -27,6 +27,7 @@ from rm_core import restic as R
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.ids import new_id
 from rm_core.protocol import Bandwidth, RepoCredentials
+from rm_core.urls import repository_url
 
 from .conftest import PASSWORD, RESTIC, Recorder
 
@@ -204,7 +205,7 @@ def restic_env(creds: RepoCredentials, tmp: Path) -> dict[str, str]:
     pw.write_text(creds.password)
     pw.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
-    env.update(RESTIC_REPOSITORY=R.repository_url(creds.url, creds.rest_user, creds.rest_password),
+    env.update(RESTIC_REPOSITORY=repository_url(creds.url, creds.rest_user, creds.rest_password),
                RESTIC_PASSWORD_FILE=str(pw), RESTIC_CACHE_DIR=str(tmp / "test-cache"))
     return env
 

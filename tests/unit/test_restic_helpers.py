@@ -26,13 +26,6 @@ def test_forget_args_needs_a_tag() -> None:
         r.forget_args("", {"keep_last": 1})
 
 
-def test_repository_url_merges_rest_credentials_only_for_rest() -> None:
-    assert r.repository_url("rest:http://h:8000/repo/", "u", "p@ss/w") == "rest:http://u:p%40ss%2Fw@h:8000/repo/"
-    assert r.repository_url("rest:https://old:x@h/r", "u", "p") == "rest:https://u:p@h/r"
-    assert r.repository_url("/srv/repo", "u", "p") == "/srv/repo"
-    assert r.repository_url("rest:http://h/r") == "rest:http://h/r"
-
-
 def test_redact_userinfo_and_secrets() -> None:
     line = "Fatal: unable to open rest:http://alice:s3cr3t@host:8000/repo/ using pw hunter2"
     out = r.redact(line, ["hunter2"])
