@@ -14,10 +14,12 @@ from pathlib import Path
 import aiohttp
 import click
 
-from rm_agent.config import AgentConfig, ConfigError, default_config_path, load_config, normalise_fingerprint, save_config, state_dir
+from rm_agent.config import AgentConfig, ConfigError, default_config_path, load_config, save_config, state_dir
 from rm_agent.connection import describe_error, ssl_param
 from rm_agent.outbox import Outbox
 from rm_agent.secrets import SecretsCorrupt
+from rm_core.api import ErrorBody
+from rm_core.fingerprints import FingerprintError, normalise_fingerprint
 from rm_core.logs import setup_logging
 from rm_core.version import PROTOCOL_VERSION, __version__
 
@@ -54,9 +56,8 @@ async def _enroll(server: str, token: str, fingerprint: str | None) -> dict:
             except ValueError:
                 data = None
             if resp.status != 201 or not isinstance(data, dict):
-                err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
-                raise click.ClickException(
-                    f"enrollment refused ({resp.status}): {err.get('message') or err.get('code') or 'no details'}")
+                err = ErrorBody.from_envelope(data, resp.status)
+                raise click.ClickException(f"enrollment refused ({resp.status}): {err.message}")
             return data
 
 
@@ -71,7 +72,7 @@ def enroll(server: str, token: str, fingerprint: str | None, force: bool, config
     path = config_path or default_config_path()
     try:
         fp = normalise_fingerprint(fingerprint)
-    except ConfigError as exc:
+    except FingerprintError as exc:
         raise click.ClickException(str(exc)) from None
     if not server.startswith(("http://", "https://")):
         raise click.ClickException(f"server URL {server!r} must start with http:// or https://")

@@ -26,18 +26,6 @@ def default_config_path() -> Path:
     return base / "restic-manager" / "agent.json"
 
 
-def normalise_fingerprint(fp: str | None) -> str | None:
-    """Lowercase hex SHA-256 of the DER certificate; colons and spaces accepted on input."""
-    if not fp:
-        return None
-    clean = fp.replace(":", "").replace(" ", "").strip().lower()
-    if clean.startswith("sha256"):
-        clean = clean[len("sha256") :].lstrip("=")
-    if len(clean) != 64 or any(c not in "0123456789abcdef" for c in clean):
-        raise ConfigError(f"fingerprint {fp!r} is not a SHA-256 hex digest (64 hex characters)")
-    return clean
-
-
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

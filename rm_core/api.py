@@ -327,9 +327,21 @@ class ServerSettings(Body):
 
 
 class ErrorBody(Out):
+    """The `error` of every failed answer: `{"error": {code, message, details}}` (DESIGN.md §3)."""
+
     code: str
     message: str
     details: dict[str, Any] = {}
+
+    @classmethod
+    def from_envelope(cls, body: Any, status: int) -> ErrorBody:
+        """The error a failed answer carries; one naming the HTTP status when it carries none
+        (a proxy's HTML page, a truncated body)."""
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            return cls(code=str(err.get("code") or "error"), message=str(err.get("message") or f"HTTP {status}"),
+                       details=err.get("details") if isinstance(err.get("details"), dict) else {})
+        return cls(code="http_error", message=f"server answered HTTP {status}")
 
 
 EventType = Literal["host.updated", "job.updated", "job.progress", "job.log", "schedule.updated", "audit.appended"]

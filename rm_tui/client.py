@@ -11,8 +11,9 @@ from typing import Any
 
 import aiohttp
 
-from rm_core.api import (AuditEntry, EnrollmentToken, EnrollmentTokenCreated, Host, Job, JobLogPage, LoginResponse,
-                         Maintenance, Operator, RepoInfo, Schedule, ScheduleList, Snapshot, SourceGroup)
+from rm_core.api import (AuditEntry, EnrollmentToken, EnrollmentTokenCreated, ErrorBody, Host, Job, JobLogPage,
+                         LoginResponse, Maintenance, Operator, RepoInfo, Schedule, ScheduleList, Snapshot, SourceGroup)
+from rm_core.fingerprints import normalise_fingerprint
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
@@ -29,18 +30,6 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return self.message
-
-
-def normalise_fingerprint(fp: str | None) -> str | None:
-    """Lowercase hex SHA-256 of the DER certificate; colons, spaces and a `sha256:` prefix accepted."""
-    if not fp:
-        return None
-    clean = fp.replace(":", "").replace(" ", "").strip().lower()
-    if clean.startswith("sha256"):
-        clean = clean[len("sha256"):].lstrip("=")
-    if len(clean) != 64 or any(c not in "0123456789abcdef" for c in clean):
-        raise ValueError(f"fingerprint {fp!r} is not a SHA-256 hex digest (64 hex characters)")
-    return clean
 
 
 @dataclass(frozen=True)
@@ -312,8 +301,5 @@ class Client:
 
 
 def _envelope_error(status: int, body: Any) -> ApiError:
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        return ApiError(str(err.get("code", "error")), str(err.get("message", f"HTTP {status}")), status,
-                        err.get("details") or {})
-    return ApiError("http_error", f"server answered HTTP {status}", status)
+    err = ErrorBody.from_envelope(body, status)
+    return ApiError(err.code, err.message, status, err.details)
