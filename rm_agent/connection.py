@@ -1,10 +1,26 @@
-"""WebSocket client plumbing: URL, TLS pinning (the reconnect backoff is rm_core.backoff)."""
+"""The agent's WebSocket session with the server, and its plumbing (URL, TLS pinning, errors).
+
+One session at a time: hello, resend of every unacknowledged outbox event, then frames both
+ways (a writer queue out, the handler table in) until the socket drops; then reconnect with
+jittered backoff. The session owns no job or schedule state: the agent passes callbacks.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
+from typing import Any, Callable
 
 import aiohttp
+from pydantic import ValidationError
+
+from rm_agent.config import AgentConfig
+from rm_agent.outbox import Outbox
+from rm_core import protocol as p
+from rm_core.backoff import Backoff
+
+log = logging.getLogger("rm_agent")
 
 
 class ProtocolRejected(RuntimeError):
@@ -32,3 +48,137 @@ def describe_error(exc: BaseException) -> str:
             return "server rejected the agent token (401): the host may have been deleted; enroll again"
         return f"server refused the WebSocket upgrade ({exc.status} {exc.message})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Session:
+    heartbeat_interval = 30.0
+    hello_timeout = 15.0
+
+    def __init__(self, config: AgentConfig, outbox: Outbox, *, hello: Callable[[], p.Hello],
+                 on_message: Callable[[str], None], on_online: Callable[[], None],
+                 on_status: Callable[[str, str | None], None], running_jobs: Callable[[], list[str]]) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.hello = hello
+        self.on_message = on_message
+        self.on_online = on_online
+        self.on_status = on_status
+        self.running_jobs = running_jobs
+        self.online = False
+        self.first_attempt_done = asyncio.Event()  # the scheduler waits for this at start
+        self._queue: asyncio.Queue[str] | None = None
+
+    async def run(self) -> None:
+        """Connect, and reconnect whenever the connection ends, until cancelled."""
+        backoff = Backoff()
+        timeout = aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                error = None
+                try:
+                    if await self._connect(http):
+                        backoff.reset()
+                except asyncio.CancelledError:
+                    raise
+                except ProtocolRejected as exc:
+                    error = str(exc)
+                    backoff.jump_to_cap()  # an operator has to act
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValidationError, ValueError) as exc:
+                    error = describe_error(exc)
+                    if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status in (401, 403):
+                        backoff.jump_to_cap()
+                except Exception as exc:  # a bug in a handler must not end the connection loop
+                    log.exception("connection session crashed")
+                    error = describe_error(exc)
+                finally:
+                    self._set_offline()
+                    self.first_attempt_done.set()
+                delay = backoff.next()
+                if error:
+                    log.warning("connection to %s failed: %s; retrying in %.1fs", self.config.server_url, error, delay)
+                else:
+                    log.info("disconnected from %s; reconnecting in %.1fs", self.config.server_url, delay)
+                self.on_status("disconnected", error)
+                await asyncio.sleep(delay)
+
+    async def _connect(self, http: aiohttp.ClientSession) -> bool:
+        """One connection; returns True when it got as far as hello.ok."""
+        ws = await http.ws_connect(
+            ws_url(self.config.server_url), headers={"Authorization": f"Bearer {self.config.agent_token}"},
+            ssl=ssl_param(self.config.server_url, self.config.fingerprint), heartbeat=None,
+            max_msg_size=32 * 1024 * 1024,
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await ws.send_str(p.encode(p.message(self.hello())))
+            first = await ws.receive(timeout=self.hello_timeout)
+            if first.type != aiohttp.WSMsgType.TEXT:
+                raise ConnectionError(f"server closed the connection during hello (code {ws.close_code})")
+            env = p.parse_server_message(first.data)
+            if env.type == "error":
+                raise ProtocolRejected(f"server refused hello: {env.payload.code}: {env.payload.message}")
+            if env.type != "hello.ok":
+                raise ConnectionError(f"expected hello.ok, got {env.type}")
+            log.info("connected to %s (server %s)", self.config.server_url, env.payload.server_version)
+            await self._resend(ws)
+            self._queue = asyncio.Queue()
+            self.online = True  # from here new events go through the queue, behind the resent ones
+            self.first_attempt_done.set()
+            self.on_online()
+            tasks = [asyncio.create_task(self._writer(ws, self._queue)),
+                     asyncio.create_task(self._heartbeat())]
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    self.on_message(msg.data)
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    break
+            return True
+        finally:
+            self._set_offline()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await ws.close()
+
+    def _set_offline(self) -> None:
+        self.online = False
+        self._queue = None
+
+    async def _resend(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Everything not yet acked, in the order it happened (events added meanwhile included)."""
+        last = 0
+        sent = 0
+        while True:
+            batch = self.outbox.pending(after_id=last)
+            if not batch:
+                break
+            for ev in batch:
+                await ws.send_str(p.encode(p.Envelope(type=ev.type, payload=ev.payload)))
+                last = ev.id
+                sent += 1
+        if sent:
+            log.info("resent %d unacknowledged job events", sent)
+
+    async def _writer(self, ws: aiohttp.ClientWebSocketResponse, queue: asyncio.Queue[str]) -> None:
+        while True:
+            frame = await queue.get()
+            await ws.send_str(frame)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            self.send_payload(p.Heartbeat(running_jobs=self.running_jobs()))
+
+    def send(self, type_: str, payload: dict[str, Any]) -> bool:
+        """Queue a frame whose payload is already a dict; False when offline (nothing queued)."""
+        if self._queue is None:
+            return False
+        self._queue.put_nowait(p.encode(p.Envelope(type=type_, payload=payload)))
+        return True
+
+    def send_payload(self, payload: p.Payload) -> bool:
+        """Queue a typed payload in an envelope of its type; False when offline."""
+        if self._queue is None:
+            return False
+        self._queue.put_nowait(p.encode(p.message(payload)))
+        return True

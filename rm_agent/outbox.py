@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
+
+from rm_core.times import iso
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -46,10 +48,6 @@ LOST_NOTE = (
     "the agent stopped while this job was running; restic may have left a stale lock "
     "in the repository: run unlock before the next job if it reports the repository locked"
 )
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat()
 
 
 @dataclass
@@ -177,7 +175,7 @@ class Outbox:
         for job_id in lost:
             self.finish_job(
                 job_id,
-                {"state": "lost", "exit_code": None, "summary": None, "error": LOST_NOTE, "finished_at": _iso(now)},
+                {"state": "lost", "exit_code": None, "summary": None, "error": LOST_NOTE, "finished_at": iso(now)},
             )
         return lost
 
@@ -191,7 +189,7 @@ class Outbox:
         self._db.execute(
             "INSERT INTO fires (schedule_id, last_fire) VALUES (?, ?) "
             "ON CONFLICT (schedule_id) DO UPDATE SET last_fire = excluded.last_fire",
-            (schedule_id, _iso(when)),
+            (schedule_id, iso(when)),
         )
 
     def replace_fires(self, fires: dict[str, datetime]) -> None:
@@ -199,7 +197,7 @@ class Outbox:
             db.execute("DELETE FROM fires")
             db.executemany(
                 "INSERT INTO fires (schedule_id, last_fire) VALUES (?, ?)",
-                [(k, _iso(v)) for k, v in fires.items()],
+                [(k, iso(v)) for k, v in fires.items()],
             )
 
     def get(self, key: str, default: Any = None) -> Any:

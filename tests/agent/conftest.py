@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
-from rm_agent.runner import Job, JobResult
+from rm_agent.jobs import Job, JobResult
 from rm_core.protocol import Bandwidth, RepoCredentials
 from rm_core.restic import Progress
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from rm_agent.runner import Job, JobResult, Runner, RunnerSettings
+from rm_agent.jobs import Job, JobResult, RunnerSettings
+from rm_agent.runner import Runner
 from rm_core import restic as R
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.ids import new_id

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 
-from rm_agent.runner import Job, Runner, RunnerSettings
+from rm_agent.jobs import Job, RunnerSettings
+from rm_agent.runner import Runner
 from rm_core import restic as R
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.ids import new_id

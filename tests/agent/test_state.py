@@ -10,11 +10,14 @@ import pytest
 
 from rm_agent.config import AgentConfig, ConfigError, atomic_write, load_config, save_config
 from rm_agent.connection import ssl_param
+from rm_agent.handlers import HANDLERS
+from rm_agent.job_kinds import KINDS
 from rm_agent.outbox import Outbox
 from rm_agent.scheduler import Scheduler, latest_fire, next_fire
 from rm_agent.secrets import SecretsCorrupt, SecretStore
 from rm_core.backoff import Backoff
-from rm_core.protocol import RepoCredentials, ScheduleSet, ScheduleSpec
+from rm_core.enums import JobKind
+from rm_core.protocol import SERVER_TO_AGENT, RepoCredentials, ScheduleSet, ScheduleSpec
 
 UTC = timezone.utc
 
@@ -185,3 +188,11 @@ def test_ssl_param_pins_only_https() -> None:
     assert ssl_param("http://h", "ab" * 32) is True
     assert ssl_param("https://h", None) is True
     assert isinstance(ssl_param("https://h", "ab" * 32), aiohttp.Fingerprint)
+
+
+# ---------------------------------------------------------------- dispatch tables
+
+
+def test_every_job_kind_and_server_message_has_a_handler() -> None:
+    assert set(KINDS) == set(JobKind)
+    assert set(HANDLERS) == set(SERVER_TO_AGENT)

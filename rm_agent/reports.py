@@ -1,0 +1,46 @@
+"""Reports the server keeps per host: the snapshot list and the repository size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rm_agent.job_run import JobRun
+from rm_agent.jobs import JobFailed
+from rm_core import restic as R
+from rm_core.enums import JobKind
+
+# jobs that change what is in the repository: the reports are refreshed after each
+REFRESHED_AFTER = frozenset({JobKind.backup, JobKind.forget, JobKind.prune, JobKind.check})
+
+
+async def report_snapshots(run: JobRun) -> list[dict[str, Any]]:
+    res = await run.restic(["--no-lock", "snapshots", "--json"], capture=True, log_stdout=False)
+    if res.exit_code != 0:
+        raise JobFailed(R.classify_exit(res.exit_code, res.stderr).error or "snapshots failed", res.exit_code)
+    snaps = R.parse_snapshots(res.stdout)
+    run.events.report("snapshots.report", {"snapshots": snaps})
+    return snaps
+
+
+async def report_stats(run: JobRun) -> dict[str, Any]:
+    res = await run.restic(["--no-lock", "stats", "--json", "--mode", "raw-data"], capture=True, log_stdout=False)
+    if res.exit_code != 0:
+        raise JobFailed(R.classify_exit(res.exit_code, res.stderr).error or "stats failed", res.exit_code)
+    raw = R.parse_stats(res.stdout)
+    payload = {
+        "total_size": raw.get("total_size"),
+        "total_file_count": raw.get("total_file_count"),
+        "snapshots_count": raw.get("snapshots_count"),
+        "raw": raw,
+    }
+    run.events.report("repo.stats", payload)
+    return payload
+
+
+async def refresh(run: JobRun) -> None:
+    """After a repository-changing job: fresh snapshot list and repo size (best effort)."""
+    try:
+        await report_snapshots(run)
+        await report_stats(run)
+    except JobFailed as exc:
+        run.note(f"could not refresh snapshots/stats: {exc}")
