@@ -8,7 +8,7 @@ import os
 import signal
 import tempfile
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -50,10 +50,6 @@ class ResticContext:
     upload_kbps: int | None = None
     download_kbps: int | None = None
     cache_dir: str | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def secrets(self) -> list[str]:
-        return [s for s in (self.creds.password, self.creds.rest_password) if s]
 
     def global_flags(self) -> list[str]:
         flags: list[str] = []
@@ -94,7 +90,6 @@ async def run_restic(
         with os.fdopen(fd, "w") as fh:
             fh.write(ctx.creds.password)
         env = _base_env()
-        env.update(ctx.extra_env)
         env["RESTIC_REPOSITORY"] = repository_url(ctx.creds.url, ctx.creds.rest_user, ctx.creds.rest_password)
         env["RESTIC_PASSWORD_FILE"] = pw_path
         return await _spawn(

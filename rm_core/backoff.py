@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator
+from typing import Callable
 
 
 class Backoff:
@@ -26,7 +26,3 @@ class Backoff:
         ceiling = min(self.cap, self.base * (2 ** self.attempt))
         self.attempt = min(self.attempt + 1, self.MAX_ATTEMPT)
         return ceiling / 2 + self.rng() * ceiling / 2
-
-    def __iter__(self) -> Iterator[float]:
-        while True:
-            yield self.next()

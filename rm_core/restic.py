@@ -27,10 +27,6 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
-def version_string(version: tuple[int, int, int] | None) -> str | None:
-    return None if version is None else ".".join(str(p) for p in version)
-
-
 # ---------------------------------------------------------------- retention
 
 

@@ -41,7 +41,6 @@ def test_parse_version() -> None:
     assert r.parse_version("restic 0.14.0 compiled with go1.19.8 on linux/amd64") == (0, 14, 0)
     assert r.parse_version("restic 0.18.0 compiled with go1.24") == (0, 18, 0)
     assert r.parse_version("nonsense") is None
-    assert r.version_string((0, 14, 0)) == "0.14.0"
 
 
 def test_backup_json_lines() -> None:
