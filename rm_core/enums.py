@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
+
+
+class StrEnum(str, Enum):
+    """`enum.StrEnum` (3.11+) for the agent's Python 3.9 floor: a member is its value in
+    str(), format() and f-strings, and compares equal to it."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class JobState(StrEnum):
