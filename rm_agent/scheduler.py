@@ -1,4 +1,4 @@
-"""The agent's own schedule: croniter with time zones, persisted fire times, catch-up.
+"""The agent's own schedule: rm_core.cron fire times in each schedule's zone, persisted, caught up.
 
 The scheduler owns no network: on each due fire it calls `on_fire(schedule, scheduled_at)`
 and the agent decides (send `schedule.fire` when connected, run the backups itself when
