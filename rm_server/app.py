@@ -13,16 +13,26 @@ from aiohttp import web
 from rm_server.api import admin, auth, enrollment, fleet, hosts, jobs, operators, root, schedules
 from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
-from rm_server.keys import AGENTS, CONFIG, EVENTS, MASTER_KEY, METRICS, SERVICES, STORE
+from rm_server.keys import (
+    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, EVENTS, FLEET, HOSTS, JOBS, MAINTAINER, MASTER_KEY, METRICS, NOTIFIER,
+    SCHEDULES, STORE,
+)
 from rm_server.metrics import Metrics
 from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
-from rm_server.services.core import Services
+from rm_server.services.agent_messages import AgentMessages
+from rm_server.services.credentials import CredentialService
+from rm_server.services.fleet import FleetService
+from rm_server.services.hosts import HostService
+from rm_server.services.jobs import JobService
 from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
+from rm_server.services.schedules import ScheduleService
 from rm_server.store import Store
-from rm_server.ws.agents import AgentHub, agent_ws
-from rm_server.ws.events import EventHub, events_ws
+from rm_server.ws.agent_hub import AgentHub
+from rm_server.ws.agents import agent_ws
+from rm_server.ws.event_hub import EventHub
+from rm_server.ws.events import events_ws
 
 log = logging.getLogger("rm_server")
 
@@ -32,8 +42,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[EVENTS] = EventHub(config.clock, config.operator_queue_size)
-    app[AGENTS] = AgentHub(app)
-    app[SERVICES] = Services(app)
+    app[AGENTS] = AgentHub()
     app[BOOTSTRAP] = {}
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
     for module in (root, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet):
@@ -42,7 +51,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/api/v1/events", events_ws)
     app.on_shutdown.append(_close_sockets)
     app.cleanup_ctx.append(_store_ctx)
-    app.cleanup_ctx.append(_hubs_ctx)
+    app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_background_ctx)
     return app
 
@@ -73,13 +82,20 @@ async def _bootstrap_token(app: web.Application) -> None:
     log.warning("no operator exists yet; bootstrap token (also in %s): %s", path, token)
 
 
-async def _hubs_ctx(app: web.Application) -> AsyncIterator[None]:
-    services = app[SERVICES]
-    services.register_handlers()
-    services.notifier = Notifier(app)
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One service per domain, each handed the collaborators it uses."""
+    cfg, store, hub, events = app[CONFIG], app[STORE], app[AGENTS], app[EVENTS]
+    notifier = app[NOTIFIER] = Notifier(store, cfg.clock)
+    hosts = app[HOSTS] = HostService(store, hub, events, cfg.clock, cfg.offline_after)
+    jobs = app[JOBS] = JobService(store, hub, events, notifier)
+    credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs)
+    schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
+    app[FLEET] = FleetService(store, hub, events, schedules)
+    messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)
+    app[MAINTAINER] = Maintainer(store, cfg.clock, jobs, hosts, notifier)
     yield
-    await services.notifier.close()
-    await services.close()
+    await notifier.close()
+    await messages.close()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -102,11 +118,10 @@ def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> C
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    maintainer = Maintainer(app)
     tasks = []
     if cfg.run_background:
-        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[AGENTS].sweep, "sweeper")()))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, maintainer.tick, "maintenance")()))
+        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[HOSTS].sweep, "sweeper")()))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[MAINTAINER].tick, "maintenance")()))
     yield
     for task in tasks:
         task.cancel()

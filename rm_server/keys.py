@@ -1,26 +1,41 @@
-"""Typed application keys: everything the app shares lives under one of these."""
+"""Typed application keys: everything the app shares lives under one of these.
+
+The route modules read these; nothing below them (store, hubs, services) imports this
+module, so the services take their collaborators as constructor arguments."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from rm_server.config import ServerConfig
+from rm_server.metrics import Metrics
 from rm_server.security import MasterKey
+from rm_server.services.agent_messages import AgentMessages
+from rm_server.services.credentials import CredentialService
+from rm_server.services.fleet import FleetService
+from rm_server.services.hosts import HostService
+from rm_server.services.jobs import JobService
+from rm_server.services.maintenance import Maintainer
+from rm_server.services.notify import Notifier
+from rm_server.services.schedules import ScheduleService
 from rm_server.store import Store
+from rm_server.ws.agent_hub import AgentHub
+from rm_server.ws.event_hub import EventHub
 
-if TYPE_CHECKING:
-    from rm_server.metrics import Metrics
-    from rm_server.services.core import Services
-    from rm_server.ws.agents import AgentHub
-    from rm_server.ws.events import EventHub
-
+# Built by create_app.
 CONFIG = web.AppKey("config", ServerConfig)
+METRICS = web.AppKey("metrics", Metrics)
+AGENTS = web.AppKey("agents", AgentHub)
+EVENTS = web.AppKey("events", EventHub)
+
+# Built at startup, once the store is open (app.py, _services_ctx).
 STORE = web.AppKey("store", Store)
 MASTER_KEY = web.AppKey("master_key", MasterKey)
-# These modules import keys.py themselves: typed by annotation to avoid an import cycle.
-AGENTS: web.AppKey[AgentHub] = web.AppKey("agents")
-EVENTS: web.AppKey[EventHub] = web.AppKey("events")
-SERVICES: web.AppKey[Services] = web.AppKey("services")
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+NOTIFIER = web.AppKey("notifier", Notifier)
+HOSTS = web.AppKey("hosts", HostService)
+JOBS = web.AppKey("jobs", JobService)
+CREDENTIALS = web.AppKey("credentials", CredentialService)
+SCHEDULES = web.AppKey("schedules", ScheduleService)
+FLEET = web.AppKey("fleet", FleetService)
+AGENT_MESSAGES = web.AppKey("agent_messages", AgentMessages)
+MAINTAINER = web.AppKey("maintainer", Maintainer)

@@ -7,14 +7,11 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from rm_core import protocol as p
 from rm_core.api import EnrollBody, EnrollmentTokenCreate, EnrollmentTokenCreated, EnrollResponse
 from rm_core.enums import Role
 from rm_server.api.common import PUBLIC, actor, parse_body, reply, requires
-from rm_server.keys import CONFIG, MASTER_KEY, SERVICES, STORE
-from rm_server.security import hash_token, new_token, secret_fingerprint
-from rm_server.store import SYSTEM
-from rm_core.urls import redact_url
+from rm_server.keys import CONFIG, CREDENTIALS, STORE
+from rm_server.security import hash_token, new_token
 
 routes = web.RouteTableDef()
 
@@ -33,11 +30,7 @@ async def create_token(request: web.Request) -> web.Response:
     body = await parse_body(request, EnrollmentTokenCreate)
     cfg = request.app[CONFIG]
     token = new_token("rme")
-    sealed = None
-    if body.repo is not None:
-        creds = p.RepoCredentials(slot="repo", url=body.repo.url, password=body.repo.password,
-                                  rest_user=body.repo.rest_user, rest_password=body.repo.rest_password)
-        sealed = request.app[MASTER_KEY].seal(creds.model_dump_json().encode(), "enrollment")
+    sealed = request.app[CREDENTIALS].seal_for_enrollment(body.repo)
     created = await request.app[STORE].enrollment.create(
         actor(request), hash_token(token), name=body.name, ttl=timedelta(seconds=body.ttl_seconds),
         max_uses=body.max_uses, initial_paths=body.initial_paths, repo_sealed=sealed,
@@ -71,8 +64,5 @@ async def enroll(request: web.Request) -> web.Response:
         agent_version=body.agent_version,
     )
     if sealed is not None:
-        creds = p.RepoCredentials.model_validate_json(request.app[MASTER_KEY].open(sealed, "enrollment"))
-        services = request.app[SERVICES]
-        await store.credentials.put(SYSTEM, host_id, "repo", redact_url(creds.url), services.seal(host_id, creds),
-                                    secret_fingerprint(creds.password or ""))
+        await request.app[CREDENTIALS].store_enrolled(host_id, sealed)
     return reply(EnrollResponse(host_id=host_id, agent_token=agent_token), 201)

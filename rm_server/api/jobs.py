@@ -7,7 +7,7 @@ from aiohttp import web
 from rm_core.api import JobBody
 from rm_core.enums import JobKind, JobState, Role
 from rm_server.api.common import actor, job_accepted, parse_body, query_enum, query_int, reply, requires
-from rm_server.keys import SERVICES, STORE
+from rm_server.keys import JOBS, STORE
 
 routes = web.RouteTableDef()
 
@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 @requires(Role.operator)
 async def create_job(request: web.Request) -> web.Response:
     body = await parse_body(request, JobBody)
-    job = await request.app[SERVICES].new_job(actor(request), request.match_info["id"], body)
+    job = await request.app[JOBS].new_job(actor(request), request.match_info["id"], body)
     return job_accepted(job)
 
 
@@ -40,7 +40,7 @@ async def get_job(request: web.Request) -> web.Response:
 @routes.post("/api/v1/jobs/{id}/cancel")
 @requires(Role.operator)
 async def cancel_job(request: web.Request) -> web.Response:
-    job = await request.app[SERVICES].cancel(actor(request), request.match_info["id"])
+    job = await request.app[JOBS].cancel(actor(request), request.match_info["id"])
     return reply(job, 202)
 
 

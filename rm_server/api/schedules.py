@@ -1,4 +1,4 @@
-"""Source groups and schedules of a host; each change is pushed to the agent."""
+"""Source groups and schedules of a host; the schedule service pushes each change to the agent."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from rm_core.api import JobBody, Schedule, ScheduleBody, SourceGroupBody
+from rm_core.api import JobBody, ScheduleBody, SourceGroupBody
 from rm_core.cron import CronError, next_fires
-from rm_core.enums import ActorKind, JobKind, Role
+from rm_core.enums import JobKind, Role
 from rm_server.api.common import actor, job_accepted, parse_body, reply, requires
 from rm_server.errors import BadRequest
-from rm_server.keys import CONFIG, SERVICES, STORE
-from rm_server.store import NewJob
+from rm_server.keys import JOBS, SCHEDULES, STORE
 
 routes = web.RouteTableDef()
 
@@ -35,9 +34,7 @@ async def list_groups(request: web.Request) -> web.Response:
 async def create_group(request: web.Request) -> web.Response:
     body = await parse_body(request, SourceGroupBody)
     host_id = request.match_info["id"]
-    group, _ = await request.app[STORE].schedules.create_group(actor(request), host_id, body)
-    await request.app[SERVICES].schedule_changed(host_id)
-    return reply(group, 201)
+    return reply(await request.app[SCHEDULES].create_group(actor(request), host_id, body), 201)
 
 
 @routes.get("/api/v1/hosts/{id}/source-groups/{sid}")
@@ -51,17 +48,14 @@ async def get_group(request: web.Request) -> web.Response:
 async def put_group(request: web.Request) -> web.Response:
     body = await parse_body(request, SourceGroupBody)
     host_id, gid = _ids(request)
-    group, _ = await request.app[STORE].schedules.update_group(actor(request), host_id, gid, body)
-    await request.app[SERVICES].schedule_changed(host_id)
-    return reply(group)
+    return reply(await request.app[SCHEDULES].update_group(actor(request), host_id, gid, body))
 
 
 @routes.delete("/api/v1/hosts/{id}/source-groups/{sid}")
 @requires(Role.operator)
 async def delete_group(request: web.Request) -> web.Response:
     host_id, gid = _ids(request)
-    await request.app[STORE].schedules.delete_group(actor(request), host_id, gid)
-    await request.app[SERVICES].schedule_changed(host_id)
+    await request.app[SCHEDULES].delete_group(actor(request), host_id, gid)
     return web.Response(status=204)
 
 
@@ -69,7 +63,7 @@ async def delete_group(request: web.Request) -> web.Response:
 @requires(Role.operator)
 async def run_group(request: web.Request) -> web.Response:
     host_id, gid = _ids(request)
-    job = await request.app[SERVICES].new_job(actor(request), host_id, JobBody(kind=JobKind.backup, source_group_id=gid))
+    job = await request.app[JOBS].new_job(actor(request), host_id, JobBody(kind=JobKind.backup, source_group_id=gid))
     return job_accepted(job)
 
 
@@ -92,19 +86,10 @@ def validated_schedule(body: ScheduleBody) -> ScheduleBody:
     return body
 
 
-def _with_next(schedule: Schedule, now: datetime) -> Schedule:
-    if schedule.enabled and not schedule.manual and schedule.cron:
-        schedule.next_run = next_fires(schedule.cron, schedule.timezone, now, 1)[0]
-    return schedule
-
-
 @routes.get("/api/v1/hosts/{id}/schedules")
 @requires(Role.viewer)
 async def list_schedules(request: web.Request) -> web.Response:
-    listing = await request.app[STORE].schedules.list(request.match_info["id"])
-    now = request.app[CONFIG].clock()
-    listing.schedules = [_with_next(s, now) for s in listing.schedules]
-    return reply(listing)
+    return reply(await request.app[SCHEDULES].list(request.match_info["id"]))
 
 
 @routes.post("/api/v1/hosts/{id}/schedules")
@@ -112,16 +97,13 @@ async def list_schedules(request: web.Request) -> web.Response:
 async def create_schedule(request: web.Request) -> web.Response:
     body = validated_schedule(await parse_body(request, ScheduleBody))
     host_id = request.match_info["id"]
-    schedule, _ = await request.app[STORE].schedules.create(actor(request), host_id, body)
-    await request.app[SERVICES].schedule_changed(host_id)
-    return reply(_with_next(schedule, request.app[CONFIG].clock()), 201)
+    return reply(await request.app[SCHEDULES].create(actor(request), host_id, body), 201)
 
 
 @routes.get("/api/v1/hosts/{id}/schedules/{sid}")
 @requires(Role.viewer)
 async def get_schedule(request: web.Request) -> web.Response:
-    schedule = await request.app[STORE].schedules.get(*_ids(request))
-    return reply(_with_next(schedule, request.app[CONFIG].clock()))
+    return reply(await request.app[SCHEDULES].get(*_ids(request)))
 
 
 @routes.put("/api/v1/hosts/{id}/schedules/{sid}")
@@ -129,27 +111,19 @@ async def get_schedule(request: web.Request) -> web.Response:
 async def put_schedule(request: web.Request) -> web.Response:
     body = validated_schedule(await parse_body(request, ScheduleBody))
     host_id, sid = _ids(request)
-    schedule, _ = await request.app[STORE].schedules.update(actor(request), host_id, sid, body)
-    await request.app[SERVICES].schedule_changed(host_id)
-    return reply(_with_next(schedule, request.app[CONFIG].clock()))
+    return reply(await request.app[SCHEDULES].update(actor(request), host_id, sid, body))
 
 
 @routes.delete("/api/v1/hosts/{id}/schedules/{sid}")
 @requires(Role.operator)
 async def delete_schedule(request: web.Request) -> web.Response:
     host_id, sid = _ids(request)
-    await request.app[STORE].schedules.delete(actor(request), host_id, sid)
-    await request.app[SERVICES].schedule_changed(host_id)
+    await request.app[SCHEDULES].delete(actor(request), host_id, sid)
     return web.Response(status=204)
 
 
 @routes.post("/api/v1/hosts/{id}/schedules/{sid}/run")
 @requires(Role.operator)
 async def run_schedule(request: web.Request) -> web.Response:
-    host_id, sid = _ids(request)
-    schedule = await request.app[STORE].schedules.get(host_id, sid)
-    who = actor(request)
-    jobs = await request.app[SERVICES].create_jobs(
-        who, [NewJob(host_id, JobKind.backup, ActorKind.user, who.id, schedule.id, gid)
-              for gid in schedule.source_group_ids])
+    jobs = await request.app[JOBS].run_schedule(actor(request), *_ids(request))
     return reply({"jobs": jobs}, 202)

@@ -6,15 +6,16 @@ or the database, so their rules are tested as tables."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aiohttp import web
-
 from rm_core.cron import CronError, next_fires, previous_fire
 from rm_core.enums import ActorKind, HostStatus, JobKind
-from rm_server.keys import CONFIG, SERVICES, STORE
-from rm_server.store import SYSTEM, NewJob
+from rm_server.services.hosts import HostService
+from rm_server.services.jobs import JobService
+from rm_server.services.notify import Notifier
+from rm_server.store import SYSTEM, NewJob, Store
 
 log = logging.getLogger("rm_server.maintenance")
 
@@ -106,40 +107,43 @@ def stale_hosts(now: datetime, groups: list[ScheduledGroup], last_success: dict[
 
 
 class Maintainer:
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
+    """The ticker: queue due maintenance jobs, then update which hosts are stale."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime], jobs: JobService, hosts: HostService,
+                 notifier: Notifier) -> None:
+        self.store = store
+        self.clock = clock
+        self.jobs = jobs
+        self.hosts = hosts
+        self.notifier = notifier
 
     async def tick(self) -> None:
         await self.run_maintenance()
         await self.update_stale()
 
     async def run_maintenance(self) -> list[NewJob]:
-        store = self.app[STORE]
-        now = self.app[CONFIG].clock()
-        rows = await store.maintenance_inputs()
+        now = self.clock()
+        rows = await self.store.maintenance_inputs()
         hosts = [HostState(r["id"], HostStatus(r["status"]), bool(r["has_admin"]), bool(r["has_repo"])) for r in rows]
         cadences = {
             r["id"]: {k: Cadence(v.get("cron"), bool(v.get("enabled")), v.get("read_data_subset"))
                       for k, v in r["maintenance"].items() if isinstance(v, dict)}
             for r in rows
         }
-        decisions = decide(now, hosts, cadences, await store.jobs.last_runs())
+        decisions = decide(now, hosts, cadences, await self.store.jobs.last_runs())
         jobs = [NewJob(d.host_id, d.kind, ActorKind.system, None, None, None, d.params) for d in decisions]
         if jobs:
-            await self.app[SERVICES].create_jobs(SYSTEM, jobs)
+            await self.jobs.create(SYSTEM, jobs)
         return jobs
 
     async def update_stale(self) -> set[str]:
-        store = self.app[STORE]
-        now = self.app[CONFIG].clock()
-        groups = [ScheduledGroup(**g) for g in await store.scheduled_groups()]
-        stale = stale_hosts(now, groups, await store.last_success_by_group())
-        services = self.app[SERVICES]
-        for host_id, was_stale in (await store.stale_flags()).items():
+        now = self.clock()
+        groups = [ScheduledGroup(**g) for g in await self.store.scheduled_groups()]
+        stale = stale_hosts(now, groups, await self.store.last_success_by_group())
+        for host_id, was_stale in (await self.store.stale_flags()).items():
             is_stale = host_id in stale
             if is_stale != was_stale:
-                await store.hosts.set_stale(host_id, is_stale)
-                await services.host_changed(host_id)
-                if services.notifier is not None:
-                    services.notifier.stale_changed(host_id, is_stale)
+                await self.store.hosts.set_stale(host_id, is_stale)
+                await self.hosts.changed(host_id)
+                self.notifier.stale_changed(host_id, is_stale)
         return stale

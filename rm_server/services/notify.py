@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from rm_core.api import Job
-from rm_server.keys import CONFIG, STORE
+from rm_server.store import Store
 
 log = logging.getLogger("rm_server.notify")
 
@@ -18,8 +19,9 @@ log = logging.getLogger("rm_server.notify")
 class Notifier:
     """Posts JSON to the webhook URL in server settings; never blocks the caller."""
 
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -29,12 +31,12 @@ class Notifier:
         task.add_done_callback(self._tasks.discard)
 
     async def _post(self, event: str, payload: dict[str, Any]) -> None:
-        url = await self.app[STORE].settings.get("webhook_url")
+        url = await self.store.settings.get("webhook_url")
         if not url:
             return
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        body = {"event": event, "ts": self.app[CONFIG].clock().isoformat(), **payload}
+        body = {"event": event, "ts": self.clock().isoformat(), **payload}
         try:
             async with self._session.post(url, json=body) as resp:
                 if resp.status >= 400:

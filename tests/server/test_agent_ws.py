@@ -3,7 +3,7 @@
 import aiohttp
 
 from rm_core import protocol as p
-from rm_server.keys import CONFIG
+from rm_server.keys import CONFIG, HOSTS
 from tests.conftest import TestAgent, wait_for
 
 
@@ -119,13 +119,13 @@ async def test_sweeper_marks_silent_agents_offline(server):
     agent = TestAgent(server, token)
     await agent.connect()
     server.clock.advance(60)
-    assert await server.hub.sweep() == []
+    assert await server.app[HOSTS].sweep() == []
     await agent.send(p.Heartbeat())
     await wait_for(lambda: server.hub.connections[host_id].last_seen == server.clock.now, what="heartbeat seen")
     server.clock.advance(89)
-    assert await server.hub.sweep() == []
+    assert await server.app[HOSTS].sweep() == []
     server.clock.advance(2)
-    assert await server.hub.sweep() == [host_id]
+    assert await server.app[HOSTS].sweep() == [host_id]
     assert (await host(server, host_id))["status"] == "offline"
     await agent.close()
 

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 
 from rm_core.enums import HostStatus, JobKind
-from rm_server.keys import SERVICES
-from rm_server.services.maintenance import Cadence, HostState, Maintainer, ScheduledGroup, decide, stale_hosts
+from rm_server.keys import MAINTAINER, NOTIFIER
+from rm_server.services.maintenance import Cadence, HostState, ScheduledGroup, decide, stale_hosts
 from tests.conftest import wait_for
 from tests.server.server_helpers import finished, make_group, make_schedule, online_host, started
 
@@ -128,7 +128,7 @@ async def test_ticker_dispatches_maintenance_as_system(server):
     assert status == 200, body
     status, body = await server.call("GET", f"/hosts/{host_id}/maintenance", role="viewer")
     assert body["check"]["read_data_subset"] == "1/10"
-    maintainer = Maintainer(server.app)
+    maintainer = server.app[MAINTAINER]
     await maintainer.tick()
     runs = {}
     for _ in range(2):
@@ -174,7 +174,7 @@ async def test_stale_and_recovery_notify_once_each(server, webhook):
     host_id, agent = await online_host(server)
     group = await make_group(server, host_id)
     await make_schedule(server, host_id, [group["id"]], cron="0 * * * *")
-    maintainer = Maintainer(server.app)
+    maintainer = server.app[MAINTAINER]
     await maintainer.tick()
     assert received == []
     status, host = await server.call("GET", f"/hosts/{host_id}", role="viewer")
@@ -200,7 +200,7 @@ async def test_stale_and_recovery_notify_once_each(server, webhook):
     status, host = await server.call("GET", f"/hosts/{host_id}", role="viewer")
     assert host["stale"] is False and host["last_backup"]["state"] == "succeeded"
     await maintainer.tick()
-    await wait_for(lambda: not server.app[SERVICES].notifier._tasks, what="webhook posts done")
+    await wait_for(lambda: not server.app[NOTIFIER]._tasks, what="webhook posts done")
     events = [r["event"] for r in received]
     assert events == ["host.stale", "host.recovered"], events
     assert all(r["host_id"] == host_id for r in received)
@@ -223,5 +223,5 @@ async def test_failed_job_notifies(server, webhook):
     await agent.expect("ack")
     await agent.expect("ack")
     await agent.expect("ack")
-    await wait_for(lambda: not server.app[SERVICES].notifier._tasks, what="webhook posts done")
+    await wait_for(lambda: not server.app[NOTIFIER]._tasks, what="webhook posts done")
     assert [r["event"] for r in received] == ["job.failed"]

@@ -1,0 +1,182 @@
+"""What the server does with each message an agent sends: hello, then a table of
+handlers by message type. Fleet-scale writes go through group commit (batching.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from rm_core import protocol as p
+from rm_core.enums import ActorKind, JobKind
+from rm_core.version import PROTOCOL_VERSION, __version__
+from rm_server.services.batching import GroupCommit
+from rm_server.services.credentials import CredentialService
+from rm_server.services.hosts import HostService
+from rm_server.services.jobs import JobService
+from rm_server.services.schedules import ScheduleService
+from rm_server.store import Actor, NewJob, NotFound, Store, UnknownJob
+from rm_server.store.jobs import Applied
+from rm_server.ws.agent_hub import AgentConnection
+from rm_server.ws.event_hub import EventHub
+
+log = logging.getLogger("rm_server.agents")
+
+MessageHandler = Callable[[AgentConnection, p.Envelope], Awaitable[None]]
+
+
+class AgentMessages:
+    def __init__(self, store: Store, events: EventHub, clock: Callable[[], datetime], hosts: HostService,
+                 jobs: JobService, schedules: ScheduleService, credentials: CredentialService) -> None:
+        self.store = store
+        self.events = events
+        self.clock = clock
+        self.hosts = hosts
+        self.jobs = jobs
+        self.schedules = schedules
+        self.credentials = credentials
+        # Fleet-scale writes go through group commit (see batching.py).
+        self._hellos = GroupCommit(self._write_hellos)
+        self._acks = GroupCommit(self._write_acks)
+        self._logs = GroupCommit(store.jobs.apply_logs)
+        self.handlers: dict[str, MessageHandler] = {
+            "heartbeat": self.on_heartbeat,
+            "schedule.ack": self.on_schedule_ack,
+            "schedule.fire": self.on_schedule_fire,
+            "job.started": self.on_job_started,
+            "job.log": self.on_job_log,
+            "job.finished": self.on_job_finished,
+            "job.progress": self.on_job_progress,
+            "snapshots.report": self.on_snapshots,
+            "repo.stats": self.on_repo_stats,
+        }
+
+    async def close(self) -> None:
+        """Finish the writes gathered for group commit before the store closes."""
+        for batcher in (self._hellos, self._acks, self._logs):
+            await batcher.drain()
+
+    # ------------------------------------------------------------ hello
+
+    async def hello(self, conn: AgentConnection, env: p.Envelope) -> None:
+        """hello.ok, then the schedule (always), then config, then reconcile and dispatch."""
+        hello: p.Hello = env.payload
+        host_id = conn.host_id
+        await self._hellos.submit((host_id, hello))
+        conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
+        await self.schedules.push(conn, [host_id])
+        conn.send(await self.credentials.config_update(host_id))
+        lost, requeued = await self.store.jobs.reconcile_hello(host_id, hello.running_jobs)
+        for job in lost + requeued:
+            self.jobs.changed(job)
+        await self.hosts.changed(host_id)
+        await self.jobs.auto_init(host_id)
+        await self.jobs.dispatch_queued(host_id)
+
+    async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[None]:
+        await self.store.hosts.record_hellos(items, self.clock())
+        return [None] * len(items)
+
+    # ------------------------------------------------------------ every later frame
+
+    async def dispatch(self, conn: AgentConnection, raw: Any) -> None:
+        """Parse one frame and run its handler; a bad frame or a failing handler gets an
+        error reply and never drops the connection."""
+        try:
+            env = p.parse_agent_message(raw)
+        except p.UnknownMessageType as exc:
+            conn.send(p.Error(code="unknown_type", message=str(exc)), exc.envelope.id)
+            return
+        except ValidationError as exc:
+            conn.send(p.Error(code="malformed", message=str(exc)[:500]))
+            return
+        handler = self.handlers.get(env.type)
+        if handler is None:
+            conn.send(p.Error(code="unexpected", message=f"{env.type!r} is not expected now"), env.id)
+            return
+        try:
+            await handler(conn, env)
+        except Exception as exc:  # one bad message must not drop the agent
+            log.exception("handler for %s from %s failed", env.type, conn.host_id)
+            conn.send(p.Error(code="handler_failed", message=f"{env.type}: {type(exc).__name__}"), env.id)
+
+    async def on_heartbeat(self, conn: AgentConnection, env: p.Envelope) -> None:
+        conn.last_seen = self.clock()
+
+    async def _write_acks(self, items: list[tuple[str, int]]) -> list[tuple[int, int] | None]:
+        newest: dict[str, int] = {}
+        for host_id, version in items:
+            newest[host_id] = max(version, newest.get(host_id, 0))
+        recorded = await self.store.hosts.set_applied_versions(newest)
+        return [recorded.get(host_id) for host_id, _ in items]
+
+    async def on_schedule_ack(self, conn: AgentConnection, env: p.Envelope) -> None:
+        recorded = await self._acks.submit((conn.host_id, env.payload.version))
+        if recorded is not None:
+            self.events.publish("schedule.updated", {"host_id": conn.host_id, "version": recorded[0],
+                                                     "applied_version": recorded[1]})
+
+    async def on_schedule_fire(self, conn: AgentConnection, env: p.Envelope) -> None:
+        fire: p.ScheduleFire = env.payload
+        host_id = conn.host_id
+        if not await self.store.schedules.record_fire(host_id, fire.schedule_id, fire.fire_id, fire.scheduled_at):
+            return  # a resent fire: its jobs were made the first time
+        try:
+            schedule = await self.store.schedules.get(host_id, fire.schedule_id)
+        except NotFound:
+            conn.send(p.Error(code="unknown_schedule", message=f"schedule {fire.schedule_id} is gone"), env.id)
+            return
+        jobs = [NewJob(host_id, JobKind.backup, ActorKind.schedule, None, schedule.id, gid)
+                for gid in schedule.source_group_ids]
+        await self.jobs.create(Actor("schedule", schedule.id, schedule.name), jobs)
+
+    def _unknown_job(self, conn: AgentConnection, env: p.Envelope) -> None:
+        conn.send(p.Error(code="unknown_job", message=f"job {env.payload.job_id} is not known for this host"), env.id)
+
+    async def _apply(self, conn: AgentConnection, env: p.Envelope, apply) -> Applied | None:
+        """Apply one durable job event and ack it; an event for a job the host does not own gets an error."""
+        try:
+            applied = await apply()
+        except UnknownJob:
+            self._unknown_job(conn, env)
+            return None
+        conn.send(p.Ack(job_id=env.payload.job_id, upto_seq=applied.acked_seq))
+        return applied
+
+    async def on_job_started(self, conn: AgentConnection, env: p.Envelope) -> None:
+        ev: p.JobStarted = env.payload
+        owns = await self.store.schedules.owns(conn.host_id, ev.schedule_id, ev.source_group_id)
+        applied = await self._apply(conn, env, lambda: self.store.jobs.apply_started(conn.host_id, ev, owns))
+        if applied and applied.job:
+            self.jobs.changed(applied.job)
+
+    async def on_job_log(self, conn: AgentConnection, env: p.Envelope) -> None:
+        ev: p.JobLog = env.payload
+        result = await self._logs.submit((conn.host_id, ev))
+        if isinstance(result, UnknownJob):
+            self._unknown_job(conn, env)
+            return
+        conn.send(p.Ack(job_id=ev.job_id, upto_seq=result.acked_seq))
+        if result.lines:
+            self.events.publish_log(ev.job_id, result.lines)
+
+    async def on_job_finished(self, conn: AgentConnection, env: p.Envelope) -> None:
+        ev: p.JobFinished = env.payload
+        applied = await self._apply(conn, env, lambda: self.store.jobs.apply_finished(conn.host_id, ev))
+        if applied and applied.job:
+            self.jobs.changed(applied.job)
+            if applied.job.kind == JobKind.backup:
+                await self.hosts.changed(conn.host_id)
+
+    async def on_job_progress(self, conn: AgentConnection, env: p.Envelope) -> None:
+        self.events.publish("job.progress", {"host_id": conn.host_id, **env.payload.model_dump(mode="json")})
+
+    async def on_snapshots(self, conn: AgentConnection, env: p.Envelope) -> None:
+        await self.store.reports.replace_snapshots(conn.host_id, env.payload.snapshots)
+
+    async def on_repo_stats(self, conn: AgentConnection, env: p.Envelope) -> None:
+        await self.store.reports.replace_stats(conn.host_id, env.payload)
+        await self.hosts.changed(conn.host_id)

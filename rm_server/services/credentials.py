@@ -1,0 +1,113 @@
+"""Repository credentials: sealed with the master key before the store sees them, opened
+only to travel to the host's agent in `config.update` (which also carries bandwidth caps)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import bcrypt
+
+from rm_core import protocol as p
+from rm_core.api import BandwidthBody, RepoBody, RepoInfo, RepoPutResponse
+from rm_core.enums import CredentialSlot
+from rm_core.urls import redact_url
+from rm_server.security import MasterKey, SealError, secret_fingerprint
+from rm_server.services.jobs import JobService
+from rm_server.store import SYSTEM, Actor, NotFound, Store
+from rm_server.store.common import dt
+from rm_server.ws.agent_hub import AgentHub
+
+log = logging.getLogger("rm_server.services")
+
+# Context of credentials sealed into an enrollment token, before any host exists.
+ENROLLMENT = "enrollment"
+
+
+class CredentialService:
+    def __init__(self, store: Store, hub: AgentHub, master_key: MasterKey, jobs: JobService) -> None:
+        self.store = store
+        self.hub = hub
+        self.master_key = master_key
+        self.jobs = jobs
+
+    # ------------------------------------------------------------ sealing
+
+    def _seal(self, host_id: str, creds: p.RepoCredentials) -> bytes:
+        return self.master_key.seal(creds.model_dump_json().encode(), f"repo:{host_id}:{creds.slot.value}")
+
+    def _open(self, host_id: str, slot: str, sealed: bytes) -> p.RepoCredentials | None:
+        try:
+            raw = self.master_key.open(sealed, f"repo:{host_id}:{slot}")
+        except SealError:
+            log.error("credentials of host %s slot %s cannot be opened with this master key", host_id, slot)
+            return None
+        return p.RepoCredentials.model_validate_json(raw)
+
+    def seal_for_enrollment(self, repo: RepoBody | None) -> bytes | None:
+        """Credentials an enrollment token hands to the host it creates, sealed until then."""
+        if repo is None:
+            return None
+        creds = p.RepoCredentials(slot=CredentialSlot.repo, url=repo.url, password=repo.password,
+                                  rest_user=repo.rest_user, rest_password=repo.rest_password)
+        return self.master_key.seal(creds.model_dump_json().encode(), ENROLLMENT)
+
+    async def store_enrolled(self, host_id: str, sealed: bytes) -> None:
+        """The enrollment token's credentials become the new host's repository credentials."""
+        creds = p.RepoCredentials.model_validate_json(self.master_key.open(sealed, ENROLLMENT))
+        await self._store(SYSTEM, host_id, creds)
+
+    async def _store(self, actor: Actor, host_id: str, creds: p.RepoCredentials) -> None:
+        """The one place credentials are written: URL redacted, secrets sealed, key fingerprinted."""
+        await self.store.credentials.put(actor, host_id, creds.slot.value, redact_url(creds.url),
+                                         self._seal(host_id, creds), secret_fingerprint(creds.password or ""))
+
+    # ------------------------------------------------------------ operator changes
+
+    async def put(self, actor: Actor, host_id: str, slot: CredentialSlot, body: RepoBody) -> RepoPutResponse:
+        """Store credentials, tell the agent, and initialise a fresh repository."""
+        await self.store.hosts.get(host_id)
+        password, htpasswd, rest_password = body.password, None, body.rest_password
+        if body.generate_password:
+            password = secrets.token_urlsafe(32)
+            if body.rest_user and not rest_password:
+                rest_password = secrets.token_urlsafe(24)
+        if body.rest_user and rest_password and body.generate_password:
+            hashed = bcrypt.hashpw(rest_password.encode(), bcrypt.gensalt(rounds=10)).decode()
+            htpasswd = f"{body.rest_user}:{hashed}"
+        await self._store(actor, host_id, p.RepoCredentials(slot=slot, url=body.url, password=password,
+                                                            rest_user=body.rest_user, rest_password=rest_password))
+        await self.push_config(host_id)
+        if slot == CredentialSlot.repo:
+            await self.jobs.auto_init(host_id)
+        info = await self.info(host_id, slot)
+        # A generated password is shown this once; the htpasswd line goes into the REST server.
+        return RepoPutResponse(**info.model_dump(), password=password if body.generate_password else None,
+                               htpasswd_line=htpasswd)
+
+    async def info(self, host_id: str, slot: CredentialSlot) -> RepoInfo:
+        """What an operator may see of stored credentials: never a secret."""
+        row = await self.store.credentials.get(host_id, slot.value)
+        if row is None:
+            raise NotFound(f"{slot.value} credentials for host", host_id)
+        admin = slot == CredentialSlot.admin or await self.store.credentials.get(host_id, "admin") is not None
+        return RepoInfo(url=row["url_redacted"], key_fingerprint=row["key_fingerprint"],
+                        updated_at=dt(row["updated_at"]), stats=await self.store.reports.stats(host_id),
+                        has_admin_credentials=admin)
+
+    async def set_bandwidth(self, actor: Actor, host_id: str, body: BandwidthBody) -> None:
+        await self.store.hosts.set_json(actor, host_id, "bandwidth", body.model_dump(exclude_none=True))
+        await self.push_config(host_id)
+
+    # ------------------------------------------------------------ what the agent gets
+
+    async def config_update(self, host_id: str) -> p.ConfigUpdate:
+        bandwidth = await self.store.hosts.get_json(host_id, "bandwidth")
+        sealed = await self.store.credentials.all_for_host(host_id)
+        opened = [self._open(host_id, slot, blob) for slot, blob in sealed.items()]
+        return p.ConfigUpdate(bandwidth=p.Bandwidth(**bandwidth), credentials=[c for c in opened if c is not None])
+
+    async def push_config(self, host_id: str) -> None:
+        conn = self.hub.get(host_id)
+        if conn is not None:
+            conn.send(await self.config_update(host_id))

@@ -1,0 +1,114 @@
+"""The job lifecycle on the server: create, dispatch to the agent, cancel, and announce
+every change (operators' events, the failure webhook)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rm_core import protocol as p
+from rm_core.api import Job, JobBody
+from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
+from rm_server.errors import ConflictError
+from rm_server.services.notify import Notifier
+from rm_server.store import SYSTEM, Actor, NewJob, NotFound, Store
+from rm_server.ws.agent_hub import AgentHub
+from rm_server.ws.event_hub import EventHub
+
+
+class JobService:
+    def __init__(self, store: Store, hub: AgentHub, events: EventHub, notifier: Notifier) -> None:
+        self.store = store
+        self.hub = hub
+        self.events = events
+        self.notifier = notifier
+
+    def changed(self, job: Job) -> None:
+        self.events.publish("job.updated", job)
+        if job.state in (JobState.failed, JobState.lost):
+            self.notifier.job_failed(job)
+
+    async def new_job(self, actor: Actor, host_id: str, body: JobBody) -> Job:
+        """One job an operator asked for; dispatched at once when the host is online."""
+        await self.store.hosts.get(host_id)
+        if body.source_group_id:
+            await self.store.schedules.group(host_id, body.source_group_id)
+        params = body.model_dump(exclude={"kind", "source_group_id"}, exclude_none=True, exclude_defaults=True)
+        new = NewJob(host_id, body.kind, ActorKind.user, actor.id if actor.kind == "user" else None, None,
+                     body.source_group_id, params)
+        (job,) = await self.store.jobs.create(actor, [new])
+        self.changed(job)
+        await self.dispatch(job)
+        return await self.store.jobs.get(job.id)
+
+    async def create(self, actor: Actor, jobs: list[NewJob]) -> list[Job]:
+        created = await self.store.jobs.create(actor, jobs)
+        for job in created:
+            self.changed(job)
+            await self.dispatch(job)
+        return [await self.store.jobs.get(j.id) for j in created]
+
+    async def run_schedule(self, actor: Actor, host_id: str, schedule_id: str) -> list[Job]:
+        """A schedule run by hand: one backup job per source group it names."""
+        schedule = await self.store.schedules.get(host_id, schedule_id)
+        return await self.create(actor, [NewJob(host_id, JobKind.backup, ActorKind.user, actor.id, schedule.id, gid)
+                                         for gid in schedule.source_group_ids])
+
+    async def command_params(self, job: Job) -> dict[str, Any]:
+        """Everything the agent needs to run the job, resolved at dispatch time."""
+        params = dict(job.params)
+        if job.kind == JobKind.backup:
+            group = await self.store.schedules.group(job.host_id, job.source_group_id)
+            params["source_group"] = p.SourceGroupSpec(**group.model_dump()).model_dump(mode="json")
+        elif job.kind == JobKind.forget:
+            groups = await self.store.schedules.groups(job.host_id)
+            if job.source_group_id:
+                groups = [g for g in groups if g.id == job.source_group_id]
+            params["source_groups"] = [p.SourceGroupSpec(**g.model_dump()).model_dump(mode="json")
+                                       for g in groups if not g.retention.is_empty()]
+        return params
+
+    async def dispatch(self, job: Job) -> bool:
+        conn = self.hub.get(job.host_id)
+        if conn is None or job.state != JobState.queued:
+            return False
+        try:
+            params = await self.command_params(job)
+        except NotFound as exc:
+            failed = await self.store.jobs.finish_on_server(SYSTEM, job.id, JobState.failed, str(exc))
+            if failed:
+                self.changed(failed)
+            return False
+        dispatched = await self.store.jobs.mark_dispatched(job.id)
+        if dispatched is None:
+            return False
+        conn.send(p.CommandRun(job_id=job.id, kind=job.kind, params=params))
+        self.changed(dispatched)
+        return True
+
+    async def dispatch_queued(self, host_id: str) -> None:
+        for job in await self.store.jobs.queued_for_host(host_id):
+            await self.dispatch(job)
+
+    async def auto_init(self, host_id: str) -> None:
+        """First connect of a host with credentials and no init job yet: initialise its repository."""
+        if not await self.store.credentials.get(host_id, CredentialSlot.repo.value):
+            return
+        if await self.store.jobs.list(host_id=host_id, kind=JobKind.init, limit=1):
+            return
+        await self.create(SYSTEM, [NewJob(host_id, JobKind.init, ActorKind.system)])
+
+    async def cancel(self, actor: Actor, job_id: str) -> Job:
+        job = await self.store.jobs.get(job_id)
+        if job.state.terminal:
+            raise ConflictError(f"job {job_id} already ended ({job.state.value})", {"state": job.state.value})
+        if job.state == JobState.queued:
+            ended = await self.store.jobs.finish_on_server(actor, job_id, JobState.cancelled, "cancelled before it ran")
+            if ended:
+                self.changed(ended)
+                return ended
+            job = await self.store.jobs.get(job_id)
+        await self.store.audit.record(actor, "job.cancel", job_id)
+        if not self.hub.send(job.host_id, p.CommandCancel(job_id=job_id)):
+            raise ConflictError("the host is offline; the job is cancelled when its agent reconnects and reports it",
+                                {"state": job.state.value})
+        return job

@@ -1,0 +1,114 @@
+"""The live agent connections: newest connection wins, a bounded send buffer per agent,
+and the sweep's view of who went silent. The socket route itself is in ws/agents.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from datetime import datetime
+
+from aiohttp import web
+
+from rm_core import protocol as p
+
+log = logging.getLogger("rm_server.agents")
+
+class AgentConnection:
+    """One live agent socket with a bounded send buffer.
+
+    A flush task exists only while frames wait: at fleet scale a permanent writer task and
+    queue per agent cost more memory than anything else the server keeps per connection."""
+
+    __slots__ = ("host_id", "ws", "last_seen", "seen_stored", "limit", "pending", "flusher", "closing", "closer")
+
+    def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int):
+        self.host_id = host_id
+        self.ws = ws
+        self.last_seen = now
+        self.seen_stored = now  # last_seen as the database has it (hello wrote it)
+        self.limit = limit
+        self.pending: deque[str] = deque()
+        self.flusher: asyncio.Task | None = None
+        self.closing = False
+        self.closer: asyncio.Future | None = None
+
+    def send(self, payload: p.Payload, ref: str | None = None) -> bool:
+        """Buffer a message; an agent that lets the buffer fill cannot keep up and is dropped."""
+        return self.send_frame(p.encode(p.message(payload, ref)))
+
+    def send_frame(self, frame: str) -> bool:
+        if self.closing:
+            return False
+        if len(self.pending) >= self.limit:
+            log.warning("agent %s send buffer full; closing its connection", self.host_id)
+            self.close(1013, "send queue overflowed")
+            return False
+        self.pending.append(frame)
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.ensure_future(self._flush())
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self.closing:
+            self.closing = True
+            self.pending.clear()
+            self.closer = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                await self.ws.send_str(self.pending.popleft())
+        except (ConnectionResetError, RuntimeError):
+            self.close(1011, "send failed")
+
+    async def stop(self) -> None:
+        """End the connection; a close begun elsewhere finishes its handshake before the
+        handler returns, or the peer would see the socket drop (1006) instead of the code."""
+        self.closing = True
+        if self.flusher is not None:
+            self.flusher.cancel()
+        if self.closer is not None:
+            await asyncio.wait([self.closer], timeout=5)
+
+
+class AgentHub:
+    def __init__(self) -> None:
+        self.connections: dict[str, AgentConnection] = {}
+        self.pending = 0  # upgraded sockets still in their hello phase
+
+    def get(self, host_id: str) -> AgentConnection | None:
+        conn = self.connections.get(host_id)
+        return None if conn is None or conn.closing else conn
+
+    def send(self, host_id: str, payload: p.Payload) -> bool:
+        conn = self.get(host_id)
+        return conn.send(payload) if conn else False
+
+    def unflushed_heartbeats(self) -> list[tuple[AgentConnection, datetime]]:
+        """Connections whose last_seen moved since the database last got it."""
+        return [(c, c.last_seen) for c in self.connections.values() if c.last_seen != c.seen_stored]
+
+    def drop_silent(self, now: datetime, offline_after: float) -> list[AgentConnection]:
+        """Close and forget connections silent for longer than `offline_after` seconds."""
+        silent = [c for c in self.connections.values() if (now - c.last_seen).total_seconds() > offline_after]
+        for conn in silent:
+            log.info("agent %s silent for %.0fs; marking offline", conn.host_id, offline_after)
+            if self.connections.get(conn.host_id) is conn:
+                del self.connections[conn.host_id]
+            conn.close(1001, "heartbeat timeout")
+        return silent
+
+    def disconnect(self, host_id: str, code: int, reason: str) -> None:
+        """Drop a host's connection without it counting as the host going offline."""
+        conn = self.connections.pop(host_id, None)
+        if conn is not None:
+            conn.close(code, reason)
+
+    async def close_all(self) -> None:
+        conns = list(self.connections.values())
+        for conn in conns:
+            conn.close(1001, "server shutting down")
+        closing = [c.closer for c in conns if c.closer is not None]
+        if closing:
+            await asyncio.wait(closing, timeout=5)
