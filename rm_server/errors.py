@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-class ApiError(Exception):
+class HttpError(Exception):
     status = 400
     code = "bad_request"
 
@@ -17,29 +17,29 @@ class ApiError(Exception):
             self.code = code
 
 
-class BadRequest(ApiError):
+class BadRequest(HttpError):
     status, code = 400, "invalid"
 
 
-class Unauthorized(ApiError):
+class Unauthorized(HttpError):
     status, code = 401, "unauthorized"
 
 
-class Forbidden(ApiError):
+class Forbidden(HttpError):
     status, code = 403, "forbidden"
 
 
-class NotFoundError(ApiError):
+class NotFoundError(HttpError):
     status, code = 404, "not_found"
 
 
-class ConflictError(ApiError):
+class ConflictError(HttpError):
     status, code = 409, "conflict"
 
 
-class TooManyRequests(ApiError):
+class TooManyRequests(HttpError):
     status, code = 429, "rate_limited"
 
 
-class Unavailable(ApiError):
+class Unavailable(HttpError):
     status, code = 503, "unavailable"

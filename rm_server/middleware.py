@@ -51,7 +51,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     started = time.perf_counter()
     try:
         return await handler(request)
-    except errors.ApiError as exc:
+    except errors.HttpError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except NotFound as exc:
         return error_response(404, "not_found", str(exc), {"resource": exc.what, "id": exc.ident})

@@ -18,7 +18,7 @@ from rm_server.services.credentials import CredentialService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
 from rm_server.services.schedules import ScheduleService
-from rm_server.store import Actor, NewJob, NotFound, Store, UnknownJob
+from rm_server.store import Actor, NewJob, NotFound, Store, JobNotOnHost
 from rm_server.store.jobs import Applied
 from rm_server.ws.agent_hub import AgentConnection
 from rm_server.ws.event_hub import EventHub
@@ -140,7 +140,7 @@ class AgentMessages:
         """Apply one durable job event and ack it; an event for a job the host does not own gets an error."""
         try:
             applied = await apply()
-        except UnknownJob:
+        except JobNotOnHost:
             self._unknown_job(conn, env)
             return None
         conn.send(p.Ack(job_id=env.payload.job_id, upto_seq=applied.acked_seq))
@@ -156,7 +156,7 @@ class AgentMessages:
     async def on_job_log(self, conn: AgentConnection, env: p.Envelope) -> None:
         ev: p.JobLog = env.payload
         result = await self._logs.submit((conn.host_id, ev))
-        if isinstance(result, UnknownJob):
+        if isinstance(result, JobNotOnHost):
             self._unknown_job(conn, env)
             return
         conn.send(p.Ack(job_id=ev.job_id, upto_seq=result.acked_seq))

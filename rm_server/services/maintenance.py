@@ -123,7 +123,7 @@ class Maintainer:
 
     async def run_maintenance(self) -> list[NewJob]:
         now = self.clock()
-        rows = await self.store.maintenance_inputs()
+        rows = await self.store.maintenance.inputs()
         hosts = [HostState(r["id"], HostStatus(r["status"]), bool(r["has_admin"]), bool(r["has_repo"])) for r in rows]
         cadences = {
             r["id"]: {k: Cadence(v.get("cron"), bool(v.get("enabled")), v.get("read_data_subset"))
@@ -138,9 +138,9 @@ class Maintainer:
 
     async def update_stale(self) -> set[str]:
         now = self.clock()
-        groups = [ScheduledGroup(**g) for g in await self.store.scheduled_groups()]
-        stale = stale_hosts(now, groups, await self.store.last_success_by_group())
-        for host_id, was_stale in (await self.store.stale_flags()).items():
+        groups = [ScheduledGroup(**g) for g in await self.store.maintenance.scheduled_groups()]
+        stale = stale_hosts(now, groups, await self.store.maintenance.last_success_by_group())
+        for host_id, was_stale in (await self.store.maintenance.stale_flags()).items():
             is_stale = host_id in stale
             if is_stale != was_stale:
                 await self.store.hosts.set_stale(host_id, is_stale)

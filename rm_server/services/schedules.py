@@ -27,7 +27,7 @@ class ScheduleService:
     async def push(self, conn: AgentConnection | None, host_ids: list[str]) -> int:
         """Send each host's agent its full schedule set (on `conn`, or on its live connection)."""
         sent = 0
-        for host_id, payload in (await self.store.fleet.schedule_set_payloads(host_ids)).items():
+        for host_id, payload in (await self.store.schedule_sets.payloads(host_ids)).items():
             target = conn or self.hub.get(host_id)
             if target is not None:
                 sent += target.send_frame(p.encode_raw("schedule.set", payload))

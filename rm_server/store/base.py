@@ -1,4 +1,4 @@
-"""The transaction wrapper every store repository writes through."""
+"""The base of every store table class, and the transaction wrapper they write through."""
 
 from __future__ import annotations
 
@@ -37,8 +37,10 @@ class Tx:
         self.audited.append(await common.audit(self.conn, self.now, actor, action, target, details))
 
 
-class Repo:
-    """Base of the per-resource repositories: a database, a clock and audit listeners."""
+class Table:
+    """One resource's queries (hosts, jobs, ...): a database, a clock and audit listeners.
+
+    Not named "Repo": in this product a repo is a restic repository."""
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from rm_core.api import EnrollmentToken
 from rm_core.ids import new_id
-from rm_server.store.base import Repo
+from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
 
 _COLS = "id, name, created_at, expires_at, max_uses, uses, initial_paths, repo_sealed IS NOT NULL AS has_repo"
@@ -24,7 +24,7 @@ def _token(row) -> EnrollmentToken:
     )
 
 
-class Enrollment(Repo):
+class Enrollment(Table):
     async def create(
         self, actor: Actor, token_hash: str, *, name: str | None, ttl: timedelta, max_uses: int,
         initial_paths: list[str], repo_sealed: bytes | None,

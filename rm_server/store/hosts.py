@@ -9,7 +9,7 @@ from typing import Any
 from rm_core.api import Host, LastBackup
 from rm_core.enums import HostStatus, JobState
 from rm_core.protocol import Hello
-from rm_server.store.base import Repo
+from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
 
 _COLS = (
@@ -46,7 +46,7 @@ def _host(row) -> Host:
     )
 
 
-class Hosts(Repo):
+class Hosts(Table):
     @staticmethod
     def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
         where, params = [], []

@@ -10,7 +10,7 @@ from rm_core.api import Job, JobLogLine, JobLogPage
 from rm_core.enums import ACTIVE_STATES, ActorKind, JobKind, JobState
 from rm_core.ids import new_id
 from rm_core.protocol import JobFinished, JobLog, JobStarted, LogLine
-from rm_server.store.base import Repo, Tx
+from rm_server.store.base import Table, Tx
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
 
 _COLS = (
@@ -49,11 +49,11 @@ class Applied:
     lines: list[LogLine] = field(default_factory=list)
 
 
-class UnknownJob(LookupError):
-    pass
+class JobNotOnHost(LookupError):
+    """A job event names a job the sending host does not own (or no job at all)."""
 
 
-class Jobs(Repo):
+class Jobs(Table):
     log_head = 1000   # first lines of a job, always kept
     log_tail = 10000  # newest lines kept after the head; lines between are dropped and counted
 
@@ -177,7 +177,7 @@ class Jobs(Repo):
             cur = await self._acked(tx, host_id, ev.job_id)
             if cur is None:
                 if not owns or await tx.fetchone("SELECT 1 FROM jobs WHERE id = ?", (ev.job_id,)):
-                    raise UnknownJob(ev.job_id)
+                    raise JobNotOnHost(ev.job_id)
                 actor_kind = ev.actor_kind or (ActorKind.schedule if ev.schedule_id else ActorKind.agent)
                 new = NewJob(host_id, ev.kind, actor_kind, None, ev.schedule_id, ev.source_group_id)
                 await self._insert(tx, new, JobState.running, ev.job_id, ev.started_at)
@@ -193,13 +193,13 @@ class Jobs(Repo):
                 )
         return Applied(1, await self.get(ev.job_id))
 
-    async def apply_logs(self, batch: list[tuple[str, JobLog]]) -> list[Applied | UnknownJob]:
+    async def apply_logs(self, batch: list[tuple[str, JobLog]]) -> list[Applied | JobNotOnHost]:
         """Apply many job.log events (from any hosts and jobs) in one transaction.
 
         Log ingest is the server's busiest write: one transaction per event made the writer
         lock and its thread hops the bottleneck. Each result is the event's Applied, or
-        UnknownJob when the job is not the sending host's."""
-        results: list[Applied | UnknownJob] = []
+        JobNotOnHost when the job is not the sending host's."""
+        results: list[Applied | JobNotOnHost] = []
         state: dict[str, list[int]] = {}  # job_id -> [acked, log_lines]
         rows: list[tuple] = []
         async with self.tx() as tx:
@@ -208,7 +208,7 @@ class Jobs(Repo):
                     row = await tx.fetchone(
                         "SELECT acked_seq, log_lines FROM jobs WHERE id = ? AND host_id = ?", (ev.job_id, host_id))
                     if row is None:
-                        results.append(UnknownJob(ev.job_id))
+                        results.append(JobNotOnHost(ev.job_id))
                         continue
                     state[ev.job_id] = [row[0], row[1]]
                 acked_lines = state[ev.job_id]
@@ -251,7 +251,7 @@ class Jobs(Repo):
         async with self.tx() as tx:
             cur = await self._acked(tx, host_id, ev.job_id)
             if cur is None:
-                raise UnknownJob(ev.job_id)
+                raise JobNotOnHost(ev.job_id)
             acked, state = cur
             if ev.seq <= acked or ev.seq != acked + 1:
                 return Applied(acked)

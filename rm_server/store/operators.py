@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from rm_core.api import Operator
 from rm_core.enums import Role
 from rm_core.ids import new_id
-from rm_server.store.base import Repo
+from rm_server.store.base import Table
 from rm_server.store.common import Actor, Conflict, NotFound, dt, iso
 
 _COLS = "id, username, role, created_at, disabled"
@@ -20,7 +20,7 @@ def _operator(row) -> Operator:
     )
 
 
-class Operators(Repo):
+class Operators(Table):
     async def count(self) -> int:
         row = await self.db.fetchone("SELECT count(*) FROM operators")
         return row[0]

@@ -8,7 +8,7 @@ from datetime import datetime
 from rm_core.api import Schedule, ScheduleBody, ScheduleList, SourceGroup, SourceGroupBody
 from rm_core.protocol import Retention, ScheduleSet, ScheduleSpec, SourceGroupSpec
 from rm_core.ids import new_id
-from rm_server.store.base import Repo, Tx
+from rm_server.store.base import Table, Tx
 from rm_server.store.common import Actor, Conflict, Invalid, NotFound, dumps, iso, loads
 
 
@@ -28,7 +28,7 @@ async def _bump(tx: Tx, host_id: str) -> int:
     return row[0]
 
 
-class Schedules(Repo):
+class Schedules(Table):
     # ------------------------------------------------------------ source groups
 
     async def groups(self, host_id: str) -> list[SourceGroup]:
@@ -214,30 +214,3 @@ class Schedules(Repo):
                 " VALUES (?, ?, ?, ?, ?)", (fire_id, host_id, schedule_id, iso(scheduled_at), iso(tx.now)),
             )
             return cur.rowcount > 0
-
-
-class Credentials(Repo):
-    """Sealed repository credentials per host and slot; the store never sees plaintext."""
-
-    async def put(self, actor: Actor, host_id: str, slot: str, url_redacted: str, sealed: bytes,
-                  key_fingerprint: str) -> None:
-        async with self.tx() as tx:
-            if not await tx.fetchone("SELECT 1 FROM hosts WHERE id = ?", (host_id,)):
-                raise NotFound("host", host_id)
-            await tx.execute(
-                "INSERT INTO repo_credentials (host_id, slot, url_redacted, sealed, key_fingerprint, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(host_id, slot) DO UPDATE SET url_redacted = excluded.url_redacted,"
-                " sealed = excluded.sealed, key_fingerprint = excluded.key_fingerprint, updated_at = excluded.updated_at",
-                (host_id, slot, url_redacted, sealed, key_fingerprint, iso(tx.now)),
-            )
-            await tx.audit(actor, f"repo.{slot}_credentials", host_id, {"url": url_redacted})
-
-    async def get(self, host_id: str, slot: str):
-        return await self.db.fetchone(
-            "SELECT url_redacted, sealed, key_fingerprint, updated_at FROM repo_credentials WHERE host_id = ? AND slot = ?",
-            (host_id, slot),
-        )
-
-    async def all_for_host(self, host_id: str) -> dict[str, bytes]:
-        rows = await self.db.fetchall("SELECT slot, sealed FROM repo_credentials WHERE host_id = ?", (host_id,))
-        return {r["slot"]: r["sealed"] for r in rows}

@@ -22,7 +22,7 @@ async def test_sql_schedule_sets_match_models(tmp_path):
         await store.schedules.create(SYSTEM, hosts[0], ScheduleBody(
             name="adhoc", manual=True, enabled=False, source_group_ids=[a.id]))
         c_, _ = await store.schedules.create_group(SYSTEM, hosts[1], SourceGroupBody(name="x", includes=["/x"]))
-        payloads = await store.fleet.schedule_set_payloads(hosts)
+        payloads = await store.schedule_sets.payloads(hosts)
         assert set(payloads) == set(hosts)
         for host_id in hosts:
             from_sql = p.ScheduleSet.model_validate_json(payloads[host_id])

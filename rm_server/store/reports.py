@@ -1,51 +1,16 @@
-"""The audit log, server settings, and what agents report about their repositories."""
+"""What agents report about their repositories: snapshots and statistics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rm_core.api import AuditEntry, Snapshot
+from rm_core.api import Snapshot
 from rm_core.protocol import RepoStats, SnapshotInfo
-from rm_server.store.base import Repo
-from rm_server.store.common import Actor, dt, dumps, iso, loads
+from rm_server.store.base import Table
+from rm_server.store.common import dt, dumps, iso, loads
 
 
-class Audit(Repo):
-    async def list(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
-        sql, params = "SELECT * FROM audit", []
-        if before is not None:
-            sql += " WHERE id < ?"
-            params.append(before)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        rows = await self.db.fetchall(sql, params)
-        return [
-            AuditEntry(id=r["id"], ts=dt(r["ts"]), actor_kind=r["actor_kind"], actor_id=r["actor_id"],
-                       actor_name=r["actor_name"], action=r["action"], target=r["target"],
-                       details=loads(r["details"], {}))
-            for r in rows
-        ]
-
-    async def record(self, actor: Actor, action: str, target: str | None, details: dict | None = None) -> None:
-        async with self.tx() as tx:
-            await tx.audit(actor, action, target, details)
-
-
-class Settings(Repo):
-    async def get(self, key: str, default: Any = None) -> Any:
-        row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
-        return default if row is None else loads(row["value"])
-
-    async def set(self, actor: Actor, key: str, value: Any, *, audit_value: bool = True) -> None:
-        async with self.tx() as tx:
-            await tx.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, dumps(value)),
-            )
-            await tx.audit(actor, "settings.update", key, {"value": value} if audit_value else {})
-
-
-class Reports(Repo):
+class Reports(Table):
     """Snapshots and repository statistics, each report replacing the previous one."""
 
     async def replace_snapshots(self, host_id: str, snapshots: list[SnapshotInfo]) -> None:

@@ -1,0 +1,33 @@
+"""Repository credentials per host and slot, sealed: the store never sees plaintext."""
+
+from __future__ import annotations
+
+from rm_server.store.base import Table
+from rm_server.store.common import Actor, NotFound, iso
+
+
+class Credentials(Table):
+    """Sealed repository credentials per host and slot; the store never sees plaintext."""
+
+    async def put(self, actor: Actor, host_id: str, slot: str, url_redacted: str, sealed: bytes,
+                  key_fingerprint: str) -> None:
+        async with self.tx() as tx:
+            if not await tx.fetchone("SELECT 1 FROM hosts WHERE id = ?", (host_id,)):
+                raise NotFound("host", host_id)
+            await tx.execute(
+                "INSERT INTO repo_credentials (host_id, slot, url_redacted, sealed, key_fingerprint, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(host_id, slot) DO UPDATE SET url_redacted = excluded.url_redacted,"
+                " sealed = excluded.sealed, key_fingerprint = excluded.key_fingerprint, updated_at = excluded.updated_at",
+                (host_id, slot, url_redacted, sealed, key_fingerprint, iso(tx.now)),
+            )
+            await tx.audit(actor, f"repo.{slot}_credentials", host_id, {"url": url_redacted})
+
+    async def get(self, host_id: str, slot: str):
+        return await self.db.fetchone(
+            "SELECT url_redacted, sealed, key_fingerprint, updated_at FROM repo_credentials WHERE host_id = ? AND slot = ?",
+            (host_id, slot),
+        )
+
+    async def all_for_host(self, host_id: str) -> dict[str, bytes]:
+        rows = await self.db.fetchall("SELECT slot, sealed FROM repo_credentials WHERE host_id = ?", (host_id,))
+        return {r["slot"]: r["sealed"] for r in rows}

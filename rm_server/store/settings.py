@@ -1,0 +1,22 @@
+"""Server settings: a key → JSON value table (today the webhook URL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rm_server.store.base import Table
+from rm_server.store.common import Actor, dumps, loads
+
+
+class Settings(Table):
+    async def get(self, key: str, default: Any = None) -> Any:
+        row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return default if row is None else loads(row["value"])
+
+    async def set(self, actor: Actor, key: str, value: Any, *, audit_value: bool = True) -> None:
+        async with self.tx() as tx:
+            await tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, dumps(value)),
+            )
+            await tx.audit(actor, "settings.update", key, {"value": value} if audit_value else {})
