@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from rm_core.cron import CronError, next_fires
 from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
 from rm_core.protocol import LogLine, Retention, SnapshotInfo
 
@@ -19,6 +22,31 @@ class Body(BaseModel):
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------- cron + timezone rules, for every body that has them
+
+
+def _timezone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (KeyError, ValueError, OSError):
+        # OSError: "America" or "Etc" name tzdata folders, not zones.
+        raise PydanticCustomError(
+            "timezone", "unknown timezone {tz}; use an IANA name such as Europe/Berlin", {"tz": repr(tz)}) from None
+    return tz
+
+
+def check_cron(expr: str, tz: str = "UTC") -> str:
+    """The cron must parse and fire at least once ("0 3 31 2 *" never does)."""
+    try:
+        next_fires(expr, tz, datetime.now(timezone.utc), 1)
+    except CronError as exc:
+        raise PydanticCustomError("cron", "{problem}", {"problem": str(exc)}) from None
+    return expr
+
+
+Timezone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 
 
 # ---------------------------------------------------------------- auth + operators
@@ -199,12 +227,24 @@ class SourceGroup(Out):
 
 
 class ScheduleBody(Body):
+    # manual and timezone come before cron: its check reads them.
     name: str = Field(min_length=1, max_length=200)
-    cron: str | None = Field(default=None, max_length=200)
-    timezone: str = Field(default="UTC", max_length=64)
-    enabled: bool = True
     manual: bool = False
+    timezone: Timezone = "UTC"
+    cron: str | None = Field(default=None, max_length=200, validate_default=True)
+    enabled: bool = True
     source_group_ids: list[str] = Field(min_length=1)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_unless_manual(cls, cron: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("manual"):
+            if cron:
+                raise PydanticCustomError("cron", "a manual schedule has no cron; drop cron or set manual to false")
+            return cron
+        if not cron:
+            raise PydanticCustomError("cron", "cron is required unless the schedule is manual")
+        return check_cron(cron, info.data.get("timezone", "UTC"))
 
 
 class Schedule(Out):
@@ -226,8 +266,18 @@ class ScheduleList(Out):
 
 
 class MaintenanceTask(Body):
-    cron: str | None = Field(default=None, max_length=200)
+    # enabled comes before cron: its check reads it. Maintenance crons run in UTC.
     enabled: bool = False
+    cron: str | None = Field(default=None, max_length=200, validate_default=True)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_when_enabled(cls, cron: str | None, info: ValidationInfo) -> str | None:
+        if not cron:
+            if info.data.get("enabled"):
+                raise PydanticCustomError("cron", "cron is required when the task is enabled")
+            return cron
+        return check_cron(cron)
 
 
 class CheckTask(MaintenanceTask):
@@ -363,9 +413,14 @@ class FleetPolicyBody(Body):
     excludes: PathList = []
     tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
     retention: Retention = Retention()
+    timezone: Timezone = "UTC"
     cron: str = Field(min_length=1, max_length=200)
-    timezone: str = Field(default="UTC", max_length=64)
     enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_fires(cls, cron: str, info: ValidationInfo) -> str:
+        return check_cron(cron, info.data.get("timezone", "UTC"))
 
 
 class FleetPolicyResult(Out):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aiohttp import web
 
 from rm_core.api import Maintenance, ServerSettings
-from rm_core.cron import CronError, next_fires
 from rm_core.enums import Role
 from rm_server.api.common import actor, parse_body, query_int, reply, requires
 from rm_server.errors import BadRequest
@@ -27,15 +24,6 @@ async def get_maintenance(request: web.Request) -> web.Response:
 @requires(Role.operator)
 async def put_maintenance(request: web.Request) -> web.Response:
     body = await parse_body(request, Maintenance)
-    for name in ("forget", "prune", "check"):
-        task = getattr(body, name)
-        if task.enabled and not task.cron:
-            raise BadRequest(f"{name}.cron is required when {name} is enabled", {"field": f"{name}.cron"})
-        if task.cron:
-            try:
-                next_fires(task.cron, "UTC", datetime.now().astimezone(), 1)
-            except CronError as exc:
-                raise BadRequest(f"{name}.cron: {exc}", {"field": f"{name}.cron"}) from None
     await request.app[STORE].hosts.set_json(actor(request), request.match_info["id"], "maintenance",
                                             body.model_dump(mode="json"))
     return reply(body)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import FleetPolicyBody, ScheduleBody
+from rm_core.api import FleetPolicyBody
 from rm_core.enums import Role
 from rm_server.api.common import actor, parse_body, reply, requires
-from rm_server.api.schedules import validated_schedule
 from rm_server.errors import BadRequest
 from rm_server.keys import FLEET
 
@@ -22,6 +21,5 @@ async def put_policy(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if not 1 <= len(name) <= 200:
         raise BadRequest("policy name must be 1-200 characters", {"field": "name"})
-    validated_schedule(ScheduleBody(name=name, cron=body.cron, timezone=body.timezone, source_group_ids=["-"]))
     result = await request.app[FLEET].apply_policy(actor(request), name, body)
     return reply(result)

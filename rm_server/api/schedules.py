@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 from aiohttp import web
 
 from rm_core.api import JobBody, ScheduleBody, SourceGroupBody
-from rm_core.cron import CronError, next_fires
 from rm_core.enums import JobKind, Role
 from rm_server.api.common import actor, job_accepted, parse_body, reply, requires
-from rm_server.errors import BadRequest
 from rm_server.keys import JOBS, SCHEDULES, STORE
 
 routes = web.RouteTableDef()
@@ -67,25 +62,6 @@ async def run_group(request: web.Request) -> web.Response:
     return job_accepted(job)
 
 
-def validated_schedule(body: ScheduleBody) -> ScheduleBody:
-    try:
-        ZoneInfo(body.timezone)
-    except (KeyError, ValueError):
-        raise BadRequest(f"unknown timezone {body.timezone!r}; use an IANA name such as Europe/Berlin",
-                         {"field": "timezone"}) from None
-    if body.manual:
-        if body.cron:
-            raise BadRequest("a manual schedule has no cron; drop cron or set manual to false", {"field": "cron"})
-        return body
-    if not body.cron:
-        raise BadRequest("cron is required unless the schedule is manual", {"field": "cron"})
-    try:
-        next_fires(body.cron, body.timezone, datetime.now().astimezone(), 1)
-    except CronError as exc:
-        raise BadRequest(str(exc), {"field": "cron"}) from None
-    return body
-
-
 @routes.get("/api/v1/hosts/{id}/schedules")
 @requires(Role.viewer)
 async def list_schedules(request: web.Request) -> web.Response:
@@ -95,7 +71,7 @@ async def list_schedules(request: web.Request) -> web.Response:
 @routes.post("/api/v1/hosts/{id}/schedules")
 @requires(Role.operator)
 async def create_schedule(request: web.Request) -> web.Response:
-    body = validated_schedule(await parse_body(request, ScheduleBody))
+    body = await parse_body(request, ScheduleBody)
     host_id = request.match_info["id"]
     return reply(await request.app[SCHEDULES].create(actor(request), host_id, body), 201)
 
@@ -109,7 +85,7 @@ async def get_schedule(request: web.Request) -> web.Response:
 @routes.put("/api/v1/hosts/{id}/schedules/{sid}")
 @requires(Role.operator)
 async def put_schedule(request: web.Request) -> web.Response:
-    body = validated_schedule(await parse_body(request, ScheduleBody))
+    body = await parse_body(request, ScheduleBody)
     host_id, sid = _ids(request)
     return reply(await request.app[SCHEDULES].update(actor(request), host_id, sid, body))
 

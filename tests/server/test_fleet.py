@@ -50,6 +50,9 @@ async def test_policy_reaches_selected_hosts_and_is_acked(server):
 async def test_policy_validation(server):
     status, body = await server.call("PUT", "/fleet/policies/x", json={**POLICY, "cron": "61 * * * *"})
     assert status == 400 and body["error"]["details"]["field"] == "cron"
+    for tz in ("Mars/Olympus", "America", "Etc"):
+        status, body = await server.call("PUT", "/fleet/policies/x", json={**POLICY, "timezone": tz})
+        assert status == 400 and body["error"]["details"]["field"] == "timezone", (tz, body)
     status, body = await server.call("PUT", "/fleet/policies/x", json={**POLICY, "includes": []})
     assert status == 400 and body["error"]["details"]["fields"][0]["field"] == "includes"
     status, body = await server.call("PUT", "/fleet/policies/x", json={**POLICY, "hosts": {"status": "asleep"}})

@@ -166,6 +166,9 @@ async def test_maintenance_validation(server):
     status, body = await server.call("PUT", f"/hosts/{host_id}/maintenance", role="operator",
                                      json={"prune": {"enabled": True}})
     assert status == 400 and body["error"]["details"]["field"] == "prune.cron"
+    status, body = await server.call("PUT", f"/hosts/{host_id}/maintenance", role="operator",
+                                     json={"check": {"cron": "0 3 31 2 *", "enabled": False}})
+    assert status == 400 and body["error"]["details"]["field"] == "check.cron"
 
 
 async def test_stale_and_recovery_notify_once_each(server, webhook):

@@ -126,10 +126,12 @@ async def test_bad_cron_is_400_naming_cron(server, cron):
 
 
 @pytest.mark.parametrize("manual", [False, True])
-async def test_bad_timezone_is_400(server, manual):
+@pytest.mark.parametrize("tz", ["Mars/Olympus", "America", "Etc", "zone1970.tab", "../etc", ""])
+async def test_bad_timezone_is_400(server, manual, tz):
+    """Also names of tzdata folders and files that are not zones: a 400, never a 500."""
     host_id, _ = await server.enroll()
     group = await make_group(server, host_id)
-    body = {"name": "n", "timezone": "Mars/Olympus", "manual": manual, "source_group_ids": [group["id"]]}
+    body = {"name": "n", "timezone": tz, "manual": manual, "source_group_ids": [group["id"]]}
     if not manual:
         body["cron"] = "0 3 * * *"
     status, body = await server.call("POST", f"/hosts/{host_id}/schedules", role="operator", json=body)
