@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 @routes.get("/healthz")
 @requires(PUBLIC)
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[STORE].db.fetchone("SELECT 1")
+    await request.app[STORE].ping()
     return reply({"status": "ok", "version": __version__})
 
 
@@ -25,8 +25,7 @@ async def healthz(request: web.Request) -> web.Response:
 @requires(PUBLIC)
 async def metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    rows = await store.db.fetchall("SELECT status, count(*) FROM hosts GROUP BY status")
-    hosts = {"pending": 0, "online": 0, "offline": 0} | {r[0]: r[1] for r in rows}
+    hosts = {"pending": 0, "online": 0, "offline": 0} | await store.hosts.counts_by_status()
     agents = request.app[AGENTS]
     events = request.app[EVENTS]
     text = request.app[METRICS].render(

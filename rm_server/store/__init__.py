@@ -58,3 +58,7 @@ class Store:
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def ping(self) -> None:
+        """A read that fails when the database cannot be read (the health check)."""
+        await self.db.fetchone("SELECT 1")

@@ -9,8 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-from rm_server.store import common
-from rm_server.store.common import Actor
+from rm_server.store.common import Actor, audit_row
 from rm_server.store.db import Database
 
 
@@ -34,7 +33,7 @@ class Tx:
             return list(await cur.fetchall())
 
     async def audit(self, actor: Actor, action: str, target: str | None, details: dict | None = None) -> None:
-        self.audited.append(await common.audit(self.conn, self.now, actor, action, target, details))
+        self.audited.append(await audit_row(self.conn, self.now, actor, action, target, details))
 
 
 class Table:

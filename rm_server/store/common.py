@@ -67,7 +67,7 @@ def loads(value: str | None, default: Any = None) -> Any:
     return default if value is None else json.loads(value)
 
 
-async def audit(
+async def audit_row(
     conn: aiosqlite.Connection,
     now: datetime,
     actor: Actor,

@@ -167,6 +167,10 @@ class Hosts(Table):
                 out.update({r[0]: (r[1], r[2]) for r in rows})
         return out
 
+    async def counts_by_status(self) -> dict[str, int]:
+        rows = await self.db.fetchall("SELECT status, count(*) FROM hosts GROUP BY status")
+        return {r[0]: r[1] for r in rows}
+
     async def set_stale(self, host_id: str, stale: bool) -> None:
         async with self.tx() as tx:
             await tx.execute("UPDATE hosts SET stale = ? WHERE id = ?", (int(stale), host_id))
