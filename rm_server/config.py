@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +32,6 @@ class ServerConfig:
     tls_fingerprint: str | None = None
     # Background tasks can be turned off so a test drives them by hand with its own clock.
     run_background: bool = True
-    extra: dict = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:

@@ -44,12 +44,12 @@ class ScheduleService:
     # ------------------------------------------------------------ source groups
 
     async def create_group(self, actor: Actor, host_id: str, body: SourceGroupBody) -> SourceGroup:
-        group, _ = await self.store.schedules.create_group(actor, host_id, body)
+        group = await self.store.schedules.create_group(actor, host_id, body)
         await self._changed(host_id)
         return group
 
     async def update_group(self, actor: Actor, host_id: str, gid: str, body: SourceGroupBody) -> SourceGroup:
-        group, _ = await self.store.schedules.update_group(actor, host_id, gid, body)
+        group = await self.store.schedules.update_group(actor, host_id, gid, body)
         await self._changed(host_id)
         return group
 
@@ -73,12 +73,12 @@ class ScheduleService:
         return self._with_next(await self.store.schedules.get(host_id, sid))
 
     async def create(self, actor: Actor, host_id: str, body: ScheduleBody) -> Schedule:
-        schedule, _ = await self.store.schedules.create(actor, host_id, body)
+        schedule = await self.store.schedules.create(actor, host_id, body)
         await self._changed(host_id)
         return self._with_next(schedule)
 
     async def update(self, actor: Actor, host_id: str, sid: str, body: ScheduleBody) -> Schedule:
-        schedule, _ = await self.store.schedules.update(actor, host_id, sid, body)
+        schedule = await self.store.schedules.update(actor, host_id, sid, body)
         await self._changed(host_id)
         return self._with_next(schedule)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -33,13 +33,6 @@ class Actor:
 
 
 SYSTEM = Actor("system", None, "system")
-
-
-@dataclass
-class AuditRecord:
-    """What a transaction appended to the audit log, so callers can announce it."""
-
-    entries: list[dict[str, Any]] = field(default_factory=list)
 
 
 _UTC_OFFSET = timedelta(0)

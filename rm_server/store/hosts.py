@@ -92,9 +92,6 @@ class Hosts(Table):
             raise NotFound("host", host_id)
         return _host(row)
 
-    async def exists(self, host_id: str) -> bool:
-        return await self.db.fetchone("SELECT 1 FROM hosts WHERE id = ?", (host_id,)) is not None
-
     async def rename(self, actor: Actor, host_id: str, hostname: str) -> Host:
         async with self.tx() as tx:
             cur = await tx.execute("UPDATE hosts SET hostname = ? WHERE id = ?", (hostname, host_id))

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rm_core.api import Job, JobLogLine, JobLogPage
-from rm_core.enums import ACTIVE_STATES, ActorKind, JobKind, JobState
+from rm_core.enums import ActorKind, JobKind, JobState
 from rm_core.ids import new_id
 from rm_core.protocol import JobFinished, JobLog, JobStarted, LogLine
 from rm_server.store.base import Table, Tx
@@ -57,12 +57,12 @@ class Jobs(Table):
     log_head = 1000   # first lines of a job, always kept
     log_tail = 10000  # newest lines kept after the head; lines between are dropped and counted
 
-    async def create(self, actor: Actor, jobs: list[NewJob], *, audit_action: str = "job.create") -> list[Job]:
+    async def create(self, actor: Actor, jobs: list[NewJob]) -> list[Job]:
         ids = []
         async with self.tx() as tx:
             for j in jobs:
                 ids.append(await self._insert(tx, j, JobState.queued))
-                await tx.audit(actor, audit_action, ids[-1],
+                await tx.audit(actor, "job.create", ids[-1],
                                {"host_id": j.host_id, "kind": j.kind.value, "source_group_id": j.source_group_id,
                                 "schedule_id": j.schedule_id})
         return [await self.get(i) for i in ids]
@@ -156,13 +156,6 @@ class Jobs(Table):
                     await tx.execute("UPDATE jobs SET state = 'queued', dispatched_at = NULL WHERE id = ?", (row["id"],))
                     requeued.append(row["id"])
         return [await self.get(i) for i in lost], [await self.get(i) for i in requeued]
-
-    async def active_for_host(self, host_id: str) -> list[Job]:
-        rows = await self.db.fetchall(
-            f"SELECT {_COLS} FROM jobs WHERE host_id = ? AND state IN ({','.join('?' * len(ACTIVE_STATES))})",
-            (host_id, *[s.value for s in ACTIVE_STATES]),
-        )
-        return [_job(r) for r in rows]
 
     # ------------------------------------------------------------ agent events
 

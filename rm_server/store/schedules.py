@@ -20,12 +20,10 @@ def _group(row) -> SourceGroup:
     )
 
 
-async def _bump(tx: Tx, host_id: str) -> int:
+async def _bump(tx: Tx, host_id: str) -> None:
     cur = await tx.execute("UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id = ?", (host_id,))
     if cur.rowcount == 0:
         raise NotFound("host", host_id)
-    row = await tx.fetchone("SELECT schedule_version FROM hosts WHERE id = ?", (host_id,))
-    return row[0]
 
 
 class Schedules(Table):
@@ -49,10 +47,10 @@ class Schedules(Table):
             raise Conflict(f"a source group named {name!r} already exists on this host",
                            {"field": "name", "source_group_id": row["id"]})
 
-    async def create_group(self, actor: Actor, host_id: str, body: SourceGroupBody) -> tuple[SourceGroup, int]:
+    async def create_group(self, actor: Actor, host_id: str, body: SourceGroupBody) -> SourceGroup:
         gid = new_id()
         async with self.tx() as tx:
-            version = await _bump(tx, host_id)
+            await _bump(tx, host_id)
             await self._name_free(tx, host_id, body.name, None)
             await tx.execute(
                 "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook, post_hook)"
@@ -61,11 +59,11 @@ class Schedules(Table):
                  body.retention.model_dump_json(), body.pre_hook, body.post_hook),
             )
             await tx.audit(actor, "source_group.create", gid, {"host_id": host_id, "name": body.name})
-        return await self.group(host_id, gid), version
+        return await self.group(host_id, gid)
 
-    async def update_group(self, actor: Actor, host_id: str, gid: str, body: SourceGroupBody) -> tuple[SourceGroup, int]:
+    async def update_group(self, actor: Actor, host_id: str, gid: str, body: SourceGroupBody) -> SourceGroup:
         async with self.tx() as tx:
-            version = await _bump(tx, host_id)
+            await _bump(tx, host_id)
             await self._name_free(tx, host_id, body.name, gid)
             cur = await tx.execute(
                 "UPDATE source_groups SET name = ?, includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
@@ -76,9 +74,9 @@ class Schedules(Table):
             if cur.rowcount == 0:
                 raise NotFound("source group", gid)
             await tx.audit(actor, "source_group.update", gid, {"host_id": host_id, "name": body.name})
-        return await self.group(host_id, gid), version
+        return await self.group(host_id, gid)
 
-    async def delete_group(self, actor: Actor, host_id: str, gid: str) -> int:
+    async def delete_group(self, actor: Actor, host_id: str, gid: str) -> None:
         async with self.tx() as tx:
             row = await tx.fetchone("SELECT name FROM source_groups WHERE id = ? AND host_id = ?", (gid, host_id))
             if row is None:
@@ -92,10 +90,9 @@ class Schedules(Table):
                     f"source group {row['name']!r} is used by {len(users)} schedule(s); remove it from them first",
                     {"schedules": [{"id": u["id"], "name": u["name"]} for u in users]},
                 )
-            version = await _bump(tx, host_id)
+            await _bump(tx, host_id)
             await tx.execute("DELETE FROM source_groups WHERE id = ?", (gid,))
             await tx.audit(actor, "source_group.delete", gid, {"host_id": host_id, "name": row["name"]})
-        return version
 
     # ------------------------------------------------------------ schedules
 
@@ -145,10 +142,10 @@ class Schedules(Table):
             [(sid, gid, i) for i, gid in enumerate(group_ids)],
         )
 
-    async def create(self, actor: Actor, host_id: str, body: ScheduleBody) -> tuple[Schedule, int]:
+    async def create(self, actor: Actor, host_id: str, body: ScheduleBody) -> Schedule:
         sid = new_id()
         async with self.tx() as tx:
-            version = await _bump(tx, host_id)
+            await _bump(tx, host_id)
             await tx.execute(
                 "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -156,11 +153,11 @@ class Schedules(Table):
             )
             await self._link_groups(tx, host_id, sid, body.source_group_ids)
             await tx.audit(actor, "schedule.create", sid, {"host_id": host_id, "name": body.name, "cron": body.cron})
-        return await self.get(host_id, sid), version
+        return await self.get(host_id, sid)
 
-    async def update(self, actor: Actor, host_id: str, sid: str, body: ScheduleBody) -> tuple[Schedule, int]:
+    async def update(self, actor: Actor, host_id: str, sid: str, body: ScheduleBody) -> Schedule:
         async with self.tx() as tx:
-            version = await _bump(tx, host_id)
+            await _bump(tx, host_id)
             cur = await tx.execute(
                 "UPDATE schedules SET name = ?, cron = ?, timezone = ?, enabled = ?, manual = ? WHERE id = ? AND host_id = ?",
                 (body.name, body.cron, body.timezone, int(body.enabled), int(body.manual), sid, host_id),
@@ -169,17 +166,16 @@ class Schedules(Table):
                 raise NotFound("schedule", sid)
             await self._link_groups(tx, host_id, sid, body.source_group_ids)
             await tx.audit(actor, "schedule.update", sid, {"host_id": host_id, "name": body.name, "cron": body.cron})
-        return await self.get(host_id, sid), version
+        return await self.get(host_id, sid)
 
-    async def delete(self, actor: Actor, host_id: str, sid: str) -> int:
+    async def delete(self, actor: Actor, host_id: str, sid: str) -> None:
         async with self.tx() as tx:
             row = await tx.fetchone("SELECT name FROM schedules WHERE id = ? AND host_id = ?", (sid, host_id))
             if row is None:
                 raise NotFound("schedule", sid)
-            version = await _bump(tx, host_id)
+            await _bump(tx, host_id)
             await tx.execute("DELETE FROM schedules WHERE id = ?", (sid,))
             await tx.audit(actor, "schedule.delete", sid, {"host_id": host_id, "name": row["name"]})
-        return version
 
     async def schedule_set(self, host_id: str) -> ScheduleSet:
         """What the agent must hold: the version and every schedule with its full source groups."""

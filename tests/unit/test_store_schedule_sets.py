@@ -13,15 +13,15 @@ async def test_sql_schedule_sets_match_models(tmp_path):
         async with store.db.write() as c:
             await c.executemany("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')",
                                 [(h, f"h{i}") for i, h in enumerate(hosts)])
-        a, _ = await store.schedules.create_group(SYSTEM, hosts[0], SourceGroupBody(
+        a = await store.schedules.create_group(SYSTEM, hosts[0], SourceGroupBody(
             name="etc", includes=["/etc"], excludes=["*.tmp"], retention={"keep_daily": 7}, pre_hook="echo hi"))
-        b, _ = await store.schedules.create_group(SYSTEM, hosts[0], SourceGroupBody(
+        b = await store.schedules.create_group(SYSTEM, hosts[0], SourceGroupBody(
             name="home", includes=["/home", "/root"], tag="home-t", retention={"keep_within": "30d"}))
         await store.schedules.create(SYSTEM, hosts[0], ScheduleBody(
             name="nightly", cron="0 2 * * *", timezone="Europe/Berlin", source_group_ids=[b.id, a.id]))
         await store.schedules.create(SYSTEM, hosts[0], ScheduleBody(
             name="adhoc", manual=True, enabled=False, source_group_ids=[a.id]))
-        c_, _ = await store.schedules.create_group(SYSTEM, hosts[1], SourceGroupBody(name="x", includes=["/x"]))
+        await store.schedules.create_group(SYSTEM, hosts[1], SourceGroupBody(name="x", includes=["/x"]))
         payloads = await store.schedule_sets.payloads(hosts)
         assert set(payloads) == set(hosts)
         for host_id in hosts:
