@@ -14,14 +14,15 @@ from rm_server.api import admin, auth, enrollment, fleet, hosts, jobs, operators
 from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, EVENTS, FLEET, HOSTS, JOBS, MAINTAINER, MASTER_KEY, METRICS, NOTIFIER,
-    SCHEDULES, STORE,
+    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, ENROLLMENT, EVENTS, FLEET, HOSTS, JOBS, MAINTAINER, MASTER_KEY, METRICS,
+    NOTIFIER, SCHEDULES, STORE,
 )
 from rm_server.metrics import Metrics
 from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.credentials import CredentialService
+from rm_server.services.enrollment import EnrollmentService
 from rm_server.services.fleet import FleetService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
@@ -89,6 +90,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     hosts = app[HOSTS] = HostService(store, hub, events, cfg.clock, cfg.offline_after)
     jobs = app[JOBS] = JobService(store, hub, events, notifier)
     credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs)
+    app[ENROLLMENT] = EnrollmentService(store, credentials, cfg)
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
     app[FLEET] = FleetService(store, hub, events, schedules)
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)

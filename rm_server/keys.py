@@ -12,6 +12,7 @@ from rm_server.metrics import Metrics
 from rm_server.security import MasterKey
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.credentials import CredentialService
+from rm_server.services.enrollment import EnrollmentService
 from rm_server.services.fleet import FleetService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
@@ -35,6 +36,7 @@ NOTIFIER = web.AppKey("notifier", Notifier)
 HOSTS = web.AppKey("hosts", HostService)
 JOBS = web.AppKey("jobs", JobService)
 CREDENTIALS = web.AppKey("credentials", CredentialService)
+ENROLLMENT = web.AppKey("enrollment", EnrollmentService)
 SCHEDULES = web.AppKey("schedules", ScheduleService)
 FLEET = web.AppKey("fleet", FleetService)
 AGENT_MESSAGES = web.AppKey("agent_messages", AgentMessages)

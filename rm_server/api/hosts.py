@@ -56,9 +56,7 @@ async def put_repo(request: web.Request) -> web.Response:
 @routes.get("/api/v1/hosts/{id}/repo")
 @requires(Role.viewer)
 async def get_repo(request: web.Request) -> web.Response:
-    host_id = request.match_info["id"]
-    await request.app[STORE].hosts.get(host_id)
-    return reply(await request.app[CREDENTIALS].info(host_id, CredentialSlot.repo))
+    return reply(await request.app[CREDENTIALS].info(request.match_info["id"], CredentialSlot.repo))
 
 
 @routes.put("/api/v1/hosts/{id}/repo/admin-credentials")

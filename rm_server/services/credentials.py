@@ -87,6 +87,7 @@ class CredentialService:
 
     async def info(self, host_id: str, slot: CredentialSlot) -> RepoInfo:
         """What an operator may see of stored credentials: never a secret."""
+        await self.store.hosts.get(host_id)
         row = await self.store.credentials.get(host_id, slot.value)
         if row is None:
             raise NotFound(f"{slot.value} credentials for host", host_id)
