@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 
 import bcrypt
 
@@ -24,12 +25,12 @@ log = logging.getLogger("rm_server.services")
 ENROLLMENT = "enrollment"
 
 
+@dataclass(eq=False)
 class CredentialService:
-    def __init__(self, store: Store, hub: AgentHub, master_key: MasterKey, jobs: JobService) -> None:
-        self.store = store
-        self.hub = hub
-        self.master_key = master_key
-        self.jobs = jobs
+    store: Store
+    hub: AgentHub
+    master_key: MasterKey
+    jobs: JobService
 
     # ------------------------------------------------------------ sealing
 

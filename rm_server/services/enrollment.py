@@ -4,6 +4,7 @@ and the agent's enroll call that turns a token into a host with its own agent to
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 from datetime import timedelta
 
 from rm_core.api import EnrollBody, EnrollmentTokenCreate, EnrollmentTokenCreated, EnrollResponse
@@ -21,11 +22,11 @@ def install_command(public_url: str, token: str, fingerprint: str | None) -> str
     return f"{fetch} | sudo sh -s -- {' '.join(shlex.quote(a) for a in args)}"
 
 
+@dataclass(eq=False)
 class EnrollmentService:
-    def __init__(self, store: Store, credentials: CredentialService, config: ServerConfig) -> None:
-        self.store = store
-        self.credentials = credentials
-        self.config = config
+    store: Store
+    credentials: CredentialService
+    config: ServerConfig
 
     async def create_token(self, actor: Actor, body: EnrollmentTokenCreate) -> EnrollmentTokenCreated:
         """A new token, shown this once; only its hash is stored."""

@@ -4,6 +4,7 @@ every selected host, then pushed in slices so the loop stays free for other requ
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from rm_core.api import FleetPolicyBody, FleetPolicyResult
 from rm_server.services.schedules import ScheduleService
@@ -15,12 +16,12 @@ from rm_server.ws.event_hub import EventHub
 PUSH_SLICE = 100
 
 
+@dataclass(eq=False)
 class FleetService:
-    def __init__(self, store: Store, hub: AgentHub, events: EventHub, schedules: ScheduleService) -> None:
-        self.store = store
-        self.hub = hub
-        self.events = events
-        self.schedules = schedules
+    store: Store
+    hub: AgentHub
+    events: EventHub
+    schedules: ScheduleService
 
     async def apply_policy(self, actor: Actor, name: str, body: FleetPolicyBody) -> FleetPolicyResult:
         """Write the policy to every selected host, then push the new schedule sets in slices so

@@ -4,6 +4,7 @@ that flushes heartbeats and marks silent agents offline."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from rm_core.api import Host
@@ -12,14 +13,13 @@ from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
 
 
+@dataclass(eq=False)
 class HostService:
-    def __init__(self, store: Store, hub: AgentHub, events: EventHub, clock: Callable[[], datetime],
-                 offline_after: float) -> None:
-        self.store = store
-        self.hub = hub
-        self.events = events
-        self.clock = clock
-        self.offline_after = offline_after
+    store: Store
+    hub: AgentHub
+    events: EventHub
+    clock: Callable[[], datetime]
+    offline_after: float
 
     async def changed(self, host_id: str) -> None:
         """Publish the host as it now is (or that it is gone) to operators."""

@@ -3,6 +3,7 @@ every change (operators' events, the failure webhook)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rm_core import protocol as p
@@ -15,12 +16,12 @@ from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
 
 
+@dataclass(eq=False)
 class JobService:
-    def __init__(self, store: Store, hub: AgentHub, events: EventHub, notifier: Notifier) -> None:
-        self.store = store
-        self.hub = hub
-        self.events = events
-        self.notifier = notifier
+    store: Store
+    hub: AgentHub
+    events: EventHub
+    notifier: Notifier
 
     def changed(self, job: Job) -> None:
         self.events.publish("job.updated", job)

@@ -106,16 +106,15 @@ def stale_hosts(now: datetime, groups: list[ScheduledGroup], last_success: dict[
     return stale
 
 
+@dataclass(eq=False)
 class Maintainer:
     """The ticker: queue due maintenance jobs, then update which hosts are stale."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime], jobs: JobService, hosts: HostService,
-                 notifier: Notifier) -> None:
-        self.store = store
-        self.clock = clock
-        self.jobs = jobs
-        self.hosts = hosts
-        self.notifier = notifier
+    store: Store
+    clock: Callable[[], datetime]
+    jobs: JobService
+    hosts: HostService
+    notifier: Notifier
 
     async def tick(self) -> None:
         await self.run_maintenance()

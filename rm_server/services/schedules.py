@@ -5,6 +5,7 @@ all in one call, so no caller can forget the push."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from rm_core import protocol as p
@@ -15,12 +16,12 @@ from rm_server.ws.agent_hub import AgentConnection, AgentHub
 from rm_server.ws.event_hub import EventHub
 
 
+@dataclass(eq=False)
 class ScheduleService:
-    def __init__(self, store: Store, hub: AgentHub, events: EventHub, clock: Callable[[], datetime]) -> None:
-        self.store = store
-        self.hub = hub
-        self.events = events
-        self.clock = clock
+    store: Store
+    hub: AgentHub
+    events: EventHub
+    clock: Callable[[], datetime]
 
     # ------------------------------------------------------------ pushes
 
