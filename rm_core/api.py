@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from rm_core.cron import CronError, next_fires
+from rm_core.cron import CronError, next_fires, zone
 from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
 from rm_core.protocol import LogLine, Retention, SnapshotInfo
 
@@ -29,11 +28,9 @@ class Out(BaseModel):
 
 def _timezone(tz: str) -> str:
     try:
-        ZoneInfo(tz)
-    except (KeyError, ValueError, OSError):
-        # OSError: "America" or "Etc" name tzdata folders, not zones.
-        raise PydanticCustomError(
-            "timezone", "unknown timezone {tz}; use an IANA name such as Europe/Berlin", {"tz": repr(tz)}) from None
+        zone(tz)
+    except CronError as exc:
+        raise PydanticCustomError("timezone", "{problem}", {"problem": str(exc)}) from None
     return tz
 
 

@@ -40,8 +40,10 @@ def zone(tz: str) -> ZoneInfo:
     """The IANA time zone `tz`; CronError naming it when unknown."""
     try:
         return ZoneInfo(tz)
-    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError; "../x" a ValueError
-        raise CronError(f"unknown timezone {tz!r}") from None
+    except (KeyError, ValueError, OSError):
+        # ZoneInfoNotFoundError is a KeyError, "../x" a ValueError, and "America" or "Etc"
+        # (tzdata folders, not zones) an IsADirectoryError.
+        raise CronError(f"unknown timezone {tz!r}; use an IANA name such as Europe/Berlin") from None
 
 
 def next_fires(expr: str, tz: str, after: datetime, count: int = 5) -> list[datetime]:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from rm_core.times import utcnow
 
 
 @dataclass

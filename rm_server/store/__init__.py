@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rm_core.times import utcnow
 from rm_server.store.audit import Audit
 from rm_server.store.common import SYSTEM, Actor, Conflict, Invalid, NotFound
 from rm_server.store.credentials import Credentials
@@ -27,9 +28,6 @@ __all__ = [
     "JobNotOnHost",
 ]
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Store:
