@@ -6,8 +6,10 @@ import os
 import time
 from typing import Any, Awaitable, Callable
 
+from rm_agent.backup_log import BackupLog
 from rm_agent.job_run import JobRun
 from rm_agent.jobs import JobFailed, JobResult
+from rm_agent.lines import describe_error
 from rm_agent.reports import report_snapshots, report_stats
 from rm_agent.restic_exec import RunResult, run_hook
 from rm_core import restic as R
@@ -47,13 +49,14 @@ async def backup(run: JobRun) -> JobResult:
             raise JobFailed("cancelled by request", hr.exit_code, JobState.cancelled)
         if hr.exit_code != 0:
             raise JobFailed(f"pre_hook failed with exit code {hr.exit_code}; backup not started", hr.exit_code)
-    summary: dict[str, Any] = {}
     args = ["backup", "--json", "--tag", group.tag]
     for ex in group.excludes:
         args += ["--exclude", ex]
     args += ["--", *group.includes]
-    res = await run.restic(args, on_stdout=_backup_output(run, summary))
-    result = run.outcome(res, summary or None)
+    live = BackupLog(run)
+    res = await run.restic(args, on_stdout=live.on_stdout)
+    live.finish()
+    result = run.outcome(res, live.summary or None)
     if group.post_hook:
         run.note("running post_hook")
         hr = await run_hook(
@@ -66,44 +69,6 @@ async def backup(run: JobRun) -> JobResult:
             result = JobResult(JobState.warning, result.exit_code, result.summary,
                                f"post_hook failed with exit code {hr.exit_code}")
     return result
-
-
-def _backup_output(run: JobRun, summary: dict[str, Any]) -> Callable[[str], None]:
-    """`backup --json` stdout: progress at most once a second, the summary as one line."""
-    job, events = run.job, run.events
-    plain = run.line("stdout")
-    last_progress = 0.0
-
-    def on_stdout(line: str) -> None:
-        nonlocal last_progress
-        msg = R.parse_json_line(line)
-        if msg is None:
-            plain(line)
-            return
-        prog = R.progress_from_status(msg)
-        if prog is not None:
-            now = time.monotonic()
-            if now - last_progress >= 1.0:
-                last_progress = now
-                events.progress(job, prog)
-            return
-        summ = R.backup_summary(msg)
-        if summ is not None:
-            summary.update(summ)
-            events.log(
-                job, "stdout",
-                f"snapshot {summ.get('snapshot_id')} saved: {summ.get('files_new', 0)} new, "
-                f"{summ.get('files_changed', 0)} changed, {summ.get('files_unmodified', 0)} unmodified "
-                f"files; {summ.get('data_added', 0)} bytes added",
-            )
-            return
-        if msg.get("message_type") == "verbose_status":
-            return
-        err = R.json_error_message(msg)
-        if err:
-            events.log(job, "stderr", R.redact(err, job.secrets))
-
-    return on_stdout
 
 
 async def forget(run: JobRun) -> JobResult:
@@ -168,7 +133,7 @@ async def check(run: JobRun) -> JobResult:
         if msg is not None and msg.get("message_type") == "summary":
             line = f"check finished: {msg.get('num_errors')} errors"
         elif msg is not None:
-            line = R.json_error_message(msg) or line
+            line = describe_error(msg) or line
         log_line(line)
 
     res = await run.restic(args, on_stdout=on_stdout)

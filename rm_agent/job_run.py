@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from rm_agent.jobs import Job, JobEvents, JobFailed, JobResult, RunnerSettings
-from rm_agent.lines import agent_line, line_handler
+from rm_agent.lines import ErrorBudget, agent_line, line_handler
 from rm_agent.restic_exec import MissingCredentials, ResticContext, RunResult, run_restic
 from rm_core import restic as R
 from rm_core.enums import JobState
@@ -24,9 +24,14 @@ class JobRun:
     events: JobEvents
     on_pid: Callable[[Job, int | None], None] | None
     restic_version: Callable[[], Awaitable[Version | None]]
+    errors: ErrorBudget = field(init=False)  # restic's error lines shown in this job's log
+
+    def __post_init__(self) -> None:
+        self.errors = ErrorBudget(self.settings.max_error_lines)
 
     def line(self, stream: str) -> Callable[[str], None]:
-        return line_handler(self.events, self.job, stream)
+        """Log lines of a restic or hook run; restic's stderr spends the job's error budget."""
+        return line_handler(self.events, self.job, stream, self.errors if stream == "stderr" else None)
 
     def note(self, text: str) -> None:
         agent_line(self.events, self.job, text)
@@ -59,6 +64,7 @@ class JobRun:
             self.ctx, args, on_stdout=on_stdout, on_stderr=self.line("stderr"), capture_stdout=capture,
             cancel=job.cancel, timeout=self.remaining(), grace=self.settings.cancel_grace, on_pid=pid,
         )
+        self.errors.note_hidden(self.events, job)
         if res.timed_out or res.cancelled:
             await self._remove_own_stale_lock()
         if res.timed_out:

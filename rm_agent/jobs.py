@@ -63,3 +63,7 @@ class RunnerSettings:
     cancel_grace: float = 30.0
     hook_timeout: float = 3600
     cache_dir: str | None = None
+    # the live backup log: a progress line at most this often (and at 25/50/75 %) …
+    progress_log_seconds: float = 10.0
+    # … and at most this many of restic's warnings/errors per job, then one "N more" line
+    max_error_lines: int = 200

@@ -1,15 +1,80 @@
-"""restic's output as job log lines: escape codes stripped, JSON errors made readable, secrets hidden."""
+"""restic's output as job log lines: escape codes stripped, JSON errors made readable, secrets hidden.
+
+Every warning or error restic reports goes to the log at once, but a job shows at most
+`RunnerSettings.max_error_lines` of them: a big unreadable tree would otherwise flood the
+log (and the outbox, and the server) with one line per file. The rest are counted and
+summed up in one line when the restic run ends.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Any, Callable
 
 from rm_agent.jobs import Job, JobEvents
+from rm_core import humanize as H
 from rm_core import restic as R
 
+MAX_ERROR_LINES = 200
 
-def line_handler(events: JobEvents, job: Job, stream: str) -> Callable[[str], None]:
-    """A callback for one output stream of a restic (or hook) run of `job`."""
+
+class ErrorBudget:
+    """How many of a job's error lines were shown, and how many were held back since the last note."""
+
+    def __init__(self, limit: int = MAX_ERROR_LINES) -> None:
+        self.limit = limit
+        self.shown = 0
+        self.hidden = 0
+
+    def take(self) -> bool:
+        """True if one more error line may be shown."""
+        if self.shown < self.limit:
+            self.shown += 1
+            return True
+        self.hidden += 1
+        return False
+
+    def note_hidden(self, events: JobEvents, job: Job) -> None:
+        """The "… N more errors not shown" line, once per restic run that had more than the budget."""
+        if self.hidden:
+            agent_line(events, job, f"… {H.plural(self.hidden, 'more error')} not shown "
+                                    f"(the log shows the first {self.limit} of a job)")
+            self.hidden = 0
+
+
+def describe_error(msg: dict[str, Any]) -> str | None:
+    """restic's `{"message_type":"error"|"exit_error"}` as text, or None for other messages.
+
+    restic 0.14 serialises Go's error value itself: `{}` or `{"Op":"open","Path":…,"Err":13}`
+    (an errno); newer versions send `{"message": "…"}`."""
+    kind = msg.get("message_type")
+    if kind == "exit_error":
+        return str(msg.get("message") or f"restic exited with {msg.get('code')}")
+    if kind != "error":
+        return None
+    err = msg.get("error")
+    text = ""
+    if isinstance(err, dict):
+        text = str(err.get("message") or "")
+        if not text and err.get("Op"):
+            errno = err.get("Err")
+            reason = os.strerror(errno).lower() if isinstance(errno, int) else "failed"
+            text = f"{err['Op']} {err.get('Path') or ''}: {reason}".replace(" :", ":")
+    elif err:
+        text = str(err)
+    item = msg.get("item")
+    text = text or str(msg.get("message") or "") or "could not be read"
+    if item and str(item) not in text:
+        text = f"{item}: {text}"
+    if msg.get("during") == "scan":
+        text += " (while scanning)"
+    return text
+
+
+def line_handler(events: JobEvents, job: Job, stream: str, budget: ErrorBudget | None = None) -> Callable[[str], None]:
+    """A callback for one output stream of a restic (or hook) run of `job`.
+
+    With a budget, each stderr line is one error or warning and spends one line of it."""
 
     def handle(line: str) -> None:
         line = R.strip_ansi(line)
@@ -18,7 +83,9 @@ def line_handler(events: JobEvents, job: Job, stream: str) -> Callable[[str], No
         if stream == "stderr":
             msg = R.parse_json_line(line)
             if msg is not None:
-                line = R.json_error_message(msg) or line
+                line = describe_error(msg) or line
+            if budget is not None and not budget.take():
+                return
         events.log(job, stream, R.redact(line, job.secrets))
 
     return handle

@@ -247,7 +247,7 @@ async def test_lifecycle_errors_and_restore(tmp_path: Path, restic: Restic, back
     snap = res.summary["snapshot_id"]
     assert len(snap) == (64 if restic.new else 8) and all(c in "0123456789abcdef" for c in snap), snap
     assert snapshot_files(backend.repo_dir())[0].startswith(snap)
-    assert f"snapshot {snap} saved" in rec.text(jid)
+    assert f"snapshot {snap[:8]} saved" in rec.text(jid)
     snaps = [p for t, p in rec.reports if t == "snapshots.report"][-1]["snapshots"]
     assert len(snaps) == 1 and snaps[0]["id"].startswith(snap) and snaps[0]["tags"] == ["docs"]
     assert "rest-secret-1" not in rec.text(jid) and PASSWORD not in rec.text(jid)

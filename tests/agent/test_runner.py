@@ -73,7 +73,7 @@ async def test_backup_succeeds_with_summary_snapshot_and_reports(tmp_path: Path,
     assert kinds == ["snapshots.report", "repo.stats"]
     assert recorder.reports[0][1]["snapshots"][0]["id"].startswith(snap_id)
     assert recorder.reports[1][1]["snapshots_count"] == 1 and recorder.reports[1][1]["total_size"] > 0
-    assert f"snapshot {snap_id} saved" in recorder.text(jid)
+    assert f"snapshot {snap_id[:8]} saved" in recorder.text(jid)
     assert [j.job_id for j in recorder.started_jobs] == [jid]
 
 
