@@ -3,7 +3,7 @@
 What the operator sees while a backup runs (and the server stores), bounded whatever the
 size of the tree:
 * `job.progress` at most once a second (the console's progress bar);
-* a human progress line ("43% · 8,444 / 20,000 files · 55 KiB / 125 KiB · 55 KiB/s · ETA 2.0s")
+* a human progress line ("43% · 8,444 / 20,000 files · 55 KiB / 125 KiB · 55 KiB/s · ETA 2s")
   at most every `RunnerSettings.progress_log_seconds`, and when 25/50/75 % are passed;
 * restic's warnings and errors (stderr, see lines.py) as they happen, within the job's budget;
 * the summary in human units, once restic has exited (so it follows every warning).
