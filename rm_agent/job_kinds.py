@@ -9,7 +9,6 @@ from typing import Any, Awaitable, Callable
 from rm_agent.backup_log import BackupLog
 from rm_agent.job_run import JobRun
 from rm_agent.jobs import JobFailed, JobResult
-from rm_agent.lines import describe_error
 from rm_agent.reports import report_snapshots, report_stats
 from rm_agent.restic_exec import RunResult, run_hook
 from rm_core import restic as R
@@ -133,7 +132,7 @@ async def check(run: JobRun) -> JobResult:
         if msg is not None and msg.get("message_type") == "summary":
             line = f"check finished: {msg.get('num_errors')} errors"
         elif msg is not None:
-            line = describe_error(msg) or line
+            line = R.error_message(msg) or line
         log_line(line)
 
     res = await run.restic(args, on_stdout=on_stdout)

@@ -8,7 +8,6 @@ summed up in one line when the restic run ends.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 from rm_agent.jobs import Job, JobEvents
@@ -42,35 +41,6 @@ class ErrorBudget:
             self.hidden = 0
 
 
-def describe_error(msg: dict[str, Any]) -> str | None:
-    """restic's `{"message_type":"error"|"exit_error"}` as text, or None for other messages.
-
-    restic 0.14 serialises Go's error value itself: `{}` or `{"Op":"open","Path":…,"Err":13}`
-    (an errno); newer versions send `{"message": "…"}`."""
-    kind = msg.get("message_type")
-    if kind == "exit_error":
-        return str(msg.get("message") or f"restic exited with {msg.get('code')}")
-    if kind != "error":
-        return None
-    err = msg.get("error")
-    text = ""
-    if isinstance(err, dict):
-        text = str(err.get("message") or "")
-        if not text and err.get("Op"):
-            errno = err.get("Err")
-            reason = os.strerror(errno).lower() if isinstance(errno, int) else "failed"
-            text = f"{err['Op']} {err.get('Path') or ''}: {reason}".replace(" :", ":")
-    elif err:
-        text = str(err)
-    item = msg.get("item")
-    text = text or str(msg.get("message") or "") or "could not be read"
-    if item and str(item) not in text:
-        text = f"{item}: {text}"
-    if msg.get("during") == "scan":
-        text += " (while scanning)"
-    return text
-
-
 def line_handler(events: JobEvents, job: Job, stream: str, budget: ErrorBudget | None = None) -> Callable[[str], None]:
     """A callback for one output stream of a restic (or hook) run of `job`.
 
@@ -83,7 +53,7 @@ def line_handler(events: JobEvents, job: Job, stream: str, budget: ErrorBudget |
         if stream == "stderr":
             msg = R.parse_json_line(line)
             if msg is not None:
-                line = describe_error(msg) or line
+                line = R.error_message(msg) or line
             if budget is not None and not budget.take():
                 return
         events.log(job, stream, R.redact(line, job.secrets))

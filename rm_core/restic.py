@@ -7,6 +7,7 @@ classification, so both sides agree on what restic said.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -158,16 +159,33 @@ def backup_summary(msg: dict[str, Any]) -> dict[str, Any] | None:
     return {k: msg[k] for k in BACKUP_SUMMARY_FIELDS if k in msg}
 
 
-def json_error_message(msg: dict[str, Any]) -> str | None:
-    """Newer restic prints `{"message_type":"error"...}` on stderr."""
-    if msg.get("message_type") not in ("error", "exit_error"):
+def error_message(msg: dict[str, Any]) -> str | None:
+    """restic's `{"message_type":"error"|"exit_error"}` as text, or None for other messages.
+
+    restic 0.14 serialises Go's error value itself: `{}` or `{"Op":"open","Path":…,"Err":13}`
+    (an errno); newer versions send `{"message": "…"}`."""
+    kind = msg.get("message_type")
+    if kind == "exit_error":
+        return str(msg.get("message") or f"restic exited with {msg.get('code')}")
+    if kind != "error":
         return None
     err = msg.get("error")
+    text = ""
     if isinstance(err, dict):
-        err = err.get("message")
-    text = err or msg.get("message") or ""
+        text = str(err.get("message") or "")
+        if not text and err.get("Op"):
+            errno = err.get("Err")
+            reason = os.strerror(errno).lower() if isinstance(errno, int) else "failed"
+            text = f"{err['Op']} {err.get('Path') or ''}: {reason}".replace(" :", ":")
+    elif err:
+        text = str(err)
     item = msg.get("item")
-    return f"{item}: {text}" if item else str(text)
+    text = text or str(msg.get("message") or "") or "could not be read"
+    if item and str(item) not in text:
+        text = f"{item}: {text}"
+    if msg.get("during") == "scan":
+        text += " (while scanning)"
+    return text
 
 
 def _load_json_document(stdout: str) -> Any:

@@ -56,7 +56,7 @@ def test_backup_json_lines() -> None:
     assert r.parse_json_line("Fatal: nope") is None
     assert r.parse_json_line("{broken") is None
     err = r.parse_json_line('{"message_type":"error","error":{"message":"permission denied"},"item":"/x"}')
-    assert r.json_error_message(err) == "/x: permission denied"
+    assert r.error_message(err) == "/x: permission denied"
 
 
 def test_parse_snapshots_forget_stats() -> None:
