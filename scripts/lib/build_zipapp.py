@@ -1,96 +1,190 @@
-"""Build self-contained zipapps of rm-server and rm-agent.
+"""Build self-contained zipapps of rm-agent and rm-server (rm-server carries rm-agent).
 
-Compiled dependencies (pydantic-core, cryptography, aiohttp's speedups) cannot be imported
-from inside a zip, so the archive carries its site-packages and unpacks them once into a
-cache directory keyed by the archive's content hash — the approach shiv takes, in a page of
-code instead of another build dependency."""
+Compiled dependencies (pydantic-core, aiohttp's speedups, multidict…) cannot be imported from
+inside a zip and differ per Python version, so each archive holds one package set per
+supported interpreter, resolved by pip running *under that interpreter* (so environment
+markers such as aiohttp's `async-timeout; python_version < "3.11"` resolve correctly — pip's
+`--python-version` would evaluate them for the build interpreter instead). Identical files
+(pure-Python packages, cryptography's abi3 wheel, our own code) are stored once. At run time
+the archive unpacks the set matching the running interpreter once into a cache directory
+keyed by the archive's content — what pex does with several `--python`, in a page of code
+the server's archive shares with the agent's, with no build dependency beyond pip."""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
+import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PIP_CACHE = ROOT / ".cache" / "pip"
 
+AGENT_PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+SERVER_PYTHONS = ["3.11", "3.12", "3.13"]
 APPS = {
-    "rm-server": ("rm_server.cli", ["aiohttp", "aiosqlite", "croniter", "pydantic", "cryptography", "click", "bcrypt"]),
-    "rm-agent": ("rm_agent.cli", ["aiohttp", "croniter", "pydantic", "cryptography", "click"]),
+    # name: (entry module, packages copied from the tree, dependencies, Python versions)
+    "rm-agent": ("rm_agent.cli", ["rm_core", "rm_agent"],
+                 ["aiohttp", "croniter", "pydantic", "cryptography", "click"], AGENT_PYTHONS),
+    "rm-server": ("rm_server.cli", ["rm_core", "rm_server"],
+                  ["aiohttp", "aiosqlite", "croniter", "pydantic", "cryptography", "click", "bcrypt"], SERVER_PYTHONS),
 }
+# Built first: rm-server embeds it as rm_server/install/rm-agent.pyz and serves it to hosts.
+ORDER = ["rm-agent", "rm-server"]
 
+# Runs on whatever python3 a host has, so it must parse on old ones to say what is wrong.
 MAIN = '''\
-"""Unpack this archive's packages once, then run {name}."""
-import hashlib, os, sys, zipfile
-from pathlib import Path
+"""Unpack the packages for this Python from this archive once, then run {name}."""
+import hashlib, json, os, sys, zipfile
+
+NAME, DIGEST, MODULE = {name!r}, {digest!r}, {module!r}
+
+
+def _cache_base():
+    if os.environ.get("RM_ZIPAPP_CACHE"):
+        return os.environ["RM_ZIPAPP_CACHE"]
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "restic-manager")
+
 
 def _site():
-    archive = Path(__file__).resolve().parent
-    digest = {digest!r}
-    base = Path(os.environ.get("RM_ZIPAPP_CACHE") or Path.home() / ".cache" / "restic-manager")
-    target = base / ("{name}-" + digest)
-    if not (target / ".complete").exists():
-        tmp = base / ("{name}-" + digest + ".tmp" + str(os.getpid()))
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                if member.startswith("site/"):
-                    zf.extract(member, tmp)
-        os.makedirs(base, exist_ok=True)
+    archive = os.path.dirname(os.path.abspath(__file__))
+    tag = "cp%d%d" % sys.version_info[:2]
+    with zipfile.ZipFile(archive) as zf:
+        names = set(zf.namelist())
+        if "sites/%s.json" % tag not in names:
+            have = sorted((n[6:-5] for n in names if n.startswith("sites/") and n.endswith(".json")),
+                          key=lambda t: int(t[3:]))
+            sys.exit("%s: this file runs on Python %s; %s is Python %d.%d. Install one of those "
+                     "(or point the wrapper at it) and run it again."
+                     % (NAME, ", ".join("%s.%s" % (t[2], t[3:]) for t in have), sys.executable,
+                        sys.version_info[0], sys.version_info[1]))
+        base = _cache_base()
+        target = os.path.join(base, "%s-%s-%s" % (NAME, DIGEST, tag))
+        if os.path.exists(os.path.join(target, ".complete")):
+            return target
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        tmp = "%s.tmp%d" % (target, os.getpid())
+        manifest = json.loads(zf.read("sites/%s.json" % tag))
+        for rel, blob in manifest.items():
+            dest = os.path.join(tmp, rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(dest, "wb") as fh:
+                fh.write(zf.read("blobs/" + blob))
+        open(os.path.join(tmp, ".complete"), "w").close()
         try:
-            os.replace(tmp / "site", target)
-        except OSError:
-            pass  # another process unpacked it first
-        (target / ".complete").touch()
-    return str(target)
+            os.rename(tmp, target)
+        except OSError:  # another process unpacked it first
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
 
 sys.path.insert(0, _site())
-from {module} import main
+main = __import__(MODULE, fromlist=["main"]).main
 sys.exit(main())
 '''
 
 
-def build(name: str, out_dir: Path) -> Path:
-    module, deps = APPS[name]
+def find_python(version: str) -> str | None:
+    """An interpreter of exactly `version`: this one, a pyenv one, or python3.X on PATH."""
+    if "%d.%d" % sys.version_info[:2] == version:
+        return sys.executable
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = sorted(glob.glob(f"{pyenv}/versions/{version}.*/bin/python"), reverse=True)
+    candidates += [p for p in [shutil.which(f"python{version}")] if p]
+    for cand in candidates:
+        out = subprocess.run([cand, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip() == version:
+            return cand
+    return None
+
+
+def resolve(python: str, deps: list[str], target: Path) -> None:
+    """pip under `python` itself, wheels only: markers and ABI tags are that interpreter's."""
+    out = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location",
+         "--only-binary=:all:", "--cache-dir", str(PIP_CACHE), "--target", str(target), *deps],
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"build-zipapps: resolving {' '.join(deps)} with {python} failed:\n{out.stderr[-3000:]}")
+
+
+def build(name: str, out_dir: Path, agent_pyz: Path | None = None) -> tuple[Path, list[str]]:
+    module, pkgs, deps, versions = APPS[name]
+    pythons = {v: find_python(v) for v in versions}
+    missing = [v for v, p in pythons.items() if p is None]
+    if missing:
+        print(f"build-zipapps: WARNING: no Python {', '.join(missing)} here; {name}.pyz will not run on "
+              f"{'it' if len(missing) == 1 else 'them'}", file=sys.stderr)
+    found = {v: p for v, p in pythons.items() if p}
+    if not found:
+        raise SystemExit(f"build-zipapps: none of Python {', '.join(versions)} is available to build {name}")
+    blobs: dict[str, bytes] = {}
+    manifests: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        site = Path(tmp) / "site"
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "--target", str(site), *deps], check=True)
-        pkgs = ["rm_core", module.split(".")[0]]
-        for pkg in pkgs:
-            shutil.copytree(ROOT / pkg, site / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for junk in site.glob("*/__pycache__"):
-            shutil.rmtree(junk)
-        files = sorted(p for p in site.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-        digest = hashlib.sha256()
-        for f in files:
-            digest.update(str(f.relative_to(site)).encode())
-            digest.update(f.read_bytes())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        out = out_dir / f"{name}.pyz"
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("__main__.py", MAIN.format(name=name, module=module, digest=digest.hexdigest()[:16]))
-            for f in files:
-                zf.write(f, "site/" + str(f.relative_to(site)))
-    with open(out, "r+b") as fh:
-        body = fh.read()
-        fh.seek(0)
-        fh.write(b"#!/usr/bin/env python3\n" + body)
-    out.chmod(0o755)
-    return out
+        def one(version: str) -> tuple[str, Path]:
+            site = Path(tmp) / version
+            resolve(found[version], deps, site)
+            return version, site
+
+        # Two at a time: pip is mostly waiting on the network or unzipping, and CI has 2 cores.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            sites = list(pool.map(one, sorted(found)))
+        for version, site in sites:
+            for pkg in pkgs:
+                shutil.copytree(ROOT / pkg, site / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            if agent_pyz is not None:
+                shutil.copyfile(agent_pyz, site / "rm_server" / "install" / "rm-agent.pyz")
+            shutil.rmtree(site / "bin", ignore_errors=True)
+            manifest = {}
+            for f in sorted(p for p in site.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+                data = f.read_bytes()
+                key = hashlib.sha256(data).hexdigest()
+                blobs.setdefault(key, data)
+                manifest[str(f.relative_to(site))] = key
+            manifests["cp" + version.replace(".", "")] = manifest
+    digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()[:16]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.pyz"
+    tmp_out = out.with_suffix(".pyz.tmp")
+    with open(tmp_out, "wb") as fh:
+        fh.write(b"#!/usr/bin/env python3\n")
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("__main__.py", MAIN.format(name=name, module=module, digest=digest))
+            for tag, manifest in sorted(manifests.items()):
+                zf.writestr(f"sites/{tag}.json", json.dumps(manifest, sort_keys=True))
+            for key in sorted(blobs):
+                zf.writestr(f"blobs/{key}", blobs[key])
+    tmp_out.chmod(0o755)
+    os.replace(tmp_out, out)
+    return out, sorted(found, key=lambda v: tuple(map(int, v.split("."))))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("apps", nargs="*", default=list(APPS), choices=list(APPS))
-    ap.add_argument("--out", type=Path, default=ROOT / "dist")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("apps", nargs="*", metavar="APP", help=f"what to build: {', '.join(ORDER)} (default: all)")
+    ap.add_argument("--out", type=Path, default=ROOT / "dist", help="output directory (default: dist/)")
     args = ap.parse_args()
-    for name in args.apps:
-        out = build(name, args.out)
-        print(f"built {out} ({out.stat().st_size // 1024} KiB)")
+    unknown = [a for a in args.apps if a not in APPS]
+    if unknown:
+        ap.error(f"unknown app {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+    wanted = [a for a in ORDER if a in (args.apps or ORDER)]
+    agent = args.out / "rm-agent.pyz"
+    if "rm-server" in wanted and "rm-agent" not in wanted and not agent.exists():
+        wanted.insert(0, "rm-agent")  # the server carries the agent it hands out
+    for name in wanted:
+        out, versions = build(name, args.out, agent if name == "rm-server" else None)
+        print(f"built {out} ({out.stat().st_size // 1024} KiB, Python {', '.join(versions)})")
 
 
 if __name__ == "__main__":
