@@ -63,7 +63,8 @@ async def _enroll(server: str, token: str, fingerprint: str | None) -> dict:
 
 @main.command()
 @click.option("--server", required=True, help="Server URL, e.g. https://backup.example.com:8950")
-@click.option("--token", required=True, help="One-time enrollment token from the console.")
+@click.option("--token", required=True, envvar="RM_ENROLL_TOKEN", show_envvar=True,
+              help="One-time enrollment token from the console.")
 @click.option("--fingerprint", default=None, help="SHA-256 of the server certificate to pin (hex, colons allowed).")
 @click.option("--force", is_flag=True, help="Enroll again even if this config already holds an identity.")
 @config_option

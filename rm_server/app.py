@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from rm_server.api import admin, auth, enrollment, fleet, hosts, jobs, operators, root, schedules
+from rm_server.api import admin, auth, enrollment, fleet, hosts, install, jobs, operators, root, schedules
 from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, ENROLLMENT, EVENTS, FLEET, HOSTS, JOBS, MAINTAINER, MASTER_KEY, METRICS,
-    NOTIFIER, SCHEDULES, STORE,
+    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, MAINTAINER, MASTER_KEY,
+    METRICS, NOTIFIER, SCHEDULES, STORE,
 )
 from rm_server.metrics import Metrics
 from rm_server.middleware import auth_middleware, error_middleware
@@ -46,7 +46,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app[AGENTS] = AgentHub()
     app[BOOTSTRAP] = {}
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
-    for module in (root, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet):
+    install.setup(app)
+    for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet):
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
@@ -72,9 +73,10 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _bootstrap_token(app: web.Application) -> None:
     """With no operator yet, mint a one-time token that creates the first admin."""
-    if await app[STORE].operators.count():
-        return
     path = app[CONFIG].data_dir / "bootstrap-token"
+    if await app[STORE].operators.count():
+        path.unlink(missing_ok=True)  # left by a server stopped before its first admin was made
+        return
     token = path.read_text().strip() if path.exists() else ""
     if not token:
         token = new_token("rmb")
@@ -90,7 +92,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     hosts = app[HOSTS] = HostService(store, hub, events, cfg.clock, cfg.offline_after)
     jobs = app[JOBS] = JobService(store, hub, events, notifier)
     credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs)
-    app[ENROLLMENT] = EnrollmentService(store, credentials, cfg)
+    app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER])
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
     app[FLEET] = FleetService(store, hub, events, schedules)
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)

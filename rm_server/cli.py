@@ -1,4 +1,4 @@
-"""rm-server: serve, manage operators, back up the database."""
+"""rm-server: serve, back up the database (operator and host commands: cli_admin.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from aiohttp import web
 
-from rm_core.enums import Role
 from rm_core.logs import setup_logging
 from rm_core.version import __version__
 from rm_server.app import create_app, data_dir_default
+from rm_server.cli_admin import host, operator
 from rm_server.config import ServerConfig
-from rm_server.security import hash_password
-from rm_server.store import Actor, Conflict, SchemaTooNew, Store
+from rm_server.store import SchemaTooNew, Store
 
 DATA_DIR = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=data_dir_default,
@@ -80,7 +80,9 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ssl_ctx, fingerprint = None, None
     if self_signed:
-        tls_cert, tls_key = ensure_self_signed(data_dir, [host, socket.gethostname()])
+        # Hosts' curl checks the name in the URL against the certificate: name the public one too.
+        names = [host, socket.gethostname()] + [n for n in [urlsplit(public_url or "").hostname] if n]
+        tls_cert, tls_key = ensure_self_signed(data_dir, names)
     if tls_cert and tls_key:
         ssl_ctx = server_context(tls_cert, tls_key)
         fingerprint = fingerprint_pem(tls_cert.read_bytes())
@@ -88,7 +90,8 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = max_agents or max(16, soft - 500)
-    config = ServerConfig(data_dir=data_dir, tls_fingerprint=fingerprint, max_agent_connections=cap)
+    config = ServerConfig(data_dir=data_dir, tls_fingerprint=fingerprint, max_agent_connections=cap,
+                          self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None)
     asyncio.run(_serve(config, host, port, ssl_ctx, public_url))
 
 
@@ -128,49 +131,8 @@ async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url
     logging.getLogger("rm_server").info("stopped")
 
 
-@main.group()
-def operator() -> None:
-    """Manage operator accounts."""
-
-
-@operator.command("add")
-@click.argument("name")
-@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
-@DATA_DIR
-@click.option("--password", envvar="RM_OPERATOR_PASSWORD", default=None, show_envvar=True,
-              help="Prompted for when not given (avoid the flag: argv is visible to other users).")
-def operator_add(name: str, role: str, data_dir: Path, password: str | None) -> None:
-    """Create an operator account."""
-    from rm_core.api import OperatorCreate
-    from pydantic import ValidationError
-
-    if password is None:
-        # Confirm when a person types it; a script piping it in gives it once.
-        tty = sys.stdin.isatty()
-        password = click.prompt("Password", hide_input=tty, confirmation_prompt=tty)
-
-    try:
-        OperatorCreate(username=name, password=password, role=Role(role))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(problems) from None
-
-    async def add() -> None:
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = await Store.open(data_dir / "server.db")
-        try:
-            op = await store.operators.create(Actor("cli", None, os.environ.get("USER", "cli")), name, Role(role),
-                                              hash_password(password))
-        finally:
-            await store.close()
-        click.echo(f"operator {op.username} ({op.role.value}) created")
-
-    try:
-        asyncio.run(add())
-    except Conflict as exc:
-        raise click.ClickException(str(exc)) from None
-    except SchemaTooNew as exc:
-        raise click.ClickException(str(exc)) from None
+main.add_command(operator)
+main.add_command(host)
 
 
 @main.command("backup-db")

@@ -28,6 +28,8 @@ class ServerConfig:
     login_window_seconds: float = 300.0
     max_body_bytes: int = 1024 * 1024
     tls_fingerprint: str | None = None
+    # Set only for --self-signed: install commands then carry this certificate and its key pin.
+    self_signed_cert_pem: bytes | None = None
     # Background tasks can be turned off so a test drives them by hand with its own clock.
     run_background: bool = True
 

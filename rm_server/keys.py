@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rm_server.config import ServerConfig
+from rm_server.install import Installer
 from rm_server.metrics import Metrics
 from rm_server.security import MasterKey
 from rm_server.services.agent_messages import AgentMessages
@@ -28,6 +29,7 @@ CONFIG = web.AppKey("config", ServerConfig)
 METRICS = web.AppKey("metrics", Metrics)
 AGENTS = web.AppKey("agents", AgentHub)
 EVENTS = web.AppKey("events", EventHub)
+INSTALLER = web.AppKey("installer", Installer)
 
 # Built at startup, once the store is open (app.py, _services_ctx).
 STORE = web.AppKey("store", Store)

@@ -1,15 +1,12 @@
-"""Routes at the root: health, metrics, and the agent installer."""
+"""Routes at the root: health and metrics (the installer is in api/install.py)."""
 
 from __future__ import annotations
-
-from importlib import resources
 
 from aiohttp import web
 
 from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
-from rm_server.errors import NotFoundError
-from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, STORE
+from rm_server.keys import AGENTS, EVENTS, METRICS, STORE
 
 routes = web.RouteTableDef()
 
@@ -35,21 +32,3 @@ async def metrics(request: web.Request) -> web.Response:
                       "operator_send": sum(s.queue.qsize() for s in events.subscribers)},
     )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
-
-
-@routes.get("/install/install.sh")
-@requires(PUBLIC)
-async def install_sh(request: web.Request) -> web.Response:
-    script = resources.files("rm_server").joinpath("install.sh").read_text("utf-8")
-    return web.Response(text=script.replace("@PUBLIC_URL@", request.app[CONFIG].public_url),
-                        content_type="text/x-shellscript")
-
-
-@routes.get("/install/rm-agent.pyz")
-@requires(PUBLIC)
-async def agent_pyz(request: web.Request) -> web.StreamResponse:
-    path = request.app[CONFIG].data_dir / "rm-agent.pyz"
-    if not path.exists():
-        raise NotFoundError("no agent build here: run scripts/build-zipapps and copy dist/rm-agent.pyz into the "
-                            "server's data dir")
-    return web.FileResponse(path)

@@ -3,30 +3,21 @@ and the agent's enroll call that turns a token into a host with its own agent to
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from datetime import timedelta
 
 from rm_core.api import EnrollBody, EnrollmentTokenCreate, EnrollmentTokenCreated, EnrollResponse
-from rm_server.config import ServerConfig
+from rm_server.install import Installer
 from rm_server.security import hash_token, new_token
 from rm_server.services.credentials import CredentialService
 from rm_server.store import Actor, Store
-
-
-def install_command(public_url: str, token: str, fingerprint: str | None) -> str:
-    args = ["--server", public_url, "--token", token]
-    if fingerprint:
-        args += ["--fingerprint", fingerprint]
-    fetch = f"curl -fsSL {'--insecure ' if fingerprint else ''}{shlex.quote(public_url + '/install/install.sh')}"
-    return f"{fetch} | sudo sh -s -- {' '.join(shlex.quote(a) for a in args)}"
 
 
 @dataclass(eq=False)
 class EnrollmentService:
     store: Store
     credentials: CredentialService
-    config: ServerConfig
+    installer: Installer
 
     async def create_token(self, actor: Actor, body: EnrollmentTokenCreate) -> EnrollmentTokenCreated:
         """A new token, shown this once; only its hash is stored."""
@@ -36,7 +27,7 @@ class EnrollmentService:
             max_uses=body.max_uses, initial_paths=body.initial_paths,
             repo_sealed=self.credentials.seal_for_enrollment(body.repo),
         )
-        command = install_command(self.config.public_url, token, self.config.tls_fingerprint)
+        command = await self.installer.command(token)
         return EnrollmentTokenCreated(**created.model_dump(), token=token, install_command=command)
 
     async def enroll(self, body: EnrollBody) -> EnrollResponse:

@@ -11,6 +11,8 @@ ROUTES = {
     ("GET", "/metrics"): PUB,
     ("GET", "/install/install.sh"): PUB,
     ("GET", "/install/rm-agent.pyz"): PUB,
+    ("GET", "/install/rm-agent.service"): PUB,
+    ("GET", "/install/SHA256SUMS"): PUB,
     ("POST", "/api/v1/auth/bootstrap"): PUB,
     ("POST", "/api/v1/auth/login"): PUB,
     ("POST", "/api/v1/auth/logout"): V,

@@ -1,0 +1,62 @@
+"""GET /install/*: what a new host downloads, each answer carrying its SHA-256."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rm_server.api.common import PUBLIC, requires
+from rm_server.errors import NotFoundError
+from rm_server.install import AGENT_PYZ, SCRIPT, UNIT, Installer
+from rm_server.keys import CONFIG, INSTALLER
+
+routes = web.RouteTableDef()
+SUM_HEADER = "X-Checksum-SHA256"
+
+
+def installer(app: web.Application) -> Installer:
+    return app[INSTALLER]
+
+
+def setup(app: web.Application) -> None:
+    app[INSTALLER] = Installer(app[CONFIG])
+
+
+async def install_command(app: web.Application, token: str) -> str:
+    return await installer(app).command(token)
+
+
+@routes.get(f"/install/{SCRIPT}")
+@requires(PUBLIC)
+async def install_sh(request: web.Request) -> web.Response:
+    body = await installer(request.app).script()
+    sums = await installer(request.app).sums()
+    return web.Response(body=body, content_type="text/x-shellscript", headers={SUM_HEADER: sums[SCRIPT]})
+
+
+@routes.get(f"/install/{UNIT}")
+@requires(PUBLIC)
+async def unit(request: web.Request) -> web.Response:
+    inst = installer(request.app)
+    sums = await inst.sums()
+    return web.Response(body=inst.unit(), content_type="text/plain", headers={SUM_HEADER: sums[UNIT]})
+
+
+@routes.get(f"/install/{AGENT_PYZ}")
+@requires(PUBLIC)
+async def agent_pyz(request: web.Request) -> web.StreamResponse:
+    inst = installer(request.app)
+    path = inst.agent_path()
+    if path is None:
+        raise NotFoundError("this server carries no agent build (it runs from source): build one with "
+                            "scripts/build-zipapps and copy dist/rm-agent.pyz into the server's data dir, "
+                            "or run the server from dist/rm-server.pyz")
+    return web.FileResponse(path, headers={SUM_HEADER: await inst.file_sum(path),
+                                           "Content-Type": "application/octet-stream"})
+
+
+@routes.get("/install/SHA256SUMS")
+@requires(PUBLIC)
+async def sums(request: web.Request) -> web.Response:
+    """`sha256sum -c` format, for an admin checking files fetched by hand."""
+    lines = [f"{digest}  {name}\n" for name, digest in sorted((await installer(request.app).sums()).items())]
+    return web.Response(text="".join(lines), content_type="text/plain")

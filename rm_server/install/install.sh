@@ -1,0 +1,270 @@
+#!/bin/sh
+# Installs rm-agent on this host, enrolls it, and runs it under systemd. rm-server serves this
+# at /install/install.sh with its address, how to trust its TLS certificate and the SHA-256 of
+# every file below filled in; the console's one-line install command checks this script's own
+# SHA-256 before running it, so nothing here is taken on trust from the network.
+#
+#   sh install.sh --token TOKEN [--install-restic] [--python /usr/bin/python3.11] [--wait 60]
+#   sh install.sh --uninstall [--purge]
+#
+# Safe to run again: what is installed and unchanged is left alone. RM_INSTALL_ROOT (or --root)
+# installs under a prefix instead of / (for tests: systemctl is whichever is first on PATH).
+set -eu
+
+SERVER='@SERVER@'
+CA_CERT='@CA_CERT@'
+PIN='@PIN@'
+FINGERPRINT='@FINGERPRINT@'
+AGENT_SHA256='@AGENT_SHA256@'
+UNIT_SHA256='@UNIT_SHA256@'
+MIN_MINOR=9  # Python 3.9
+
+say() { printf 'install.sh: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+usage() {
+  cat <<'EOF'
+usage: install.sh --token TOKEN [options]     install, enroll and start rm-agent
+       install.sh --uninstall [--purge]         stop and remove it (--purge: its state too)
+options:
+  --install-restic   install restic from the distribution's packages when it is missing
+  --python PATH      the Python 3.9+ to run the agent with (default: python3 on PATH)
+  --server URL       reach the server at URL instead of the one it announced
+  --wait SECONDS     how long to wait for the agent to come online (default 60)
+  --root DIR         install under DIR instead of / (default: $RM_INSTALL_ROOT)
+EOF
+}
+
+TOKEN="" PYTHON="" INSTALL_RESTIC=0 UNINSTALL=0 PURGE=0 WAIT=60 ROOT="${RM_INSTALL_ROOT:-}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --token|--server|--python|--root|--wait)
+      [ $# -ge 2 ] || die "$1 needs a value (see --help)"
+      case "$1" in
+        --token) TOKEN=$2 ;;
+        --server) SERVER=$2 ;;
+        --python) PYTHON=$2 ;;
+        --root) ROOT=$2 ;;
+        --wait) WAIT=$2 ;;
+      esac
+      shift 2 ;;
+    --install-restic) INSTALL_RESTIC=1; shift ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    --purge) PURGE=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+  esac
+done
+case "$WAIT" in ''|*[!0-9]*) die "--wait takes a number of seconds, not '$WAIT'" ;; esac
+[ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || die "--purge goes with --uninstall"
+
+LIB="$ROOT/usr/local/lib/restic-manager"
+BIN="$ROOT/usr/local/bin/rm-agent"
+ETC="$ROOT/etc/restic-manager"
+CONF="$ETC/agent.json"
+UNIT="$ROOT/etc/systemd/system/rm-agent.service"
+VARLIB="$ROOT/var/lib/restic-manager"
+CACHE="$ROOT/var/cache/restic-manager"
+
+if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
+  die "run me as root: the agent reads every file it backs up (sudo sh install.sh ...)"
+fi
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# --- uninstall ---------------------------------------------------------------------------
+if [ "$UNINSTALL" = 1 ]; then
+  if have systemctl && [ -f "$UNIT" ]; then
+    systemctl disable --now rm-agent || say "systemctl could not stop rm-agent; removing it anyway"
+  fi
+  rm -f "$UNIT" "$BIN"
+  rm -rf "$LIB" "$CACHE/zipapp"
+  if have systemctl; then systemctl daemon-reload || true; fi
+  if [ "$PURGE" = 1 ]; then
+    rm -rf "$ETC" "$VARLIB" "$CACHE"
+    say "rm-agent removed with its identity and state; delete the host on the server too (console, or rm-server host remove)"
+  else
+    say "rm-agent removed; its identity and state stay in $ETC (--uninstall --purge removes them)"
+  fi
+  exit 0
+fi
+
+# --- what this host needs ------------------------------------------------------------------
+# The distribution family decides the advice; $ROOT/etc/os-release lets a test pick one.
+FAMILY=unknown
+if [ -f "$ROOT/etc/os-release" ] || [ -f /etc/os-release ]; then
+  OS_RELEASE="$ROOT/etc/os-release"
+  [ -f "$OS_RELEASE" ] || OS_RELEASE=/etc/os-release
+  IDS=$(sed -n 's/^ID\(_LIKE\)\{0,1\}=//p' "$OS_RELEASE" | tr -d '"' | tr '\n' ' ')
+  for id in $IDS; do
+    case "$id" in
+      debian|ubuntu) FAMILY=apt; break ;;
+      fedora|rhel|centos|rocky|almalinux|ol) FAMILY=dnf; break ;;
+      opensuse*|suse|sles) FAMILY=zypper; break ;;
+      alpine) FAMILY=apk; break ;;
+    esac
+  done
+fi
+
+python_advice() {
+  case "$FAMILY" in
+    apt) echo "apt-get install -y python3 (Debian 11+, Ubuntu 22.04+); on Ubuntu 20.04: apt-get install -y python3.9, then run this again with --python /usr/bin/python3.9" ;;
+    dnf) echo "dnf install -y python3 (RHEL/Rocky/Alma 9, Fedora); on RHEL 8 and its rebuilds: dnf install -y python39, then run this again with --python /usr/bin/python3.9" ;;
+    zypper) echo "zypper install -y python311, then run this again with --python /usr/bin/python3.11" ;;
+    apk) echo "apk add python3" ;;
+    *) echo "install Python 3.9 or newer from your distribution, then run this again (--python PATH if it is not python3)" ;;
+  esac
+}
+
+restic_command() {
+  case "$FAMILY" in
+    apt) echo "apt-get install -y restic" ;;
+    dnf) echo "dnf install -y restic (on RHEL and its rebuilds: dnf install -y epel-release first)" ;;
+    zypper) echo "zypper install -y restic" ;;
+    apk) echo "apk add restic" ;;
+    *) echo "" ;;
+  esac
+}
+
+PY=${PYTHON:-$(command -v python3 || true)}
+[ -n "$PY" ] || die "python3 is missing; install it: $(python_advice)"
+VER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || die "$PY does not run; install Python: $(python_advice)"
+MAJOR=${VER%%.*} MINOR=${VER#*.}
+if [ "$MAJOR" != 3 ] || [ "$MINOR" -lt "$MIN_MINOR" ]; then
+  die "$PY is Python $VER; rm-agent needs 3.$MIN_MINOR or newer: $(python_advice)"
+fi
+PY=$(command -v "$PY")  # the wrapper must name it absolutely
+
+if ! have restic; then
+  if [ "$INSTALL_RESTIC" = 1 ]; then
+    case "$FAMILY" in
+      apt) apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic ;;
+      dnf) dnf install -y restic || { dnf install -y epel-release && dnf install -y restic; } ;;
+      zypper) zypper --non-interactive install restic ;;
+      apk) apk add restic ;;
+      *) die "restic is missing and this distribution is not one I know how to install it on; install restic 0.14 or newer yourself" ;;
+    esac || die "installing restic failed; install it yourself: $(restic_command)"
+    have restic || die "restic is still not on PATH after installing it"
+  else
+    advice=$(restic_command)
+    [ -n "$advice" ] || advice="the package manager of this distribution (restic 0.14 or newer)"
+    die "restic is missing; install it with: $advice (or run this again with --install-restic)"
+  fi
+fi
+
+# --- download and check ----------------------------------------------------------------------
+[ -n "$AGENT_SHA256" ] || die "$SERVER has no agent build to hand out (it runs from source); ask its admin to run dist/rm-server.pyz"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+if [ -n "$CA_CERT" ]; then
+  printf '%s\n' '-----BEGIN CERTIFICATE-----' "$CA_CERT" '-----END CERTIFICATE-----' >"$TMP/ca.pem"
+fi
+
+fetch() {  # fetch NAME: the server's /install/NAME into $TMP/NAME, trusting only this server
+  rc=0
+  if [ -n "$CA_CERT" ]; then
+    curl -fsS --cacert "$TMP/ca.pem" --pinnedpubkey "$PIN" -o "$TMP/$1" "$SERVER/install/$1" || rc=$?
+  else
+    curl -fsS -o "$TMP/$1" "$SERVER/install/$1" || rc=$?
+  fi
+  [ "$rc" = 0 ] || die "cannot download $SERVER/install/$1 (curl exit ${rc}); nothing was installed"
+}
+
+sha256() {
+  if have sha256sum; then sha256sum "$1" | cut -d' ' -f1
+  elif have shasum; then shasum -a 256 "$1" | cut -d' ' -f1
+  else openssl dgst -sha256 -r "$1" | cut -d' ' -f1
+  fi
+}
+
+check() {  # check FILE SHA256
+  got=$(sha256 "$1")
+  [ "$got" = "$2" ] || die "$(basename "$1") failed its SHA-256 check (expected $2, got $got): it was altered on the way; nothing was installed"
+}
+
+fetch rm-agent.pyz
+check "$TMP/rm-agent.pyz" "$AGENT_SHA256"
+fetch rm-agent.service
+check "$TMP/rm-agent.service" "$UNIT_SHA256"
+
+# The agent file carries packages per Python version: ask it whether it runs on this one.
+mkdir -p "$CACHE"
+chmod 0700 "$CACHE"
+if ! out=$(RM_ZIPAPP_CACHE="$CACHE/zipapp" "$PY" -I "$TMP/rm-agent.pyz" version 2>&1); then
+  die "the agent does not run with $PY: $out"
+fi
+
+# --- install -------------------------------------------------------------------------------------
+CHANGED=0
+mkdir -p "$LIB" "$(dirname "$BIN")" "$ETC" "$VARLIB/restore" "$(dirname "$UNIT")"
+chmod 0700 "$ETC"
+if ! cmp -s "$TMP/rm-agent.pyz" "$LIB/rm-agent.pyz"; then
+  cp "$TMP/rm-agent.pyz" "$LIB/rm-agent.pyz.new" && chmod 0644 "$LIB/rm-agent.pyz.new"
+  mv -f "$LIB/rm-agent.pyz.new" "$LIB/rm-agent.pyz"
+  CHANGED=1
+fi
+case "$0" in  # keep this script for --uninstall (when run from a file, not a pipe)
+  */install.sh) cmp -s "$0" "$LIB/install.sh" || cp "$0" "$LIB/install.sh" ;;
+esac
+
+cat >"$TMP/wrapper" <<EOF
+#!/bin/sh
+# Written by install.sh: the agent file, run by the Python chosen at install time.
+RM_ZIPAPP_CACHE='$CACHE/zipapp'
+export RM_ZIPAPP_CACHE
+exec '$PY' -I '$LIB/rm-agent.pyz' "\$@"
+EOF
+if ! cmp -s "$TMP/wrapper" "$BIN"; then
+  cp "$TMP/wrapper" "$BIN" && chmod 0755 "$BIN"
+  CHANGED=1
+fi
+
+if [ -f "$CONF" ]; then
+  say "already enrolled ($CONF); keeping that identity"
+else
+  [ -n "$TOKEN" ] || die "not enrolled yet and no --token given: copy the install command from the console's enrollment screen"
+  set -- enroll --server "$SERVER" --config "$CONF"
+  [ -z "$FINGERPRINT" ] || set -- "$@" --fingerprint "$FINGERPRINT"
+  RM_ENROLL_TOKEN=$TOKEN "$BIN" "$@" >&2 || die "enrollment failed (see above); the token is one-time and expires: ask for a new install command"
+  CHANGED=1
+fi
+
+# The unit names absolute paths: under a prefix, point them into it.
+sed -e "s#/usr/local/bin/rm-agent#$BIN#g" -e "s#/etc/restic-manager#$ETC#g" \
+    -e "s#/var/cache/restic-manager#$CACHE#g" -e "s#/var/lib/restic-manager#$VARLIB#g" \
+    "$TMP/rm-agent.service" >"$TMP/unit"
+UNIT_CHANGED=0
+if ! cmp -s "$TMP/unit" "$UNIT"; then
+  cp "$TMP/unit" "$UNIT" && chmod 0644 "$UNIT"
+  UNIT_CHANGED=1
+fi
+
+# --- run -------------------------------------------------------------------------------------
+if ! have systemctl; then
+  say "installed; no systemd here: start the agent with: $BIN run --config $CONF"
+  exit 0
+fi
+[ "$UNIT_CHANGED" = 0 ] || systemctl daemon-reload
+if ! systemctl is-enabled --quiet rm-agent || ! systemctl is-active --quiet rm-agent; then
+  systemctl enable --now rm-agent
+elif [ "$CHANGED" = 1 ] || [ "$UNIT_CHANGED" = 1 ]; then
+  systemctl restart rm-agent
+else
+  say "already installed, up to date and running: nothing to change"
+fi
+
+i=0
+while :; do
+  status=$("$BIN" status --json --config "$CONF" 2>/dev/null || true)
+  case "$status" in
+    *'"state": "connected"'*)
+      host=$(printf '%s' "$status" | sed -n 's/.*"host_id": "\([^"]*\)".*/\1/p')
+      say "rm-agent is online as host $host"
+      exit 0 ;;
+  esac
+  [ "$i" -lt "$WAIT" ] || break
+  sleep 1
+  i=$((i + 1))
+done
+why=$(printf '%s' "$status" | sed -n 's/.*"last_error": "\([^"]*\)".*/\1/p')
+state=$(printf '%s' "$status" | sed -n 's/.*"state": "\([^"]*\)".*/\1/p')
+die "rm-agent is installed but not online after ${WAIT}s (state: ${state:-unknown}${why:+; last error: $why}); see: journalctl -u rm-agent"
