@@ -1,0 +1,185 @@
+"""`rm-server operator …` and `rm-server host …`: what an admin does without the console,
+straight on the data dir (safe while the server runs: SQLite serialises the writers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from pydantic import ValidationError
+
+from rm_core.api import OperatorCreate
+from rm_core.enums import Role
+from rm_server.app import data_dir_default
+from rm_server.security import hash_password
+from rm_server.store import Actor, Conflict, NotFound, SchemaTooNew, Store
+
+T = TypeVar("T")
+
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=data_dir_default,
+    show_default="$RM_DATA_DIR or ~/.local/share/restic-manager", help="Where the database and keys live.",
+)
+
+
+def _actor() -> Actor:
+    return Actor("cli", None, os.environ.get("SUDO_USER") or os.environ.get("USER") or "cli")
+
+
+def _with_store(data_dir: Path, job: Callable[[Store], Awaitable[T]], *, create: bool = False) -> T:
+    db = data_dir / "server.db"
+    if not create and not db.exists():
+        raise click.ClickException(f"no database at {db}; is --data-dir right (or $RM_DATA_DIR)?")
+
+    async def run() -> T:
+        if create:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = await Store.open(db)
+        try:
+            return await job(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (Conflict, NotFound, SchemaTooNew) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _password(given: str | None) -> str:
+    if given is not None:
+        return given
+    # Confirm when a person types it; a script piping it in gives it once.
+    tty = sys.stdin.isatty()
+    return click.prompt("Password", hide_input=tty, confirmation_prompt=tty)
+
+
+def _check(name: str, password: str, role: Role) -> None:
+    try:
+        OperatorCreate(username=name, password=password, role=role)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(problems) from None
+
+
+async def _find(store: Store, name: str):
+    for op in await store.operators.list():
+        if op.username == name:
+            return op
+    raise click.ClickException(f"no operator named {name!r} (rm-server operator list shows them)")
+
+
+PASSWORD = click.option("--password", envvar="RM_OPERATOR_PASSWORD", default=None, show_envvar=True,
+                        help="Prompted for when not given (avoid the flag: argv is visible to other users).")
+
+
+@click.group()
+def operator() -> None:
+    """Manage operator accounts."""
+
+
+@operator.command("list")
+@DATA_DIR
+def operator_list(data_dir: Path) -> None:
+    """List operators: name, role, state."""
+    ops = _with_store(data_dir, lambda s: s.operators.list())
+    for op in ops:
+        click.echo(f"{op.username:<24} {op.role.value:<9} {'disabled' if op.disabled else 'active'}")
+    if not ops:
+        click.echo("no operators yet (rm-server operator add NAME --role admin)")
+
+
+@operator.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@DATA_DIR
+@PASSWORD
+def operator_add(name: str, role: str, data_dir: Path, password: str | None) -> None:
+    """Create an operator account."""
+    password = _password(password)
+    _check(name, password, Role(role))
+    op = _with_store(data_dir, lambda s: s.operators.create(_actor(), name, Role(role), hash_password(password)),
+                     create=True)
+    if op.role == Role.admin:
+        # An admin exists: the one-time bootstrap token has nothing left to open.
+        (data_dir / "bootstrap-token").unlink(missing_ok=True)
+    click.echo(f"operator {op.username} ({op.role.value}) created")
+
+
+@operator.command("passwd")
+@click.argument("name")
+@DATA_DIR
+@PASSWORD
+def operator_passwd(name: str, data_dir: Path, password: str | None) -> None:
+    """Set an operator's password (signs their sessions out)."""
+    password = _password(password)
+
+    async def job(store: Store):
+        op = await _find(store, name)
+        _check(name, password, op.role)
+        return await store.operators.update(_actor(), op.id, role=None, password_hash=hash_password(password),
+                                            disabled=None)
+
+    _with_store(data_dir, job)
+    click.echo(f"password of {name} changed; their sessions are signed out")
+
+
+@operator.command("disable")
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Enable the account again instead.")
+@DATA_DIR
+def operator_disable(name: str, enable: bool, data_dir: Path) -> None:
+    """Disable an operator (signs them out) or, with --enable, enable them again."""
+
+    async def job(store: Store):
+        op = await _find(store, name)
+        return await store.operators.update(_actor(), op.id, role=None, password_hash=None, disabled=not enable)
+
+    _with_store(data_dir, job)
+    click.echo(f"operator {name} {'enabled' if enable else 'disabled'}")
+
+
+@operator.command("remove")
+@click.argument("name")
+@DATA_DIR
+def operator_remove(name: str, data_dir: Path) -> None:
+    """Delete an operator account."""
+
+    async def job(store: Store):
+        op = await _find(store, name)
+        await store.operators.delete(_actor(), op.id)
+
+    _with_store(data_dir, job)
+    click.echo(f"operator {name} removed")
+
+
+@click.group()
+def host() -> None:
+    """Inspect and remove enrolled hosts."""
+
+
+@host.command("list")
+@DATA_DIR
+def host_list(data_dir: Path) -> None:
+    """List hosts: id, name, status, last seen (the server's view of them)."""
+    hosts = _with_store(data_dir, lambda s: s.hosts.list())
+    for h in hosts:
+        seen = h.last_seen.isoformat(timespec="seconds") if h.last_seen else "never"
+        click.echo(f"{h.id}  {h.hostname:<24} {h.status.value:<8} last seen {seen}")
+    if not hosts:
+        click.echo("no hosts enrolled yet")
+
+
+@host.command("remove")
+@click.argument("host_id")
+@DATA_DIR
+def host_remove(host_id: str, data_dir: Path) -> None:
+    """Delete a host and its agent token (the agent is refused from then on)."""
+    _with_store(data_dir, lambda s: s.hosts.delete(_actor(), host_id))
+    click.echo(f"host {host_id} removed; uninstall its agent with: "
+               "sh /usr/local/lib/restic-manager/install.sh --uninstall --purge")
