@@ -82,7 +82,9 @@ def enroll(server: str, token: str, fingerprint: str | None, force: bool, config
     try:
         data = asyncio.run(_enroll(server, token, fp))
     except aiohttp.ClientError as exc:
-        raise click.ClickException(f"cannot reach {server}: {describe_error(exc)}") from None
+        raise click.ClickException(f"cannot reach {server}: {describe_error(exc, server)}") from None
+    except asyncio.TimeoutError:
+        raise click.ClickException(f"no answer from {server} within 30 s; is the URL right?") from None
     if path.exists():  # --force: the old identity's secrets and outbox belong to another host
         for name in ("secrets.enc", "state.db", "state.db-wal", "state.db-shm"):
             (state_dir(path) / name).unlink(missing_ok=True)

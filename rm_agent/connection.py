@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import aiohttp
 from pydantic import ValidationError
 
+from rm_agent import errors
 from rm_agent.config import AgentConfig
 from rm_agent.outbox import Outbox
 from rm_core import protocol as p
@@ -39,15 +40,8 @@ def ssl_param(server_url: str, fingerprint: str | None) -> aiohttp.Fingerprint |
     return True
 
 
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
-        return (f"server certificate fingerprint mismatch: pinned {exc.expected.hex()}, "
-                f"server presented {exc.got.hex()}; refusing to connect")
-    if isinstance(exc, aiohttp.WSServerHandshakeError):
-        if exc.status == 401:
-            return "server rejected the agent token (401): the host may have been deleted; enroll again"
-        return f"server refused the WebSocket upgrade ({exc.status} {exc.message})"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def describe_error(exc: BaseException, server_url: Optional[str] = None) -> str:
+    return errors.describe(exc, server_url)
 
 
 class Session:
@@ -84,12 +78,12 @@ class Session:
                     error = str(exc)
                     backoff.jump_to_cap()  # an operator has to act
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValidationError, ValueError) as exc:
-                    error = describe_error(exc)
+                    error = describe_error(exc, self.config.server_url)
                     if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status in (401, 403):
                         backoff.jump_to_cap()
                 except Exception as exc:  # a bug in a handler must not end the connection loop
                     log.exception("connection session crashed")
-                    error = describe_error(exc)
+                    error = describe_error(exc, self.config.server_url)
                 finally:
                     self._set_offline()
                     self.first_attempt_done.set()
