@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP_CACHE = ROOT / ".cache" / "pip"
+SITE_CACHE = ROOT / ".cache" / "zipapp-sites"
 
 AGENT_PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 SERVER_PYTHONS = ["3.11", "3.12", "3.13"]
@@ -110,13 +111,26 @@ def find_python(version: str) -> str | None:
 
 
 def resolve(python: str, deps: list[str], target: Path) -> None:
-    """pip under `python` itself, wheels only: markers and ABI tags are that interpreter's."""
-    out = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location",
-         "--only-binary=:all:", "--cache-dir", str(PIP_CACHE), "--target", str(target), *deps],
-        capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"build-zipapps: resolving {' '.join(deps)} with {python} failed:\n{out.stderr[-3000:]}")
+    """pip under `python` itself, wheels only: markers and ABI tags are that interpreter's.
+    A resolved set is kept in .cache/zipapp-sites, keyed by interpreter, dependencies and
+    pyproject.toml, so a rebuild takes seconds (remove that directory to pick up new releases)."""
+    version = subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(json.dumps([version, deps, (ROOT / "pyproject.toml").read_text()]).encode()).hexdigest()[:16]
+    cached = SITE_CACHE / key
+    if not (cached / ".complete").exists():
+        fresh = SITE_CACHE / f"{key}.tmp{os.getpid()}"
+        shutil.rmtree(fresh, ignore_errors=True)
+        out = subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location",
+             "--only-binary=:all:", "--cache-dir", str(PIP_CACHE), "--target", str(fresh), *deps],
+            capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"build-zipapps: resolving {' '.join(deps)} with {python} failed:\n{out.stderr[-3000:]}")
+        shutil.rmtree(fresh / "bin", ignore_errors=True)
+        (fresh / ".complete").touch()
+        shutil.rmtree(cached, ignore_errors=True)
+        os.replace(fresh, cached)
+    shutil.copytree(cached, target, ignore=shutil.ignore_patterns(".complete", "__pycache__"))
 
 
 def build(name: str, out_dir: Path, agent_pyz: Path | None = None) -> tuple[Path, list[str]]:
