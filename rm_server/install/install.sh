@@ -151,6 +151,11 @@ if ! have restic; then
   fi
 fi
 
+# The agent file carries glibc builds of its compiled dependencies (pydantic-core, aiohttp…).
+for loader in /lib/ld-musl-*.so.1; do
+  [ -e "$loader" ] && die "this host runs musl libc (Alpine): the agent file carries builds for glibc distributions only (Debian, Ubuntu, RHEL and rebuilds, Fedora, openSUSE)"
+done
+
 # --- download and check ----------------------------------------------------------------------
 [ -n "$AGENT_SHA256" ] || die "$SERVER has no agent build to hand out (it runs from source); ask its admin to run dist/rm-server.pyz"
 TMP=$(mktemp -d)

@@ -17,6 +17,7 @@ import glob
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PIP_CACHE = ROOT / ".cache" / "pip"
 SITE_CACHE = ROOT / ".cache" / "zipapp-sites"
 
+# Wheels for glibc 2.28 and older only (Debian 10+, Ubuntu 18.10+, RHEL 8+), whatever this
+# machine's glibc: left to itself pip would pick manylinux_2_34 builds that Debian 11 cannot load.
+PLATFORMS = [f"{tag}_{platform.machine()}" for tag in (
+    "manylinux_2_28", "manylinux_2_17", "manylinux2014", "manylinux_2_12", "manylinux2010", "manylinux_2_5",
+    "manylinux1")]
 AGENT_PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 SERVER_PYTHONS = ["3.11", "3.12", "3.13"]
 APPS = {
@@ -59,6 +65,9 @@ def _cache_base():
 def _site():
     archive = os.path.dirname(os.path.abspath(__file__))
     tag = "cp%d%d" % sys.version_info[:2]
+    import glob
+    if glob.glob("/lib/ld-musl-*.so.1"):
+        sys.exit("%s: this file carries builds for glibc Linux; this system runs musl (Alpine)" % NAME)
     with zipfile.ZipFile(archive) as zf:
         names = set(zf.namelist())
         if "sites/%s.json" % tag not in names:
@@ -111,18 +120,21 @@ def find_python(version: str) -> str | None:
 
 
 def resolve(python: str, deps: list[str], target: Path) -> None:
-    """pip under `python` itself, wheels only: markers and ABI tags are that interpreter's.
+    """pip under `python` itself, wheels only: markers and the ABI are that interpreter's
+    (--platform changes only which glibc the wheels may need).
     A resolved set is kept in .cache/zipapp-sites, keyed by interpreter, dependencies and
     pyproject.toml, so a rebuild takes seconds (remove that directory to pick up new releases)."""
     version = subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(json.dumps([version, deps, (ROOT / "pyproject.toml").read_text()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([version, deps, PLATFORMS, (ROOT / "pyproject.toml").read_text()])
+                         .encode()).hexdigest()[:16]
     cached = SITE_CACHE / key
     if not (cached / ".complete").exists():
         fresh = SITE_CACHE / f"{key}.tmp{os.getpid()}"
         shutil.rmtree(fresh, ignore_errors=True)
         out = subprocess.run(
             [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location",
-             "--only-binary=:all:", "--cache-dir", str(PIP_CACHE), "--target", str(fresh), *deps],
+             "--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--cache-dir", str(PIP_CACHE),
+             "--target", str(fresh), *deps],
             capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"build-zipapps: resolving {' '.join(deps)} with {python} failed:\n{out.stderr[-3000:]}")

@@ -7,6 +7,7 @@ install command runs in an isolated root with a stub systemctl that starts the a
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -142,7 +143,8 @@ def test_agent_file_runs_on_every_supported_python(server, rest_repo, tmp_path, 
     try:
         install_and_back_up(server, rest_repo, box, tmp_path)
         wrapper = (box.root / "usr/local/bin/rm-agent").read_text()
-        assert python in wrapper
+        ran_with = re.search(r"exec '([^']+)' -I ", wrapper).group(1)
+        assert os.path.realpath(ran_with) == os.path.realpath(python)
     finally:
         box.kill_agent()
 
