@@ -33,6 +33,7 @@ pidf="$STUB_STATE/pid"
 running() { [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
 start() {
   running && return 0
+  [ -z "${STUB_NO_START:-}" ] || return 0  # a unit that "starts" but whose agent never runs
   cmd=$(sed -n 's/^ExecStart=//p' "$unit")
   envs=$(sed -n 's/^Environment=//p' "$unit")
   # shellcheck disable=SC2086

@@ -134,6 +134,18 @@ def test_one_liner_installs_backs_up_reruns_as_no_op_and_uninstalls(server, rest
         box.kill_agent()
 
 
+def test_an_agent_that_does_not_come_online_is_reported(server, tmp_path):
+    box = InstallRoot(tmp_path, interpreter("3.11"))
+    box.env["STUB_NO_START"] = "1"
+    created = server.call("POST", "/enrollment-tokens", {"name": "silent"})
+    command = created["install_command"].replace(f"--token {created['token']}",
+                                                 f"--token {created['token']} --wait 2")
+    out = box.run(command)
+    assert out.returncode == 1
+    assert "rm-agent is installed but not online after 2s (state: never started); see: journalctl -u rm-agent" \
+        in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("version", ["3.9", "3.10", "3.12", "3.13"])
 def test_agent_file_runs_on_every_supported_python(server, rest_repo, tmp_path, version):
     python = interpreter(version)
