@@ -18,10 +18,12 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,12 +40,22 @@ PLATFORMS = [f"{tag}_{platform.machine()}" for tag in (
 AGENT_PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 SERVER_PYTHONS = ["3.11", "3.12", "3.13"]
 APPS = {
-    # name: (entry module, packages copied from the tree, dependencies, Python versions)
+    # name: (entry module, packages copied from the tree, distributions it needs, Python versions)
     "rm-agent": ("rm_agent.cli", ["rm_core", "rm_agent"],
-                 ["aiohttp", "croniter", "pydantic", "cryptography", "click"], AGENT_PYTHONS),
+                 {"aiohttp", "croniter", "pydantic", "cryptography", "click", "eval_type_backport"}, AGENT_PYTHONS),
     "rm-server": ("rm_server.cli", ["rm_core", "rm_server"],
-                  ["aiohttp", "aiosqlite", "croniter", "pydantic", "cryptography", "click", "bcrypt"], SERVER_PYTHONS),
+                  {"aiohttp", "aiosqlite", "croniter", "pydantic", "cryptography", "click", "bcrypt"}, SERVER_PYTHONS),
 }
+
+
+def requirements(names: set[str]) -> list[str]:
+    """pyproject.toml's requirement lines (versions and markers) for these distributions."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    out = [d for d in deps if re.split(r"[ <>=!~;\[]", d, maxsplit=1)[0].lower().replace("-", "_") in names]
+    assert len(out) == len(names), f"pyproject.toml lacks some of {sorted(names)}"
+    return out
+
+
 # Built first: rm-server embeds it as rm_server/install/rm-agent.pyz and serves it to hosts.
 ORDER = ["rm-agent", "rm-server"]
 
@@ -146,7 +158,8 @@ def resolve(python: str, deps: list[str], target: Path) -> None:
 
 
 def build(name: str, out_dir: Path, agent_pyz: Path | None = None) -> tuple[Path, list[str]]:
-    module, pkgs, deps, versions = APPS[name]
+    module, pkgs, names, versions = APPS[name]
+    deps = requirements(names)
     pythons = {v: find_python(v) for v in versions}
     missing = [v for v, p in pythons.items() if p is None]
     if missing:
