@@ -134,11 +134,10 @@ def find_python(version: str) -> str | None:
 def resolve(python: str, deps: list[str], target: Path) -> None:
     """pip under `python` itself, wheels only: markers and the ABI are that interpreter's
     (--platform changes only which glibc the wheels may need).
-    A resolved set is kept in .cache/zipapp-sites, keyed by interpreter, dependencies and
-    pyproject.toml, so a rebuild takes seconds (remove that directory to pick up new releases)."""
+    A resolved set is kept in .cache/zipapp-sites, keyed by interpreter, requirements and
+    platforms, so a rebuild takes seconds (remove that directory to pick up new releases)."""
     version = subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(json.dumps([version, deps, PLATFORMS, (ROOT / "pyproject.toml").read_text()])
-                         .encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([version, deps, PLATFORMS]).encode()).hexdigest()[:16]
     cached = SITE_CACHE / key
     if not (cached / ".complete").exists():
         fresh = SITE_CACHE / f"{key}.tmp{os.getpid()}"
