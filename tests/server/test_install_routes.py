@@ -99,3 +99,20 @@ def test_install_script_passes_shellcheck():
     out = subprocess.run([str(SHELLCHECK), "-s", "sh", str(ROOT / "rm_server/install/install.sh")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
+
+
+async def test_ca_signed_server_command_uses_plain_verified_tls(tmp_path):
+    # --tls-cert: the server knows its certificate's fingerprint but hosts trust it through a CA,
+    # and must keep doing so across renewals: no certificate, no pin, no agent --fingerprint.
+    runner, url, app = await start_server(tmp_path, tls_fingerprint="ab" * 32)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url + "/install/install.sh") as r:
+            script = await r.read()
+        from rm_server.api.install import install_command
+
+        command = await install_command(app, "rme_t")
+    finally:
+        await runner.cleanup()
+    assert "--cacert" not in command and "--pinnedpubkey" not in command and "--insecure" not in command
+    assert command.count("curl -fsS -o ") == 1
+    assert b"FINGERPRINT=''" in script and b"CA_CERT=''" in script and b"PIN=''" in script
