@@ -129,6 +129,8 @@ def test_one_liner_installs_backs_up_reruns_as_no_op_and_uninstalls(server, rest
         gone = box.run(f"sh {box.root}/usr/local/lib/restic-manager/install.sh --uninstall --purge")
         assert gone.returncode == 0, gone.stderr[-2000:]
         assert box.files() == [], box.files()
+        left = [p for p in box.root.rglob("*") if "restic-manager" in p.name or "rm-agent" in p.name]
+        assert left == [], left
         assert box.agent_pid() is None
     finally:
         box.kill_agent()
