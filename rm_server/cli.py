@@ -60,8 +60,14 @@ def main() -> None:
 @click.option("--public-url", default=None, help="URL agents use to reach this server (for install commands).")
 @click.option("--max-agents", type=click.IntRange(1, 1_000_000), default=None,
               help="Refuse agent connections beyond this many (default: below the open-file limit).")
+@click.option("--public-metrics", is_flag=True,
+              help="Serve /metrics without a token (default: bearer DATA/metrics-token or a session).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP",
+              help="A reverse proxy whose X-Forwarded-For names the client (repeatable); "
+                   "without it the header is ignored.")
 def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None, self_signed: bool,
-          insecure_http: bool, public_url: str | None, max_agents: int | None) -> None:
+          insecure_http: bool, public_url: str | None, max_agents: int | None, public_metrics: bool,
+          trusted_proxies: tuple[str, ...]) -> None:
     """Run the server."""
     from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
 
@@ -90,8 +96,15 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = max_agents or max(16, soft - 500)
+    proxies = set()
+    for value in trusted_proxies:
+        try:
+            proxies.add(str(ipaddress.ip_address(value)))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not an IP address", param_hint="--trusted-proxy") from None
     config = ServerConfig(data_dir=data_dir, tls_fingerprint=fingerprint, max_agent_connections=cap,
-                          self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None)
+                          self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None,
+                          public_metrics=public_metrics, trusted_proxies=frozenset(proxies))
     asyncio.run(_serve(config, host, port, ssl_ctx, public_url))
 
 

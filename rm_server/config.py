@@ -26,6 +26,16 @@ class ServerConfig:
     operator_queue_size: int = 2000
     login_failures_allowed: int = 10
     login_window_seconds: float = 300.0
+    # Proxies whose X-Forwarded-For is believed (rate limits key on the client address);
+    # empty: the header is ignored, since any client can send it.
+    trusted_proxies: frozenset[str] = frozenset()
+    # /metrics shows fleet size and job counts: it needs the metrics token or a session
+    # unless the admin opens it with --public-metrics.
+    public_metrics: bool = False
+    # Operator events sockets: bytes queued for one slow reader before it is dropped, and
+    # sockets one session may hold open at once.
+    operator_queue_bytes: int = 8 * 1024 * 1024
+    max_events_per_session: int = 4
     max_body_bytes: int = 1024 * 1024
     tls_fingerprint: str | None = None
     # Set only for --self-signed: install commands then carry this certificate and its key pin.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
-from collections import defaultdict, deque
 from datetime import timedelta
 
 from aiohttp import web
@@ -13,8 +11,9 @@ from aiohttp import web
 from rm_core.api import BootstrapBody, LoginBody, LoginResponse
 from rm_core.enums import Role
 from rm_server.api.common import OPERATOR_KEY, PUBLIC, TOKEN_HASH_KEY, actor, parse_body, reply, requires
-from rm_server.errors import TooManyRequests, Unauthorized
+from rm_server.errors import Unauthorized
 from rm_server.keys import CONFIG, STORE
+from rm_server.login_limiter import LoginLimiter, client_address
 from rm_server.security import DUMMY_HASH, hash_password, hash_token, new_token, verify_password
 from rm_server.store import Actor, Conflict
 
@@ -22,36 +21,6 @@ routes = web.RouteTableDef()
 
 BOOTSTRAP = web.AppKey("bootstrap_token_hash", dict)
 LIMITER = web.AppKey("login_limiter", object)
-
-
-class LoginLimiter:
-    """Failed logins per client address and per username in a sliding window."""
-
-    def __init__(self, allowed: int, window: float) -> None:
-        self.allowed = allowed
-        self.window = window
-        self.failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self.failures[key]
-        while q and q[0] < now - self.window:
-            q.popleft()
-        if not q:
-            del self.failures[key]
-        return q
-
-    def check(self, *keys: str) -> None:
-        now = time.monotonic()
-        for key in keys:
-            q = self._recent(key, now)
-            if len(q) >= self.allowed:
-                retry = int(q[0] + self.window - now) + 1
-                raise TooManyRequests(f"too many failed logins; try again in {retry} s", {"retry_after": retry})
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        for key in keys:
-            self.failures[key].append(now)
 
 
 async def _hash(password: str) -> str:
@@ -95,14 +64,20 @@ async def bootstrap(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
     limiter: LoginLimiter = request.app[LIMITER]
-    keys = (f"ip:{request.remote}", f"user:{body.username}")
-    limiter.check(*keys)
-    found = await request.app[STORE].operators.password_hash(body.username)
-    ok = await _verify(body.password, found[1] if found else DUMMY_HASH)
-    if not found or not ok or found[0].disabled:
-        limiter.failed(*keys)
-        raise Unauthorized("wrong username or password", code="invalid_credentials")
-    return reply(await issue_session(request, found[0]))
+    cfg = request.app[CONFIG]
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"), cfg.trusted_proxies)
+    attempt = limiter.begin(address, body.username)  # counted now, before any await
+    ok = False
+    try:
+        found = await request.app[STORE].operators.password_hash(body.username)
+        ok = await _verify(body.password, found[1] if found else DUMMY_HASH)
+        ok = ok and found is not None and not found[0].disabled
+        if not ok:
+            raise Unauthorized("wrong username or password", code="invalid_credentials")
+        session = await issue_session(request, found[0])
+    finally:
+        limiter.finish(attempt, ok)
+    return reply(session)
 
 
 @routes.post("/api/v1/auth/logout")
