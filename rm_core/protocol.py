@@ -11,11 +11,49 @@ import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.ids import new_id
 from rm_core.times import utcnow
+
+
+# ---------------------------------------------------------------- bounded values
+# Every value an agent sends is bounded here, before it reaches the server's group-commit
+# batches: one value SQLite or datetime cannot take (2**64, year 1 at +14:00) used to fail
+# the whole batch, and with it other hosts' writes.
+
+INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+# A log line longer than this is cut (the agent cuts first; the server enforces it):
+# uncapped, 60 lines of 1 MiB grew the database 58 MB in seconds.
+MAX_LOG_LINE = 8 * 1024
+TRUNCATED = " …[truncated]"
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(timezone.utc) if value.tzinfo else value
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
+    if not 1970 <= utc.year <= 9998:
+        raise ValueError("timestamp must lie between 1970 and 9998")
+    return value
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_LOG_LINE:
+        return text
+    return text[: MAX_LOG_LINE - len(TRUNCATED)] + TRUNCATED
+
+
+Timestamp = Annotated[datetime, AfterValidator(_in_range)]
+# Above these restic fails on every run (10**30 KiB/s overflows its option parsing); a
+# million snapshots per bucket or 100 GiB/s is already far beyond any real policy.
+MAX_KEEP = 1_000_000
+MAX_KBPS = 100 * 1024 * 1024
+LogText = Annotated[str, AfterValidator(_cut)]
 
 
 class Payload(BaseModel):
@@ -30,12 +68,12 @@ class Payload(BaseModel):
 
 class Retention(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    keep_last: int | None = Field(default=None, ge=0)
-    keep_hourly: int | None = Field(default=None, ge=0)
-    keep_daily: int | None = Field(default=None, ge=0)
-    keep_weekly: int | None = Field(default=None, ge=0)
-    keep_monthly: int | None = Field(default=None, ge=0)
-    keep_yearly: int | None = Field(default=None, ge=0)
+    keep_last: int | None = Field(default=None, ge=0, le=MAX_KEEP)
+    keep_hourly: int | None = Field(default=None, ge=0, le=MAX_KEEP)
+    keep_daily: int | None = Field(default=None, ge=0, le=MAX_KEEP)
+    keep_weekly: int | None = Field(default=None, ge=0, le=MAX_KEEP)
+    keep_monthly: int | None = Field(default=None, ge=0, le=MAX_KEEP)
+    keep_yearly: int | None = Field(default=None, ge=0, le=MAX_KEEP)
     keep_within: str | None = Field(default=None, pattern=r"^(\d+[yMdhms])+$")
 
     def is_empty(self) -> bool:
@@ -65,15 +103,15 @@ class ScheduleSpec(Payload):
 
 
 class LogLine(Payload):
-    seq: int = Field(ge=1)
-    ts: datetime
+    seq: int = Field(ge=1, le=INT64_MAX)
+    ts: Timestamp
     stream: Literal["stdout", "stderr", "agent"] = "stdout"
-    text: str
+    text: LogText
 
 
 class Bandwidth(Payload):
-    upload_kbps: int | None = Field(default=None, ge=1)
-    download_kbps: int | None = Field(default=None, ge=1)
+    upload_kbps: int | None = Field(default=None, ge=1, le=MAX_KBPS)
+    download_kbps: int | None = Field(default=None, ge=1, le=MAX_KBPS)
 
 
 class RepoCredentials(Payload):
@@ -87,7 +125,7 @@ class RepoCredentials(Payload):
 class SnapshotInfo(Payload):
     id: str
     short_id: str | None = None
-    time: datetime
+    time: Timestamp
     hostname: str | None = None
     paths: list[str] = []
     tags: list[str] = []
@@ -98,15 +136,15 @@ class SnapshotInfo(Payload):
 
 
 class Hello(Payload):
-    protocol_version: int
+    protocol_version: int = Field(ge=0, le=2**31 - 1)
     agent_version: str
     hostname: str
     os: str = ""
     arch: str = ""
     restic_version: str | None = None
-    applied_schedule_version: int = 0
+    applied_schedule_version: Count = 0
     running_jobs: list[str] = []
-    outbox_high_seq: int = 0
+    outbox_high_seq: Count = 0
 
 
 class Heartbeat(Payload):
@@ -114,19 +152,19 @@ class Heartbeat(Payload):
 
 
 class ScheduleAck(Payload):
-    version: int = Field(ge=0)
+    version: Count
 
 
 class ScheduleFire(Payload):
     schedule_id: str
-    scheduled_at: datetime
+    scheduled_at: Timestamp
     fire_id: str
 
 
 class JobStarted(Payload):
     job_id: str
     seq: Literal[1] = 1
-    started_at: datetime
+    started_at: Timestamp
     kind: JobKind
     schedule_id: str | None = None
     source_group_id: str | None = None
@@ -136,11 +174,11 @@ class JobStarted(Payload):
 class JobProgress(Payload):
     job_id: str
     percent: float | None = Field(default=None, ge=0, le=100)
-    bytes_done: int | None = None
-    bytes_total: int | None = None
-    files_done: int | None = None
-    files_total: int | None = None
-    eta_seconds: float | None = None
+    bytes_done: Count | None = None
+    bytes_total: Count | None = None
+    files_done: Count | None = None
+    files_total: Count | None = None
+    eta_seconds: float | None = Field(default=None, ge=0, le=1e9)
 
 
 class JobLog(Payload):
@@ -150,12 +188,12 @@ class JobLog(Payload):
 
 class JobFinished(Payload):
     job_id: str
-    seq: int = Field(ge=2)
+    seq: int = Field(ge=2, le=INT64_MAX)
     state: JobState
-    exit_code: int | None = None
+    exit_code: Int64 | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
-    finished_at: datetime | None = None
+    finished_at: Timestamp | None = None
 
 
 class SnapshotsReport(Payload):
@@ -163,9 +201,9 @@ class SnapshotsReport(Payload):
 
 
 class RepoStats(Payload):
-    total_size: int | None = None
-    total_file_count: int | None = None
-    snapshots_count: int | None = None
+    total_size: Count | None = None
+    total_file_count: Count | None = None
+    snapshots_count: Count | None = None
     raw: dict[str, Any] | None = None
 
 
@@ -215,7 +253,7 @@ class Envelope(BaseModel):
     type: str
     id: str = Field(default_factory=new_id)
     ref: str | None = None
-    ts: datetime = Field(default_factory=utcnow)
+    ts: Timestamp = Field(default_factory=utcnow)
     payload: Any = None
 
 

@@ -91,6 +91,11 @@ class AgentMessages:
             conn.send(p.Error(code="unknown_type", message=str(exc)), exc.envelope.id)
             return
         except ValidationError as exc:
+            # One line per bad frame, naming the sender: a hostile agent must not fill the log.
+            first = exc.errors(include_url=False, include_input=False)[:1]
+            where = ".".join(str(x) for x in first[0]["loc"]) + ": " + first[0]["msg"] if first else "invalid"
+            log.warning("malformed frame from host %s refused (%d problems; first %s)",
+                        conn.host_id, exc.error_count(), where[:200])
             conn.send(p.Error(code="malformed", message=str(exc)[:500]))
             return
         handler = self.handlers.get(env.type)
@@ -100,7 +105,9 @@ class AgentMessages:
         try:
             await handler(conn, env)
         except Exception as exc:  # one bad message must not drop the agent
-            log.exception("handler for %s from %s failed", env.type, conn.host_id)
+            # One line per failed frame naming the sender; the traceback only when debugging.
+            log.error("%s from host %s failed: %s: %s", env.type, conn.host_id, type(exc).__name__, str(exc)[:200],
+                      exc_info=log.isEnabledFor(logging.DEBUG))
             conn.send(p.Error(code="handler_failed", message=f"{env.type}: {type(exc).__name__}"), env.id)
 
     async def on_heartbeat(self, conn: AgentConnection, env: p.Envelope) -> None:

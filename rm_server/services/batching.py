@@ -16,7 +16,8 @@ class GroupCommit(Generic[T, R]):
     `write(items)` returns one result per item, in order. Each `submit` waits for its own
     result, so a caller that acknowledges after awaiting still acknowledges only what is
     stored — at fleet scale thousands of agents share a transaction instead of queueing
-    for the writer one by one."""
+    for the writer one by one. A failed batch is split in halves and retried, so a poison
+    item costs about log2(n) extra writes and fails alone."""
 
     def __init__(self, write: Callable[[list[T]], Awaitable[list[R]]]) -> None:
         self._write = write
@@ -33,18 +34,28 @@ class GroupCommit(Generic[T, R]):
     async def _run(self) -> None:
         while self._items:
             batch, self._items = self._items, []
-            try:
-                results = await self._write([item for item, _ in batch])
-                if len(results) != len(batch):
-                    raise ValueError(f"group write returned {len(results)} results for {len(batch)} items")
-            except Exception as exc:  # every waiter hears of it; the next batch still runs
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (_, done), result in zip(batch, results):
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._write([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise ValueError(f"group write returned {len(results)} results for {len(batch)} items")
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad item must not fail everyone else's writes (the batch mixes hosts):
+                # split and retry, so only the item that fails alone hears of it.
+                half = len(batch) // 2
+                await self._commit(batch[:half])
+                await self._commit(batch[half:])
+                return
+            for _, done in batch:
                 if not done.done():
-                    done.set_result(result)
+                    done.set_exception(exc)
+            return
+        for (_, done), result in zip(batch, results):
+            if not done.done():
+                done.set_result(result)
 
     async def drain(self) -> None:
         if self._task is not None:

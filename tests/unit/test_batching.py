@@ -26,7 +26,7 @@ async def test_items_arriving_during_a_write_share_the_next_one():
     assert writes == [[1], [2, 3, 4, 5, 6]]
 
 
-async def test_a_failed_write_reaches_every_waiter_and_the_next_batch_still_runs():
+async def test_a_failed_write_reaches_its_own_waiter_and_the_next_batch_still_runs():
     async def write(items):
         if 0 in items:
             raise RuntimeError("disk full")
@@ -34,7 +34,8 @@ async def test_a_failed_write_reaches_every_waiter_and_the_next_batch_still_runs
 
     gc = GroupCommit(write)
     results = await asyncio.gather(gc.submit(0), gc.submit(1), return_exceptions=True)
-    assert all(isinstance(r, RuntimeError) for r in results)
+    # The batch is split and retried: only the item that fails alone hears of it.
+    assert isinstance(results[0], RuntimeError) and results[1] == 1
     assert await gc.submit(5) == 5
     await gc.drain()
 
