@@ -74,6 +74,8 @@ class MasterKey:
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
+        # A separate key for fingerprints, so no HMAC output is ever computed under the AEAD key.
+        self._fp_key = hmac.new(key, b"rm-fingerprint-key", hashlib.sha256).digest()
 
     @classmethod
     def load_or_create(cls, path: Path) -> "MasterKey":
@@ -96,7 +98,9 @@ class MasterKey:
         except (InvalidTag, ValueError) as exc:
             raise SealError("sealed credentials cannot be opened with this master key") from exc
 
-
-def secret_fingerprint(secret: str) -> str:
-    """A short, non-reversible fingerprint so operators can compare secrets without seeing them."""
-    return hashlib.sha256(b"rm-fp:" + secret.encode()).hexdigest()[:16]
+    def fingerprint(self, secret: str) -> str:
+        """A short fingerprint so operators can compare secrets without seeing them. Keyed
+        (HMAC with a key derived from the master key): an unkeyed hash of a repository
+        password lets any viewer test guesses offline at billions per second; without
+        master.key a guess cannot even be checked."""
+        return hmac.new(self._fp_key, b"rm-fp:" + secret.encode(), hashlib.sha256).hexdigest()[:16]

@@ -13,7 +13,7 @@ from rm_core import protocol as p
 from rm_core.api import BandwidthBody, RepoBody, RepoInfo, RepoPutResponse
 from rm_core.enums import CredentialSlot
 from rm_core.urls import redact_url
-from rm_server.security import MasterKey, SealError, secret_fingerprint
+from rm_server.security import MasterKey, SealError
 from rm_server.services.jobs import JobService
 from rm_server.store import SYSTEM, Actor, NotFound, Store
 from rm_server.store.common import dt
@@ -61,7 +61,7 @@ class CredentialService:
     async def _store(self, actor: Actor, host_id: str, creds: p.RepoCredentials) -> None:
         """The one place credentials are written: URL redacted, secrets sealed, key fingerprinted."""
         await self.store.credentials.put(actor, host_id, creds.slot.value, redact_url(creds.url),
-                                         self._seal(host_id, creds), secret_fingerprint(creds.password or ""))
+                                         self._seal(host_id, creds), self.master_key.fingerprint(creds.password or ""))
 
     # ------------------------------------------------------------ operator changes
 
