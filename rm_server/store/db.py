@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -48,6 +49,20 @@ async def _connect(path: str) -> aiosqlite.Connection:
     return conn
 
 
+def _private(path: str) -> None:
+    """The database holds sealed credentials, token hashes and the audit log: owner only,
+    whatever umask or pre-existing directory it landed in. SQLite gives -wal and -shm the
+    database file's mode, so creating it 0600 first covers them too; chmod fixes older files."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        try:
+            os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class Database:
     """The server's database. Writes go through `write()`, reads through `fetch*`."""
 
@@ -63,9 +78,11 @@ class Database:
     @classmethod
     async def open(cls, path: str | Path) -> "Database":
         path = str(path)
+        _private(path)
         writer = await _connect(path)
         try:
             await writer.execute("PRAGMA journal_mode = WAL")
+            _private(path)
             await cls._migrate(writer)
             readers = [await _connect(path) for _ in range(READERS)]
         except BaseException:
