@@ -67,8 +67,18 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store.audit_listeners.append(lambda entry: app[EVENTS].publish("audit.appended", entry))
     await store.hosts.all_offline()
     await _bootstrap_token(app)
+    app[root.METRICS_TOKEN] = _metrics_token(cfg.data_dir / "metrics-token")
     yield
     await store.close()
+
+
+def _metrics_token(path) -> str:
+    """The bearer token a Prometheus scraper reads from this 0600 file (bearer_token_file)."""
+    token = path.read_text().strip() if path.exists() else ""
+    if not token:
+        token = new_token("rmm")
+        write_private(path, (token + "\n").encode())
+    return token
 
 
 async def _bootstrap_token(app: web.Application) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
 
 from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
-from rm_server.keys import AGENTS, EVENTS, METRICS, STORE
+from rm_server.errors import Unauthorized
+from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, STORE
+from rm_server.security import hash_token
+
+METRICS_TOKEN = web.AppKey("metrics_token", str)
 
 routes = web.RouteTableDef()
 
@@ -22,6 +28,8 @@ async def healthz(request: web.Request) -> web.Response:
 @requires(PUBLIC)
 async def metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
+    if not request.app[CONFIG].public_metrics:
+        await _metrics_reader(request)
     hosts = {"pending": 0, "online": 0, "offline": 0} | await store.hosts.counts_by_status()
     agents = request.app[AGENTS]
     events = request.app[EVENTS]
@@ -32,3 +40,19 @@ async def metrics(request: web.Request) -> web.Response:
                       "operator_send": sum(s.queue.qsize() for s in events.subscribers)},
     )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+async def _metrics_reader(request: web.Request) -> None:
+    """Fleet size and job counts are not for anyone who can reach the port: the scraper
+    sends DATA/metrics-token as its bearer token (or an operator its session)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("/metrics needs a bearer token: DATA/metrics-token, or an operator session "
+                           "(or start the server with --public-metrics)")
+    if hmac.compare_digest(token.encode(), request.app[METRICS_TOKEN].encode()):
+        return
+    store = request.app[STORE]
+    if await store.operators.session_operator(hash_token(token), request.app[CONFIG].clock()) is None:
+        raise Unauthorized("invalid metrics token or session")
+

@@ -22,7 +22,8 @@ async def test_metrics_text(server):
     host_id, agent = await online_host(server, "web-2")
     status, _ = await server.call("POST", f"/hosts/{host_id}/jobs", role="operator", json={"kind": "check"})
     ev = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
-    status, text = await server.call("GET", f"{server.url}/metrics", role=None)
+    scraper = {"Authorization": f"Bearer {(server.data_dir / 'metrics-token').read_text().strip()}"}
+    status, text = await server.call("GET", f"{server.url}/metrics", role=None, headers=scraper)
     assert status == 200 and isinstance(text, str)
     for line in text.splitlines():
         assert line.startswith("#") or re.match(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$', line), line
