@@ -1,6 +1,6 @@
-"""Operator event fan-out: one bounded queue per operator connection, so one slow operator
-never slows the others, and per-job log subscriptions with backlog + live tail.
-The socket route is in ws/events.py."""
+"""Operator event fan-out: one queue per operator connection, bounded in frames and
+bytes, so one slow operator never slows the others nor pins the server's memory, and
+per-job log subscriptions with backlog + live tail. The socket route is in ws/events.py."""
 
 from __future__ import annotations
 
@@ -17,36 +17,84 @@ from rm_core.protocol import LogLine
 
 
 class Subscriber:
-    """One operator connection: a bounded queue drained by its own writer."""
+    """One operator connection: a queue bounded in frames *and* bytes, drained by its own writer.
 
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
+    Bytes matter more than frames: one frame of log lines can be megabytes, and a reader
+    that stops reading must not make the server hold hundreds of them."""
+
+    def __init__(self, ws: web.WebSocketResponse, queue_size: int, queue_bytes: int = 8 * 1024 * 1024) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
+        self.max_bytes = queue_bytes
+        self.bytes = 0
+        self._drained = asyncio.Event()
         # job_id -> last seq sent, or a list buffering live lines while the backlog loads
         self.jobs: dict[str, int] = {}
         self.pending: dict[str, list[LogLine]] = {}
+        # Last seq sent per job, kept across unsubscribe: subscribing again resumes there
+        # instead of queueing the whole backlog once more.
+        self.sent: dict[str, int] = {}
         self.overflowed = False
+        self.on_drop: Callable[[], None] | None = None
         self._closer: asyncio.Task | None = None
 
     def put(self, frame: bytes) -> None:
         if self.overflowed:
             return
+        if self.bytes + len(frame) > self.max_bytes and self.bytes:
+            self._overflow()
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            # Too slow to keep up: drop the connection rather than hold everyone else back.
-            self.overflowed = True
-            self.close(1008, b"too slow: event queue overflowed")
+            self._overflow()
+            return
+        self.bytes += len(frame)
 
-    def close(self, code: int, message: bytes) -> asyncio.Future:
+    def _overflow(self) -> None:
+        # Too slow to keep up: drop the connection rather than hold everyone else back.
+        self.overflowed = True
+        self._drained.set()
+        if self.on_drop is not None:
+            self.on_drop()  # out of the fan-out now, not when the close handshake ends
+        self.close(1008, b"too slow: event queue overflowed", wait=1.0)
+
+    async def put_paced(self, frame: bytes) -> None:
+        """A backlog frame: waits while the queue is half full, so loading a large log
+        never needs more than the byte bound however slowly the reader reads."""
+        while not self.overflowed and self.bytes and (
+                self.bytes + len(frame) > self.max_bytes // 2 or self.queue.qsize() >= self.queue.maxsize // 2):
+            self._drained.clear()
+            await self._drained.wait()
+        self.put(frame)
+
+    def close(self, code: int, message: bytes, wait: float = 5.0) -> asyncio.Future:
         if self._closer is None:
-            self._closer = asyncio.ensure_future(self.ws.close(code=code, message=message))
+            self._closer = asyncio.ensure_future(self._close(code, message, wait))
         return self._closer
+
+    async def _close(self, code: int, message: bytes, wait: float) -> None:
+        # A reader that does not read cannot take the close frame either: ws.close() would
+        # wait on the drain forever. Cancelled after `wait`, aiohttp drops the transport.
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=message), wait)
+        except asyncio.TimeoutError:
+            pass
 
     async def closed(self) -> None:
         """Let a close begun elsewhere finish its handshake before the handler returns."""
         if self._closer is not None:
             await asyncio.wait([self._closer], timeout=5)
+
+    def stop(self) -> None:
+        self.overflowed = True
+        self._drained.set()
+
+    async def next_frame(self) -> bytes:
+        frame = await self.queue.get()
+        self.bytes = max(0, self.bytes - len(frame))
+        self._drained.set()
+        return frame
 
     def log_lines(self, job_id: str, lines: list[LogLine], frame: Callable[[list[LogLine]], bytes]) -> None:
         if job_id in self.pending:
@@ -57,7 +105,7 @@ class Subscriber:
             return
         fresh = [ln for ln in lines if ln.seq > last]
         if fresh:
-            self.jobs[job_id] = fresh[-1].seq
+            self.jobs[job_id] = self.sent[job_id] = fresh[-1].seq
             self.put(frame(fresh))
 
 
@@ -66,6 +114,7 @@ class EventHub:
         self.clock = clock
         self.queue_size = queue_size
         self.subscribers: set[Subscriber] = set()
+        self.per_session: dict[str, int] = {}  # session token hash -> open sockets
 
     def _frame(self, type_: str, payload: Any) -> bytes:
         if isinstance(payload, BaseModel):
@@ -76,14 +125,14 @@ class EventHub:
         if not self.subscribers:
             return
         frame = self._frame(type_, payload)
-        for sub in self.subscribers:
+        for sub in list(self.subscribers):  # a slow one may leave during the loop
             sub.put(frame)
 
     def publish_log(self, job_id: str, lines: list[LogLine]) -> None:
         def frame(fresh: list[LogLine]) -> bytes:
             return self._frame("job.log", {"job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in fresh]})
 
-        for sub in self.subscribers:
+        for sub in list(self.subscribers):  # a slow one may leave during the loop
             if job_id in sub.jobs or job_id in sub.pending:
                 sub.log_lines(job_id, lines, frame)
 
@@ -93,12 +142,15 @@ class EventHub:
         if job_id in sub.jobs or job_id in sub.pending:
             return
         sub.pending[job_id] = []
-        last = 0
+        last = sub.sent.get(job_id, 0)
         try:
-            async for batch in load_backlog(job_id):
+            async for batch in load_backlog(job_id, last):
+                if sub.overflowed:
+                    break
                 if batch:
-                    last = batch[-1].seq
-                    sub.put(self._frame("job.log", {"job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in batch], "backlog": True}))
+                    last = sub.sent[job_id] = batch[-1].seq
+                    await sub.put_paced(self._frame("job.log", {
+                        "job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in batch], "backlog": True}))
         finally:
             buffered = sub.pending.pop(job_id, [])
         sub.jobs[job_id] = last

@@ -9,34 +9,56 @@ import json
 from aiohttp import WSMsgType, web
 
 from rm_core.enums import Role
-from rm_server.api.common import requires
+from rm_server.api.common import TOKEN_HASH_KEY, requires
+from rm_server.errors import TooManyRequests
 from rm_server.keys import CONFIG, EVENTS, STORE
 from rm_server.store import NotFound
-from rm_server.ws.event_hub import Subscriber
+from rm_server.ws.event_hub import EventHub, Subscriber
+
+# Lines per backlog frame: at the 8 KiB line cap one frame stays near 2 MiB.
+BACKLOG_PAGE = 256
 
 
 @requires(Role.viewer)
 async def events_ws(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[EVENTS]
     store = request.app[STORE]
+    cfg = request.app[CONFIG]
+    session = request[TOKEN_HASH_KEY]
+    if hub.per_session.get(session, 0) >= cfg.max_events_per_session:
+        raise TooManyRequests(f"this session already has {cfg.max_events_per_session} events sockets open; "
+                              "close one first", {"limit": cfg.max_events_per_session})
     ws = web.WebSocketResponse(heartbeat=30, compress=False, max_msg_size=64 * 1024)
-    await ws.prepare(request)
-    sub = Subscriber(ws, request.app[CONFIG].operator_queue_size)
-    hub.subscribers.add(sub)
+    hub.per_session[session] = hub.per_session.get(session, 0) + 1
+    try:
+        await ws.prepare(request)
+        sub = Subscriber(ws, cfg.operator_queue_size, cfg.operator_queue_bytes)
+        sub.on_drop = lambda: hub.subscribers.discard(sub)
+        hub.subscribers.add(sub)
+        await _serve(hub, store, sub, ws)
+    finally:
+        left = hub.per_session.pop(session, 1) - 1
+        if left > 0:
+            hub.per_session[session] = left
+    return ws
 
-    async def backlog(job_id: str):
-        after = 0
+
+async def _serve(hub: EventHub, store, sub: Subscriber, ws: web.WebSocketResponse) -> None:
+    async def backlog(job_id: str, after: int):
         while True:
-            page = await store.jobs.logs(job_id, after, 1000)
+            page = await store.jobs.logs(job_id, after, BACKLOG_PAGE)
             yield page.lines
             if not page.lines:
                 return
             after = page.next_seq
 
     async def writer() -> None:
-        while True:
-            frame = await sub.queue.get()
-            await ws.send_str(frame.decode())
+        try:
+            while True:
+                frame = await sub.next_frame()
+                await ws.send_str(frame.decode())
+        finally:
+            sub.stop()  # a backlog waiting for room must not wait for a writer that is gone
 
     writer_task = asyncio.create_task(writer())
     try:
@@ -71,4 +93,3 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
         except (asyncio.CancelledError, ConnectionResetError):
             pass
         await sub.closed()
-    return ws

@@ -1,0 +1,90 @@
+"""A viewer's events socket cannot make the server hold unbounded memory (item 5)."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from rm_core import protocol as p
+from rm_core.ids import new_id
+from rm_server.keys import EVENTS
+from tests.conftest import wait_for
+from tests.server.server_helpers import now, online_host, started
+
+LINE = "x" * 8000
+LINES = 2400  # ~19 MB of backlog
+BOUND = 8 * 1024 * 1024  # ServerConfig.operator_queue_bytes default
+
+
+def queued_bytes(server) -> int:
+    return max((sum(len(f) for f in sub.queue._queue) for sub in server.app[EVENTS].subscribers), default=0)
+
+
+async def big_job(server) -> str:
+    _, agent = await online_host(server)
+    job_id = new_id()
+    await agent.send(started(job_id, kind="check"))
+    await agent.expect("ack")
+    for first in range(2, LINES + 2, 400):
+        await agent.send(p.JobLog(job_id=job_id, lines=[
+            p.LogLine(seq=s, ts=now(), text=LINE) for s in range(first, first + 400)]))
+        env = await agent.expect("ack")
+        assert env.payload.upto_seq == first + 399
+    return job_id
+
+
+async def test_slow_reader_never_has_more_than_the_byte_bound_queued(server):
+    """A reader that stops reading (its socket paused) subscribes to a ~19 MB log: the
+    server queues at most the byte bound for it and waits; once it reads again the whole
+    backlog arrives. Subscribing again after unsubscribe does not queue it a second time."""
+    job_id = await big_job(server)
+    hub = server.app[EVENTS]
+    ws = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"), max_msg_size=0)
+    await wait_for(lambda: len(hub.subscribers) == 1, what="the subscriber")
+    (sub,) = hub.subscribers
+    peak = [0]
+    queue, put = sub.queue, sub.queue.put_nowait
+
+    def measured_put(frame):
+        put(frame)
+        peak[0] = max(peak[0], sum(len(f) for f in queue._queue))
+
+    queue.put_nowait = measured_put
+    ws._conn.transport.pause_reading()  # the slow reader: nothing more leaves the server's buffers
+    await ws.send_json({"type": "subscribe", "job_id": job_id})
+    # Either the bound is broken, or the backlog loader is waiting for room.
+    await wait_for(lambda: peak[0] > BOUND or getattr(sub, "_drained", None) and sub._drained._waiters,
+                   timeout=20, what="the backlog loader to fill the queue or wait for room")
+    assert peak[0] <= BOUND, f"{peak[0] / 1e6:.1f} MB queued for one reader that does not read"
+
+    ws._conn.transport.resume_reading()
+    received = 0
+    while received < LINES:
+        msg = await ws.receive_json(timeout=10)
+        if msg["type"] == "job.log":
+            received += len(msg["payload"]["lines"])
+    assert received == LINES and peak[0] <= BOUND
+
+    for _ in range(5):
+        await ws.send_json({"type": "unsubscribe", "job_id": job_id})
+        await ws.send_json({"type": "subscribe", "job_id": job_id})
+    await ws.send_json({"type": "subscribe", "job_id": "no-such-job"})  # a marker: its error comes last
+    while True:
+        msg = await ws.receive_json(timeout=10)
+        if msg["type"] == "error":
+            break
+        assert msg["type"] != "job.log", "backlog already sent was queued again"
+    await ws.close()
+
+
+async def test_one_session_cannot_open_unbounded_sockets(server):
+    sockets = [await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer")) for _ in range(4)]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
+    assert err.value.status == 429
+    await sockets[0].close()
+    again = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
+    # Another session (another operator) is not affected by this one's sockets.
+    other = await server.http.ws_connect(server.api("/events"), headers=server.auth("operator"))
+    for ws in [*sockets[1:], again, other]:
+        await ws.close()
