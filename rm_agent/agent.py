@@ -79,6 +79,9 @@ class Agent:
         self._status("connecting")
         tasks = [asyncio.create_task(self.session.run(), name="connection"),
                  asyncio.create_task(self._run_scheduler(), name="scheduler")]
+        if lost:
+            # Takes the repository's runner lock before any job can: jobs queue behind it.
+            tasks.append(asyncio.create_task(self.runner.remove_stale_locks(), name="unlock"))
         try:
             await stop.wait()
         finally:

@@ -45,8 +45,9 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 LOST_NOTE = (
-    "the agent stopped while this job was running; restic may have left a stale lock "
-    "in the repository: run unlock before the next job if it reports the repository locked"
+    "the agent stopped while this job was running; on its next start it ran plain "
+    "`restic unlock` to remove the stale lock restic may have left (if a job still reports "
+    "the repository locked, run unlock)"
 )
 
 

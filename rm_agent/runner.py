@@ -17,7 +17,7 @@ from rm_agent.job_kinds import KINDS
 from rm_agent.job_run import JobRun, Version
 from rm_agent.jobs import Job, JobEvents, JobFailed, JobResult, RunnerSettings
 from rm_agent.lines import agent_line
-from rm_agent.restic_exec import MissingCredentials, ResticContext, detect_version
+from rm_agent.restic_exec import MissingCredentials, ResticContext, detect_version, run_restic
 from rm_core import restic as R
 from rm_core.enums import CredentialSlot, JobKind, JobState
 from rm_core.protocol import Bandwidth, RepoCredentials
@@ -74,6 +74,38 @@ class Runner:
         for job in self.jobs.values():
             job.cancel.set()
         await self.wait_idle()
+
+    async def remove_stale_locks(self) -> None:
+        """After jobs were lost (the agent was killed mid-run), remove the locks their restic
+        left: a restic killed with the agent (SIGKILL to the service's cgroup, or restic
+        0.14 interrupted by PDEATHSIG) leaves its lock, and check, forget and prune then
+        fail until someone unlocks. Plain `restic unlock` removes only locks of processes
+        that no longer exist on this host (or are older than 30 min), and the repository's
+        runner lock is held, so no lock of a live restic is touched."""
+        done: set[str] = set()
+        for slot in (CredentialSlot.repo, CredentialSlot.admin):
+            creds = self.credentials(slot)
+            if creds is None:
+                continue
+            key = R.redact((self.credentials(CredentialSlot.repo) or creds).url).rstrip("/")
+            if key in done:
+                continue
+            done.add(key)
+            lock = self._repo_locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                ctx = ResticContext(binary=self.settings.restic_binary, creds=creds, tmp_dir=self.settings.tmp_dir,
+                                    cache_dir=self.settings.cache_dir)
+                try:
+                    res = await run_restic(ctx, ["unlock"], capture_stdout=True, timeout=120, grace=5)
+                except (MissingCredentials, OSError) as exc:
+                    log.warning("could not remove stale locks in %s: %s", key, exc)
+                    continue
+                if res.exit_code == 0:
+                    log.info("stale locks in %s after lost jobs: %s", key,
+                             "removed" if "successfully removed" in res.stdout else "none found")
+                else:
+                    log.warning("restic unlock in %s failed (exit %s): %s", key, res.exit_code,
+                                R.redact(res.stderr.strip()[-300:]))
 
     # ------------------------------------------------------------ one job
 

@@ -1,0 +1,47 @@
+"""An agent killed mid-backup (SIGKILL to agent and restic, as systemd's stop timeout or
+the OOM killer on the service's cgroup do) leaves restic's lock; the agent's next start
+removes it without anyone running unlock (item 12). Real server, agent and restic."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_agent_e2e import (
+    PASSWORD, E2EServer, Repo, e2e_server, enroll_agent, init_done, job_end, make_group, slow_source, wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+__all__ = ["e2e_server"]  # the fixture, imported for pytest
+
+
+async def test_agent_start_removes_the_lock_its_killed_restic_left(e2e_server: E2EServer, tmp_path: Path) -> None:
+    srv = e2e_server
+    path = tmp_path / "repo-local"
+    repo = Repo(str(path), {"url": str(path), "password": PASSWORD}, {"RESTIC_REPOSITORY": str(path)})
+    host_id, agent = await enroll_agent(srv, repo, tmp_path)
+    try:
+        await init_done(srv, host_id)
+        await srv.call("PUT", f"/hosts/{host_id}/bandwidth", json={"upload_kbps": 64})
+        group = await make_group(srv, host_id, slow_source(tmp_path / "slow", files=40), "slow")
+        _, body = await srv.call("POST", f"/hosts/{host_id}/source-groups/{group['id']}/run")
+        job_id = body["job"]["id"]
+
+        def locks() -> str:
+            return repo.restic(tmp_path, "--no-lock", "list", "locks").stdout.strip()
+
+        await wait_until(locks, 30, "restic holding its lock")
+        agent.kill(signal.SIGKILL)  # the whole process group: agent and restic
+        assert locks(), "the killed restic left no lock; the test proves nothing"
+        agent.start()
+        job = await wait_until(lambda: job_end(srv, job_id), 45, "lost job reported")
+        assert job["state"] == "lost", job
+        await wait_until(lambda: not locks(), 30, "stale lock removed by the restarted agent")
+        status, check = await srv.call("POST", f"/hosts/{host_id}/jobs", json={"kind": "check"})
+        assert status == 202, check
+        check = await wait_until(lambda: job_end(srv, check["id"]), 60, "check finished")
+        assert check["state"] == "succeeded", check
+    finally:
+        agent.kill(signal.SIGTERM)
