@@ -48,6 +48,9 @@ async def backup(run: JobRun) -> JobResult:
             raise JobFailed("cancelled by request", hr.exit_code, JobState.cancelled)
         if hr.exit_code != 0:
             raise JobFailed(f"pre_hook failed with exit code {hr.exit_code}; backup not started", hr.exit_code)
+    # restic skips a missing include with one log line and still exits 0: the fleet then
+    # showed green for a backup that did not read what it was told to read.
+    missing = [path for path in group.includes if not os.path.lexists(path)]
     args = ["backup", "--json", "--tag", group.tag]
     for ex in group.excludes:
         args += ["--exclude", ex]
@@ -56,6 +59,12 @@ async def backup(run: JobRun) -> JobResult:
     res = await run.restic(args, on_stdout=live.on_stdout)
     live.finish()
     result = run.outcome(res, live.summary or None)
+    if missing and result.state == JobState.succeeded:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        result = JobResult(JobState.warning, result.exit_code, result.summary,
+                           f"source path{'s' if len(missing) > 1 else ''} not found, not backed up: {shown}")
+        if result.summary is not None:
+            result.summary["missing_paths"] = missing
     if group.post_hook:
         run.note("running post_hook")
         hr = await run_hook(

@@ -294,6 +294,16 @@ ERR_REPO_MISSING = "repo_missing"
 ERR_ALREADY_INITIALISED = "already_initialised"
 ERR_INTERRUPTED = "interrupted"
 ERR_FATAL = "restic_failed"
+ERR_UNREACHABLE = "repo_unreachable"
+
+# restic says "Is there a repository at the following location?" after any failure to
+# read the config file, a refused connection included: these name the network instead,
+# and are looked for first so an unreachable server is never reported as "run init".
+_NETWORK_ERRORS = (
+    "connection refused", "no such host", "network is unreachable", "no route to host",
+    "i/o timeout", "context deadline exceeded", "connection reset by peer", "tls: ", "x509: ",
+    "server misbehaving", "dial tcp",
+)
 
 _TEXT_ERRORS = (
     ("wrong password or no key found", ERR_WRONG_PASSWORD),
@@ -325,6 +335,8 @@ class Outcome:
 
 def classify_error_text(stderr: str) -> str | None:
     low = stderr.lower()
+    if any(needle in low for needle in _NETWORK_ERRORS):
+        return ERR_UNREACHABLE
     for needle, code in _TEXT_ERRORS:
         if needle in low:
             return code
@@ -332,6 +344,14 @@ def classify_error_text(stderr: str) -> str | None:
 
 
 _STACK_LINE = re.compile(r"^(\t|\s*[\w./-]+\.go:\d+$|[\w./*()-]+\.[\w()*]+(\.func\d+)*$)")
+
+
+def _network_line(stderr: str) -> str | None:
+    for line in stderr.splitlines():
+        low = line.lower()
+        if any(needle in low for needle in _NETWORK_ERRORS):
+            return redact(line.strip())[:300]
+    return None
 
 
 def _last_fatal_line(stderr: str) -> str | None:
@@ -355,6 +375,9 @@ def classify_exit(exit_code: int | None, stderr: str = "", *, cancelled: bool = 
             "partial_backup",
             "some source files could not be read; the snapshot was written without them",
         )
+    if classify_error_text(stderr) == ERR_UNREACHABLE:
+        detail = _network_line(stderr)
+        return Outcome(JobState.failed, ERR_UNREACHABLE, "repository server unreachable" + (f": {detail}" if detail else ""))
     code = {
         EXIT_REPO_MISSING: ERR_REPO_MISSING,
         EXIT_LOCKED: ERR_LOCKED,
