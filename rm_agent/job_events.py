@@ -50,7 +50,8 @@ class JobEventSink:
 
     def log(self, job: Job, stream: str, text: str) -> None:
         buf = self._log_buf.setdefault(job.job_id, [])
-        buf.append((iso(utcnow()), stream, text))
+        # Cut here, before the outbox: the server would cut it anyway (protocol.MAX_LOG_LINE).
+        buf.append((iso(utcnow()), stream, p.cut_log_line(text)))
         if len(buf) >= LOG_BATCH_LINES:
             self._flush(job.job_id)
         elif self._flush_handle is None:

@@ -42,7 +42,7 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
-def _cut(text: str) -> str:
+def cut_log_line(text: str) -> str:
     if len(text) <= MAX_LOG_LINE:
         return text
     return text[: MAX_LOG_LINE - len(TRUNCATED)] + TRUNCATED
@@ -53,7 +53,7 @@ Timestamp = Annotated[datetime, AfterValidator(_in_range)]
 # million snapshots per bucket or 100 GiB/s is already far beyond any real policy.
 MAX_KEEP = 1_000_000
 MAX_KBPS = 100 * 1024 * 1024
-LogText = Annotated[str, AfterValidator(_cut)]
+LogText = Annotated[str, AfterValidator(cut_log_line)]
 
 
 class Payload(BaseModel):
