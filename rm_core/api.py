@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from rm_core.cron import CronError, next_fires, zone
 from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
 from rm_core.protocol import LogLine, Retention, SnapshotInfo
+from rm_core.bounds import MAX_TIMEOUT_SECONDS, Kbps, Name, absolute_paths, showable_name
 
 
 class Body(BaseModel):
@@ -106,7 +107,7 @@ class RepoBody(Body):
 
 
 class EnrollmentTokenCreate(Body):
-    name: str | None = Field(default=None, max_length=200)
+    name: Name | None = Field(default=None, max_length=200)
     ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
     max_uses: int = Field(default=1, ge=1, le=10000)
     initial_paths: list[str] = []
@@ -131,7 +132,7 @@ class EnrollmentTokenCreated(EnrollmentToken):
 
 class EnrollBody(Body):
     token: str = Field(min_length=1)
-    hostname: str = Field(min_length=1, max_length=253)
+    hostname: Name = Field(min_length=1, max_length=253)
     os: str = Field(default="", max_length=200)
     arch: str = Field(default="", max_length=64)
     agent_version: str = Field(default="", max_length=64)
@@ -167,12 +168,12 @@ class Host(Out):
 
 
 class HostPatch(Body):
-    hostname: str | None = Field(default=None, min_length=1, max_length=253)
+    hostname: Name | None = Field(default=None, min_length=1, max_length=253)
 
 
 class BandwidthBody(Body):
-    upload_kbps: int | None = Field(default=None, ge=1)
-    download_kbps: int | None = Field(default=None, ge=1)
+    upload_kbps: Kbps | None = None
+    download_kbps: Kbps | None = None
 
 
 class RepoInfo(Out):
@@ -199,11 +200,12 @@ def _valid_paths(paths: list[str]) -> list[str]:
 
 
 PathList = Annotated[list[str], AfterValidator(_valid_paths)]
+IncludeList = Annotated[list[str], AfterValidator(_valid_paths), AfterValidator(absolute_paths)]
 
 
 class SourceGroupBody(Body):
-    name: str = Field(min_length=1, max_length=200)
-    includes: PathList = Field(min_length=1)
+    name: Name = Field(min_length=1, max_length=200)
+    includes: IncludeList = Field(min_length=1)
     excludes: PathList = []
     tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
     retention: Retention = Retention()
@@ -225,7 +227,7 @@ class SourceGroup(Out):
 
 class ScheduleBody(Body):
     # manual and timezone come before cron: its check reads them.
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     manual: bool = False
     timezone: Timezone = "UTC"
     cron: str | None = Field(default=None, max_length=200, validate_default=True)
@@ -298,9 +300,9 @@ class JobBody(Body):
     snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$", validate_default=True)
     paths: list[str] = []
     target: str | None = Field(default=None, validate_default=True)
-    limit_upload_kbps: int | None = Field(default=None, ge=1)
-    limit_download_kbps: int | None = Field(default=None, ge=1)
-    timeout_seconds: int | None = Field(default=None, ge=1)
+    limit_upload_kbps: Kbps | None = None
+    limit_download_kbps: Kbps | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
 
     # Field validators (not a model validator) so a 400 names the field that is missing.
     @field_validator("source_group_id")
@@ -406,7 +408,7 @@ class FleetPolicyBody(Body):
     """A source group and a schedule of the same name, put on every selected host."""
 
     hosts: FleetSelector = FleetSelector()
-    includes: PathList = Field(min_length=1)
+    includes: IncludeList = Field(min_length=1)
     excludes: PathList = []
     tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
     retention: Retention = Retention()

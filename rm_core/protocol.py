@@ -74,7 +74,7 @@ class Retention(BaseModel):
     keep_weekly: int | None = Field(default=None, ge=0, le=MAX_KEEP)
     keep_monthly: int | None = Field(default=None, ge=0, le=MAX_KEEP)
     keep_yearly: int | None = Field(default=None, ge=0, le=MAX_KEEP)
-    keep_within: str | None = Field(default=None, pattern=r"^(\d+[yMdhms])+$")
+    keep_within: str | None = Field(default=None, max_length=40, pattern=r"^(\d{1,6}[yMdhms])+$")
 
     def is_empty(self) -> bool:
         """An empty policy would make `restic forget` remove every snapshot."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rm_core.api import FleetPolicyBody
+from rm_core.bounds import showable_name
 from rm_core.enums import Role
 from rm_server.api.common import actor, parse_body, reply, requires
 from rm_server.errors import BadRequest
@@ -21,5 +22,9 @@ async def put_policy(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if not 1 <= len(name) <= 200:
         raise BadRequest("policy name must be 1-200 characters", {"field": "name"})
+    try:
+        showable_name(name)
+    except ValueError as exc:
+        raise BadRequest(f"policy name: {exc}", {"field": "name"}) from None
     result = await request.app[FLEET].apply_policy(actor(request), name, body)
     return reply(result)
