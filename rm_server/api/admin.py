@@ -6,7 +6,9 @@ from aiohttp import web
 
 from rm_core.api import Maintenance, ServerSettings
 from rm_core.enums import Role
-from rm_server.api.common import actor, parse_body, query_int, reply, requires
+from rm_core.protocol import INT64_MAX
+from rm_core.urls import redact_webhook
+from rm_server.api.common import OPERATOR_KEY, actor, parse_body, query_int, reply, requires
 from rm_server.errors import BadRequest
 from rm_server.keys import STORE
 
@@ -33,7 +35,9 @@ async def put_maintenance(request: web.Request) -> web.Response:
 @requires(Role.viewer)
 async def list_audit(request: web.Request) -> web.Response:
     before = request.query.get("before")
-    if before is not None and not before.isdigit():
+    # str.isdigit() is true for "²" and int() takes any size: ASCII digits within int64 only.
+    if before is not None and before != "" and not (before.isascii() and before.isdigit()
+                                                    and int(before) <= INT64_MAX):
         raise BadRequest("query parameter 'before' must be an audit entry id", {"field": "before"})
     entries = await request.app[STORE].audit.list(limit=query_int(request, "limit", 100, 1, 1000),
                                                   before=int(before) if before else None)
@@ -43,12 +47,17 @@ async def list_audit(request: web.Request) -> web.Response:
 @routes.get("/api/v1/settings")
 @requires(Role.viewer)
 async def get_settings(request: web.Request) -> web.Response:
-    return reply(ServerSettings(webhook_url=await request.app[STORE].settings.get("webhook_url")))
+    url = await request.app[STORE].settings.get("webhook_url")
+    # Slack/Teams-style hook URLs are bearer secrets: only admins (who set them) see them whole.
+    if not request[OPERATOR_KEY].role.allows(Role.admin):
+        url = redact_webhook(url)
+    return reply(ServerSettings.model_construct(webhook_url=url))
 
 
 @routes.put("/api/v1/settings")
 @requires(Role.admin)
 async def put_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, ServerSettings)
-    await request.app[STORE].settings.set(actor(request), "webhook_url", body.webhook_url)
+    await request.app[STORE].settings.set(actor(request), "webhook_url", body.webhook_url,
+                                          audit_value=False, shown=redact_webhook(body.webhook_url))
     return reply(body)
