@@ -35,3 +35,15 @@ def repository_url(url: str, rest_user: str | None = None, rest_password: str | 
     if rest_password:
         userinfo += ":" + quote(rest_password, safe="")
     return f"rest:{m['scheme']}{userinfo}@{m['rest']}"
+
+
+def redact_webhook(url: str | None) -> str | None:
+    """A webhook URL with everything after the host hidden: Slack/Teams-style hooks carry
+    their secret in the path or query, so only scheme and host are safe to show."""
+    if not url:
+        return url
+    m = re.match(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^@/?#]*@)?(?P<host>[^/?#]*)", url, re.I)
+    if not m:
+        return REDACTED
+    rest = url[m.end():]
+    return f"{m['scheme']}{m['host']}" + (f"/{REDACTED}" if rest.strip("/") else "")

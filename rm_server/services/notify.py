@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from rm_core.api import Job
+from rm_core.urls import redact_webhook
 from rm_server.store import Store
 
 log = logging.getLogger("rm_server.notify")
@@ -40,9 +41,10 @@ class Notifier:
         try:
             async with self._session.post(url, json=body) as resp:
                 if resp.status >= 400:
-                    log.warning("webhook %s answered %s for %s", url, resp.status, event)
+                    log.warning("webhook %s answered %s for %s", redact_webhook(url), resp.status, event)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            log.warning("webhook %s failed for %s: %s", url, event, exc)
+            log.warning("webhook %s failed for %s: %s", redact_webhook(url), event,
+                        str(exc).replace(url, redact_webhook(url) or ""))
 
     def job_failed(self, job: Job) -> None:
         self._send("job.failed", {"job": job.model_dump(mode="json")})

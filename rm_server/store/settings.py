@@ -13,10 +13,12 @@ class Settings(Table):
         row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
         return default if row is None else loads(row["value"])
 
-    async def set(self, actor: Actor, key: str, value: Any, *, audit_value: bool = True) -> None:
+    async def set(self, actor: Actor, key: str, value: Any, *, audit_value: bool = True, shown: Any = None) -> None:
+        """`shown` is what the audit records instead of a value it must not (audit_value=False)."""
         async with self.tx() as tx:
             await tx.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, dumps(value)),
             )
-            await tx.audit(actor, "settings.update", key, {"value": value} if audit_value else {})
+            details = {"value": value} if audit_value else ({"value": shown} if shown is not None else {})
+            await tx.audit(actor, "settings.update", key, details)
