@@ -4,6 +4,8 @@ handlers by message type. Fleet-scale writes go through group commit (batching.p
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -25,6 +27,8 @@ from rm_server.ws.event_hub import EventHub
 
 log = logging.getLogger("rm_server.agents")
 
+MINTED_JOBS_PER_HOUR = 120
+
 MessageHandler = Callable[[AgentConnection, p.Envelope], Awaitable[None]]
 
 
@@ -42,6 +46,8 @@ class AgentMessages:
         self._hellos = GroupCommit(self._write_hellos)
         self._acks = GroupCommit(self._write_acks)
         self._logs = GroupCommit(store.jobs.apply_logs)
+        # host_id -> server times (monotonic) of the agent-minted jobs accepted this hour.
+        self._minted: dict[str, deque[float]] = {}
         self.handlers: dict[str, MessageHandler] = {
             "heartbeat": self.on_heartbeat,
             "schedule.ack": self.on_schedule_ack,
@@ -153,8 +159,26 @@ class AgentMessages:
         conn.send(p.Ack(job_id=env.payload.job_id, upto_seq=applied.acked_seq))
         return applied
 
+    def _may_mint(self, host_id: str) -> bool:
+        """Agent-minted jobs (run while the server was away) per host per hour: a hostile
+        agent must not fill the database with jobs; a real one mints a few per schedule."""
+        now = time.monotonic()
+        window = self._minted.setdefault(host_id, deque())
+        while window and window[0] < now - 3600:
+            window.popleft()
+        if len(window) >= MINTED_JOBS_PER_HOUR:
+            return False
+        window.append(now)
+        return True
+
     async def on_job_started(self, conn: AgentConnection, env: p.Envelope) -> None:
         ev: p.JobStarted = env.payload
+        if await self.store.jobs.host_of(ev.job_id) is None and not self._may_mint(conn.host_id):
+            log.warning("host %s minted more than %d jobs in an hour; job %s refused",
+                        conn.host_id, MINTED_JOBS_PER_HOUR, ev.job_id)
+            conn.send(p.Error(code="rate_limited", message=f"more than {MINTED_JOBS_PER_HOUR} agent-run jobs "
+                                                           "in an hour; try again later"), env.id)
+            return
         owns = await self.store.schedules.owns(conn.host_id, ev.schedule_id, ev.source_group_id)
         applied = await self._apply(conn, env, lambda: self.store.jobs.apply_started(conn.host_id, ev, owns))
         if applied and applied.job:
@@ -179,6 +203,12 @@ class AgentMessages:
                 await self.hosts.changed(conn.host_id)
 
     async def on_job_progress(self, conn: AgentConnection, env: p.Envelope) -> None:
+        # Only for the sender's own jobs: operators read progress next to a host's job, and
+        # one agent must not be able to paint another host's backup.
+        job_id = env.payload.job_id
+        if await self.store.jobs.host_of(job_id) != conn.host_id:
+            conn.send(p.Error(code="unknown_job", message=f"job {job_id} is not known for this host"), env.id)
+            return
         self.events.publish("job.progress", {"host_id": conn.host_id, **env.payload.model_dump(mode="json")})
 
     async def on_snapshots(self, conn: AgentConnection, env: p.Envelope) -> None:

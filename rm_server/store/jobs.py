@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rm_core.api import Job, JobLogLine, JobLogPage
@@ -49,6 +49,10 @@ class Applied:
     lines: list[LogLine] = field(default_factory=list)
 
 
+AGENT_TIME_TRUST = timedelta(days=30)
+LOG_PAGE_BYTES = 1024 * 1024
+
+
 class JobNotOnHost(LookupError):
     """A job event names a job the sending host does not own (or no job at all)."""
 
@@ -68,13 +72,13 @@ class Jobs(Table):
         return [await self.get(i) for i in ids]
 
     async def _insert(self, tx: Tx, j: NewJob, state: JobState, job_id: str | None = None,
-                      started_at: datetime | None = None) -> str:
+                      started_at: datetime | None = None, created_at: datetime | None = None) -> str:
         job_id = job_id or new_id()
         await tx.execute(
             "INSERT INTO jobs (id, host_id, kind, state, actor_kind, actor_id, schedule_id, source_group_id,"
             " params, created_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job_id, j.host_id, j.kind.value, state.value, j.actor_kind.value, j.actor_id, j.schedule_id,
-             j.source_group_id, dumps(j.params), iso(tx.now), iso(started_at)),
+             j.source_group_id, dumps(j.params), iso(created_at or tx.now), iso(started_at)),
         )
         return job_id
 
@@ -83,6 +87,11 @@ class Jobs(Table):
         if row is None:
             raise NotFound("job", job_id)
         return _job(row)
+
+    async def host_of(self, job_id: str) -> str | None:
+        """The host a job belongs to (None: no such job)."""
+        row = await self.db.fetchone("SELECT host_id FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else row["host_id"]
 
     async def list(
         self, *, host_id: str | None = None, state: JobState | None = None, kind: JobKind | None = None,
@@ -173,7 +182,11 @@ class Jobs(Table):
                     raise JobNotOnHost(ev.job_id)
                 actor_kind = ev.actor_kind or (ActorKind.schedule if ev.schedule_id else ActorKind.agent)
                 new = NewJob(host_id, ev.kind, actor_kind, None, ev.schedule_id, ev.source_group_id)
-                await self._insert(tx, new, JobState.running, ev.job_id, ev.started_at)
+                # A job the agent ran while the server was away was created when it started,
+                # not when the server heard of it (created later than started otherwise); a
+                # clock far in the past is not believed beyond AGENT_TIME_TRUST.
+                created = min(tx.now, max(ev.started_at, tx.now - AGENT_TIME_TRUST))
+                await self._insert(tx, new, JobState.running, ev.job_id, ev.started_at, created)
                 await tx.execute("UPDATE jobs SET acked_seq = 1 WHERE id = ?", (ev.job_id,))
             elif cur[0] >= 1:
                 return Applied(cur[0])
@@ -277,6 +290,14 @@ class Jobs(Table):
         )
         more = len(rows) > limit
         rows = rows[:limit]
+        # A page is also capped in bytes (at least one line): a viewer paging a log of long
+        # lines must not make the server build hundreds of megabytes for one reply.
+        size = 0
+        for i, r in enumerate(rows):
+            size += len(r["text"]) + 64
+            if size > LOG_PAGE_BYTES and i > 0:
+                rows, more = rows[:i], True
+                break
         lines = [JobLogLine(seq=r["seq"], ts=dt(r["ts"]), stream=r["stream"], text=r["text"]) for r in rows]
         next_seq = lines[-1].seq if lines else after_seq
         return JobLogPage(lines=lines, next_seq=next_seq, done=job.state.terminal and not more)
