@@ -35,3 +35,15 @@ async def test_backup_with_a_missing_source_path_is_a_warning_naming_it(
     assert res.state == JobState.warning, (res, recorder.text(jid))
     assert str(missing) in res.error and "not found" in res.error
     assert res.summary and res.summary["snapshot_id"]  # what exists was still backed up
+
+
+async def test_backup_whose_paths_are_all_missing_fails_and_so_never_counts_as_fresh(
+        tmp_path: Path, recorder: Recorder, repo: Path) -> None:
+    """Stale detection counts succeeded and warning backups only: a group whose paths are
+    all gone must fail, so it turns the host stale instead of looking backed up."""
+    runner = make_runner(tmp_path, recorder, {CredentialSlot.repo: creds_for(repo)})
+    spec = group(tmp_path / "nothing")
+    spec["includes"] = [str(tmp_path / "nothing"), str(tmp_path / "neither")]
+    jid, res = await run_job(runner, recorder, JobKind.backup, {"source_group": spec})
+    assert res.state == JobState.failed, (res, recorder.text(jid))
+    assert "not exist" in res.error or "not found" in res.error, res.error
