@@ -60,6 +60,7 @@ class JobNotOnHost(LookupError):
 class Jobs(Table):
     log_head = 1000   # first lines of a job, always kept
     log_tail = 10000  # newest lines kept after the head; lines between are dropped and counted
+    log_bytes = 16 * 1024 * 1024  # and at most this much text per job: lines after the head go, oldest first
 
     async def create(self, actor: Actor, jobs: list[NewJob]) -> list[Job]:
         ids = []
@@ -206,19 +207,20 @@ class Jobs(Table):
         lock and its thread hops the bottleneck. Each result is the event's Applied, or
         JobNotOnHost when the job is not the sending host's."""
         results: list[Applied | JobNotOnHost] = []
-        state: dict[str, list[int]] = {}  # job_id -> [acked, log_lines]
+        state: dict[str, list[int]] = {}  # job_id -> [acked, log_lines, log_bytes]
         rows: list[tuple] = []
         async with self.tx() as tx:
             for host_id, ev in batch:
                 if ev.job_id not in state:
                     row = await tx.fetchone(
-                        "SELECT acked_seq, log_lines FROM jobs WHERE id = ? AND host_id = ?", (ev.job_id, host_id))
+                        "SELECT acked_seq, log_lines, log_bytes FROM jobs WHERE id = ? AND host_id = ?",
+                        (ev.job_id, host_id))
                     if row is None:
                         results.append(JobNotOnHost(ev.job_id))
                         continue
-                    state[ev.job_id] = [row[0], row[1]]
-                acked_lines = state[ev.job_id]
-                acked = acked_lines[0]
+                    state[ev.job_id] = [row[0], row[1], row[2]]
+                job_state = state[ev.job_id]
+                acked = job_state[0]
                 fresh = []
                 for line in ev.lines:
                     if line.seq <= acked:
@@ -228,30 +230,46 @@ class Jobs(Table):
                     fresh.append(line)
                     acked = line.seq
                 rows.extend((ev.job_id, ln.seq, iso(ln.ts), ln.stream, ln.text) for ln in fresh)
-                acked_lines[0], acked_lines[1] = acked, acked_lines[1] + len(fresh)
+                job_state[0] = acked
+                job_state[1] += len(fresh)
+                job_state[2] += sum(len(ln.text.encode()) for ln in fresh)
                 results.append(Applied(acked, None, fresh))
             if rows:
                 await tx.conn.executemany(
                     "INSERT INTO job_logs (job_id, seq, ts, stream, text) VALUES (?, ?, ?, ?, ?)", rows)
                 await tx.conn.executemany(
-                    "UPDATE jobs SET acked_seq = ?, log_lines = ? WHERE id = ?",
-                    [(acked, lines, job_id) for job_id, (acked, lines) in state.items()])
-                for job_id, (acked, lines) in state.items():
-                    if lines > self.log_head + self.log_tail:
-                        await self._cap_log(tx, job_id, acked)
+                    "UPDATE jobs SET acked_seq = ?, log_lines = ?, log_bytes = ? WHERE id = ?",
+                    [(acked, lines, size, job_id) for job_id, (acked, lines, size) in state.items()])
+                for job_id, (acked, lines, size) in state.items():
+                    if lines > self.log_head + self.log_tail or size > self.log_bytes:
+                        await self._cap_log(tx, job_id, acked, size)
         return results
 
-    async def _cap_log(self, tx: Tx, job_id: str, acked: int) -> None:
-        """Keep the first log_head and the newest log_tail lines; count what is dropped."""
+    async def _cap_log(self, tx: Tx, job_id: str, acked: int, size: int) -> None:
+        """Keep the first log_head lines and the newest log_tail lines, and no more than
+        log_bytes in all: lines after the head are dropped oldest first; count what is dropped."""
         head_last_seq = self.log_head + 1  # seq 1 is job.started; log lines start at 2
-        cur = await tx.execute(
-            "DELETE FROM job_logs WHERE job_id = ? AND seq > ? AND seq <= ?",
-            (job_id, head_last_seq, acked - self.log_tail),
-        )
+        cutoff = acked - self.log_tail
+        if size > self.log_bytes:
+            # Oldest lines after the head until enough bytes are freed (ties to whole lines).
+            excess, freed = size - self.log_bytes, 0
+            for r in await tx.fetchall(
+                    "SELECT seq, length(CAST(text AS BLOB)) AS n FROM job_logs WHERE job_id = ? AND seq > ?"
+                    " ORDER BY seq LIMIT 10000", (job_id, head_last_seq)):
+                freed += r["n"]
+                cutoff = max(cutoff, r["seq"])
+                if freed >= excess:
+                    break
+        gone = await tx.fetchone(
+            "SELECT count(*) AS n, coalesce(sum(length(CAST(text AS BLOB))), 0) AS b FROM job_logs"
+            " WHERE job_id = ? AND seq > ? AND seq <= ?", (job_id, head_last_seq, cutoff))
+        if not gone["n"]:
+            return
+        await tx.execute("DELETE FROM job_logs WHERE job_id = ? AND seq > ? AND seq <= ?",
+                         (job_id, head_last_seq, cutoff))
         await tx.execute(
-            "UPDATE jobs SET log_lines = log_lines - ?, log_dropped = log_dropped + ? WHERE id = ?",
-            (cur.rowcount, cur.rowcount, job_id),
-        )
+            "UPDATE jobs SET log_lines = log_lines - ?, log_dropped = log_dropped + ?, log_bytes = log_bytes - ?"
+            " WHERE id = ?", (gone["n"], gone["n"], gone["b"], job_id))
 
     async def apply_finished(self, host_id: str, ev: JobFinished) -> Applied:
         async with self.tx() as tx:

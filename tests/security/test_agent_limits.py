@@ -77,3 +77,24 @@ async def test_progress_only_for_the_senders_own_jobs(server):
                 break
     assert [f["percent"] for f in frames] == [42.0] and frames[0]["host_id"] == victim_id
     await ev.close()
+
+
+async def test_a_jobs_log_is_capped_in_bytes_keeping_head_and_newest(server):
+    jobs = server.store.jobs
+    jobs.log_head, jobs.log_bytes = 10, 256 * 1024  # small limits, same rule as the defaults
+    _, agent = await online_host(server)
+    job_id = new_id()
+    await agent.send(started(job_id, kind="check"))
+    await agent.expect("ack")
+    line = "L" * 8000
+    for first in range(2, 202, 50):
+        await agent.send(p.JobLog(job_id=job_id, lines=[
+            p.LogLine(seq=s, ts=now(), text=f"{s:05d}{line}") for s in range(first, first + 50)]))
+        await agent.expect("ack")
+    status, page = await server.call("GET", f"/jobs/{job_id}/logs?limit=10000", role="viewer")
+    kept = [ln["seq"] for ln in page["lines"]]
+    stored = sum(len(ln["text"]) for ln in page["lines"])
+    assert stored <= 256 * 1024 + 8100, stored
+    assert kept[:10] == list(range(2, 12)) and kept[-1] == 201  # the head and the newest line
+    rec = (await server.call("GET", f"/jobs/{job_id}"))[1]
+    assert rec["log_dropped"] == 200 - len(kept)
