@@ -133,9 +133,9 @@ class EnrollmentTokenCreated(EnrollmentToken):
 class EnrollBody(Body):
     token: str = Field(min_length=1)
     hostname: Name = Field(min_length=1, max_length=253)
-    os: str = Field(default="", max_length=200)
-    arch: str = Field(default="", max_length=64)
-    agent_version: str = Field(default="", max_length=64)
+    os: Name = Field(default="", max_length=200)
+    arch: Name = Field(default="", max_length=64)
+    agent_version: Name = Field(default="", max_length=64)
 
 
 class EnrollResponse(Out):

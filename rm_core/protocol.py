@@ -8,6 +8,7 @@ the envelope subclass for its type, so handlers get typed payloads.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
@@ -48,7 +49,14 @@ def cut_log_line(text: str) -> str:
     return text[: MAX_LOG_LINE - len(TRUNCATED)] + TRUNCATED
 
 
+def _shown(text: str) -> str:
+    # What an agent says about itself is shown in the console: control and bidi characters
+    # become U+FFFD rather than refusing the hello of an agent with an odd uname.
+    return "".join("\ufffd" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") else ch for ch in text)
+
+
 Timestamp = Annotated[datetime, AfterValidator(_in_range)]
+Shown = Annotated[str, Field(max_length=256), AfterValidator(_shown)]
 # Above these restic fails on every run (10**30 KiB/s overflows its option parsing); a
 # million snapshots per bucket or 100 GiB/s is already far beyond any real policy.
 MAX_KEEP = 1_000_000
@@ -137,11 +145,11 @@ class SnapshotInfo(Payload):
 
 class Hello(Payload):
     protocol_version: int = Field(ge=0, le=2**31 - 1)
-    agent_version: str
-    hostname: str
-    os: str = ""
-    arch: str = ""
-    restic_version: str | None = None
+    agent_version: Shown
+    hostname: Shown
+    os: Shown = ""
+    arch: Shown = ""
+    restic_version: Shown | None = None
     applied_schedule_version: Count = 0
     running_jobs: list[str] = []
     outbox_high_seq: Count = 0

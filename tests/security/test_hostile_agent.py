@@ -70,3 +70,20 @@ async def test_bad_values_from_one_agent_do_not_fail_other_hosts_writes(server, 
     await wait_for(lambda: True)
     await victim.close()
     await hostile.close()
+
+
+async def test_what_an_agent_says_about_itself_cannot_carry_control_characters(server):
+    """os, arch and versions from hello are shown in the console: bidi and escape
+    characters arrive as U+FFFD, and the hello still succeeds."""
+    host_id, token = await server.enroll("plain")
+    agent = TestAgent(server, token)
+    await agent.connect(hello=False)
+    await agent.ws.send_str(raw_frame("hello", {
+        "protocol_version": 1, "agent_version": "1.0\x1b[2J", "hostname": "h", "os": "\u202exunil",
+        "arch": "x86_64\r\nroot", "restic_version": "0.14\u2066"}))
+    env = await agent.expect("hello.ok", "error")
+    assert env.type == "hello.ok", env
+    status, host = await server.call("GET", f"/hosts/{host_id}", role="viewer")
+    shown = " ".join(str(host[k]) for k in ("os", "arch", "agent_version", "restic_version"))
+    assert not any(ch in shown for ch in "\x1b\u202e\r\n\u2066"), shown
+    await agent.close()
