@@ -12,7 +12,7 @@ from tests.conftest import wait_for
 from tests.server.server_helpers import now, online_host, started
 
 LINE = "x" * 8000
-LINES = 2400  # ~19 MB of backlog
+LINES = 1800  # ~14.4 MB of backlog (under the 16 MiB per-job log cap)
 BOUND = 8 * 1024 * 1024  # ServerConfig.operator_queue_bytes default
 
 
@@ -25,16 +25,16 @@ async def big_job(server) -> str:
     job_id = new_id()
     await agent.send(started(job_id, kind="check"))
     await agent.expect("ack")
-    for first in range(2, LINES + 2, 400):
+    for first in range(2, LINES + 2, 200):
         await agent.send(p.JobLog(job_id=job_id, lines=[
-            p.LogLine(seq=s, ts=now(), text=LINE) for s in range(first, first + 400)]))
+            p.LogLine(seq=s, ts=now(), text=LINE) for s in range(first, first + 200)]))
         env = await agent.expect("ack")
-        assert env.payload.upto_seq == first + 399
+        assert env.payload.upto_seq == first + 199
     return job_id
 
 
 async def test_slow_reader_never_has_more_than_the_byte_bound_queued(server):
-    """A reader that stops reading (its socket paused) subscribes to a ~19 MB log: the
+    """A reader that stops reading (its socket paused) subscribes to a ~14 MB log: the
     server queues at most the byte bound for it and waits; once it reads again the whole
     backlog arrives. Subscribing again after unsubscribe does not queue it a second time."""
     job_id = await big_job(server)
