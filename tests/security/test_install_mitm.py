@@ -43,15 +43,16 @@ async def test_install_command_refuses_an_impostor_certificate(tmp_path: Path) -
     config = ServerConfig(data_dir=tmp_path / "data", clock=FakeClock(), run_background=False,
                           self_signed_cert_pem=pem, tls_fingerprint=fingerprint_pem(pem))
     real_runner, real_port = await _serve(create_app(config), server_context(real_cert, real_key))
-    config.public_url = f"https://127.0.0.1:{real_port}"
-
-    async def evil(request: web.Request) -> web.Response:
-        return web.Response(text=f"echo {RAN}-BY-IMPOSTOR\n")
-
-    impostor = web.Application()
-    impostor.router.add_get("/install/install.sh", evil)
-    fake_runner, fake_port = await _serve(impostor, server_context(fake_cert, fake_key))
+    fake_runner = None
     try:
+        config.public_url = f"https://127.0.0.1:{real_port}"
+
+        async def evil(request: web.Request) -> web.Response:
+            return web.Response(text=f"echo {RAN}-BY-IMPOSTOR\n")
+
+        impostor = web.Application()
+        impostor.router.add_get("/install/install.sh", evil)
+        fake_runner, fake_port = await _serve(impostor, server_context(fake_cert, fake_key))
         pin = aiohttp.Fingerprint(bytes.fromhex(fingerprint_pem(pem)))
         async with aiohttp.ClientSession() as http:
             api = f"{config.public_url}/api/v1"
@@ -75,5 +76,6 @@ async def test_install_command_refuses_an_impostor_certificate(tmp_path: Path) -
         status, out = await _run(hijacked)
         assert status != 0 and RAN not in out, out
     finally:
-        await fake_runner.cleanup()
+        if fake_runner is not None:
+            await fake_runner.cleanup()
         await real_runner.cleanup()
