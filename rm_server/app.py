@@ -107,6 +107,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FLEET] = FleetService(store, hub, events, schedules)
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)
     app[MAINTAINER] = Maintainer(store, cfg.clock, jobs, hosts, notifier)
+    await credentials.rekey_fingerprints()
     yield
     await notifier.close()
     await messages.close()

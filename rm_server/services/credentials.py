@@ -63,6 +63,22 @@ class CredentialService:
         await self.store.credentials.put(actor, host_id, creds.slot.value, redact_url(creds.url),
                                          self._seal(host_id, creds), self.master_key.fingerprint(creds.password or ""))
 
+    async def rekey_fingerprints(self) -> int:
+        """Fingerprints stored before they were keyed (an unsalted SHA-256 a viewer could test
+        guesses against) are recomputed at start from the sealed credentials."""
+        changed = []
+        for host_id, slot, sealed, stored in await self.store.credentials.fingerprints():
+            creds = self._open(host_id, slot, sealed)
+            if creds is None:
+                continue
+            fp = self.master_key.fingerprint(creds.password or "")
+            if fp != stored:
+                changed.append((host_id, slot, fp))
+        if changed:
+            await self.store.credentials.set_fingerprints(changed)
+            log.info("re-keyed %d repository key fingerprints", len(changed))
+        return len(changed)
+
     # ------------------------------------------------------------ operator changes
 
     async def put(self, actor: Actor, host_id: str, slot: CredentialSlot, body: RepoBody) -> RepoPutResponse:

@@ -31,3 +31,14 @@ class Credentials(Table):
     async def all_for_host(self, host_id: str) -> dict[str, bytes]:
         rows = await self.db.fetchall("SELECT slot, sealed FROM repo_credentials WHERE host_id = ?", (host_id,))
         return {r["slot"]: r["sealed"] for r in rows}
+
+    async def fingerprints(self) -> list[tuple[str, str, bytes, str]]:
+        """(host_id, slot, sealed, key_fingerprint) of every stored credential."""
+        rows = await self.db.fetchall("SELECT host_id, slot, sealed, key_fingerprint FROM repo_credentials")
+        return [(r["host_id"], r["slot"], r["sealed"], r["key_fingerprint"]) for r in rows]
+
+    async def set_fingerprints(self, changed: list[tuple[str, str, str]]) -> None:
+        """Replace fingerprints [(host_id, slot, fingerprint)]; not audited: no secret or setting changes."""
+        async with self.tx() as tx:
+            await tx.conn.executemany("UPDATE repo_credentials SET key_fingerprint = ? WHERE host_id = ? AND slot = ?",
+                                      [(fp, host_id, slot) for host_id, slot, fp in changed])

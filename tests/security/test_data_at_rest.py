@@ -53,3 +53,31 @@ async def test_database_files_are_private_whatever_made_the_dir(tmp_path):
             assert {p.name: oct(mode(p)) for p in files} == {p.name: oct(0o600) for p in files}
     finally:
         os.umask(old)
+
+
+async def test_fingerprints_from_before_the_fix_are_rekeyed_at_start(tmp_path):
+    import sqlite3
+
+    import aiohttp
+
+    from tests.conftest import ADMIN_PASSWORD, Server, start_server
+
+    async with custom_server(tmp_path) as srv:
+        host_id, _ = await srv.enroll()
+        await srv.call("PUT", f"/hosts/{host_id}/repo", role="operator",
+                       json={"url": "/srv/restic/web-1", "password": "Winter2025!"})
+        _, repo = await srv.call("GET", f"/hosts/{host_id}/repo", role="viewer")
+        keyed = repo["key_fingerprint"]
+        db_path = srv.store.db.path
+    old = hashlib.sha256(b"rm-fp:Winter2025!").hexdigest()[:16]
+    with sqlite3.connect(db_path) as db:  # what a database written before the fix holds
+        db.execute("UPDATE repo_credentials SET key_fingerprint = ?", (old,))
+    runner, url, app = await start_server(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            srv = Server(url, app, http, tmp_path / "data", None)
+            srv.tokens["admin"] = await srv.login("admin", ADMIN_PASSWORD)
+            _, repo = await srv.call("GET", f"/hosts/{host_id}/repo")
+            assert repo["key_fingerprint"] == keyed != old
+    finally:
+        await runner.cleanup()
