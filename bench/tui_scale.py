@@ -1,0 +1,494 @@
+#!/usr/bin/env python3
+"""rm-tui at fleet scale: the real console against a real rm-server with N hosts (issue 9).
+
+For each fleet size N it:
+
+1. writes N hosts (+ tokens, 2 finished jobs each) straight into SQLite after the server's
+   own migrations (bench/server_scale.prepare_db, in a child process so the console's RSS
+   is not inflated by server modules), starts a real `rm-server serve` on 127.0.0.1:0 and
+   bootstraps an admin;
+2. connects simulated agents (bench/server_scale.Swarm, 2 processes) for `--agents` hosts
+   (default: all of them up to 5,000) over the real agent WebSocket;
+3. runs the real rm-tui app in this process at 200x50 with a driver whose `write` records
+   when Textual hands it a frame (the compositor's work and the escape sequences are done
+   by then) and discards it — `App.run_test(headless=False)` with that driver, so frames are
+   rendered exactly as on a terminal;
+4. measures:
+   * sign-in: `enter` on the login form → the first frame showing the first host row;
+   * key → repaint: `down`/`up` sent through the driver → the first frame that contains
+     the newly selected host's name; idle, while agents send 100 updates/s (50 running
+     jobs, job.progress twice a second each, then job.finished) and during a reconnect
+     burst (every connected agent drops its WebSocket and reconnects: an offline and an
+     online host.updated per host);
+   * backlog drained: last agent hello'd again → the console's host map shows every
+     burst host online again;
+   * one filter keystroke at N: a digit typed into `/` filter → the frame whose status
+     line shows the new filter;
+   * console RSS (VmRSS/VmHWM of this process; the server and agents run elsewhere).
+
+    .venv/bin/python bench/tui_scale.py --sizes 5000,20000
+    .venv/bin/python bench/tui_scale.py --quick          # 500 hosts, a smoke run
+
+Results: a table on stdout and bench/results/tui_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import aiohttp  # noqa: E402
+from textual import events  # noqa: E402
+from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
+
+import server_scale as ss  # noqa: E402
+from rm_core import protocol as p  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "tui_scale.json"
+SIZE = (200, 50)
+TARGETS = {"signin_5k_s": 0.5, "signin_20k_s": 1.0, "key_p95_ms": 30, "burst_key_p95_ms": 100,
+           "burst_drain_s": 2.0, "filter_20k_ms": 50, "rss_20k_mb": 150}
+
+
+# --------------------------------------------------------------------------- frames at the driver
+
+class TimedDriver(HeadlessDriver):
+    """Renders like a terminal driver (not headless) and timestamps every frame it is handed."""
+
+    frames = 0
+    bytes = 0
+    waiters: list[tuple[str, float, asyncio.Future]] = []
+    recent: deque[tuple[float, str]] = deque(maxlen=200)  # a waiter may be registered after its frame
+
+    @property
+    def is_headless(self) -> bool:
+        return False  # App._display only builds frames for a non-headless driver
+
+    def write(self, data: str) -> None:
+        now = time.perf_counter()
+        cls = type(self)
+        cls.frames += 1
+        cls.bytes += len(data)
+        cls.recent.append((now, data))
+        if cls.waiters:
+            keep = []
+            for marker, after, fut in cls.waiters:
+                if not fut.done() and now >= after and marker in data:
+                    fut.set_result(now)
+                elif not fut.done():
+                    keep.append((marker, after, fut))
+            cls.waiters = keep
+
+    @classmethod
+    def expect(cls, marker: str, after: float) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        for t, data in cls.recent:
+            if t >= after and marker in data:
+                fut.set_result(t)
+                return fut
+        cls.waiters.append((marker, after, fut))
+        return fut
+
+
+# --------------------------------------------------------------------------- agents
+
+class TuiSwarm(ss.Swarm):
+    """server_scale's simulated agents, plus: run jobs with progress, drop and reconnect."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.progress_interval = 0.5
+        self.running: dict[str, asyncio.Task] = {}
+        self.finish_now = asyncio.Event()
+
+    def handle(self, cmd: tuple) -> dict:
+        if cmd[0] == "finish":
+            self.finish_now.set()
+            return {"ok": True, "running": len(self.running)}
+        if cmd[0] == "drop":
+            n = 0
+            for ws in list(self.conns.values()):
+                self.loop.create_task(ws.close())
+                n += 1
+            self.hello_ok.clear()
+            return {"dropped": n}
+        out = super().handle(cmd)
+        if cmd[0] == "status":
+            out["last_hello"] = getattr(self, "last_hello", None)
+        return out
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().run()
+
+    async def read_loop(self, hid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            env = json.loads(msg.data)
+            t, pl = env["type"], env.get("payload") or {}
+            if t == "schedule.set":
+                await ws.send_str(p.encode(p.message(p.ScheduleAck(version=pl["version"]))))
+                self.applied[hid] = pl["version"]
+            elif t == "hello.ok":
+                self.hello_ok.add(hid)
+                self.last_hello = ss.mono()
+            elif t == "command.run":
+                self.finish_now.clear()
+                self.running[pl["job_id"]] = asyncio.create_task(self.run_job(ws, pl["job_id"], pl["kind"]))
+
+    async def run_job(self, ws, job_id: str, kind: str) -> None:
+        try:
+            started = p.JobStarted(job_id=job_id, started_at=datetime.now(timezone.utc), kind=kind)
+            await ws.send_str(p.encode(p.message(started)))
+            pct = 0.0
+            while not self.finish_now.is_set():
+                pct = min(99.0, pct + 0.5)
+                prog = p.JobProgress(job_id=job_id, percent=pct, bytes_done=int(pct * 1e7), bytes_total=int(1e9),
+                                     files_done=int(pct * 100), files_total=10_000, eta_seconds=100 - pct)
+                await ws.send_str(p.encode(p.message(prog)))
+                try:
+                    await asyncio.wait_for(self.finish_now.wait(), self.progress_interval)
+                except asyncio.TimeoutError:
+                    pass
+            fin = p.JobFinished(job_id=job_id, seq=2, state="succeeded", exit_code=0,
+                                finished_at=datetime.now(timezone.utc))
+            await ws.send_str(p.encode(p.message(fin)))
+        except Exception as exc:
+            self.errors.append(f"job {job_id}: {type(exc).__name__} {exc}")
+        finally:
+            self.running.pop(job_id, None)
+
+
+def swarm_main(idx, base, creds, cmd_q, res_q, lifetime) -> None:
+    ss.raise_nofile()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(TuiSwarm(idx, base, creds, cmd_q, res_q, lifetime).run())
+
+
+def prepare_main(data_dir: str, n: int, out_q) -> None:
+    out_q.put(ss.prepare_db(Path(data_dir), n))
+
+
+# --------------------------------------------------------------------------- helpers
+
+def rss() -> dict:
+    return ss.proc_status(os.getpid())
+
+
+def pcts(values: list[float]) -> dict:
+    return {"n": len(values), "p50_ms": ss._r(ss.pct(values, 50)), "p95_ms": ss._r(ss.pct(values, 95)),
+            "max_ms": ss._r(max(values) if values else None)}
+
+
+async def in_thread(fn, *a):
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *a)
+
+
+def fleet_screen(app):
+    from rm_tui.screens.fleet import FleetScreen
+
+    return app.screen if isinstance(app.screen, FleetScreen) else None
+
+
+def selected_hostname(app) -> str | None:
+    fleet = fleet_screen(app)
+    hid = fleet.selected_host_id() if fleet else None
+    return fleet.hosts[hid].hostname if hid else None
+
+
+class Console:
+    """Keys in through the driver, frames out of it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def send(self, key: str, char: str | None = None) -> None:
+        ev = events.Key(key, char)
+        ev.set_sender(self.app)
+        self.app._driver.send_message(ev)
+
+    async def key_to_frame(self, key: str, expect, timeout: float) -> float | None:
+        """Send `key`; ms until a frame holding expect() (computed once the key is handled)."""
+        t0 = time.perf_counter()
+        before = selected_hostname(self.app)
+        self.send(key)
+        end = time.monotonic() + timeout
+        # which host the key selects is known once the app handled it; the frame comes after
+        while time.monotonic() < end:
+            now_sel = selected_hostname(self.app)
+            if now_sel != before:
+                break
+            await asyncio.sleep(0.0005)
+        else:
+            return None
+        fut = TimedDriver.expect(expect(), t0)
+        try:
+            t1 = await asyncio.wait_for(fut, max(0.01, end - time.monotonic()))
+        except asyncio.TimeoutError:
+            return None
+        return (t1 - t0) * 1000
+
+    async def keys(self, n: int, timeout: float, budget: float) -> tuple[list[float], int]:
+        """n down/up presses (down to row ~n/2, back up), paced; timeouts counted."""
+        out, lost = [], 0
+        end = time.monotonic() + budget
+        for i in range(n):
+            if time.monotonic() > end:
+                break
+            key = "down" if (i // 20) % 2 == 0 else "up"
+            ms = await self.key_to_frame(key, lambda: selected_hostname(self.app) or "\0", timeout)
+            if ms is None:
+                lost += 1
+            else:
+                out.append(ms)
+            await asyncio.sleep(0.05)
+        return out, lost
+
+
+# --------------------------------------------------------------------------- one size
+
+async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, args, res: dict, log) -> None:
+    from textual.widgets import Input
+
+    from rm_tui.app import make_app
+    from rm_tui.screens.fleet import FleetScreen
+    from rm_tui.screens.login import LoginScreen
+
+    counts = {"progress": 0, "host_updated": 0}
+    orig_progress, orig_host = FleetScreen.on_job_progress, FleetScreen.on_host_updated
+
+    def counted_progress(self, message):
+        counts["progress"] += 1
+        return orig_progress(self, message)
+
+    def counted_host(self, message):
+        counts["host_updated"] += 1
+        return orig_host(self, message)
+
+    FleetScreen.on_job_progress, FleetScreen.on_host_updated = counted_progress, counted_host
+    app = make_app(base)
+    app.animation_level = "none"
+    app.driver_class = TimedDriver
+    res["rss_before_app_mb"] = rss().get("VmRSS")
+    async with app.run_test(headless=False, size=SIZE) as pilot:
+        con = Console(app)
+        while not isinstance(app.screen, LoginScreen):
+            await asyncio.sleep(0.01)
+        await pilot.pause()
+        app.screen.query_one("#username", Input).value = ss.ADMIN_USER
+        app.screen.query_one("#password", Input).value = ss.ADMIN_PASSWORD
+        first = min(creds, key=lambda c: c[0])  # hostnames bench-00000… follow id order
+        t0 = time.perf_counter()
+        fut = TimedDriver.expect("bench-00000", t0)
+        con.send("enter")
+        t1 = await asyncio.wait_for(fut, 120)
+        res["signin_s"] = round(t1 - t0, 3)
+        log(f"sign-in → first fleet frame {res['signin_s']} s")
+        while not (fleet_screen(app) and app.events_connected and len(fleet_screen(app).hosts) >= n):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        res["rss_signed_in_mb"] = rss().get("VmRSS")
+        del first
+
+        # ---- idle keys
+        idle, lost = await con.keys(args.keys, timeout=10, budget=60)
+        res["idle_keys"] = {**pcts(idle), "timeouts": lost}
+        log("idle keys:", res["idle_keys"])
+
+        # ---- 100 updates/s: 50 jobs with progress every 0.5 s
+        # spread over the fleet, away from the rows the cursor walks over (their names are the frame markers)
+        job_hosts = [h for h, _ in creds[60:n_agents]][:: max(1, (n_agents - 60) // 50)][:50]
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {res['_token']}"}) as s:
+            for h in job_hosts:
+                async with s.post(f"{base}/api/v1/hosts/{h}/jobs", json={"kind": "init"}) as r:
+                    await r.read()
+        prog0, t_load = counts["progress"], time.monotonic()
+        await asyncio.sleep(2)
+        loaded, lost = await con.keys(args.keys, timeout=20, budget=90)
+        dt = time.monotonic() - t_load
+        applied = counts["progress"] - prog0
+        res["load_keys"] = {**pcts(loaded), "timeouts": lost, "progress_applied_per_s": round(applied / dt, 1)}
+        log("keys under 100 updates/s:", res["load_keys"])
+        await in_thread(children.ask, ("finish",))
+        await asyncio.sleep(3)
+
+        # ---- reconnect burst
+        hu0 = counts["host_updated"]
+        t_drop = time.monotonic()
+        dropped = sum(x["dropped"] for x in await in_thread(children.ask, ("drop",)))
+        burst_task = asyncio.create_task(con.keys(args.keys, timeout=30, budget=60))
+        t_back = None
+        while time.monotonic() - t_drop < 120:
+            st = await in_thread(children.ask, ("status",))
+            if sum(x["hello_ok"] for x in st) >= dropped:
+                t_back = max(x["last_hello"] for x in st if x["last_hello"])  # CLOCK_MONOTONIC, any process
+                break
+            await asyncio.sleep(0.2)
+        agent_ids = {h for h, _ in creds[:n_agents]}
+        t_drained = None
+        while time.monotonic() - t_drop < 180:
+            fleet = fleet_screen(app)
+            if fleet and sum(1 for h in agent_ids if fleet.hosts.get(h) and fleet.hosts[h].status == "online") \
+                    >= len(agent_ids):
+                t_drained = time.monotonic()
+                break
+            await asyncio.sleep(0.05)
+        burst, lost = await burst_task
+        res["burst"] = {"dropped": dropped, **pcts(burst), "timeouts": lost,
+                        "agents_back_s": ss._r(t_back - t_drop, 2) if t_back else None,
+                        "drained_after_back_s": ss._r(t_drained - t_back, 2) if t_drained and t_back else None,
+                        "host_updated_applied": counts["host_updated"] - hu0}
+        log("reconnect burst:", res["burst"])
+
+        # ---- filter keystrokes
+        con.send("slash", "/")
+        await pilot.pause()
+        typed, times = "", []
+        for ch in "9999":
+            typed += ch
+            t0 = time.perf_counter()
+            fut = TimedDriver.expect(f"filter: '{typed}'", t0)
+            con.send(ch, ch)
+            try:
+                times.append((await asyncio.wait_for(fut, 30) - t0) * 1000)
+            except asyncio.TimeoutError:
+                pass
+            await asyncio.sleep(0.2)
+        res["filter"] = pcts(times)
+        log("filter keystrokes:", res["filter"])
+        st = rss()
+        res["rss_end_mb"], res["rss_peak_mb"] = st.get("VmRSS"), st.get("VmHWM")
+        res["frames"], res["frame_bytes"] = TimedDriver.frames, TimedDriver.bytes
+        log(f"console RSS {res['rss_end_mb']} MB (peak {res['rss_peak_mb']} MB)")
+    FleetScreen.on_job_progress, FleetScreen.on_host_updated = orig_progress, orig_host
+
+
+def run_size(n: int, args, ctx) -> dict:
+    # sys.__stderr__: while the app runs, Textual captures sys.stderr for itself
+    log = lambda *a: print(f"[{n:>6}] " + " ".join(str(x) for x in a), file=sys.__stderr__, flush=True)  # noqa: E731
+    res: dict = {"hosts": n, "loadavg_before": os.getloadavg()}
+    work = Path(tempfile.mkdtemp(prefix=f"rm-tui-bench-{n}-"))
+    data_dir = work / "data"
+    data_dir.mkdir(mode=0o700)
+    q = ctx.Queue()
+    pr = ctx.Process(target=prepare_main, args=(str(data_dir), n, q))
+    pr.start()
+    creds = q.get(timeout=600)
+    pr.join()
+    n_agents = min(n, args.agents)
+    server = ss.Server(data_dir, max_agents=n_agents + 200)
+    children = None
+    try:
+        base = server.wait_ready()
+        res["_token"] = asyncio.run(ss.rest_setup(base, data_dir))
+        n_procs = max(1, min(args.agent_procs, (n_agents + 499) // 500))
+        children = ss.Children(ctx, n_procs)
+        agent_creds = creds[:n_agents]
+        for i in range(n_procs):
+            cp = ctx.Process(target=swarm_main, args=(i, base, agent_creds[i::n_procs], children.cmd_qs[i],
+                                                      children.res_q, args.max_seconds), daemon=True)
+            cp.start()
+            children.procs.append(cp)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 + n_agents / 50:
+            time.sleep(0.5)
+            st = children.ask(("status",))
+            if sum(s["hello_ok"] for s in st) >= n_agents:
+                break
+        log(f"{sum(s['hello_ok'] for s in st)}/{n_agents} agents connected in {time.monotonic() - t0:.1f}s")
+        time.sleep(2)
+        asyncio.run(drive(n, base, creds, children, n_agents, args, res, log))
+        res["server_rss_mb"] = ss.proc_status(server.proc.pid).get("VmRSS")
+        res["loadavg_after"] = os.getloadavg()
+    finally:
+        res.pop("_token", None)
+        if children is not None:
+            children.stop()
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def table(results: list[dict]) -> str:
+    def g(r, *path):
+        for k in path:
+            r = r.get(k) if isinstance(r, dict) else None
+        return "–" if r is None else r
+
+    rows = [
+        ("sign-in → full fleet frame (s)", lambda r: g(r, "signin_s")),
+        ("key → repaint idle p50 / p95 (ms)", lambda r: f"{g(r, 'idle_keys', 'p50_ms')} / {g(r, 'idle_keys', 'p95_ms')}"),
+        ("key → repaint, 100 updates/s p50 / p95 (ms)",
+         lambda r: f"{g(r, 'load_keys', 'p50_ms')} / {g(r, 'load_keys', 'p95_ms')} ({g(r, 'load_keys', 'timeouts')} timeouts)"),
+        ("progress events applied /s", lambda r: g(r, "load_keys", "progress_applied_per_s")),
+        ("key → repaint, reconnect burst p50 / p95 (ms)",
+         lambda r: f"{g(r, 'burst', 'p50_ms')} / {g(r, 'burst', 'p95_ms')} ({g(r, 'burst', 'timeouts')} timeouts)"),
+        ("burst: agents back (s) / backlog drained after (s)",
+         lambda r: f"{g(r, 'burst', 'agents_back_s')} / {g(r, 'burst', 'drained_after_back_s')}"),
+        ("filter keystroke p50 / max (ms)", lambda r: f"{g(r, 'filter', 'p50_ms')} / {g(r, 'filter', 'max_ms')}"),
+        ("console RSS end / peak (MB)", lambda r: f"{g(r, 'rss_end_mb')} / {g(r, 'rss_peak_mb')}"),
+    ]
+    head = "| metric | " + " | ".join(f"{r['hosts']:,}" for r in results) + " |"
+    lines = [head, "|---" * (len(results) + 1) + "|"]
+    for name, f in rows:
+        lines.append(f"| {name} | " + " | ".join(str(f(r)) if "failed" not in r else "failed" for r in results) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="5000,20000", help="comma-separated fleet sizes")
+    ap.add_argument("--quick", action="store_true", help="500 hosts, a smoke run")
+    ap.add_argument("--agents", type=int, default=5000, help="hosts with a simulated agent (the burst size)")
+    ap.add_argument("--agent-procs", type=int, default=2)
+    ap.add_argument("--keys", type=int, default=40, help="key presses per phase")
+    ap.add_argument("--max-seconds", type=float, default=900, help="child processes exit after this long")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    limit = ss.raise_nofile()
+    sizes = [500] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.agents + 300 > limit:
+        args.agents = limit - 300
+    ctx = mp.get_context("spawn")
+    started = time.time()
+    results = []
+    for n in sizes:
+        try:
+            results.append(run_size(n, args, ctx))
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            results.append({"hosts": n, "failed": f"{type(exc).__name__}: {exc}"})
+    doc = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "duration_s": round(time.time() - started),
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "targets": TARGETS,
+           "args": vars(args), "results": results}
+    out = Path(args.out) if args.out else (RESULTS.with_name("tui_scale.quick.json") if args.quick else RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    print(table(results))
+    print(f"\nresults written to {out}")
+    return 0 if all("failed" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
