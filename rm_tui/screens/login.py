@@ -15,7 +15,23 @@ from rm_tui.messages import LoggedIn
 
 class LoginScreen(Screen[None]):
     CSS_PATH = "login.tcss"
-    BINDINGS = [Binding("escape", "clear_password", "Clear password", show=False)]
+    # Focus is set while composing, before any queued key is handled. A focus() in on_mount
+    # is deferred (call_later) behind keys a password manager has already typed: they went
+    # to the Server field and the Tab moved focus from there, so the password landed in
+    # Username. The URL is usually right already (from --server); the username comes first.
+    AUTO_FOCUS = "#username"
+    BINDINGS = [
+        Binding("escape", "clear_password", "Clear password", show=False),
+        # A key is forwarded to whichever widget has focus when the app receives it, but a
+        # plain `tab` binding only runs after the key has bubbled up from that widget, so in
+        # a burst ("user", Tab, "password", Enter from a password manager) the password was
+        # already queued to the Username field. Priority bindings run on receipt.
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
+        # Keys typed before the terminal is in raw mode pass the tty's ICRNL: Enter arrives
+        # as ctrl+j. Not a priority binding, so it waits behind the characters before it.
+        Binding("ctrl+j", "submit", "Sign in", show=False),
+    ]
 
     def __init__(self, server_url: str) -> None:
         super().__init__()
@@ -35,12 +51,11 @@ class LoginScreen(Screen[None]):
             yield Label("tab next field · enter sign in · ctrl+q quit", id="login-hint")
         yield Footer()
 
-    def on_mount(self) -> None:
-        # The URL is usually right already (from --server); the username is what you type first.
-        self.query_one("#username", Input).focus()
-
     def action_clear_password(self) -> None:
         self.query_one("#password", Input).value = ""
+
+    def action_submit(self) -> None:
+        self.submit()
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#sign-in")

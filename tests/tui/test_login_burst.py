@@ -1,0 +1,48 @@
+"""A password manager types "user", Tab, "password", Enter in one burst, often while the
+console is still starting. Run the real rm-tui in tmux and send the keys exactly so."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ADMIN_PASSWORD, wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+RM_TUI = Path(sys.executable).with_name("rm-tui")
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
+
+
+async def signs_in_with_burst(server, session: str) -> str:
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40",
+         f"{RM_TUI} --server {server.url}; sleep 30")
+    try:
+        # No pause at all: the keys are in the terminal before the app has drawn anything.
+        tmux("send-keys", "-t", session, "operator", "Tab", ADMIN_PASSWORD, "Enter")
+
+        def screen() -> str:
+            return tmux("capture-pane", "-p", "-t", session)
+
+        try:
+            await wait_for(lambda: "1 host" in screen(), timeout=20, what="the fleet")
+        except AssertionError:
+            pass  # the assertion below shows what the terminal shows instead
+        return screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+async def test_login_survives_keys_sent_in_one_burst(server):
+    await server.enroll("web-1")
+    for attempt in range(3):  # the lost Tab happened in 2 of 3 starts: one start proves little
+        shown = await signs_in_with_burst(server, f"rmtui-{uuid.uuid4().hex[:8]}")
+        assert "web-1" in shown and "1 host" in shown, f"start {attempt + 1}: not signed in:\n{shown}"
+        assert ADMIN_PASSWORD not in shown
