@@ -154,10 +154,12 @@ class Client:
     async def host(self, host_id: str) -> Host:
         return Host.model_validate(await self.request("GET", f"/hosts/{host_id}"))
 
-    async def jobs(self, host_id: str | None = None, limit: int = 50) -> list[Job]:
+    async def jobs(self, host_id: str | None = None, limit: int = 50, state: str | None = None) -> list[Job]:
         params: dict[str, str] = {"limit": str(limit)}
         if host_id:
             params["host_id"] = host_id
+        if state:
+            params["state"] = state
         body = await self.request("GET", "/jobs", params=params)
         return [Job.model_validate(j) for j in body["jobs"]]
 

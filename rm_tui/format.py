@@ -41,3 +41,22 @@ def when(ts: datetime | None, now: datetime | None = None) -> str:
     local = ts.astimezone()
     today = (now or datetime.now(timezone.utc)).astimezone().date()
     return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 host', '2 hosts', '20,000 hosts'."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def duration(secs: float | None) -> str:
+    """'0.4s', '42s', '5m 03s', '2h 07m'; '—' when unknown."""
+    if secs is None:
+        return "—"
+    if secs < 10:
+        return f"{secs:.1f}s"
+    s = int(round(secs))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"

@@ -1,108 +1,102 @@
-"""The fleet: one row per host, kept current by the events stream (never by polling rows)."""
+"""The fleet: one row per host, kept current by the events stream (never by polling rows).
+
+Events change the in-memory model at once (`FleetModel`) and mark rows dirty; a timer
+applies what piled up at most `REPAINT_HZ` times a second (re-sort only if a host moved,
+repaint only visible rows). Keys go straight to the table and repaint at once."""
 
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 
-from rm_core.api import Host, Job, LastBackup
-from rm_core.enums import HostStatus, JobKind, JobState
+from rm_core.api import Host
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.format import age, size
+from rm_tui.fleet_model import SORTS, FleetModel, drift
+from rm_tui.format import age, plural, size
+from rm_tui.screens.base import ApiScreen
+from rm_tui.screens.bulk import BulkActionScreen
+from rm_tui.screens.host import HostScreen
+from rm_tui.screens.jobs import FleetJobsScreen
+from rm_tui.styles import STATE_STYLE, STATUS_STYLE
+from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 
-COLUMNS = [("host", "Host"), ("status", "Status"), ("backup", "Last backup"), ("result", "Result"),
-           ("drift", "Schedule"), ("repo", "Repo size"), ("activity", "Activity")]
-
-STATUS_STYLE = {HostStatus.online: "green", HostStatus.offline: "red", HostStatus.pending: "yellow"}
-STATE_STYLE = {JobState.succeeded: "green", JobState.warning: "yellow", JobState.failed: "bold red",
-               JobState.lost: "red", JobState.cancelled: "dim"}
-
-
-def _backup_age(h: Host) -> float:
-    """Oldest (or never) backup first: the hosts that need a look."""
-    done = h.last_backup.finished_at if h.last_backup else None
-    return done.timestamp() if done else float("-inf")
-
-
-SORTS = [
-    ("hostname", lambda h: h.hostname.lower()),
-    ("problems first", lambda h: (not h.stale, h.status != HostStatus.offline,
-                                  h.last_backup is not None and h.last_backup.state == JobState.succeeded,
-                                  h.hostname.lower())),
-    ("status", lambda h: (h.status.value, h.hostname.lower())),
-    ("oldest backup", lambda h: (_backup_age(h), h.hostname.lower())),
-]
+COLUMNS = [Column("host", "Host", 28), Column("status", "Status", 8), Column("backup", "Last backup", 12),
+           Column("result", "Result", 10), Column("drift", "Schedule", 9), Column("repo", "Repo size", 10),
+           Column("activity", "Activity", 0)]
+# k9s-style: shift+letter sorts by that column, the same letter again reverses
+SORT_KEYS = {"N": "host", "S": "status", "B": "backup", "R": "result", "V": "drift", "Z": "repo", "A": "activity"}
 
 
-class FleetScreen(Screen[None]):
+class FleetScreen(ApiScreen):
     CSS_PATH = "fleet.tcss"
+    MUTATING = frozenset({"new_token", "bulk"})
     BINDINGS = [
         Binding("enter", "open_host", "Open host"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("escape", "clear_filter", "Clear filter"),
-        Binding("s", "sort", "Sort"),
+        Binding("escape", "clear_filter", "Clear filter/marks"),
+        Binding("p", "problems", "Problems first"),
+        Binding("N", "sort('host')", "Sort by column", key_display="N S B R V Z A"),
+        *(Binding(k, f"sort('{col}')", f"Sort by {SORTS[col][0]}", show=False) for k, col in SORT_KEYS.items()
+          if k != "N"),
+        Binding("space", "mark", "Mark"),
+        Binding("x", "bulk", "Run on marked"),
+        Binding("J", "jobs", "Fleet jobs", key_display="J"),
         Binding("n", "new_token", "New enrollment token"),
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.hosts: dict[str, Host] = {}
-        self.activity: dict[str, dict[str, str]] = {}  # host_id -> job_id -> "backup 42%"
-        self.filter_text = ""
-        self.sort_by = 0  # index into SORTS
+        self.model = FleetModel()
         self.loads = 0  # how many full reloads ran (tests prove events update rows without one)
+        self._changed: set[str] = set()
+        self._order_stale = False
+
+    @property
+    def hosts(self) -> dict[str, Host]:
+        return self.model.hosts
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: hostname, status (online/offline/pending), stale, drift", id="filter")
+        yield Input(placeholder="filter: hostname, status (online/offline/pending), stale, failed, drift, problems",
+                    id="filter")
         yield Static("", id="fleet-status")
-        table: DataTable[Text | str] = DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield ResourceTable(COLUMNS, self.cells, markable=True, id="hosts", empty="loading hosts…")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
-        self.query_one("#hosts", DataTable).focus()
+        self.table.focus()
         self.load()
-        # Ages ("5m") grow with the clock; re-render them locally, no network involved.
-        self.set_interval(30, self.render_rows)
+        self.set_interval(1 / REPAINT_HZ, self.flush)
+        # Ages ("5m ago") grow with the clock; re-render the visible rows locally, no network.
+        self.set_interval(30, lambda: self.table.invalidate(None))
 
     @property
-    def client(self):
-        return self.app.client  # type: ignore[attr-defined]
+    def table(self) -> ResourceTable:
+        return self.query_one("#hosts", ResourceTable)
 
     @work(exclusive=True, group="fleet-load")
     async def load(self) -> None:
         try:
             hosts = await self.client.hosts()
         except ApiError as exc:
-            self.app.report(exc, "Cannot load hosts")  # type: ignore[attr-defined]
+            self.report(exc, "Cannot load hosts")
             return
         self.loads += 1
-        self.hosts = {h.id: h for h in hosts}
-        self.render_rows()
+        self.model.load(hosts)
+        self.table.empty = ("no hosts enrolled yet: press n for an enrollment token and run its install command "
+                            "on the host")
+        self.show_rows()
 
     # ------------------------------------------------------------ rendering
 
-    def visible(self, host: Host) -> bool:
-        f = self.filter_text.lower()
-        if not f:
-            return True
-        drift = host.schedule_version != host.applied_schedule_version
-        return (f in host.hostname.lower() or f == host.status.value or (f == "stale" and host.stale)
-                or (f == "drift" and drift))
-
-    def cells(self, host: Host) -> dict[str, Text | str]:
+    def cells(self, host_id: str) -> list[Text | str]:
+        host = self.model.hosts[host_id]
         name = Text(host.hostname, style="bold red" if host.stale else "")
         if host.stale:
             name.append(" stale", style="reverse red")
@@ -112,76 +106,59 @@ class FleetScreen(Screen[None]):
         else:
             backup = Text(age(lb.finished_at) + (" ago" if lb.finished_at else ""))
             result = Text(lb.state.value, style=STATE_STYLE.get(lb.state, ""))
-        if host.schedule_version != host.applied_schedule_version:
-            drift = Text(f"v{host.applied_schedule_version}→v{host.schedule_version}", style="yellow")
+        if drift(host):
+            schedule = Text(f"v{host.applied_schedule_version}→v{host.schedule_version}", style="yellow")
         else:
-            drift = Text(f"v{host.schedule_version}", style="dim")
-        return {
-            "host": name,
-            "status": Text(host.status.value, style=STATUS_STYLE.get(host.status, "")),
-            "backup": backup,
-            "result": result,
-            "drift": drift,
-            "repo": size(host.repo_size),
-            "activity": ", ".join(self.activity.get(host.id, {}).values()),
-        }
+            schedule = Text(f"v{host.schedule_version}", style="dim")
+        return [name, Text(host.status.value, style=STATUS_STYLE.get(host.status, "")), backup, result, schedule,
+                size(host.repo_size), ", ".join(self.model.activity.get(host_id, {}).values())]
 
-    def render_rows(self) -> None:
-        """Rebuild the table from what we hold, keeping the cursor on the same host."""
-        table = self.query_one("#hosts", DataTable)
-        selected = self.selected_host_id()
-        table.clear()
-        shown = sorted((h for h in self.hosts.values() if self.visible(h)), key=SORTS[self.sort_by][1])
-        for host in shown:
-            cells = self.cells(host)
-            table.add_row(*(cells[key] for key, _ in COLUMNS), key=host.id)
-        if selected in {h.id for h in shown}:
-            table.move_cursor(row=table.get_row_index(selected))
+    def show_rows(self) -> None:
+        """The model's current order into the table (cursor stays on its host), and the counts."""
+        self._order_stale = False
+        self.table.set_rows(self.model.visible())
+        self.table.invalidate(None)
         self.update_status()
 
-    def update_row(self, host: Host) -> None:
-        """Change one host's cells in place; add or drop the row when it enters/leaves the filter."""
-        table = self.query_one("#hosts", DataTable)
-        present = host.id in table.rows
-        if not self.visible(host):
-            if present:
-                table.remove_row(host.id)
-            self.update_status()
+    def flush(self) -> None:
+        """What the events changed since the last tick, at most REPAINT_HZ times a second."""
+        if not self._changed and not self._order_stale:
             return
-        if not present or self.sort_by:
-            self.render_rows()  # keeps the sort order (from memory, no request)
-            return
-        for key, value in self.cells(host).items():
-            table.update_cell(host.id, key, value, update_width=True)
+        changed, self._changed = self._changed, set()
+        if self._order_stale or self.model.order_changed:
+            self._order_stale = False
+            self.table.set_rows(self.model.visible())
+        self.table.invalidate(changed)
+        self.table.repaint_dirty()
         self.update_status()
 
     def update_status(self) -> None:
-        hosts = list(self.hosts.values())
-        counts = {s: sum(1 for h in hosts if h.status == s) for s in HostStatus}
-        stale = sum(1 for h in hosts if h.stale)
-        if not hosts:
-            self.query_one("#fleet-status", Static).update(
-                "no hosts enrolled yet: create an enrollment token and run its install command on the host")
-            return
-        parts = [f"{len(hosts)} hosts", f"[green]{counts[HostStatus.online]} online[/]",
-                 f"[red]{counts[HostStatus.offline]} offline[/]", f"[yellow]{counts[HostStatus.pending]} pending[/]"]
-        if stale:
-            parts.append(f"[bold red]{stale} stale[/]")
-        if self.sort_by:
-            parts.append(f"sorted by {SORTS[self.sort_by][0]}")
-        if self.filter_text:
-            parts.append(f"filter: {self.filter_text!r}")
-        if not getattr(self.app, "events_connected", False):
-            parts.append("[reverse yellow] live updates paused [/]")
-        self.query_one("#fleet-status", Static).update("  ·  ".join(parts))
+        c = self.model.counts()
+        if not c["hosts"]:
+            text = "no hosts enrolled yet: create an enrollment token (n) and run its install command on the host"
+        else:
+            parts = [plural(c["hosts"], "host"), f"[green]{c.get('online', 0):,} online[/]",
+                     f"[red]{c.get('offline', 0):,} offline[/]", f"[yellow]{c.get('pending', 0):,} pending[/]"]
+            for key, style in (("stale", "bold red"), ("failed", "red"), ("drift", "yellow")):
+                if c.get(key):
+                    parts.append(f"[{style}]{c[key]:,} {key}[/]")
+            shown = len(self.model.visible())
+            if shown != c["hosts"]:
+                parts.append(f"{shown:,} shown")
+            parts.append(f"sorted by {self.model.sort_label()}")
+            if self.model.filter_text:
+                parts.append(f"filter: {self.model.filter_text!r}")
+            if self.table.marks:
+                parts.append(f"[reverse]{plural(len(self.table.marks), 'host')} marked[/]")
+            if not getattr(self.app, "events_connected", False):
+                parts.append("[reverse yellow] live updates paused [/]")
+            text = "  ·  ".join(parts)
+        self.query_one("#fleet-status", Static).update(text)
 
     def selected_host_id(self) -> str | None:
-        table = self.query_one("#hosts", DataTable)
-        if table.row_count == 0:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.table.cursor_key
 
-    # ------------------------------------------------------------ events
+    # ------------------------------------------------------------ events: model now, screen on the next tick
 
     def on_events_connected(self, _: m.EventsConnected) -> None:
         self.load()  # whatever happened while disconnected is only in a fresh list
@@ -190,55 +167,35 @@ class FleetScreen(Screen[None]):
         self.update_status()
 
     def on_host_updated(self, message: m.HostUpdated) -> None:
-        self.hosts[message.host.id] = message.host
-        self.update_row(message.host)
+        known = message.host.id in self.model.hosts
+        self.model.put(message.host)
+        self._changed.add(message.host.id)
+        self._order_stale |= not known
 
     def on_host_deleted(self, message: m.HostDeleted) -> None:
-        self.hosts.pop(message.host_id, None)
-        self.activity.pop(message.host_id, None)
-        table = self.query_one("#hosts", DataTable)
-        if message.host_id in table.rows:
-            table.remove_row(message.host_id)
-        self.update_status()
+        self.model.remove(message.host_id)
+        self._order_stale = True
 
     def on_job_updated(self, message: m.JobUpdated) -> None:
-        job = message.job
-        host = self.hosts.get(job.host_id)
-        if host is None:
-            return
-        jobs = self.activity.setdefault(job.host_id, {})
-        if job.state.terminal:
-            jobs.pop(job.id, None)
-            if job.kind == JobKind.backup and _newer(job, host.last_backup):
-                host.last_backup = LastBackup(job_id=job.id, state=job.state, finished_at=job.finished_at)
-        else:
-            jobs[job.id] = f"{job.kind.value} {job.state.value}"
-        self.update_row(host)
+        if self.model.job(message.job):
+            self._changed.add(message.job.host_id)
 
     def on_job_progress(self, message: m.JobProgress) -> None:
-        host = self.hosts.get(message.host_id or "")
-        if host is None:
-            return
-        jobs = self.activity.setdefault(host.id, {})
-        kind = jobs.get(message.job_id, "job").split(" ")[0]
-        pct = message.progress.get("percent")
-        jobs[message.job_id] = f"{kind} {pct:.0f}%" if isinstance(pct, (int, float)) else f"{kind} running"
-        self.update_row(host)
+        if self.model.progress(message.host_id, message.job_id, message.progress):
+            self._changed.add(message.host_id or "")
 
     # ------------------------------------------------------------ actions
 
-    @on(DataTable.RowSelected, "#hosts")
-    def row_selected(self, event: DataTable.RowSelected) -> None:
-        self.open(event.row_key.value)
+    @on(ResourceTable.Selected, "#hosts")
+    def row_selected(self, event: ResourceTable.Selected) -> None:
+        self.open(event.key)
 
     def action_open_host(self) -> None:
         self.open(self.selected_host_id())
 
     def open(self, host_id: str | None) -> None:
-        from rm_tui.screens.host import HostScreen
-
-        if host_id and host_id in self.hosts:
-            self.app.push_screen(HostScreen(self.hosts[host_id]))
+        if host_id and host_id in self.model.hosts:
+            self.app.push_screen(HostScreen(self.model.hosts[host_id]))
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -247,44 +204,55 @@ class FleetScreen(Screen[None]):
 
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value.strip()
-        self.render_rows()
+        self.model.set_filter(event.value)
+        self.show_rows()
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
-        if not self.filter_text:
+        if not self.model.filter_text:
             self.query_one("#filter", Input).display = False
-        self.query_one("#hosts", DataTable).focus()
+        self.table.focus()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
+        if not self.model.filter_text and not box.display and self.table.marks:
+            self.table.clear_marks()
+            self.update_status()
+            return
         box.value = ""
         box.display = False
-        self.filter_text = ""
-        self.render_rows()
-        self.query_one("#hosts", DataTable).focus()
+        self.model.set_filter("")
+        self.show_rows()
+        self.table.focus()
 
-    def action_sort(self) -> None:
-        self.sort_by = (self.sort_by + 1) % len(SORTS)
-        self.render_rows()
-        self.notify(f"sorted by {SORTS[self.sort_by][0]}", timeout=2)
+    def action_sort(self, column: str) -> None:
+        self.model.set_sort(column)
+        self.show_rows()
+
+    def action_problems(self) -> None:
+        self.model.toggle_problems()
+        self.show_rows()
+        self.table.action_jump(0)
+
+    def action_mark(self) -> None:
+        self.table.toggle_mark()
+        self.table.action_cursor(1)
+        self.update_status()
+
+    def action_bulk(self) -> None:
+        ids = [k for k in self.table.keys if k in self.table.marks] or (
+            [self.selected_host_id()] if self.selected_host_id() else [])
+        if ids:
+            self.app.push_screen(BulkActionScreen([self.model.hosts[i] for i in ids]))
+
+    def action_jobs(self) -> None:
+        self.app.push_screen(FleetJobsScreen({h.id: h.hostname for h in self.model.hosts.values()}))
 
     def action_reload(self) -> None:
         self.load()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "new_token" and not self.app.can_write:  # type: ignore[attr-defined]
-            return False
-        return True
-
     def action_new_token(self) -> None:
-        from rm_tui.screens.admin import EnrollmentScreen
+        from rm_tui.screens.admin import EnrollmentScreen  # admin screens open from the app and from here
 
         if self.app.can_write:  # type: ignore[attr-defined]
             self.app.push_screen(EnrollmentScreen(open_form=True))
-
-
-def _newer(job: Job, last: LastBackup | None) -> bool:
-    if last is None or last.finished_at is None:
-        return True
-    return (job.finished_at or datetime.now(timezone.utc)) >= last.finished_at

@@ -22,7 +22,7 @@ from rm_tui.client import ApiError
 from rm_tui.format import age, short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
-from rm_tui.screens.fleet import STATE_STYLE, STATUS_STYLE
+from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.screens.forms import BandwidthForm, MaintenanceForm, ScheduleForm, SourceGroupForm
 
 JOB_LIMIT = 50

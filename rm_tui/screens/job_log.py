@@ -17,7 +17,7 @@ from rm_tui.client import ApiError
 from rm_tui.format import short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
-from rm_tui.screens.fleet import STATE_STYLE
+from rm_tui.styles import STATE_STYLE
 
 RECONNECT_MAX = 30.0
 

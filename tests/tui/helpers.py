@@ -9,6 +9,7 @@ from rm_tui.app import RmTui
 from rm_tui.screens.fleet import FleetScreen
 from rm_tui.screens.host import HostScreen
 from rm_tui.screens.login import LoginScreen
+from rm_tui.widgets.table import ResourceTable
 from tests.conftest import ADMIN_PASSWORD, wait_for
 
 SIZE = (120, 40)
@@ -46,13 +47,15 @@ def running(app: RmTui, group: str) -> list:
     return [w for w in app.workers if w.group == group and w.is_running]
 
 
-def cell(table: DataTable, row: str, column: str) -> str:
+def cell(table: DataTable | ResourceTable, row: str, column: str) -> str:
+    """A cell's text as the table would draw it now."""
+    if isinstance(table, ResourceTable):
+        return str(table.cells_for(row)[[c.key for c in table.columns].index(column)])
     return str(table.get_cell(row, column))
 
 
 async def open_host(pilot: Pilot, app: RmTui, fleet: FleetScreen, host_id: str) -> HostScreen:
-    table = fleet.query_one("#hosts", DataTable)
-    table.move_cursor(row=table.get_row_index(host_id))
+    fleet.table.move_to(host_id)
     await pilot.press("enter")
     await wait_for(lambda: isinstance(app.screen, HostScreen), what="host screen")
     screen = app.screen

@@ -1,0 +1,220 @@
+"""The fleet as the console holds it: hosts by id, sorted and filtered in memory.
+
+Pure Python (no widgets) so that 20,000 hosts can be sorted, filtered and counted in tens
+of milliseconds and unit tested without a terminal. The screen applies every event here at
+once and asks for `visible()` at most a few times a second."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from rm_core.api import Host, Job, LastBackup
+from rm_core.enums import HostStatus, JobKind, JobState
+
+FAILED = (JobState.failed, JobState.lost)
+# Most urgent first: a stale host has missed backups, a failed one broke, offline ones may come back.
+PROBLEMS = ("stale", "failed", "offline", "drift")
+
+
+def drift(h: Host) -> bool:
+    return h.schedule_version != h.applied_schedule_version
+
+
+def problem(h: Host) -> str | None:
+    """The most urgent thing wrong with a host, or None."""
+    if h.stale:
+        return "stale"
+    if h.last_backup is not None and h.last_backup.state in FAILED:
+        return "failed"
+    if h.status == HostStatus.offline:
+        return "offline"
+    if drift(h):
+        return "drift"
+    return None
+
+
+def _backup_ts(h: Host) -> float:
+    done = h.last_backup.finished_at if h.last_backup else None
+    return done.timestamp() if done else float("-inf")
+
+
+# column key -> (name shown, sort key of a host); ties always break by hostname
+SORTS: dict[str, tuple[str, Callable[[Host, int], Any]]] = {
+    "host": ("host", lambda h, a: 0),
+    "status": ("status", lambda h, a: h.status.value),
+    "backup": ("last backup", lambda h, a: _backup_ts(h)),
+    "result": ("result", lambda h, a: h.last_backup.state.value if h.last_backup else ""),
+    "drift": ("schedule", lambda h, a: (not drift(h), h.schedule_version)),
+    "repo": ("repo size", lambda h, a: h.repo_size if h.repo_size is not None else -1),
+    "activity": ("activity", lambda h, a: -a),
+}
+
+
+class FleetModel:
+    def __init__(self) -> None:
+        self.hosts: dict[str, Host] = {}
+        self.activity: dict[str, dict[str, str]] = {}  # host_id -> job_id -> "backup 42%"
+        self.sort = "host"
+        self.reverse = False
+        self.problems_first = False
+        self.filter_text = ""
+        self._names: dict[str, str] = {}
+        self._keys: dict[str, tuple] = {}  # host_id -> its sort key as last used
+        self._sorted: list[str] | None = None
+        self._visible: list[str] | None = None
+
+    # ------------------------------------------------------------ changes
+
+    def load(self, hosts: list[Host]) -> None:
+        self.hosts = {h.id: h for h in hosts}
+        self.activity = {k: v for k, v in self.activity.items() if k in self.hosts}
+        self._names = {h.id: h.hostname.lower() for h in hosts}
+        self.reorder()
+
+    def put(self, host: Host) -> None:
+        """A host.updated: the new host replaces the old; order is fixed lazily if it moved."""
+        self.hosts[host.id] = host
+        self._names[host.id] = host.hostname.lower()
+        self._check(host.id)
+
+    def remove(self, host_id: str) -> None:
+        if self.hosts.pop(host_id, None) is not None:
+            self.activity.pop(host_id, None)
+            self._names.pop(host_id, None)
+            self._keys.pop(host_id, None)
+            self._sorted = None
+
+    def job(self, job: Job) -> bool:
+        """A job.updated: running jobs in the activity column, finished backups as the last backup."""
+        host = self.hosts.get(job.host_id)
+        if host is None:
+            return False
+        jobs = self.activity.setdefault(job.host_id, {})
+        if job.state.terminal:
+            jobs.pop(job.id, None)
+            if job.kind == JobKind.backup and _newer(job, host.last_backup):
+                host.last_backup = LastBackup(job_id=job.id, state=job.state, finished_at=job.finished_at)
+        else:
+            jobs[job.id] = f"{job.kind.value} {job.state.value}"
+        self._check(job.host_id)
+        return True
+
+    def progress(self, host_id: str | None, job_id: str, progress: dict[str, Any]) -> bool:
+        host = self.hosts.get(host_id or "")
+        if host is None:
+            return False
+        jobs = self.activity.setdefault(host.id, {})
+        kind = jobs.get(job_id, "job").split(" ")[0]
+        pct = progress.get("percent")
+        jobs[job_id] = f"{kind} {pct:.0f}%" if isinstance(pct, (int, float)) else f"{kind} running"
+        return True  # the number of running jobs (the activity sort) did not change
+
+    def _key(self, host_id: str) -> tuple:
+        h = self.hosts[host_id]
+        key: tuple = (SORTS[self.sort][1](h, len(self.activity.get(host_id) or ())), self._names[host_id])
+        if self.problems_first:
+            p = problem(h)
+            key = (PROBLEMS.index(p) if p else len(PROBLEMS),) + key
+        return key
+
+    def _check(self, host_id: str) -> None:
+        if self._sorted is None:
+            return
+        if host_id not in self._keys or self._keys[host_id] != self._key(host_id):
+            self._sorted = None
+        elif self.filter_text:
+            self._visible = None  # cheap enough: a filter pass over the sorted ids
+
+    # ------------------------------------------------------------ views
+
+    @property
+    def order_changed(self) -> bool:
+        """True when the next visible() differs in order or membership from the last one."""
+        return self._visible is None
+
+    def reorder(self) -> None:
+        self._sorted = None
+        self._visible = None
+
+    def set_sort(self, column: str) -> None:
+        """Sort by `column`; the same column again reverses the order (k9s does the same)."""
+        self.reverse = not self.reverse if column == self.sort else False
+        self.sort = column
+        self.reorder()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip().lower()
+        self._visible = None
+
+    def toggle_problems(self) -> None:
+        self.problems_first = not self.problems_first
+        self.reorder()
+
+    def sorted_ids(self) -> list[str]:
+        if self._sorted is None:
+            self._keys = {hid: self._key(hid) for hid in self.hosts}
+            ids = sorted(self._keys, key=self._keys.__getitem__)
+            if self.reverse:
+                # reverse the column, not the problems grouping
+                if self.problems_first:
+                    groups: dict[int, list[str]] = {}
+                    for hid in ids:
+                        groups.setdefault(self._keys[hid][0], []).append(hid)
+                    ids = [hid for g in sorted(groups) for hid in reversed(groups[g])]
+                else:
+                    ids.reverse()
+            self._sorted = ids
+            self._visible = None
+        return self._sorted
+
+    def visible(self) -> list[str]:
+        ids = self.sorted_ids()
+        if self._visible is None:
+            f = self.filter_text
+            self._visible = ids if not f else [hid for hid in ids if self.matches(hid, f)]
+        return self._visible
+
+    def matches(self, host_id: str, f: str) -> bool:
+        h = self.hosts[host_id]
+        if f in self._names[host_id] or f == h.status.value:
+            return True
+        p = problem(h)
+        return (f == "problems" and p is not None) or (f in PROBLEMS and _has(h, f))
+
+    def counts(self) -> dict[str, int]:
+        c: Counter[str] = Counter()
+        for h in self.hosts.values():
+            c[h.status.value] += 1
+            if h.stale:
+                c["stale"] += 1
+            if h.last_backup is not None and h.last_backup.state in FAILED:
+                c["failed"] += 1
+            if drift(h):
+                c["drift"] += 1
+            if problem(h):
+                c["problems"] += 1
+        c["hosts"] = len(self.hosts)
+        return dict(c)
+
+    def sort_label(self) -> str:
+        label = SORTS[self.sort][0] + (" ↓" if self.reverse else "")
+        return f"problems first, then {label}" if self.problems_first else label
+
+
+def _has(h: Host, what: str) -> bool:
+    if what == "stale":
+        return h.stale
+    if what == "failed":
+        return h.last_backup is not None and h.last_backup.state in FAILED
+    if what == "offline":
+        return h.status == HostStatus.offline
+    return drift(h)
+
+
+def _newer(job: Job, last: LastBackup | None) -> bool:
+    if last is None or last.finished_at is None:
+        return True
+    return (job.finished_at or datetime.now(timezone.utc)) >= last.finished_at
