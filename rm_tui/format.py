@@ -60,3 +60,22 @@ def duration(secs: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def human_summary(summary: dict) -> str:
+    """restic's summary as a person reads it: '12 new files · 3 changed · 360 MiB added in 1.7s · snapshot 4f1a2b3c'."""
+    parts = []
+    if isinstance(summary.get("files_new"), int):
+        parts.append(plural(summary["files_new"], "new file"))
+    if isinstance(summary.get("files_changed"), int):
+        parts.append(f"{summary['files_changed']:,} changed")
+    if isinstance(summary.get("data_added"), int):
+        added = f"{size(summary['data_added'])} added"
+        if isinstance(summary.get("total_duration"), (int, float)):
+            added += f" in {duration(summary['total_duration'])}"
+        parts.append(added)
+    elif isinstance(summary.get("total_duration"), (int, float)):
+        parts.append(f"took {duration(summary['total_duration'])}")
+    if isinstance(summary.get("snapshot_id"), str):
+        parts.append(f"snapshot {summary['snapshot_id'][:8]}")
+    return " · ".join(parts)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Input, ProgressBar, RichLog, Static
+from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
 from rm_core.api import Job, JobLogLine
-from rm_core.enums import JobState
+from rm_core.enums import HostStatus, JobState
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.format import short_id, size, when
+from rm_tui.format import duration, human_summary, plural, short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.styles import STATE_STYLE
+from rm_tui.widgets.log_view import LogView
 
 RECONNECT_MAX = 30.0
 
@@ -39,8 +41,8 @@ class JobLogScreen(ApiScreen):
         super().__init__()
         self.job = job
         self.hostname = hostname
-        self.lines: list[JobLogLine] = []
         self.last_seq = 0
+        self.host_offline_since: datetime | None = None
         self.progress_text = ""
         self.search_text = ""  # only lines containing it are shown, with it highlighted
 
@@ -48,7 +50,7 @@ class JobLogScreen(ApiScreen):
         yield Header()
         yield Static(id="job-info")
         yield ProgressBar(total=100, show_eta=False, id="job-progress")
-        yield RichLog(id="log", highlight=False, markup=False, wrap=False, max_lines=100_000)
+        yield LogView(id="log")
         yield Input(placeholder="search the log (enter: keep, esc: clear)", id="search")
         yield Footer()
 
@@ -56,7 +58,7 @@ class JobLogScreen(ApiScreen):
         self.title = f"{self.hostname} · {self.job.kind.value} {short_id(self.job.id)}"
         self.render_info()
         self.query_one("#search", Input).display = False
-        self.query_one("#log", RichLog).focus()
+        self.log_view.focus()
         self.follow()
 
     # ------------------------------------------------------------ stream
@@ -83,7 +85,7 @@ class JobLogScreen(ApiScreen):
             delay = min(delay * 2, RECONNECT_MAX)
 
     def add_lines(self, raw: list[dict]) -> None:
-        log = self.query_one("#log", RichLog)
+        fresh = []
         for item in raw:
             try:
                 line = JobLogLine.model_validate(item)
@@ -92,27 +94,19 @@ class JobLogScreen(ApiScreen):
             if line.seq <= self.last_seq:
                 continue
             self.last_seq = line.seq
-            self.lines.append(line)
-            if self.matches(line):
-                log.write(self.format_line(line))
+            fresh.append(line)
+        if fresh:
+            self.log_view.append(fresh)
+            if self.search_text:
+                self.render_info()
 
-    def matches(self, line: JobLogLine) -> bool:
-        return not self.search_text or self.search_text.lower() in line.text.lower()
+    @property
+    def lines(self) -> list[JobLogLine]:
+        return self.log_view.lines
 
-    def format_line(self, line: JobLogLine) -> Text:
-        stamp = Text(line.ts.astimezone().strftime("%H:%M:%S "), style="dim")
-        text = Text(line.text, style="red" if line.stream == "stderr" else "")
-        if self.search_text:
-            text.highlight_words([self.search_text], style="reverse yellow", case_sensitive=False)
-        return stamp + text
-
-    def rewrite_log(self) -> None:
-        """Show again what we hold, filtered by the search (no request: the lines are here)."""
-        log = self.query_one("#log", RichLog)
-        log.clear()
-        for line in self.lines:
-            if self.matches(line):
-                log.write(self.format_line(line))
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one("#log", LogView)
 
     # ------------------------------------------------------------ job state
 
@@ -126,7 +120,10 @@ class JobLogScreen(ApiScreen):
             f"  ·  finished {when(j.finished_at)}" if j.finished_at else "",
             f"  ·  exit {j.exit_code}" if j.exit_code is not None else "",
         )
-        if self.progress_text and not j.state.terminal:
+        if self.host_offline_since is not None and not j.state.terminal:
+            info.append(f"\nhost offline since {self.host_offline_since.astimezone():%H:%M} — outcome unknown until it "
+                        "returns", style="bold yellow")
+        elif self.progress_text and not j.state.terminal:
             info.append(f"\n{self.progress_text}")
         if j.error:
             info.append(f"\n{j.error}", style="red")
@@ -136,23 +133,34 @@ class JobLogScreen(ApiScreen):
             if not self.readonly:
                 info.append("  Press u to run unlock.", style="bold yellow")
         if self.search_text:
-            shown = sum(1 for line in self.lines if self.matches(line))
-            info.append(f"\nsearch {self.search_text!r}: {shown} of {len(self.lines)} lines", style="cyan")
+            info.append(f"\nsearch {self.search_text!r}: {self.log_view.shown_count:,} of "
+                        f"{plural(len(self.lines), 'line')}", style="cyan")
         if j.state.terminal and j.summary:
-            keys = ("files_new", "files_changed", "data_added", "total_duration", "snapshot_id")
-            parts = [f"{k}={j.summary[k]}" for k in keys if k in j.summary]
-            if parts:
-                info.append("\n" + "  ".join(parts), style="dim")
+            summary = human_summary(j.summary)
+            if summary:
+                info.append("\n" + summary, style="dim")
         self.query_one("#job-info", Static).update(info)
         bar = self.query_one("#job-progress", ProgressBar)
-        if j.state.terminal:
+        if j.state in (JobState.succeeded, JobState.warning):
             bar.update(total=100, progress=100)
+        # lost, cancelled or failed: a full bar would claim it finished; show no bar
+        bar.display = not j.state.terminal or j.state in (JobState.succeeded, JobState.warning)
 
     def on_job_updated(self, message: m.JobUpdated) -> None:
         if message.job.id == self.job.id:
             self.job = message.job
             self.render_info()
             self.refresh_bindings()  # cancel / unlock depend on the state
+
+    def on_host_updated(self, message: m.HostUpdated) -> None:
+        host = message.host
+        if host.id != self.job.host_id:
+            return
+        offline = host.status == HostStatus.offline
+        since = (host.last_seen or datetime.now(timezone.utc)) if offline else None
+        if since != self.host_offline_since:
+            self.host_offline_since = since
+            self.render_info()
 
     def on_job_progress(self, message: m.JobProgress) -> None:
         if message.job_id != self.job.id:
@@ -162,32 +170,29 @@ class JobLogScreen(ApiScreen):
             self.query_one("#job-progress", ProgressBar).update(total=100, progress=p["percent"])
         parts = []
         if p.get("files_done") is not None:
-            parts.append(f"{p['files_done']}" + (f"/{p['files_total']}" if p.get("files_total") else "") + " files")
+            parts.append(f"{p['files_done']:,}" + (f" of {p['files_total']:,}" if p.get("files_total") else "") + " files")
         if p.get("bytes_done") is not None:
             parts.append(size(p["bytes_done"]) + (f" of {size(p['bytes_total'])}" if p.get("bytes_total") else ""))
         if isinstance(p.get("eta_seconds"), (int, float)):
-            parts.append(f"eta {int(p['eta_seconds'])}s")
+            parts.append(f"eta {duration(p['eta_seconds'])}")
         self.progress_text = "  ·  ".join(parts)
         self.render_info()
 
     # ------------------------------------------------------------ keys
 
     def action_toggle_follow(self) -> None:
-        log = self.query_one("#log", RichLog)
-        log.auto_scroll = not log.auto_scroll
-        if log.auto_scroll:
-            log.scroll_end(animate=False)
-        self.notify("following new lines" if log.auto_scroll else "follow paused", timeout=2)
+        log = self.log_view
+        if log.follow:
+            log.follow = False
+        else:
+            log.bottom()
+        self.notify("following new lines" if log.follow else "follow paused", timeout=2)
 
     def action_top(self) -> None:
-        log = self.query_one("#log", RichLog)
-        log.auto_scroll = False
-        log.scroll_home(animate=False)
+        self.log_view.top()
 
     def action_bottom(self) -> None:
-        log = self.query_one("#log", RichLog)
-        log.auto_scroll = True
-        log.scroll_end(animate=False)
+        self.log_view.bottom()
 
     # ------------------------------------------------------------ search
 
@@ -199,14 +204,14 @@ class JobLogScreen(ApiScreen):
     @on(Input.Changed, "#search")
     def search_changed(self, event: Input.Changed) -> None:
         self.search_text = event.value.strip()
-        self.rewrite_log()
+        self.log_view.set_search(self.search_text)
         self.render_info()
 
     @on(Input.Submitted, "#search")
     def search_done(self) -> None:
         if not self.search_text:
             self.query_one("#search", Input).display = False
-        self.query_one("#log", RichLog).focus()
+        self.log_view.focus()
 
     def action_back(self) -> None:
         """esc clears an active search first, then leaves the screen."""
@@ -215,9 +220,9 @@ class JobLogScreen(ApiScreen):
             box.value = ""
             box.display = False
             self.search_text = ""
-            self.rewrite_log()
+            self.log_view.set_search("")
             self.render_info()
-            self.query_one("#log", RichLog).focus()
+            self.log_view.focus()
             return
         self.dismiss()
 

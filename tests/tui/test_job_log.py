@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from textual.widgets import RichLog, Static
+from textual.widgets import ProgressBar, Static
+
+from rm_tui.widgets.log_view import LogView
 
 from rm_core import protocol as p
 from rm_core.api import Job
@@ -42,16 +44,16 @@ async def test_search_cancel_and_unlock_after_lost(server):
         await wait_for(lambda: isinstance(app.screen, JobLogScreen) and app.screen.is_mounted, what="log screen")
         await pilot.pause()
         screen = app.screen
-        log = screen.query_one("#log", RichLog)
+        log = screen.query_one("#log", LogView)
         await wait_for(lambda: len(screen.lines) == 3, what="backlog")
-        assert len(log.lines) == 3
+        assert log.shown_count == 3
 
         await pilot.press("slash")
         await type_text(pilot, "LOCK")
         await pilot.press("enter")
-        assert len(log.lines) == 1 and "1 of 3 lines" in str(screen.query_one("#job-info", Static).render())
+        assert log.shown_count == 1 and "1 of 3 lines" in str(screen.query_one("#job-info", Static).render())
         await pilot.press("escape")
-        assert app.screen is screen and len(log.lines) == 3, "esc clears the search, stays on the log"
+        assert app.screen is screen and log.shown_count == 3, "esc clears the search, stays on the log"
 
         assert "Run unlock" not in shown_bindings(app) and "Cancel job" in shown_bindings(app)
         await pilot.press("c")
@@ -68,11 +70,15 @@ async def test_search_cancel_and_unlock_after_lost(server):
         # The agent restarts without the job: it is lost, and the screen offers unlock.
         await agent.close()
         await wait_for(lambda: host_id not in server.hub.connections, what="agent gone")
+        # mid-run and the host is away: say what is known, not a frozen "running 26 %"
+        await wait_for(lambda: "outcome unknown until it returns" in str(screen.query_one("#job-info", Static).render()),
+                       what="host offline note")
         again = TestAgent(server, token)
         await again.connect(running_jobs=[])
         await wait_for(lambda: screen.job.state == "lost", what="lost shown")
         info = str(screen.query_one("#job-info", Static).render())
-        assert "Press u to run unlock" in info
+        assert "Press u to run unlock" in info and "outcome unknown" not in info
+        assert not screen.query_one("#job-progress", ProgressBar).display, "a lost job shows no full bar"
         assert "Run unlock" in shown_bindings(app) and "Cancel job" not in shown_bindings(app)
         await pilot.press("u")
         unlocks = await wait_for(lambda: _kinds(server, host_id, "unlock"), what="unlock job")
