@@ -33,6 +33,8 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
     """Title, fields, an inline error line and Save/Cancel. Subclasses fill in the middle."""
 
     CSS_PATH = "dialogs.tcss"
+    # The first field has focus from the start: typed digits never go nowhere.
+    AUTO_FOCUS = ".form-body *"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("escape", "cancel", "Cancel"),

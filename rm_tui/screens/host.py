@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,7 +14,6 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
-from rm_core.cron import CronError, next_fires
 from rm_core.enums import JobKind
 from rm_tui import messages as m
 from rm_tui.client import ApiError
@@ -23,7 +21,8 @@ from rm_tui.format import age, short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.styles import STATE_STYLE, STATUS_STYLE
-from rm_tui.screens.forms import BandwidthForm, MaintenanceForm, ScheduleForm, SourceGroupForm
+from rm_tui.screens.forms import ScheduleForm, SourceGroupForm
+from rm_tui.screens.host_settings import SettingsTabs
 
 JOB_LIMIT = 50
 TABS = ("overview", "groups", "schedules", "jobs", "snapshots", "maintenance", "settings")
@@ -36,7 +35,9 @@ ACTION_TABS = {
     "run_now": {"groups", "schedules"},
     "new": {"groups", "schedules"},
     "edit": {"groups", "schedules", "maintenance", "settings"},
-    "delete": {"groups", "schedules"},
+    "delete": {"groups", "schedules", "settings"},
+    "repo": {"settings"},
+    "admin_creds": {"settings"},
     "logs": {"jobs"},
 }
 
@@ -50,15 +51,17 @@ def conflict_text(exc: ApiError) -> str:
     return exc.message
 
 
-class HostScreen(ApiScreen):
+class HostScreen(SettingsTabs, ApiScreen):
     CSS_PATH = "host.tcss"
-    MUTATING = frozenset({"run_now", "new", "edit", "delete"})
+    MUTATING = frozenset({"run_now", "new", "edit", "delete", "repo", "admin_creds"})
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "run_now", "Run now"),
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
         Binding("ctrl+d", "delete", "Delete"),
+        Binding("p", "repo", "Repository"),
+        Binding("a", "admin_creds", "Admin credentials"),
         Binding("l", "logs", "Logs"),
         Binding("ctrl+r", "reload", "Reload"),
         *(Binding(str(i + 1), f"tab('{tab}')", f"{title} tab", show=False)
@@ -273,50 +276,6 @@ class HostScreen(ApiScreen):
                           size(added) if isinstance(added, int) else "—",
                           size(total) if isinstance(total, int) else "—", key=s.id)
 
-    def render_maintenance(self) -> None:
-        mt = self.maintenance or Maintenance()
-        now = datetime.now(timezone.utc)
-        lines = ["[b]Maintenance[/] (run by the server, in UTC, while the host is online)", ""]
-        for name in ("forget", "prune", "check"):
-            task = getattr(mt, name)
-            state = "[green]on[/]" if task.enabled else "[dim]off[/]"
-            nxt = ""
-            if task.enabled and task.cron:
-                try:
-                    nxt = f"  next {when(next_fires(task.cron, 'UTC', now, 1)[0])}"
-                except CronError as exc:
-                    nxt = f"  [red]{escape(str(exc))}[/]"
-            extra = f"  read-data-subset {task.read_data_subset}" if name == "check" and task.read_data_subset else ""
-            lines.append(f"  {name:<7} {state:<16} {escape(task.cron or '—')}{nxt}{extra}")
-        if not self.readonly:
-            lines += ["", "[dim]e edit[/]"]
-        self.query_one("#maintenance-text", Static).update("\n".join(lines))
-
-    def render_settings(self) -> None:
-        bw = self.bandwidth or {}
-
-        def kbps(key: str) -> str:
-            return f"{bw[key]} KiB/s" if bw.get(key) else "unlimited"
-
-        lines = ["[b]Bandwidth[/]", f"  upload {kbps('upload_kbps')}  ·  download {kbps('download_kbps')}", "",
-                 "[b]Repository[/]"]
-        repo = self.repo
-        if repo is None:
-            lines.append("  [yellow]no repository configured[/] (PUT /hosts/{id}/repo, or an enrollment token with one)")
-        else:
-            # The server redacts secrets from the URL; the password is never sent to the console.
-            lines += [f"  url          {escape(repo.url)}", f"  key          {repo.key_fingerprint}",
-                      f"  updated      {when(repo.updated_at)}",
-                      f"  admin creds  {'yes (prune possible)' if repo.has_admin_credentials else 'no'}"]
-            for key, value in (repo.stats or {}).items():
-                if value is None or isinstance(value, (dict, list)):
-                    continue
-                shown = size(value) if isinstance(value, int) and "size" in key else value
-                lines.append(f"  {key:<12} {escape(str(shown))}")
-        if not self.readonly:
-            lines += ["", "[dim]e edit bandwidth[/]"]
-        self.query_one("#settings-text", Static).update("\n".join(lines))
-
     def selected(self, tab: str) -> str | None:
         table = self.query_one(f"#{tab}-table", DataTable)
         if table.row_count == 0:
@@ -341,7 +300,8 @@ class HostScreen(ApiScreen):
     def on_host_deleted(self, message: m.HostDeleted) -> None:
         if message.host_id == self.host.id:
             self.notify(f"{self.host.hostname} was removed from the fleet", severity="warning")
-            self.dismiss()
+            if self.app.screen is self:
+                self.dismiss()
 
     def on_schedule_updated(self, message: m.ScheduleUpdated) -> None:
         if message.host_id == self.host.id:
@@ -492,20 +452,6 @@ class HostScreen(ApiScreen):
 
         self.app.push_screen(ScheduleForm(self.group_choices(), values, error, editing=sid is not None), done)
 
-    def maintenance_form(self, values: dict[str, Any], error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_maintenance(body)
-
-        self.app.push_screen(MaintenanceForm(values, error), done)
-
-    def bandwidth_form(self, values: dict[str, Any], error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_bandwidth(body)
-
-        self.app.push_screen(BandwidthForm(values, error), done)
-
     def refused(self, exc: ApiError, title: str) -> bool:
         """Toast the server's message; True when the values were refused (form worth reopening)."""
         self.report(exc, title)
@@ -537,30 +483,17 @@ class HostScreen(ApiScreen):
         self.restore_cursor(self.query_one("#schedules-table", DataTable), schedule.id)
         self.notify(f"schedule {schedule.name} saved")
 
-    @work(group="host-save")
-    async def save_maintenance(self, body: dict[str, Any]) -> None:
-        try:
-            self.maintenance = await self.client.set_maintenance(self.host.id, body)
-        except ApiError as exc:
-            if self.refused(exc, "Cannot save maintenance"):
-                self.maintenance_form(body, exc.message)
-            return
-        self.render_maintenance()
-        self.notify("maintenance saved")
+    def action_repo(self) -> None:
+        self.repo_form(admin=False)
 
-    @work(group="host-save")
-    async def save_bandwidth(self, body: dict[str, Any]) -> None:
-        try:
-            self.bandwidth = await self.client.set_bandwidth(self.host.id, body)
-        except ApiError as exc:
-            if self.refused(exc, "Cannot save bandwidth"):
-                self.bandwidth_form(body, exc.message)
-            return
-        self.render_settings()
-        self.notify("bandwidth saved")
+    def action_admin_creds(self) -> None:
+        self.repo_form(admin=True)
 
     def action_delete(self) -> None:
         tab = self.tab
+        if tab == "settings":
+            self.delete_host()
+            return
         key = self.selected(tab) if tab in ("groups", "schedules") else None
         if key is None:
             self.notify("Nothing selected to delete", severity="warning")

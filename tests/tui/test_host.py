@@ -191,3 +191,61 @@ async def test_readonly_and_viewer_hide_editing(server):
             await pilot.press("ctrl+d")
             await pilot.pause()
             assert app.screen is host, "no form and no dialog opened"
+
+
+async def test_settings_bandwidth_repository_admin_credentials_and_delete(server):
+    from rm_tui.screens.forms import BandwidthForm
+    from rm_tui.screens.host_settings import RepoForm, ShownOnceDialog
+
+    host_id, _ = await server.enroll("web-1")
+    app = new_app(server)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await wait_for(lambda: host.settings_loaded, what="settings loaded")
+        await pilot.press("7")
+        assert "press p to set one" in text_of(host, "#settings-text")
+
+        # Bandwidth: the first field has focus, typed digits land there, the toast says what was saved.
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, BandwidthForm), what="bandwidth form")
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "upload_kbps"
+        await type_text(pilot, "750")
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: any("upload 750 KiB/s, download unlimited" in t for t in toasts(app)),
+                       what="bandwidth toast")
+        status, bw = await server.call("GET", f"/hosts/{host_id}/bandwidth")
+        assert bw.get("upload_kbps") == 750
+
+        # Repository with a generated password: shown once, never in the settings text.
+        await pilot.press("p")
+        await wait_for(lambda: isinstance(app.screen, RepoForm), what="repo form")
+        await pilot.pause()
+        assert app.focused.id == "url"
+        await type_text(pilot, "/srv/restic/web-1")
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: isinstance(app.screen, ShownOnceDialog), what="generated password shown once")
+        password = app.screen.lines[0][1]
+        assert len(password) >= 32
+        await pilot.press("escape")
+        await wait_for(lambda: host.repo is not None and "/srv/restic/web-1" in text_of(host, "#settings-text"),
+                       what="repository shown")
+        assert password not in text_of(host, "#settings-text")
+
+        # Admin credentials for prune: a typed password, a REST user.
+        await pilot.press("a")
+        await wait_for(lambda: isinstance(app.screen, RepoForm) and app.screen.admin, what="admin form")
+        await pilot.pause()
+        await type_text(pilot, "/srv/restic/web-1")
+        app.screen.query_one("#generate_password").value = False
+        app.screen.query_one("#password", Input).value = "admin-secret-pw"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: host.repo is not None and host.repo.has_admin_credentials, what="admin creds saved")
+
+        # Delete the host (asks first); the screen closes and the fleet drops the row.
+        await pilot.press("ctrl+d")
+        await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="confirm")
+        await pilot.press("y")
+        await wait_for(lambda: app.screen is not host and host_id not in app.screen.hosts, what="host gone")
+    status, _ = await server.call("GET", f"/hosts/{host_id}")
+    assert status == 404
