@@ -134,8 +134,30 @@ class TuiSwarm(ss.Swarm):
         return out
 
     async def run(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await super().run()
+        """Swarm.run without its wait_for around the queue read: a timed-out read still
+        consumed the next command in its thread, and that command was lost."""
+        self.loop = loop = asyncio.get_running_loop()
+        conn = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+        self.session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None, connect=60))
+        deadline = ss.mono() + self.lifetime
+        sem = asyncio.Semaphore(64)
+        agents = [asyncio.create_task(self.agent(hid, tok, sem)) for hid, tok in self.creds]
+        hb = asyncio.create_task(self.heartbeats())
+        try:
+            while ss.mono() < deadline:
+                cmd = await loop.run_in_executor(None, self._get_cmd)  # returns None after 1 s
+                if cmd is None:
+                    continue
+                if cmd[0] == "stop":
+                    break
+                self.res_q.put((self.idx, self.handle(cmd)))
+        finally:
+            self.stopping = True
+            hb.cancel()
+            for t in agents:
+                t.cancel()
+            await asyncio.gather(*agents, hb, return_exceptions=True)
+            await self.session.close()
 
     async def read_loop(self, hid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for msg in ws:
@@ -199,6 +221,11 @@ def pcts(values: list[float]) -> dict:
 
 async def in_thread(fn, *a):
     return await asyncio.get_running_loop().run_in_executor(None, fn, *a)
+
+
+async def ask(children: ss.Children, cmd: tuple) -> list[dict]:
+    """Ask every agent process, off the console's loop; a slow box gets a minute."""
+    return await in_thread(lambda: children.ask(cmd, timeout=60))
 
 
 def fleet_screen(app):
@@ -282,7 +309,18 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
         counts["host_updated"] += 1
         return orig_host(self, message)
 
+    async def phase(name: str, fn) -> None:
+        """One measurement; a failure is recorded and the next phase still runs."""
+        try:
+            await fn()
+        except Exception as exc:  # noqa: BLE001 - a benchmark reports, it does not stop
+            res.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+            log(f"{name} failed: {type(exc).__name__}: {exc}")
+
     FleetScreen.on_job_progress, FleetScreen.on_host_updated = counted_progress, counted_host
+    TimedDriver.frames = TimedDriver.bytes = 0
+    TimedDriver.recent.clear()
+    TimedDriver.waiters = []
     app = make_app(base)
     app.animation_level = "none"
     app.driver_class = TimedDriver
@@ -294,85 +332,95 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
         await pilot.pause()
         app.screen.query_one("#username", Input).value = ss.ADMIN_USER
         app.screen.query_one("#password", Input).value = ss.ADMIN_PASSWORD
-        first = min(creds, key=lambda c: c[0])  # hostnames bench-00000… follow id order
         t0 = time.perf_counter()
-        fut = TimedDriver.expect("bench-00000", t0)
+        fut = TimedDriver.expect("bench-00000", t0)  # the first row: hostnames sort like the ids
         con.send("enter")
-        t1 = await asyncio.wait_for(fut, 120)
-        res["signin_s"] = round(t1 - t0, 3)
+        try:
+            t1 = await asyncio.wait_for(fut, args.signin_timeout)
+            res["signin_s"] = round(t1 - t0, 3)
+        except asyncio.TimeoutError:
+            res["signin_s"] = None
+            res.setdefault("errors", {})["signin"] = f"no fleet frame within {args.signin_timeout}s"
         log(f"sign-in → first fleet frame {res['signin_s']} s")
+        end = time.monotonic() + 600
         while not (fleet_screen(app) and app.events_connected and len(fleet_screen(app).hosts) >= n):
+            if time.monotonic() > end:
+                raise RuntimeError("the fleet never held every host")
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
         res["rss_signed_in_mb"] = rss().get("VmRSS")
-        del first
 
-        # ---- idle keys
-        idle, lost = await con.keys(args.keys, timeout=10, budget=60)
-        res["idle_keys"] = {**pcts(idle), "timeouts": lost}
-        log("idle keys:", res["idle_keys"])
+        async def idle() -> None:
+            keys, lost = await con.keys(args.keys, timeout=10, budget=60)
+            res["idle_keys"] = {**pcts(keys), "timeouts": lost}
+            log("idle keys:", res["idle_keys"])
 
-        # ---- 100 updates/s: 50 jobs with progress every 0.5 s
-        # spread over the fleet, away from the rows the cursor walks over (their names are the frame markers)
-        job_hosts = [h for h, _ in creds[60:n_agents]][:: max(1, (n_agents - 60) // 50)][:50]
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {res['_token']}"}) as s:
-            for h in job_hosts:
-                async with s.post(f"{base}/api/v1/hosts/{h}/jobs", json={"kind": "init"}) as r:
-                    await r.read()
-        prog0, t_load = counts["progress"], time.monotonic()
-        await asyncio.sleep(2)
-        loaded, lost = await con.keys(args.keys, timeout=20, budget=90)
-        dt = time.monotonic() - t_load
-        applied = counts["progress"] - prog0
-        res["load_keys"] = {**pcts(loaded), "timeouts": lost, "progress_applied_per_s": round(applied / dt, 1)}
-        log("keys under 100 updates/s:", res["load_keys"])
-        await in_thread(children.ask, ("finish",))
-        await asyncio.sleep(3)
+        async def load() -> None:
+            # 50 running jobs spread over the fleet, away from the rows the cursor walks
+            # over (their hostnames are the frame markers); progress twice a second each
+            job_hosts = [h for h, _ in creds[60:n_agents]][:: max(1, (n_agents - 60) // 50)][:50]
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {res['_token']}"}) as s:
+                for h in job_hosts:
+                    async with s.post(f"{base}/api/v1/hosts/{h}/jobs", json={"kind": "init"}) as r:
+                        await r.read()
+            prog0, t_load = counts["progress"], time.monotonic()
+            await asyncio.sleep(2)
+            keys, lost = await con.keys(args.keys, timeout=20, budget=90)
+            dt = time.monotonic() - t_load
+            res["load_keys"] = {**pcts(keys), "timeouts": lost,
+                                "progress_applied_per_s": round((counts["progress"] - prog0) / dt, 1)}
+            log("keys under 100 updates/s:", res["load_keys"])
+            await ask(children, ("finish",))
+            await asyncio.sleep(3)
 
-        # ---- reconnect burst
-        hu0 = counts["host_updated"]
-        t_drop = time.monotonic()
-        dropped = sum(x["dropped"] for x in await in_thread(children.ask, ("drop",)))
-        burst_task = asyncio.create_task(con.keys(args.keys, timeout=30, budget=60))
-        t_back = None
-        while time.monotonic() - t_drop < 120:
-            st = await in_thread(children.ask, ("status",))
-            if sum(x["hello_ok"] for x in st) >= dropped:
-                t_back = max(x["last_hello"] for x in st if x["last_hello"])  # CLOCK_MONOTONIC, any process
-                break
-            await asyncio.sleep(0.2)
-        agent_ids = {h for h, _ in creds[:n_agents]}
-        t_drained = None
-        while time.monotonic() - t_drop < 180:
-            fleet = fleet_screen(app)
-            if fleet and sum(1 for h in agent_ids if fleet.hosts.get(h) and fleet.hosts[h].status == "online") \
-                    >= len(agent_ids):
-                t_drained = time.monotonic()
-                break
-            await asyncio.sleep(0.05)
-        burst, lost = await burst_task
-        res["burst"] = {"dropped": dropped, **pcts(burst), "timeouts": lost,
-                        "agents_back_s": ss._r(t_back - t_drop, 2) if t_back else None,
-                        "drained_after_back_s": ss._r(t_drained - t_back, 2) if t_drained and t_back else None,
-                        "host_updated_applied": counts["host_updated"] - hu0}
-        log("reconnect burst:", res["burst"])
+        async def burst() -> None:
+            hu0 = counts["host_updated"]
+            t_drop = time.monotonic()
+            dropped = sum(x["dropped"] for x in await ask(children, ("drop",)))
+            burst_task = asyncio.create_task(con.keys(args.keys, timeout=30, budget=60))
+            t_back = None
+            while time.monotonic() - t_drop < 180:
+                st = await ask(children, ("status",))
+                if sum(x["hello_ok"] for x in st) >= dropped:
+                    t_back = max(x["last_hello"] for x in st if x["last_hello"])  # CLOCK_MONOTONIC, any process
+                    break
+                await asyncio.sleep(0.2)
+            agent_ids = {h for h, _ in creds[:n_agents]}
+            t_drained = None
+            while time.monotonic() - t_drop < 240:
+                fleet = fleet_screen(app)
+                if fleet and sum(1 for h in agent_ids if fleet.hosts.get(h) and fleet.hosts[h].status == "online") \
+                        >= len(agent_ids):
+                    t_drained = time.monotonic()
+                    break
+                await asyncio.sleep(0.05)
+            keys, lost = await burst_task
+            res["burst"] = {"dropped": dropped, **pcts(keys), "timeouts": lost,
+                            "agents_back_s": ss._r(t_back - t_drop, 2) if t_back else None,
+                            "drained_after_back_s": ss._r(max(0.0, t_drained - t_back), 2)
+                            if t_drained and t_back else None,
+                            "host_updated_applied": counts["host_updated"] - hu0}
+            log("reconnect burst:", res["burst"])
 
-        # ---- filter keystrokes
-        con.send("slash", "/")
-        await pilot.pause()
-        typed, times = "", []
-        for ch in "9999":
-            typed += ch
-            t0 = time.perf_counter()
-            fut = TimedDriver.expect(f"filter: '{typed}'", t0)
-            con.send(ch, ch)
-            try:
-                times.append((await asyncio.wait_for(fut, 30) - t0) * 1000)
-            except asyncio.TimeoutError:
-                pass
-            await asyncio.sleep(0.2)
-        res["filter"] = pcts(times)
-        log("filter keystrokes:", res["filter"])
+        async def filter_keys() -> None:
+            con.send("slash", "/")
+            await pilot.pause()
+            typed, times = "", []
+            for ch in "9999":
+                typed += ch
+                t0 = time.perf_counter()
+                fut = TimedDriver.expect(f"filter: '{typed}'", t0)  # the status line names the filter
+                con.send(ch, ch)
+                try:
+                    times.append((await asyncio.wait_for(fut, 30) - t0) * 1000)
+                except asyncio.TimeoutError:
+                    pass
+                await asyncio.sleep(0.2)
+            res["filter"] = pcts(times)
+            log("filter keystrokes:", res["filter"])
+
+        for name, fn in (("idle", idle), ("load", load), ("burst", burst), ("filter", filter_keys)):
+            await phase(name, fn)
         st = rss()
         res["rss_end_mb"], res["rss_peak_mb"] = st.get("VmRSS"), st.get("VmHWM")
         res["frames"], res["frame_bytes"] = TimedDriver.frames, TimedDriver.bytes
@@ -414,7 +462,11 @@ def run_size(n: int, args, ctx) -> dict:
                 break
         log(f"{sum(s['hello_ok'] for s in st)}/{n_agents} agents connected in {time.monotonic() - t0:.1f}s")
         time.sleep(2)
-        asyncio.run(drive(n, base, creds, children, n_agents, args, res, log))
+        try:
+            asyncio.run(drive(n, base, creds, children, n_agents, args, res, log))
+        except Exception as exc:  # keep what was measured before it broke
+            res["failed"] = f"{type(exc).__name__}: {exc}"
+            log("FAILED:", res["failed"])
         res["server_rss_mb"] = ss.proc_status(server.proc.pid).get("VmRSS")
         res["loadavg_after"] = os.getloadavg()
     finally:
@@ -449,7 +501,7 @@ def table(results: list[dict]) -> str:
     head = "| metric | " + " | ".join(f"{r['hosts']:,}" for r in results) + " |"
     lines = [head, "|---" * (len(results) + 1) + "|"]
     for name, f in rows:
-        lines.append(f"| {name} | " + " | ".join(str(f(r)) if "failed" not in r else "failed" for r in results) + " |")
+        lines.append(f"| {name} | " + " | ".join(str(f(r)) for r in results) + " |")
     return "\n".join(lines)
 
 
@@ -460,6 +512,7 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=5000, help="hosts with a simulated agent (the burst size)")
     ap.add_argument("--agent-procs", type=int, default=2)
     ap.add_argument("--keys", type=int, default=40, help="key presses per phase")
+    ap.add_argument("--signin-timeout", type=float, default=300, help="seconds to wait for the first fleet frame")
     ap.add_argument("--max-seconds", type=float, default=900, help="child processes exit after this long")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     ap.add_argument("--out", default=None)

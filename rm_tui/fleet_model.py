@@ -86,6 +86,7 @@ class FleetModel:
             self._names.pop(host_id, None)
             self._keys.pop(host_id, None)
             self._sorted = None
+            self._visible = None
 
     def job(self, job: Job) -> bool:
         """A job.updated: running jobs in the activity column, finished backups as the last backup."""
@@ -125,6 +126,7 @@ class FleetModel:
             return
         if host_id not in self._keys or self._keys[host_id] != self._key(host_id):
             self._sorted = None
+            self._visible = None
         elif self.filter_text:
             self._visible = None  # cheap enough: a filter pass over the sorted ids
 

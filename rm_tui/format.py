@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
+
+ULID = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b")
 
 
 def age(when: datetime | None, now: datetime | None = None) -> str:
@@ -79,3 +82,8 @@ def human_summary(summary: dict) -> str:
     if isinstance(summary.get("snapshot_id"), str):
         parts.append(f"snapshot {summary['snapshot_id'][:8]}")
     return " · ".join(parts)
+
+
+def short_ids(text: str) -> str:
+    """Every ULID in `text` as the 8 characters shown everywhere else ('host:01J…' -> 'host:4k2m9x7q')."""
+    return ULID.sub(lambda m: short_id(m.group(0)), text)

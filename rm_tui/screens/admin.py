@@ -14,7 +14,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, Static
 
 from rm_core.api import AuditEntry, EnrollmentToken, EnrollmentTokenCreated, Operator
 from rm_tui.client import ApiError
-from rm_tui.format import when
+from rm_tui.format import short_ids, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.forms import EnrollmentForm, OperatorForm
@@ -210,8 +210,8 @@ class AuditScreen(ApiScreen):
         for e in entries:
             who = e.actor_name or e.actor_id or e.actor_kind
             details = ", ".join(f"{k}={v}" for k, v in e.details.items())
-            table.add_row(str(e.id), when(e.ts), f"{e.actor_kind}:{who}", e.action, e.target or "—",
-                          details[:120], key=str(e.id))
+            table.add_row(str(e.id), when(e.ts), f"{e.actor_kind}:{short_ids(who)}", e.action,
+                          short_ids(e.target or "—"), short_ids(details)[:120], key=str(e.id))
         page = len(self.cursors)
         span = f"#{entries[0].id}–#{entries[-1].id}" if entries else "empty"
         self.query_one("#audit-status", Static).update(

@@ -17,10 +17,11 @@ from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, So
 from rm_core.enums import JobKind
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.format import age, short_id, size, when
+from rm_tui.format import age, duration, short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.styles import STATE_STYLE, STATUS_STYLE
+from rm_tui.widgets.table import Column, ResourceTable
 from rm_tui.screens.forms import ScheduleForm, SourceGroupForm
 from rm_tui.screens.host_settings import SettingsTabs
 
@@ -28,8 +29,9 @@ JOB_LIMIT = 50
 TABS = ("overview", "groups", "schedules", "jobs", "snapshots", "maintenance", "settings")
 TAB_TITLES = ("Overview", "Source groups", "Schedules", "Jobs", "Snapshots", "Maintenance", "Settings")
 GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook")
-JOB_COLUMNS = (("id", "Job"), ("kind", "Kind"), ("state", "State"), ("group", "Source group"), ("actor", "By"),
-               ("created", "Created"), ("finished", "Finished"), ("info", "Info"))
+JOB_COLUMNS = [Column("id", "Job", 8), Column("kind", "Kind", 9), Column("state", "State", 10),
+               Column("group", "Source group", 16), Column("actor", "By", 8), Column("created", "Created", 16),
+               Column("finished", "Finished", 16), Column("info", "Info", 0)]
 # Which tabs each contextual action works on.
 ACTION_TABS = {
     "run_now": {"groups", "schedules"},
@@ -103,10 +105,8 @@ class HostScreen(SettingsTabs, ApiScreen):
                     schedules.add_column(label, key=key)
                 yield schedules
             with TabPane("Jobs", id="jobs"):
-                jobs: DataTable[Text | str] = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
-                for key, label in JOB_COLUMNS:
-                    jobs.add_column(label, key=key)
-                yield jobs
+                yield ResourceTable(JOB_COLUMNS, lambda jid: self.job_cells(self.jobs[jid]), id="jobs-table",
+                                    empty="no jobs yet")
             with TabPane("Snapshots", id="snapshots"):
                 snaps: DataTable[str] = DataTable(id="snapshots-table", cursor_type="row", zebra_stripes=True)
                 for key, label in (("id", "Snapshot"), ("time", "Time"), ("paths", "Paths"), ("tags", "Tags"),
@@ -189,6 +189,8 @@ class HostScreen(SettingsTabs, ApiScreen):
     # ------------------------------------------------------------ rendering
 
     def render_overview(self) -> None:
+        if not self.query("#overview-text"):
+            return  # an event or timer that arrives while the screen is being removed
         h = self.host
         status = f"[{STATUS_STYLE.get(h.status) or 'bold'}]{h.status.value}[/]"
         seen = f"last seen {age(h.last_seen)} ago" if h.last_seen else "never seen"
@@ -258,12 +260,10 @@ class HostScreen(SettingsTabs, ApiScreen):
                 info]
 
     def render_jobs(self) -> None:
-        table = self.query_one("#jobs-table", DataTable)
-        selected = self.selected("jobs")
-        table.clear()
-        for job in sorted(self.jobs.values(), key=lambda j: j.id, reverse=True)[:JOB_LIMIT]:
-            table.add_row(*self.job_cells(job), key=job.id)
-        self.restore_cursor(table, selected)
+        """Newest first; the cursor stays on its job when new ones arrive above it."""
+        table = self.query_one("#jobs-table", ResourceTable)
+        table.set_rows(sorted(self.jobs, reverse=True)[:JOB_LIMIT])
+        table.invalidate(None)
 
     def render_snapshots(self) -> None:
         table = self.query_one("#snapshots-table", DataTable)
@@ -277,6 +277,8 @@ class HostScreen(SettingsTabs, ApiScreen):
                           size(total) if isinstance(total, int) else "—", key=s.id)
 
     def selected(self, tab: str) -> str | None:
+        if tab == "jobs":
+            return self.query_one("#jobs-table", ResourceTable).cursor_key
         table = self.query_one(f"#{tab}-table", DataTable)
         if table.row_count == 0:
             return None
@@ -312,10 +314,10 @@ class HostScreen(SettingsTabs, ApiScreen):
         if job.host_id != self.host.id:
             return
         self.jobs[job.id] = job
-        table = self.query_one("#jobs-table", DataTable)
-        if job.id in table.rows:
-            for (key, _), value in zip(JOB_COLUMNS, self.job_cells(job)):
-                table.update_cell(job.id, key, value, update_width=True)
+        table = self.query_one("#jobs-table", ResourceTable)
+        if job.id in table.index:
+            table.invalidate([job.id])
+            table.repaint_dirty()
         else:
             self.render_jobs()
         if job.state.terminal and job.kind in (JobKind.backup, JobKind.forget, JobKind.prune):
@@ -333,11 +335,11 @@ class HostScreen(SettingsTabs, ApiScreen):
             if p.get("bytes_total"):
                 text += f" of {size(p['bytes_total'])}"
         if isinstance(p.get("eta_seconds"), (int, float)):
-            text += f" · eta {int(p['eta_seconds'])}s"
+            text += f" · eta {duration(p['eta_seconds'])}"
         self.progress[message.job_id] = text
-        table = self.query_one("#jobs-table", DataTable)
-        if message.job_id in table.rows:
-            table.update_cell(message.job_id, "info", text, update_width=True)
+        table = self.query_one("#jobs-table", ResourceTable)
+        table.invalidate([message.job_id])
+        table.repaint_dirty()
 
     # ------------------------------------------------------------ run now and logs
 
@@ -392,9 +394,16 @@ class HostScreen(SettingsTabs, ApiScreen):
             return
         self.app.push_screen(JobLogScreen(self.jobs[job_id], self.host.hostname))
 
-    @on(DataTable.RowSelected, "#jobs-table")
+    @on(ResourceTable.Selected, "#jobs-table")
     def job_selected(self) -> None:
         self.action_logs()
+
+    def on_screen_resume(self) -> None:
+        # back from a job log or a form: the table of the tab in front has focus again
+        if self.is_mounted:
+            tables = self.query(f"#{self.tab}-table")
+            if tables:
+                tables.first().focus()
 
     def action_reload(self) -> None:
         self.load()

@@ -249,3 +249,30 @@ async def test_settings_bandwidth_repository_admin_credentials_and_delete(server
         await wait_for(lambda: app.screen is not host and host_id not in app.screen.hosts, what="host gone")
     status, _ = await server.call("GET", f"/hosts/{host_id}")
     assert status == 404
+
+
+async def test_host_jobs_cursor_stays_on_its_job_when_new_jobs_arrive(server):
+    from rm_tui.widgets.table import ResourceTable
+
+    host_id, _ = await server.enroll("web-1")
+    group = await make_group(server, host_id)
+
+    async def run() -> str:
+        status, body = await server.call("POST", f"/hosts/{host_id}/source-groups/{group['id']}/run", role="operator")
+        assert status in (200, 201, 202), body
+        return body["job"]["id"]
+
+    first = await run()
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await pilot.press("4")
+        table = host.query_one("#jobs-table", ResourceTable)
+        assert app.focused is table and table.cursor_key == first
+        second = await run()
+        await wait_for(lambda: table.keys[:2] == [second, first], what="new job listed above")
+        assert table.cursor_key == first, "the cursor follows its job, not its row number"
+        await pilot.press("k")
+        assert table.cursor_key == second
+        await pilot.press("G")
+        assert table.cursor_key == first

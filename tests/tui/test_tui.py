@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from textual.widgets import DataTable, Input
+from textual.widgets import Input
 
 from rm_core import protocol as p
 from rm_tui.app import make_app
 from rm_tui.client import ApiError, Client, normalise_fingerprint
 from rm_tui.format import age, size
 from rm_tui.screens.job_log import JobLogScreen
+from rm_tui.widgets.table import ResourceTable
 from rm_tui.screens.login import LoginScreen
 from tests.conftest import ADMIN_PASSWORD, TestAgent, wait_for
 from tests.tui.helpers import (SIZE, cell, fleet_ready, jobs_of, make_group, new_app, open_host, quick_sign_in, sign_in,
@@ -79,8 +80,8 @@ async def test_run_now_and_follow_the_log(server):
         jobs = await wait_for(lambda: jobs_of(server, host_id), what="job created")
         job = jobs[0]
         assert job["kind"] == "backup" and job["source_group_id"] == group["id"] and job["actor_kind"] == "user"
-        jobs_table = host.query_one("#jobs-table", DataTable)
-        await wait_for(lambda: job["id"] in jobs_table.rows, what="job row")
+        jobs_table = host.query_one("#jobs-table", ResourceTable)
+        await wait_for(lambda: job["id"] in jobs_table.index, what="job row")
 
         # The agent runs it: the row follows job.updated, the log screen shows backlog then live lines.
         await agent.expect("command.run")
@@ -91,7 +92,7 @@ async def test_run_now_and_follow_the_log(server):
 
         await pilot.press("4")
         assert app.focused is jobs_table
-        jobs_table.move_cursor(row=jobs_table.get_row_index(job["id"]))
+        jobs_table.move_to(job["id"])
         await pilot.press("l")
         await wait_for(lambda: isinstance(app.screen, JobLogScreen), what="log screen")
         log = app.screen
