@@ -7,7 +7,7 @@ from aiohttp import web
 from rm_core.api import EnrollBody, EnrollmentTokenCreate
 from rm_core.enums import Role
 from rm_server.api.common import PUBLIC, actor, parse_body, reply, requires
-from rm_server.keys import ENROLLMENT, STORE
+from rm_server.keys import ENROLLMENT, HOSTS, STORE
 
 routes = web.RouteTableDef()
 
@@ -36,4 +36,6 @@ async def delete_token(request: web.Request) -> web.Response:
 @requires(PUBLIC)
 async def enroll(request: web.Request) -> web.Response:
     body = await parse_body(request, EnrollBody)
-    return reply(await request.app[ENROLLMENT].enroll(body), 201)
+    enrolled = await request.app[ENROLLMENT].enroll(body)
+    await request.app[HOSTS].changed(enrolled.host_id)  # consoles show the new (pending) host at once
+    return reply(enrolled, 201)
