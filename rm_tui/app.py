@@ -174,7 +174,9 @@ def to_message(event: Event) -> m.ServerEvent | None:
         if event.type == "job.progress":
             return m.JobProgress(p.get("host_id"), p["job_id"], p)
         if event.type == "schedule.updated":
-            return m.ScheduleUpdated(p["host_id"], int(p["version"]), int(p["applied_version"]))
+            version, applied = p.get("version"), p.get("applied_version")
+            return m.ScheduleUpdated(p["host_id"], int(version) if version is not None else None,
+                                     int(applied) if applied is not None else None)
     except (ValueError, KeyError, TypeError):
         return None  # a newer server may send shapes this console cannot read
     return None

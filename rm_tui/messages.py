@@ -63,7 +63,9 @@ class JobProgress(ServerEvent):
 
 
 class ScheduleUpdated(ServerEvent):
-    def __init__(self, host_id: str, version: int, applied_version: int) -> None:
+    """Versions are None when the server did not say (a fleet-wide policy push)."""
+
+    def __init__(self, host_id: str, version: int | None, applied_version: int | None) -> None:
         super().__init__()
         self.host_id = host_id
         self.version = version

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
 from rm_core.api import Host
@@ -55,6 +56,7 @@ class FleetScreen(ApiScreen):
         self.loads = 0  # how many full reloads ran (tests prove events update rows without one)
         self._changed: set[str] = set()
         self._order_stale = False
+        self._reload_timer: Timer | None = None
 
     @property
     def hosts(self) -> dict[str, Host]:
@@ -175,6 +177,24 @@ class FleetScreen(ApiScreen):
     def on_host_deleted(self, message: m.HostDeleted) -> None:
         self.model.remove(message.host_id)
         self._order_stale = True
+
+    def on_schedule_updated(self, message: m.ScheduleUpdated) -> None:
+        """A schedule changed or was applied: the drift column follows (after a delete, too)."""
+        host = self.model.hosts.get(message.host_id)
+        if host is None:
+            return
+        if message.version is None or message.applied_version is None:
+            # a fleet-wide push names hosts but not versions: one reload for the whole burst
+            if not self._reload_timer:
+                self._reload_timer = self.set_timer(2.0, self._reload_after_push)
+            return
+        self.model.put(host.model_copy(update={"schedule_version": message.version,
+                                               "applied_schedule_version": message.applied_version}))
+        self._changed.add(host.id)
+
+    def _reload_after_push(self) -> None:
+        self._reload_timer = None
+        self.load()
 
     def on_job_updated(self, message: m.JobUpdated) -> None:
         if self.model.job(message.job):

@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
+from rm_core.cron import CronError, next_fires
 from rm_core.enums import JobKind
 from rm_tui import messages as m
 from rm_tui.client import ApiError
@@ -42,6 +43,16 @@ ACTION_TABS = {
     "admin_creds": {"settings"},
     "logs": {"jobs"},
 }
+
+
+def next_run(s: Schedule, now: datetime | None = None) -> datetime | None:
+    """The next fire computed now, by the clock: the server's next_run goes stale as time passes."""
+    if s.manual or not s.enabled or not s.cron:
+        return None
+    try:
+        return next_fires(s.cron, s.timezone, now or datetime.now(timezone.utc), 1)[0]
+    except CronError:
+        return s.next_run
 
 
 def conflict_text(exc: ApiError) -> str:
@@ -124,7 +135,8 @@ class HostScreen(SettingsTabs, ApiScreen):
         self.render_overview()
         self.load()
         self.load_settings()
-        self.set_interval(15, self.render_overview)  # "last seen 5s ago" ages locally
+        self.set_interval(15, self.render_overview)  # "last seen 5s ago" ages locally, next runs move on
+        self.set_interval(60, self.render_schedules)
 
     # ------------------------------------------------------------ tabs and bindings
 
@@ -214,10 +226,10 @@ class HostScreen(SettingsTabs, ApiScreen):
             more.append("repository: ")
             more.append(self.repo.url if self.repo else "none configured", style="" if self.repo else "yellow")
             more.append(f"  ·  {len(self.snapshots)} snapshot(s)\n")
-        upcoming = sorted((s for s in self.schedules.values() if s.next_run and s.enabled),
-                          key=lambda s: s.next_run or datetime.max.replace(tzinfo=timezone.utc))
+        upcoming = sorted((s for s in self.schedules.values() if next_run(s) and s.enabled),
+                          key=lambda s: next_run(s) or datetime.max.replace(tzinfo=timezone.utc))
         if upcoming:
-            more.append("next runs: " + ", ".join(f"{s.name} {when(s.next_run)}" for s in upcoming[:4]) + "\n")
+            more.append("next runs: " + ", ".join(f"{s.name} {when(next_run(s))}" for s in upcoming[:4]) + "\n")
         recent = sorted(self.jobs.values(), key=lambda j: j.id, reverse=True)[:5]
         if recent:
             more.append("\nrecent jobs\n", style="bold")
@@ -239,6 +251,8 @@ class HostScreen(SettingsTabs, ApiScreen):
         self.restore_cursor(table, selected)
 
     def render_schedules(self) -> None:
+        if not self.query("#schedules-table"):
+            return  # the minute timer fired while the screen is being removed
         table = self.query_one("#schedules-table", DataTable)
         selected = self.selected("schedules")
         table.clear()
@@ -247,7 +261,7 @@ class HostScreen(SettingsTabs, ApiScreen):
             if not s.enabled:
                 cron.append(" (disabled)", style="dim")
             names = ", ".join(self.groups[g].name if g in self.groups else "?" for g in s.source_group_ids)
-            table.add_row(s.name, cron, s.timezone, names, when(s.next_run), key=s.id)
+            table.add_row(s.name, cron, s.timezone, names, when(next_run(s)), key=s.id)
         self.restore_cursor(table, selected)
 
     def job_cells(self, job: Job) -> list[Text | str]:

@@ -126,3 +126,28 @@ async def test_fleet_jobs_screen_follows_and_opens_the_log(server):
         await pilot.press("escape")
         assert app.screen is fleet
     await agent.close()
+
+
+async def test_views_follow_events_new_host_and_schedule_delete(server):
+    host_id, _ = await server.enroll("web-1")
+    group = await make_group(server, host_id)
+    status, sched = await server.call("POST", f"/hosts/{host_id}/schedules", role="operator",
+                                      json={"name": "nightly", "cron": "0 3 * * *", "timezone": "UTC",
+                                            "source_group_ids": [group["id"]]})
+    assert status == 201, sched
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        fleet = await quick_sign_in(pilot, app)
+        loads = fleet.loads
+        version = fleet.hosts[host_id].schedule_version
+        # a host enrolled while the console is open shows up (pending) without ctrl+r
+        new_id, _ = await server.enroll("db-1")
+        await wait_for(lambda: new_id in fleet.table.keys, what="pending host appears")
+        assert fleet.hosts[new_id].status == "pending" and names(fleet) == ["db-1", "web-1"]
+        # deleting a schedule bumps the version: the fleet's schedule column follows
+        status, _ = await server.call("DELETE", f"/hosts/{host_id}/schedules/{sched['id']}", role="operator")
+        assert status == 204
+        await wait_for(lambda: fleet.hosts[host_id].schedule_version > version, what="new schedule version")
+        await wait_for(lambda: f"v{fleet.hosts[host_id].schedule_version}" in str(fleet.cells(host_id)[4]),
+                       what="schedule column")
+        assert fleet.loads == loads, "events, not reloads"
