@@ -73,7 +73,10 @@ class FleetScreen(ApiScreen):
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         self.table.focus()
-        self.load()
+        if getattr(self.app, "events_connected", False):
+            self.load()
+        # else the first load starts when the events stream is up (on_events_connected): one
+        # list of 20,000 hosts, not two, and nothing changes unseen between list and stream
         self.set_interval(1 / REPAINT_HZ, self.flush)
         # Ages ("5m ago") grow with the clock; re-render the visible rows locally, no network.
         self.set_interval(30, lambda: self.table.invalidate(None))
@@ -166,6 +169,9 @@ class FleetScreen(ApiScreen):
         self.load()  # whatever happened while disconnected is only in a fresh list
 
     def on_events_lost(self, _: m.EventsLost) -> None:
+        loading = any(w.group == "fleet-load" and w.is_running for w in self.workers)
+        if not self.loads and not loading:
+            self.load()  # no live updates, but the list all the same
         self.update_status()
 
     def on_host_updated(self, message: m.HostUpdated) -> None:
