@@ -14,22 +14,19 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
-from rm_core.cron import CronError, next_fires
 from rm_core.enums import JobKind
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.format import age, duration, short_id, size, when
 from rm_tui.screens.base import ApiScreen
-from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.widgets.table import Column, ResourceTable
-from rm_tui.screens.forms import ScheduleForm, SourceGroupForm
+from rm_tui.screens.host_groups import GroupsSchedulesTabs, next_run
 from rm_tui.screens.host_settings import SettingsTabs
 
 JOB_LIMIT = 50
 TABS = ("overview", "groups", "schedules", "jobs", "snapshots", "maintenance", "settings")
 TAB_TITLES = ("Overview", "Source groups", "Schedules", "Jobs", "Snapshots", "Maintenance", "Settings")
-GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook")
 JOB_COLUMNS = [Column("id", "Job", 8), Column("kind", "Kind", 9), Column("state", "State", 10),
                Column("group", "Source group", 16), Column("actor", "By", 8), Column("created", "Created", 16),
                Column("finished", "Finished", 16), Column("info", "Info", 0)]
@@ -45,26 +42,7 @@ ACTION_TABS = {
 }
 
 
-def next_run(s: Schedule, now: datetime | None = None) -> datetime | None:
-    """The next fire computed now, by the clock: the server's next_run goes stale as time passes."""
-    if s.manual or not s.enabled or not s.cron:
-        return None
-    try:
-        return next_fires(s.cron, s.timezone, now or datetime.now(timezone.utc), 1)[0]
-    except CronError:
-        return s.next_run
-
-
-def conflict_text(exc: ApiError) -> str:
-    """The server's message, plus the names of the schedules a 409 says are in the way."""
-    users = exc.details.get("schedules") if isinstance(exc.details, dict) else None
-    if exc.status == 409 and isinstance(users, list) and users:
-        names = ", ".join(str(u.get("name", u.get("id"))) for u in users if isinstance(u, dict))
-        return f"{exc.message} (used by: {names})"
-    return exc.message
-
-
-class HostScreen(SettingsTabs, ApiScreen):
+class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
     CSS_PATH = "host.tcss"
     MUTATING = frozenset({"run_now", "new", "edit", "delete", "repo", "admin_creds"})
     BINDINGS = [
@@ -355,49 +333,7 @@ class HostScreen(SettingsTabs, ApiScreen):
         table.invalidate([message.job_id])
         table.repaint_dirty()
 
-    # ------------------------------------------------------------ run now and logs
-
-    def action_run_now(self) -> None:
-        if self.readonly:
-            self.notify("read-only console: run now is disabled", severity="warning")
-            return
-        if self.tab == "schedules":
-            sid = self.selected("schedules")
-            if sid:
-                self.run_schedule(sid)
-            else:
-                self.notify("This host has no schedule to run", severity="warning")
-            return
-        gid = self.selected("groups")
-        if gid:
-            self.run_group(gid)
-        else:
-            self.notify("This host has no source group to back up", severity="warning")
-
-    @work(exclusive=True, group="run-now")
-    async def run_group(self, group_id: str) -> None:
-        name = self.groups[group_id].name if group_id in self.groups else group_id
-        try:
-            job = await self.client.run_source_group(self.host.id, group_id)
-        except ApiError as exc:
-            self.report(exc, f"Cannot back up {name}")
-            return
-        self.jobs[job.id] = job
-        self.render_jobs()
-        self.notify(f"backup of {name} {job.state.value} (job {short_id(job.id)})")
-
-    @work(exclusive=True, group="run-now")
-    async def run_schedule(self, schedule_id: str) -> None:
-        name = self.schedules[schedule_id].name if schedule_id in self.schedules else schedule_id
-        try:
-            jobs = await self.client.run_schedule(self.host.id, schedule_id)
-        except ApiError as exc:
-            self.report(exc, f"Cannot run {name}")
-            return
-        for job in jobs:
-            self.jobs[job.id] = job
-        self.render_jobs()
-        self.notify(f"schedule {name}: {len(jobs)} job(s) started")
+    # ------------------------------------------------------------ logs
 
     def action_logs(self) -> None:
         from rm_tui.screens.job_log import JobLogScreen
@@ -422,131 +358,3 @@ class HostScreen(SettingsTabs, ApiScreen):
     def action_reload(self) -> None:
         self.load()
         self.load_settings()
-
-    # ------------------------------------------------------------ new / edit / delete
-
-    def group_choices(self) -> list[tuple[str, str]]:
-        return [(g.name, g.id) for g in sorted(self.groups.values(), key=lambda g: g.name.lower())]
-
-    def action_new(self) -> None:
-        if self.tab == "groups":
-            self.group_form({"includes": list(self.host.initial_paths)}, None)
-        elif self.tab == "schedules":
-            if not self.groups:
-                self.notify("Create a source group first: a schedule backs up source groups", severity="warning")
-                return
-            self.schedule_form({}, None)
-
-    def action_edit(self) -> None:
-        tab = self.tab
-        if tab == "groups":
-            gid = self.selected("groups")
-            if gid is None:
-                self.notify("No source group selected", severity="warning")
-                return
-            g = self.groups[gid]
-            body = g.model_dump(mode="json", include=set(GROUP_BODY_KEYS))
-            body["retention"] = {k: v for k, v in body["retention"].items() if v is not None}
-            self.group_form(body, gid)
-        elif tab == "schedules":
-            sid = self.selected("schedules")
-            if sid is None:
-                self.notify("No schedule selected", severity="warning")
-                return
-            s = self.schedules[sid]
-            self.schedule_form(s.model_dump(mode="json", include={"name", "cron", "timezone", "enabled", "manual",
-                                                                  "source_group_ids"}), sid)
-        elif tab == "maintenance":
-            self.maintenance_form((self.maintenance or Maintenance()).model_dump(mode="json"))
-        elif tab == "settings":
-            self.bandwidth_form(self.bandwidth or {})
-
-    def group_form(self, values: dict[str, Any], gid: str | None, error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_group(body, gid)
-
-        self.app.push_screen(SourceGroupForm(values, error, editing=gid is not None), done)
-
-    def schedule_form(self, values: dict[str, Any], sid: str | None, error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_schedule(body, sid)
-
-        self.app.push_screen(ScheduleForm(self.group_choices(), values, error, editing=sid is not None), done)
-
-    def refused(self, exc: ApiError, title: str) -> bool:
-        """Toast the server's message; True when the values were refused (form worth reopening)."""
-        self.report(exc, title)
-        return exc.status in (400, 409, 422)
-
-    @work(group="host-save")
-    async def save_group(self, body: dict[str, Any], gid: str | None) -> None:
-        try:
-            group = await self.client.save_source_group(self.host.id, body, gid)
-        except ApiError as exc:
-            if self.refused(exc, "Cannot save source group"):
-                self.group_form(body, gid, exc.message)
-            return
-        self.groups[group.id] = group
-        self.render_groups()
-        self.restore_cursor(self.query_one("#groups-table", DataTable), group.id)
-        self.notify(f"source group {group.name} saved")
-
-    @work(group="host-save")
-    async def save_schedule(self, body: dict[str, Any], sid: str | None) -> None:
-        try:
-            schedule = await self.client.save_schedule(self.host.id, body, sid)
-        except ApiError as exc:
-            if self.refused(exc, "Cannot save schedule"):
-                self.schedule_form(body, sid, exc.message)
-            return
-        self.schedules[schedule.id] = schedule
-        self.render_schedules()
-        self.restore_cursor(self.query_one("#schedules-table", DataTable), schedule.id)
-        self.notify(f"schedule {schedule.name} saved")
-
-    def action_repo(self) -> None:
-        self.repo_form(admin=False)
-
-    def action_admin_creds(self) -> None:
-        self.repo_form(admin=True)
-
-    def action_delete(self) -> None:
-        tab = self.tab
-        if tab == "settings":
-            self.delete_host()
-            return
-        key = self.selected(tab) if tab in ("groups", "schedules") else None
-        if key is None:
-            self.notify("Nothing selected to delete", severity="warning")
-            return
-        if tab == "groups":
-            question = f"Delete source group {self.groups[key].name!r}? Its snapshots stay in the repository."
-        else:
-            question = f"Delete schedule {self.schedules[key].name!r}?"
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.delete(tab, key)
-
-        self.app.push_screen(ConfirmDialog(question), answered)
-
-    @work(group="host-save")
-    async def delete(self, tab: str, key: str) -> None:
-        try:
-            if tab == "groups":
-                await self.client.delete_source_group(self.host.id, key)
-                name = self.groups.pop(key).name
-                self.render_groups()
-            else:
-                await self.client.delete_schedule(self.host.id, key)
-                name = self.schedules.pop(key).name
-                self.render_schedules()
-        except ApiError as exc:
-            if exc.status == 401:
-                self.report(exc, "Cannot delete")
-            else:
-                self.notify(conflict_text(exc), title="Cannot delete", severity="error", timeout=10)
-            return
-        self.notify(f"{name} deleted")
