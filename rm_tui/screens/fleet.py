@@ -37,7 +37,9 @@ class FleetScreen(ApiScreen):
     MUTATING = frozenset({"new_token", "bulk"})
     BINDINGS = [
         Binding("enter", "open_host", "Open host"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        # priority: runs when the key arrives, so the keys typed right after it ("/web", at
+        # terminal speed) already go to the filter box, not to the table
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "clear_filter", "Clear filter/marks"),
         Binding("p", "problems", "Problems first"),
         Binding("N", "sort('host')", "Sort by column", key_display="N S B R V Z A"),
@@ -223,10 +225,15 @@ class FleetScreen(ApiScreen):
         if host_id and host_id in self.model.hosts:
             self.app.push_screen(HostScreen(self.model.hosts[host_id]))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter" and isinstance(self.focused, Input):
+            return False  # a "/" typed into the filter box itself
+        return super().check_action(action, parameters)
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)  # now, not after the keys already queued
 
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:

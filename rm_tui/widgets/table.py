@@ -47,7 +47,7 @@ class ResourceTable(ScrollView, can_focus=True):
     ]
     COMPONENT_CLASSES = {"resource-table--header", "resource-table--cursor", "resource-table--marked"}
     DEFAULT_CSS = """
-    ResourceTable { height: 1fr; background: $surface; }
+    ResourceTable { height: 1fr; background: $surface; overflow-x: hidden; }
     ResourceTable > .resource-table--header { text-style: bold; background: $panel; color: $text; }
     ResourceTable > .resource-table--cursor { background: $block-cursor-blurred-background; }
     ResourceTable:focus > .resource-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground; text-style: bold; }
@@ -198,7 +198,8 @@ class ResourceTable(ScrollView, can_focus=True):
         return [c.width or rest for c in self.columns]
 
     def _line_width(self) -> int:
-        return max(self.size.width, sum(self._widths()) + len(self.columns) + (2 if self.markable else 0))
+        # the last column takes what is left, so a line is as wide as the widget: no x scroll
+        return self.size.width
 
     def on_resize(self) -> None:
         self._cache.clear()

@@ -21,7 +21,7 @@ def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
-async def signs_in_with_burst(server, session: str) -> str:
+async def signs_in_with_burst(server, session: str, keep: bool = False) -> str:
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40",
          f"{RM_TUI} --server {server.url}; sleep 30")
     try:
@@ -32,12 +32,13 @@ async def signs_in_with_burst(server, session: str) -> str:
             return tmux("capture-pane", "-p", "-t", session)
 
         try:
-            await wait_for(lambda: "1 host" in screen(), timeout=20, what="the fleet")
+            await wait_for(lambda: " host" in screen() and "sorted by" in screen(), timeout=20, what="the fleet")
         except AssertionError:
             pass  # the assertion below shows what the terminal shows instead
         return screen()
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        if not keep:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
 async def test_login_survives_keys_sent_in_one_burst(server):
@@ -46,3 +47,19 @@ async def test_login_survives_keys_sent_in_one_burst(server):
         shown = await signs_in_with_burst(server, f"rmtui-{uuid.uuid4().hex[:8]}")
         assert "web-1" in shown and "1 host" in shown, f"start {attempt + 1}: not signed in:\n{shown}"
         assert ADMIN_PASSWORD not in shown
+
+
+async def test_filter_typed_right_after_slash(server):
+    """'/' then the filter at terminal speed: the characters after '/' must reach the box."""
+    await server.enroll("web-1")
+    await server.enroll("db-1")
+    session = f"rmtui-{uuid.uuid4().hex[:8]}"
+    await signs_in_with_burst(server, session, keep=True)
+    try:
+        tmux("send-keys", "-t", session, "/db", "Enter")
+        await wait_for(lambda: "filter: 'db'" in tmux("capture-pane", "-p", "-t", session), timeout=10,
+                       what="filter applied")
+        shown = tmux("capture-pane", "-p", "-t", session)
+        assert "db-1" in shown and "web-1" not in shown
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
