@@ -14,7 +14,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, Static
 
 from rm_core.api import AuditEntry, EnrollmentToken, EnrollmentTokenCreated, Operator
 from rm_tui.client import ApiError
-from rm_tui.format import short_ids, when
+from rm_tui.format import plural, short_ids, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.forms import EnrollmentForm, OperatorForm
@@ -51,7 +51,7 @@ class SecretDialog(ModalScreen[None]):
             yield Static(Text(c.install_command), id="install-command")
             yield Label("Token (shown only now; the server keeps a hash):")
             yield Static(Text(c.token), id="token-value")
-            yield Label(f"valid until {when(c.expires_at)} · {c.max_uses} use(s)", classes="form-hint")
+            yield Label(f"valid until {when(c.expires_at)} · {plural(c.max_uses, 'use')}", classes="form-hint")
             yield Label("c copy command · t copy token (terminal clipboard, OSC 52) · esc close", classes="form-hint")
             with Horizontal(classes="buttons"):
                 yield Button("Close", variant="primary", id="close")

@@ -17,7 +17,7 @@ from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, So
 from rm_core.enums import JobKind
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.format import age, duration, short_id, size, when
+from rm_tui.format import age, duration, plural, short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.widgets.table import Column, ResourceTable
@@ -203,7 +203,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
         if self.settings_loaded:
             more.append("repository: ")
             more.append(self.repo.url if self.repo else "none configured", style="" if self.repo else "yellow")
-            more.append(f"  ·  {len(self.snapshots)} snapshot(s)\n")
+            more.append(f"  ·  {plural(len(self.snapshots), 'snapshot')}\n")
         upcoming = sorted((s for s in self.schedules.values() if next_run(s) and s.enabled),
                           key=lambda s: next_run(s) or datetime.max.replace(tzinfo=timezone.utc))
         if upcoming:

@@ -16,7 +16,7 @@ from rm_core.cron import CronError, next_fires
 from rm_tui.client import ApiError
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.forms import ScheduleForm, SourceGroupForm
-from rm_tui.format import short_id
+from rm_tui.format import plural, short_id
 
 GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook")
 
@@ -88,7 +88,7 @@ class GroupsSchedulesTabs:
         for job in jobs:
             self.jobs[job.id] = job
         self.render_jobs()
-        self.notify(f"schedule {name}: {len(jobs)} job(s) started")
+        self.notify(f"schedule {name}: {plural(len(jobs), 'job')} started")
 
     # ------------------------------------------------------------ new / edit / delete
 
