@@ -65,6 +65,7 @@ class FleetModel:
         self._keys: dict[str, tuple] = {}  # host_id -> its sort key as last used
         self._sorted: list[str] | None = None
         self._visible: list[str] | None = None
+        self._counts: Counter[str] = Counter()
 
     # ------------------------------------------------------------ changes
 
@@ -72,16 +73,25 @@ class FleetModel:
         self.hosts = {h.id: h for h in hosts}
         self.activity = {k: v for k, v in self.activity.items() if k in self.hosts}
         self._names = {h.id: h.hostname.lower() for h in hosts}
+        self._counts = Counter()
+        for h in hosts:
+            self._counts.update(_tally(h))
         self.reorder()
 
     def put(self, host: Host) -> None:
         """A host.updated: the new host replaces the old; order is fixed lazily if it moved."""
+        old = self.hosts.get(host.id)
+        if old is not None:
+            self._counts.subtract(_tally(old))
+        self._counts.update(_tally(host))
         self.hosts[host.id] = host
         self._names[host.id] = host.hostname.lower()
         self._check(host.id)
 
     def remove(self, host_id: str) -> None:
-        if self.hosts.pop(host_id, None) is not None:
+        old = self.hosts.pop(host_id, None)
+        if old is not None:
+            self._counts.subtract(_tally(old))
             self.activity.pop(host_id, None)
             self._names.pop(host_id, None)
             self._keys.pop(host_id, None)
@@ -97,7 +107,9 @@ class FleetModel:
         if job.state.terminal:
             jobs.pop(job.id, None)
             if job.kind == JobKind.backup and _newer(job, host.last_backup):
+                self._counts.subtract(_tally(host))
                 host.last_backup = LastBackup(job_id=job.id, state=job.state, finished_at=job.finished_at)
+                self._counts.update(_tally(host))
         else:
             jobs[job.id] = f"{job.kind.value} {job.state.value}"
         self._check(job.host_id)
@@ -187,23 +199,20 @@ class FleetModel:
         return (f == "problems" and p is not None) or (f in PROBLEMS and _has(h, f))
 
     def counts(self) -> dict[str, int]:
-        c: Counter[str] = Counter()
-        for h in self.hosts.values():
-            c[h.status.value] += 1
-            if h.stale:
-                c["stale"] += 1
-            if h.last_backup is not None and h.last_backup.state in FAILED:
-                c["failed"] += 1
-            if drift(h):
-                c["drift"] += 1
-            if problem(h):
-                c["problems"] += 1
-        c["hosts"] = len(self.hosts)
-        return dict(c)
+        """Hosts per status and per problem, kept up to date by every change (no pass over 20,000)."""
+        return {**{k: v for k, v in self._counts.items() if v}, "hosts": len(self.hosts)}
 
     def sort_label(self) -> str:
         label = SORTS[self.sort][0] + (" ↓" if self.reverse else "")
         return f"problems first, then {label}" if self.problems_first else label
+
+
+def _tally(h: Host) -> list[str]:
+    """What a host adds to the counts in the status line."""
+    keys = [h.status.value] + [p for p in ("stale", "failed", "drift") if _has(h, p)]
+    if problem(h):
+        keys.append("problems")
+    return keys
 
 
 def _has(h: Host, what: str) -> bool:

@@ -55,3 +55,15 @@ def test_human_formatting():
     assert human_summary({"files_new": 12, "data_added": 377507347, "total_duration": 1.678579412}) \
         == "12 new files · 360.0 MiB added in 1.7s"
     assert short_ids("host:01JDZ3K4M5N6P7Q8R9S0T1V2W3") == "host:s0t1v2w3"
+
+
+def test_counts_follow_every_change():
+    m = FleetModel()
+    m.load([host(i) for i in range(6)])
+    m.put(host(1, status="offline"))
+    m.put(host(2, stale=True))
+    m.put(host(2, stale=False, schedule_version=3, applied_schedule_version=2))
+    m.remove(host(3).id)
+    fresh = FleetModel()
+    fresh.load(list(m.hosts.values()))
+    assert m.counts() == fresh.counts() == {"online": 4, "offline": 1, "drift": 1, "problems": 2, "hosts": 5}
