@@ -420,7 +420,8 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
             log("filter keystrokes:", res["filter"])
 
         for name, fn in (("idle", idle), ("load", load), ("burst", burst), ("filter", filter_keys)):
-            await phase(name, fn)
+            if name in args.phases:
+                await phase(name, fn)
         st = rss()
         res["rss_end_mb"], res["rss_peak_mb"] = st.get("VmRSS"), st.get("VmHWM")
         res["frames"], res["frame_bytes"] = TimedDriver.frames, TimedDriver.bytes
@@ -512,11 +513,14 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=5000, help="hosts with a simulated agent (the burst size)")
     ap.add_argument("--agent-procs", type=int, default=2)
     ap.add_argument("--keys", type=int, default=40, help="key presses per phase")
+    ap.add_argument("--phases", default="idle,load,burst,filter",
+                    help="which measurements after sign-in (comma-separated)")
     ap.add_argument("--signin-timeout", type=float, default=300, help="seconds to wait for the first fleet frame")
     ap.add_argument("--max-seconds", type=float, default=900, help="child processes exit after this long")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    args.phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     limit = ss.raise_nofile()
     sizes = [500] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.agents + 300 > limit:
