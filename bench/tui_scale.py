@@ -404,7 +404,7 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
 
         async def filter_keys() -> None:
             con.send("slash", "/")
-            await pilot.pause()
+            await asyncio.sleep(0.5)  # not pilot.pause(): a console behind on events is never idle
             typed, times = "", []
             for ch in "9999":
                 typed += ch
