@@ -538,7 +538,7 @@ def main() -> int:
             results.append({"hosts": n, "failed": f"{type(exc).__name__}: {exc}"})
     doc = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "duration_s": round(time.time() - started),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "targets": TARGETS,
-           "args": vars(args), "results": results}
+           "args": {**vars(args), "phases": sorted(args.phases)}, "results": results}
     out = Path(args.out) if args.out else (RESULTS.with_name("tui_scale.quick.json") if args.quick else RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))

@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, Tabs
 
 from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
 from rm_core.enums import JobKind
@@ -47,6 +47,10 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
     MUTATING = frozenset({"run_now", "new", "edit", "delete", "repo", "admin_creds"})
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
+        # tab always means "next tab" here: focus stays on the table of the tab in front
+        # (before, tab moved focus between the tab bar and the table, one or the other)
+        Binding("tab", "cycle_tab(1)", "Next tab", show=False),
+        Binding("shift+tab", "cycle_tab(-1)", "Previous tab", show=False),
         Binding("r", "run_now", "Run now"),
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
@@ -122,6 +126,9 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
     def tab(self) -> str:
         return self.query_one("#tabs", TabbedContent).active
 
+    def action_cycle_tab(self, step: int) -> None:
+        self.action_tab(TABS[(TABS.index(self.tab) + step) % len(TABS)])
+
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
 
@@ -131,6 +138,8 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
         tables = self.query(f"#{self.tab}-table")
         if tables:
             tables.first().focus()
+        else:  # a text tab: the tab bar, so arrows keep switching tabs (never focus on nothing)
+            self.query_one("#tabs", TabbedContent).query(Tabs).first().focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ACTION_TABS and self.is_mounted and self.tab not in ACTION_TABS[action]:

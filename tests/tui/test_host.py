@@ -276,3 +276,23 @@ async def test_host_jobs_cursor_stays_on_its_job_when_new_jobs_arrive(server):
         assert table.cursor_key == second
         await pilot.press("G")
         assert table.cursor_key == first
+
+
+async def test_tab_cycles_tabs_and_focus_stays_on_the_tables(server):
+    from textual.widgets import Tabs
+
+    host_id, _ = await server.enroll("web-1")
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        seen = []
+        for _ in range(7):
+            await pilot.press("tab")
+            seen.append(host.tab)
+            focused = app.focused
+            assert focused is not None
+            expected = host.query(f"#{host.tab}-table")
+            assert (focused is expected.first()) if expected else isinstance(focused, Tabs), host.tab
+        assert seen == ["groups", "schedules", "jobs", "snapshots", "maintenance", "settings", "overview"]
+        await pilot.press("shift+tab")
+        assert host.tab == "settings"
