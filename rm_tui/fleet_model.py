@@ -17,6 +17,7 @@ from rm_core.enums import HostStatus, JobKind, JobState
 FAILED = (JobState.failed, JobState.lost)
 # Most urgent first: a stale host has missed backups, a failed one broke, offline ones may come back.
 PROBLEMS = ("stale", "failed", "offline", "drift")
+KEYWORDS = frozenset({*PROBLEMS, "problems", "online", "pending"})
 
 
 def drift(h: Host) -> bool:
@@ -66,6 +67,8 @@ class FleetModel:
         self._sorted: list[str] | None = None
         self._visible: list[str] | None = None
         self._counts: Counter[str] = Counter()
+        self._narrow_from: list[str] | None = None  # the last hostname filter's result…
+        self._narrowed = ""  # …and its text
 
     # ------------------------------------------------------------ changes
 
@@ -97,6 +100,7 @@ class FleetModel:
             self._keys.pop(host_id, None)
             self._sorted = None
             self._visible = None
+            self._narrow_from = None
 
     def job(self, job: Job) -> bool:
         """A job.updated: running jobs in the activity column, finished backups as the last backup."""
@@ -139,8 +143,10 @@ class FleetModel:
         if host_id not in self._keys or self._keys[host_id] != self._key(host_id):
             self._sorted = None
             self._visible = None
-        elif self.filter_text:
-            self._visible = None  # cheap enough: a filter pass over the sorted ids
+            self._narrow_from = None
+        elif self.filter_text in KEYWORDS:
+            self._visible = None  # status or problems may have changed: one pass over the sorted ids
+        # a hostname filter: membership changes only with the name, which is in the sort key
 
     # ------------------------------------------------------------ views
 
@@ -152,6 +158,7 @@ class FleetModel:
     def reorder(self) -> None:
         self._sorted = None
         self._visible = None
+        self._narrow_from = None
 
     def set_sort(self, column: str) -> None:
         """Sort by `column`; the same column again reverses the order (k9s does the same)."""
@@ -162,6 +169,8 @@ class FleetModel:
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip().lower()
         self._visible = None
+        if not self.filter_text.startswith(self._narrowed):
+            self._narrow_from = None
 
     def toggle_problems(self) -> None:
         self.problems_first = not self.problems_first
@@ -182,21 +191,31 @@ class FleetModel:
                     ids.reverse()
             self._sorted = ids
             self._visible = None
+            self._narrow_from = None
         return self._sorted
 
     def visible(self) -> list[str]:
         ids = self.sorted_ids()
         if self._visible is None:
             f = self.filter_text
-            self._visible = ids if not f else [hid for hid in ids if self.matches(hid, f)]
+            if not f:
+                self._visible = ids
+            elif f in KEYWORDS:
+                self._visible = [hid for hid in ids if self.matches(hid, f)]
+            else:
+                # the common case, a part of a hostname: one substring test per host, and a
+                # longer filter only narrows what the shorter one already kept
+                base = self._narrow_from if self._narrow_from is not None and f.startswith(self._narrowed) else ids
+                names = self._names
+                self._visible = [hid for hid in base if f in names[hid]]
+                self._narrow_from, self._narrowed = self._visible, f
         return self._visible
 
     def matches(self, host_id: str, f: str) -> bool:
         h = self.hosts[host_id]
         if f in self._names[host_id] or f == h.status.value:
             return True
-        p = problem(h)
-        return (f == "problems" and p is not None) or (f in PROBLEMS and _has(h, f))
+        return (f == "problems" and problem(h) is not None) or (f in PROBLEMS and _has(h, f))
 
     def counts(self) -> dict[str, int]:
         """Hosts per status and per problem, kept up to date by every change (no pass over 20,000)."""

@@ -238,7 +238,9 @@ class FleetScreen(ApiScreen):
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.model.set_filter(event.value)
-        self.show_rows()
+        self._order_stale = False
+        self.table.set_rows(self.model.visible())  # rows keep their cached strips: only the order changed
+        self.update_status()
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:

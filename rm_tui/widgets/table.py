@@ -90,6 +90,7 @@ class ResourceTable(ScrollView, can_focus=True):
         self._cache: dict[str, Strip] = {}
         self._dirty: set[str] = set()
         self.cursor_row = 0
+        self._cursor_strip: tuple[Strip, Strip] | None = None  # (row strip, the same highlighted)
 
     # ------------------------------------------------------------ data in
 
@@ -220,8 +221,10 @@ class ResourceTable(ScrollView, can_focus=True):
         return line
 
     def _strip(self, text: Text, width: int, style: Style) -> Strip:
-        segments = list(text.render(self.app.console))
-        return Strip(Segment.apply_style(segments, style), text.cell_len).adjust_cell_length(width, style)
+        # one Strip per row, already the widget's width: each Strip carries several caches of
+        # its own, and creating them dominated a repaint when strips were padded afterwards
+        text.truncate(width, overflow="crop", pad=True)
+        return Strip(list(Segment.apply_style(text.render(self.app.console), style)), width)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -245,6 +248,10 @@ class ResourceTable(ScrollView, can_focus=True):
             strip = self._strip(self._line(self.cells_for(key), widths, mark), width, style)
             self._cache[key] = strip
         if row == self.cursor_row:
-            cursor = self.get_component_rich_style("resource-table--cursor")
-            return Strip(Segment.apply_style(list(strip), post_style=cursor), strip.cell_length)
+            cached = self._cursor_strip
+            if cached is None or cached[0] is not strip:
+                cursor = self.get_component_rich_style("resource-table--cursor")
+                cached = (strip, Strip(list(Segment.apply_style(strip, post_style=cursor)), strip.cell_length))
+                self._cursor_strip = cached
+            return cached[1]
         return strip
