@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+from pydantic import BaseModel, ValidationError
 
 from rm_core.api import (AuditEntry, EnrollmentToken, EnrollmentTokenCreated, ErrorBody, Host, Job, JobLogPage,
                          LoginResponse, Maintenance, Operator, RepoInfo, Schedule, ScheduleList, Snapshot, SourceGroup)
@@ -30,6 +31,10 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class _HostList(BaseModel):
+    hosts: list[Host]
 
 
 @dataclass(frozen=True)
@@ -108,12 +113,15 @@ class Client:
             await self._session.close()
             self._session = None
 
-    async def request(self, method: str, path: str, **kw: Any) -> Any:
+    async def request(self, method: str, path: str, raw: bool = False, **kw: Any) -> Any:
+        """The decoded JSON body (raw=True: the bytes of a successful answer)."""
         try:
             async with self._http().request(method, self.url(path), headers=self._headers(), ssl=self._ssl,
                                             **kw) as resp:
                 if resp.status == 204:
                     return None
+                if raw and resp.status < 400:
+                    return await resp.read()
                 try:
                     body = await resp.json(content_type=None)
                 except ValueError:
@@ -148,8 +156,14 @@ class Client:
     # ------------------------------------------------------------ reads
 
     async def hosts(self) -> list[Host]:
-        body = await self.request("GET", "/hosts")
-        return [Host.model_validate(h) for h in body["hosts"]]
+        # 20,000 hosts: pydantic parses the bytes straight into models, without building
+        # 20,000 dicts first (less time and a lower memory peak at sign-in)
+        raw = await self.request("GET", "/hosts", raw=True)
+        try:
+            return _HostList.model_validate_json(raw).hosts
+        except ValidationError as exc:
+            raise ApiError("bad_response", f"{self.base_url} sent a host list this console cannot read: "
+                           f"{exc.errors()[0].get('msg', exc)}") from None
 
     async def host(self, host_id: str) -> Host:
         return Host.model_validate(await self.request("GET", f"/hosts/{host_id}"))
