@@ -298,8 +298,22 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
     from rm_tui.screens.fleet import FleetScreen
     from rm_tui.screens.login import LoginScreen
 
-    counts = {"progress": 0, "host_updated": 0}
+    import rm_tui.app as rm_app
+
+    counts = {"progress": 0, "host_updated": 0, "reconnects": 0}
+    lags: list[float] = []  # server published host.updated → the fleet applied it (s)
     orig_progress, orig_host = FleetScreen.on_job_progress, FleetScreen.on_host_updated
+    orig_connected, orig_to_message = FleetScreen.on_events_connected, rm_app.to_message
+
+    def stamped(event):
+        message = orig_to_message(event)
+        if message is not None and event.ts is not None:
+            message.bench_ts = event.ts.timestamp()
+        return message
+
+    def counted_connected(self, message):
+        counts["reconnects"] += 1
+        return orig_connected(self, message)
 
     def counted_progress(self, message):
         counts["progress"] += 1
@@ -307,6 +321,8 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
 
     def counted_host(self, message):
         counts["host_updated"] += 1
+        if hasattr(message, "bench_ts"):
+            lags.append(time.time() - message.bench_ts)
         return orig_host(self, message)
 
     async def phase(name: str, fn) -> None:
@@ -318,6 +334,7 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
             log(f"{name} failed: {type(exc).__name__}: {exc}")
 
     FleetScreen.on_job_progress, FleetScreen.on_host_updated = counted_progress, counted_host
+    FleetScreen.on_events_connected, rm_app.to_message = counted_connected, stamped
     TimedDriver.frames = TimedDriver.bytes = 0
     TimedDriver.recent.clear()
     TimedDriver.waiters = []
@@ -374,7 +391,8 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
             await asyncio.sleep(3)
 
         async def burst() -> None:
-            hu0 = counts["host_updated"]
+            hu0, rc0 = counts["host_updated"], counts["reconnects"]
+            lags.clear()
             t_drop = time.monotonic()
             dropped = sum(x["dropped"] for x in await ask(children, ("drop",)))
             burst_task = asyncio.create_task(con.keys(args.keys, timeout=30, budget=60))
@@ -399,7 +417,9 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
                             "agents_back_s": ss._r(t_back - t_drop, 2) if t_back else None,
                             "drained_after_back_s": ss._r(max(0.0, t_drained - t_back), 2)
                             if t_drained and t_back else None,
-                            "host_updated_applied": counts["host_updated"] - hu0}
+                            "host_updated_applied": counts["host_updated"] - hu0,
+                            "event_lag_p50_s": ss._r(ss.pct(lags, 50), 2), "event_lag_max_s": ss._r(max(lags), 2)
+                            if lags else None, "stream_reconnects": counts["reconnects"] - rc0}
             log("reconnect burst:", res["burst"])
 
         async def filter_keys() -> None:
@@ -427,6 +447,7 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
         res["frames"], res["frame_bytes"] = TimedDriver.frames, TimedDriver.bytes
         log(f"console RSS {res['rss_end_mb']} MB (peak {res['rss_peak_mb']} MB)")
     FleetScreen.on_job_progress, FleetScreen.on_host_updated = orig_progress, orig_host
+    FleetScreen.on_events_connected, rm_app.to_message = orig_connected, orig_to_message
 
 
 def run_size(n: int, args, ctx) -> dict:
@@ -494,8 +515,11 @@ def table(results: list[dict]) -> str:
         ("progress events applied /s", lambda r: g(r, "load_keys", "progress_applied_per_s")),
         ("key → repaint, reconnect burst p50 / p95 (ms)",
          lambda r: f"{g(r, 'burst', 'p50_ms')} / {g(r, 'burst', 'p95_ms')} ({g(r, 'burst', 'timeouts')} timeouts)"),
-        ("burst: agents back (s) / backlog drained after (s)",
+        ("burst: agents back (s) / all online in the console after (s)",
          lambda r: f"{g(r, 'burst', 'agents_back_s')} / {g(r, 'burst', 'drained_after_back_s')}"),
+        ("burst: event published → applied p50 / max (s), stream reconnects",
+         lambda r: f"{g(r, 'burst', 'event_lag_p50_s')} / {g(r, 'burst', 'event_lag_max_s')}, "
+                   f"{g(r, 'burst', 'stream_reconnects')}"),
         ("filter keystroke p50 / max (ms)", lambda r: f"{g(r, 'filter', 'p50_ms')} / {g(r, 'filter', 'max_ms')}"),
         ("console RSS end / peak (MB)", lambda r: f"{g(r, 'rss_end_mb')} / {g(r, 'rss_peak_mb')}"),
     ]
