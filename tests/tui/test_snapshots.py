@@ -8,7 +8,6 @@ Update after an intended change: `pytest tests/tui/test_snapshots.py --snapshot-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
