@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from rm_server.api import admin, auth, enrollment, fleet, hosts, install, jobs, operators, root, schedules
+from rm_server.api import admin, auth, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules
 from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
 from rm_server.keys import (
@@ -47,7 +47,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[BOOTSTRAP] = {}
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
     install.setup(app)
-    for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet):
+    for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet, reference):
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
