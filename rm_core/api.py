@@ -376,7 +376,7 @@ class ServerSettings(Body):
 
 
 class ErrorBody(Out):
-    """The `error` of every failed answer: `{"error": {code, message, details}}` (DESIGN.md §3)."""
+    """The `error` of every failed answer: `{"error": {code, message, details}}`."""
 
     code: str
     message: str

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import Maintenance, ServerSettings
+from rm_core.api import AuditEntry, Maintenance, ServerSettings
 from rm_core.enums import Role
 from rm_core.protocol import INT64_MAX
 from rm_core.urls import redact_webhook
 from rm_server.api.common import OPERATOR_KEY, actor, parse_body, query_int, reply, requires
+from rm_server.api.doc import Listing, documented, q_int, q_str
 from rm_server.errors import BadRequest
 from rm_server.keys import STORE
 
@@ -17,6 +18,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/hosts/{id}/maintenance")
 @requires(Role.viewer)
+@documented("The host's maintenance cadences (forget, prune, check)", reply=Maintenance)
 async def get_maintenance(request: web.Request) -> web.Response:
     stored = await request.app[STORE].hosts.get_json(request.match_info["id"], "maintenance")
     return reply(Maintenance.model_validate(stored))
@@ -24,6 +26,11 @@ async def get_maintenance(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/hosts/{id}/maintenance")
 @requires(Role.operator)
+@documented("Set the host's maintenance cadences", description="Crons run in UTC; an enabled task needs a cron.",
+            body=Maintenance, reply=Maintenance,
+            examples={"weekly": {"forget": {"enabled": True, "cron": "0 4 * * 0"},
+                                 "prune": {"enabled": True, "cron": "0 5 * * 0"},
+                                 "check": {"enabled": True, "cron": "0 6 1 * *", "read_data_subset": "5%"}}})
 async def put_maintenance(request: web.Request) -> web.Response:
     body = await parse_body(request, Maintenance)
     await request.app[STORE].hosts.set_json(actor(request), request.match_info["id"], "maintenance",
@@ -33,6 +40,10 @@ async def put_maintenance(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/audit")
 @requires(Role.viewer)
+@documented("The audit log, newest first", reply=Listing("entries", AuditEntry), query=(
+    q_int("limit", 1, 1000, 100, "at most this many entries"),
+    q_str("before", "the page before this audit entry id (an integer)"),
+))
 async def list_audit(request: web.Request) -> web.Response:
     before = request.query.get("before")
     # str.isdigit() is true for "²" and int() takes any size: ASCII digits within int64 only.
@@ -46,6 +57,7 @@ async def list_audit(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/settings")
 @requires(Role.viewer)
+@documented("Server settings", reply=ServerSettings)
 async def get_settings(request: web.Request) -> web.Response:
     url = await request.app[STORE].settings.get("webhook_url")
     # Slack/Teams-style hook URLs are bearer secrets: only admins (who set them) see them whole.
@@ -56,6 +68,10 @@ async def get_settings(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/settings")
 @requires(Role.admin)
+@documented("Change server settings", description="`webhook_url`: failed and lost jobs are POSTed there "
+                                                  "(null: no webhook).",
+            body=ServerSettings, reply=ServerSettings,
+            examples={"webhook": {"webhook_url": "https://hooks.example/restic"}})
 async def put_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, ServerSettings)
     await request.app[STORE].settings.set(actor(request), "webhook_url", body.webhook_url,

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from rm_core.api import BootstrapBody, LoginBody, LoginResponse
+from rm_core.api import BootstrapBody, LoginBody, LoginResponse, Operator
 from rm_core.enums import Role
 from rm_server.api.common import OPERATOR_KEY, PUBLIC, TOKEN_HASH_KEY, actor, parse_body, reply, requires
+from rm_server.api.doc import documented
 from rm_server.errors import Unauthorized
 from rm_server.keys import CONFIG, STORE
 from rm_server.login_limiter import LoginLimiter, client_address
@@ -40,6 +41,11 @@ async def issue_session(request: web.Request, operator) -> LoginResponse:
 
 @routes.post("/api/v1/auth/bootstrap")
 @requires(PUBLIC)
+@documented("Create the first admin with the one-time bootstrap token",
+            description="The token is printed by `rm-server serve` and written to DATA_DIR/bootstrap-token "
+                        "while no operator exists; it works once.",
+            body=BootstrapBody, reply=Operator, status=201, errors=(401, 409),
+            examples={"first admin": {"token": "rmb_…", "username": "alice", "password": "correct horse battery"}})
 async def bootstrap(request: web.Request) -> web.Response:
     body = await parse_body(request, BootstrapBody)
     state = request.app[BOOTSTRAP]
@@ -61,6 +67,11 @@ async def bootstrap(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/auth/login")
 @requires(PUBLIC)
+@documented("Sign in: a session token for the Authorization header",
+            description="Send the token as `Authorization: Bearer <token>`. Failed logins are limited per "
+                        "client address and per username (429 with `retry_after`).",
+            body=LoginBody, reply=LoginResponse, errors=(401, 429),
+            examples={"sign in": {"username": "alice", "password": "correct horse battery"}})
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginBody)
     limiter: LoginLimiter = request.app[LIMITER]
@@ -82,6 +93,7 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/auth/logout")
 @requires(Role.viewer)
+@documented("Sign out: end this session", reply=None, status=204)
 async def logout(request: web.Request) -> web.Response:
     await request.app[STORE].operators.delete_session(actor(request), request[TOKEN_HASH_KEY])
     return web.Response(status=204)
@@ -89,5 +101,6 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/me")
 @requires(Role.viewer)
+@documented("Who am I: the signed-in operator", reply=Operator)
 async def me(request: web.Request) -> web.Response:
     return reply(request[OPERATOR_KEY])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import FleetPolicyBody
+from rm_core.api import FleetPolicyBody, FleetPolicyResult
 from rm_core.bounds import showable_name
 from rm_core.enums import Role
 from rm_server.api.common import actor, parse_body, reply, requires
+from rm_server.api.doc import documented
 from rm_server.errors import BadRequest
 from rm_server.keys import FLEET
 
@@ -16,6 +17,12 @@ routes = web.RouteTableDef()
 
 @routes.put("/api/v1/fleet/policies/{name}")
 @requires(Role.operator)
+@documented("Put one backup policy on many hosts",
+            description="Upserts source group NAME and schedule NAME (backing up that group) on every host "
+                        "`hosts` selects (every given filter must match; none: all hosts).",
+            body=FleetPolicyBody, reply=FleetPolicyResult,
+            examples={"all online": {"hosts": {"status": "online"}, "includes": ["/etc"], "cron": "0 2 * * *",
+                                     "retention": {"keep_daily": 14}}})
 async def put_policy(request: web.Request) -> web.Response:
     """Upsert source group NAME and schedule NAME (backing up that group) on every selected host."""
     body = await parse_body(request, FleetPolicyBody)

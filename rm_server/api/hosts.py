@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import BandwidthBody, HostPatch, RepoBody
+from rm_core.api import BandwidthBody, Host, HostPatch, RepoBody, RepoInfo, RepoPutResponse, Snapshot
 from rm_core.enums import CredentialSlot, HostStatus, Role
 from rm_server.api.common import actor, parse_body, query_enum, query_int, reply, requires
+from rm_server.api.doc import Listing, documented, q_enum, q_int, q_str
 from rm_server.keys import CREDENTIALS, HOSTS, STORE
 
 routes = web.RouteTableDef()
@@ -14,6 +15,12 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/hosts")
 @requires(Role.viewer)
+@documented("List hosts", reply=Listing("hosts", Host), query=(
+    q_enum("status", HostStatus, "only hosts in this state"),
+    q_str("q", "only hosts whose hostname contains this text"),
+    q_int("limit", 0, 100_000, 0, "at most this many hosts (0: all)"),
+    q_str("after", "the page after this host id (keyset paging, ordered by id)"),
+))
 async def list_hosts(request: web.Request) -> web.Response:
     body = await request.app[STORE].hosts.list_json(
         status=query_enum(request, "status", HostStatus), q=request.query.get("q") or None,
@@ -24,12 +31,14 @@ async def list_hosts(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/hosts/{id}")
 @requires(Role.viewer)
+@documented("One host", reply=Host)
 async def get_host(request: web.Request) -> web.Response:
     return reply(await request.app[STORE].hosts.get(request.match_info["id"]))
 
 
 @routes.patch("/api/v1/hosts/{id}")
 @requires(Role.operator)
+@documented("Rename a host", body=HostPatch, reply=Host, examples={"rename": {"hostname": "web-1.example"}})
 async def patch_host(request: web.Request) -> web.Response:
     body = await parse_body(request, HostPatch)
     return reply(await request.app[HOSTS].rename(actor(request), request.match_info["id"], body.hostname))
@@ -37,6 +46,7 @@ async def patch_host(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/hosts/{id}")
 @requires(Role.operator)
+@documented("Delete a host and revoke its agent token", reply=None, status=204)
 async def delete_host(request: web.Request) -> web.Response:
     await request.app[HOSTS].delete(actor(request), request.match_info["id"])
     return web.Response(status=204)
@@ -49,24 +59,43 @@ async def _put_credentials(request: web.Request, slot: CredentialSlot) -> web.Re
 
 @routes.put("/api/v1/hosts/{id}/repo")
 @requires(Role.operator)
+@documented("Set the host's repository and its password",
+            description="Give the repository password as `password`, or `generate_password: true` to have the server "
+                        "make one (returned once, in this reply), not both. `rest_user`/`rest_password` are the "
+                        "HTTP credentials of a rest-server repository; with `generate_password` and `rest_user` "
+                        "and no `rest_password` the server makes that too and returns the htpasswd line. "
+                        "The agent gets them at once and a fresh repository is initialised (an `init` job).",
+            body=RepoBody, reply=RepoPutResponse,
+            examples={"own password": {"url": "sftp:backup@nas:/srv/restic/web-1", "password": "repository secret"},
+                      "generated, rest-server": {"url": "rest:https://backup.example:8000/web-1",
+                                                 "generate_password": True, "rest_user": "web-1"}})
 async def put_repo(request: web.Request) -> web.Response:
     return await _put_credentials(request, CredentialSlot.repo)
 
 
 @routes.get("/api/v1/hosts/{id}/repo")
 @requires(Role.viewer)
+@documented("The host's repository: URL with secrets redacted, key fingerprint, stats", reply=RepoInfo)
 async def get_repo(request: web.Request) -> web.Response:
     return reply(await request.app[CREDENTIALS].info(request.match_info["id"], CredentialSlot.repo))
 
 
 @routes.put("/api/v1/hosts/{id}/repo/admin-credentials")
 @requires(Role.operator)
+@documented("Set the credentials used only for prune (same body as PUT /api/v1/hosts/{id}/repo)",
+            description="For a repository whose everyday credentials may only append (rest-server "
+                        "--append-only): prune runs with these instead.",
+            body=RepoBody, reply=RepoPutResponse,
+            examples={"prune user": {"url": "rest:https://backup.example:8000/web-1", "password": "repository secret",
+                                     "rest_user": "web-1-admin", "rest_password": "admin secret"}})
 async def put_admin_credentials(request: web.Request) -> web.Response:
     return await _put_credentials(request, CredentialSlot.admin)
 
 
 @routes.put("/api/v1/hosts/{id}/bandwidth")
 @requires(Role.operator)
+@documented("Cap the host's restic upload and download (KiB/s; null: no cap)", body=BandwidthBody,
+            reply=BandwidthBody, examples={"cap upload": {"upload_kbps": 2048}})
 async def put_bandwidth(request: web.Request) -> web.Response:
     body = await parse_body(request, BandwidthBody)
     await request.app[CREDENTIALS].set_bandwidth(actor(request), request.match_info["id"], body)
@@ -75,12 +104,14 @@ async def put_bandwidth(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/hosts/{id}/bandwidth")
 @requires(Role.viewer)
+@documented("The host's bandwidth caps", reply=BandwidthBody)
 async def get_bandwidth(request: web.Request) -> web.Response:
     return reply(await request.app[STORE].hosts.get_json(request.match_info["id"], "bandwidth"))
 
 
 @routes.get("/api/v1/hosts/{id}/snapshots")
 @requires(Role.viewer)
+@documented("The host's snapshots, as its agent last reported them", reply=Listing("snapshots", Snapshot))
 async def list_snapshots(request: web.Request) -> web.Response:
     host_id = request.match_info["id"]
     await request.app[STORE].hosts.get(host_id)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import JobBody
+from rm_core.api import Job, JobBody, JobLogPage
 from rm_core.enums import JobKind, JobState, Role
 from rm_server.api.common import actor, job_accepted, parse_body, query_enum, query_int, reply, requires
+from rm_server.api.doc import Accepted, Listing, documented, q_enum, q_int, q_str
 from rm_server.keys import JOBS, STORE
 
 routes = web.RouteTableDef()
@@ -14,6 +15,23 @@ routes = web.RouteTableDef()
 
 @routes.post("/api/v1/hosts/{id}/jobs")
 @requires(Role.operator)
+@documented(
+    "Start a job on the host",
+    description="What each kind needs besides `kind`: `backup` needs `source_group_id`; `forget` applies the "
+                "retention of every source group (or of `source_group_id` only); `check` takes "
+                "`read_data_subset` (`10%` or `1/5`); `unlock` takes `remove_all`; `restore` needs "
+                "`snapshot_id` (8-64 hex digits or `latest`) and `target` (an absolute directory on the host) and "
+                "takes `paths` (restore only these; none: everything); `init`, `prune`, `stats` and `snapshots` "
+                "need nothing. Every kind takes `limit_upload_kbps`, `limit_download_kbps` (override the host's "
+                "caps) and `timeout_seconds`. The job is dispatched at once when the host is online, else "
+                "when it connects. The same fields, without `kind` and `source_group_id`, are the job's "
+                "`params` and what the agent gets in `command.run` (docs/protocol.md).",
+    body=JobBody, reply=Accepted(Job), status=202,
+    examples={"backup": {"kind": "backup", "source_group_id": "01JD3QK9Z8X2M4N6P7R8S9T0VW"},
+              "restore": {"kind": "restore", "snapshot_id": "4f2a9c1e", "paths": ["/etc/nginx"],
+                          "target": "/var/tmp/restore"},
+              "check": {"kind": "check", "read_data_subset": "10%"},
+              "unlock": {"kind": "unlock", "remove_all": True}})
 async def create_job(request: web.Request) -> web.Response:
     body = await parse_body(request, JobBody)
     job = await request.app[JOBS].new_job(actor(request), request.match_info["id"], body)
@@ -22,6 +40,11 @@ async def create_job(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs")
 @requires(Role.viewer)
+@documented("List jobs, newest first", reply=Listing("jobs", Job), query=(
+    q_str("host_id", "only this host's jobs"), q_enum("state", JobState, "only jobs in this state"),
+    q_enum("kind", JobKind, "only jobs of this kind"), q_int("limit", 1, 1000, 100, "at most this many jobs"),
+    q_str("before", "the page before this job id"),
+))
 async def list_jobs(request: web.Request) -> web.Response:
     jobs = await request.app[STORE].jobs.list(
         host_id=request.query.get("host_id") or None, state=query_enum(request, "state", JobState),
@@ -33,12 +56,16 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{id}")
 @requires(Role.viewer)
+@documented("One job", reply=Job)
 async def get_job(request: web.Request) -> web.Response:
     return reply(await request.app[STORE].jobs.get(request.match_info["id"]))
 
 
 @routes.post("/api/v1/jobs/{id}/cancel")
 @requires(Role.operator)
+@documented("Cancel a job", description="A queued job ends at once; a running one when its agent stops "
+                                        "restic. 409 when the job already ended.",
+            reply=Job, status=202, errors=(409,))
 async def cancel_job(request: web.Request) -> web.Response:
     job = await request.app[JOBS].cancel(actor(request), request.match_info["id"])
     return reply(job, 202)
@@ -46,6 +73,10 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{id}/logs")
 @requires(Role.viewer)
+@documented("A page of a job's log", description="Pass the reply's `next_seq` as `after_seq` to read on; "
+                                                 "`done` is true once the job ended and no line is left.",
+            reply=JobLogPage, query=(q_int("after_seq", 0, 2**62, 0, "lines after this seq"),
+                                     q_int("limit", 1, 10_000, 1000, "at most this many lines")))
 async def job_logs(request: web.Request) -> web.Response:
     page = await request.app[STORE].jobs.logs(
         request.match_info["id"], query_int(request, "after_seq", 0, 0, 2**62),

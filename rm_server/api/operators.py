@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import OperatorCreate, OperatorPatch
+from rm_core.api import Operator, OperatorCreate, OperatorPatch
 from rm_core.enums import Role
 from rm_server.api.auth import _hash
 from rm_server.api.common import actor, parse_body, reply, requires
+from rm_server.api.doc import Listing, documented
 from rm_server.keys import STORE
 
 routes = web.RouteTableDef()
@@ -15,12 +16,15 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/operators")
 @requires(Role.admin)
+@documented("List operators", reply=Listing("operators", Operator))
 async def list_operators(request: web.Request) -> web.Response:
     return reply({"operators": await request.app[STORE].operators.list()})
 
 
 @routes.post("/api/v1/operators")
 @requires(Role.admin)
+@documented("Create an operator", body=OperatorCreate, reply=Operator, status=201, errors=(409,),
+            examples={"viewer": {"username": "bob", "password": "a long password", "role": "viewer"}})
 async def create_operator(request: web.Request) -> web.Response:
     body = await parse_body(request, OperatorCreate)
     op = await request.app[STORE].operators.create(actor(request), body.username, body.role, await _hash(body.password))
@@ -29,6 +33,9 @@ async def create_operator(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/operators/{id}")
 @requires(Role.admin)
+@documented("Change an operator's password, role or disabled flag",
+            description="Only the fields given change. The last active admin cannot be demoted or disabled (409).",
+            body=OperatorPatch, reply=Operator, errors=(409,), examples={"disable": {"disabled": True}})
 async def patch_operator(request: web.Request) -> web.Response:
     body = await parse_body(request, OperatorPatch)
     pw = await _hash(body.password) if body.password else None
@@ -40,6 +47,7 @@ async def patch_operator(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/operators/{id}")
 @requires(Role.admin)
+@documented("Delete an operator", reply=None, status=204, errors=(409,))
 async def delete_operator(request: web.Request) -> web.Response:
     await request.app[STORE].operators.delete(actor(request), request.match_info["id"])
     return web.Response(status=204)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
+from rm_server.api.doc import Raw, documented
 from rm_server.errors import Unauthorized
 from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, STORE
 from rm_server.security import hash_token
@@ -19,6 +20,9 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 @requires(PUBLIC)
+@documented("Liveness: the server answers and its database too",
+            reply={"type": "object", "required": ["status", "version"],
+                   "properties": {"status": {"const": "ok"}, "version": {"type": "string"}}})
 async def healthz(request: web.Request) -> web.Response:
     await request.app[STORE].ping()
     return reply({"status": "ok", "version": __version__})
@@ -26,6 +30,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 @requires(PUBLIC)
+@documented("Prometheus metrics", reply=Raw("text/plain", "Prometheus text exposition format."))
 async def metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if not request.app[CONFIG].public_metrics:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from rm_core import protocol as p
 from rm_core.version import MIN_PROTOCOL_VERSION
 from rm_server.api.common import AGENT, HOST_KEY, requires
+from rm_server.api.doc import documented
 from rm_server.errors import Unavailable
 from rm_server.keys import AGENT_MESSAGES, AGENTS, CONFIG, HOSTS
 from rm_server.ws.agent_hub import AgentConnection
@@ -23,6 +24,10 @@ async def _error_and_close(ws: web.WebSocketResponse, code: str, message: str, r
 
 
 @requires(AGENT)
+@documented("The agent's connection: hello, schedules, commands, job events",
+            description="WebSocket with an agent token; the frames are the agent protocol, docs/protocol.md. "
+                        "503 when the server holds as many agent connections as it is configured for.",
+            websocket=True, errors=(503,))
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     app = request.app
     cfg, hub, messages = app[CONFIG], app[AGENTS], app[AGENT_MESSAGES]

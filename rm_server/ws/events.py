@@ -10,6 +10,7 @@ from aiohttp import WSMsgType, web
 
 from rm_core.enums import Role
 from rm_server.api.common import TOKEN_HASH_KEY, requires
+from rm_server.api.doc import documented
 from rm_server.errors import TooManyRequests
 from rm_server.keys import CONFIG, EVENTS, STORE
 from rm_server.store import NotFound
@@ -20,6 +21,10 @@ BACKLOG_PAGE = 256
 
 
 @requires(Role.viewer)
+@documented("Operator events: host, job, schedule and audit changes as they happen, and live job logs",
+            description="WebSocket. Frames `{type, ts, payload}`; send `{\"type\": \"subscribe\", \"job_id\": …}` "
+                        "for a job's log backlog and live lines. See docs/protocol.md, Operator events.",
+            websocket=True)
 async def events_ws(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[EVENTS]
     store = request.app[STORE]
