@@ -67,7 +67,9 @@ def type_of(schema: dict[str, Any]) -> str:
         inner = type_of(schema.get("items", {}))
         return f"({inner})[]" if "|" in inner else f"{inner}[]"
     if kind == "object" and "properties" in schema:
-        return shape(schema)
+        required = set(schema.get("required", []))
+        return "{" + ", ".join(f"`{n}{'' if n in required else '?'}`: {type_of(s)}"
+                               for n, s in schema["properties"].items()) + "}"
     if kind == "object":
         return "object"
     if kind == "string" and schema.get("format") == "date-time":
@@ -126,6 +128,8 @@ def _reply(status: str, answer: dict[str, Any], schemas: dict[str, Any]) -> str:
         text += f" `{shape(schema, schemas)}`"
     elif "allOf" in schema:
         text = f"the {type_of(schema['allOf'][0])}, with the same object also under `job`"
+    elif schema.get("description"):
+        text += f" — {schema['description']}"
     return f"**Reply {status}**: {text}"
 
 
@@ -152,7 +156,7 @@ def operation(method: str, path: str, op: dict[str, Any], schemas: dict[str, Any
     out += [_reply(s, responses[s], schemas) for s in ok]
     errors = [s for s in responses if s.startswith(("4", "5"))]
     if errors:
-        out += ["", "Errors: " + ", ".join(errors) + "."]
+        out += ["", "[Errors](#errors): " + ", ".join(errors) + "."]
     return out + [""]
 
 
