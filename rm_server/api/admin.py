@@ -9,7 +9,7 @@ from rm_core.enums import Role
 from rm_core.protocol import INT64_MAX
 from rm_core.urls import redact_webhook
 from rm_server.api.common import OPERATOR_KEY, actor, parse_body, query_int, reply, requires
-from rm_server.api.doc import Listing, documented, q_int, q_str
+from rm_server.api.doc import Listing, Query, documented, q_int
 from rm_server.errors import BadRequest
 from rm_server.keys import STORE
 
@@ -42,7 +42,7 @@ async def put_maintenance(request: web.Request) -> web.Response:
 @requires(Role.viewer)
 @documented("The audit log, newest first", reply=Listing("entries", AuditEntry), query=(
     q_int("limit", 1, 1000, 100, "at most this many entries"),
-    q_str("before", "the page before this audit entry id (an integer)"),
+    Query("before", {"type": "integer", "minimum": 0, "maximum": INT64_MAX}, "the page before this audit entry id"),
 ))
 async def list_audit(request: web.Request) -> web.Response:
     before = request.query.get("before")
