@@ -124,6 +124,8 @@ def _responses(doc: RouteDoc, role: Any, path: str, refs: dict) -> dict:
     else:
         ok = {"description": "Success.", "content": {"application/json": {"schema": _reply_schema(doc.reply, refs)}}}
         status = doc.status
+    if doc.headers:
+        ok["headers"] = {name: {"description": text, "schema": {"type": "string"}} for name, text in doc.headers.items()}
     out = {str(status): ok}
     codes = set(doc.errors)
     if doc.body is not None or doc.query:

@@ -154,6 +154,8 @@ def operation(method: str, path: str, op: dict[str, Any], schemas: dict[str, Any
     responses = op["responses"]
     ok = [s for s in responses if not s.startswith(("4", "5"))]
     out += [_reply(s, responses[s], schemas) for s in ok]
+    for s in ok:
+        out += [f"Header `{name}`: {h['description']}" for name, h in responses[s].get("headers", {}).items()]
     errors = [s for s in responses if s.startswith(("4", "5"))]
     if errors:
         out += ["", "[Errors](#errors): " + ", ".join(errors) + "."]

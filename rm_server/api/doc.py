@@ -80,18 +80,20 @@ class RouteDoc:
     query: tuple[Query, ...] = ()
     errors: tuple[int, ...] = ()
     websocket: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def documented(summary: str, *, description: str = "", body: type[BaseModel] | None = None,
                examples: dict[str, Any] | None = None, reply: Shape | None = None, status: int = 200,
                query: tuple[Query, ...] | list[Query] = (), errors: tuple[int, ...] = (),
-               websocket: bool = False) -> Callable[[Any], Any]:
+               websocket: bool = False, headers: dict[str, str] | None = None) -> Callable[[Any], Any]:
     """Describe a route for the reference. `body`: the model `parse_body` reads; `examples`:
     named bodies (each must validate, the tests check); `reply`: what a success carries
     (None: no body, e.g. 204); `errors`: statuses beyond those the route's shape implies
-    (400 with a body or query, 401/403 by role, 404 with a path id, 413 with a body)."""
+    (400 with a body or query, 401/403 by role, 404 with a path id, 413 with a body);
+    `headers`: response headers a success carries, name -> meaning."""
     doc = RouteDoc(summary, description, body, dict(examples or {}), reply, status, tuple(query), tuple(errors),
-                   websocket)
+                   websocket, dict(headers or {}))
 
     def mark(handler: Any) -> Any:
         setattr(handler, DOC_ATTR, doc)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from rm_server.api.common import PUBLIC, requires
+from rm_server.api.doc import Raw, documented
 from rm_server.errors import NotFoundError
 from rm_server.install import AGENT_PYZ, SCRIPT, UNIT, Installer
 from rm_server.keys import CONFIG, INSTALLER
 
 routes = web.RouteTableDef()
 SUM_HEADER = "X-Checksum-SHA256"
+SUMS = {SUM_HEADER: "the SHA-256 of the body (lowercase hex); install.sh checks it"}
 
 
 def installer(app: web.Application) -> Installer:
@@ -27,6 +29,9 @@ async def install_command(app: web.Application, token: str) -> str:
 
 @routes.get(f"/install/{SCRIPT}")
 @requires(PUBLIC)
+@documented("The agent installer script the enrollment one-liner runs",
+            reply=Raw("text/x-shellscript", "A POSIX shell script with this server's URL, TLS pin and the agent file's SHA-256 filled in."),
+            headers=SUMS)
 async def install_sh(request: web.Request) -> web.Response:
     body = await installer(request.app).script()
     sums = await installer(request.app).sums()
@@ -35,6 +40,8 @@ async def install_sh(request: web.Request) -> web.Response:
 
 @routes.get(f"/install/{UNIT}")
 @requires(PUBLIC)
+@documented("The agent's systemd unit, as install.sh writes it",
+            reply=Raw("text/plain", "A hardened rm-agent.service unit file."), headers=SUMS)
 async def unit(request: web.Request) -> web.Response:
     inst = installer(request.app)
     sums = await inst.sums()
@@ -43,6 +50,10 @@ async def unit(request: web.Request) -> web.Response:
 
 @routes.get(f"/install/{AGENT_PYZ}")
 @requires(PUBLIC)
+@documented("The agent as one file (a Python zipapp)",
+            description="A copy in the server's data dir wins over the one the server file carries; 404 when "
+                        "the server runs from source and has neither.",
+            reply=Raw("application/octet-stream", "rm-agent.pyz."), errors=(404,), headers=SUMS)
 async def agent_pyz(request: web.Request) -> web.StreamResponse:
     inst = installer(request.app)
     path = inst.agent_path()
@@ -56,6 +67,8 @@ async def agent_pyz(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/install/SHA256SUMS")
 @requires(PUBLIC)
+@documented("SHA-256 of every installer file, in `sha256sum -c` format",
+            reply=Raw("text/plain", "Lines `<sha256>  <file name>`."))
 async def sums(request: web.Request) -> web.Response:
     """`sha256sum -c` format, for an admin checking files fetched by hand."""
     lines = [f"{digest}  {name}\n" for name, digest in sorted((await installer(request.app).sums()).items())]
