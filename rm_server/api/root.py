@@ -30,7 +30,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 @requires(PUBLIC)
-@documented("Prometheus metrics", reply=Raw("text/plain", "Prometheus text exposition format."))
+@documented("Prometheus metrics",
+            description="Needs `Authorization: Bearer` with the token in DATA_DIR/metrics-token (or an operator "
+                        "session), unless the server runs with --public-metrics.",
+            reply=Raw("text/plain", "Prometheus text exposition format."), errors=(401,))
 async def metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if not request.app[CONFIG].public_metrics:
