@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+from collections.abc import Callable
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Event-loop lag: how late a timer fires. Finer at the low end, where the targets are.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LAG_INTERVAL = 0.02  # seconds between lag samples
 
 
 class Metrics:
@@ -12,6 +17,7 @@ class Metrics:
         self.request_counts = [0] * (len(BUCKETS) + 1)
         self.request_sum = 0.0
         self.request_total = 0
+        self.lag = Histogram(LAG_BUCKETS)
 
     def observe_request(self, seconds: float) -> None:
         self.request_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
@@ -37,4 +43,47 @@ class Metrics:
         out.append(f'rm_http_request_duration_seconds_bucket{{le="+Inf"}} {self.request_total}')
         out.append(f"rm_http_request_duration_seconds_sum {self.request_sum:.6f}")
         out.append(f"rm_http_request_duration_seconds_count {self.request_total}")
+        out += ["# HELP rm_loop_lag_seconds How late the server's event loop ran a timer (sampled every "
+                f"{LAG_INTERVAL * 1000:.0f} ms).", "# TYPE rm_loop_lag_seconds histogram"]
+        out += self.lag.lines("rm_loop_lag_seconds")
         return "\n".join(out) + "\n"
+
+
+class Histogram:
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.total = 0
+        self.last = 0.0
+
+    def observe(self, value: float) -> None:
+        self.last = value
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.total += 1
+
+    def lines(self, name: str) -> list[str]:
+        out, cumulative = [], 0
+        for bound, count in zip(self.bounds, self.counts):
+            cumulative += count
+            out.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
+        out.append(f'{name}_bucket{{le="+Inf"}} {self.total}')
+        out += [f"{name}_sum {self.sum:.6f}", f"{name}_count {self.total}"]
+        return out
+
+
+async def watch_loop_lag(lag: Histogram, interval: float = LAG_INTERVAL,
+                         on_sample: Callable[[float], None] | None = None) -> None:
+    """Sleep `interval`, record how much later than asked the loop woke us, forever.
+
+    Measured inside the server, so operators and the benchmark read the loop's own lag
+    rather than a probe's round trip (which adds the reader queue and the client)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(interval)
+        late = max(0.0, loop.time() - start - interval)
+        lag.observe(late)
+        if on_sample is not None:
+            on_sample(late)

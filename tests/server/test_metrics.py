@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from tests.server.server_helpers import online_host
 
@@ -40,3 +41,33 @@ async def test_metrics_text(server):
     assert buckets == sorted(buckets)
     await ev.close()
     await agent.close()
+
+
+async def test_loop_lag_histogram_sees_a_blocked_loop(server):
+    """The server measures its own loop lag: a 120 ms block shows up in the >= 0.1 s buckets."""
+    def lag_samples(text):
+        m = samples(text)
+        return m["rm_loop_lag_seconds_count"], m['rm_loop_lag_seconds_bucket{le="0.1"}']
+
+    _, text = await server.call("GET", f"{server.url}/metrics", role=None)
+    assert "# TYPE rm_loop_lag_seconds histogram" in text
+    count0, under0 = lag_samples(text)
+    time.sleep(0.12)  # blocks the loop the server shares with this test: that is the lag to see
+    for _ in range(1000):  # the next sample is due within the 20 ms interval
+        _, text = await server.call("GET", f"{server.url}/metrics", role=None)
+        count, under = lag_samples(text)
+        if count > count0:
+            break
+    else:
+        raise AssertionError("no loop-lag sample after the block")
+    assert count - under >= 1  # at least one sample above 100 ms
+    assert samples(text)["rm_loop_lag_seconds_sum"] >= 0.1
+
+
+def test_histogram_buckets_are_cumulative():
+    from rm_server.metrics import Histogram
+    h = Histogram((0.01, 0.1))
+    for v in (0.005, 0.05, 0.5, 0.01):
+        h.observe(v)
+    assert h.lines("x") == ['x_bucket{le="0.01"} 2', 'x_bucket{le="0.1"} 3', 'x_bucket{le="+Inf"} 4',
+                            "x_sum 0.565000", "x_count 4"]
