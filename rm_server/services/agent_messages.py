@@ -3,6 +3,7 @@ handlers by message type. Fleet-scale writes go through group commit (batching.p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -29,7 +30,8 @@ log = logging.getLogger("rm_server.agents")
 
 MINTED_JOBS_PER_HOUR = 120
 
-MessageHandler = Callable[[AgentConnection, p.Envelope], Awaitable[None]]
+# A handler either awaits (most) or, for high-rate frames, returns None and finishes by callback.
+MessageHandler = Callable[[AgentConnection, p.Envelope], Awaitable[None] | None]
 
 
 class AgentMessages:
@@ -48,6 +50,10 @@ class AgentMessages:
         self._logs = GroupCommit(store.jobs.apply_logs)
         # host_id -> server times (monotonic) of the agent-minted jobs accepted this hour.
         self._minted: dict[str, deque[float]] = {}
+        # schedule.acks queued but not yet written, per connection, and who waits for them:
+        # a later frame of the same socket waits, so one socket's frames still apply in order.
+        self._unsettled: dict[AgentConnection, int] = {}
+        self._settle_waiters: dict[AgentConnection, asyncio.Future[None]] = {}
         self.handlers: dict[str, MessageHandler] = {
             "heartbeat": self.on_heartbeat,
             "schedule.ack": self.on_schedule_ack,
@@ -108,8 +114,12 @@ class AgentMessages:
         if handler is None:
             conn.send(p.Error(code="unexpected", message=f"{env.type!r} is not expected now"), env.id)
             return
+        if conn in self._unsettled and env.type != "schedule.ack":  # acks keep their order by themselves
+            await self._settled(conn)
         try:
-            await handler(conn, env)
+            pending = handler(conn, env)
+            if pending is not None:
+                await pending
         except Exception as exc:  # one bad message must not drop the agent
             # One line per failed frame naming the sender; the traceback only when debugging.
             log.error("%s from host %s failed: %s: %s", env.type, conn.host_id, type(exc).__name__, str(exc)[:200],
@@ -126,11 +136,38 @@ class AgentMessages:
         recorded = await self.store.hosts.set_applied_versions(newest)
         return [recorded.get(host_id) for host_id, _ in items]
 
-    async def on_schedule_ack(self, conn: AgentConnection, env: p.Envelope) -> None:
-        recorded = await self._acks.submit((conn.host_id, env.payload.version))
-        if recorded is not None:
-            self.events.publish("schedule.updated", {"host_id": conn.host_id, "version": recorded[0],
-                                                     "applied_version": recorded[1]})
+    def on_schedule_ack(self, conn: AgentConnection, env: p.Envelope) -> None:
+        """No await: the frame is queued for the next group commit and the socket's reader goes
+        on to its next frame; the event (or an error reply) follows the write by callback."""
+        host_id = conn.host_id
+
+        def stored(recorded: tuple[int, int] | None, exc: BaseException | None) -> None:
+            self._settle(conn)
+            if exc is not None:
+                log.error("schedule.ack from %s not stored: %s", host_id, exc)
+                conn.send(p.Error(code="handler_failed", message=f"schedule.ack: {type(exc).__name__}"), env.id)
+            elif recorded is not None:
+                self.events.publish("schedule.updated", {"host_id": host_id, "version": recorded[0],
+                                                         "applied_version": recorded[1]})
+
+        self._unsettled[conn] = self._unsettled.get(conn, 0) + 1
+        self._acks.submit_nowait((host_id, env.payload.version), stored)
+
+    def _settle(self, conn: AgentConnection) -> None:
+        left = self._unsettled.pop(conn) - 1
+        if left:
+            self._unsettled[conn] = left
+            return
+        waiter = self._settle_waiters.pop(conn, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _settled(self, conn: AgentConnection) -> None:
+        """Wait until this socket's queued acks are written (only when another frame follows them)."""
+        waiter = self._settle_waiters.get(conn)
+        if waiter is None:
+            waiter = self._settle_waiters[conn] = asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiter)
 
     async def on_schedule_fire(self, conn: AgentConnection, env: p.Envelope) -> None:
         fire: p.ScheduleFire = env.payload

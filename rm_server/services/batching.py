@@ -24,6 +24,17 @@ class GroupCommit(Generic[T, R]):
         self._items: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task | None = None
 
+    def submit_nowait(self, item: T, on_done: Callable[[R | None, BaseException | None], None]) -> None:
+        """Queue an item without a waiter: `on_done(result, error)` runs when its batch is written.
+
+        For frames whose handler has nothing to do after the write but an event: no future
+        and no coroutine wake-up per frame (19k schedule.acks arrive within a second of a
+        fleet push). Batches are written one after another, so per submitter the callbacks
+        run in submission order."""
+        self._items.append((item, _Notify(on_done)))  # type: ignore[arg-type]
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
     async def submit(self, item: T) -> R:
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._items.append((item, done))
@@ -60,3 +71,24 @@ class GroupCommit(Generic[T, R]):
     async def drain(self) -> None:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+class _Notify:
+    """Stands where a waiter's future would: the batch loop resolves both the same way."""
+
+    __slots__ = ("fn", "fired")
+
+    def __init__(self, fn: Callable[[object, BaseException | None], None]) -> None:
+        self.fn = fn
+        self.fired = False
+
+    def done(self) -> bool:
+        return self.fired
+
+    def set_result(self, result: object) -> None:
+        self.fired = True
+        self.fn(result, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.fired = True
+        self.fn(None, exc)

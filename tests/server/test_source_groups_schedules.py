@@ -292,3 +292,29 @@ async def test_run_now_on_group(server):
     other, _ = await server.enroll("other")
     status, _ = await server.call("POST", f"/hosts/{other}/source-groups/{group['id']}/run", role="operator")
     assert status == 404
+
+
+async def test_a_burst_of_acks_is_applied_in_order_and_none_is_lost(server):
+    """schedule.ack is written by group commit without a waiter per frame: a burst of acks
+    ends at the last one, operators see them in order, and a later frame of the same socket
+    is handled only after them."""
+    host_id, agent = await online_host(server)
+    group = await make_group(server, host_id)
+    for _ in range(5):
+        await server.call("PUT", f"/hosts/{host_id}/source-groups/{group['id']}", role="operator",
+                          json={"name": "etc", "includes": ["/etc"]})
+    version = (await versions(server, host_id))[0]
+    assert version == 6
+    ev = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
+    for v in range(1, version + 1):
+        await agent.send(p.ScheduleAck(version=v))
+    await barrier(agent)  # answered only once every ack before it is stored
+    assert await versions(server, host_id) == (6, 6)
+    applied = []
+    while not applied or applied[-1] < version:
+        msg = await ev.receive_json(timeout=5)
+        if msg["type"] == "schedule.updated" and msg["payload"].get("applied_version") is not None:
+            applied.append(msg["payload"]["applied_version"])
+    assert applied == sorted(applied) and applied[-1] == 6
+    await ev.close()
+    await agent.close()

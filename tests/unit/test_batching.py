@@ -46,3 +46,32 @@ async def test_result_count_must_match():
 
     with pytest.raises(ValueError):
         await GroupCommit(write).submit(1)
+
+
+async def test_submit_nowait_calls_back_once_per_item_in_submission_order():
+    writes: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def write(items):
+        writes.append(items)
+        if len(writes) == 1:
+            await gate.wait()
+        if 13 in items:
+            raise RuntimeError("disk full")
+        return [i * 10 for i in items]
+
+    gc = GroupCommit(write)
+    seen: list[tuple[int, object]] = []
+    for i in (1, 2, 3):  # 1 is written alone; 2 and 3 wait for the next write
+        gc.submit_nowait(i, lambda r, e, i=i: seen.append((i, r if e is None else type(e))))
+        await asyncio.sleep(0)
+    for i in (13, 14):
+        gc.submit_nowait(i, lambda r, e, i=i: seen.append((i, r if e is None else type(e))))
+    gate.set()
+    await gc.drain()
+    assert writes[0] == [1]
+    assert [i for i, _ in seen] == [1, 2, 3, 13, 14]  # nothing lost, nothing reordered
+    assert dict(seen)[1] == 10
+    # the batch holding the failing item tells each of its items; other batches are unaffected
+    failed = {i for i, r in seen if r is RuntimeError}
+    assert 13 in failed and 1 not in failed
