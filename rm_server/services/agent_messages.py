@@ -14,14 +14,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from rm_core import protocol as p
-from rm_core.enums import ActorKind, JobKind
+from rm_core.enums import ActorKind, CredentialSlot, JobKind
 from rm_core.version import PROTOCOL_VERSION, __version__
 from rm_server.services.batching import GroupCommit
 from rm_server.services.credentials import CredentialService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
 from rm_server.services.schedules import ScheduleService
-from rm_server.store import Actor, NewJob, NotFound, Store, JobNotOnHost
+from rm_server.store import Actor, HelloState, NewJob, NotFound, Store, JobNotOnHost
 from rm_server.store.jobs import Applied
 from rm_server.ws.agent_hub import AgentConnection
 from rm_server.ws.event_hub import EventHub
@@ -74,23 +74,34 @@ class AgentMessages:
     # ------------------------------------------------------------ hello
 
     async def hello(self, conn: AgentConnection, env: p.Envelope) -> None:
-        """hello.ok, then the schedule (always), then config, then reconcile and dispatch."""
+        """hello.ok, then the schedule (always), then config, then reconcile and dispatch.
+
+        The hello's write and everything it needs to read come from one group commit: in a
+        reconnect storm thousands of hellos share one transaction and a few reads."""
         hello: p.Hello = env.payload
         host_id = conn.host_id
-        await self._hellos.submit((host_id, hello))
+        state = await self._hellos.submit((host_id, hello))
         conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
-        await self.schedules.push(conn, [host_id])
-        conn.send(await self.credentials.config_update(host_id))
-        lost, requeued = await self.store.jobs.reconcile_hello(host_id, hello.running_jobs)
-        for job in lost + requeued:
-            self.jobs.changed(job)
+        if state is None:  # the host went away meanwhile: the slow path says what is left
+            await self.schedules.push(conn, [host_id])
+            conn.send(await self.credentials.config_update(host_id))
+        else:
+            conn.send_frame(p.encode_raw("schedule.set", state.schedule_set))
+            conn.send(self.credentials.config_from(host_id, state.bandwidth, state.sealed))
+        if state is None or state.active_jobs:
+            lost, requeued = await self.store.jobs.reconcile_hello(host_id, hello.running_jobs)
+            for job in lost + requeued:
+                self.jobs.changed(job)
         await self.hosts.changed(host_id)
-        await self.jobs.auto_init(host_id)
-        await self.jobs.dispatch_queued(host_id)
+        if state is None or (CredentialSlot.repo.value in state.sealed and not state.has_init_job):
+            await self.jobs.auto_init(host_id)
+        if state is None or state.queued_jobs or state.active_jobs:  # requeued ones too; auto_init dispatches its own
+            await self.jobs.dispatch_queued(host_id)
 
-    async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[None]:
+    async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[HelloState | None]:
         await self.store.hosts.record_hellos(items, self.clock())
-        return [None] * len(items)
+        states = await self.store.hellos.states([host_id for host_id, _ in items])
+        return [states.get(host_id) for host_id, _ in items]
 
     # ------------------------------------------------------------ every later frame
 

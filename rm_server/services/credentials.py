@@ -122,6 +122,10 @@ class CredentialService:
     async def config_update(self, host_id: str) -> p.ConfigUpdate:
         bandwidth = await self.store.hosts.get_json(host_id, "bandwidth")
         sealed = await self.store.credentials.all_for_host(host_id)
+        return self.config_from(host_id, bandwidth, sealed)
+
+    def config_from(self, host_id: str, bandwidth: dict, sealed: dict[str, bytes]) -> p.ConfigUpdate:
+        """The config.update for rows already read (hellos read many hosts' rows at once)."""
         opened = [self._open(host_id, slot, blob) for slot, blob in sealed.items()]
         return p.ConfigUpdate(bandwidth=p.Bandwidth(**bandwidth), credentials=[c for c in opened if c is not None])
 

@@ -14,6 +14,7 @@ from rm_server.store.credentials import Credentials
 from rm_server.store.db import Database, SchemaTooNew
 from rm_server.store.enrollment import Enrollment, TokenRejected
 from rm_server.store.fleet import Fleet
+from rm_server.store.hellos import Hellos, HelloState
 from rm_server.store.hosts import Hosts
 from rm_server.store.jobs import JobNotOnHost, Jobs, NewJob
 from rm_server.store.maintenance import Maintenance
@@ -25,7 +26,7 @@ from rm_server.store.settings import Settings
 
 __all__ = [
     "Actor", "Conflict", "Invalid", "NotFound", "SYSTEM", "SchemaTooNew", "Store", "TokenRejected", "NewJob",
-    "JobNotOnHost",
+    "JobNotOnHost", "HelloState",
 ]
 
 
@@ -48,6 +49,7 @@ class Store:
         self.reports = Reports(*args)
         self.fleet = Fleet(*args)
         self.schedule_sets = ScheduleSets(*args)
+        self.hellos = Hellos(*args)
         self.maintenance = Maintenance(*args)
 
     @classmethod

@@ -19,7 +19,7 @@ class ScheduleSets(Table):
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
             rows = await self.db.fetchall(
-                f"SELECT h.id, {_SCHEDULE_SET_JSON} FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", chunk)
+                f"SELECT h.id, {SCHEDULE_SET_JSON} FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", chunk)
             out.update({r[0]: r[1] for r in rows})
         return out
 
@@ -29,7 +29,7 @@ def _bool(col: str) -> str:
 
 
 # A host's schedules, each with its source groups in order, as rm_core.protocol.ScheduleSet.
-_SCHEDULE_SET_JSON = f"""json_object('version', h.schedule_version, 'schedules', (
+SCHEDULE_SET_JSON = f"""json_object('version', h.schedule_version, 'schedules', (
   SELECT json(coalesce(json_group_array(json(sj)), '[]')) FROM (
     SELECT json_object('id', s.id, 'name', s.name, 'cron', s.cron, 'timezone', s.timezone,
       'enabled', {_bool('s.enabled')}, 'manual', {_bool('s.manual')},
