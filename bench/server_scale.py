@@ -70,7 +70,7 @@ LOG_TEXT = "[0:{:02d}] {:5.2f}%  {} files 123.456 MiB, total 98765 files 4.567 G
 
 TARGETS = {
     "rss_mb_19k": 600, "push_acked_s": 3.0, "paged_p99_ms": 100, "full_list_p99_ms": 250,
-    "loop_lag_p99_ms": 50, "log_lines_per_s": 50_000,
+    "loop_lag_p99_ms": 50, "log_lines_per_s": 50_000, "restart_storm_s": 15,
 }
 
 
@@ -187,6 +187,7 @@ class Swarm:
         self.cmd_q, self.res_q, self.lifetime = cmd_q, res_q, lifetime
         self.conns: dict[str, aiohttp.ClientWebSocketResponse] = {}
         self.hello_ok: set[str] = set()
+        self.hello_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}
         self.ack_at: dict[str, float] = {}
         self.errors: list[str] = []
@@ -249,6 +250,12 @@ class Swarm:
             times = [self.ack_at[h] for h, ver in self.applied.items() if ver >= v]
             return {"count": len(times), "last": max(times) if times else None,
                     "first": min(times) if times else None}
+        if kind == "since":  # hellos and acks after a moment (the reconnect storm after a restart)
+            t0 = cmd[1]
+            return {"hello_ok": sum(1 for t in self.hello_at.values() if t >= t0),
+                    "acked": sum(1 for t in self.ack_at.values() if t >= t0),
+                    "last": max([t for t in self.ack_at.values() if t >= t0] or [0]) or None,
+                    "connected": len(self.conns)}
         if kind == "logmode":
             self.log_lines_per_job, self.log_batch, self.log_window = cmd[1], cmd[2], cmd[3]
             return {"ok": True}
@@ -303,6 +310,7 @@ class Swarm:
                 self.ack_at[hid] = mono()
             elif t == "hello.ok":
                 self.hello_ok.add(hid)
+                self.hello_at[hid] = mono()
             elif t == "ack":
                 st = self.jobs.get(pl.get("job_id"))
                 if st is not None:
@@ -397,7 +405,8 @@ class Probe:
                     continue
                 if cmd[0] == "start":
                     opts = cmd[1]
-                    samples = {"healthz": [], "hosts_page": [], "jobs_page": [], "hosts_full": [], "errors": []}
+                    samples = {"healthz": [], "hosts_page": [], "jobs_page": [], "hosts_full": [], "errors": [],
+                               "lag_before": await self.lag_buckets()}
                     tasks = [asyncio.create_task(self.healthz(samples)),
                              asyncio.create_task(self.paged(samples))]
                     if opts.get("full_list"):
@@ -408,6 +417,7 @@ class Probe:
                         t.cancel()
                     await asyncio.gather(*tasks, return_exceptions=True)
                     tasks = []
+                    samples["lag_after"] = await self.lag_buckets()
                     self.res_q.put(("probe", samples))
                 elif cmd[0] == "exit":
                     break
@@ -435,6 +445,20 @@ class Probe:
             samples[key].append((time.perf_counter() - t0) * 1000)
         else:
             samples["errors"].append(f"{key}: HTTP {r.status}")
+
+    async def lag_buckets(self) -> dict[str, float]:
+        """The server's own loop-lag histogram (rm_loop_lag_seconds on /metrics), cumulative."""
+        try:
+            async with self.session.get(f"{self.base}/metrics") as r:
+                text = await r.text()
+        except Exception:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("rm_loop_lag_seconds_bucket"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                out[le] = float(line.rsplit(" ", 1)[1])
+        return out
 
     async def healthz(self, samples) -> None:
         nxt = mono()
@@ -473,13 +497,13 @@ def probe_main(base, token, host_ids, cmd_q, res_q, lifetime) -> None:
 # --------------------------------------------------------------------------- driver
 
 class Server:
-    def __init__(self, data_dir: Path, max_agents: int):
+    def __init__(self, data_dir: Path, max_agents: int, listen: str = "127.0.0.1:0", log_name: str = "server.log"):
         self.data_dir = data_dir
-        self.log_path = data_dir.parent / "server.log"
+        self.log_path = data_dir.parent / log_name
         self.log = open(self.log_path, "wb")
         exe = ROOT / ".venv" / "bin" / "rm-server"
         cmd = [str(exe) if exe.exists() else "rm-server", "serve", "--data-dir", str(data_dir),
-               "--listen", "127.0.0.1:0", "--max-agents", str(max_agents)]
+               "--listen", listen, "--max-agents", str(max_agents)]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(ROOT))
         self.base = None
 
@@ -566,8 +590,27 @@ class Profiler:
                 self.proc.kill()
 
 
+def lag_stats(before: dict, after: dict) -> dict:
+    """p50/p99 of the server's loop lag in one phase, from its histogram: the upper bound of
+    the bucket the quantile falls in (so 'p99 <= X ms')."""
+    keys = [k for k in after if k != "+Inf"]
+    if not keys or "+Inf" not in after:
+        return {"n": 0, "p50_ms": None, "p99_ms": None}
+    keys.sort(key=float)
+    total = after["+Inf"] - before.get("+Inf", 0)
+    out: dict = {"n": int(total)}
+    for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
+        out[name] = None
+        for k in keys + ["+Inf"]:
+            if total and after[k] - before.get(k, 0) >= q * total:
+                out[name] = float(k) * 1000 if k != "+Inf" else float("inf")
+                break
+    return out
+
+
 def phase_stats(samples: dict) -> dict:
     out = {k: summary_ms(samples.get(k, [])) for k in ("healthz", "hosts_page", "jobs_page", "hosts_full")}
+    out["server_loop_lag"] = lag_stats(samples.get("lag_before") or {}, samples.get("lag_after") or {})
     out["errors"] = len(samples.get("errors", []))
     out["error_examples"] = sorted(set(samples.get("errors", [])))[:5]
     return out
@@ -785,9 +828,35 @@ def run_size(n: int, args, ctx) -> dict:
         server_status = proc_status(pid)
         res["rss_end_mb"] = server_status.get("VmRSS")
         res["rss_peak_mb"] = server_status.get("VmHWM")
+
         final = children.ask(("status",))
         res["disconnects"] = sum(s["disconnects"] for s in final)
         res["still_connected"] = sum(s["connected"] for s in final)
+
+        # ---- restart: the same data dir and port; every agent reconnects at once
+        listen = base.split("//", 1)[1].split("/", 1)[0]
+        t_stop = mono()
+        server.stop()
+        server = Server(data_dir, max_agents=n + 200, listen=listen, log_name="server-restarted.log")
+        server.wait_ready()
+        t_up = mono()
+        pid = server.proc.pid
+        cpu0 = proc_cpu_s(pid)
+        st = []
+        while mono() - t_up < connect_timeout:
+            time.sleep(0.25)
+            st = children.ask(("since", t_up))
+            if sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n:
+                break
+        lasts = [s["last"] for s in st if s["last"]]
+        done = sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n
+        res["restart"] = {"down_s": _r(t_up - t_stop, 2), "hello_ok": sum(s["hello_ok"] for s in st),
+                          "acked": sum(s["acked"] for s in st),
+                          "storm_s": _r(max(lasts) - t_up, 2) if done and lasts else None,
+                          "server_cpu_s": _r((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2),
+                          "rss_mb": proc_status(pid).get("VmRSS")}
+        log(f"restart: server down {res['restart']['down_s']}s; {res['restart']['hello_ok']} hellos, "
+            f"{res['restart']['acked']} acks; all hello'd and acked {res['restart']['storm_s']}s after it listened")
         res["loadavg_after"] = os.getloadavg()
     finally:
         if probe_q is not None:
@@ -821,6 +890,8 @@ def verdicts(r: dict) -> dict:
     v["loop_lag_p99_le_50ms_during_push"] = lag_push is not None and lag_push <= TARGETS["loop_lag_p99_ms"]
     lps = r.get("log_ingest", {}).get("lines_per_s")
     v["log_ge_50k_lines_s"] = lps is not None and lps >= TARGETS["log_lines_per_s"]
+    storm = r.get("restart", {}).get("storm_s")
+    v["restart_storm_le_15s"] = storm is not None and storm <= TARGETS["restart_storm_s"]
     rss = r.get("rss_peak_mb")
     v["rss_le_600mb"] = rss is not None and rss <= TARGETS["rss_mb_19k"]
     return v
@@ -834,23 +905,28 @@ def table(results: list[dict]) -> str:
 
     rows = [
         ("agents connected", lambda r: f"{r.get('connected')}/{r['agents']}"),
-        ("connect storm (s)", lambda r: g(r, "connect_s")),
+        ("connect storm, first start (s)", lambda r: g(r, "connect_s")),
+        ("connect storm after restart (s)", lambda r: g(r, "restart", "storm_s")),
         ("server RSS connected (MB)", lambda r: g(r, "rss_connected_mb")),
         ("server RSS peak (MB)", lambda r: g(r, "rss_peak_mb")),
         ("rest: healthz p50/p99 (ms)", lambda r: f"{g(r, 'rest', 'healthz', 'p50_ms')}/{g(r, 'rest', 'healthz', 'p99_ms')}"),
         ("rest: hosts?limit=100 p50/p99", lambda r: f"{g(r, 'rest', 'hosts_page', 'p50_ms')}/{g(r, 'rest', 'hosts_page', 'p99_ms')}"),
         ("rest: jobs?limit=100 p50/p99", lambda r: f"{g(r, 'rest', 'jobs_page', 'p50_ms')}/{g(r, 'rest', 'jobs_page', 'p99_ms')}"),
         ("rest: full hosts p50/p99", lambda r: f"{g(r, 'rest_full_list', 'hosts_full', 'p50_ms')}/{g(r, 'rest_full_list', 'hosts_full', 'p99_ms')}"),
+        ("rest: server loop lag p99 (<=)", lambda r: g(r, "rest", "server_loop_lag", "p99_ms")),
         ("rest+full: healthz p99", lambda r: g(r, "rest_full_list", "healthz", "p99_ms")),
         ("rest+full: paged p99 hosts/jobs", lambda r: f"{g(r, 'rest_full_list', 'hosts_page', 'p99_ms')}/{g(r, 'rest_full_list', 'jobs_page', 'p99_ms')}"),
         ("push: mutations sent in (s)", lambda r: g(r, "push", "requests_s")),
         ("push: acked by all agents (s)", lambda r: g(r, "push", "acked_s")),
         ("push: healthz p50/p99", lambda r: f"{g(r, 'push', 'probes', 'healthz', 'p50_ms')}/{g(r, 'push', 'probes', 'healthz', 'p99_ms')}"),
+        ("push: server loop lag p50/p99 (<=)", lambda r: f"{g(r, 'push', 'probes', 'server_loop_lag', 'p50_ms')}/{g(r, 'push', 'probes', 'server_loop_lag', 'p99_ms')}"),
         ("push: hosts?limit=100 p50/p99", lambda r: f"{g(r, 'push', 'probes', 'hosts_page', 'p50_ms')}/{g(r, 'push', 'probes', 'hosts_page', 'p99_ms')}"),
         ("push: jobs?limit=100 p50/p99", lambda r: f"{g(r, 'push', 'probes', 'jobs_page', 'p50_ms')}/{g(r, 'push', 'probes', 'jobs_page', 'p99_ms')}"),
         ("push: full hosts p50/p99", lambda r: f"{g(r, 'push', 'probes', 'hosts_full', 'p50_ms')}/{g(r, 'push', 'probes', 'hosts_full', 'p99_ms')}"),
         ("log ingest lines/s", lambda r: g(r, "log_ingest", "lines_per_s")),
         ("log ingest: healthz p99", lambda r: g(r, "log_ingest", "probes", "healthz", "p99_ms")),
+        ("log ingest: server loop lag p99 (<=)", lambda r: g(r, "log_ingest", "probes", "server_loop_lag", "p99_ms")),
+        ("server CPU s: connect/push/ingest", lambda r: f"{g(r, 'server_cpu_connect_s')}/{g(r, 'server_cpu_push_s')}/{g(r, 'log_ingest', 'server_cpu_s')}"),
     ]
     w0 = max(len(a) for a, _ in rows) + 2
     out = ["metric".ljust(w0) + "".join(f"{r['agents']:>16}" for r in results)]
