@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -194,6 +195,7 @@ class Swarm:
         self.connect_failures = 0
         self.disconnects = 0
         self.stopping = False
+        self.wake = asyncio.Event()  # set by "wake": agents in a reconnect backoff retry now
         # log ingest
         self.log_lines_per_job = 0
         self.log_batch = 200
@@ -250,6 +252,10 @@ class Swarm:
             times = [self.ack_at[h] for h, ver in self.applied.items() if ver >= v]
             return {"count": len(times), "last": max(times) if times else None,
                     "first": min(times) if times else None}
+        if kind == "wake":
+            self.wake.set()
+            self.wake = asyncio.Event()
+            return {"ok": True}
         if kind == "since":  # hellos and acks after a moment (the reconnect storm after a restart)
             t0 = cmd[1]
             return {"hello_ok": sum(1 for t in self.hello_at.values() if t >= t0),
@@ -294,7 +300,8 @@ class Swarm:
                 if ws_ is not None:
                     await ws_.close()
             if not self.stopping:
-                await asyncio.sleep(backoff * (0.5 + random.random()))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 10)
 
     async def read_loop(self, hid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -835,11 +842,17 @@ def run_size(n: int, args, ctx) -> dict:
 
         # ---- restart: the same data dir and port; every agent reconnects at once
         listen = base.split("//", 1)[1].split("/", 1)[0]
+        # A crash (SIGKILL), then the new server; agents waiting in their reconnect backoff are
+        # woken the moment it listens, so the storm is every agent at once and the time is the
+        # server's, not the simulated backoff's.
         t_stop = mono()
+        server.proc.kill()
+        server.proc.wait(10)
         server.stop()
         server = Server(data_dir, max_agents=n + 200, listen=listen, log_name="server-restarted.log")
         server.wait_ready()
         t_up = mono()
+        children.ask(("wake",))
         pid = server.proc.pid
         cpu0 = proc_cpu_s(pid)
         st = []

@@ -208,17 +208,22 @@ class Jobs(Table):
         JobNotOnHost when the job is not the sending host's."""
         results: list[Applied | JobNotOnHost] = []
         state: dict[str, list[int]] = {}  # job_id -> [acked, log_lines, log_bytes]
+        owners: dict[str, str] = {}  # job_id -> host_id
         rows: list[tuple] = []
         async with self.tx() as tx:
+            # One read for every job in the batch: a query per job was a thread hop each.
+            wanted = list({ev.job_id for _, ev in batch})
+            for start in range(0, len(wanted), 900):
+                chunk = wanted[start:start + 900]
+                for job_id, owner, acked_seq, log_lines, log_bytes in await tx.fetchall(
+                        f"SELECT id, host_id, acked_seq, log_lines, log_bytes FROM jobs"
+                        f" WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)):
+                    owners[job_id] = owner
+                    state[job_id] = [acked_seq, log_lines, log_bytes]
             for host_id, ev in batch:
-                if ev.job_id not in state:
-                    row = await tx.fetchone(
-                        "SELECT acked_seq, log_lines, log_bytes FROM jobs WHERE id = ? AND host_id = ?",
-                        (ev.job_id, host_id))
-                    if row is None:
-                        results.append(JobNotOnHost(ev.job_id))
-                        continue
-                    state[ev.job_id] = [row[0], row[1], row[2]]
+                if owners.get(ev.job_id) != host_id:
+                    results.append(JobNotOnHost(ev.job_id))
+                    continue
                 job_state = state[ev.job_id]
                 acked = job_state[0]
                 fresh = []
