@@ -360,4 +360,12 @@ def encode_raw(type_: str, payload_json: str, ref: str | None = None) -> str:
     return f"{head[:-1]},\"payload\":{payload_json}}}"
 
 
+def encode_raw_many(type_: str, payloads: list[str]) -> list[str]:
+    """`encode_raw` for many payloads (a fleet push): the envelope is serialized once and each
+    frame gets its own id, instead of one envelope model per frame."""
+    env = Envelope(type=type_)
+    head = env.model_dump_json(exclude={"payload"})[:-1]
+    return [f"{head.replace(env.id, new_id(), 1)},\"payload\":{payload}}}" for payload in payloads]
+
+
 __all__ = [name for name in dir() if not name.startswith("_")] + ["ValidationError"]

@@ -104,7 +104,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs)
     app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER])
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
-    app[FLEET] = FleetService(store, hub, events, schedules)
+    metrics = app[METRICS]
+    app[FLEET] = FleetService(store, hub, events, schedules, lambda: metrics.lag.last)
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)
     app[MAINTAINER] = Maintainer(store, cfg.clock, jobs, hosts, notifier)
     await credentials.rekey_fingerprints()

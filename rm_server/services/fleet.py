@@ -1,19 +1,22 @@
 """Fleet policies: one source group and one schedule, both named for the policy, put on
-every selected host, then pushed in slices so the loop stays free for other requests."""
+every selected host, then pushed paced by the loop's lag so operators are served meanwhile."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from rm_core import protocol as p
 from rm_core.api import FleetPolicyBody, FleetPolicyResult
+from rm_server.services.pacing import Pacer
 from rm_server.services.schedules import ScheduleService
 from rm_server.store import Actor, Store
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
 
-# Hosts told per step of a fleet push; the loop serves other requests between steps.
-PUSH_SLICE = 100
+
+def _no_lag() -> float:
+    return 0.0
 
 
 @dataclass(eq=False)
@@ -22,21 +25,32 @@ class FleetService:
     hub: AgentHub
     events: EventHub
     schedules: ScheduleService
+    loop_lag: Callable[[], float] = _no_lag  # seconds: the latest rm_loop_lag_seconds sample
 
     async def apply_policy(self, actor: Actor, name: str, body: FleetPolicyBody) -> FleetPolicyResult:
-        """Write the policy to every selected host, then push the new schedule sets in slices so
-        the loop stays free for other requests while thousands of agents are told."""
+        """Write the policy to every selected host; each slice of hosts is pushed as soon as it
+        is committed (agents ack while the next slice is written), a few milliseconds of
+        sending at a time, standing back longer while the loop runs late."""
         sel = body.hosts
         host_ids = await self.store.fleet.select_hosts(sel.ids, sel.status, sel.q)
         group = {"includes": body.includes, "excludes": body.excludes, "tag": body.tag or name,
                  "retention": body.retention.model_dump(exclude_none=True)}
         schedule = {"cron": body.cron, "timezone": body.timezone, "enabled": body.enabled}
-        await self.store.fleet.apply_policy(actor, name, host_ids, group, schedule)
-        online = [h for h in host_ids if self.hub.get(h) is not None]
+        pacer = Pacer(self.loop_lag)
         pushed = 0
-        for start in range(0, len(online), PUSH_SLICE):
-            pushed += await self.schedules.push(None, online[start:start + PUSH_SLICE])
-            await asyncio.sleep(0)
+
+        async def push(committed: list[str]) -> None:
+            nonlocal pushed
+            online = [h for h in committed if self.hub.get(h) is not None]
+            payloads = await self.store.schedule_sets.payloads(online)
+            ids = list(payloads)
+            for host_id, frame in zip(ids, p.encode_raw_many("schedule.set", [payloads[h] for h in ids])):
+                conn = self.hub.get(host_id)
+                if conn is not None:
+                    pushed += conn.send_frame(frame)
+                await pacer.tick()
+
+        await self.store.fleet.apply_policy(actor, name, host_ids, group, schedule, push)
         if self.events.subscribers:
             for host_id in host_ids:
                 self.events.publish("schedule.updated", {"host_id": host_id})

@@ -28,10 +28,11 @@ class ScheduleService:
     async def push(self, conn: AgentConnection | None, host_ids: list[str]) -> int:
         """Send each host's agent its full schedule set (on `conn`, or on its live connection)."""
         sent = 0
-        for host_id, payload in (await self.store.schedule_sets.payloads(host_ids)).items():
+        payloads = await self.store.schedule_sets.payloads(host_ids)
+        for host_id, frame in zip(payloads, p.encode_raw_many("schedule.set", list(payloads.values()))):
             target = conn or self.hub.get(host_id)
             if target is not None:
-                sent += target.send_frame(p.encode_raw("schedule.set", payload))
+                sent += target.send_frame(frame)
         return sent
 
     async def _changed(self, host_id: str) -> None:

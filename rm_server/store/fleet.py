@@ -3,6 +3,7 @@ to many hosts in a few large transactions."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rm_core.ids import new_id
@@ -24,8 +25,12 @@ class Fleet(Table):
         return found
 
     async def apply_policy(self, actor: Actor, name: str, host_ids: list[str], group: dict[str, Any],
-                           schedule: dict[str, Any]) -> None:
-        """Upsert source group `name` and schedule `name` (backing up that group) on every host."""
+                           schedule: dict[str, Any],
+                           committed: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+        """Upsert source group `name` and schedule `name` (backing up that group) on every host.
+
+        `committed(host_ids)` runs after each slice's commit, so the caller can push that
+        slice while the next one is written."""
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
             marks = ",".join("?" * len(chunk))
@@ -62,3 +67,5 @@ class Fleet(Table):
                     f"UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id IN ({marks})", tuple(chunk))
                 await tx.audit(actor, "fleet.policy", name,
                                {"hosts": len(chunk), "cron": schedule["cron"], "includes": group["includes"]})
+            if committed is not None:
+                await committed(chunk)

@@ -76,3 +76,13 @@ def test_empty_retention_is_detected():
     assert p.Retention().is_empty()
     assert p.Retention(keep_last=0).is_empty()
     assert not p.Retention(keep_within="7d").is_empty()
+
+
+def test_encode_raw_many_frames_parse_with_distinct_ids():
+    from rm_core import protocol as p
+    payloads = ['{"version": 3, "schedules": []}', '{"version": 4, "schedules": []}']
+    frames = p.encode_raw_many("schedule.set", payloads)
+    parsed = [p.parse_server_message(f) for f in frames]
+    assert [e.payload.version for e in parsed] == [3, 4]
+    assert all(e.type == "schedule.set" and e.ref is None for e in parsed)
+    assert len({e.id for e in parsed}) == 2
