@@ -74,6 +74,10 @@ class Database:
         self._readers = readers
         self._busy = [0] * len(readers)
         self._lock = asyncio.Lock()
+        # Bumped by every committed write: a cache of a read is good while it is unchanged.
+        # Only this process writes the fleet's tables while it runs (the CLI's offline
+        # commands touch operators and backups), so an in-process counter is enough.
+        self.generation = 0
 
     @classmethod
     async def open(cls, path: str | Path) -> "Database":
@@ -130,7 +134,10 @@ class Database:
                 await self._writer.rollback()
                 raise
             else:
-                await self._writer.commit()
+                try:
+                    await self._writer.commit()
+                finally:
+                    self.generation += 1
 
     # One call into the reader thread per query: a cursor left open between two awaits keeps
     # the shared reader's snapshot alive, and a concurrent request would then read data older

@@ -47,6 +47,8 @@ def _host(row) -> Host:
 
 
 class Hosts(Table):
+    _whole: tuple[int, str] | None = None  # (db generation, body) of the unfiltered list
+
     @staticmethod
     def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
         where, params = [], []
@@ -78,12 +80,23 @@ class Hosts(Table):
         after: str | None = None,
     ) -> str:
         """The same rows as `list`, as the JSON body `{"hosts": [...]}` built by SQLite itself:
-        the full fleet list is the hottest read, and per-row model building cost ~20 us a host."""
+        the full fleet list is the hottest read, and per-row model building cost ~20 us a host.
+
+        The unfiltered list (what consoles poll) is kept until the next committed write:
+        building it for 19k hosts takes SQLite ~150-200 ms, serving it again takes nothing."""
+        whole = status is None and not q and limit is None and not after
+        generation = self.db.generation
+        if whole and self._whole is not None and self._whole[0] == generation:
+            return self._whole[1]
         tail, params = self.filters(status, q, limit, after)
         row = await self.db.fetchone(
             f"SELECT json_object('hosts', json(coalesce(json_group_array(json(j)), '[]'))) FROM"
             f" (SELECT {_JSON_ROW} AS j FROM {_FROM}{tail})", params,
         )
+        if whole:
+            # Tagged with the generation seen before the read: a write that committed while
+            # SQLite built it makes the next call read again.
+            self._whole = (generation, row[0])
         return row[0]
 
     async def get(self, host_id: str) -> Host:

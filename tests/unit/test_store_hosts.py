@@ -1,6 +1,7 @@
 """The SQLite-built host list must say exactly what the model-built one says."""
 
 import json
+from datetime import datetime, timezone
 
 from rm_core.api import Host
 from rm_core.enums import HostStatus
@@ -34,5 +35,36 @@ async def test_list_json_matches_models(tmp_path):
         assert json.loads(await store.hosts.list_json(q="h%"))["hosts"] == [], "LIKE wildcards are escaped"
         after = json.loads(await store.hosts.list_json(after=ids[1]))["hosts"]
         assert [h["id"] for h in after] == sorted(ids)[sorted(ids).index(ids[1]) + 1:]
+    finally:
+        await store.close()
+
+
+async def test_full_list_body_is_cached_until_a_write_commits(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        ids = [new_id() for _ in range(3)]
+        async with store.db.write() as c:
+            await c.executemany("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')",
+                                [(h, f"h{i}") for i, h in enumerate(ids)])
+        first = await store.hosts.list_json()
+        assert await store.hosts.list_json() is first  # served again, not rebuilt
+        assert await store.hosts.list_json(limit=2) is not first  # filtered lists are never cached
+
+        await store.hosts.touch_many([(ids[0], datetime(2026, 5, 1, tzinfo=timezone.utc))])  # a heartbeat flush
+        after_touch = json.loads(await store.hosts.list_json())["hosts"]
+        assert next(h for h in after_touch if h["id"] == ids[0])["last_seen"].startswith("2026-05-01")
+
+        await store.reports.replace_stats(ids[1], RepoStats(total_size=99))  # a joined row changes
+        assert next(h for h in json.loads(await store.hosts.list_json())["hosts"] if h["id"] == ids[1])["repo_size"] == 99
+
+        before = await store.hosts.list_json()
+        try:  # a rolled-back write changes nothing, and the body may stay
+            async with store.db.write() as c:
+                await c.execute("UPDATE hosts SET hostname = 'zz' WHERE id = ?", (ids[2],))
+                raise RuntimeError("abort")
+        except RuntimeError:
+            pass
+        assert "zz" not in await store.hosts.list_json()
+        assert json.loads(before) == json.loads(await store.hosts.list_json())
     finally:
         await store.close()
