@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-BUDGET = 0.004  # seconds of bulk work between yields
-TARGET_LAG = 0.010  # below this the loop keeps up: just yield
-MAX_PAUSE = 0.05
+BUDGET = 0.005  # seconds of bulk work between yields
+TARGET_LAG = 0.015  # below this the loop keeps up: just yield
+MAX_PAUSE = 0.02  # a longer pause would make the push itself the slow part
 
 
 def pause_for(lag: float, target: float = TARGET_LAG, longest: float = MAX_PAUSE) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import aiosqlite
@@ -35,15 +35,18 @@ class Actor:
 SYSTEM = Actor("system", None, "system")
 
 
-_UTC_OFFSET = timedelta(0)
 
 
 def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
-    if dt.utcoffset() == _UTC_OFFSET:  # the common case (every log line): no conversion needed
-        return dt.isoformat(timespec="microseconds")
-    if dt.tzinfo is None:
+    if dt.tzinfo is not None:
+        # The common case (every log line) is already UTC; pydantic's tzinfo makes each
+        # utcoffset() call costly, so let isoformat ask once and read the suffix.
+        text = dt.isoformat(timespec="microseconds")
+        if text.endswith("+00:00"):
+            return text
+    else:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
