@@ -852,8 +852,9 @@ def run_size(n: int, args, ctx) -> dict:
         server = Server(data_dir, max_agents=n + 200, listen=listen, log_name="server-restarted.log")
         server.wait_ready()
         t_up = mono()
-        children.ask(("wake",))
         pid = server.proc.pid
+        prof = Profiler(args.profile, pid, f"restart-{n}")
+        children.ask(("wake",))
         cpu0 = proc_cpu_s(pid)
         st = []
         while mono() - t_up < connect_timeout:
@@ -861,6 +862,7 @@ def run_size(n: int, args, ctx) -> dict:
             st = children.ask(("since", t_up))
             if sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n:
                 break
+        prof.stop()
         lasts = [s["last"] for s in st if s["last"]]
         done = sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n
         res["restart"] = {"down_s": _r(t_up - t_stop, 2), "hello_ok": sum(s["hello_ok"] for s in st),
