@@ -46,6 +46,8 @@ class AgentMessages:
         self.credentials = credentials
         # Fleet-scale writes go through group commit (see batching.py).
         self._hellos = GroupCommit(self._write_hellos)
+        # A second stage, so one batch's reads run beside the next batch's write.
+        self._hello_reads = GroupCommit(self._read_hellos)
         self._acks = GroupCommit(self._write_acks)
         self._logs = GroupCommit(store.jobs.apply_logs)
         # host_id -> server times (monotonic) of the agent-minted jobs accepted this hour.
@@ -68,7 +70,7 @@ class AgentMessages:
 
     async def close(self) -> None:
         """Finish the writes gathered for group commit before the store closes."""
-        for batcher in (self._hellos, self._acks, self._logs):
+        for batcher in (self._hellos, self._hello_reads, self._acks, self._logs):
             await batcher.drain()
 
     # ------------------------------------------------------------ hello
@@ -76,11 +78,13 @@ class AgentMessages:
     async def hello(self, conn: AgentConnection, env: p.Envelope) -> None:
         """hello.ok, then the schedule (always), then config, then reconcile and dispatch.
 
-        The hello's write and everything it needs to read come from one group commit: in a
-        reconnect storm thousands of hellos share one transaction and a few reads."""
+        The hello's write and everything it needs to read are batched (group commit, then a
+        batched read): in a reconnect storm thousands of hellos share one transaction and a
+        few reads."""
         hello: p.Hello = env.payload
         host_id = conn.host_id
-        state = await self._hellos.submit((host_id, hello))
+        await self._hellos.submit((host_id, hello))
+        state = await self._hello_reads.submit(host_id)
         conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
         if state is None:  # the host went away meanwhile: the slow path says what is left
             await self.schedules.push(conn, [host_id])
@@ -98,10 +102,13 @@ class AgentMessages:
         if state is None or state.queued_jobs or state.active_jobs:  # requeued ones too; auto_init dispatches its own
             await self.jobs.dispatch_queued(host_id)
 
-    async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[HelloState | None]:
+    async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[None]:
         await self.store.hosts.record_hellos(items, self.clock())
-        states = await self.store.hellos.states([host_id for host_id, _ in items])
-        return [states.get(host_id) for host_id, _ in items]
+        return [None] * len(items)
+
+    async def _read_hellos(self, host_ids: list[str]) -> list[HelloState | None]:
+        states = await self.store.hellos.states(host_ids)
+        return [states.get(host_id) for host_id in host_ids]
 
     # ------------------------------------------------------------ every later frame
 
