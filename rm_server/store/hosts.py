@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -48,6 +49,11 @@ def _host(row) -> Host:
 
 class Hosts(Table):
     _whole: tuple[int, str] | None = None  # (db generation, body) of the unfiltered list
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._token_waits: dict[str, list[asyncio.Future[str | None]]] = {}
+        self._token_task: asyncio.Task | None = None
 
     @staticmethod
     def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
@@ -122,8 +128,38 @@ class Hosts(Table):
             await tx.audit(actor, "host.delete", host_id, {"hostname": row["hostname"]})
 
     async def host_for_agent_token(self, token_hash: str) -> str | None:
-        row = await self.db.fetchone("SELECT host_id FROM agent_tokens WHERE token_hash = ?", (token_hash,))
-        return None if row is None else row["host_id"]
+        """The host an agent token belongs to. Lookups that arrive while one query runs share
+        the next query: after a server restart every agent's upgrade asks at once, and a
+        reader round trip each was most of the storm's database time. A lookup always joins
+        a query that starts after it was asked, so a revoked token is never found."""
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._token_waits.setdefault(token_hash, []).append(waiter)
+        if self._token_task is None or self._token_task.done():
+            self._token_task = asyncio.ensure_future(self._look_up_tokens())
+        return await waiter
+
+    async def _look_up_tokens(self) -> None:
+        while self._token_waits:
+            waits, self._token_waits = self._token_waits, {}
+            hashes = list(waits)
+            try:
+                found: dict[str, str] = {}
+                for start in range(0, len(hashes), 900):
+                    chunk = hashes[start:start + 900]
+                    rows = await self.db.fetchall(
+                        f"SELECT token_hash, host_id FROM agent_tokens WHERE token_hash IN ({','.join('?' * len(chunk))})",
+                        chunk)
+                    found.update({r[0]: r[1] for r in rows})
+            except Exception as exc:  # every waiter hears of it; later lookups still run
+                for futures in waits.values():
+                    for f in futures:
+                        if not f.done():
+                            f.set_exception(exc)
+                continue
+            for token_hash, futures in waits.items():
+                for f in futures:
+                    if not f.done():
+                        f.set_result(found.get(token_hash))
 
     async def record_hellos(self, hellos: list[tuple[str, Hello]], now: datetime) -> None:
         """Mark hosts online with what their hellos say (many at once after a server restart)."""

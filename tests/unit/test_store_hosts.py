@@ -68,3 +68,33 @@ async def test_full_list_body_is_cached_until_a_write_commits(tmp_path):
         assert json.loads(before) == json.loads(await store.hosts.list_json())
     finally:
         await store.close()
+
+
+async def test_token_lookups_asked_together_share_a_query_and_each_gets_its_own_host(tmp_path):
+    import asyncio
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        ids = [new_id() for _ in range(3)]
+        async with store.db.write() as c:
+            await c.executemany("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')",
+                                [(h, f"h{i}") for i, h in enumerate(ids)])
+            await c.executemany("INSERT INTO agent_tokens (token_hash, host_id, created_at) VALUES (?, ?, '2026-01-01')",
+                                [(f"hash-{i}", h) for i, h in enumerate(ids)])
+        queries = []
+        real = store.db.fetchall
+
+        async def counting(sql, params=()):
+            queries.append(sql)
+            return await real(sql, params)
+
+        store.db.fetchall = counting
+        asked = ["hash-2", "nope", "hash-0", "hash-2", "hash-1"]
+        found = await asyncio.gather(*(store.hosts.host_for_agent_token(h) for h in asked))
+        assert found == [ids[2], None, ids[0], ids[2], ids[1]]
+        assert len(queries) <= 2  # the first lookup alone, then everyone who asked meanwhile
+
+        async with store.db.write() as c:  # revoked: the next lookup must not find it
+            await c.execute("DELETE FROM agent_tokens WHERE token_hash = 'hash-1'")
+        assert await store.hosts.host_for_agent_token("hash-1") is None
+    finally:
+        await store.close()
