@@ -57,6 +57,9 @@ class JobNotOnHost(LookupError):
     """A job event names a job the sending host does not own (or no job at all)."""
 
 
+_LINE_TS = {"lines": {"__all__": {"ts"}}}
+
+
 class Jobs(Table):
     log_head = 1000   # first lines of a job, always kept
     log_tail = 10000  # newest lines kept after the head; lines between are dropped and counted
@@ -226,15 +229,21 @@ class Jobs(Table):
                     continue
                 job_state = state[ev.job_id]
                 acked = job_state[0]
-                fresh = []
-                for line in ev.lines:
+                fresh, picked = [], []
+                for i, line in enumerate(ev.lines):
                     if line.seq <= acked:
                         continue
                     if line.seq != acked + 1:
                         break  # a gap: keep what is contiguous, the agent resends the rest
                     fresh.append(line)
+                    picked.append(i)
                     acked = line.seq
-                rows.extend((ev.job_id, ln.seq, iso(ln.ts), ln.stream, ln.text) for ln in fresh)
+                if fresh:
+                    # Timestamps as pydantic writes them (ISO 8601, UTC as "Z"), all lines in one
+                    # call: iso() per line was a sixth of the loop's time during log ingest.
+                    stamps = ev.model_dump(mode="json", include=_LINE_TS)["lines"]
+                    rows.extend((ev.job_id, ln.seq, stamps[i]["ts"], ln.stream, ln.text)
+                                for i, ln in zip(picked, fresh))
                 job_state[0] = acked
                 job_state[1] += len(fresh)
                 job_state[2] += sum(len(ln.text.encode()) for ln in fresh)
