@@ -17,6 +17,7 @@ from rm_server.keys import (
     AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, MAINTAINER, MASTER_KEY,
     METRICS, NOTIFIER, SCHEDULES, STORE,
 )
+from rm_server.heap import keep_heap_frozen
 from rm_server.metrics import Metrics, watch_loop_lag
 from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
@@ -137,6 +138,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     # The lag watcher runs in tests too: it only reads the loop's clock.
     tasks = [asyncio.create_task(watch_loop_lag(app[METRICS].lag))]
     if cfg.run_background:
+        tasks.append(asyncio.create_task(keep_heap_frozen()))
         tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[HOSTS].sweep, "sweeper")()))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[MAINTAINER].tick, "maintenance")()))
     yield
