@@ -74,9 +74,8 @@ class Database:
         self._readers = readers
         self._busy = [0] * len(readers)
         self._lock = asyncio.Lock()
-        # Bumped by every committed write: a cache of a read is good while it is unchanged.
-        # Only this process writes the fleet's tables while it runs (the CLI's offline
-        # commands touch operators and backups), so an in-process counter is enough.
+        # Bumped by every committed write of this process: a cheap first check for caches
+        # (another process's writes show in data_version()).
         self.generation = 0
 
     @classmethod
@@ -142,8 +141,17 @@ class Database:
     # One call into the reader thread per query: a cursor left open between two awaits keeps
     # the shared reader's snapshot alive, and a concurrent request would then read data older
     # than its own committed write.
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        i = self._busy.index(min(self._busy))  # the least busy reader
+    def least_busy_reader(self) -> int:
+        return self._busy.index(min(self._busy))
+
+    async def data_version(self, reader: int) -> int:
+        """SQLite's data_version as `reader` sees it: it changes whenever another connection
+        (this server's writer or another process, e.g. `rm-server host remove`) commits."""
+        rows = await self.fetchall("PRAGMA data_version", reader=reader)
+        return rows[0][0]
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = (), reader: int | None = None) -> list[aiosqlite.Row]:
+        i = self.least_busy_reader() if reader is None else reader
         self._busy[i] += 1
         try:
             return list(await self._readers[i].execute_fetchall(sql, tuple(params)))

@@ -48,7 +48,7 @@ def _host(row) -> Host:
 
 
 class Hosts(Table):
-    _whole: tuple[int, str] | None = None  # (db generation, body) of the unfiltered list
+    _whole: tuple[int, int, int, str] | None = None  # (generation, reader, data_version, body) of the full list
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -91,19 +91,34 @@ class Hosts(Table):
         The unfiltered list (what consoles poll) is kept until the next committed write:
         building it for 19k hosts takes SQLite ~150-200 ms, serving it again takes nothing."""
         whole = status is None and not q and limit is None and not after
-        generation = self.db.generation
-        if whole and self._whole is not None and self._whole[0] == generation:
-            return self._whole[1]
-        tail, params = self.filters(status, q, limit, after)
-        row = await self.db.fetchone(
-            f"SELECT json_object('hosts', json(coalesce(json_group_array(json(j)), '[]'))) FROM"
-            f" (SELECT {_JSON_ROW} AS j FROM {_FROM}{tail})", params,
-        )
         if whole:
-            # Tagged with the generation seen before the read: a write that committed while
-            # SQLite built it makes the next call read again.
-            self._whole = (generation, row[0])
+            return await self._whole_list()
+        tail, params = self.filters(status, q, limit, after)
+        return await self._list_json(tail, params)
+
+    async def _list_json(self, tail: str, params: list, reader: int | None = None) -> str:
+        row = (await self.db.fetchall(
+            f"SELECT json_object('hosts', json(coalesce(json_group_array(json(j)), '[]'))) FROM"
+            f" (SELECT {_JSON_ROW} AS j FROM {_FROM}{tail})", params, reader=reader,
+        ))[0]
         return row[0]
+
+    async def _whole_list(self) -> str:
+        """The unfiltered list, served again while no connection has committed since it was
+        built: this process's writes bump db.generation, any commit (also another process's,
+        e.g. `rm-server host remove`) changes the reader's data_version. Both are read before
+        the list, so a commit racing the build only makes the next call build again."""
+        generation = self.db.generation
+        if self._whole is not None and self._whole[0] == generation:
+            _, reader, version, body = self._whole
+            if await self.db.data_version(reader) == version:
+                return body
+        reader = self.db.least_busy_reader()
+        version = await self.db.data_version(reader)
+        tail, params = self.filters(None, None, None, None)
+        body = await self._list_json(tail, params, reader)
+        self._whole = (generation, reader, version, body)
+        return body
 
     async def get(self, host_id: str) -> Host:
         row = await self.db.fetchone(f"SELECT {_COLS} FROM {_FROM} WHERE h.id = ?", (host_id,))

@@ -1,6 +1,7 @@
 """The SQLite-built host list must say exactly what the model-built one says."""
 
 import json
+import sqlite3
 from datetime import datetime, timezone
 
 from rm_core.api import Host
@@ -66,6 +67,13 @@ async def test_full_list_body_is_cached_until_a_write_commits(tmp_path):
             pass
         assert "zz" not in await store.hosts.list_json()
         assert json.loads(before) == json.loads(await store.hosts.list_json())
+
+        # another process writes (rm-server host remove runs beside the server)
+        other = sqlite3.connect(tmp_path / "s.db")
+        other.execute("DELETE FROM hosts WHERE id = ?", (ids[2],))
+        other.commit()
+        other.close()
+        assert [h["id"] for h in json.loads(await store.hosts.list_json())["hosts"]] == sorted(ids[:2])
     finally:
         await store.close()
 
