@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 BUDGET = 0.005  # seconds of bulk work between yields
 TARGET_LAG = 0.025  # half the 50 ms loop-lag target: below it, just yield
-MAX_PAUSE = 0.01  # a longer pause would make the push itself the slow part
+MAX_PAUSE = 0.005  # a longer pause would make the push itself the slow part
 
 
 def pause_for(lag: float, target: float = TARGET_LAG, longest: float = MAX_PAUSE) -> float:
