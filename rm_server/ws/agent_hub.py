@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
+from collections.abc import Awaitable, Coroutine, Generator
 from collections import deque
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -44,10 +47,28 @@ class AgentConnection:
             log.warning("agent %s send buffer full; closing its connection", self.host_id)
             self.close(1013, "send queue overflowed")
             return False
+        idle = self.flusher is None or self.flusher.done()
+        if idle and not self.pending:
+            self._send_now(frame)
+            return True
         self.pending.append(frame)
-        if self.flusher is None or self.flusher.done():
+        if idle:
             self.flusher = asyncio.ensure_future(self._flush())
         return True
+
+    def _send_now(self, frame: str) -> None:
+        """Write the frame without a task: an uncompressed send only suspends when the socket
+        applies back-pressure. A task per frame made a fleet push schedule 19k of them, all
+        run in one loop iteration; now only a frame that must wait gets one."""
+        coro = self.ws.send_str(frame)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
+        except (ConnectionResetError, RuntimeError):
+            self.close(1011, "send failed")
+            return
+        self.flusher = asyncio.ensure_future(self._flush(_resume(coro, waiting)))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self.closing:
@@ -55,8 +76,10 @@ class AgentConnection:
             self.pending.clear()
             self.closer = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()))
 
-    async def _flush(self) -> None:
+    async def _flush(self, started: Awaitable[None] | None = None) -> None:
         try:
+            if started is not None:
+                await started  # a send that began in _send_now and had to wait
             while self.pending:
                 await self.ws.send_str(self.pending.popleft())
         except (ConnectionResetError, RuntimeError):
@@ -70,6 +93,25 @@ class AgentConnection:
             self.flusher.cancel()
         if self.closer is not None:
             await asyncio.wait([self.closer], timeout=5)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    """Finish a coroutine already started by hand: hand its awaited future to the task
+    driving us, pass results and exceptions (a cancel) back into it."""
+    while True:
+        try:
+            value = yield waiting
+        except BaseException as exc:
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = coro.send(value)
+        except StopIteration:
+            return
 
 
 class AgentHub:

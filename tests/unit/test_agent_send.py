@@ -1,0 +1,55 @@
+"""AgentConnection writes a frame at once when the socket takes it, and keeps the order when
+a write has to wait for the socket (back-pressure)."""
+
+import asyncio
+from datetime import datetime, timezone
+
+from rm_server.ws.agent_hub import AgentConnection
+
+
+class Socket:
+    """A WebSocket's send side whose writes wait while `paused` is set, like aiohttp's drain."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.paused: asyncio.Future | None = None
+
+    async def send_str(self, frame: str) -> None:
+        self.sent.append(frame)
+        if self.paused is not None:
+            await self.paused
+
+    async def close(self, code: int, message: bytes) -> None:
+        pass
+
+
+async def test_frames_go_out_at_once_and_in_order_under_back_pressure():
+    ws = Socket()
+    conn = AgentConnection("h", ws, datetime.now(timezone.utc), limit=10)
+    conn.send_frame("a")
+    assert ws.sent == ["a"] and conn.flusher is None  # written without a task
+
+    ws.paused = asyncio.get_running_loop().create_future()
+    conn.send_frame("b")  # written, but the send waits for the socket
+    conn.send_frame("c")
+    conn.send_frame("d")
+    assert ws.sent == ["a", "b"] and list(conn.pending) == ["c", "d"]
+    flusher = conn.flusher
+    ws.paused.set_result(None)
+    ws.paused = None
+    await flusher
+    assert ws.sent == ["a", "b", "c", "d"] and not conn.pending
+    conn.send_frame("e")
+    assert ws.sent[-1] == "e"
+
+
+async def test_stopping_cancels_a_waiting_send():
+    ws = Socket()
+    ws.paused = asyncio.get_running_loop().create_future()
+    conn = AgentConnection("h", ws, datetime.now(timezone.utc), limit=10)
+    conn.send_frame("a")
+    flusher = conn.flusher
+    await conn.stop()
+    await asyncio.gather(flusher, return_exceptions=True)
+    assert flusher.cancelled()
+    assert conn.send_frame("b") is False
