@@ -49,12 +49,13 @@ async def test_loop_lag_histogram_sees_a_blocked_loop(server):
         m = samples(text)
         return m["rm_loop_lag_seconds_count"], m['rm_loop_lag_seconds_bucket{le="0.1"}']
 
-    _, text = await server.call("GET", f"{server.url}/metrics", role=None)
+    scraper = {"Authorization": f"Bearer {(server.data_dir / 'metrics-token').read_text().strip()}"}
+    _, text = await server.call("GET", f"{server.url}/metrics", role=None, headers=scraper)
     assert "# TYPE rm_loop_lag_seconds histogram" in text
     count0, under0 = lag_samples(text)
     time.sleep(0.12)  # blocks the loop the server shares with this test: that is the lag to see
     for _ in range(1000):  # the next sample is due within the 20 ms interval
-        _, text = await server.call("GET", f"{server.url}/metrics", role=None)
+        _, text = await server.call("GET", f"{server.url}/metrics", role=None, headers=scraper)
         count, under = lag_samples(text)
         if count > count0:
             break
