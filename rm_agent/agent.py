@@ -20,6 +20,7 @@ from rm_agent.handlers import dispatch
 from rm_agent.job_events import JobEventSink
 from rm_agent.jobs import Job, RunnerSettings
 from rm_agent.outbox import Outbox
+from rm_agent.queries import QueryRunner
 from rm_agent.restic_exec import detect_version
 from rm_agent.runner import Runner
 from rm_agent.scheduler import Clock, Scheduler
@@ -28,7 +29,7 @@ from rm_core import protocol as p
 from rm_core.enums import ActorKind, JobKind
 from rm_core.ids import new_id
 from rm_core.times import iso, utcnow
-from rm_core.version import PROTOCOL_VERSION, __version__
+from rm_core.version import AGENT_FEATURES, PROTOCOL_VERSION, __version__
 
 log = logging.getLogger("rm_agent")
 
@@ -58,13 +59,16 @@ class Agent:
         self.runner = Runner(settings, self.events, lambda slot: self.creds.get(slot.value), lambda: self.bandwidth)
         self.runner.on_pid = lambda job, pid: self.outbox.set_pid(job.job_id, pid) if job.started_at else None
         self.scheduler = Scheduler(self.outbox, self._on_fire, clock)
+        self.queries = QueryRunner(restic_binary=config.restic_binary, tmp_dir=self.dir / "tmp",
+                                   send=self.session.send_payload, credentials=lambda slot: self.creds.get(slot.value),
+                                   bandwidth=lambda: self.bandwidth)
 
     @property
     def online(self) -> bool:
         return self.session.online
 
-    def send_payload(self, payload: p.Payload) -> bool:
-        return self.session.send_payload(payload)
+    def send_payload(self, payload: p.Payload, ref: str | None = None) -> bool:
+        return self.session.send_payload(payload, ref)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -86,6 +90,7 @@ class Agent:
             await stop.wait()
         finally:
             self.events.stopping = True
+            await self.queries.shutdown()
             await self.runner.shutdown()
             self.events.flush_all()
             for t in tasks:
@@ -115,7 +120,7 @@ class Agent:
             protocol_version=PROTOCOL_VERSION, agent_version=__version__, hostname=self.hostname,
             os=platform.system().lower(), arch=platform.machine(), restic_version=self.restic_version,
             applied_schedule_version=self.scheduler.version, running_jobs=running,
-            outbox_high_seq=self.outbox.high_seq(),
+            outbox_high_seq=self.outbox.high_seq(), features=list(AGENT_FEATURES),
         )
 
     def _on_online(self) -> None:

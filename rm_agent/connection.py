@@ -170,9 +170,10 @@ class Session:
         self._queue.put_nowait(p.encode(p.Envelope(type=type_, payload=payload)))
         return True
 
-    def send_payload(self, payload: p.Payload) -> bool:
-        """Queue a typed payload in an envelope of its type; False when offline."""
+    def send_payload(self, payload: p.Payload, ref: str | None = None) -> bool:
+        """Queue a typed payload in an envelope of its type (a reply names its frame in `ref`);
+        False when offline."""
         if self._queue is None:
             return False
-        self._queue.put_nowait(p.encode(p.message(payload)))
+        self._queue.put_nowait(p.encode(p.message(payload, ref)))
         return True

@@ -1,7 +1,7 @@
 """What the agent does with each message the server sends: one table, message type → handler.
 
-A type the table lacks is logged and ignored (a newer server may send more); a handler that
-raises is logged and the connection stays up.
+A type this agent does not know is answered with `error{unknown_type}` and otherwise ignored
+(a newer server may send more); a handler that raises is logged and the connection stays up.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from rm_agent.jobs import Job
 from rm_agent.outbox import Outbox
+from rm_agent.queries import QueryRunner
 from rm_agent.runner import Runner
 from rm_agent.scheduler import Scheduler
 from rm_agent.secrets import SecretStore
@@ -30,8 +31,9 @@ class AgentParts(Protocol):
     secret_store: SecretStore
     creds: dict[str, p.RepoCredentials]
     bandwidth: p.Bandwidth
+    queries: QueryRunner
 
-    def send_payload(self, payload: p.Payload) -> bool: ...
+    def send_payload(self, payload: p.Payload, ref: str | None = None) -> bool: ...
 
 
 def on_hello_ok(agent: AgentParts, payload: p.HelloOk) -> None:
@@ -75,6 +77,11 @@ def on_ack(agent: AgentParts, payload: p.Ack) -> None:
     agent.outbox.ack(payload.job_id, payload.upto_seq)
 
 
+def on_query(agent: AgentParts, payload: p.Query) -> None:
+    """A live question about the repository (browse, diff, retention preview): rm_agent/queries.py."""
+    agent.queries.handle(payload)
+
+
 HANDLERS: dict[str, Callable[[AgentParts, Any], None]] = {
     "hello.ok": on_hello_ok,
     "error": on_error,
@@ -83,6 +90,7 @@ HANDLERS: dict[str, Callable[[AgentParts, Any], None]] = {
     "command.run": on_command_run,
     "command.cancel": on_command_cancel,
     "ack": on_ack,
+    "query": on_query,
 }
 
 
@@ -91,7 +99,10 @@ def dispatch(agent: AgentParts, raw: str) -> None:
     try:
         env = p.parse_server_message(raw)
     except p.UnknownMessageType as exc:
+        # a newer server may send more; answering lets it tell the operator at once, not at a deadline
         log.warning("ignoring unknown message type %r from the server", exc.type)
+        agent.send_payload(p.Error(code="unknown_type", message=f"this agent does not handle {exc.type!r}"),
+                           ref=exc.envelope.id)
         return
     except ValidationError as exc:
         log.warning("ignoring malformed message from the server: %s", str(exc)[:300])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import unicodedata
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Dict, List, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -153,6 +153,8 @@ class Hello(Payload):
     applied_schedule_version: Count = 0
     running_jobs: list[str] = []
     outbox_high_seq: Count = 0
+    # what the agent understands beyond its protocol version (rm_core.version.AGENT_FEATURES)
+    features: List[Annotated[str, Field(max_length=64)]] = Field(default=[], max_length=64)
 
 
 class Heartbeat(Payload):
@@ -253,6 +255,38 @@ class Ack(Payload):
     upto_seq: int = Field(ge=0)
 
 
+# ---------------------------------------------------------------- live queries (rm_core/queries.py)
+# Protocol 2. Optional[...] and typing.Dict/List so these build on Python 3.9 agents too.
+
+
+class Query(Payload):
+    """server -> agent: answer `kind` with `params` within `timeout_seconds` of receipt."""
+
+    query_id: str = Field(min_length=1, max_length=64)
+    kind: str  # a plain string: a kind the agent does not know gets query.error unknown_kind
+    params: Dict[str, Any] = {}
+    # Relative, not an absolute time: agent and server clocks need not agree.
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class QueryResult(Payload):
+    """agent -> server: one chunk of the answer; the last has done=true and the info."""
+
+    query_id: str
+    seq: int = Field(ge=0)  # chunk number from 0; the server refuses a gap
+    items: List[Dict[str, Any]] = []
+    done: bool = False
+    info: Dict[str, Any] = {}
+
+
+class QueryError(Payload):
+    """agent -> server: the query failed; `code` is one of rm_core.queries.ERR_*."""
+
+    query_id: str
+    code: str
+    message: str = ""
+
+
 # ---------------------------------------------------------------- envelopes
 
 
@@ -277,6 +311,10 @@ AGENT_TO_SERVER: dict[str, type[Payload]] = {
     "job.finished": JobFinished,
     "snapshots.report": SnapshotsReport,
     "repo.stats": RepoStats,
+    "query.result": QueryResult,
+    "query.error": QueryError,
+    # an agent answers a server frame of a type it does not know with error{unknown_type}
+    "error": Error,
 }
 SERVER_TO_AGENT: dict[str, type[Payload]] = {
     "hello.ok": HelloOk,
@@ -286,6 +324,7 @@ SERVER_TO_AGENT: dict[str, type[Payload]] = {
     "command.cancel": CommandCancel,
     "config.update": ConfigUpdate,
     "ack": Ack,
+    "query": Query,
 }
 _TYPE_OF: dict[type[Payload], str] = {
     model: name for table in (AGENT_TO_SERVER, SERVER_TO_AGENT) for name, model in table.items()

@@ -145,14 +145,16 @@ class TestAgent:
         self.received: list[p.Envelope] = []
 
     async def connect(self, *, hello: bool = True, protocol_version: int = PROTOCOL_VERSION,
-                      running_jobs: list[str] | None = None, applied: int = 0) -> p.Envelope | None:
+                      running_jobs: list[str] | None = None, applied: int = 0,
+                      features: list[str] | None = None) -> p.Envelope | None:
         self.ws = await self.server.http.ws_connect(self.server.api("/agent/ws"),
                                                     headers={"Authorization": f"Bearer {self.token}"})
         if not hello:
             return None
         await self.send(p.Hello(protocol_version=protocol_version, agent_version="test", hostname="web-1",
                                 os="linux", arch="x86_64", restic_version="0.14.0",
-                                applied_schedule_version=applied, running_jobs=running_jobs or []))
+                                applied_schedule_version=applied, running_jobs=running_jobs or [],
+                                features=features or []))
         return await self.expect("hello.ok", "error")
 
     async def send(self, payload: p.Payload) -> None:

@@ -35,6 +35,11 @@ SAMPLES: dict[str, p.Payload] = {
     "config.update": p.ConfigUpdate(bandwidth=p.Bandwidth(upload_kbps=100),
                                     credentials=[p.RepoCredentials(url="/r", password="pw")]),
     "ack": p.Ack(job_id="j1", upto_seq=7),
+    "query": p.Query(query_id="q1", kind="snapshot.ls", params={"snapshot_id": "ab" * 4, "path": "/etc"},
+                     timeout_seconds=10),
+    "query.result": p.QueryResult(query_id="q1", seq=0, items=[{"name": "passwd", "type": "file"}], done=True,
+                                  info={"truncated": False}),
+    "query.error": p.QueryError(query_id="q1", code="snapshot_not_found", message="no snapshot abababab"),
 }
 
 
