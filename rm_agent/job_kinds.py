@@ -1,11 +1,11 @@
-"""The nine job kinds: what each one runs, in one table (`KINDS`) the runner looks a kind up in."""
+"""The job kinds: what each one runs, in one table (`KINDS`) the runner looks a kind up in."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Awaitable, Callable
 
+from rm_agent import restore_kinds
 from rm_agent.backup_log import BackupLog
 from rm_agent.job_run import JobRun
 from rm_agent.jobs import JobFailed, JobResult
@@ -158,22 +158,6 @@ async def unlock(run: JobRun) -> JobResult:
     return run.outcome(await run.restic(args))
 
 
-async def restore(run: JobRun) -> JobResult:
-    params = run.job.params
-    snap = str(params.get("snapshot_id") or "")
-    target = str(params.get("target") or "")
-    paths = [str(p) for p in params.get("paths") or []]
-    if not snap or not all(c.isalnum() for c in snap) and snap != "latest":
-        raise JobFailed(f"restore needs a snapshot id, got {snap!r}")
-    if not os.path.isabs(target):
-        raise JobFailed(f"restore target must be an absolute directory, got {target!r}")
-    args = ["restore", snap, "--target", target]
-    for p in paths:
-        args += ["--include", p]
-    res = await run.restic(args)
-    return run.outcome(res, {"snapshot_id": snap, "target": target, "paths": paths})
-
-
 async def snapshots(run: JobRun) -> JobResult:
     snaps = await report_snapshots(run)
     return JobResult(JobState.succeeded, 0, {"snapshots_count": len(snaps)})
@@ -190,7 +174,8 @@ KINDS: dict[JobKind, KindHandler] = {
     JobKind.prune: prune,
     JobKind.check: check,
     JobKind.unlock: unlock,
-    JobKind.restore: restore,
+    JobKind.restore: restore_kinds.restore,
+    JobKind.drill: restore_kinds.drill,
     JobKind.snapshots: snapshots,
     JobKind.stats: stats,
 }

@@ -139,8 +139,15 @@ class Runner:
         for note in job.notes:
             agent_line(self.events, job, note)
 
+    def _credentials_for(self, job: Job) -> RepoCredentials | None:
+        # A cross-host restore carries the source host's repository credentials in its params:
+        # used for this job only, held in memory, never saved with this host's secrets.
+        if job.kind == JobKind.restore and job.params.get("repo"):
+            return RepoCredentials.model_validate(job.params["repo"])
+        return self.credentials(self._slot(job))
+
     async def _run_guarded(self, job: Job) -> JobResult:
-        creds = self.credentials(self._slot(job))
+        creds = self._credentials_for(job)
         if creds is None:
             self._start(job)
             if job.kind == JobKind.prune:
@@ -152,7 +159,7 @@ class Runner:
             return JobResult(JobState.failed, error="no repository configured for this host; set it with PUT /hosts/{id}/repo")
         job.secrets = [s for s in (creds.password, creds.rest_password) if s]
         # one restic at a time per repository, whichever credentials (endpoint) a job uses
-        repo_creds = self.credentials(CredentialSlot.repo) or creds
+        repo_creds = creds if job.params.get("repo") else (self.credentials(CredentialSlot.repo) or creds)
         key = R.redact(repo_creds.url).rstrip("/")
         lock = self._repo_locks.setdefault(key, asyncio.Lock())
         if self._repo_users.get(key, 0) > 0:

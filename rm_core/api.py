@@ -12,6 +12,7 @@ from rm_core.cron import CronError, next_fires, zone
 from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
 from rm_core.protocol import LogLine, Retention, SnapshotInfo
 from rm_core.bounds import MAX_TIMEOUT_SECONDS, Kbps, Name, absolute_paths, showable_name
+from rm_core.restore import DEFAULT_SAMPLE_FILES, DEFAULT_SAMPLE_MB
 
 
 class Body(BaseModel):
@@ -149,6 +150,18 @@ class LastBackup(Out):
     finished_at: datetime | None = None
 
 
+class LastVerified(Out):
+    """The newest finished restore drill of a host (the fleet's "last verified")."""
+
+    job_id: str
+    state: JobState
+    finished_at: datetime | None = None
+    source_group_id: str | None = None
+    files: int | None = None
+    bytes: int | None = None
+    mismatches: int | None = None
+
+
 class Host(Out):
     id: str
     hostname: str
@@ -165,6 +178,7 @@ class Host(Out):
     created_at: datetime | None = None
     repo_size: int | None = None
     initial_paths: list[str] = []
+    last_verified: LastVerified | None = None
 
 
 class HostPatch(Body):
@@ -246,6 +260,23 @@ class ScheduleBody(Body):
         return check_cron(cron, info.data.get("timezone", "UTC"))
 
 
+class DrillPolicy(Body):
+    """A source group's restore drills: when (no cron: by hand only), how big a sample, and how
+    old its last good drill may get before the group is flagged."""
+
+    enabled: bool = True
+    timezone: Timezone = "UTC"  # before cron: its check reads it
+    cron: str | None = Field(default=None, max_length=200)
+    sample_files: int = Field(default=DEFAULT_SAMPLE_FILES, ge=1, le=10_000)
+    sample_mb: int = Field(default=DEFAULT_SAMPLE_MB, ge=1, le=100_000)
+    max_age_hours: int | None = Field(default=None, ge=1, le=24 * 366)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str | None, info: ValidationInfo) -> str | None:
+        return check_cron(cron, info.data.get("timezone", "UTC")) if cron else cron
+
+
 class Schedule(Out):
     id: str
     host_id: str
@@ -298,8 +329,11 @@ class JobBody(Body):
     read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
     remove_all: bool = False
     snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$", validate_default=True)
-    paths: list[str] = []
+    paths: list[str] = Field(default=[], max_length=1000)
     target: str | None = Field(default=None, validate_default=True)
+    verify: bool = False  # restore: restic re-reads what it wrote and compares it with the snapshot
+    # restore: a snapshot of this other host's repository (admin only; the machine died)
+    from_host_id: str | None = Field(default=None, min_length=1, max_length=64)
     limit_upload_kbps: Kbps | None = None
     limit_download_kbps: Kbps | None = None
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
@@ -308,8 +342,17 @@ class JobBody(Body):
     @field_validator("source_group_id")
     @classmethod
     def _backup_needs_group(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") == JobKind.backup and not v:
-            raise ValueError("source_group_id is required for a backup")
+        if info.data.get("kind") in (JobKind.backup, JobKind.drill) and not v:
+            raise ValueError(f"source_group_id is required for a {info.data['kind'].value}")
+        return v
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute_paths(cls, v: list[str]) -> list[str]:
+        for path in v:
+            if not path.startswith("/") or "\0" in path or "\n" in path or len(path) > 4096:
+                raise ValueError("paths must be absolute, without NUL or newline, at most 4096 characters: "
+                                 f"{path[:200]!r}")
         return v
 
     @field_validator("snapshot_id")

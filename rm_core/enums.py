@@ -47,6 +47,7 @@ class JobKind(StrEnum):
     restore = "restore"
     stats = "stats"
     snapshots = "snapshots"
+    drill = "drill"  # restore a random sample of a source group's latest snapshot and check it
 
 
 class ActorKind(StrEnum):

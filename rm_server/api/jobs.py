@@ -6,8 +6,9 @@ from aiohttp import web
 
 from rm_core.api import Job, JobBody, JobLogPage
 from rm_core.enums import JobKind, JobState, Role
-from rm_server.api.common import actor, job_accepted, parse_body, query_enum, query_int, reply, requires
+from rm_server.api.common import OPERATOR_KEY, actor, job_accepted, parse_body, query_enum, query_int, reply, requires
 from rm_server.api.doc import Accepted, Listing, documented, q_enum, q_int, q_str
+from rm_server.errors import Forbidden
 from rm_server.keys import JOBS, STORE
 
 routes = web.RouteTableDef()
@@ -34,6 +35,9 @@ routes = web.RouteTableDef()
               "unlock": {"kind": "unlock", "remove_all": True}})
 async def create_job(request: web.Request) -> web.Response:
     body = await parse_body(request, JobBody)
+    if body.from_host_id and request[OPERATOR_KEY].role != Role.admin:
+        raise Forbidden("restoring another host's snapshot needs the admin role: it hands that host's repository "
+                        "credentials to this one for the job", {"field": "from_host_id"})
     job = await request.app[JOBS].new_job(actor(request), request.match_info["id"], body)
     return job_accepted(job)
 

@@ -129,6 +129,12 @@ class CredentialService:
         opened = [self._open(host_id, slot, blob) for slot, blob in sealed.items()]
         return p.ConfigUpdate(bandwidth=p.Bandwidth(**bandwidth), credentials=[c for c in opened if c is not None])
 
+    async def repo_credentials(self, host_id: str) -> p.RepoCredentials | None:
+        """A host's repository credentials, opened for one cross-host restore job's command.run."""
+        sealed = await self.store.credentials.all_for_host(host_id)
+        blob = sealed.get(CredentialSlot.repo.value)
+        return None if blob is None else self._open(host_id, CredentialSlot.repo.value, blob)
+
     async def push_config(self, host_id: str) -> None:
         conn = self.hub.get(host_id)
         if conn is not None:

@@ -3,13 +3,14 @@ every change (operators' events, the failure webhook)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rm_core import protocol as p
 from rm_core.api import Job, JobBody
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
-from rm_server.errors import ConflictError
+from rm_server.errors import BadRequest, ConflictError
 from rm_server.services.notify import Notifier
 from rm_server.store import SYSTEM, Actor, NewJob, NotFound, Store
 from rm_server.ws.agent_hub import AgentHub
@@ -22,6 +23,8 @@ class JobService:
     hub: AgentHub
     events: EventHub
     notifier: Notifier
+    # another host's repository credentials, for a cross-host restore (CredentialService, set after both exist)
+    credentials_of: Callable[[str], Awaitable[p.RepoCredentials | None]] | None = None
 
     def changed(self, job: Job) -> None:
         self.events.publish("job.updated", job)
@@ -33,13 +36,30 @@ class JobService:
         await self.store.hosts.get(host_id)
         if body.source_group_id:
             await self.store.schedules.group(host_id, body.source_group_id)
+        if body.from_host_id:
+            await self._check_cross_host(host_id, body)
         params = body.model_dump(exclude={"kind", "source_group_id"}, exclude_none=True, exclude_defaults=True)
         new = NewJob(host_id, body.kind, ActorKind.user, actor.id if actor.kind == "user" else None, None,
                      body.source_group_id, params)
         (job,) = await self.store.jobs.create(actor, [new])
+        if body.from_host_id:
+            await self.store.audit.record(actor, "restore.cross_host", job.id, {
+                "host_id": host_id, "from_host_id": body.from_host_id, "snapshot_id": body.snapshot_id,
+                "paths": body.paths, "target": body.target})
         self.changed(job)
         await self.dispatch(job)
         return await self.store.jobs.get(job.id)
+
+    async def _check_cross_host(self, host_id: str, body: JobBody) -> None:
+        """Restoring host A's snapshot onto this host: A must exist and have a repository."""
+        if body.kind != JobKind.restore:
+            raise BadRequest("from_host_id is only for a restore", {"field": "from_host_id"})
+        if body.from_host_id == host_id:
+            raise BadRequest("from_host_id names the host itself; leave it out", {"field": "from_host_id"})
+        await self.store.hosts.get(body.from_host_id)
+        if not await self.store.credentials.get(body.from_host_id, CredentialSlot.repo.value):
+            raise ConflictError(f"host {body.from_host_id} has no repository credentials to restore from",
+                                {"from_host_id": body.from_host_id})
 
     async def create(self, actor: Actor, jobs: list[NewJob]) -> list[Job]:
         created = await self.store.jobs.create(actor, jobs)
@@ -66,6 +86,18 @@ class JobService:
                 groups = [g for g in groups if g.id == job.source_group_id]
             params["source_groups"] = [p.SourceGroupSpec(**g.model_dump()).model_dump(mode="json")
                                        for g in groups if not g.retention.is_empty()]
+        elif job.kind == JobKind.drill:
+            group = await self.store.schedules.group(job.host_id, job.source_group_id)
+            policy = await self.store.drills.get(job.host_id, group.id)
+            params["source_group"] = p.SourceGroupSpec(**group.model_dump()).model_dump(mode="json")
+            params.setdefault("sample_files", policy.sample_files)
+            params.setdefault("sample_mb", policy.sample_mb)
+        elif job.kind == JobKind.restore and job.params.get("from_host_id"):
+            # Opened here, sent in this one command.run, never stored with the job or on the agent.
+            creds = await self.credentials_of(job.params["from_host_id"]) if self.credentials_of else None
+            if creds is None:
+                raise NotFound("repository credentials of host", job.params["from_host_id"])
+            params["repo"] = creds.model_dump(mode="json")
         return params
 
     async def dispatch(self, job: Job) -> bool:

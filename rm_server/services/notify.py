@@ -1,4 +1,4 @@
-"""Webhook notifications: a failed job, a host going stale, and its recovery."""
+"""Webhook notifications: a failed job, a host going stale or a source group's drills overdue, and recovery."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ class Notifier:
 
     def stale_changed(self, host_id: str, stale: bool) -> None:
         self._send("host.stale" if stale else "host.recovered", {"host_id": host_id})
+
+    def drill_overdue_changed(self, overdue: bool, payload: dict[str, Any]) -> None:
+        """A source group's last good restore drill became too old, or a drill succeeded again."""
+        self._send("drill.overdue" if overdue else "drill.recovered", payload)
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -12,6 +12,7 @@ from rm_server.store.audit import Audit
 from rm_server.store.common import SYSTEM, Actor, Conflict, Invalid, NotFound
 from rm_server.store.credentials import Credentials
 from rm_server.store.db import Database, SchemaTooNew
+from rm_server.store.drills import Drills
 from rm_server.store.enrollment import Enrollment, TokenRejected
 from rm_server.store.fleet import Fleet
 from rm_server.store.hellos import Hellos, HelloState
@@ -51,6 +52,7 @@ class Store:
         self.schedule_sets = ScheduleSets(*args)
         self.hellos = Hellos(*args)
         self.maintenance = Maintenance(*args)
+        self.drills = Drills(*args)
 
     @classmethod
     async def open(cls, path: str | Path, clock: Callable[[], datetime] = utcnow) -> "Store":

@@ -1,0 +1,46 @@
+"""Restore drills of a source group: the policy (cron, sample, threshold), the last drill,
+and run-now."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rm_core.enums import ActorKind, JobKind, Role
+from rm_core.api import DrillPolicy
+from rm_server.api.common import actor, job_accepted, parse_body, reply, requires
+from rm_server.keys import JOBS, STORE
+from rm_server.store import NewJob
+
+routes = web.RouteTableDef()
+
+PATH = "/api/v1/hosts/{id}/source-groups/{sid}/drill"
+
+
+async def _drill(request: web.Request) -> dict:
+    store, host_id, group_id = request.app[STORE], request.match_info["id"], request.match_info["sid"]
+    policy = await store.drills.get(host_id, group_id)
+    return {"source_group_id": group_id, **policy.model_dump(), "last": await store.drills.last(group_id)}
+
+
+@routes.get(PATH)
+@requires(Role.viewer)
+async def get_drill(request: web.Request) -> web.Response:
+    return reply(await _drill(request))
+
+
+@routes.put(PATH)
+@requires(Role.operator)
+async def put_drill(request: web.Request) -> web.Response:
+    body = await parse_body(request, DrillPolicy)
+    await request.app[STORE].drills.put(actor(request), request.match_info["id"], request.match_info["sid"], body)
+    return reply(await _drill(request))
+
+
+@routes.post(PATH + "/run")
+@requires(Role.operator)
+async def run_drill(request: web.Request) -> web.Response:
+    store, host_id, group_id = request.app[STORE], request.match_info["id"], request.match_info["sid"]
+    await store.schedules.group(host_id, group_id)
+    op = actor(request)
+    (job,) = await request.app[JOBS].create(op, [NewJob(host_id, JobKind.drill, ActorKind.user, op.id, None, group_id)])
+    return job_accepted(job)
