@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from rm_server.api import admin, auth, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules
+from rm_server.api import (
+    admin, auth, drills, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules, snapshots,
+)
 from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, MAINTAINER, MASTER_KEY,
-    METRICS, NOTIFIER, SCHEDULES, STORE,
+    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, MAINTAINER,
+    MASTER_KEY, METRICS, NOTIFIER, QUERIES, SCHEDULES, STORE,
 )
 from rm_server.heap import keep_heap_frozen
 from rm_server.metrics import Metrics, watch_loop_lag
@@ -23,12 +25,14 @@ from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.credentials import CredentialService
+from rm_server.services.drills import DrillTicker
 from rm_server.services.enrollment import EnrollmentService
 from rm_server.services.fleet import FleetService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
 from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
+from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
 from rm_server.store import Store
 from rm_server.ws.agent_hub import AgentHub
@@ -48,7 +52,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app[BOOTSTRAP] = {}
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
     install.setup(app)
-    for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet, reference):
+    for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet, reference,
+                   snapshots, drills):
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
@@ -110,6 +115,10 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)
     app[MAINTAINER] = Maintainer(store, cfg.clock, jobs, hosts, notifier)
     await credentials.rekey_fingerprints()
+    jobs.credentials_of = credentials.repo_credentials  # a cross-host restore reads the source host's
+    app[QUERIES] = QueryService(hub)
+    app[QUERIES].register(messages.handlers)
+    app[DRILLS] = DrillTicker(store, jobs, hub, notifier.drill_overdue_changed, cfg.clock)
     yield
     await notifier.close()
     await messages.close()
@@ -141,6 +150,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(keep_heap_frozen()))
         tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[HOSTS].sweep, "sweeper")()))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[MAINTAINER].tick, "maintenance")()))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[DRILLS].tick, "drills")()))
     yield
     for task in tasks:
         task.cancel()

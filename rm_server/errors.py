@@ -43,3 +43,15 @@ class TooManyRequests(HttpError):
 
 class Unavailable(HttpError):
     status, code = 503, "unavailable"
+
+
+class BadGateway(HttpError):
+    """An agent answered, but with a failure of its own (restic failed, a bad reply)."""
+
+    status, code = 502, "agent_failed"
+
+
+class GatewayTimeout(HttpError):
+    """An agent did not answer in time."""
+
+    status, code = 504, "agent_timeout"

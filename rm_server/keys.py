@@ -13,12 +13,14 @@ from rm_server.metrics import Metrics
 from rm_server.security import MasterKey
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.credentials import CredentialService
+from rm_server.services.drills import DrillTicker
 from rm_server.services.enrollment import EnrollmentService
 from rm_server.services.fleet import FleetService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
 from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
+from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
 from rm_server.store import Store
 from rm_server.ws.agent_hub import AgentHub
@@ -43,3 +45,5 @@ SCHEDULES = web.AppKey("schedules", ScheduleService)
 FLEET = web.AppKey("fleet", FleetService)
 AGENT_MESSAGES = web.AppKey("agent_messages", AgentMessages)
 MAINTAINER = web.AppKey("maintainer", Maintainer)
+QUERIES = web.AppKey("queries", QueryService)
+DRILLS = web.AppKey("drills", DrillTicker)

@@ -8,6 +8,7 @@ import logging
 import types
 from collections.abc import Awaitable, Coroutine, Generator
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,8 @@ class AgentConnection:
     A flush task exists only while frames wait: at fleet scale a permanent writer task and
     queue per agent cost more memory than anything else the server keeps per connection."""
 
-    __slots__ = ("host_id", "ws", "last_seen", "seen_stored", "limit", "pending", "flusher", "closing", "closer")
+    __slots__ = ("host_id", "ws", "last_seen", "seen_stored", "limit", "pending", "flusher", "closing", "closer",
+                 "features")
 
     def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int):
         self.host_id = host_id
@@ -35,6 +37,8 @@ class AgentConnection:
         self.flusher: asyncio.Task | None = None
         self.closing = False
         self.closer: asyncio.Future | None = None
+        # announced in hello: messages of a feature go only to agents that know them
+        self.features: frozenset[str] = frozenset()
 
     def send(self, payload: p.Payload, ref: str | None = None) -> bool:
         """Buffer a message; an agent that lets the buffer fill cannot keep up and is dropped."""
@@ -118,6 +122,12 @@ class AgentHub:
     def __init__(self) -> None:
         self.connections: dict[str, AgentConnection] = {}
         self.pending = 0  # upgraded sockets still in their hello phase
+        # called with each connection that ended, whatever ended it (live queries fail at once)
+        self.closed_listeners: list[Callable[[AgentConnection], None]] = []
+
+    def closed(self, conn: AgentConnection) -> None:
+        for listener in self.closed_listeners:
+            listener(conn)
 
     def get(self, host_id: str) -> AgentConnection | None:
         conn = self.connections.get(host_id)

@@ -53,6 +53,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         return ws
 
     conn = AgentConnection(host_id, ws, cfg.clock(), cfg.agent_queue_size)
+    conn.features = frozenset(hello.features)
+    conn.features = frozenset(hello.features)
     older = hub.connections.get(host_id)
     hub.connections[host_id] = conn
     if older is not None:
@@ -68,6 +70,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             await messages.dispatch(conn, msg.data)
     finally:
         await conn.stop()
+        hub.closed(conn)
         if hub.connections.get(host_id) is conn:
             del hub.connections[host_id]
             await app[HOSTS].offline(host_id, conn.last_seen)

@@ -1,0 +1,92 @@
+"""Looking inside a host's snapshots, live through its agent: one directory level (ls), the
+changes between two snapshots (diff), and what a retention policy would remove (preview)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from rm_core import queries as q
+from rm_core.enums import Role
+from rm_server.api.common import parse_body, query_int, reply, requires
+from rm_server.errors import BadRequest, BadGateway
+from rm_server.keys import QUERIES, STORE
+
+routes = web.RouteTableDef()
+
+
+def _params(model: type[q.Params], names: dict[str, str], **values: Any) -> Any:
+    """Build query params; a 400 names the request's own parameter (`from`, not `from_snapshot`)."""
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        fields = []
+        for err in exc.errors(include_url=False, include_input=False):
+            field = names.get(str(err["loc"][0]) if err["loc"] else "", str(err["loc"][0]) if err["loc"] else "query")
+            fields.append({"field": field, "message": err["msg"]})
+        first = fields[0]
+        raise BadRequest(f"invalid {first['field']}: {first['message']}", {"fields": fields}) from None
+
+
+def _answer(model: type[BaseModel], **fields: Any) -> BaseModel:
+    """The agent's answer in its REST shape; an answer that does not fit is the agent's fault."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise BadGateway(f"the agent's answer does not fit {model.__name__}: {exc.errors()[0]['msg']}",
+                         code="bad_agent_reply") from None
+
+
+@routes.get("/api/v1/hosts/{id}/snapshots/{sid}/ls")
+@requires(Role.viewer)
+async def snapshot_ls(request: web.Request) -> web.Response:
+    host_id = request.match_info["id"]
+    await request.app[STORE].hosts.get(host_id)
+    params: q.LsParams = _params(
+        q.LsParams, {"snapshot_id": "snapshot_id"}, snapshot_id=request.match_info["sid"],
+        path=request.query.get("path") or "/", after=request.query.get("after") or None,
+        limit=query_int(request, "limit", q.DEFAULT_LS_LIMIT, 1, q.MAX_LS_LIMIT),
+    )
+    items, info = await request.app[QUERIES].ask(host_id, q.KIND_LS, params, max_items=params.limit)
+    return reply(_answer(q.LsPage, path=params.path, entries=items, truncated=bool(info.get("truncated")),
+                         next_after=info.get("next_after")))
+
+
+@routes.get("/api/v1/hosts/{id}/snapshots/diff")
+@requires(Role.viewer)
+async def snapshot_diff(request: web.Request) -> web.Response:
+    host_id = request.match_info["id"]
+    await request.app[STORE].hosts.get(host_id)
+    for name in ("from", "to"):
+        if not request.query.get(name):
+            raise BadRequest(f"query parameter {name!r} is required: the id of a snapshot", {"field": name})
+    params: q.DiffParams = _params(
+        q.DiffParams, {"from_snapshot": "from", "to_snapshot": "to"}, from_snapshot=request.query["from"],
+        to_snapshot=request.query["to"], limit=query_int(request, "limit", q.DEFAULT_DIFF_LIMIT, 1, q.MAX_DIFF_LIMIT),
+    )
+    items, info = await request.app[QUERIES].ask(host_id, q.KIND_DIFF, params, max_items=params.limit)
+    return reply(_answer(
+        q.DiffResult, from_snapshot=params.from_snapshot, to_snapshot=params.to_snapshot,
+        summary=info.get("summary") or {}, changes=items, counts=info.get("counts") or {},
+        total_changes=info.get("total_changes", len(items)), truncated=bool(info.get("truncated")),
+    ))
+
+
+@routes.post("/api/v1/hosts/{id}/source-groups/{sid}/retention-preview")
+@requires(Role.viewer)  # changes nothing: forget runs with --dry-run
+async def retention_preview(request: web.Request) -> web.Response:
+    host_id, group_id = request.match_info["id"], request.match_info["sid"]
+    body = await parse_body(request, q.RetentionPreviewBody)
+    group = await request.app[STORE].schedules.group(host_id, group_id)
+    retention = body.retention or group.retention
+    if retention.is_empty():
+        raise BadRequest("retention policy is empty: forget would remove every snapshot of this group; "
+                         "set at least one keep_* value", {"field": "retention"}, code="empty_retention")
+    params = q.ForgetPreviewParams(tag=group.tag, retention=retention)
+    items, _ = await request.app[QUERIES].ask(host_id, q.KIND_FORGET_PREVIEW, params)
+    keep = [i for i in items if i.get("action") == "keep"]
+    remove = [i for i in items if i.get("action") == "remove"]
+    return reply(_answer(q.RetentionPreview, source_group_id=group.id, tag=group.tag, retention=retention,
+                         keep=keep, remove=remove, keep_count=len(keep), remove_count=len(remove)))
