@@ -30,9 +30,14 @@ def child(path: str, name: str) -> str:
     return f"{path.rstrip('/')}/{name}"
 
 
+# The packaged systemd unit lets the agent write only below its own paths (ProtectSystem=strict,
+# ReadWritePaths=... /var/lib/restic-manager/restore): /var/tmp would be read-only there.
+RESTORE_ROOT = "/var/lib/restic-manager/restore"
+
+
 def default_target(snapshot_id: str, now: datetime | None = None) -> str:
     """A fresh directory: nothing is overwritten unless the operator asks for it."""
-    return f"/var/tmp/restore-{snapshot_id[:8]}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+    return f"{RESTORE_ROOT}/restore-{snapshot_id[:8]}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
 class SnapshotBrowser(ApiScreen):

@@ -50,7 +50,7 @@ async def test_browse_mark_restore_and_follow_the_log(server, tmp_path: Path) ->
             await pilot.press("r")
             await wait_for(lambda: isinstance(app.screen, RestoreDialog), what="restore dialog")
             dialog = app.screen
-            assert dialog.query_one("#target", Input).value.startswith(f"/var/tmp/restore-{snap[:8]}-")
+            assert dialog.query_one("#target", Input).value.startswith(f"/var/lib/restic-manager/restore/restore-{snap[:8]}-")
             # over the original files only with the host's name typed
             dialog.query_one("#in-place", Checkbox).value = True
             await pilot.pause()
@@ -80,4 +80,5 @@ async def test_browse_mark_restore_and_follow_the_log(server, tmp_path: Path) ->
 def test_default_target_is_fresh():
     from datetime import datetime
 
-    assert default_target("0123abcd" * 8, datetime(2026, 11, 29, 10, 5, 7)) == "/var/tmp/restore-0123abcd-20261129-100507"
+    assert (default_target("0123abcd" * 8, datetime(2026, 11, 29, 10, 5, 7))
+            == "/var/lib/restic-manager/restore/restore-0123abcd-20261129-100507")
