@@ -109,7 +109,9 @@ class QueryRunner:
                 params = q.PARAMS[query.kind].model_validate(query.params)
             except ValidationError as exc:
                 raise QueryFailed(q.ERR_INVALID_PARAMS, f"invalid {query.kind} params: {_first_error(exc)}") from None
-            creds = self.credentials(CredentialSlot.repo)
+            # another host's repository, for browsing a dead host's snapshot from this one: the
+            # credentials came with this query only and are not kept
+            creds = getattr(params, "repo", None) or self.credentials(CredentialSlot.repo)
             if creds is None or not creds.password:
                 raise QueryFailed(q.ERR_NO_REPOSITORY, "no repository configured for this host; set it with "
                                                        "PUT /hosts/{id}/repo")
@@ -158,7 +160,9 @@ def _failure(ctx: ResticContext, res: RunResult, what: str) -> QueryFailed:
     if L.no_matching_id(stderr):
         return QueryFailed(q.ERR_SNAPSHOT_NOT_FOUND, f"{what}: {_last_line(stderr)}")
     out = R.classify_exit(res.exit_code, stderr)
-    return QueryFailed(out.error_code or R.ERR_FATAL, f"{what}: {R.redact(out.error or '', _secrets(ctx))}")
+    # restic's own last words (the JSON exit_error's message on newer versions) say more than a code
+    detail = _last_line(stderr) if out.error_code in (None, R.ERR_FATAL) else out.error
+    return QueryFailed(out.error_code or R.ERR_FATAL, f"{what}: {detail or out.error}")
 
 
 def _last_line(text: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rm_core.protocol import Query, QueryError, QueryResult, Retention  # noqa: F401 (re-exported)
+from rm_core.protocol import Query, QueryError, QueryResult, RepoCredentials, Retention  # noqa: F401 (re-exported)
 
 # The hello feature of agents that answer `query`; other agents never get one.
 QUERY_FEATURE = "query"
@@ -72,6 +72,7 @@ class LsParams(Params):
     path: str = "/"
     after: Optional[str] = Field(default=None, max_length=MAX_PATH_LENGTH)
     limit: int = Field(default=DEFAULT_LS_LIMIT, ge=1, le=MAX_LS_LIMIT)
+    repo: Optional[RepoCredentials] = None  # set by the server only: another host's repository
 
     @field_validator("path")
     @classmethod
@@ -90,6 +91,7 @@ class DiffParams(Params):
     from_snapshot: str = Field(pattern=SNAPSHOT_ID_PATTERN)
     to_snapshot: str = Field(pattern=SNAPSHOT_ID_PATTERN)
     limit: int = Field(default=DEFAULT_DIFF_LIMIT, ge=1, le=MAX_DIFF_LIMIT)
+    repo: Optional[RepoCredentials] = None  # set by the server only: another host's repository
 
 
 class ForgetPreviewParams(Params):

@@ -136,8 +136,15 @@ def forget_preview(doc: Any) -> List[Dict[str, Any]]:
 
 
 def no_matching_id(text: str) -> bool:
-    """restic's words for a snapshot id that matches nothing (0.14 text, 0.18 JSON alike)."""
-    return "no matching id found" in text.lower()
+    """restic's words for a snapshot id that matches nothing: "no matching ID found" for a
+    prefix (0.14 text, 0.18 JSON alike); for a full 64-hex id 0.18 tries to open the file
+    and says "failed to load snapshot …: no such file or directory" (local) or "… does not
+    exist" (REST)."""
+    low = text.lower()
+    if "no matching id found" in low:
+        return True
+    return "failed to load snapshot" in low and any(
+        w in low for w in ("no such file", "does not exist", "not found", "404"))
 
 
 __all__ = ["diff_change", "diff_statistics", "forget_preview", "ls_entry", "ls_kind", "no_matching_id",

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ValidationError
 
 from rm_core import queries as q
 from rm_core.enums import Role
-from rm_server.api.common import parse_body, query_int, reply, requires
-from rm_server.errors import BadRequest, BadGateway
-from rm_server.keys import QUERIES, STORE
+from rm_server.api.common import OPERATOR_KEY, parse_body, query_int, reply, requires
+from rm_server.errors import BadGateway, BadRequest, ConflictError, Forbidden
+from rm_server.keys import CREDENTIALS, QUERIES, STORE
 
 routes = web.RouteTableDef()
 
@@ -39,6 +39,24 @@ def _answer(model: type[BaseModel], **fields: Any) -> BaseModel:
                          code="bad_agent_reply") from None
 
 
+async def _other_repo(request: web.Request, host_id: str) -> dict[str, Any]:
+    """`from_host_id`: look at another host's repository through this host's agent (the other
+    machine died). Admin only, like a cross-host restore: its credentials travel to this agent."""
+    from_host_id = request.query.get("from_host_id")
+    if not from_host_id:
+        return {}
+    if request[OPERATOR_KEY].role != Role.admin:
+        raise Forbidden("browsing another host's repository needs the admin role: it hands that host's "
+                        "repository credentials to this one for the query", {"field": "from_host_id"})
+    if from_host_id == host_id:
+        raise BadRequest("from_host_id names the host itself; leave it out", {"field": "from_host_id"})
+    await request.app[STORE].hosts.get(from_host_id)
+    creds = await request.app[CREDENTIALS].repo_credentials(from_host_id)
+    if creds is None:
+        raise ConflictError(f"host {from_host_id} has no repository credentials", {"from_host_id": from_host_id})
+    return {"repo": creds}
+
+
 @routes.get("/api/v1/hosts/{id}/snapshots/{sid}/ls")
 @requires(Role.viewer)
 async def snapshot_ls(request: web.Request) -> web.Response:
@@ -48,6 +66,7 @@ async def snapshot_ls(request: web.Request) -> web.Response:
         q.LsParams, {"snapshot_id": "snapshot_id"}, snapshot_id=request.match_info["sid"],
         path=request.query.get("path") or "/", after=request.query.get("after") or None,
         limit=query_int(request, "limit", q.DEFAULT_LS_LIMIT, 1, q.MAX_LS_LIMIT),
+        **await _other_repo(request, host_id),
     )
     items, info = await request.app[QUERIES].ask(host_id, q.KIND_LS, params, max_items=params.limit)
     return reply(_answer(q.LsPage, path=params.path, entries=items, truncated=bool(info.get("truncated")),
@@ -65,6 +84,7 @@ async def snapshot_diff(request: web.Request) -> web.Response:
     params: q.DiffParams = _params(
         q.DiffParams, {"from_snapshot": "from", "to_snapshot": "to"}, from_snapshot=request.query["from"],
         to_snapshot=request.query["to"], limit=query_int(request, "limit", q.DEFAULT_DIFF_LIMIT, 1, q.MAX_DIFF_LIMIT),
+        **await _other_repo(request, host_id),
     )
     items, info = await request.app[QUERIES].ask(host_id, q.KIND_DIFF, params, max_items=params.limit)
     return reply(_answer(

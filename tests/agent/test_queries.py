@@ -137,6 +137,8 @@ async def test_ls_diff_and_preview(tmp_path: Path, restic: Restic, backend: Back
     # errors with codes: unknown snapshot (0.14 exits 0, 0.18 exits 1), missing path, a file
     err = await ask(runner, frames, q.KIND_LS, snapshot_id="deadbeef", path="/")
     assert isinstance(err, QueryError) and err.code == q.ERR_SNAPSHOT_NOT_FOUND, err
+    err = await ask(runner, frames, q.KIND_LS, snapshot_id="ab" * 32, path="/")  # a full id: 0.18 opens the file
+    assert isinstance(err, QueryError) and err.code == q.ERR_SNAPSHOT_NOT_FOUND, err
     err = await ask(runner, frames, q.KIND_LS, snapshot_id=first, path=str(tree / "nope"))
     assert isinstance(err, QueryError) and err.code == q.ERR_PATH_NOT_FOUND, err
     err = await ask(runner, frames, q.KIND_LS, snapshot_id=first, path=str(tree / "a.txt"))

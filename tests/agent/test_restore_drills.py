@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -109,6 +110,15 @@ async def test_cross_host_restore_leaves_no_credentials_on_the_target(server: Se
 
     host_b, run_b, state_b = await start_agent(server, tmp_path, "new-host", tmp_path / "repo-b", PW_B, restic)
     try:
+        # pick the paths: A's snapshot browsed through B's agent (admin only)
+        ls = f"/hosts/{host_b}/snapshots/{snap}/ls?path={quote(str(src))}&from_host_id={host_a}"
+        status, body = await server.call("GET", ls, role="operator")
+        assert status == 403, body
+        status, page = await server.call("GET", ls)
+        assert status == 200 and [e["name"] for e in page["entries"]] == ["etc", "var"], page
+        status, body = await server.call("GET", f"/hosts/{host_b}/snapshots/{snap}/ls?path=/")
+        assert status == 404 and body["error"]["code"] == "snapshot_not_found", "B's own repository has no such snapshot"
+
         target = tmp_path / "recovered"
         req = {"kind": "restore", "snapshot_id": snap, "paths": [str(src / "etc")], "target": str(target),
                "verify": True, "from_host_id": host_a}

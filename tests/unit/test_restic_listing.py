@@ -65,6 +65,8 @@ def test_forget_preview_matches_014_reasons_without_ids():
 def test_no_matching_id():
     assert L.no_matching_id('Fatal: no matching ID found for prefix "deadbeef"')
     assert L.no_matching_id('{"message_type":"exit_error","code":1,"message":"no matching ID found for prefix"}')
+    assert L.no_matching_id("Fatal: failed to load snapshot abababab: open /r/snapshots/abab: no such file or directory")
+    assert not L.no_matching_id("Fatal: failed to load snapshot abababab: ciphertext verification failed")
 
 
 @pytest.mark.parametrize("path, norm", [("/", "/"), ("//", "/"), ("/etc/", "/etc"), ("/a//b", "/a/b"),
