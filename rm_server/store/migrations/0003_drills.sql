@@ -14,5 +14,5 @@ CREATE TABLE drill_policies (
 CREATE INDEX drill_policies_host ON drill_policies(host_id);
 CREATE INDEX jobs_host_kind_finished ON jobs(host_id, kind, finished_at);
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 COMMIT;
