@@ -61,7 +61,8 @@ async def test_browse_mark_restore_and_follow_the_log(server, tmp_path: Path) ->
             await pilot.pause()
             target = tmp_path / "restored"
             dialog.query_one("#target", Input).value = str(target)
-            await pilot.click("#go")
+            dialog.query_one("#target", Input).focus()
+            await pilot.press("enter")
 
             # the job's live log opens at once and follows the restore to its end
             await wait_for(lambda: isinstance(app.screen, JobLogScreen), what="job log")
