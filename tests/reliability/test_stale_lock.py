@@ -4,6 +4,8 @@ removes it without anyone running unlock (item 12). Real server, agent and resti
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 from pathlib import Path
 
@@ -33,7 +35,22 @@ async def test_agent_start_removes_the_lock_its_killed_restic_left(e2e_server: E
             return repo.restic(tmp_path, "--no-lock", "list", "locks").stdout.strip()
 
         await wait_until(locks, 30, "restic holding its lock")
-        agent.kill(signal.SIGKILL)  # the whole process group: agent and restic
+        # systemd's stop timeout and the OOM killer SIGKILL the whole cgroup at once. restic runs
+        # in its own session (so a cancel reaches only it), so killing the agent's process group
+        # would spare it, and its PDEATHSIG SIGINT would then sometimes remove the lock first.
+        # restic checks a lock's owner with kill(pid, 0), which a zombie passes: like systemd
+        # (PID 1) on a real host, this test process adopts and reaps the orphans (this sandbox's
+        # PID 1 reaps late, so the dead restic would look alive).
+        set_subreaper(True)
+        try:
+            killed = children(agent.proc.p.pid)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            agent.kill(signal.SIGKILL)
+            for pid in killed:
+                os.waitpid(pid, 0)
+        finally:
+            set_subreaper(False)
         assert locks(), "the killed restic left no lock; the test proves nothing"
         agent.start()
         job = await wait_until(lambda: job_end(srv, job_id), 45, "lost job reported")
@@ -45,3 +62,22 @@ async def test_agent_start_removes_the_lock_its_killed_restic_left(e2e_server: E
         assert check["state"] == "succeeded", check
     finally:
         agent.kill(signal.SIGTERM)
+
+
+def children(ppid: int) -> list[int]:
+    """Processes whose parent is `ppid` (restic and hooks the agent started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # it ended while we looked
+            if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
+                found.append(int(entry))
+    return found
+
+
+def set_subreaper(on: bool) -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants become our children."""
+    assert ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, int(on), 0, 0, 0) == 0
