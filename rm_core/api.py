@@ -12,7 +12,6 @@ from rm_core.cron import CronError, next_fires, zone
 from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
 from rm_core.protocol import LogLine, Retention, SnapshotInfo
 from rm_core.bounds import MAX_TIMEOUT_SECONDS, Kbps, Name, absolute_paths, showable_name
-from rm_core.restore import DEFAULT_SAMPLE_FILES, DEFAULT_SAMPLE_MB
 
 
 class Body(BaseModel):
@@ -260,23 +259,6 @@ class ScheduleBody(Body):
         return check_cron(cron, info.data.get("timezone", "UTC"))
 
 
-class DrillPolicy(Body):
-    """A source group's restore drills: when (no cron: by hand only), how big a sample, and how
-    old its last good drill may get before the group is flagged."""
-
-    enabled: bool = True
-    timezone: Timezone = "UTC"  # before cron: its check reads it
-    cron: str | None = Field(default=None, max_length=200)
-    sample_files: int = Field(default=DEFAULT_SAMPLE_FILES, ge=1, le=10_000)
-    sample_mb: int = Field(default=DEFAULT_SAMPLE_MB, ge=1, le=100_000)
-    max_age_hours: int | None = Field(default=None, ge=1, le=24 * 366)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, cron: str | None, info: ValidationInfo) -> str | None:
-        return check_cron(cron, info.data.get("timezone", "UTC")) if cron else cron
-
-
 class Schedule(Out):
     id: str
     host_id: str
@@ -437,35 +419,3 @@ class ErrorBody(Out):
 
 
 EventType = Literal["host.updated", "job.updated", "job.progress", "job.log", "schedule.updated", "audit.appended"]
-
-
-class FleetSelector(Body):
-    """Which hosts a fleet-wide change reaches; every given filter must match (none: all hosts)."""
-
-    ids: list[str] | None = None
-    status: HostStatus | None = None
-    q: str | None = Field(default=None, max_length=253)
-
-
-class FleetPolicyBody(Body):
-    """A source group and a schedule of the same name, put on every selected host."""
-
-    hosts: FleetSelector = FleetSelector()
-    includes: IncludeList = Field(min_length=1)
-    excludes: PathList = []
-    tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
-    retention: Retention = Retention()
-    timezone: Timezone = "UTC"
-    cron: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
-
-    @field_validator("cron")
-    @classmethod
-    def _cron_fires(cls, cron: str, info: ValidationInfo) -> str:
-        return check_cron(cron, info.data.get("timezone", "UTC"))
-
-
-class FleetPolicyResult(Out):
-    name: str
-    hosts: int
-    pushed: int

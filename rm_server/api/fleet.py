@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import FleetPolicyBody, FleetPolicyResult
+from rm_core.fleet import FleetPolicyBody, FleetPolicyResult
 from rm_core.bounds import showable_name
 from rm_core.enums import Role
 from rm_server.api.common import actor, parse_body, reply, requires

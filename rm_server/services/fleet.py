@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rm_core import protocol as p
-from rm_core.api import FleetPolicyBody, FleetPolicyResult
+from rm_core.fleet import FleetPolicyBody, FleetPolicyResult
 from rm_server.services.pacing import Pacer
 from rm_server.services.schedules import ScheduleService
 from rm_server.store import Actor, Store

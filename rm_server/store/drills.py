@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rm_core.api import DrillPolicy
+from rm_core.drills import DrillPolicy
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
 

@@ -4,7 +4,8 @@ get the same answer for the same input."""
 import pytest
 from pydantic import ValidationError
 
-from rm_core.api import FleetPolicyBody, Maintenance, ScheduleBody
+from rm_core.api import Maintenance, ScheduleBody
+from rm_core.fleet import FleetPolicyBody
 
 
 def field_of(exc: ValidationError) -> str:

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rm_core.api import DrillPolicy
+from rm_core.drills import DrillPolicy
 from rm_server.services.drills import due, overdue
 from rm_server.store.drills import DrillRow
 

@@ -6,7 +6,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from rm_core.api import DrillPolicy
+from rm_core.drills import DrillPolicy
 from rm_core.restore import (
     RestoreParams, SampleFile, choose_sample, file_nodes, include_pattern, mtime_ns, restore_args,
 )

@@ -1,0 +1,41 @@
+"""Fleet-wide policies as the REST API takes and answers them (PUT /api/v1/fleet/policies/{name})."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from rm_core.api import Body, CheckTask, IncludeList, MaintenanceTask, Out, PathList, Timezone, check_cron
+from rm_core.enums import HostStatus
+from rm_core.protocol import Retention
+
+
+class FleetSelector(Body):
+    """Which hosts a fleet-wide change reaches; every given filter must match (none: all hosts)."""
+
+    ids: list[str] | None = None
+    status: HostStatus | None = None
+    q: str | None = Field(default=None, max_length=253)
+
+
+class FleetPolicyBody(Body):
+    """A source group and a schedule of the same name, put on every selected host."""
+
+    hosts: FleetSelector = FleetSelector()
+    includes: IncludeList = Field(min_length=1)
+    excludes: PathList = []
+    tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
+    retention: Retention = Retention()
+    timezone: Timezone = "UTC"
+    cron: str = Field(min_length=1, max_length=200)
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_fires(cls, cron: str, info: ValidationInfo) -> str:
+        return check_cron(cron, info.data.get("timezone", "UTC"))
+
+
+class FleetPolicyResult(Out):
+    name: str
+    hosts: int
+    pushed: int
