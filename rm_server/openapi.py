@@ -27,7 +27,10 @@ ERRORS = {
     409: ("Conflict", "The change conflicts with the current state; `details` says with what."),
     413: ("PayloadTooLarge", "The request body is larger than the server accepts (1 MiB by default)."),
     429: ("TooManyRequests", "Too many attempts; `details.retry_after` is the wait in seconds."),
+    502: ("BadGateway", "The host's agent or restic failed to answer a live question (`bad_agent_reply`, "
+                        "restic's error in `message`)."),
     503: ("Unavailable", "The server cannot take this now; try again later."),
+    504: ("GatewayTimeout", "The host's agent did not answer a live question in time (`agent_timeout`)."),
 }
 INFO = ("The REST API of rm-server. Paths under /api/v1 take JSON and answer JSON; /healthz, /metrics "
         "and /install/* live at the root. Every failure is the error envelope "

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from rm_core import queries as q
 from rm_core.enums import Role
 from rm_server.api.common import OPERATOR_KEY, parse_body, query_int, reply, requires
+from rm_server.api.doc import documented, q_int, q_str
 from rm_server.errors import BadGateway, BadRequest, ConflictError, Forbidden
 from rm_server.keys import CREDENTIALS, QUERIES, STORE
 
@@ -59,13 +60,23 @@ async def _other_repo(request: web.Request, host_id: str) -> dict[str, Any]:
 
 @routes.get("/api/v1/hosts/{id}/snapshots/{sid}/ls")
 @requires(Role.viewer)
+@documented("One directory level of a snapshot, asked of the host's agent live",
+            description="Entries are ordered by name; pass the reply's `next_after` as `after` for the next page. "
+                        "409 `host_offline` when the agent is not connected (or `agent_too_old`), 504 when it does "
+                        "not answer in time, 429 when it is busy, 502 when restic fails.",
+            reply=q.LsPage, errors=(409, 429, 502, 504), query=(
+                q_str("path", "an absolute directory inside the snapshot (default /)"),
+                q_str("after", "the page after this entry name"),
+                q_int("limit", 1, q.MAX_LS_LIMIT, q.DEFAULT_LS_LIMIT, "at most this many entries"),
+                q_str("from_host_id", "admin only: look at this other host's repository through this host's agent (the other machine died)"),
+            ))
 async def snapshot_ls(request: web.Request) -> web.Response:
     host_id = request.match_info["id"]
+    limit = query_int(request, "limit", q.DEFAULT_LS_LIMIT, 1, q.MAX_LS_LIMIT)  # bad input first: 400 before 404
     await request.app[STORE].hosts.get(host_id)
     params: q.LsParams = _params(
         q.LsParams, {"snapshot_id": "snapshot_id"}, snapshot_id=request.match_info["sid"],
-        path=request.query.get("path") or "/", after=request.query.get("after") or None,
-        limit=query_int(request, "limit", q.DEFAULT_LS_LIMIT, 1, q.MAX_LS_LIMIT),
+        path=request.query.get("path") or "/", after=request.query.get("after") or None, limit=limit,
         **await _other_repo(request, host_id),
     )
     items, info = await request.app[QUERIES].ask(host_id, q.KIND_LS, params, max_items=params.limit)
@@ -75,16 +86,25 @@ async def snapshot_ls(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/hosts/{id}/snapshots/diff")
 @requires(Role.viewer)
+@documented("What changed between two snapshots (restic diff), asked of the host's agent live",
+            description="The summary, counts per change kind and the changed paths (capped at `limit`; "
+                        "`truncated` says more exist). Errors as for `ls`.",
+            reply=q.DiffResult, errors=(409, 429, 502, 504), query=(
+                q_str("from", "the older snapshot's id", required=True),
+                q_str("to", "the newer snapshot's id", required=True),
+                q_int("limit", 1, q.MAX_DIFF_LIMIT, q.DEFAULT_DIFF_LIMIT, "at most this many changed paths"),
+                q_str("from_host_id", "admin only: look at this other host's repository through this host's agent (the other machine died)"),
+            ))
 async def snapshot_diff(request: web.Request) -> web.Response:
     host_id = request.match_info["id"]
-    await request.app[STORE].hosts.get(host_id)
+    limit = query_int(request, "limit", q.DEFAULT_DIFF_LIMIT, 1, q.MAX_DIFF_LIMIT)  # bad input first: 400 before 404
     for name in ("from", "to"):
         if not request.query.get(name):
             raise BadRequest(f"query parameter {name!r} is required: the id of a snapshot", {"field": name})
+    await request.app[STORE].hosts.get(host_id)
     params: q.DiffParams = _params(
         q.DiffParams, {"from_snapshot": "from", "to_snapshot": "to"}, from_snapshot=request.query["from"],
-        to_snapshot=request.query["to"], limit=query_int(request, "limit", q.DEFAULT_DIFF_LIMIT, 1, q.MAX_DIFF_LIMIT),
-        **await _other_repo(request, host_id),
+        to_snapshot=request.query["to"], limit=limit, **await _other_repo(request, host_id),
     )
     items, info = await request.app[QUERIES].ask(host_id, q.KIND_DIFF, params, max_items=params.limit)
     return reply(_answer(
@@ -96,6 +116,11 @@ async def snapshot_diff(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/hosts/{id}/source-groups/{sid}/retention-preview")
 @requires(Role.viewer)  # changes nothing: forget runs with --dry-run
+@documented("What a retention policy would keep and remove (restic forget --dry-run), before saving it",
+            description="Without `retention` in the body the group's current policy is previewed. An empty policy "
+                        "is refused (it would remove every snapshot). Errors as for `ls`.",
+            body=q.RetentionPreviewBody, reply=q.RetentionPreview, errors=(409, 429, 502, 504),
+            examples={"keep 7 daily": {"retention": {"keep_daily": 7}}})
 async def retention_preview(request: web.Request) -> web.Response:
     host_id, group_id = request.match_info["id"], request.match_info["sid"]
     body = await parse_body(request, q.RetentionPreviewBody)
