@@ -23,6 +23,7 @@ from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.widgets.table import Column, ResourceTable
 from rm_tui.screens.host_groups import GroupsSchedulesTabs, next_run
 from rm_tui.screens.host_settings import SettingsTabs
+from rm_tui.screens.snapshot_browser import SnapshotBrowser
 
 JOB_LIMIT = 50
 TABS = ("overview", "groups", "schedules", "jobs", "snapshots", "maintenance", "settings")
@@ -58,6 +59,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
         Binding("p", "repo", "Repository"),
         Binding("a", "admin_creds", "Admin credentials"),
         Binding("l", "logs", "Logs"),
+        Binding("b", "browse", "Browse snapshot"),
         Binding("ctrl+r", "reload", "Reload"),
         *(Binding(str(i + 1), f"tab('{tab}')", f"{title} tab", show=False)
           for i, (tab, title) in enumerate(zip(TABS, TAB_TITLES))),
@@ -356,6 +358,20 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
     @on(ResourceTable.Selected, "#jobs-table")
     def job_selected(self) -> None:
         self.action_logs()
+
+    # ------------------------------------------------------------ snapshots
+
+    def action_browse(self) -> None:
+        """Open the snapshot under the cursor: browse, mark, restore (screens/snapshot_browser.py)."""
+        snapshot_id = self.selected("snapshots")
+        if snapshot_id is None:
+            self.notify("No snapshot selected (snapshots tab)", severity="warning")
+            return
+        self.app.push_screen(SnapshotBrowser(self.host.id, self.host.hostname, snapshot_id))
+
+    @on(DataTable.RowSelected, "#snapshots-table")
+    def snapshot_selected(self) -> None:
+        self.action_browse()
 
     def on_screen_resume(self) -> None:
         # back from a job log or a form: the table of the tab in front has focus again
