@@ -109,6 +109,20 @@ async def start_server(tmp_path: Path, clock: FakeClock | None = None, **cfg) ->
     return runner, config.public_url, app
 
 
+async def sign_in_roles(srv: Server) -> None:
+    """Bootstrap the admin with the server's token, then add and sign in an operator and a viewer."""
+    token = (srv.data_dir / "bootstrap-token").read_text().strip()
+    status, body = await srv.call("POST", "/auth/bootstrap", role=None,
+                                  json={"token": token, "username": "admin", "password": ADMIN_PASSWORD})
+    assert status == 201, body
+    srv.tokens["admin"] = await srv.login("admin", ADMIN_PASSWORD)
+    for role in ("operator", "viewer"):
+        status, body = await srv.call("POST", "/operators",
+                                      json={"username": role, "password": ADMIN_PASSWORD, "role": role})
+        assert status == 201, body
+        srv.tokens[role] = await srv.login(role, ADMIN_PASSWORD)
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     """A running server with an admin, an operator and a viewer signed in."""
@@ -117,16 +131,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     runner, url, app = await start_server(tmp_path, clock)
     async with aiohttp.ClientSession() as http:
         srv = Server(url, app, http, tmp_path / "data", clock)
-        token = (srv.data_dir / "bootstrap-token").read_text().strip()
-        status, body = await srv.call("POST", "/auth/bootstrap", role=None,
-                                      json={"token": token, "username": "admin", "password": ADMIN_PASSWORD})
-        assert status == 201, body
-        srv.tokens["admin"] = await srv.login("admin", ADMIN_PASSWORD)
-        for role in ("operator", "viewer"):
-            status, body = await srv.call("POST", "/operators",
-                                          json={"username": role, "password": ADMIN_PASSWORD, "role": role})
-            assert status == 201, body
-            srv.tokens[role] = await srv.login(role, ADMIN_PASSWORD)
+        await sign_in_roles(srv)
         try:
             yield srv
         finally:

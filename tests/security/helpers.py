@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from rm_core.ids import new_id
-from tests.conftest import ADMIN_PASSWORD, FakeClock, Server, start_server
+from tests.conftest import FakeClock, Server, sign_in_roles, start_server
 
 
 @asynccontextmanager
@@ -24,16 +24,7 @@ async def custom_server(tmp_path: Path, **cfg: Any) -> AsyncIterator[Server]:
     try:
         async with aiohttp.ClientSession() as http:
             srv = Server(url, app, http, tmp_path / "data", clock)
-            token = (srv.data_dir / "bootstrap-token").read_text().strip()
-            status, body = await srv.call("POST", "/auth/bootstrap", role=None,
-                                          json={"token": token, "username": "admin", "password": ADMIN_PASSWORD})
-            assert status == 201, body
-            srv.tokens["admin"] = await srv.login("admin", ADMIN_PASSWORD)
-            for role in ("operator", "viewer"):
-                status, body = await srv.call("POST", "/operators",
-                                              json={"username": role, "password": ADMIN_PASSWORD, "role": role})
-                assert status == 201, body
-                srv.tokens[role] = await srv.login(role, ADMIN_PASSWORD)
+            await sign_in_roles(srv)
             yield srv
     finally:
         await runner.cleanup()
