@@ -218,10 +218,9 @@ class Swarm:
         hb = asyncio.create_task(self.heartbeats())
         try:
             while mono() < deadline:
-                try:
-                    cmd = await asyncio.wait_for(loop.run_in_executor(None, self._get_cmd), 5)
-                except asyncio.TimeoutError:
-                    continue
+                # no wait_for around the read: a timed-out read still takes the next command
+                # in its thread, and that command is lost; _get_cmd gives None after 1 s
+                cmd = await loop.run_in_executor(None, self._get_cmd)
                 if cmd is None:
                     continue
                 if cmd[0] == "stop":
@@ -324,10 +323,14 @@ class Swarm:
                     st.upto = max(st.upto, pl["upto_seq"])
                     st.event.set()
             elif t == "command.run":
-                if self.log_lines_per_job:
-                    asyncio.create_task(self.stream_job(ws, pl["job_id"], pl["kind"]))
+                self.on_command_run(ws, pl)
             elif t == "error":
                 self.errors.append(f"server error {pl.get('code')}: {str(pl.get('message'))[:100]}")
+
+    def on_command_run(self, ws: aiohttp.ClientWebSocketResponse, pl: dict) -> None:
+        """A job the server started: stream its log when log ingest is on (subclasses run others)."""
+        if self.log_lines_per_job:
+            asyncio.create_task(self.stream_job(ws, pl["job_id"], pl["kind"]))
 
     async def heartbeats(self) -> None:
         tick = 0
@@ -379,10 +382,11 @@ class Swarm:
             self.errors.append(f"log stream {job_id}: {type(exc).__name__} {exc}")
 
 
-def swarm_main(idx, base, creds, cmd_q, res_q, lifetime) -> None:
+def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, swarm_cls: type[Swarm] = Swarm) -> None:
+    """A child process's entry: one swarm (or a subclass, e.g. tui_scale's) until stopped."""
     raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(Swarm(idx, base, creds, cmd_q, res_q, lifetime).run())
+    asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime).run())
 
 
 # --------------------------------------------------------------------------- probe

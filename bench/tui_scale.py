@@ -41,7 +41,6 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -124,56 +123,18 @@ class TuiSwarm(ss.Swarm):
         if cmd[0] == "drop":
             n = 0
             for ws in list(self.conns.values()):
-                self.loop.create_task(ws.close())
+                asyncio.create_task(ws.close())
                 n += 1
             self.hello_ok.clear()
             return {"dropped": n}
         out = super().handle(cmd)
         if cmd[0] == "status":
-            out["last_hello"] = getattr(self, "last_hello", None)
+            out["last_hello"] = max(self.hello_at.values(), default=None)
         return out
 
-    async def run(self) -> None:
-        """Swarm.run without its wait_for around the queue read: a timed-out read still
-        consumed the next command in its thread, and that command was lost."""
-        self.loop = loop = asyncio.get_running_loop()
-        conn = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
-        self.session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None, connect=60))
-        deadline = ss.mono() + self.lifetime
-        sem = asyncio.Semaphore(64)
-        agents = [asyncio.create_task(self.agent(hid, tok, sem)) for hid, tok in self.creds]
-        hb = asyncio.create_task(self.heartbeats())
-        try:
-            while ss.mono() < deadline:
-                cmd = await loop.run_in_executor(None, self._get_cmd)  # returns None after 1 s
-                if cmd is None:
-                    continue
-                if cmd[0] == "stop":
-                    break
-                self.res_q.put((self.idx, self.handle(cmd)))
-        finally:
-            self.stopping = True
-            hb.cancel()
-            for t in agents:
-                t.cancel()
-            await asyncio.gather(*agents, hb, return_exceptions=True)
-            await self.session.close()
-
-    async def read_loop(self, hid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            env = json.loads(msg.data)
-            t, pl = env["type"], env.get("payload") or {}
-            if t == "schedule.set":
-                await ws.send_str(p.encode(p.message(p.ScheduleAck(version=pl["version"]))))
-                self.applied[hid] = pl["version"]
-            elif t == "hello.ok":
-                self.hello_ok.add(hid)
-                self.last_hello = ss.mono()
-            elif t == "command.run":
-                self.finish_now.clear()
-                self.running[pl["job_id"]] = asyncio.create_task(self.run_job(ws, pl["job_id"], pl["kind"]))
+    def on_command_run(self, ws: aiohttp.ClientWebSocketResponse, pl: dict) -> None:
+        self.finish_now.clear()
+        self.running[pl["job_id"]] = asyncio.create_task(self.run_job(ws, pl["job_id"], pl["kind"]))
 
     async def run_job(self, ws, job_id: str, kind: str) -> None:
         try:
@@ -196,12 +157,6 @@ class TuiSwarm(ss.Swarm):
             self.errors.append(f"job {job_id}: {type(exc).__name__} {exc}")
         finally:
             self.running.pop(job_id, None)
-
-
-def swarm_main(idx, base, creds, cmd_q, res_q, lifetime) -> None:
-    ss.raise_nofile()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(TuiSwarm(idx, base, creds, cmd_q, res_q, lifetime).run())
 
 
 def prepare_main(data_dir: str, n: int, out_q) -> None:
@@ -472,8 +427,9 @@ def run_size(n: int, args, ctx) -> dict:
         children = ss.Children(ctx, n_procs)
         agent_creds = creds[:n_agents]
         for i in range(n_procs):
-            cp = ctx.Process(target=swarm_main, args=(i, base, agent_creds[i::n_procs], children.cmd_qs[i],
-                                                      children.res_q, args.max_seconds), daemon=True)
+            cp = ctx.Process(target=ss.swarm_main, args=(i, base, agent_creds[i::n_procs], children.cmd_qs[i],
+                                                         children.res_q, args.max_seconds, TuiSwarm),
+                             daemon=True)
             cp.start()
             children.procs.append(cp)
         t0 = time.monotonic()
