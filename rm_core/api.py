@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from rm_core.bounds import Kbps, Name, absolute_paths
 from rm_core.cron import CronError, next_fires, zone
-from rm_core.enums import ActorKind, HostStatus, JobKind, JobState, Role
-from rm_core.protocol import LogLine, Retention, SnapshotInfo
-from rm_core.bounds import MAX_TIMEOUT_SECONDS, Kbps, Name, absolute_paths, showable_name
+from rm_core.enums import HostStatus, JobState, Role
+from rm_core.protocol import Retention, SnapshotInfo
 
 
 class Body(BaseModel):
@@ -300,85 +300,6 @@ class Maintenance(Body):
     forget: MaintenanceTask = MaintenanceTask()
     prune: MaintenanceTask = MaintenanceTask()
     check: CheckTask = CheckTask()
-
-
-# ---------------------------------------------------------------- jobs
-
-
-class JobBody(Body):
-    kind: JobKind
-    source_group_id: str | None = Field(default=None, validate_default=True)
-    read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
-    remove_all: bool = False
-    snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$", validate_default=True)
-    paths: list[str] = Field(default=[], max_length=1000)
-    target: str | None = Field(default=None, validate_default=True)
-    verify: bool = False  # restore: restic re-reads what it wrote and compares it with the snapshot
-    # restore: a snapshot of this other host's repository (admin only; the machine died)
-    from_host_id: str | None = Field(default=None, min_length=1, max_length=64)
-    limit_upload_kbps: Kbps | None = None
-    limit_download_kbps: Kbps | None = None
-    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
-
-    # Field validators (not a model validator) so a 400 names the field that is missing.
-    @field_validator("source_group_id")
-    @classmethod
-    def _backup_needs_group(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") in (JobKind.backup, JobKind.drill) and not v:
-            raise ValueError(f"source_group_id is required for a {info.data['kind'].value}")
-        return v
-
-    @field_validator("paths")
-    @classmethod
-    def _absolute_paths(cls, v: list[str]) -> list[str]:
-        for path in v:
-            if not path.startswith("/") or "\0" in path or "\n" in path or len(path) > 4096:
-                raise ValueError("paths must be absolute, without NUL or newline, at most 4096 characters: "
-                                 f"{path[:200]!r}")
-        return v
-
-    @field_validator("snapshot_id")
-    @classmethod
-    def _restore_needs_snapshot(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") == JobKind.restore and not v:
-            raise ValueError("snapshot_id is required for a restore")
-        return v
-
-    @field_validator("target")
-    @classmethod
-    def _restore_needs_absolute_target(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") == JobKind.restore and (not v or not v.startswith("/")):
-            raise ValueError("target must be an absolute path for a restore")
-        return v
-
-
-class Job(Out):
-    id: str
-    host_id: str
-    kind: JobKind
-    state: JobState
-    actor_kind: ActorKind
-    actor_id: str | None = None
-    schedule_id: str | None = None
-    source_group_id: str | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    exit_code: int | None = None
-    summary: dict[str, Any] | None = None
-    error: str | None = None
-    params: dict[str, Any] = {}
-    log_dropped: int = 0
-
-
-class JobLogLine(LogLine):
-    """One stored line of a job's log, as the agent sent it."""
-
-
-class JobLogPage(Out):
-    lines: list[JobLogLine]
-    next_seq: int
-    done: bool
 
 
 class Snapshot(SnapshotInfo):

@@ -10,7 +10,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from rm_core.api import Host, Job
+from rm_core.api import Host
+from rm_core.jobs import Job
 from rm_tui import messages as m
 from rm_tui.client import ApiError, Client, Event
 from rm_tui.screens.login import LoginScreen

@@ -12,9 +12,10 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from rm_core.api import (AuditEntry, EnrollmentToken, EnrollmentTokenCreated, ErrorBody, Host, Job, JobLogPage,
-                         LoginResponse, Maintenance, Operator, RepoInfo, Schedule, ScheduleList, Snapshot, SourceGroup)
+from rm_core.api import (AuditEntry, EnrollmentToken, EnrollmentTokenCreated, ErrorBody, Host, LoginResponse, Maintenance,
+                         Operator, RepoInfo, Schedule, ScheduleList, Snapshot, SourceGroup)
 from rm_core.fingerprints import normalise_fingerprint
+from rm_core.jobs import Job, JobLogPage
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 

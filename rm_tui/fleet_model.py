@@ -11,8 +11,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from rm_core.api import Host, Job, LastBackup
+from rm_core.api import Host, LastBackup
 from rm_core.enums import HostStatus, JobKind, JobState
+from rm_core.jobs import Job
 
 FAILED = (JobState.failed, JobState.lost)
 # Most urgent first: a stale host has missed backups, a failed one broke, offline ones may come back.

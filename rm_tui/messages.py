@@ -9,7 +9,8 @@ from typing import Any
 
 from textual.message import Message
 
-from rm_core.api import Host, Job, Operator
+from rm_core.api import Host, Operator
+from rm_core.jobs import Job
 
 
 class LoggedIn(Message):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from rm_core.enums import ActorKind, JobKind, Role
-from rm_core.api import Job
 from rm_core.drills import Drill, DrillPolicy
+from rm_core.jobs import Job
 from rm_server.api.common import actor, job_accepted, parse_body, reply, requires
 from rm_server.api.doc import Accepted, documented
 from rm_server.keys import JOBS, STORE

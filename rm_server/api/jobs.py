@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import Job, JobBody, JobLogPage
 from rm_core.enums import JobKind, JobState, Role
+from rm_core.jobs import Job, JobBody, JobLogPage
 from rm_server.api.common import OPERATOR_KEY, actor, job_accepted, parse_body, query_enum, query_int, reply, requires
 from rm_server.api.doc import Accepted, Listing, documented, q_enum, q_int, q_str
 from rm_server.errors import Forbidden

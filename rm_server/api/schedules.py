@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.api import Job, JobBody, Schedule, ScheduleBody, ScheduleList, SourceGroup, SourceGroupBody
+from rm_core.api import Schedule, ScheduleBody, ScheduleList, SourceGroup, SourceGroupBody
 from rm_core.enums import JobKind, Role
+from rm_core.jobs import Job, JobBody
 from rm_server.api.common import actor, job_accepted, parse_body, reply, requires
 from rm_server.api.doc import Accepted, Listing, documented
 from rm_server.keys import JOBS, SCHEDULES, STORE

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rm_core import protocol as p
-from rm_core.api import Job, JobBody
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
+from rm_core.jobs import Job, JobBody
 from rm_server.errors import BadRequest, ConflictError
 from rm_server.services.notify import Notifier
 from rm_server.store import SYSTEM, Actor, NewJob, NotFound, Store

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from rm_core.api import Job
+from rm_core.jobs import Job
 from rm_core.urls import redact_webhook
 from rm_server.store import Store
 

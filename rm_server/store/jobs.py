@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from rm_core.api import Job, JobLogLine, JobLogPage
 from rm_core.enums import ActorKind, JobKind, JobState
 from rm_core.ids import new_id
+from rm_core.jobs import Job, JobLogLine, JobLogPage
 from rm_core.protocol import JobFinished, JobLog, JobStarted, LogLine
 from rm_server.store.base import Table, Tx
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads

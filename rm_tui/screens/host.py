@@ -13,8 +13,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, Tabs
 
-from rm_core.api import Host, Job, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
+from rm_core.api import Host, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
 from rm_core.enums import JobKind
+from rm_core.jobs import Job
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.format import age, duration, plural, short_id, size, when

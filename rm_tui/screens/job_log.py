@@ -11,8 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
-from rm_core.api import Job, JobLogLine
 from rm_core.enums import HostStatus, JobState
+from rm_core.jobs import Job, JobLogLine
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.format import duration, human_summary, plural, short_id, size, when

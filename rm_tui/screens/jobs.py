@@ -10,8 +10,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, Static
 
-from rm_core.api import Job
 from rm_core.enums import JobState
+from rm_core.jobs import Job
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.format import age, plural, short_id

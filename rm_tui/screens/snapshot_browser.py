@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Label, Static
 
-from rm_core.api import Job
+from rm_core.jobs import Job
 from rm_core.queries import LsEntry, LsPage
 from rm_tui.client import ApiError
 from rm_tui.format import size

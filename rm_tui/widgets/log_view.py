@@ -15,7 +15,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from rm_core.api import JobLogLine
+from rm_core.jobs import JobLogLine
 
 
 class LogView(ScrollView, can_focus=True):

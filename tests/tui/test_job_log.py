@@ -9,7 +9,7 @@ from textual.widgets import ProgressBar, Static
 from rm_tui.widgets.log_view import LogView
 
 from rm_core import protocol as p
-from rm_core.api import Job
+from rm_core.jobs import Job
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.job_log import JobLogScreen
 from tests.conftest import TestAgent, wait_for

@@ -154,7 +154,7 @@ def test_job_log_screen(fleet_server, snap_compare):
     srv.call("POST", f"/hosts/{ids['web-1']}/source-groups/{ids['group']}/run")
 
     async def run_before(pilot) -> None:
-        from rm_core.api import JobLogLine
+        from rm_core.jobs import JobLogLine
         from rm_tui.screens.job_log import JobLogScreen
 
         await sign_in(pilot)
