@@ -14,6 +14,7 @@ from typing import Any, Callable
 from rm_agent.jobs import Job, JobResult
 from rm_agent.outbox import Outbox
 from rm_core import protocol as p
+from rm_core.bounds import cut_log_line
 from rm_core.restic import Progress
 from rm_core.times import iso, utcnow
 
@@ -50,8 +51,8 @@ class JobEventSink:
 
     def log(self, job: Job, stream: str, text: str) -> None:
         buf = self._log_buf.setdefault(job.job_id, [])
-        # Cut here, before the outbox: the server would cut it anyway (protocol.MAX_LOG_LINE).
-        buf.append((iso(utcnow()), stream, p.cut_log_line(text)))
+        # Cut here, before the outbox: the server would cut it anyway (bounds.MAX_LOG_LINE).
+        buf.append((iso(utcnow()), stream, cut_log_line(text)))
         if len(buf) >= LOG_BATCH_LINES:
             self._flush(job.job_id)
         elif self._flush_handle is None:

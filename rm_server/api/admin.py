@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from rm_core.api import AuditEntry, Maintenance, ServerSettings
+from rm_core.bounds import INT64_MAX
 from rm_core.enums import Role
-from rm_core.protocol import INT64_MAX
 from rm_core.urls import redact_webhook
 from rm_server.api.common import OPERATOR_KEY, actor, parse_body, query_int, reply, requires
 from rm_server.api.doc import Listing, Query, documented, q_int

@@ -6,6 +6,7 @@ import asyncio
 import os
 
 from rm_core import protocol as p
+from rm_core.bounds import MAX_LOG_LINE
 from rm_core.ids import new_id
 from rm_server.services.agent_messages import MINTED_JOBS_PER_HOUR
 from tests.conftest import wait_for
@@ -33,7 +34,7 @@ async def test_huge_log_lines_are_cut_and_log_pages_capped_in_bytes(server):
     assert grown < 6 * MIB, f"database grew {grown / MIB:.1f} MiB for 60 lines"
     status, page = await server.call("GET", f"/jobs/{job_id}/logs?limit=10000", role="viewer")
     assert status == 200
-    assert all(len(ln["text"]) <= p.MAX_LOG_LINE for ln in page["lines"])
+    assert all(len(ln["text"]) <= MAX_LOG_LINE for ln in page["lines"])
     assert page["lines"][0]["text"].endswith("[truncated]")
     assert sum(len(ln["text"]) for ln in page["lines"]) <= 1.1 * MIB
 
