@@ -138,6 +138,28 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
             await runner.cleanup()
 
 
+@pytest.fixture
+async def webhook() -> AsyncIterator[tuple[str, list[dict]]]:
+    """A receiver for the server's webhook posts on port 0: (its URL, the JSON bodies it got)."""
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        await runner.cleanup()
+
+
 class TestAgent:
     """A protocol-level agent: speaks the WebSocket protocol directly, for server tests."""
 

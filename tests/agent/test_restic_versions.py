@@ -29,6 +29,7 @@ from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.ids import new_id
 from rm_core.protocol import Bandwidth, RepoCredentials
 from rm_core.urls import repository_url
+from tests.processes import free_port
 
 from .conftest import PASSWORD, RESTIC, Recorder
 
@@ -71,12 +72,6 @@ def restic(request) -> Restic:
 
 # ------------------------------------------------------------------ REST servers
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_accepting(proc: subprocess.Popen, port: int, timeout: float = 15) -> bool:
     """True once the port accepts connections; False if the server exited (port taken)."""
     deadline = time.monotonic() + timeout
@@ -113,7 +108,7 @@ def start_rest_server(data: Path, ht: Path, *flags: str) -> tuple[subprocess.Pop
     if REST_SERVER is None:
         pytest.skip(MISSING_REST_SERVER)
     for _ in range(5):  # another worker may take the free port between probe and listen
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen([REST_SERVER, "--path", str(data), "--listen", f"127.0.0.1:{port}",
                                  "--htpasswd-file", str(ht), *flags],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -8,9 +8,6 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-from aiohttp import web
-
 from rm_agent.agent import Agent
 from rm_agent.config import AgentConfig, load_config, save_config
 from rm_agent.secrets import SecretStore
@@ -153,27 +150,6 @@ async def test_cross_host_restore_leaves_no_credentials_on_the_target(server: Se
         assert not list((state_b / "tmp").glob("restic-pw-*")), "the password file is removed after the run"
     finally:
         await run_b.close()
-
-
-@pytest.fixture
-async def webhook():
-    received: list[dict] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/hook", received
-    finally:
-        await runner.cleanup()
 
 
 async def test_drills_pass_then_find_damage(server: Server, tmp_path: Path, restic: Restic, webhook) -> None:

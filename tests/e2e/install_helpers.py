@@ -6,18 +6,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.processes import Proc
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "dist"
@@ -64,12 +63,6 @@ esac
 SUDO = '#!/bin/sh\nexec "$@"\n'
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def build_zipapps(stamp: str) -> Path:
     """`scripts/build-zipapps`, exactly as README.md shows it, once per test run (workers share dist/)."""
     DIST.mkdir(exist_ok=True)
@@ -83,47 +76,6 @@ def build_zipapps(stamp: str) -> Path:
             assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
             marker.write_text(stamp)
     return DIST
-
-
-class Proc:
-    """A child whose stderr a thread collects (so it never blocks)."""
-
-    def __init__(self, argv: list[str], **kw: Any) -> None:
-        self.argv = argv
-        self.lines: list[str] = []
-        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  text=True, start_new_session=True, **kw)
-        self._t = threading.Thread(target=self._pump, daemon=True)
-        self._t.start()
-
-    def _pump(self) -> None:
-        assert self.p.stderr
-        for line in self.p.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_line(self, pattern: str, timeout: float = 60) -> re.Match:
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if m := rx.search(line):
-                    return m
-            if self.p.poll() is not None and not self._t.is_alive():
-                break
-            time.sleep(0.02)  # polling a child's output against a deadline
-        raise AssertionError(f"{self.argv[:3]}: no line matching {pattern!r}:\n" + "\n".join(self.lines[-30:]))
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGTERM)
-        try:
-            self.p.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.p.pid, signal.SIGKILL)
-            self.p.wait(10)
-        self._t.join(5)
-        if self.p.stderr:
-            self.p.stderr.close()
 
 
 class PyzServer:

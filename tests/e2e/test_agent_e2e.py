@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +23,7 @@ import bcrypt
 import pytest
 
 from tests.conftest import wait_for
+from tests.processes import Proc, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -34,49 +31,6 @@ BIN = Path(sys.executable).parent
 RESTIC = shutil.which("restic") or "/usr/bin/restic"
 PASSWORD = "e2e repo password 1"
 ADMIN_PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A child process whose stderr is collected by a thread (so it never blocks)."""
-
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.argv = argv
-        self.lines: list[str] = []
-        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-        self._t = threading.Thread(target=self._pump, daemon=True)
-        self._t.start()
-
-    def _pump(self) -> None:
-        assert self.p.stderr
-        for line in self.p.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_line(self, pattern: str, timeout: float = 20) -> re.Match:
-        deadline = time.monotonic() + timeout
-        rx = re.compile(pattern)
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if m := rx.search(line):
-                    return m
-            if self.p.poll() is not None and not self._t.is_alive():
-                break
-            time.sleep(0.02)  # polling a child's output with a deadline
-        raise AssertionError(f"{self.argv[0]}: no line matching {pattern!r}; output:\n" + "\n".join(self.lines[-30:]))
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, sig)
-        self.p.wait(30)
-        self._t.join(5)
-        if self.p.stderr:
-            self.p.stderr.close()
 
 
 @dataclass
@@ -97,7 +51,7 @@ class E2EServer:
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
         if self.proc:
-            self.proc.kill(sig)
+            self.proc.stop(sig)
 
     @property
     def ssl(self) -> aiohttp.Fingerprint:
@@ -167,7 +121,7 @@ def repo(request, tmp_path: Path) -> Iterator[Repo]:
         yield Repo(url, {"url": url, "password": PASSWORD, "rest_user": "backup", "rest_password": "rest-secret-9"},
                    {"RESTIC_REPOSITORY": authed})
     finally:
-        rclone.kill(signal.SIGTERM)
+        rclone.stop()
 
 
 class AgentProc:
@@ -180,7 +134,7 @@ class AgentProc:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc:
-            self.proc.kill(sig)
+            self.proc.stop(sig)
 
     def status(self) -> dict:
         out = subprocess.run([str(BIN / "rm-agent"), "status", "--config", str(self.config), "--json"],

@@ -19,7 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.e2e.install_helpers import (DIST, ROOT, InstallRoot, Proc, PyzServer, build_zipapps, free_port)
+from tests.e2e.install_helpers import ROOT, InstallRoot, PyzServer, build_zipapps
+from tests.processes import Proc, free_port
 
 pytestmark = pytest.mark.e2e
 PYENV = Path.home() / ".pyenv" / "versions"

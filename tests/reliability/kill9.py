@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,16 +30,11 @@ from rm_core import protocol as p
 from rm_core.ids import new_id
 from rm_core.times import utcnow
 from rm_core.version import PROTOCOL_VERSION
+from tests.processes import free_port
 
 BIN = Path(sys.executable).parent
 ADMIN_PASSWORD = "correct horse battery"
 BATCH = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from aiohttp import web
 
 from rm_core.enums import HostStatus, JobKind
 from rm_server.keys import MAINTAINER, NOTIFIER
@@ -85,27 +84,6 @@ def test_stale_hosts_table(groups, last_success, expected):
 
 
 # ------------------------------------------------------------ the ticker against a real server
-
-
-@pytest.fixture
-async def webhook():
-    received: list[dict] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({})
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/hook", received
-    finally:
-        await runner.cleanup()
 
 
 async def set_webhook(server, url):
