@@ -382,7 +382,7 @@ class Swarm:
             self.errors.append(f"log stream {job_id}: {type(exc).__name__} {exc}")
 
 
-def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, swarm_cls: type[Swarm] = Swarm) -> None:
+def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, *, swarm_cls: type[Swarm] = Swarm) -> None:
     """A child process's entry: one swarm (or a subclass, e.g. tui_scale's) until stopped."""
     raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)

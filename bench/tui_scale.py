@@ -428,8 +428,8 @@ def run_size(n: int, args, ctx) -> dict:
         agent_creds = creds[:n_agents]
         for i in range(n_procs):
             cp = ctx.Process(target=ss.swarm_main, args=(i, base, agent_creds[i::n_procs], children.cmd_qs[i],
-                                                         children.res_q, args.max_seconds, TuiSwarm),
-                             daemon=True)
+                                                         children.res_q, args.max_seconds),
+                             kwargs={"swarm_cls": TuiSwarm}, daemon=True)
             cp.start()
             children.procs.append(cp)
         t0 = time.monotonic()
