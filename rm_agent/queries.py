@@ -8,7 +8,6 @@ Secrets reach restic only through restic_exec (environment + 0600 password file)
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional
@@ -270,26 +269,15 @@ async def forget_preview(runner: QueryRunner, ctx: ResticContext, params: q.Forg
     if res.exit_code != 0:
         raise _failure(ctx, res, "restic forget --dry-run")
     keep = remove = 0
-    for item in L.forget_preview(_json_document(res.stdout)):
+    try:
+        doc = R.load_json_document(res.stdout)
+    except ValueError:
+        raise QueryFailed(R.ERR_FATAL, "restic forget --dry-run printed no JSON document") from None
+    for item in L.forget_preview([] if doc is None else doc):
         keep += item["action"] == "keep"
         remove += item["action"] == "remove"
         out.add(item, 400)
     out.finish({"keep_count": keep, "remove_count": remove})
-
-
-def _json_document(stdout: str) -> Any:
-    text = stdout.strip()
-    if not text:
-        return []
-    try:
-        return json.loads(text)
-    except ValueError:
-        for line in reversed(text.splitlines()):  # a status line may follow the document
-            try:
-                return json.loads(line)
-            except ValueError:
-                continue
-    raise QueryFailed(R.ERR_FATAL, "restic forget --dry-run printed no JSON document")
 
 
 KINDS: Dict[str, Handler] = {

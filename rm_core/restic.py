@@ -188,7 +188,8 @@ def error_message(msg: dict[str, Any]) -> str | None:
     return text
 
 
-def _load_json_document(stdout: str) -> Any:
+def load_json_document(stdout: str) -> Any:
+    """The JSON document restic printed with --json (None for no output); ValueError when none parses."""
     stdout = stdout.strip()
     if not stdout:
         return None
@@ -206,7 +207,7 @@ def _load_json_document(stdout: str) -> Any:
 
 def parse_snapshots(stdout: str) -> list[dict[str, Any]]:
     """`snapshots --json` -> list of snapshot dicts (id, short_id, time, hostname, paths, tags)."""
-    doc = _load_json_document(stdout)
+    doc = load_json_document(stdout)
     if doc is None:
         return []
     if not isinstance(doc, list):
@@ -231,7 +232,7 @@ def parse_snapshots(stdout: str) -> list[dict[str, Any]]:
 
 def parse_forget(stdout: str) -> dict[str, Any]:
     """`forget --json` -> {"keep": n, "remove": n, "removed_ids": [...]} over all groups."""
-    doc = _load_json_document(stdout)
+    doc = load_json_document(stdout)
     keep = remove = 0
     removed: list[str] = []
     for group in doc or []:
@@ -246,7 +247,7 @@ def parse_forget(stdout: str) -> dict[str, Any]:
 
 def parse_stats(stdout: str) -> dict[str, Any]:
     """`stats --json --mode raw-data` -> the dict (total_size, total_file_count, snapshots_count...)."""
-    doc = _load_json_document(stdout)
+    doc = load_json_document(stdout)
     if not isinstance(doc, dict):
         raise ValueError("restic stats --json did not print an object")
     return doc
