@@ -160,6 +160,13 @@ async def webhook() -> AsyncIterator[tuple[str, list[dict]]]:
         await runner.cleanup()
 
 
+
+async def set_webhook(server: Server, url: str) -> None:
+    """Point the server's webhook at `url` (the webhook fixture's receiver)."""
+    status, body = await server.call("PUT", "/settings", json={"webhook_url": url})
+    assert status == 200, body
+
+
 class TestAgent:
     """A protocol-level agent: speaks the WebSocket protocol directly, for server tests."""
 

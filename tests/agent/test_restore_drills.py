@@ -11,7 +11,7 @@ from urllib.parse import quote
 from rm_agent.agent import Agent
 from rm_agent.config import AgentConfig, load_config, save_config
 from rm_agent.secrets import SecretStore
-from tests.conftest import Server, wait_for
+from tests.conftest import Server, set_webhook, wait_for
 
 from .test_agent_server import AgentClock, Running, all_logs, host_state, job_done
 from .test_restic_versions import Restic, restic  # noqa: F401 (fixture)
@@ -154,8 +154,7 @@ async def test_cross_host_restore_leaves_no_credentials_on_the_target(server: Se
 
 async def test_drills_pass_then_find_damage(server: Server, tmp_path: Path, restic: Restic, webhook) -> None:
     url, received = webhook
-    status, body = await server.call("PUT", "/settings", json={"webhook_url": url})
-    assert status == 200, body
+    await set_webhook(server, url)
     repo = tmp_path / "repo"
     host_id, run, state = await start_agent(server, tmp_path, "web-1", repo, PW_B, restic)
     try:

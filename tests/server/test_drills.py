@@ -5,12 +5,11 @@ good drill for too long notifies once, and once again when it recovers."""
 from __future__ import annotations
 
 from rm_server.keys import DRILLS
-from tests.conftest import wait_for
+from tests.conftest import set_webhook, wait_for
 from tests.server.server_helpers import finished, make_group, online_host, started
-from tests.server.test_maintenance import set_webhook, webhook  # noqa: F401 (fixture)
 
 
-async def test_ticker_starts_due_drills_and_flags_overdue_groups(server, webhook):  # noqa: F811
+async def test_ticker_starts_due_drills_and_flags_overdue_groups(server, webhook):
     url, received = webhook
     await set_webhook(server, url)
     host_id, agent = await online_host(server)

@@ -9,7 +9,7 @@ import pytest
 from rm_core.enums import HostStatus, JobKind
 from rm_server.keys import MAINTAINER, NOTIFIER
 from rm_server.services.maintenance import Cadence, HostState, ScheduledGroup, decide, stale_hosts
-from tests.conftest import wait_for
+from tests.conftest import set_webhook, wait_for
 from tests.server.server_helpers import finished, make_group, make_schedule, online_host, started
 
 NOW = datetime(2024, 5, 10, 12, 30, tzinfo=timezone.utc)
@@ -84,11 +84,6 @@ def test_stale_hosts_table(groups, last_success, expected):
 
 
 # ------------------------------------------------------------ the ticker against a real server
-
-
-async def set_webhook(server, url):
-    status, body = await server.call("PUT", "/settings", json={"webhook_url": url})
-    assert status == 200, body
 
 
 async def test_ticker_dispatches_maintenance_as_system(server):
