@@ -10,7 +10,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from rm_core.api import Host
+from rm_core.api import AuditEntry, Host
 from rm_core.jobs import Job
 from rm_tui import messages as m
 from rm_tui.client import ApiError, Client, Event
@@ -178,6 +178,8 @@ def to_message(event: Event) -> m.ServerEvent | None:
             version, applied = p.get("version"), p.get("applied_version")
             return m.ScheduleUpdated(p["host_id"], int(version) if version is not None else None,
                                      int(applied) if applied is not None else None)
+        if event.type == "audit.appended":
+            return m.AuditAppended(AuditEntry.model_validate(p))
     except (ValueError, KeyError, TypeError):
         return None  # a newer server may send shapes this console cannot read
     return None

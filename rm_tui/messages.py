@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.message import Message
 
-from rm_core.api import Host, Operator
+from rm_core.api import AuditEntry, Host, Operator
 from rm_core.jobs import Job
 
 
@@ -71,3 +71,9 @@ class ScheduleUpdated(ServerEvent):
         self.host_id = host_id
         self.version = version
         self.applied_version = applied_version
+
+
+class AuditAppended(ServerEvent):
+    def __init__(self, entry: AuditEntry) -> None:
+        super().__init__()
+        self.entry = entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -10,22 +11,63 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Header, Label, Static
+from textual.widgets import Button, Footer, Header, Label, Static
 
 from rm_core.api import AuditEntry, EnrollmentToken, EnrollmentTokenCreated, Operator
 from rm_tui.client import ApiError
-from rm_tui.format import plural, short_ids, when
+from rm_tui import messages as m
+from rm_tui.format import age, plural, short_ids, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.forms import EnrollmentForm, OperatorForm
+from rm_tui.widgets.table import Column, ResourceTable
 
 AUDIT_PAGE = 100
 
 
-def selected_key(table: DataTable) -> str | None:
-    if table.row_count == 0:
-        return None
-    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+TOKEN_COLUMNS = [Column("name", "Name", 20), Column("created", "Created", 16), Column("expires", "Expires", 16),
+                 Column("uses", "Uses", 7), Column("repo", "Repo", 5), Column("paths", "Initial paths", 0)]
+AUDIT_COLUMNS = [Column("id", "#", 7), Column("ts", "When", 26), Column("actor", "Who", 20),
+                 Column("action", "Action", 22), Column("target", "Target", 16), Column("details", "Details", 0)]
+OPERATOR_COLUMNS = [Column("username", "Username", 24), Column("role", "Role", 10), Column("state", "State", 10),
+                    Column("created", "Created", 0)]
+
+
+def stamp(ts: datetime | None) -> str:
+    """'14:03:12 · 5m ago': the exact time an audit asks for, and how long ago at a glance."""
+    return f"{when(ts)} · {age(ts)} ago" if ts else "—"
+
+
+def detail_text(details: dict[str, Any]) -> str:
+    """`k=v, …` with ids as the 8 characters shown everywhere else and lists comma-joined."""
+    parts = []
+    for k, v in details.items():
+        shown = ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+        parts.append(f"{k}={shown}")
+    return short_ids("; ".join(parts))
+
+
+class TableScreen(ApiScreen):
+    """A list screen around one ResourceTable: the table has focus on open and again when a
+    form, dialog or the next screen closes, so arrows and j/k/g/G always move its cursor."""
+
+    TABLE_ID = ""
+
+    @property
+    def table(self) -> ResourceTable:
+        return self.query_one(f"#{self.TABLE_ID}", ResourceTable)
+
+    def on_mount(self) -> None:  # Textual calls this as well as the subclass's own on_mount
+        self.table.focus()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self.table.focus()
+
+    def show(self, keys: list[str], keep_key: bool = True) -> None:
+        """New rows in this order; the cursor stays on its row when others are inserted around it."""
+        self.table.set_rows(keys, keep_key=keep_key)
+        self.table.invalidate(None)
 
 
 class SecretDialog(ModalScreen[None]):
@@ -66,8 +108,9 @@ class SecretDialog(ModalScreen[None]):
         self.notify(f"{what.replace('_', ' ')} copied to the clipboard", timeout=3)
 
 
-class EnrollmentScreen(ApiScreen):
+class EnrollmentScreen(TableScreen):
     CSS_PATH = "admin.tcss"
+    TABLE_ID = "tokens"
     MUTATING = frozenset({"new", "delete"})
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -79,50 +122,44 @@ class EnrollmentScreen(ApiScreen):
     def __init__(self, open_form: bool = False) -> None:
         super().__init__()
         self.open_form = open_form
-        self.tokens: list[EnrollmentToken] = []
+        self.tokens: dict[str, EnrollmentToken] = {}
         self.loaded = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Enrollment tokens let a new host join: create one, run its install command on the host.",
                      classes="screen-hint")
-        table: DataTable[str] = DataTable(id="tokens", cursor_type="row", zebra_stripes=True)
-        for key, label in (("name", "Name"), ("created", "Created"), ("expires", "Expires"), ("uses", "Uses"),
-                           ("paths", "Initial paths"), ("repo", "Repo")):
-            table.add_column(label, key=key)
-        yield table
+        yield ResourceTable(TOKEN_COLUMNS, self.cells, id="tokens", empty="loading tokens…")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "Enrollment"
-        self.query_one("#tokens", DataTable).focus()
         self.load()
         if self.open_form and not self.readonly:
             self.action_new()
 
+    def cells(self, token_id: str) -> list[Text | str]:
+        t = self.tokens[token_id]
+        return [t.name or "—", when(t.created_at), when(t.expires_at), f"{t.uses}/{t.max_uses}",
+                "yes" if t.has_repo else "—", ", ".join(t.initial_paths) or "—"]
+
     @work(exclusive=True, group="tokens-load")
     async def load(self) -> None:
         try:
-            self.tokens = await self.client.enrollment_tokens()
+            tokens = await self.client.enrollment_tokens()
         except ApiError as exc:
             self.report(exc, "Cannot list enrollment tokens")
             return
+        self.tokens = {t.id: t for t in tokens}
         self.loaded = True
-        table = self.query_one("#tokens", DataTable)
-        table.clear()
-        for t in sorted(self.tokens, key=lambda t: t.created_at, reverse=True):
-            table.add_row(t.name or "—", when(t.created_at), when(t.expires_at), f"{t.uses}/{t.max_uses}",
-                          ", ".join(t.initial_paths) or "—", "yes" if t.has_repo else "—", key=t.id)
+        self.table.empty = "no enrollment tokens: press n to create one"
+        self.show([t.id for t in sorted(tokens, key=lambda t: t.created_at, reverse=True)])
 
     def action_reload(self) -> None:
         self.load()
 
     def action_new(self, values: dict[str, Any] | None = None, error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.create(body)
-
-        self.app.push_screen(EnrollmentForm(values, error), done)
+        self.push_form(EnrollmentForm(values, error), self.create)
 
     @work(group="tokens-save")
     async def create(self, body: dict[str, Any]) -> None:
@@ -137,11 +174,11 @@ class EnrollmentScreen(ApiScreen):
         self.app.push_screen(SecretDialog(created))
 
     def action_delete(self) -> None:
-        key = selected_key(self.query_one("#tokens", DataTable))
+        key = self.table.cursor_key
         if key is None:
             self.notify("No token selected", severity="warning")
             return
-        name = next((t.name for t in self.tokens if t.id == key), None) or key
+        name = self.tokens[key].name or key
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -161,10 +198,12 @@ class EnrollmentScreen(ApiScreen):
         self.load()
 
 
-class AuditScreen(ApiScreen):
-    """Newest first, a page at a time: `]` older, `[` newer."""
+class AuditScreen(TableScreen):
+    """Newest first, a page at a time: `]` older, `[` newer. The newest page follows
+    `audit.appended` live; the cursor stays on its entry as new ones arrive above it."""
 
     CSS_PATH = "admin.tcss"
+    TABLE_ID = "audit"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("right_square_bracket", "older", "Older", key_display="]"),
@@ -177,24 +216,27 @@ class AuditScreen(ApiScreen):
         self.page_size = page_size or AUDIT_PAGE
         self.cursors: list[int | None] = [None]  # `before` of each page seen; the last is the one shown
         self.entries: list[AuditEntry] = []
+        self.by_key: dict[str, AuditEntry] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="audit-status", classes="screen-hint")
-        table: DataTable[str] = DataTable(id="audit", cursor_type="row", zebra_stripes=True)
-        for key, label in (("id", "#"), ("ts", "When"), ("actor", "Who"), ("action", "Action"),
-                           ("target", "Target"), ("details", "Details")):
-            table.add_column(label, key=key)
-        yield table
+        yield ResourceTable(AUDIT_COLUMNS, self.cells, id="audit", empty="loading the audit log…")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "Audit"
-        self.query_one("#audit", DataTable).focus()
         self.load()
+        self.set_interval(30, lambda: self.table.invalidate(None))  # "5m ago" grows with the clock
+
+    def cells(self, key: str) -> list[Text | str]:
+        e = self.by_key[key]
+        who = e.actor_name or e.actor_id or e.actor_kind
+        return [str(e.id), stamp(e.ts), f"{e.actor_kind}:{short_ids(who)}", e.action, short_ids(e.target or "—"),
+                detail_text(e.details)]
 
     @work(exclusive=True, group="audit-load")
-    async def load(self) -> None:
+    async def load(self, keep_key: bool = False) -> None:
         try:
             entries = await self.client.audit(self.page_size, self.cursors[-1])
         except ApiError as exc:
@@ -204,18 +246,26 @@ class AuditScreen(ApiScreen):
             self.cursors.pop()
             self.notify("no older entries", timeout=2)
             return
+        self.table.empty = "the audit log is empty"
+        self.show_entries(entries, keep_key)
+
+    def show_entries(self, entries: list[AuditEntry], keep_key: bool) -> None:
         self.entries = entries
-        table = self.query_one("#audit", DataTable)
-        table.clear()
-        for e in entries:
-            who = e.actor_name or e.actor_id or e.actor_kind
-            details = ", ".join(f"{k}={v}" for k, v in e.details.items())
-            table.add_row(str(e.id), when(e.ts), f"{e.actor_kind}:{short_ids(who)}", e.action,
-                          short_ids(e.target or "—"), short_ids(details)[:120], key=str(e.id))
-        page = len(self.cursors)
+        self.by_key = {str(e.id): e for e in entries}
+        self.show([str(e.id) for e in entries], keep_key=keep_key)
         span = f"#{entries[0].id}–#{entries[-1].id}" if entries else "empty"
+        live = "  ·  live" if len(self.cursors) == 1 else ""
         self.query_one("#audit-status", Static).update(
-            f"page {page} ({span}, newest first)  ·  ] older  ·  [ newer")
+            f"page {len(self.cursors)} ({span}, newest first){live}  ·  ] older  ·  [ newer")
+
+    def on_audit_appended(self, message: m.AuditAppended) -> None:
+        if len(self.cursors) > 1 or any(e.id == message.entry.id for e in self.entries):
+            return  # an older page stays as it was
+        self.show_entries([message.entry, *self.entries][:self.page_size], keep_key=True)
+
+    def on_events_connected(self, _: m.EventsConnected) -> None:
+        if len(self.cursors) == 1 and self.entries:
+            self.load(keep_key=True)  # what was appended while the stream was down
 
     def action_older(self) -> None:
         if self.entries and len(self.entries) == self.page_size:
@@ -231,11 +281,12 @@ class AuditScreen(ApiScreen):
 
     def action_reload(self) -> None:
         self.cursors = [None]
-        self.load()
+        self.load(keep_key=True)
 
 
-class OperatorsScreen(ApiScreen):
+class OperatorsScreen(TableScreen):
     CSS_PATH = "admin.tcss"
+    TABLE_ID = "operators"
     MUTATING = frozenset({"new", "edit", "delete"})
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -254,16 +305,17 @@ class OperatorsScreen(ApiScreen):
         yield Header()
         yield Static("Operators sign in to the console and the API. viewer reads; operator also acts; "
                      "admin also manages operators and server settings.", classes="screen-hint")
-        table: DataTable[Text | str] = DataTable(id="operators", cursor_type="row", zebra_stripes=True)
-        for key, label in (("username", "Username"), ("role", "Role"), ("state", "State"), ("created", "Created")):
-            table.add_column(label, key=key)
-        yield table
+        yield ResourceTable(OPERATOR_COLUMNS, self.cells, id="operators", empty="loading operators…")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "Operators"
-        self.query_one("#operators", DataTable).focus()
         self.load()
+
+    def cells(self, operator_id: str) -> list[Text | str]:
+        o = self.operators[operator_id]
+        state = Text("disabled", style="red") if o.disabled else Text("active", style="green")
+        return [o.username, o.role.value, state, when(o.created_at)]
 
     @work(exclusive=True, group="operators-load")
     async def load(self) -> None:
@@ -274,38 +326,27 @@ class OperatorsScreen(ApiScreen):
             return
         self.operators = {o.id: o for o in ops}
         self.loaded = True
-        table = self.query_one("#operators", DataTable)
-        selected = selected_key(table)
-        table.clear()
-        for o in sorted(ops, key=lambda o: o.username):
-            state = Text("disabled", style="red") if o.disabled else Text("active", style="green")
-            table.add_row(o.username, o.role.value, state, when(o.created_at), key=o.id)
-        if selected in table.rows:
-            table.move_cursor(row=table.get_row_index(selected))
+        self.show([o.id for o in sorted(ops, key=lambda o: o.username)])
 
     def action_reload(self) -> None:
         self.load()
 
-    def action_new(self, values: dict[str, Any] | None = None, error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save(body, None)
+    @on(ResourceTable.Selected, "#operators")
+    def selected(self) -> None:
+        if not self.readonly:
+            self.action_edit()
 
-        self.app.push_screen(OperatorForm(values, error), done)
+    def action_new(self, values: dict[str, Any] | None = None, error: str | None = None) -> None:
+        self.push_form(OperatorForm(values, error), lambda body: self.save(body, None))
 
     def action_edit(self, values: dict[str, Any] | None = None, error: str | None = None) -> None:
-        key = selected_key(self.query_one("#operators", DataTable))
+        key = self.table.cursor_key
         if key is None:
             self.notify("No operator selected", severity="warning")
             return
         op = self.operators[key]
         current = {"username": op.username, "role": op.role.value, "disabled": op.disabled, **(values or {})}
-
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save(body, key)
-
-        self.app.push_screen(OperatorForm(current, error, editing=True), done)
+        self.push_form(OperatorForm(current, error, editing=True), lambda body: self.save(body, key))
 
     @work(group="operators-save")
     async def save(self, body: dict[str, Any], operator_id: str | None) -> None:
@@ -324,10 +365,13 @@ class OperatorsScreen(ApiScreen):
                     self.action_new(retry, exc.message)
             return
         self.notify(f"operator {op.username} saved")
+        self.operators[op.id] = op
+        self.show([o.id for o in sorted(self.operators.values(), key=lambda o: o.username)])
+        self.table.move_to(op.id)  # the cursor on what was just saved
         self.load()
 
     def action_delete(self) -> None:
-        key = selected_key(self.query_one("#operators", DataTable))
+        key = self.table.cursor_key
         if key is None:
             return
         op = self.operators[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.screen import Screen
@@ -29,3 +30,14 @@ class ApiScreen(Screen[None]):
         if action in self.MUTATING and self.readonly:
             return False  # hidden from the footer and refused
         return True
+
+    def push_form(self, form: Screen[Any], on_submit: Callable[[Any], None]) -> None:
+        """Open `form` over this screen; `on_submit(body)` runs when it is saved, not when cancelled.
+
+        Saving is the caller's worker; when the server refuses the values it opens the form
+        again (the same call) with what was typed and the server's message."""
+        def done(body: Any) -> None:
+            if body is not None:
+                on_submit(body)
+
+        self.app.push_screen(form, done)

@@ -129,18 +129,11 @@ class GroupsSchedulesTabs:
             self.bandwidth_form(self.bandwidth or {})
 
     def group_form(self, values: dict[str, Any], gid: str | None, error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_group(body, gid)
-
-        self.app.push_screen(SourceGroupForm(values, error, editing=gid is not None), done)
+        self.push_form(SourceGroupForm(values, error, editing=gid is not None), lambda body: self.save_group(body, gid))
 
     def schedule_form(self, values: dict[str, Any], sid: str | None, error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_schedule(body, sid)
-
-        self.app.push_screen(ScheduleForm(self.group_choices(), values, error, editing=sid is not None), done)
+        self.push_form(ScheduleForm(self.group_choices(), values, error, editing=sid is not None),
+                       lambda body: self.save_schedule(body, sid))
 
     def refused(self, exc: ApiError, title: str) -> bool:
         """Toast the server's message; True when the values were refused (form worth reopening)."""

@@ -161,18 +161,10 @@ class SettingsTabs:
         self.query_one("#settings-text", Static).update("\n".join(lines))
 
     def maintenance_form(self, values: dict[str, Any], error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_maintenance(body)
-
-        self.app.push_screen(MaintenanceForm(values, error), done)
+        self.push_form(MaintenanceForm(values, error), self.save_maintenance)
 
     def bandwidth_form(self, values: dict[str, Any], error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_bandwidth(body)
-
-        self.app.push_screen(BandwidthForm(values, error), done)
+        self.push_form(BandwidthForm(values, error), self.save_bandwidth)
 
     @work(group="host-save")
     async def save_maintenance(self, body: dict[str, Any]) -> None:
@@ -197,15 +189,10 @@ class SettingsTabs:
         bw = self.bandwidth or {}
         self.notify(f"bandwidth saved: upload {kbps(bw, 'upload_kbps')}, download {kbps(bw, 'download_kbps')}")
 
-
     def repo_form(self, admin: bool, values: dict[str, Any] | None = None, error: str | None = None) -> None:
-        def done(body: dict[str, Any] | None) -> None:
-            if body is not None:
-                self.save_repo(admin, body)
-
         if values is None and self.repo is not None and not admin:
             values = {"generate_password": False}  # a second generated password would lock the agent out
-        self.app.push_screen(RepoForm(admin, values, error), done)
+        self.push_form(RepoForm(admin, values, error), lambda body: self.save_repo(admin, body))
 
     @work(group="host-save")
     async def save_repo(self, admin: bool, body: dict[str, Any]) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from textual.command import CommandList, CommandPalette
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from rm_tui.screens import admin
 from rm_tui.screens.admin import AuditScreen, EnrollmentScreen, OperatorsScreen, SecretDialog
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.fleet import FleetScreen
+from rm_tui.format import ULID
 from rm_tui.screens.forms import EnrollmentForm, OperatorForm
+from rm_tui.widgets.table import ResourceTable
 from tests.conftest import wait_for
 from tests.tui.helpers import SIZE, new_app, quick_sign_in, shown_bindings, type_text
 
@@ -46,8 +48,10 @@ async def test_new_enrollment_token_from_the_fleet_shows_the_install_command_onc
         await pilot.press("escape")
         screen = app.screen
         assert isinstance(screen, EnrollmentScreen)
-        table = screen.query_one("#tokens", DataTable)
+        table = screen.query_one("#tokens", ResourceTable)
         await wait_for(lambda: table.row_count == 1, what="token listed")
+        assert app.focused is table, "back from the dialog, the table has focus"
+        assert "3" in str(table.cells_for(table.cursor_key)[3])
         await pilot.press("ctrl+d")
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="revoke confirm")
         await pilot.press("y")
@@ -65,10 +69,11 @@ async def test_audit_pages_older_and_newer(server, monkeypatch):
         await palette_go(pilot, app, "audit")
         await wait_for(lambda: isinstance(app.screen, AuditScreen), what="audit screen")
         screen = app.screen
-        table = screen.query_one("#audit", DataTable)
+        table = screen.query_one("#audit", ResourceTable)
+        assert app.focused is table
 
         def shown() -> list[int]:
-            return [int(str(table.get_row_at(i)[0])) for i in range(table.row_count)]
+            return [int(k) for k in table.keys]
 
         await wait_for(lambda: shown() == ids[:2], what="newest page")
         await pilot.press("right_square_bracket")
@@ -91,7 +96,7 @@ async def test_operators_for_admins_only(server):
         await palette_go(pilot, app, "operators")
         await wait_for(lambda: isinstance(app.screen, OperatorsScreen) and app.screen.loaded, what="operators")
         screen = app.screen
-        table = screen.query_one("#operators", DataTable)
+        table = screen.query_one("#operators", ResourceTable)
         assert table.row_count == 3
         await pilot.press("n")
         await wait_for(lambda: isinstance(app.screen, OperatorForm), what="operator form")
@@ -107,7 +112,8 @@ async def test_operators_for_admins_only(server):
         alice = next(o for o in body["operators"] if o["username"] == "alice")
         assert alice["role"] == "viewer"
 
-        table.move_cursor(row=table.get_row_index(alice["id"]))
+        assert app.focused is table, "back from the form, the table has focus"
+        assert table.cursor_key == alice["id"], "the cursor is on the operator just saved"
         await pilot.press("ctrl+d")
         await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="confirm")
         await pilot.press("n")
@@ -117,3 +123,35 @@ async def test_operators_for_admins_only(server):
 
         await palette_go(pilot, app, "fleet")
         await wait_for(lambda: isinstance(app.screen, FleetScreen), what="back at the fleet")
+
+
+async def test_audit_follows_appends_with_short_ids_and_a_steady_cursor(server):
+    """New entries arrive live above the cursor; it stays on its entry. Ids are 8 characters,
+    times say how long ago."""
+    host_id, _ = await server.enroll("web-1")
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await quick_sign_in(pilot, app, "admin")
+        await palette_go(pilot, app, "audit")
+        await wait_for(lambda: isinstance(app.screen, AuditScreen) and app.screen.entries, what="audit screen")
+        screen = app.screen
+        table = screen.query_one("#audit", ResourceTable)
+        assert app.focused is table
+        rows = [[str(c) for c in table.cells_for(k)] for k in table.keys]
+        assert not any(ULID.search(c) for row in rows for c in row), rows
+        assert any(host_id[-8:].lower() in c for row in rows for c in row), "the host's id, as 8 characters"
+        assert all(row[1].endswith(" ago") for row in rows), rows
+        await pilot.press("j", "j")
+        assert table.cursor_row == 2
+        on = table.cursor_key
+        status, _ = await server.call("PATCH", f"/hosts/{host_id}", json={"hostname": "web-2"})
+        assert status == 200
+        await wait_for(lambda: any(screen.by_key[k].action == "host.update" for k in table.keys[:1]),
+                       what="the new entry on top")
+        assert table.cursor_key == on and table.cursor_row == 3, "the cursor stays on its entry"
+        await pilot.press("G")
+        assert table.cursor_row == table.row_count - 1
+        await pilot.press("g")
+        assert table.cursor_row == 0
+        await pilot.press("k")
+        assert table.cursor_row == 0
