@@ -39,3 +39,19 @@ class FleetPolicyResult(Out):
     name: str
     hosts: int
     pushed: int
+
+
+class CronHosts(Out):
+    """One cron expression in one time zone, and the hosts with an enabled schedule on it."""
+
+    cron: str
+    timezone: str
+    host_ids: list[str]
+
+
+class FleetCrons(Out):
+    """Every host's enabled cron schedules (manual and disabled ones left out), grouped: what a
+    client needs to compute each host's next run by its own clock, which a time sent once
+    could not follow."""
+
+    crons: list[CronHosts]

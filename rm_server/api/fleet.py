@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rm_core.fleet import FleetPolicyBody, FleetPolicyResult
+from rm_core.fleet import FleetCrons, FleetPolicyBody, FleetPolicyResult
 from rm_core.bounds import showable_name
 from rm_core.enums import Role
 from rm_server.api.common import actor, parse_body, reply, requires
 from rm_server.api.doc import documented
 from rm_server.errors import BadRequest
-from rm_server.keys import FLEET
+from rm_server.keys import FLEET, STORE
 
 routes = web.RouteTableDef()
 
@@ -35,3 +35,14 @@ async def put_policy(request: web.Request) -> web.Response:
         raise BadRequest(f"policy name: {exc}", {"field": "name"}) from None
     result = await request.app[FLEET].apply_policy(actor(request), name, body)
     return reply(result)
+
+
+@routes.get("/api/v1/fleet/crons")
+@requires(Role.viewer)
+@documented("Every host's cron schedules, grouped",
+            description="One entry per (cron, timezone) with the ids of the hosts that have an enabled schedule "
+                        "on it (manual and disabled schedules are left out). A console computes each host's next "
+                        "run from it by its own clock; `schedule.updated` events carry a host's new `crons`.",
+            reply=FleetCrons)
+async def get_crons(request: web.Request) -> web.Response:
+    return reply(FleetCrons(crons=await request.app[STORE].fleet.crons()))

@@ -52,6 +52,8 @@ class FleetService:
 
         await self.store.fleet.apply_policy(actor, name, host_ids, group, schedule, push)
         if self.events.subscribers:
+            # each host's new versions and crons, so consoles follow without reloading the fleet
+            states = await self.store.fleet.schedule_states(host_ids)
             for host_id in host_ids:
-                self.events.publish("schedule.updated", {"host_id": host_id})
+                self.events.publish("schedule.updated", {"host_id": host_id, **states.get(host_id, {})})
         return FleetPolicyResult(name=name, hosts=len(host_ids), pushed=pushed)

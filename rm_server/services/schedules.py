@@ -40,8 +40,10 @@ class ScheduleService:
         if conn is not None:
             await self.push(conn, [host_id])
         listing = await self.store.schedules.list(host_id)
+        crons = [{"cron": s.cron, "timezone": s.timezone} for s in listing.schedules
+                 if s.enabled and not s.manual and s.cron]  # as Host.crons has them
         self.events.publish("schedule.updated", {"host_id": host_id, "version": listing.version,
-                                                 "applied_version": listing.applied_version})
+                                                 "applied_version": listing.applied_version, "crons": crons})
 
     # ------------------------------------------------------------ source groups
 

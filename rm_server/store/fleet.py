@@ -10,9 +10,11 @@ from rm_core.ids import new_id
 from rm_core.enums import HostStatus
 from rm_server.store.base import Table
 from rm_server.store.hosts import Hosts
-from rm_server.store.common import Actor, dumps, iso
+from rm_server.store.common import Actor, dumps, iso, loads
 
 SLICE = 1000  # hosts per transaction: keeps the writer lock short for everyone else
+# What a host's next run is computed from: its enabled schedules that have a cron.
+_CRON_SCHEDULE = "s.enabled AND NOT s.manual AND s.cron IS NOT NULL"
 
 
 class Fleet(Table):
@@ -23,6 +25,27 @@ class Fleet(Table):
             wanted = set(host_ids)
             found = [h for h in found if h in wanted]
         return found
+
+    async def crons(self) -> list[dict[str, Any]]:
+        """Every host's enabled cron schedules, one entry per (cron, timezone) with the hosts
+        that have it: a fleet under a few policies is a few entries, whatever its size."""
+        rows = await self.db.fetchall(
+            f"SELECT s.cron, s.timezone, json_group_array(DISTINCT s.host_id) FROM schedules s"
+            f" WHERE {_CRON_SCHEDULE} GROUP BY s.cron, s.timezone ORDER BY s.cron, s.timezone")
+        return [{"cron": r[0], "timezone": r[1], "host_ids": loads(r[2], [])} for r in rows]
+
+    async def schedule_states(self, host_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """host_id -> {version, applied_version, crons}: what a schedule.updated event tells
+        operators, read in a few queries for a fleet-wide change (missing hosts are left out)."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(host_ids), 900):
+            chunk = host_ids[start:start + 900]
+            rows = await self.db.fetchall(
+                "SELECT h.id, h.schedule_version, h.applied_schedule_version, (SELECT json_group_array("
+                f"json_object('cron', s.cron, 'timezone', s.timezone)) FROM schedules s WHERE s.host_id = h.id"
+                f" AND {_CRON_SCHEDULE}) FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", tuple(chunk))
+            out.update({r[0]: {"version": r[1], "applied_version": r[2], "crons": loads(r[3], [])} for r in rows})
+        return out
 
     async def apply_policy(self, actor: Actor, name: str, host_ids: list[str], group: dict[str, Any],
                            schedule: dict[str, Any],

@@ -64,6 +64,7 @@ ROUTES = {
     ("GET", "/api/v1/settings"): V,
     ("PUT", "/api/v1/settings"): A,
     ("PUT", "/api/v1/fleet/policies/{name}"): O,
+    ("GET", "/api/v1/fleet/crons"): V,
     ("GET", "/api/v1/openapi.json"): V,
     ("GET", "/api/v1/agent/ws"): AGENT,
     ("GET", "/api/v1/events"): V,

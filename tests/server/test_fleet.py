@@ -59,3 +59,37 @@ async def test_policy_validation(server):
     assert status == 400
     status, body = await server.call("PUT", "/fleet/policies/x", role="viewer", json=POLICY)
     assert status == 403
+
+
+async def test_policy_events_carry_versions_and_crons_and_crons_list_groups_hosts(server):
+    """Consoles follow a fleet push from its events alone (no reload of the host list), and
+    read every host's crons in one small reply to compute next runs by their own clock."""
+    from tests.server.test_events import events
+
+    web1, _ = await server.enroll("web-1")
+    web2, _ = await server.enroll("web-2")
+    db1, _ = await server.enroll("db-1")
+    status, body = await server.call("GET", "/fleet/crons", role="viewer")
+    assert (status, body) == (200, {"crons": []})
+    ev = await events(server)
+    status, body = await server.call("PUT", "/fleet/policies/nightly", json={**POLICY, "hosts": {"q": "web"}})
+    assert status == 200, body
+    for host_id in (web1, web2):
+        frame = await ev.next("schedule.updated", lambda f, h=host_id: f["payload"]["host_id"] == h)
+        assert frame["payload"] == {"host_id": host_id, "version": 1, "applied_version": 0,
+                                    "crons": [{"cron": "0 3 * * *", "timezone": "Europe/Berlin"}]}
+    # one host's own schedule (and a manual one, which has no next run) beside the policy's
+    group = (await server.call("POST", f"/hosts/{web1}/source-groups", json={"name": "db", "includes": ["/db"]}))[1]
+    for body in ({"name": "hourly", "cron": "5 * * * *", "source_group_ids": [group["id"]]},
+                 {"name": "by-hand", "manual": True, "source_group_ids": [group["id"]]}):
+        status, made = await server.call("POST", f"/hosts/{web1}/schedules", json=body)
+        assert status == 201, made
+    frame = await ev.next("schedule.updated", lambda f: f["payload"]["host_id"] == web1
+                          and f["payload"]["version"] == 4)
+    assert sorted(c["cron"] for c in frame["payload"]["crons"]) == ["0 3 * * *", "5 * * * *"], "manual left out"
+    status, body = await server.call("GET", "/fleet/crons", role="viewer")
+    assert status == 200
+    assert [(c["cron"], c["timezone"], sorted(c["host_ids"])) for c in body["crons"]] == [
+        ("0 3 * * *", "Europe/Berlin", sorted([web1, web2])), ("5 * * * *", "UTC", [web1])]
+    assert db1 not in str(body)
+    await ev.ws.close()
