@@ -175,9 +175,11 @@ def to_message(event: Event) -> m.ServerEvent | None:
         if event.type == "job.progress":
             return m.JobProgress(p.get("host_id"), p["job_id"], p)
         if event.type == "schedule.updated":
-            version, applied = p.get("version"), p.get("applied_version")
+            version, applied, crons = p.get("version"), p.get("applied_version"), p.get("crons")
             return m.ScheduleUpdated(p["host_id"], int(version) if version is not None else None,
-                                     int(applied) if applied is not None else None)
+                                     int(applied) if applied is not None else None,
+                                     None if crons is None else [(c["cron"], c.get("timezone") or "UTC")
+                                                                 for c in crons])
         if event.type == "audit.appended":
             return m.AuditAppended(AuditEntry.model_validate(p))
     except (ValueError, KeyError, TypeError):

@@ -166,6 +166,19 @@ class Client:
             raise ApiError("bad_response", f"{self.base_url} sent a host list this console cannot read: "
                            f"{exc.errors()[0].get('msg', exc)}") from None
 
+    async def fleet_crons(self) -> dict[str, list[tuple[str, str]]]:
+        """host_id -> its enabled (cron, timezone) pairs, from one grouped reply (GET /fleet/crons)."""
+        body = await self.request("GET", "/fleet/crons")
+        out: dict[str, list[tuple[str, str]]] = {}
+        try:
+            for entry in body["crons"]:
+                pair = (str(entry["cron"]), str(entry.get("timezone") or "UTC"))
+                for host_id in entry["host_ids"]:
+                    out.setdefault(host_id, []).append(pair)
+        except (KeyError, TypeError) as exc:
+            raise ApiError("bad_response", f"{self.base_url} sent a cron list this console cannot read: {exc}") from None
+        return out
+
     async def host(self, host_id: str) -> Host:
         return Host.model_validate(await self.request("GET", f"/hosts/{host_id}"))
 

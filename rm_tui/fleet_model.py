@@ -14,6 +14,7 @@ from typing import Any
 from rm_core.api import Host, LastBackup
 from rm_core.enums import HostStatus, JobKind, JobState
 from rm_core.jobs import Job
+from rm_tui.next_runs import NextRuns
 
 FAILED = (JobState.failed, JobState.lost)
 # Most urgent first: a stale host has missed backups, a failed one broke, offline ones may come back.
@@ -52,6 +53,7 @@ SORTS: dict[str, tuple[str, Callable[[Host, int], Any]]] = {
     "drift": ("schedule", lambda h, a: (not drift(h), h.schedule_version)),
     "repo": ("repo size", lambda h, a: h.repo_size if h.repo_size is not None else -1),
     "activity": ("activity", lambda h, a: -a),
+    "next": ("next run", lambda h, a: 0),  # FleetModel._key asks next_runs: a host alone has no crons
 }
 
 
@@ -59,6 +61,7 @@ class FleetModel:
     def __init__(self) -> None:
         self.hosts: dict[str, Host] = {}
         self.activity: dict[str, dict[str, str]] = {}  # host_id -> job_id -> "backup 42%"
+        self.next_runs = NextRuns()  # host_id -> its crons, and their next fires by the clock
         self.sort = "host"
         self.reverse = False
         self.problems_first = False
@@ -132,7 +135,9 @@ class FleetModel:
 
     def _key(self, host_id: str) -> tuple:
         h = self.hosts[host_id]
-        key: tuple = (SORTS[self.sort][1](h, len(self.activity.get(host_id) or ())), self._names[host_id])
+        value = (self.next_runs.sort_key(host_id) if self.sort == "next"
+                 else SORTS[self.sort][1](h, len(self.activity.get(host_id) or ())))
+        key: tuple = (value, self._names[host_id])
         if self.problems_first:
             p = problem(h)
             key = (PROBLEMS.index(p) if p else len(PROBLEMS),) + key

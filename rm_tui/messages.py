@@ -64,13 +64,16 @@ class JobProgress(ServerEvent):
 
 
 class ScheduleUpdated(ServerEvent):
-    """Versions are None when the server did not say (a fleet-wide policy push)."""
+    """Versions are None when the server did not say (a fleet-wide push of an older server);
+    crons (the host's enabled (cron, timezone) pairs) are None when unchanged (an agent's ack)."""
 
-    def __init__(self, host_id: str, version: int | None, applied_version: int | None) -> None:
+    def __init__(self, host_id: str, version: int | None, applied_version: int | None,
+                 crons: list[tuple[str, str]] | None = None) -> None:
         super().__init__()
         self.host_id = host_id
         self.version = version
         self.applied_version = applied_version
+        self.crons = crons
 
 
 class AuditAppended(ServerEvent):

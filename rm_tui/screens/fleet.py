@@ -18,6 +18,7 @@ from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.fleet_model import SORTS, FleetModel, drift
 from rm_tui.format import age, plural, size
+from rm_tui.next_runs import until
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.bulk import BulkActionScreen
 from rm_tui.screens.host import HostScreen
@@ -26,10 +27,11 @@ from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 
 COLUMNS = [Column("host", "Host", 28), Column("status", "Status", 8), Column("backup", "Last backup", 12),
-           Column("result", "Result", 10), Column("drift", "Schedule", 9), Column("repo", "Repo size", 10),
-           Column("activity", "Activity", 0)]
+           Column("result", "Result", 10), Column("next", "Next run", 9), Column("drift", "Schedule", 9),
+           Column("repo", "Repo size", 10), Column("activity", "Activity", 0)]
 # k9s-style: shift+letter sorts by that column, the same letter again reverses
-SORT_KEYS = {"N": "host", "S": "status", "B": "backup", "R": "result", "V": "drift", "Z": "repo", "A": "activity"}
+SORT_KEYS = {"N": "host", "S": "status", "B": "backup", "R": "result", "V": "drift", "Z": "repo", "A": "activity",
+             "T": "next"}
 
 
 class FleetScreen(ApiScreen):
@@ -42,7 +44,7 @@ class FleetScreen(ApiScreen):
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "clear_filter", "Clear filter/marks"),
         Binding("p", "problems", "Problems first"),
-        Binding("N", "sort('host')", "Sort by column", key_display="N S B R V Z A"),
+        Binding("N", "sort('host')", "Sort by column", key_display="N S B R V Z A T"),
         *(Binding(k, f"sort('{col}')", f"Sort by {SORTS[col][0]}", show=False) for k, col in SORT_KEYS.items()
           if k != "N"),
         Binding("space", "mark", "Mark"),
@@ -80,8 +82,7 @@ class FleetScreen(ApiScreen):
         # else the first load starts when the events stream is up (on_events_connected): one
         # list of 20,000 hosts, not two, and nothing changes unseen between list and stream
         self.set_interval(1 / REPAINT_HZ, self.flush)
-        # Ages ("5m ago") grow with the clock; re-render the visible rows locally, no network.
-        self.set_interval(30, lambda: self.table.invalidate(None))
+        self.set_interval(30, self.tick)
 
     @property
     def table(self) -> ResourceTable:
@@ -99,6 +100,7 @@ class FleetScreen(ApiScreen):
         self.table.empty = ("no hosts enrolled yet: press n for an enrollment token and run its install command "
                             "on the host")
         self.show_rows()
+        self.load_crons()
 
     # ------------------------------------------------------------ rendering
 
@@ -117,7 +119,10 @@ class FleetScreen(ApiScreen):
             schedule = Text(f"v{host.applied_schedule_version}→v{host.schedule_version}", style="yellow")
         else:
             schedule = Text(f"v{host.schedule_version}", style="dim")
-        return [name, Text(host.status.value, style=STATUS_STYLE.get(host.status, "")), backup, result, schedule,
+        now = self.model.next_runs.clock()
+        fire = self.model.next_runs.next(host_id, now)
+        return [name, Text(host.status.value, style=STATUS_STYLE.get(host.status, "")), backup, result,
+                Text(until(fire, now), style="" if fire else "dim"), schedule,
                 size(host.repo_size), ", ".join(self.model.activity.get(host_id, {}).values())]
 
     def show_rows(self) -> None:
@@ -187,12 +192,15 @@ class FleetScreen(ApiScreen):
         self._order_stale = True
 
     def on_schedule_updated(self, message: m.ScheduleUpdated) -> None:
-        """A schedule changed or was applied: the drift column follows (after a delete, too)."""
+        """A schedule changed or was applied: the drift and next-run columns follow (after a
+        delete, and after a fleet-wide policy push, whose events carry each host's versions)."""
         host = self.model.hosts.get(message.host_id)
         if host is None:
             return
+        if message.crons is not None:
+            self.model.next_runs.put(host.id, message.crons)
         if message.version is None or message.applied_version is None:
-            # a fleet-wide push names hosts but not versions: one reload for the whole burst
+            # an older server's fleet-wide push names hosts but not versions: one reload for the burst
             if not self._reload_timer:
                 self._reload_timer = self.set_timer(2.0, self._reload_after_push)
             return
@@ -291,3 +299,32 @@ class FleetScreen(ApiScreen):
 
         if self.app.can_write:  # type: ignore[attr-defined]
             self.app.push_screen(EnrollmentScreen(open_form=True))
+
+    # ------------------------------------------------------------ next runs (crons, by the clock)
+
+    @work(exclusive=True, group="fleet-crons")
+    async def load_crons(self) -> None:
+        """Every host's crons for the next-run column: after the list, so it never delays the fleet."""
+        self.model.next_runs.begin_load()
+        try:
+            crons = await self.client.fleet_crons()
+        except ApiError as exc:
+            if exc.status != 404:  # a server without /fleet/crons: the column stays "—"
+                self.report(exc, "Cannot load the schedules' crons")
+            return
+        self.model.next_runs.load(crons)
+        self.next_runs_moved()
+
+    def next_runs_moved(self) -> None:
+        if self.model.sort == "next":
+            self.model.reorder()
+            self._order_stale = True
+        self.table.invalidate(None)
+
+    def tick(self) -> None:
+        """Ages ("5m ago") and next runs ("in 3h") move with the clock: the visible rows are
+        re-rendered locally, no network; sorted by next run, a run that passed reorders."""
+        if self.model.sort == "next" and self.model.next_runs.passed():
+            self.next_runs_moved()
+        else:
+            self.table.invalidate(None)

@@ -9,7 +9,7 @@ from rm_tui.screens.bulk import BulkActionScreen
 from rm_tui.screens.jobs import FleetJobsScreen
 from rm_tui.screens.job_log import JobLogScreen
 from tests.conftest import TestAgent, wait_for
-from tests.tui.helpers import SIZE, jobs_of, make_group, new_app, quick_sign_in, toasts
+from tests.tui.helpers import SIZE, cell, jobs_of, make_group, new_app, quick_sign_in, toasts
 
 
 def names(fleet) -> list[str]:
@@ -148,6 +148,6 @@ async def test_views_follow_events_new_host_and_schedule_delete(server):
         status, _ = await server.call("DELETE", f"/hosts/{host_id}/schedules/{sched['id']}", role="operator")
         assert status == 204
         await wait_for(lambda: fleet.hosts[host_id].schedule_version > version, what="new schedule version")
-        await wait_for(lambda: f"v{fleet.hosts[host_id].schedule_version}" in str(fleet.cells(host_id)[4]),
+        await wait_for(lambda: f"v{fleet.hosts[host_id].schedule_version}" in cell(fleet.table, host_id, "drift"),
                        what="schedule column")
         assert fleet.loads == loads, "events, not reloads"

@@ -124,6 +124,10 @@ def test_fleet_screen(fleet_server, snap_compare):
 
     async def run_before(pilot) -> None:
         await sign_in(pilot)
+        fleet = pilot.app.screen
+        await until(pilot, lambda: fleet.model.next_runs.loaded, "crons")
+        fleet.model.next_runs.clock = lambda: FIXED_TS  # "next run" moves with the clock
+        fleet.table.invalidate(None)
         await pilot.press("down", "space", "down", "space")  # two marked hosts
 
     assert snap_compare(make(srv), terminal_size=SIZE, run_before=run_before)
