@@ -105,7 +105,9 @@ class FleetScreen(ApiScreen):
     # ------------------------------------------------------------ rendering
 
     def cells(self, host_id: str) -> list[Text | str]:
-        host = self.model.hosts[host_id]
+        host = self.model.hosts.get(host_id)
+        if host is None:
+            return []  # deleted since the last tick: drawn blank until the next one drops its row
         name = Text(host.hostname, style="bold red" if host.stale else "")
         if host.stale:
             name.append(" stale", style="reverse red")

@@ -92,3 +92,20 @@ async def test_fleet_policy_push_is_followed_without_reloading_the_fleet(server)
         assert cell(fleet.table, web[0], "next").startswith("in ")
         assert fleet.loads == loads and fleet._reload_timer is None, "no reload of the host list"
     await agent.close()
+
+
+async def test_a_deleted_host_row_is_drawn_blank_until_the_next_tick_drops_it(server):
+    """The model forgets a deleted host at once, the table's order follows on the next tick:
+    a repaint in between (e.g. back from that host's screen) must not crash on its row."""
+    ids = {n: (await server.enroll(n))[0] for n in ("a-host", "b-host")}
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        fleet = await quick_sign_in(pilot, app)
+        status, _ = await server.call("DELETE", f"/hosts/{ids['a-host']}", role="operator")
+        assert status == 204
+        await wait_for(lambda: ids["a-host"] not in fleet.hosts, what="host removed from the model")
+        assert fleet.cells(ids["a-host"]) == []
+        fleet.table.invalidate(None)
+        for y in range(3):
+            fleet.table.render_line(y)
+        await wait_for(lambda: fleet.table.keys == [ids["b-host"]], what="row dropped")
