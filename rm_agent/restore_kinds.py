@@ -130,6 +130,8 @@ async def drill(run: JobRun) -> JobResult:
     sample = choose_sample(files, params.sample_files, params.sample_mb * 1024 * 1024, rng)
     run.note(f"drill of snapshot {snap['short_id']}: {len(sample)} of {len(files)} files, "
              f"{sum(f.size for f in sample)} bytes")
+    for f in sample:  # which files were proven restorable, for the operator (and the bench's bare baseline)
+        run.note(f"drill sample: {f.path}")
     if not sample:
         report.duration = round(time.monotonic() - started, 3)
         return JobResult(JobState.warning, 0, report.model_dump(),

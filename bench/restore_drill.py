@@ -1,0 +1,121 @@
+"""Restore drill overhead: a drill run as a real rm-agent job vs bare `restic restore --verify`
+of the same sample.
+
+Builds the 100,000-file snapshot of restore_browse.py (100 directories of 1,000 small files,
+backed up with bare restic, tag "bench"), starts a real rm-server and rm-agent on that
+repository, gives it a source group with that tag and a drill policy, then per round runs
+one drill (POST .../drill/run; timed from the job's started_at to its finished_at, the
+agent's own clock: latest snapshot, listing, sampling, restore --verify, SHA-256 compare,
+temp dir removed) and one bare `restic restore SNAP --target T --verify --include P...` with
+exactly the include patterns of the sample the previous drill drew (read from its job log),
+interleaved, caches warm. Prints min/median per side and the ratio of the medians (target
+<= 1.1), and writes bench/results/restore_drill.json (restore_drill.quick.json with --quick).
+
+    .venv/bin/python bench/restore_drill.py [--files 100000] [--rounds 5] [--sample-files 20]
+    .venv/bin/python bench/restore_drill.py --quick      # 2,000 files, 2 rounds: a smoke run
+    RM_BENCH_RESTIC=/path/to/restic-0.18 .venv/bin/python bench/restore_drill.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from harness import RESTIC, RESULTS, Rig, interleaved, restic_version, spread, timed
+from restore_browse import build_snapshot
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rm_core.restore import include_pattern  # noqa: E402
+
+SAMPLE_NOTE = "drill sample: "
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sample-files", type=int, default=20)
+    ap.add_argument("--sample-mb", type=int, default=64)
+    ap.add_argument("--quick", action="store_true", help="2,000 files, 2 rounds (smoke run)")
+    args = ap.parse_args()
+    if args.quick:
+        args.files, args.rounds = 2_000, 2
+    work = Path(tempfile.mkdtemp(prefix="rm-bench-drill-"))
+    try:
+        built = build_snapshot(work, args.files)
+        with Rig(work, built.repo, agent_env=built.env) as rig:
+            api, host_id = rig.api, rig.host_id
+            status, group = api.call("POST", f"/hosts/{host_id}/source-groups", {
+                "name": "bench", "includes": [str(built.data)], "tag": "bench", "retention": {"keep_last": 1}})
+            assert status == 201, group
+            drill_path = f"/hosts/{host_id}/source-groups/{group['id']}/drill"
+            status, body = api.call("PUT", drill_path, {"sample_files": args.sample_files,
+                                                        "sample_mb": args.sample_mb})
+            assert status == 200, body
+            samples: list[list[str]] = []
+            jobs: list[dict] = []
+
+            def drill(r: int) -> float:
+                status, body = api.call("POST", drill_path + "/run")
+                assert status == 202, body
+                job = api.job_done(body["id"], 600, "drill")
+                assert job["state"] == "succeeded", job
+                lines = api.call("GET", f"/jobs/{job['id']}/logs?limit=10000")[1]["lines"]
+                sample = [ln["text"].split(SAMPLE_NOTE, 1)[1] for ln in lines if SAMPLE_NOTE in ln["text"]]
+                assert len(sample) == job["summary"]["files"], (sample, job["summary"])
+                samples.append(sample)
+                started = datetime.fromisoformat(job["started_at"])
+                # the first note comes once the sample is drawn: latest snapshot + listing + sampling
+                drawn = next(ln for ln in lines if "drill of snapshot" in ln["text"])
+                jobs.append({"job_s": (datetime.fromisoformat(job["finished_at"]) - started).total_seconds(),
+                             "sample_drawn_s": (datetime.fromisoformat(drawn["ts"]) - started).total_seconds(),
+                             "agent_duration_s": job["summary"]["duration"], "files": job["summary"]["files"]})
+                return jobs[-1]["job_s"]
+
+            def bare(r: int) -> float:
+                target = work / f"bare-restore-{r}"
+                argv = [RESTIC, "restore", built.snapshot_id, "--target", str(target), "--verify"]
+                for path in samples[-1]:
+                    argv += ["--include", include_pattern(path)]
+                try:
+                    return timed(lambda: subprocess.run(argv, env=built.env, stdin=subprocess.DEVNULL,
+                                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                        check=True))
+                finally:
+                    shutil.rmtree(target, ignore_errors=True)
+
+            drill(-1)
+            bare(-1)  # warm both caches (the agent's and bare restic's)
+            del jobs[:]
+            bare_s, drill_s = interleaved(bare, drill, args.rounds)
+        b, d = spread(bare_s), spread(drill_s)
+        ratio = d["median"] / b["median"]
+        version = restic_version()
+        print(f"{version}; {args.files:,} files in the snapshot (backup took {built.backup_s:.1f} s); "
+              f"sample {args.sample_files} files / {args.sample_mb} MB; {args.rounds} rounds")
+        print(f"{'':<34} {'min s':>7} {'median s':>9} {'max s':>7}")
+        print(f"{'bare restic restore --verify':<34} {b['min']:>7.2f} {b['median']:>9.2f} {b['max']:>7.2f}")
+        print(f"{'drill job (started -> finished)':<34} {d['min']:>7.2f} {d['median']:>9.2f} {d['max']:>7.2f}")
+        drawn = spread([j["sample_drawn_s"] for j in jobs])
+        print(f"{'  of which: sample drawn after':<34} {drawn['min']:>7.2f} {drawn['median']:>9.2f} "
+              f"{drawn['max']:>7.2f}")
+        print(f"ratio of medians {ratio:.3f} (target <= 1.1)")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / ("restore_drill.quick.json" if args.quick else "restore_drill.json")).write_text(json.dumps({
+            "files": args.files, "rounds": args.rounds, "sample_files": args.sample_files,
+            "sample_mb": args.sample_mb, "bare_s": bare_s, "drill_s": drill_s, "drills": jobs,
+            "bare": b, "drill": d, "ratio": ratio, "ratio_target": 1.1, "restic": version,
+        }, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
