@@ -8,14 +8,16 @@ written and compares it with the snapshot ("finished verifying N files")."""
 
 from __future__ import annotations
 
+import heapq
 import random
 import re
 from datetime import datetime
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rm_core.protocol import RepoCredentials, SourceGroupSpec
+from rm_core.restic import parse_json_line
 
 _PATTERN_CHARS = re.compile(r"([*?\[\]\\])")
 
@@ -87,28 +89,66 @@ class SampleFile(BaseModel):
     mtime: Optional[str] = None  # as restic printed it (nanoseconds kept)
 
 
-def file_nodes(nodes: Iterable[Dict[str, Any]]) -> List[SampleFile]:
-    return [SampleFile(path=str(n["path"]), size=int(n.get("size") or 0), mtime=n.get("mtime"))
-            for n in nodes if n.get("type") == "file" and n.get("path")]
+# A file node of `ls --json`, as Go's encoder writes it on 0.14 and 0.18. Inside a JSON string
+# Go escapes every '"', so this byte sequence can only be the node's own type field: lines
+# without it are skipped unparsed.
+_FILE_MARK = '"type":"file"'
+# The greedy byte-budget pass looks at this many times `max_files` candidates: enough that
+# a few files too big for what is left of the budget do not shrink the sample, and still a
+# handful of entries, not the whole snapshot.
+_CANDIDATES_PER_FILE = 4
 
 
-def choose_sample(files: List[SampleFile], max_files: int, max_bytes: int,
-                  rng: Optional[random.Random] = None) -> List[SampleFile]:
-    """A random sample: at most `max_files` files and `max_bytes` bytes in all; files larger than
-    the whole byte budget are passed over (one huge file would make every drill the same)."""
-    rng = rng or random.SystemRandom()
-    order = list(files)
-    rng.shuffle(order)
-    chosen: List[SampleFile] = []
-    total = 0
-    for f in order:
-        if len(chosen) >= max_files:
-            break
-        if total + f.size > max_bytes:
-            continue
-        chosen.append(f)
-        total += f.size
-    return sorted(chosen, key=lambda f: f.path)
+class SampleReservoir:
+    """Draws a drill's random sample while `restic ls --json` streams by, one line at a time,
+    without holding the listing: every file line gets a random key and only the lines with
+    the smallest keys so far are parsed and kept (bottom-k sampling, a uniform random subset;
+    at 100,000 files a few hundred lines are parsed). `sample()` then takes the candidates in
+    key order while they fit: at most `max_files` files and `max_bytes` bytes; files larger
+    than the whole byte budget are passed over (one huge file would make every drill the same)."""
+
+    def __init__(self, max_files: int, max_bytes: int, rng: Optional[random.Random] = None) -> None:
+        self.max_files, self.max_bytes = max_files, max_bytes
+        self.rng = rng or random.Random()  # seeded from os.urandom; a sample need not be secret
+        self.capacity = max_files * _CANDIDATES_PER_FILE
+        self.files = 0  # file nodes seen
+        self.snapshot: Optional[Dict[str, Any]] = None  # the snapshot line restic prints first
+        self._heap: List[Tuple[float, int, SampleFile]] = []  # (-key, seq, file): the largest key on top
+
+    def feed(self, line: str) -> None:
+        if _FILE_MARK not in line:
+            if self.snapshot is None and line.startswith("{"):
+                msg = parse_json_line(line)
+                if msg is not None and (msg.get("message_type") or msg.get("struct_type")) == "snapshot":
+                    self.snapshot = msg
+            return
+        self.files += 1
+        key = self.rng.random()
+        if len(self._heap) >= self.capacity and -key <= self._heap[0][0]:
+            return  # cheaper than every candidate kept: not parsed
+        node = parse_json_line(line)
+        if node is None or node.get("type") != "file" or not node.get("path"):
+            return
+        size = int(node.get("size") or 0)
+        if size > self.max_bytes:
+            return
+        entry = (-key, self.files, SampleFile(path=str(node["path"]), size=size, mtime=node.get("mtime")))
+        if len(self._heap) < self.capacity:
+            heapq.heappush(self._heap, entry)
+        else:
+            heapq.heapreplace(self._heap, entry)
+
+    def sample(self) -> List[SampleFile]:
+        chosen: List[SampleFile] = []
+        total = 0
+        for _, _, f in sorted(self._heap, key=lambda e: -e[0]):
+            if len(chosen) >= self.max_files:
+                break
+            if total + f.size > self.max_bytes:
+                continue
+            chosen.append(f)
+            total += f.size
+        return sorted(chosen, key=lambda f: f.path)
 
 
 def mtime_ns(text: Optional[str]) -> Optional[int]:
