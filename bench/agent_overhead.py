@@ -92,7 +92,8 @@ def main() -> None:
                 job = api.job_done(body["job"]["id"], 600, "agent backup")
                 assert job["state"] == "succeeded", job
                 lines = api.call("GET", f"/jobs/{job['id']}/logs?limit=10000")[1]["lines"]
-                saved = next(ln for ln in lines if " saved: " in ln["text"])
+                # "snapshot 1a2b3c4d saved · 64 files: ..." (rm_core.humanize.backup_summary)
+                saved = next(ln for ln in lines if ln["text"].startswith("snapshot ") and " saved" in ln["text"])
                 started = datetime.fromisoformat(job["started_at"])
                 whole_job.append((datetime.fromisoformat(job["finished_at"]) - started).total_seconds())
                 return (datetime.fromisoformat(saved["ts"]) - started).total_seconds()
