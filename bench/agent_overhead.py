@@ -98,7 +98,7 @@ def main() -> None:
                 whole_job.append((datetime.fromisoformat(job["finished_at"]) - started).total_seconds())
                 return (datetime.fromisoformat(saved["ts"]) - started).total_seconds()
 
-            bare_s, agent_s = interleaved(bare, agent, args.rounds)
+            bare_s, agent_s = interleaved(args.rounds, bare, agent)
         rows = [{"round": r + 1, "bare_s": b, "agent_backup_s": a, "agent_job_s": j, "ratio": a / b}
                 for r, (b, a, j) in enumerate(zip(bare_s, agent_s, whole_job))]
         ratio = statistics.median(r["ratio"] for r in rows)

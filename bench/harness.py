@@ -155,22 +155,17 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(bare: Callable[[int], float], product: Callable[[int], float],
-                rounds: int) -> tuple[list[float], list[float]]:
-    """Run both `rounds` times, alternating which goes first: load drifts on a shared box and
-    whoever always ran second would pay for it. Each callable gets the round number and
-    returns the seconds it measured (wall clock via `timed`, or from the product's own
-    timestamps)."""
-    bare_s: list[float] = []
-    product_s: list[float] = []
+def interleaved(rounds: int, *runs: Callable[[int], float]) -> list[list[float]]:
+    """Run each of `runs` once per round, rotating which goes first: load drifts on a shared
+    box and whoever always ran first (or last) would pay for it. Each callable gets the
+    round number and returns the seconds it measured (wall clock via `timed`, or from the
+    product's own timestamps). Returns one list of seconds per callable."""
+    seconds: list[list[float]] = [[] for _ in runs]
     for r in range(rounds):
-        if r % 2 == 0:
-            bare_s.append(bare(r))
-            product_s.append(product(r))
-        else:
-            product_s.append(product(r))
-            bare_s.append(bare(r))
-    return bare_s, product_s
+        for i in range(len(runs)):
+            k = (i + r) % len(runs)
+            seconds[k].append(runs[k](r))
+    return seconds
 
 
 def spread(values: list[float]) -> dict[str, float]:

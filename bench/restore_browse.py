@@ -92,7 +92,7 @@ def main() -> None:
 
                 bare()
                 served()  # warm both caches
-                bare_t, served_t = interleaved(lambda r: timed(bare), lambda r: timed(served), args.rounds)
+                bare_t, served_t = interleaved(args.rounds, lambda r: timed(bare), lambda r: timed(served))
                 b, s = statistics.median(bare_t), statistics.median(served_t)
                 rows.append({"directory": name, "bare_restic_s": b, "server_s": s, "ratio": s / b,
                              "bare_spread": spread(bare_t), "server_spread": spread(served_t)})

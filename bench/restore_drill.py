@@ -8,8 +8,10 @@ one drill (POST .../drill/run; timed from the job's started_at to its finished_a
 agent's own clock: latest snapshot, listing, sampling, restore --verify, SHA-256 compare,
 temp dir removed) and one bare `restic restore SNAP --target T --verify --include P...` with
 exactly the include patterns of the sample the previous drill drew (read from its job log),
-interleaved, caches warm. Prints min/median per side and the ratio of the medians (target
-<= 1.1), and writes bench/results/restore_drill.json (restore_drill.quick.json with --quick).
+and one bare recursive `restic ls --json` of the snapshot (the walk any drill needs to see the
+snapshot's files), interleaved, caches warm. Prints min/median/max of each, the ratio of the
+medians (target <= 1.1), the floor a listing drill cannot go below, and what the product adds
+per round; writes bench/results/restore_drill.json (restore_drill.quick.json with --quick).
 
     .venv/bin/python bench/restore_drill.py [--files 100000] [--rounds 5] [--sample-files 20]
     .venv/bin/python bench/restore_drill.py --quick      # 2,000 files, 2 rounds: a smoke run
@@ -91,11 +93,18 @@ def main() -> None:
                 finally:
                     shutil.rmtree(target, ignore_errors=True)
 
+            def bare_ls(r: int) -> float:
+                # the walk any drill pays to see the snapshot's files: the floor of its listing
+                argv = [RESTIC, "--no-lock", "ls", "--json", "latest", "--tag", "bench"]
+                return timed(lambda: subprocess.run(argv, env=built.env, stdin=subprocess.DEVNULL,
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True))
+
             drill(-1)
             bare(-1)  # warm both caches (the agent's and bare restic's)
             del jobs[:]
-            bare_s, drill_s = interleaved(bare, drill, args.rounds)
-        b, d = spread(bare_s), spread(drill_s)
+            bare_s, drill_s, ls_s = interleaved(args.rounds, bare, drill, bare_ls)
+        b, d, ls = spread(bare_s), spread(drill_s), spread(ls_s)
+        ours = [dr - ba - li for dr, ba, li in zip(drill_s, bare_s, ls_s)]
         ratio = d["median"] / b["median"]
         version = restic_version()
         print(f"{version}; {args.files:,} files in the snapshot (backup took {built.backup_s:.1f} s); "
@@ -106,12 +115,16 @@ def main() -> None:
         drawn = spread([j["sample_drawn_s"] for j in jobs])
         print(f"{'  of which: sample drawn after':<34} {drawn['min']:>7.2f} {drawn['median']:>9.2f} "
               f"{drawn['max']:>7.2f}")
-        print(f"ratio of medians {ratio:.3f} (target <= 1.1)")
+        print(f"{'bare restic ls --json (recursive)':<34} {ls['min']:>7.2f} {ls['median']:>9.2f} {ls['max']:>7.2f}")
+        print(f"ratio of medians {ratio:.3f} (target <= 1.1); floor with one restic ls "
+              f"(bare ls + bare restore) / bare restore = {(ls['median'] + b['median']) / b['median']:.3f}")
+        print(f"drill - bare restore - bare ls, per round (what the product adds): "
+              + ", ".join(f"{x:+.2f}" for x in ours) + " s")
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / ("restore_drill.quick.json" if args.quick else "restore_drill.json")).write_text(json.dumps({
             "files": args.files, "rounds": args.rounds, "sample_files": args.sample_files,
-            "sample_mb": args.sample_mb, "bare_s": bare_s, "drill_s": drill_s, "drills": jobs,
-            "bare": b, "drill": d, "ratio": ratio, "ratio_target": 1.1, "restic": version,
+            "sample_mb": args.sample_mb, "bare_s": bare_s, "drill_s": drill_s, "bare_ls_s": ls_s,
+            "drills": jobs, "bare": b, "drill": d, "bare_ls": ls, "product_adds_s": ours, "ratio": ratio, "ratio_target": 1.1, "restic": version,
         }, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
