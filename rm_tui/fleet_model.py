@@ -11,19 +11,28 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from rm_core.api import Host, LastBackup
+from rm_core.api import Host, LastBackup, LastVerified
 from rm_core.enums import HostStatus, JobKind, JobState
 from rm_core.jobs import Job
 from rm_tui.next_runs import NextRuns
 
 FAILED = (JobState.failed, JobState.lost)
-# Most urgent first: a stale host has missed backups, a failed one broke, offline ones may come back.
-PROBLEMS = ("stale", "failed", "offline", "drift")
+# the drill states the server reports as a host's last_verified (a cancelled drill verified nothing)
+VERIFIED_STATES = (JobState.succeeded, JobState.warning, JobState.failed)
+# Most urgent first: a stale host has missed backups, a failed one broke, a failed restore drill
+# means its backups may not come back, offline ones may come back themselves.
+PROBLEMS = ("stale", "failed", "drill", "offline", "drift")
 KEYWORDS = frozenset({*PROBLEMS, "problems", "online", "pending"})
 
 
 def drift(h: Host) -> bool:
     return h.schedule_version != h.applied_schedule_version
+
+
+def drill_failed(h: Host) -> bool:
+    """The host's newest finished restore drill failed (the host resource says no more: a group
+    whose drills are merely overdue is not visible here)."""
+    return h.last_verified is not None and h.last_verified.state in FAILED
 
 
 def problem(h: Host) -> str | None:
@@ -32,6 +41,8 @@ def problem(h: Host) -> str | None:
         return "stale"
     if h.last_backup is not None and h.last_backup.state in FAILED:
         return "failed"
+    if drill_failed(h):
+        return "drill"
     if h.status == HostStatus.offline:
         return "offline"
     if drift(h):
@@ -44,6 +55,14 @@ def _backup_ts(h: Host) -> float:
     return done.timestamp() if done else float("-inf")
 
 
+def _verified_key(h: Host) -> tuple[int, float]:
+    """Failed drills first, then the oldest verification; hosts without drills last."""
+    lv = h.last_verified
+    if lv is None:
+        return (2, 0.0)
+    return (0 if lv.state in FAILED else 1, lv.finished_at.timestamp() if lv.finished_at else float("-inf"))
+
+
 # column key -> (name shown, sort key of a host); ties always break by hostname
 SORTS: dict[str, tuple[str, Callable[[Host, int], Any]]] = {
     "host": ("host", lambda h, a: 0),
@@ -54,6 +73,7 @@ SORTS: dict[str, tuple[str, Callable[[Host, int], Any]]] = {
     "repo": ("repo size", lambda h, a: h.repo_size if h.repo_size is not None else -1),
     "activity": ("activity", lambda h, a: -a),
     "next": ("next run", lambda h, a: 0),  # FleetModel._key asks next_runs: a host alone has no crons
+    "verified": ("last verified", lambda h, a: _verified_key(h)),
 }
 
 
@@ -107,7 +127,8 @@ class FleetModel:
             self._narrow_from = None
 
     def job(self, job: Job) -> bool:
-        """A job.updated: running jobs in the activity column, finished backups as the last backup."""
+        """A job.updated: running jobs in the activity column, finished backups as the last backup,
+        finished drills as the last verification (the server sends no host.updated for those)."""
         host = self.hosts.get(job.host_id)
         if host is None:
             return False
@@ -117,6 +138,13 @@ class FleetModel:
             if job.kind == JobKind.backup and _newer(job, host.last_backup):
                 self._counts.subtract(_tally(host))
                 host.last_backup = LastBackup(job_id=job.id, state=job.state, finished_at=job.finished_at)
+                self._counts.update(_tally(host))
+            elif job.kind == JobKind.drill and job.state in VERIFIED_STATES and _newer(job, host.last_verified):
+                self._counts.subtract(_tally(host))
+                s = job.summary or {}
+                host.last_verified = LastVerified(
+                    job_id=job.id, state=job.state, finished_at=job.finished_at, source_group_id=job.source_group_id,
+                    **{k: s[k] for k in ("files", "bytes", "mismatches") if isinstance(s.get(k), int)})
                 self._counts.update(_tally(host))
         else:
             jobs[job.id] = f"{job.kind.value} {job.state.value}"
@@ -234,7 +262,7 @@ class FleetModel:
 
 def _tally(h: Host) -> list[str]:
     """What a host adds to the counts in the status line."""
-    keys = [h.status.value] + [p for p in ("stale", "failed", "drift") if _has(h, p)]
+    keys = [h.status.value] + [p for p in ("stale", "failed", "drill", "drift") if _has(h, p)]
     if problem(h):
         keys.append("problems")
     return keys
@@ -247,10 +275,12 @@ def _has(h: Host, what: str) -> bool:
         return h.last_backup is not None and h.last_backup.state in FAILED
     if what == "offline":
         return h.status == HostStatus.offline
+    if what == "drill":
+        return drill_failed(h)
     return drift(h)
 
 
-def _newer(job: Job, last: LastBackup | None) -> bool:
+def _newer(job: Job, last: LastBackup | LastVerified | None) -> bool:
     if last is None or last.finished_at is None:
         return True
     return (job.finished_at or datetime.now(timezone.utc)) >= last.finished_at

@@ -20,6 +20,15 @@ def age(when: datetime | None, now: datetime | None = None) -> str:
     return f"{secs}s"
 
 
+def verified(state: str | None, finished_at: datetime | None, now: datetime | None = None) -> str:
+    """The fleet's "last verified" cell: '2h ago' after a good drill, 'failed 2h ago' after a bad
+    one, '' for a host without drills (the host resource has no finished drill to show)."""
+    if state is None:
+        return ""
+    ago = f"{age(finished_at, now)} ago" if finished_at else "?"
+    return ago if state in ("succeeded", "warning") else f"{state} {ago}"
+
+
 def size(n: int | None) -> str:
     """Bytes in binary units: '1.4 GiB'; '—' when unknown."""
     if n is None:
@@ -87,3 +96,39 @@ def human_summary(summary: dict) -> str:
 def short_ids(text: str) -> str:
     """Every ULID in `text` as the 8 characters shown everywhere else ('host:01J…' -> 'host:4k2m9x7q')."""
     return ULID.sub(lambda m: short_id(m.group(0)), text)
+
+
+# A live query (browse, diff, retention preview) asks the host's agent: these are the refusals
+# an operator meets, with what to do about them.
+QUERY_HINTS = {
+    "host_offline": "it answers again once its agent reconnects",
+    "agent_too_old": "upgrade rm-agent on that host",
+    "agent_busy": "it is answering other queries; try again in a moment",
+    "timeout": "try again; a large repository or a slow REST server can take longer",
+}
+
+
+def query_problem(code: str, status: int, message: str, hostname: str, host_id: str) -> str:
+    """A refused live query as one readable sentence naming the host by its name."""
+    text = message.replace(f"host {host_id}", hostname).replace(host_id, hostname)
+    hint = QUERY_HINTS.get("timeout" if status == 504 else code)
+    return f"{text} ({hint})" if hint and hint not in text else text
+
+
+def diff_summary(summary: dict, counts: dict) -> list[str]:
+    """restic diff's statistics in words: files and directories added/removed/changed, bytes."""
+    added, removed = summary.get("added") or {}, summary.get("removed") or {}
+
+    def n(d: dict, k: str) -> int:
+        v = d.get(k)
+        return v if isinstance(v, int) else 0
+
+    changed = summary.get("changed_files")
+    changed = changed if isinstance(changed, int) else counts.get("modified", 0)
+    lines = [f"files: +{n(added, 'files'):,} added · -{n(removed, 'files'):,} removed · {changed:,} changed",
+             f"dirs: +{n(added, 'dirs'):,} added · -{n(removed, 'dirs'):,} removed",
+             f"data: +{size(n(added, 'bytes'))} added · -{size(n(removed, 'bytes'))} removed"]
+    others = n(added, "others") + n(removed, "others")
+    if others:
+        lines[1] += f" · {others:,} other (symlinks, devices) added or removed"
+    return lines

@@ -17,21 +17,21 @@ from rm_core.api import Host
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.fleet_model import SORTS, FleetModel, drift
-from rm_tui.format import age, plural, size
+from rm_tui.format import age, plural, size, verified
 from rm_tui.next_runs import until
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.bulk import BulkActionScreen
 from rm_tui.screens.host import HostScreen
 from rm_tui.screens.jobs import FleetJobsScreen
-from rm_tui.styles import STATE_STYLE, STATUS_STYLE
+from rm_tui.styles import STATE_STYLE, STATUS_STYLE, VERIFIED_STYLE
 from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 
 COLUMNS = [Column("host", "Host", 28), Column("status", "Status", 8), Column("backup", "Last backup", 12),
            Column("result", "Result", 10), Column("next", "Next run", 9), Column("drift", "Schedule", 9),
-           Column("repo", "Repo size", 10), Column("activity", "Activity", 0)]
+           Column("repo", "Repo size", 10), Column("verified", "Verified", 11), Column("activity", "Activity", 0)]
 # k9s-style: shift+letter sorts by that column, the same letter again reverses
 SORT_KEYS = {"N": "host", "S": "status", "B": "backup", "R": "result", "V": "drift", "Z": "repo", "A": "activity",
-             "T": "next"}
+             "T": "next", "D": "verified"}
 
 
 class FleetScreen(ApiScreen):
@@ -44,7 +44,7 @@ class FleetScreen(ApiScreen):
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "clear_filter", "Clear filter/marks"),
         Binding("p", "problems", "Problems first"),
-        Binding("N", "sort('host')", "Sort by column", key_display="N S B R V Z A T"),
+        Binding("N", "sort('host')", "Sort by column", key_display=" ".join(SORT_KEYS)),
         *(Binding(k, f"sort('{col}')", f"Sort by {SORTS[col][0]}", show=False) for k, col in SORT_KEYS.items()
           if k != "N"),
         Binding("space", "mark", "Mark"),
@@ -68,7 +68,8 @@ class FleetScreen(ApiScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: hostname, status (online/offline/pending), stale, failed, drift, problems",
+        yield Input(placeholder="filter: hostname, status (online/offline/pending), stale, failed, drill, drift, "
+                                "problems",
                     id="filter")
         yield Static("", id="fleet-status")
         yield ResourceTable(COLUMNS, self.cells, markable=True, id="hosts", empty="loading hosts…")
@@ -125,7 +126,14 @@ class FleetScreen(ApiScreen):
         fire = self.model.next_runs.next(host_id, now)
         return [name, Text(host.status.value, style=STATUS_STYLE.get(host.status, "")), backup, result,
                 Text(until(fire, now), style="" if fire else "dim"), schedule,
-                size(host.repo_size), ", ".join(self.model.activity.get(host_id, {}).values())]
+                size(host.repo_size), self._verified(host), ", ".join(self.model.activity.get(host_id, {}).values())]
+
+    @staticmethod
+    def _verified(host: Host) -> Text:
+        lv = host.last_verified
+        if lv is None:
+            return Text("")
+        return Text(verified(lv.state.value, lv.finished_at), style=VERIFIED_STYLE.get(lv.state, "bold red"))
 
     def show_rows(self) -> None:
         """The model's current order into the table (cursor stays on its host), and the counts."""
@@ -153,9 +161,10 @@ class FleetScreen(ApiScreen):
         else:
             parts = [plural(c["hosts"], "host"), f"[green]{c.get('online', 0):,} online[/]",
                      f"[red]{c.get('offline', 0):,} offline[/]", f"[yellow]{c.get('pending', 0):,} pending[/]"]
-            for key, style in (("stale", "bold red"), ("failed", "red"), ("drift", "yellow")):
+            for key, style, label in (("stale", "bold red", "stale"), ("failed", "red", "failed"),
+                                      ("drill", "red", "drill failed"), ("drift", "yellow", "drift")):
                 if c.get(key):
-                    parts.append(f"[{style}]{c[key]:,} {key}[/]")
+                    parts.append(f"[{style}]{c[key]:,} {label}[/]")
             shown = len(self.model.visible())
             if shown != c["hosts"]:
                 parts.append(f"{shown:,} shown")

@@ -16,6 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, Switch, TextArea
 
 from rm_core.cron import CronError, next_fires
+from rm_tui.screens.retention_preview import RetentionPreviewScreen
 
 RETENTION_KEYS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
 
@@ -73,12 +74,15 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         try:
             body = self.collect()
         except FormError as exc:
-            self.show_error(exc.message)
-            widgets = self.query(f"#{exc.field}")
-            if widgets:
-                widgets.first().focus()
+            self.refuse(exc)
             return
         self.dismiss(body)
+
+    def refuse(self, exc: FormError) -> None:
+        self.show_error(exc.message)
+        widgets = self.query(f"#{exc.field}")
+        if widgets:
+            widgets.first().focus()
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
@@ -116,12 +120,17 @@ def _num(value: Any) -> str:
 
 
 class SourceGroupForm(FormScreen):
-    """Name, paths to back up and skip (one per line), tag and the common keep-* rules."""
+    """Name, paths to back up and skip (one per line), tag and the common keep-* rules. Editing
+    a group, ctrl+f previews what forget would remove with the rules as typed (nothing saved)."""
 
-    def __init__(self, values: dict[str, Any] | None = None, error: str | None = None, editing: bool = False) -> None:
+    BINDINGS = [Binding("ctrl+f", "preview", "Preview retention")]
+
+    def __init__(self, values: dict[str, Any] | None = None, error: str | None = None, editing: bool = False,
+                 preview: tuple[str, str, str] | None = None) -> None:
         super().__init__(values, error)
         self.editing = editing
         self.title_text = f"Edit source group {self.values.get('name', '')}" if editing else "New source group"
+        self.preview = preview  # (host id, hostname, group id): a saved group has snapshots to preview
 
     def fields(self) -> ComposeResult:
         v = self.values
@@ -140,9 +149,33 @@ class SourceGroupForm(FormScreen):
                 with Vertical():
                     yield Label(key.replace("_", " "))
                     yield Input(_num(retention.get(key)), id=key, type="integer")
+        if self.preview:
+            yield Label("ctrl+f: which snapshots forget would keep and remove with these values, before saving",
+                        classes="form-hint")
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.preview is not None if action == "preview" else True
+
+    def retention(self) -> dict[str, Any]:
+        """The keep rules as typed; those the form does not show (hourly, yearly, within) as they were."""
+        retention = dict(self.values.get("retention") or {})
+        for key in RETENTION_KEYS:
+            retention[key] = self.number(key, key.replace("_", " "))
+        return retention
+
+    def action_preview(self) -> None:
+        try:
+            retention = self.retention()
+        except FormError as exc:
+            self.refuse(exc)
+            return
+        self.show_error("")
+        host_id, hostname, group_id = self.preview or ("", "", "")
+        name = self.text("name") or self.values.get("name", "")
+        self.app.push_screen(RetentionPreviewScreen(host_id, hostname, group_id, name, retention))
 
     def collect(self) -> dict[str, Any]:
         name = self.text("name")
@@ -151,14 +184,8 @@ class SourceGroupForm(FormScreen):
         includes = self.lines("includes")
         if not includes:
             raise FormError("includes", "give at least one path to back up")
-        # Keep rules this form does not show (hourly, yearly, within) as they were.
-        retention = dict(self.values.get("retention") or {})
-        for key in RETENTION_KEYS:
-            retention[key] = self.number(key, key.replace("_", " "))
-        body: dict[str, Any] = {**self.values, "name": name, "includes": includes,
-                                "excludes": self.lines("excludes"), "tag": self.text("tag") or None,
-                                "retention": retention}
-        return body
+        return {**self.values, "name": name, "includes": includes, "excludes": self.lines("excludes"),
+                "tag": self.text("tag") or None, "retention": self.retention()}
 
 
 def cron_preview(cron: str, tz: str, now: datetime | None = None) -> list[datetime]:

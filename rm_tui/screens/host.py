@@ -24,7 +24,7 @@ from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.widgets.table import Column, ResourceTable
 from rm_tui.screens.host_groups import GroupsSchedulesTabs, next_run
 from rm_tui.screens.host_settings import SettingsTabs
-from rm_tui.screens.snapshot_browser import SnapshotBrowser
+from rm_tui.screens.host_snapshots import HINT, SnapshotsTab
 
 JOB_LIMIT = 50
 TABS = ("overview", "groups", "schedules", "jobs", "snapshots", "maintenance", "settings")
@@ -41,14 +41,17 @@ ACTION_TABS = {
     "repo": {"settings"},
     "admin_creds": {"settings"},
     "logs": {"jobs"},
+    "browse": {"snapshots"},
+    "diff_from": {"snapshots"},
+    "diff_to": {"snapshots"},
 }
 
 
-class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
+class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
     CSS_PATH = "host.tcss"
     MUTATING = frozenset({"run_now", "new", "edit", "delete", "repo", "admin_creds"})
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
         # tab always means "next tab" here: focus stays on the table of the tab in front
         # (before, tab moved focus between the tab bar and the table, one or the other)
         Binding("tab", "cycle_tab(1)", "Next tab", show=False),
@@ -61,6 +64,9 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
         Binding("a", "admin_creds", "Admin credentials"),
         Binding("l", "logs", "Logs"),
         Binding("b", "browse", "Browse snapshot"),
+        # one key, two steps: the footer says which one comes next
+        Binding("d", "diff_from", "Diff from here"),
+        Binding("d", "diff_to", "Diff to here"),
         Binding("ctrl+r", "reload", "Reload"),
         *(Binding(str(i + 1), f"tab('{tab}')", f"{title} tab", show=False)
           for i, (tab, title) in enumerate(zip(TABS, TAB_TITLES))),
@@ -74,6 +80,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
         self.jobs: dict[str, Job] = {}
         self.progress: dict[str, str] = {}
         self.snapshots: list[Snapshot] = []
+        self.diff_from: str | None = None
         self.maintenance: Maintenance | None = None
         self.bandwidth: dict[str, Any] | None = None
         self.repo: RepoInfo | None = None
@@ -109,6 +116,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
                                    ("added", "Added"), ("total", "Size")):
                     snaps.add_column(label, key=key)
                 yield snaps
+                yield Static(HINT, id="snapshots-hint", classes="tab-hint")
             with TabPane("Maintenance", id="maintenance"):
                 yield Static("loading…", id="maintenance-text", classes="pane-text")
             with TabPane("Settings", id="settings"):
@@ -146,6 +154,8 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ACTION_TABS and self.is_mounted and self.tab not in ACTION_TABS[action]:
+            return False
+        if action in ("diff_from", "diff_to") and (self.diff_from is None) != (action == "diff_from"):
             return False
         return super().check_action(action, parameters)
 
@@ -269,17 +279,6 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
         table.set_rows(sorted(self.jobs, reverse=True)[:JOB_LIMIT])
         table.invalidate(None)
 
-    def render_snapshots(self) -> None:
-        table = self.query_one("#snapshots-table", DataTable)
-        table.clear()
-        for s in sorted(self.snapshots, key=lambda s: s.time, reverse=True):
-            summary = s.summary or {}
-            added = summary.get("data_added")
-            total = summary.get("total_bytes_processed")
-            table.add_row(s.short_id or s.id[:8], when(s.time), ", ".join(s.paths), ", ".join(s.tags),
-                          size(added) if isinstance(added, int) else "—",
-                          size(total) if isinstance(total, int) else "—", key=s.id)
-
     def selected(self, tab: str) -> str | None:
         if tab == "jobs":
             return self.query_one("#jobs-table", ResourceTable).cursor_key
@@ -361,14 +360,6 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, ApiScreen):
         self.action_logs()
 
     # ------------------------------------------------------------ snapshots
-
-    def action_browse(self) -> None:
-        """Open the snapshot under the cursor: browse, mark, restore (screens/snapshot_browser.py)."""
-        snapshot_id = self.selected("snapshots")
-        if snapshot_id is None:
-            self.notify("No snapshot selected (snapshots tab)", severity="warning")
-            return
-        self.app.push_screen(SnapshotBrowser(self.host.id, self.host.hostname, snapshot_id))
 
     @on(DataTable.RowSelected, "#snapshots-table")
     def snapshot_selected(self) -> None:

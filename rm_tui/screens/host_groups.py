@@ -129,7 +129,9 @@ class GroupsSchedulesTabs:
             self.bandwidth_form(self.bandwidth or {})
 
     def group_form(self, values: dict[str, Any], gid: str | None, error: str | None = None) -> None:
-        self.push_form(SourceGroupForm(values, error, editing=gid is not None), lambda body: self.save_group(body, gid))
+        preview = (self.host.id, self.host.hostname, gid) if gid else None
+        self.push_form(SourceGroupForm(values, error, editing=gid is not None, preview=preview),
+                       lambda body: self.save_group(body, gid))
 
     def schedule_form(self, values: dict[str, Any], sid: str | None, error: str | None = None) -> None:
         self.push_form(ScheduleForm(self.group_choices(), values, error, editing=sid is not None),
