@@ -28,7 +28,7 @@ class SnapshotsTab:
             added = summary.get("data_added")
             total = summary.get("total_bytes_processed")
             short = s.short_id or s.id[:8]
-            table.add_row(f"◆ {short}" if s.id == self.diff_from else f"  {short}", when(s.time),
+            table.add_row(f"◆ {short}" if s.id == self.diff_from else short, when(s.time),
                           ", ".join(s.paths), ", ".join(s.tags), size(added) if isinstance(added, int) else "—",
                           size(total) if isinstance(total, int) else "—", key=s.id)
         self.restore_cursor(table, selected)

@@ -67,3 +67,63 @@ def test_counts_follow_every_change():
     fresh = FleetModel()
     fresh.load(list(m.hosts.values()))
     assert m.counts() == fresh.counts() == {"online": 4, "offline": 1, "drift": 1, "problems": 2, "hosts": 5}
+
+
+def test_a_failed_drill_is_a_problem_and_drill_jobs_update_last_verified():
+    from datetime import timedelta
+
+    from rm_core.api import Job, LastVerified
+    from rm_core.enums import JobState
+
+    m = FleetModel()
+    ok = LastVerified(job_id="d1", state="succeeded", finished_at=NOW - timedelta(hours=2))
+    m.load([host(0), host(1, last_verified=ok), host(2, status="offline")])
+    assert problem(m.hosts[host(1).id]) is None
+    m.toggle_problems()
+    m.visible()
+    bad = Job(id="d2", host_id=host(1).id, kind="drill", state="failed", actor_kind="system", created_at=NOW,
+              finished_at=NOW, summary={"files": 8, "bytes": 100, "mismatches": 1})
+    assert m.job(bad)
+    lv = m.hosts[host(1).id].last_verified
+    assert (lv.job_id, lv.state.value, lv.mismatches) == ("d2", "failed", 1)
+    assert problem(m.hosts[host(1).id]) == "drill"
+    # a failed drill ranks above an offline host: its backups may not come back
+    assert m.order_changed and m.visible()[:2] == [host(1).id, host(2).id]
+    assert m.counts()["drill"] == 1 and m.counts()["problems"] == 2
+    m.set_filter("drill")
+    assert m.visible() == [host(1).id]
+    # an older drill finishing late, or a cancelled one, does not replace the newest result
+    late = bad.model_copy(update={"id": "d0", "state": JobState.succeeded, "finished_at": NOW - timedelta(days=1)})
+    m.job(late)
+    m.job(bad.model_copy(update={"id": "d3", "state": JobState.cancelled, "finished_at": NOW + timedelta(hours=1)}))
+    assert m.hosts[host(1).id].last_verified.job_id == "d2"
+    # sort by last verified: failed first, then the oldest good one, hosts without drills last
+    m.set_filter("")
+    m.toggle_problems()
+    m.put(host(3, last_verified=ok))
+    m.set_sort("verified")
+    assert m.visible() == [host(1).id, host(3).id, host(0).id, host(2).id]
+
+
+def test_verified_and_live_query_wording():
+    from datetime import timedelta
+
+    from rm_tui.format import diff_summary, query_problem, verified
+
+    assert verified(None, None) == ""
+    assert verified("succeeded", NOW - timedelta(hours=2), NOW) == "2h ago"
+    assert verified("failed", NOW - timedelta(minutes=5), NOW) == "failed 5m ago"
+    hid = "01JDZ3K4M5N6P7Q8R9S0T1V2W3"
+    msg = f"host {hid} is offline: its agent must be connected to look inside its repository"
+    assert query_problem("host_offline", 409, msg, "web-1", hid) == (
+        "web-1 is offline: its agent must be connected to look inside its repository "
+        "(it answers again once its agent reconnects)")
+    assert "upgrade rm-agent" in query_problem("agent_too_old", 409, f"the agent of host {hid} is too old; "
+                                               "upgrade rm-agent on that host", "web-1", hid)
+    assert query_problem("gateway_timeout", 504, "no answer", "web-1", hid).endswith("can take longer)")
+    stats = {"changed_files": 2, "added": {"files": 3, "dirs": 1, "bytes": 2048},
+             "removed": {"files": 1, "dirs": 0, "bytes": 10, "others": 1}}
+    assert diff_summary(stats, {}) == ["files: +3 added · -1 removed · 2 changed",
+                                       "dirs: +1 added · -0 removed · 1 other (symlinks, devices) added or removed",
+                                       "data: +2.0 KiB added · -10 B removed"]
+    assert diff_summary({}, {"modified": 4})[0] == "files: +0 added · -0 removed · 4 changed"
