@@ -60,7 +60,7 @@ class RetentionPreviewScreen(ModalScreen[None]):
             yield Label(f"Retention preview: {self.group_name} on {self.hostname}", classes="form-title")
             yield Static(f"policy as typed (not saved): {policy_text(self.retention)}", classes="form-hint")
             yield Static("asking the agent (restic forget --dry-run)…", id="preview-summary")
-            yield ResourceTable(COLUMNS, self.cells, id="preview-table", empty="no snapshots of this group")
+            yield ResourceTable(COLUMNS, self.cells, id="preview-table", empty="waiting for the agent…")
             yield Static("nothing was changed: esc goes back to the form, where ctrl+s saves the policy",
                          classes="form-hint")
         yield Footer()
@@ -95,6 +95,8 @@ class RetentionPreviewScreen(ModalScreen[None]):
         summary = self.query_one("#preview-summary", Static)
         summary.add_class("field-error")
         summary.update(Text(f"no preview: {text}"))
+        self.query_one("#preview-table", ResourceTable).empty = "no preview to show (see above)"
+        self.query_one("#preview-table", ResourceTable).refresh()
 
     def render_preview(self) -> None:
         p = self.preview
@@ -108,6 +110,7 @@ class RetentionPreviewScreen(ModalScreen[None]):
         snaps = sorted([*p.remove, *p.keep], key=lambda s: (s.time is None, s.time), reverse=True)
         self.rows = {f"{s.action}:{s.id}": s for s in snaps}
         table = self.query_one("#preview-table", ResourceTable)
+        table.empty = "no snapshots of this group yet"
         table.set_rows(list(self.rows), keep_key=False)
         table.invalidate(None)
 

@@ -50,7 +50,7 @@ class SnapshotDiffScreen(ApiScreen):
         yield Header()
         yield Static(id="diff-title", classes="diff-line")
         yield Static("asking the agent for the diff…", id="diff-summary")
-        yield ResourceTable(COLUMNS, self.cells, id="diff-changes", empty="no changed paths")
+        yield ResourceTable(COLUMNS, self.cells, id="diff-changes", empty="waiting for the agent…")
         yield Static(id="diff-cap", classes="diff-line")
         yield Footer()
 
@@ -92,6 +92,12 @@ class SnapshotDiffScreen(ApiScreen):
         summary = self.query_one("#diff-summary", Static)
         summary.add_class("error")
         summary.update(Text(f"no diff: {text}"))
+        table = self.query_one("#diff-changes", ResourceTable)
+        self.result, self.rows, table.empty = None, {}, "no diff to show (see above); ctrl+r tries again"
+        table.set_rows([], keep_key=False)
+        table.invalidate(None)
+        self.query_one("#diff-cap", Static).update("")
+        self.refresh_bindings()
         self.notify(text, title="Cannot diff the snapshots", severity="error")
 
     def render_result(self) -> None:
@@ -101,6 +107,7 @@ class SnapshotDiffScreen(ApiScreen):
         summary.remove_class("error")
         summary.update("\n".join(diff_summary(r.summary, r.counts)))
         table = self.query_one("#diff-changes", ResourceTable)
+        table.empty = "no changed paths: the two snapshots hold the same files"
         self.rows = {str(i): c for i, c in enumerate(r.changes)}
         table.set_rows(list(self.rows), keep_key=False)
         table.invalidate(None)

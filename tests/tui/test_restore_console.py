@@ -18,7 +18,7 @@ from tests.agent.conftest import RESTIC, restic_cli
 from tests.agent.test_agent_server import host_state, job_done
 from tests.agent.test_restic_versions import Restic
 from tests.agent.test_restore_drills import PW_B, backup, make_source, start_agent
-from tests.conftest import Server, wait_for
+from tests.conftest import Server, TestAgent, wait_for
 from tests.tui.helpers import SIZE, cell, new_app, open_host, quick_sign_in, shown_bindings
 
 RESTIC_014 = Restic(RESTIC, (0, 14, 0))
@@ -143,8 +143,27 @@ async def test_diff_and_retention_preview_of_real_snapshots(server: Server, tmp_
             assert problem and "web-1 is offline" in problem and host_id not in problem, problem
             assert "reconnects" in problem
             assert "no diff: web-1 is offline" in text(app.screen, "#diff-summary")
+            assert "no diff to show" in app.screen.query_one("#diff-changes", ResourceTable).empty
     finally:
         await run.close()
+
+
+async def test_an_agent_too_old_for_live_queries_is_said_in_words(server: Server) -> None:
+    host_id, token = await server.enroll("old-1")
+    agent = TestAgent(server, token)
+    await agent.connect(features=[])  # an agent from before live queries: no "query" feature
+    try:
+        await wait_for(lambda: host_state(server, host_id, "online"), what="old agent online")
+        app = new_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+            await quick_sign_in(pilot, app)
+            app.push_screen(SnapshotDiffScreen(host_id, "old-1", ("ab" * 32, None), ("cd" * 32, None)))
+            await wait_for(lambda: isinstance(app.screen, SnapshotDiffScreen) and app.screen.loads, what="refusal")
+            problem = app.screen.problem
+            assert problem and problem.startswith("the agent of old-1 is too old") and host_id not in problem
+            assert "upgrade rm-agent on that host" in text(app.screen, "#diff-summary")
+    finally:
+        await agent.close()
 
 
 async def test_last_verified_column_follows_real_drills(server: Server, tmp_path: Path) -> None:
