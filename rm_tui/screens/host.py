@@ -218,6 +218,10 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
                 if lb else "no backup yet")
         stale = "  ·  [bold reverse red] STALE [/]" if h.stale else ""
         lines.append(f"{last}  ·  repo {size(h.repo_size)}  ·  {drift}{stale}")
+        if (lv := h.last_verified) is not None:  # the newest restore drill, as the fleet's Verified column
+            lines.append(f"last restore drill [{STATE_STYLE.get(lv.state) or 'bold'}]{lv.state.value}[/] "
+                         f"{age(lv.finished_at)} ago: {plural(lv.files or 0, 'file')}, {size(lv.bytes)}, "
+                         f"{plural(lv.mismatches or 0, 'mismatch', 'mismatches')}")
         if self.readonly:
             lines.append("[dim]read-only console: actions are disabled[/]")
         self.query_one("#overview-text", Static).update("\n".join(lines))
@@ -325,6 +329,8 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
             self.render_jobs()
         if job.state.terminal and job.kind in (JobKind.backup, JobKind.forget, JobKind.prune):
             self.load_settings()  # snapshots and repo stats changed
+        elif job.state.terminal and job.kind == JobKind.drill:
+            self.load()  # the host's last_verified (no host.updated is sent for a drill)
         self.render_overview()
 
     def on_job_progress(self, message: m.JobProgress) -> None:

@@ -10,7 +10,6 @@ from textual.widgets import Input, Static
 
 from rm_tui.screens.fleet import FleetScreen
 from rm_tui.screens.forms import SourceGroupForm
-from rm_tui.screens.host import HostScreen
 from rm_tui.screens.retention_preview import RetentionPreviewScreen
 from rm_tui.screens.snapshot_diff import SnapshotDiffScreen
 from rm_tui.widgets.table import ResourceTable
@@ -216,6 +215,8 @@ async def test_last_verified_column_follows_real_drills(server: Server, tmp_path
             await pilot.press("ctrl+r")
             await wait_for(lambda: fleet.loads == 2, what="reload")
             assert cell(fleet.table, host_id, "verified").startswith("failed ")
-            assert isinstance(app.screen, FleetScreen) and not isinstance(app.screen, HostScreen)
+            host = await open_host(pilot, app, fleet, host_id)
+            overview = text(host, "#overview-text")
+            assert "last restore drill failed" in overview and "1 mismatch" in overview, overview
     finally:
         await run.close()
