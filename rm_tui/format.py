@@ -21,12 +21,12 @@ def age(when: datetime | None, now: datetime | None = None) -> str:
 
 
 def verified(state: str | None, finished_at: datetime | None, now: datetime | None = None) -> str:
-    """The fleet's "last verified" cell: '2h ago' after a good drill, 'failed 2h ago' after a bad
-    one, '' for a host without drills (the host resource has no finished drill to show)."""
+    """The fleet's "last verified" cell: '2h ago' after a good drill, 'failed 2h' after a bad one
+    (short: the column is narrow), '' for a host without drills (no finished drill to show)."""
     if state is None:
         return ""
-    ago = f"{age(finished_at, now)} ago" if finished_at else "?"
-    return ago if state in ("succeeded", "warning") else f"{state} {ago}"
+    ago = age(finished_at, now) if finished_at else "?"
+    return f"{ago} ago" if state in ("succeeded", "warning") else f"{state} {ago}"
 
 
 def size(n: int | None) -> str:

@@ -28,7 +28,7 @@ from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 
 COLUMNS = [Column("host", "Host", 28), Column("status", "Status", 8), Column("backup", "Last backup", 12),
            Column("result", "Result", 10), Column("next", "Next run", 9), Column("drift", "Schedule", 9),
-           Column("repo", "Repo size", 10), Column("verified", "Verified", 11), Column("activity", "Activity", 0)]
+           Column("repo", "Repo size", 10), Column("verified", "Verified", 12), Column("activity", "Activity", 0)]
 # k9s-style: shift+letter sorts by that column, the same letter again reverses
 SORT_KEYS = {"N": "host", "S": "status", "B": "backup", "R": "result", "V": "drift", "Z": "repo", "A": "activity",
              "T": "next", "D": "verified"}

@@ -112,7 +112,7 @@ def test_verified_and_live_query_wording():
 
     assert verified(None, None) == ""
     assert verified("succeeded", NOW - timedelta(hours=2), NOW) == "2h ago"
-    assert verified("failed", NOW - timedelta(minutes=5), NOW) == "failed 5m ago"
+    assert verified("failed", NOW - timedelta(minutes=5), NOW) == "failed 5m"
     hid = "01JDZ3K4M5N6P7Q8R9S0T1V2W3"
     msg = f"host {hid} is offline: its agent must be connected to look inside its repository"
     assert query_problem("host_offline", 409, msg, "web-1", hid) == (
