@@ -72,7 +72,8 @@ def test_counts_follow_every_change():
 def test_a_failed_drill_is_a_problem_and_drill_jobs_update_last_verified():
     from datetime import timedelta
 
-    from rm_core.api import Job, LastVerified
+    from rm_core.api import LastVerified
+    from rm_core.jobs import Job
     from rm_core.enums import JobState
 
     m = FleetModel()
