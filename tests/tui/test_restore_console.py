@@ -200,7 +200,8 @@ async def test_last_verified_column_follows_real_drills(server: Server, tmp_path
             job = await wait_for(lambda: job_done(server, body["id"]), 60, "failing drill")
             assert job["state"] == "failed", job
             await wait_for(lambda: cell(fleet.table, host_id, "verified").startswith("failed "), 10, "failed cell")
-            assert fleet.table.cells_for(host_id)[6].style == "bold red"
+            verified_at = [c.key for c in fleet.table.columns].index("verified")
+            assert fleet.table.cells_for(host_id)[verified_at].style == "bold red"
             await wait_for(lambda: "1 drill failed" in text(fleet, "#fleet-status"), what="status line count")
 
             # problems first: the failed drill goes on top though its name sorts last
