@@ -17,8 +17,16 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 RM_TUI = Path(sys.executable).with_name("rm-tui")
 
 
+# A tmux server of our own: the default one is shared with whatever else runs tmux on the
+# machine, and a session started just as another's last session ends finds that server
+# exiting (new-session fails with exit 1).
+SOCKET = f"rm-test-{uuid.uuid4().hex[:8]}"
+
+
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True)
+    assert done.returncode == 0, f"tmux {args[0]} failed ({done.returncode}): {done.stderr.strip()}"
+    return done.stdout
 
 
 async def signs_in_with_burst(server, session: str, keep: bool = False) -> str:
@@ -38,7 +46,7 @@ async def signs_in_with_burst(server, session: str, keep: bool = False) -> str:
         return screen()
     finally:
         if not keep:
-            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+            subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", session], capture_output=True)
 
 
 async def test_login_survives_keys_sent_in_one_burst(server):
@@ -66,4 +74,4 @@ async def test_filter_typed_right_after_slash(server):
         assert "1 shown" in shown, shown
         assert "db-1" in shown and "web-1" not in shown
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", session], capture_output=True)
