@@ -125,6 +125,11 @@ def proc_cpu_s(pid: int) -> float | None:
         return None
 
 
+def procs_cpu_s(procs) -> float:
+    """CPU seconds of the simulated agents' processes: on 2 shared cores they compete with the server."""
+    return sum(proc_cpu_s(pr.pid) or 0 for pr in procs)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -260,6 +265,7 @@ class Swarm:
             return {"hello_ok": sum(1 for t in self.hello_at.values() if t >= t0),
                     "acked": sum(1 for t in self.ack_at.values() if t >= t0),
                     "last": max([t for t in self.ack_at.values() if t >= t0] or [0]) or None,
+                    "hello_last": max([t for t in self.hello_at.values() if t >= t0] or [0]) or None,
                     "connected": len(self.conns)}
         if kind == "logmode":
             self.log_lines_per_job, self.log_batch, self.log_window = cmd[1], cmd[2], cmd[3]
@@ -707,6 +713,7 @@ def run_size(n: int, args, ctx) -> dict:
         # ---- connect storm
         t0 = mono()
         cpu0 = proc_cpu_s(pid)
+        acpu0 = procs_cpu_s(children.procs)
         connect_timeout = 60 + n / 100
         st = []
         while mono() - t0 < connect_timeout:
@@ -719,6 +726,7 @@ def run_size(n: int, args, ctx) -> dict:
         res["connect_failures"] = sum(s["connect_failures"] for s in st)
         res["agent_errors"] = [e for s in st for e in s["errors"]][:5]
         res["server_cpu_connect_s"] = _r((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2)
+        res["agents_cpu_connect_s"] = _r(procs_cpu_s(children.procs) - acpu0, 2)
         log(f"{res['connected']}/{n} agents connected and acked in {res['connect_s']}s "
             f"(connect failures {res['connect_failures']})")
         if res["connected"] < n:
@@ -807,6 +815,7 @@ def run_size(n: int, args, ctx) -> dict:
         probe_cmd(probe_q, probe_res, ("start", {"full_list": False}))
         prof = Profiler(args.profile, pid, f"ingest-{n}")
         cpu0 = proc_cpu_s(pid)
+        acpu0 = procs_cpu_s(children.procs)
         log_hosts = host_ids[:k]
         ok_jobs, jerrs = asyncio.run(fan_out(base, token, log_hosts,
                                              lambda h: ("POST", f"/api/v1/hosts/{h}/jobs", {"kind": "init"}),
@@ -831,6 +840,7 @@ def run_size(n: int, args, ctx) -> dict:
                              "lines_in_db": stored, "seconds": _r(dur, 2),
                              "lines_per_s": int(lines / dur) if dur else None,
                              "server_cpu_s": _r((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2),
+                             "agents_cpu_s": _r(procs_cpu_s(children.procs) - acpu0, 2),
                              "probes": ingest_probes}
         log(f"log ingest: {lines} lines from {ok_jobs} jobs in {res['log_ingest']['seconds']}s = "
             f"{res['log_ingest']['lines_per_s']} lines/s (rows in job_logs: {stored}); healthz p99 "
@@ -858,6 +868,7 @@ def run_size(n: int, args, ctx) -> dict:
         t_up = mono()
         pid = server.proc.pid
         prof = Profiler(args.profile, pid, f"restart-{n}")
+        acpu0 = procs_cpu_s(children.procs)
         children.ask(("wake",))
         cpu0 = proc_cpu_s(pid)
         st = []
@@ -868,14 +879,19 @@ def run_size(n: int, args, ctx) -> dict:
                 break
         prof.stop()
         lasts = [s["last"] for s in st if s["last"]]
+        hello_lasts = [s["hello_last"] for s in st if s.get("hello_last")]
         done = sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n
         res["restart"] = {"down_s": _r(t_up - t_stop, 2), "hello_ok": sum(s["hello_ok"] for s in st),
                           "acked": sum(s["acked"] for s in st),
                           "storm_s": _r(max(lasts) - t_up, 2) if done and lasts else None,
+                          "last_hello_s": _r(max(hello_lasts) - t_up, 2) if hello_lasts else None,
                           "server_cpu_s": _r((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2),
+                          "agents_cpu_s": _r(procs_cpu_s(children.procs) - acpu0, 2),
                           "rss_mb": proc_status(pid).get("VmRSS")}
         log(f"restart: server down {res['restart']['down_s']}s; {res['restart']['hello_ok']} hellos, "
-            f"{res['restart']['acked']} acks; all hello'd and acked {res['restart']['storm_s']}s after it listened")
+            f"{res['restart']['acked']} acks; all hello'd and acked {res['restart']['storm_s']}s after it listened "
+            f"(last hello.ok {res['restart']['last_hello_s']}s); CPU s server {res['restart']['server_cpu_s']}, "
+            f"agents {res['restart']['agents_cpu_s']}")
         res["loadavg_after"] = os.getloadavg()
     finally:
         if probe_q is not None:
@@ -946,6 +962,8 @@ def table(results: list[dict]) -> str:
         ("log ingest: healthz p99", lambda r: g(r, "log_ingest", "probes", "healthz", "p99_ms")),
         ("log ingest: server loop lag p99 (<=)", lambda r: g(r, "log_ingest", "probes", "server_loop_lag", "p99_ms")),
         ("server CPU s: connect/push/ingest", lambda r: f"{g(r, 'server_cpu_connect_s')}/{g(r, 'server_cpu_push_s')}/{g(r, 'log_ingest', 'server_cpu_s')}"),
+        ("server CPU s: restart", lambda r: g(r, "restart", "server_cpu_s")),
+        ("agents CPU s: connect/ingest/restart", lambda r: f"{g(r, 'agents_cpu_connect_s')}/{g(r, 'log_ingest', 'agents_cpu_s')}/{g(r, 'restart', 'agents_cpu_s')}"),
     ]
     w0 = max(len(a) for a, _ in rows) + 2
     out = ["metric".ljust(w0) + "".join(f"{r['agents']:>16}" for r in results)]

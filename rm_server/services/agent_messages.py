@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rm_core import protocol as p
+from rm_core.log_frames import as_wire, parse_job_log
 from rm_core.enums import ActorKind, CredentialSlot, JobKind
 from rm_core.version import PROTOCOL_VERSION, __version__
 from rm_server.services.batching import GroupCommit
@@ -116,7 +117,8 @@ class AgentMessages:
         """Parse one frame and run its handler; a bad frame or a failing handler gets an
         error reply and never drops the connection."""
         try:
-            env = p.parse_agent_message(raw)
+            # job.log, the bulk of ingest, skips the models when it is well-formed (log_frames.py)
+            env = parse_job_log(raw) or p.parse_agent_message(raw)
         except p.UnknownMessageType as exc:
             conn.send(p.Error(code="unknown_type", message=str(exc)), exc.envelope.id)
             return
@@ -240,7 +242,7 @@ class AgentMessages:
             self.jobs.changed(applied.job)
 
     async def on_job_log(self, conn: AgentConnection, env: p.Envelope) -> None:
-        ev: p.JobLog = env.payload
+        ev = as_wire(env.payload)
         result = await self._logs.submit((conn.host_id, ev))
         if isinstance(result, JobNotOnHost):
             self._unknown_job(conn, env)

@@ -13,7 +13,14 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic_core import to_json
 
-from rm_core.protocol import LogLine
+from rm_core.log_frames import WireLine
+
+# Live lines come as WireLine (already JSON-ready), backlog lines as JobLogLine models.
+AnyLine = Any
+
+
+def _line_json(ln: Any) -> dict[str, Any]:
+    return ln.as_json() if isinstance(ln, WireLine) else ln.model_dump(mode="json")
 
 
 class Subscriber:
@@ -30,7 +37,7 @@ class Subscriber:
         self._drained = asyncio.Event()
         # job_id -> last seq sent, or a list buffering live lines while the backlog loads
         self.jobs: dict[str, int] = {}
-        self.pending: dict[str, list[LogLine]] = {}
+        self.pending: dict[str, list[AnyLine]] = {}
         # Last seq sent per job, kept across unsubscribe: subscribing again resumes there
         # instead of queueing the whole backlog once more.
         self.sent: dict[str, int] = {}
@@ -96,7 +103,7 @@ class Subscriber:
         self._drained.set()
         return frame
 
-    def log_lines(self, job_id: str, lines: list[LogLine], frame: Callable[[list[LogLine]], bytes]) -> None:
+    def log_lines(self, job_id: str, lines: list[AnyLine], frame: Callable[[list[AnyLine]], bytes]) -> None:
         if job_id in self.pending:
             self.pending[job_id].extend(lines)
             return
@@ -128,9 +135,9 @@ class EventHub:
         for sub in list(self.subscribers):  # a slow one may leave during the loop
             sub.put(frame)
 
-    def publish_log(self, job_id: str, lines: list[LogLine]) -> None:
-        def frame(fresh: list[LogLine]) -> bytes:
-            return self._frame("job.log", {"job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in fresh]})
+    def publish_log(self, job_id: str, lines: list[AnyLine]) -> None:
+        def frame(fresh: list[AnyLine]) -> bytes:
+            return self._frame("job.log", {"job_id": job_id, "lines": [_line_json(ln) for ln in fresh]})
 
         for sub in list(self.subscribers):  # a slow one may leave during the loop
             if job_id in sub.jobs or job_id in sub.pending:
@@ -150,13 +157,13 @@ class EventHub:
                 if batch:
                     last = sub.sent[job_id] = batch[-1].seq
                     await sub.put_paced(self._frame("job.log", {
-                        "job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in batch], "backlog": True}))
+                        "job_id": job_id, "lines": [_line_json(ln) for ln in batch], "backlog": True}))
         finally:
             buffered = sub.pending.pop(job_id, [])
         sub.jobs[job_id] = last
         if buffered:
             sub.log_lines(job_id, buffered, lambda fresh: self._frame(
-                "job.log", {"job_id": job_id, "lines": [ln.model_dump(mode="json") for ln in fresh]}))
+                "job.log", {"job_id": job_id, "lines": [_line_json(ln) for ln in fresh]}))
 
     async def close_all(self) -> None:
         closing = [sub.close(1001, b"server shutting down") for sub in list(self.subscribers)]
