@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -188,8 +189,10 @@ class _JobStream:
 class Swarm:
     """Many simulated agents in one process."""
 
-    def __init__(self, idx: int, base: str, creds: list[tuple[str, str]], cmd_q, res_q, lifetime: float):
+    def __init__(self, idx: int, base: str, creds: list[tuple[str, str]], cmd_q, res_q, lifetime: float,
+                 freeze_heap: bool = False):
         self.idx, self.base, self.creds = idx, base, creds
+        self.freeze_heap = freeze_heap
         self.cmd_q, self.res_q, self.lifetime = cmd_q, res_q, lifetime
         self.conns: dict[str, aiohttp.ClientWebSocketResponse] = {}
         self.hello_ok: set[str] = set()
@@ -212,7 +215,21 @@ class Swarm:
         self.first_send: float | None = None
         self.last_ack: float | None = None
 
+    def _gc_timer(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self.gc_s += time.perf_counter() - self._gc_t0
+
     async def run(self) -> None:
+        self.gc_s = 0.0
+        gc.callbacks.append(self._gc_timer)
+        if self.freeze_heap:
+            # Like the server (rm_server/heap.py): thousands of clients in one process make
+            # every full GC pass walk all of their objects, a cost no real agent (one
+            # connection per process) has.
+            from rm_server.heap import keep_heap_frozen
+            self._freezer = asyncio.create_task(keep_heap_frozen())
         conn = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
         timeout = aiohttp.ClientTimeout(total=None, connect=60, sock_connect=60)
         self.session = aiohttp.ClientSession(connector=conn, timeout=timeout)
@@ -249,6 +266,7 @@ class Swarm:
         kind = cmd[0]
         if kind == "status":
             return {"connected": len(self.conns), "hello_ok": len(self.hello_ok), "acked": len(self.applied),
+                    "gc_s": round(self.gc_s, 2),
                     "connect_failures": self.connect_failures, "disconnects": self.disconnects,
                     "errors": self.errors[-3:], "n_errors": len(self.errors)}
         if kind == "acks":
@@ -266,6 +284,7 @@ class Swarm:
                     "acked": sum(1 for t in self.ack_at.values() if t >= t0),
                     "last": max([t for t in self.ack_at.values() if t >= t0] or [0]) or None,
                     "hello_last": max([t for t in self.hello_at.values() if t >= t0] or [0]) or None,
+                    "gc_s": round(self.gc_s, 2),
                     "connected": len(self.conns)}
         if kind == "logmode":
             self.log_lines_per_job, self.log_batch, self.log_window = cmd[1], cmd[2], cmd[3]
@@ -388,11 +407,12 @@ class Swarm:
             self.errors.append(f"log stream {job_id}: {type(exc).__name__} {exc}")
 
 
-def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, *, swarm_cls: type[Swarm] = Swarm) -> None:
+def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap=False, *,
+               swarm_cls: type[Swarm] = Swarm) -> None:
     """A child process's entry: one swarm (or a subclass, e.g. tui_scale's) until stopped."""
     raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime).run())
+    asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap).run())
 
 
 # --------------------------------------------------------------------------- probe
@@ -701,8 +721,8 @@ def run_size(n: int, args, ctx) -> dict:
         lifetime = args.max_seconds
         for i in range(n_procs):
             part = creds[i::n_procs]
-            pr = ctx.Process(target=swarm_main, args=(i, base, part, children.cmd_qs[i], children.res_q, lifetime),
-                             daemon=True)
+            pr = ctx.Process(target=swarm_main, args=(i, base, part, children.cmd_qs[i], children.res_q, lifetime,
+                                                      args.agents_freeze_heap), daemon=True)
             pr.start()
             children.procs.append(pr)
         probe_q, probe_res = ctx.Queue(), ctx.Queue()
@@ -727,6 +747,7 @@ def run_size(n: int, args, ctx) -> dict:
         res["agent_errors"] = [e for s in st for e in s["errors"]][:5]
         res["server_cpu_connect_s"] = _r((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2)
         res["agents_cpu_connect_s"] = _r(procs_cpu_s(children.procs) - acpu0, 2)
+        res["agents_gc_connect_s"] = _r(sum(s.get("gc_s", 0) for s in st), 2)
         log(f"{res['connected']}/{n} agents connected and acked in {res['connect_s']}s "
             f"(connect failures {res['connect_failures']})")
         if res["connected"] < n:
@@ -868,7 +889,9 @@ def run_size(n: int, args, ctx) -> dict:
         t_up = mono()
         pid = server.proc.pid
         prof = Profiler(args.profile, pid, f"restart-{n}")
+        agent_profs = [Profiler(args.profile, pr.pid, f"restart-{n}-agents{i}") for i, pr in enumerate(children.procs)]
         acpu0 = procs_cpu_s(children.procs)
+        agc0 = sum(s.get("gc_s", 0) for s in children.ask(("status",)))
         children.ask(("wake",))
         cpu0 = proc_cpu_s(pid)
         st = []
@@ -878,6 +901,8 @@ def run_size(n: int, args, ctx) -> dict:
             if sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n:
                 break
         prof.stop()
+        for ap in agent_profs:
+            ap.stop()
         lasts = [s["last"] for s in st if s["last"]]
         hello_lasts = [s["hello_last"] for s in st if s.get("hello_last")]
         done = sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n
@@ -887,11 +912,12 @@ def run_size(n: int, args, ctx) -> dict:
                           "last_hello_s": _r(max(hello_lasts) - t_up, 2) if hello_lasts else None,
                           "server_cpu_s": _r((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2),
                           "agents_cpu_s": _r(procs_cpu_s(children.procs) - acpu0, 2),
+                          "agents_gc_s": _r(sum(s.get("gc_s", 0) for s in st) - agc0, 2),
                           "rss_mb": proc_status(pid).get("VmRSS")}
         log(f"restart: server down {res['restart']['down_s']}s; {res['restart']['hello_ok']} hellos, "
             f"{res['restart']['acked']} acks; all hello'd and acked {res['restart']['storm_s']}s after it listened "
             f"(last hello.ok {res['restart']['last_hello_s']}s); CPU s server {res['restart']['server_cpu_s']}, "
-            f"agents {res['restart']['agents_cpu_s']}")
+            f"agents {res['restart']['agents_cpu_s']} (GC {res['restart']['agents_gc_s']})")
         res["loadavg_after"] = os.getloadavg()
     finally:
         if probe_q is not None:
@@ -983,6 +1009,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,10000,19000", help="comma-separated fleet sizes")
     ap.add_argument("--quick", action="store_true", help="200 agents, short windows (< 60 s)")
     ap.add_argument("--agent-procs", type=int, default=2, help="processes for the simulated agents")
+    ap.add_argument("--agents-freeze-heap", action="store_true",
+                    help="simulated agents freeze their heap like the server (docs/benchmarks.md, round 2)")
     ap.add_argument("--window", type=float, default=10, help="seconds per at-rest probe window")
     ap.add_argument("--push-concurrency", type=int, default=16, help="mutation requests in flight during the push")
     ap.add_argument("--per-host-push", action="store_true", help="push with one source-group POST per host instead of the fleet endpoint")

@@ -129,6 +129,17 @@ class Hosts(Table):
             raise NotFound("host", host_id)
         return _host(row)
 
+    async def get_many(self, host_ids: list[str]) -> dict[str, Host]:
+        """host_id -> Host for those that exist, a query per 900 ids (what `get` says, for many)."""
+        out: dict[str, Host] = {}
+        ids = list(dict.fromkeys(host_ids))
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            rows = await self.db.fetchall(f"SELECT {_COLS} FROM {_FROM} WHERE h.id IN ({','.join('?' * len(chunk))})",
+                                          chunk)
+            out.update((r["id"], _host(r)) for r in rows)
+        return out
+
     async def rename(self, actor: Actor, host_id: str, hostname: str) -> Host:
         async with self.tx() as tx:
             cur = await tx.execute("UPDATE hosts SET hostname = ? WHERE id = ?", (hostname, host_id))
