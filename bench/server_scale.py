@@ -204,6 +204,7 @@ class Swarm:
         self.disconnects = 0
         self.stopping = False
         self.wake = asyncio.Event()  # set by "wake": agents in a reconnect backoff retry now
+        self.woken = 0  # wakes so far
         # log ingest
         self.log_lines_per_job = 0
         self.log_batch = 200
@@ -275,6 +276,7 @@ class Swarm:
             return {"count": len(times), "last": max(times) if times else None,
                     "first": min(times) if times else None}
         if kind == "wake":
+            self.woken += 1
             self.wake.set()
             self.wake = asyncio.Event()
             return {"ok": True}
@@ -285,6 +287,8 @@ class Swarm:
                     "last": max([t for t in self.ack_at.values() if t >= t0] or [0]) or None,
                     "hello_last": max([t for t in self.hello_at.values() if t >= t0] or [0]) or None,
                     "gc_s": round(self.gc_s, 2),
+                    "hello_times": sorted(t - t0 for t in self.hello_at.values() if t >= t0)
+                    if len(cmd) > 2 and cmd[2] else [],
                     "connected": len(self.conns)}
         if kind == "logmode":
             self.log_lines_per_job, self.log_batch, self.log_window = cmd[1], cmd[2], cmd[3]
@@ -299,6 +303,7 @@ class Swarm:
         headers = {"Authorization": f"Bearer {tok}"}
         backoff = 1.0
         while not self.stopping:
+            woken = self.woken
             try:
                 async with sem:
                     ws = await self.session.ws_connect(url, headers=headers, heartbeat=None, autoping=True,
@@ -323,7 +328,10 @@ class Swarm:
                 ws_ = self.conns.pop(hid, None)
                 if ws_ is not None:
                     await ws_.close()
-            if not self.stopping:
+            # A wake during this attempt (a connect refused just before the server listened)
+            # means "retry now": waiting for the next wake left such agents in a backoff of
+            # up to 15 s, which the storm time then measured.
+            if not self.stopping and self.woken == woken:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 10)
@@ -614,7 +622,9 @@ class Profiler:
         if out_dir and Path(exe).exists():
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-                                          "--nonblocking", "--threads", "-o", str(Path(out_dir) / f"{name}.txt")],
+                                          "--nonblocking", "--threads", "-o", str(Path(out_dir) / f"{name}.txt")]
+                                         # --gil: only the thread holding the GIL, i.e. Python CPU, not waits
+                                         + (["--gil"] if os.environ.get("BENCH_PYSPY_GIL") else []),
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
 
@@ -905,18 +915,21 @@ def run_size(n: int, args, ctx) -> dict:
             ap.stop()
         lasts = [s["last"] for s in st if s["last"]]
         hello_lasts = [s["hello_last"] for s in st if s.get("hello_last")]
+        hello_times = sorted(t for s in children.ask(("since", t_up, True)) for t in s["hello_times"])
+        hello_pcts = {f"p{q}": _r(pct(hello_times, q), 2) for q in (50, 90, 99)}
         done = sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n
         res["restart"] = {"down_s": _r(t_up - t_stop, 2), "hello_ok": sum(s["hello_ok"] for s in st),
                           "acked": sum(s["acked"] for s in st),
                           "storm_s": _r(max(lasts) - t_up, 2) if done and lasts else None,
                           "last_hello_s": _r(max(hello_lasts) - t_up, 2) if hello_lasts else None,
+                          "hello_s_after_wake": hello_pcts,
                           "server_cpu_s": _r((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2),
                           "agents_cpu_s": _r(procs_cpu_s(children.procs) - acpu0, 2),
                           "agents_gc_s": _r(sum(s.get("gc_s", 0) for s in st) - agc0, 2),
                           "rss_mb": proc_status(pid).get("VmRSS")}
         log(f"restart: server down {res['restart']['down_s']}s; {res['restart']['hello_ok']} hellos, "
             f"{res['restart']['acked']} acks; all hello'd and acked {res['restart']['storm_s']}s after it listened "
-            f"(last hello.ok {res['restart']['last_hello_s']}s); CPU s server {res['restart']['server_cpu_s']}, "
+            f"(last hello.ok {res['restart']['last_hello_s']}s; {hello_pcts}); CPU s server {res['restart']['server_cpu_s']}, "
             f"agents {res['restart']['agents_cpu_s']} (GC {res['restart']['agents_gc_s']})")
         res["loadavg_after"] = os.getloadavg()
     finally:

@@ -144,3 +144,47 @@ async def test_slow_subscriber_is_dropped_without_delaying_others(server):
     await fast.next("job.progress", lambda f: f["payload"]["job_id"] == "after")
     await fast_ws.close()
     slow._response.close()
+
+
+async def test_a_reconnect_storm_ends_with_every_hosts_true_state(server):
+    """Agents connect, drop and reconnect at once: each host's last host.updated says what
+    the server's host list says, and every host got its events in the order they happened."""
+    from tests.conftest import TestAgent
+
+    ev = await events(server)
+    hosts = [await server.enroll(f"storm-{i}") for i in range(24)]
+    ids = {h for h, _ in hosts}
+
+    async def connect(token):
+        agent = TestAgent(server, token)
+        assert (await agent.connect()).type == "hello.ok"
+        return agent
+
+    agents = await asyncio.gather(*(connect(tok) for _, tok in hosts))
+    await asyncio.gather(*(a.close() for a in agents))
+    agents = await asyncio.gather(*(connect(tok) for _, tok in hosts))
+
+    last: dict[str, str] = {}
+
+    def settled() -> bool:
+        for f in ev.frames:
+            if f["type"] == "host.updated" and f["payload"]["id"] in ids:
+                last[f["payload"]["id"]] = f["payload"]["status"]
+        return len(last) == len(ids) and all(s == "online" for s in last.values())
+
+    async def read_until_settled():
+        while not settled():
+            msg = await ev.ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            ev.frames.append(json.loads(msg.data))
+
+    await read_until_settled()
+    # A marker after everything: events are published in order, so nothing older can follow it.
+    status, _ = await server.call("PATCH", f"/hosts/{hosts[0][0]}", role="operator", json={"hostname": "marker"})
+    assert status == 200
+    await ev.next("host.updated", lambda f: f["payload"].get("hostname") == "marker")
+    settled()
+    status, listed = await server.call("GET", "/hosts")
+    truth = {h["id"]: h["status"] for h in listed["hosts"] if h["id"] in ids}
+    assert last == truth == {h: "online" for h in ids}
+    await asyncio.gather(*(a.close() for a in agents))
