@@ -1022,8 +1022,10 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,10000,19000", help="comma-separated fleet sizes")
     ap.add_argument("--quick", action="store_true", help="200 agents, short windows (< 60 s)")
     ap.add_argument("--agent-procs", type=int, default=2, help="processes for the simulated agents")
-    ap.add_argument("--agents-freeze-heap", action="store_true",
-                    help="simulated agents freeze their heap like the server (docs/benchmarks.md, round 2)")
+    ap.add_argument("--agents-freeze-heap", action=argparse.BooleanOptionalAction, default=True,
+                    help="simulated agents freeze their heap like the server does (default; docs/benchmarks.md, "
+                         "issue 13 round 2): thousands of clients in one process made their GC a cost no real "
+                         "agent has")
     ap.add_argument("--window", type=float, default=10, help="seconds per at-rest probe window")
     ap.add_argument("--push-concurrency", type=int, default=16, help="mutation requests in flight during the push")
     ap.add_argument("--per-host-push", action="store_true", help="push with one source-group POST per host instead of the fleet endpoint")
