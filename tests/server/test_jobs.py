@@ -217,6 +217,26 @@ async def test_job_events_dedup_and_ack(server):
     assert page["done"] is True and page["next_seq"] == 8
 
 
+async def test_job_log_as_an_agent_sends_it_keeps_the_agents_timestamp_text(server):
+    # What rm_agent sends (rm_core.times.iso stamps) takes the model-free path: the text is
+    # stored as written ("+00:00"; the models' path would store "Z") and reads back the same.
+    host_id, agent = await online_host(server)
+    _, created = await post_job(server, host_id, {"kind": "check"})
+    job_id = created["id"]
+    await agent.expect("command.run")
+    await agent.send(started(job_id, kind="check"))
+    await agent.expect("ack")
+    stamp = "2026-03-01T10:00:00.250000+00:00"
+    await agent.ws.send_str(p.encode(p.Envelope(type="job.log", payload={"job_id": job_id, "lines": [
+        {"seq": 2, "ts": stamp, "stream": "stderr", "text": "a"}, {"seq": 3, "ts": stamp, "text": "b"}]})))
+    assert (await agent.expect("ack")).payload.upto_seq == 3
+    rows = await server.store.db.fetchall("SELECT seq, ts, stream, text FROM job_logs WHERE job_id = ? ORDER BY seq",
+                                          (job_id,))
+    assert [tuple(r) for r in rows] == [(2, stamp, "stderr", "a"), (3, stamp, "stdout", "b")]
+    status, page = await server.call("GET", f"/jobs/{job_id}/logs", role="viewer")
+    assert status == 200 and [ln["ts"] for ln in page["lines"]] == ["2026-03-01T10:00:00.250000Z"] * 2
+
+
 async def test_events_for_unknown_or_foreign_jobs_get_error(server):
     host_a, agent_a = await online_host(server, "a")
     host_b, agent_b = await online_host(server, "b")
