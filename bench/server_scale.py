@@ -78,6 +78,9 @@ TARGETS = {
 
 # --------------------------------------------------------------------------- helpers
 
+AGENTS_PER_SOURCE = 200  # simulated agents per loopback source address
+
+
 def raise_nofile() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -190,9 +193,9 @@ class Swarm:
     """Many simulated agents in one process."""
 
     def __init__(self, idx: int, base: str, creds: list[tuple[str, str]], cmd_q, res_q, lifetime: float,
-                 freeze_heap: bool = False):
+                 freeze_heap: bool = False, spread_sources: bool = False):
         self.idx, self.base, self.creds = idx, base, creds
-        self.freeze_heap = freeze_heap
+        self.freeze_heap, self.spread_sources = freeze_heap, spread_sources
         self.cmd_q, self.res_q, self.lifetime = cmd_q, res_q, lifetime
         self.conns: dict[str, aiohttp.ClientWebSocketResponse] = {}
         self.hello_ok: set[str] = set()
@@ -231,13 +234,24 @@ class Swarm:
             # connection per process) has.
             from rm_server.heap import keep_heap_frozen
             self._freezer = asyncio.create_task(keep_heap_frozen())
-        conn = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
         timeout = aiohttp.ClientTimeout(total=None, connect=60, sock_connect=60)
-        self.session = aiohttp.ClientSession(connector=conn, timeout=timeout)
+        # Real agents come from their own addresses. From one address, Linux picks a loopback
+        # connect's source port among the even ports first (~14k here): past that each
+        # connect() scanned them all, 4.3 ms of kernel time instead of 0.1 ms (measured with
+        # plain sockets: 19k connects 25 s vs 2 s spread over addresses), which made the 19k
+        # connect and restart storms measure the kernel's port search.
+        sources = [None]
+        if self.spread_sources and self.base.startswith("http://127.0.0.1:"):
+            sources = [(f"127.{self.idx + 1}.{k // 250}.{k % 250 + 1}", 0)
+                       for k in range(max(1, len(self.creds) // AGENTS_PER_SOURCE))]
+        self.sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None,
+                                                                              local_addr=src), timeout=timeout)
+                         for src in sources]
         loop = asyncio.get_running_loop()
         deadline = mono() + self.lifetime
         sem = asyncio.Semaphore(64)
-        agents = [asyncio.create_task(self.agent(hid, tok, sem)) for hid, tok in self.creds]
+        agents = [asyncio.create_task(self.agent(hid, tok, sem, self.sessions[i % len(self.sessions)]))
+                  for i, (hid, tok) in enumerate(self.creds)]
         hb = asyncio.create_task(self.heartbeats())
         try:
             while mono() < deadline:
@@ -255,7 +269,8 @@ class Swarm:
             for t in agents:
                 t.cancel()
             await asyncio.gather(*agents, hb, return_exceptions=True)
-            await self.session.close()
+            for session in self.sessions:
+                await session.close()
 
     def _get_cmd(self):
         try:
@@ -298,7 +313,7 @@ class Swarm:
                     "first_send": self.first_send, "last_ack": self.last_ack}
         return {"error": f"unknown command {kind}"}
 
-    async def agent(self, hid: str, tok: str, sem: asyncio.Semaphore) -> None:
+    async def agent(self, hid: str, tok: str, sem: asyncio.Semaphore, session: aiohttp.ClientSession) -> None:
         url = f"{self.base}/api/v1/agent/ws"
         headers = {"Authorization": f"Bearer {tok}"}
         backoff = 1.0
@@ -306,7 +321,7 @@ class Swarm:
             woken = self.woken
             try:
                 async with sem:
-                    ws = await self.session.ws_connect(url, headers=headers, heartbeat=None, autoping=True,
+                    ws = await session.ws_connect(url, headers=headers, heartbeat=None, autoping=True,
                                                        compress=0, max_msg_size=0)
                     hello = p.Hello(protocol_version=1, agent_version="bench", hostname=f"bench-{hid[-6:]}",
                                     os="linux", arch="x86_64", restic_version="0.17.3",
@@ -415,12 +430,12 @@ class Swarm:
             self.errors.append(f"log stream {job_id}: {type(exc).__name__} {exc}")
 
 
-def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap=False, *,
+def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap=False, spread_sources=False, *,
                swarm_cls: type[Swarm] = Swarm) -> None:
     """A child process's entry: one swarm (or a subclass, e.g. tui_scale's) until stopped."""
     raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap).run())
+    asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap, spread_sources).run())
 
 
 # --------------------------------------------------------------------------- probe
@@ -732,7 +747,8 @@ def run_size(n: int, args, ctx) -> dict:
         for i in range(n_procs):
             part = creds[i::n_procs]
             pr = ctx.Process(target=swarm_main, args=(i, base, part, children.cmd_qs[i], children.res_q, lifetime,
-                                                      args.agents_freeze_heap), daemon=True)
+                                                      args.agents_freeze_heap, args.agents_spread_sources),
+                             daemon=True)
             pr.start()
             children.procs.append(pr)
         probe_q, probe_res = ctx.Queue(), ctx.Queue()
@@ -1026,6 +1042,10 @@ def main() -> int:
                     help="simulated agents freeze their heap like the server does (default; docs/benchmarks.md, "
                          "issue 13 round 2): thousands of clients in one process made their GC a cost no real "
                          "agent has")
+    ap.add_argument("--agents-spread-sources", action=argparse.BooleanOptionalAction, default=True,
+                    help=f"simulated agents connect from many loopback addresses, {AGENTS_PER_SOURCE} each "
+                         "(default; docs/benchmarks.md, issue 13 round 2): from one address the kernel's "
+                         "source-port search dominated storms above ~14k connections")
     ap.add_argument("--window", type=float, default=10, help="seconds per at-rest probe window")
     ap.add_argument("--push-concurrency", type=int, default=16, help="mutation requests in flight during the push")
     ap.add_argument("--per-host-push", action="store_true", help="push with one source-group POST per host instead of the fleet endpoint")
