@@ -16,7 +16,8 @@ import re
 from datetime import datetime
 from typing import Any, List, NamedTuple, Optional
 
-from rm_core.protocol import INT64_MAX, MAX_LOG_LINE, Envelope, JobLog, cut_log_line
+from rm_core.bounds import INT64_MAX, MAX_LOG_LINE, cut_log_line
+from rm_core.protocol import Envelope, JobLog
 
 STREAMS = frozenset(("stdout", "stderr", "agent"))
 # ISO 8601 as agents write it (rm_core.times.iso: "+00:00"; pydantic: "Z"); ASCII digits only.

@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 
 from rm_core import protocol as p
+from rm_core.bounds import MAX_LOG_LINE, TRUNCATED
 from rm_core.log_frames import WireJobLog, parse_job_log, wire_job_log
 
 
@@ -27,7 +28,7 @@ def test_fast_path_gives_what_the_models_give(spaced):
     lines = [{"seq": i + 2, "ts": t, "stream": s, "text": f"line {i}"}
              for i, (t, s) in enumerate(zip(STAMPS, ["stdout", "stderr", "agent"] * 2))]
     lines.append({"seq": 8, "ts": STAMPS[0], "text": "no stream: stdout"})
-    lines.append({"seq": 9, "ts": STAMPS[0], "text": "x" * (p.MAX_LOG_LINE + 50), "extra": "ignored"})
+    lines.append({"seq": 9, "ts": STAMPS[0], "text": "x" * (MAX_LOG_LINE + 50), "extra": "ignored"})
     lines.append({"seq": 10, "ts": STAMPS[0], "text": "ünïcødé ✓"})
     raw = frame(lines, spaced=spaced)
     fast = parse_job_log(raw)
@@ -42,7 +43,7 @@ def test_fast_path_gives_what_the_models_give(spaced):
         assert got.ts == sent["ts"]  # the agent's text, as it came
         assert datetime.fromisoformat(got.ts.replace("Z", "+00:00")) == datetime.fromisoformat(
             exp.ts.replace("Z", "+00:00"))  # the same instant the models read
-    assert fast.payload.lines[7].text.endswith(p.TRUNCATED) and len(fast.payload.lines[7].text) == p.MAX_LOG_LINE
+    assert fast.payload.lines[7].text.endswith(TRUNCATED) and len(fast.payload.lines[7].text) == MAX_LOG_LINE
     assert fast.payload.lines[8].size == len("ünïcødé ✓".encode())
 
 
