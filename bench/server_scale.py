@@ -1047,10 +1047,11 @@ def main() -> int:
                     help="simulated agents freeze their heap like the server does (default; docs/benchmarks.md, "
                          "issue 13 round 2): thousands of clients in one process made their GC a cost no real "
                          "agent has")
-    ap.add_argument("--agents-spread-sources", action=argparse.BooleanOptionalAction, default=False,
+    ap.add_argument("--agents-spread-sources", action=argparse.BooleanOptionalAction, default=True,
                     help=f"simulated agents connect from many loopback addresses, {AGENTS_PER_SOURCE} each "
                          "(docs/benchmarks.md, issue 13 round 2): from one address the kernel's source-port "
-                         "search dominates storms above ~14k connections. Opt-in until measured at 19k")
+                         "search dominates storms above ~14k connections; real agents come from their own "
+                         "addresses (default; --no-agents-spread-sources for one address)")
     ap.add_argument("--window", type=float, default=10, help="seconds per at-rest probe window")
     ap.add_argument("--push-concurrency", type=int, default=16, help="mutation requests in flight during the push")
     ap.add_argument("--per-host-push", action="store_true", help="push with one source-group POST per host instead of the fleet endpoint")
