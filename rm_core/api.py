@@ -178,6 +178,8 @@ class Host(Out):
     repo_size: int | None = None
     initial_paths: list[str] = []
     last_verified: LastVerified | None = None
+    # a source group of this host has had no good restore drill for longer than its policy allows
+    drill_overdue: bool = False
 
 
 class HostPatch(Body):

@@ -118,7 +118,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     jobs.credentials_of = credentials.repo_credentials  # a cross-host restore reads the source host's
     app[QUERIES] = QueryService(hub)
     app[QUERIES].register(messages.handlers)
-    app[DRILLS] = DrillTicker(store, jobs, hub, notifier.drill_overdue_changed, cfg.clock)
+    app[DRILLS] = DrillTicker(store, jobs, hub, notifier.drill_overdue_changed, cfg.clock, hosts.changed)
     yield
     await notifier.close()
     await messages.close()

@@ -30,9 +30,9 @@ def drift(h: Host) -> bool:
 
 
 def drill_failed(h: Host) -> bool:
-    """The host's newest finished restore drill failed (the host resource says no more: a group
-    whose drills are merely overdue is not visible here)."""
-    return h.last_verified is not None and h.last_verified.state in FAILED
+    """The host's newest finished restore drill failed, or a source group of it has had no good
+    drill for longer than its policy allows (the server's drill_overdue)."""
+    return h.drill_overdue or (h.last_verified is not None and h.last_verified.state in FAILED)
 
 
 def problem(h: Host) -> str | None:
@@ -56,11 +56,11 @@ def _backup_ts(h: Host) -> float:
 
 
 def _verified_key(h: Host) -> tuple[int, float]:
-    """Failed drills first, then the oldest verification; hosts without drills last."""
+    """Failed or overdue drills first, then the oldest verification; hosts without drills last."""
     lv = h.last_verified
     if lv is None:
-        return (2, 0.0)
-    return (0 if lv.state in FAILED else 1, lv.finished_at.timestamp() if lv.finished_at else float("-inf"))
+        return (0 if h.drill_overdue else 2, float("-inf"))
+    return (0 if drill_failed(h) else 1, lv.finished_at.timestamp() if lv.finished_at else float("-inf"))
 
 
 # column key -> (name shown, sort key of a host); ties always break by hostname

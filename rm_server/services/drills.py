@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from rm_core.cron import CronError, previous_fire
 from rm_core.enums import ActorKind, JobKind
@@ -41,12 +41,15 @@ def overdue(now: datetime, row: DrillRow) -> bool:
 
 class DrillTicker:
     def __init__(self, store: Any, jobs: Any, hub: Any, notify: Callable[[bool, dict[str, Any]], None],
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime],
+                 host_changed: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.jobs = jobs
         self.hub = hub
         self.notify = notify
         self.clock = clock
+        # the host resource carries drill_overdue: operators' consoles follow it by host.updated
+        self.host_changed = host_changed
 
     async def tick(self) -> list[str]:
         """Start the drills that are due on online hosts; flag overdue groups. Returns job ids."""
@@ -64,4 +67,6 @@ class DrillTicker:
                 self.notify(late, {"host_id": row.host_id, "source_group_id": row.group_id,
                                    "last_success": row.last_success.isoformat() if row.last_success else None,
                                    "max_age_hours": row.policy.max_age_hours})
+                if self.host_changed is not None:
+                    await self.host_changed(row.host_id)
         return started

@@ -19,6 +19,9 @@ LAST_VERIFIED_SQL = (
     " AND j.state IN ('succeeded', 'warning', 'failed') ORDER BY j.finished_at DESC LIMIT 1)"
 )
 
+# whether any drill policy of the host is flagged overdue by the ticker (indexed by host_id)
+DRILL_OVERDUE_SQL = "EXISTS (SELECT 1 FROM drill_policies dp WHERE dp.host_id = h.id AND dp.overdue)"
+
 
 @dataclass
 class DrillRow:

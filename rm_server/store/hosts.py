@@ -12,13 +12,13 @@ from rm_core.enums import HostStatus, JobState
 from rm_core.protocol import Hello
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
-from rm_server.store.drills import LAST_VERIFIED_SQL
+from rm_server.store.drills import DRILL_OVERDUE_SQL, LAST_VERIFIED_SQL
 
 _COLS = (
     "h.id, h.hostname, h.status, h.last_seen, h.os, h.arch, h.agent_version, h.restic_version,"
     " h.schedule_version, h.applied_schedule_version, h.stale, h.created_at, h.initial_paths,"
     " h.last_backup_job_id, h.last_backup_state, h.last_backup_at, rs.stats AS repo_stats,"
-    f" {LAST_VERIFIED_SQL} AS last_verified"
+    f" {LAST_VERIFIED_SQL} AS last_verified, {DRILL_OVERDUE_SQL} AS drill_overdue"
 )
 _FROM = "hosts h LEFT JOIN repo_stats rs ON rs.host_id = h.id"
 # Field for field what _host() builds, for list_json().
@@ -30,7 +30,8 @@ _JSON_ROW = (
     " 'last_backup', CASE WHEN h.last_backup_job_id IS NULL THEN NULL ELSE json_object('job_id', h.last_backup_job_id,"
     " 'state', h.last_backup_state, 'finished_at', h.last_backup_at) END,"
     " 'created_at', h.created_at, 'repo_size', json_extract(rs.stats, '$.total_size'),"
-    " 'initial_paths', json(h.initial_paths), 'last_verified', json(" + LAST_VERIFIED_SQL + "))"
+    " 'initial_paths', json(h.initial_paths), 'last_verified', json(" + LAST_VERIFIED_SQL + "),"
+    " 'drill_overdue', json(CASE WHEN " + DRILL_OVERDUE_SQL + " THEN 'true' ELSE 'false' END))"
 )
 
 
@@ -46,7 +47,7 @@ def _host(row) -> Host:
         schedule_version=row["schedule_version"], applied_schedule_version=row["applied_schedule_version"],
         stale=bool(row["stale"]), created_at=dt(row["created_at"]), initial_paths=loads(row["initial_paths"], []),
         last_backup=last, repo_size=(stats or {}).get("total_size"),
-        last_verified=loads(row["last_verified"], None),
+        last_verified=loads(row["last_verified"], None), drill_overdue=bool(row["drill_overdue"]),
     )
 
 

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header, Input, Static
 from rm_core.api import Host
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.fleet_model import SORTS, FleetModel, drift
+from rm_tui.fleet_model import FAILED, SORTS, FleetModel, drift
 from rm_tui.format import age, plural, size, verified
 from rm_tui.next_runs import until
 from rm_tui.screens.base import ApiScreen
@@ -132,7 +132,10 @@ class FleetScreen(ApiScreen):
     def _verified(host: Host) -> Text:
         lv = host.last_verified
         if lv is None:
-            return Text("")
+            return Text("overdue", style="bold red") if host.drill_overdue else Text("")
+        if host.drill_overdue and lv.state not in FAILED:
+            # a good drill long ago, or of another group: the overdue group is what needs action
+            return Text("overdue", style="bold red")
         return Text(verified(lv.state.value, lv.finished_at), style=VERIFIED_STYLE.get(lv.state, "bold red"))
 
     def show_rows(self) -> None:

@@ -40,6 +40,10 @@ async def test_ticker_starts_due_drills_and_flags_overdue_groups(server, webhook
     await wait_for(lambda: any(r["event"] == "drill.overdue" for r in received), what="overdue webhook")
     assert [r["event"] for r in received].count("drill.overdue") == 1
     assert received[0]["source_group_id"] == group["id"] and received[0]["host_id"] == host_id
+    _, host = await server.call("GET", f"/hosts/{host_id}", role="viewer")
+    assert host["drill_overdue"] is True, "the host resource shows the overdue group"
+    _, listed = await server.call("GET", "/hosts", role="viewer")
+    assert [h["drill_overdue"] for h in listed["hosts"] if h["id"] == host_id] == [True], "the full list too"
 
     # the drill's success (reported by the agent) clears it, with one more webhook
     await agent.send(started(job_id, kind="drill", source_group_id=group["id"]))
@@ -53,6 +57,7 @@ async def test_ticker_starts_due_drills_and_flags_overdue_groups(server, webhook
     assert body["last"]["job_id"] == second and body["last"]["state"] == "dispatched", body
     _, host = await server.call("GET", f"/hosts/{host_id}", role="viewer")
     assert host["last_verified"]["job_id"] == job_id and host["last_verified"]["files"] == 3
+    assert host["drill_overdue"] is False
 
     # an offline host gets no drill, not even a queued one
     await agent.close()

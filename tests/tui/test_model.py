@@ -128,3 +128,24 @@ def test_verified_and_live_query_wording():
                                        "dirs: +1 added · -0 removed · 1 other (symlinks, devices) added or removed",
                                        "data: +2.0 KiB added · -10 B removed"]
     assert diff_summary({}, {"modified": 4})[0] == "files: +0 added · -0 removed · 4 changed"
+
+
+def test_an_overdue_drill_is_a_problem_even_after_a_good_one():
+    from datetime import timedelta
+
+    from rm_core.api import LastVerified
+
+    m = FleetModel()
+    ok = LastVerified(job_id="d1", state="succeeded", finished_at=NOW - timedelta(days=9))
+    m.load([host(0), host(1, last_verified=ok), host(2, status="offline")])
+    assert problem(m.hosts[host(1).id]) is None and m.counts().get("drill", 0) == 0
+    # the ticker flags the group and the server sends host.updated with drill_overdue
+    m.put(host(1, last_verified=ok, drill_overdue=True))
+    assert problem(m.hosts[host(1).id]) == "drill"
+    assert m.counts()["drill"] == 1 and m.counts()["problems"] == 2
+    m.toggle_problems()
+    assert m.visible()[:2] == [host(1).id, host(2).id]
+    # a host that never had a good drill but is overdue sorts with the failed ones
+    m.put(host(0, drill_overdue=True))
+    m.set_sort("verified")
+    assert m.visible()[:2] == [host(0).id, host(1).id]
