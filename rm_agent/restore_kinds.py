@@ -116,7 +116,18 @@ async def drill(run: JobRun) -> JobResult:
     dir, compare SHA-256 with live files unchanged since the snapshot, remove the temp dir."""
     params = DrillParams.model_validate(run.job.params)
     started = time.monotonic()
+    phases: Dict[str, float] = {}
+    mark = started
+
+    def phase(name: str) -> None:
+        # measured here, as the job runs, so the bench reports what the job really spent
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = round(now - mark, 3)
+        mark = now
+
     reservoir = await _draw_sample(run, params)
+    phase("sample")
     snap = reservoir.snapshot
     assert snap is not None
     report = DrillReport(snapshot_id=snap["id"])
@@ -131,23 +142,32 @@ async def drill(run: JobRun) -> JobResult:
                          "nothing to drill: the snapshot has no file within the sample's byte budget")
     run.settings.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix="drill-", dir=run.settings.tmp_dir))  # 0700 by mkdtemp
+    loop = asyncio.get_running_loop()
     try:
         args = ["restore", snap["id"], "--target", str(tmp), "--verify"]
         for f in sample:
             args += ["--include", include_pattern(f.path)]
         out: List[str] = []
+        phase("prepare")  # the sample's log lines and the temp dir
         res = await run.restic(args, on_stdout=_logged(run, out))
+        phase("restore")
         if res.exit_code != 0:
             err = _damage(run, res, f"restic restore --verify of {len(sample)} files failed")
             report.damage = str(err)
+            report.phases = dict(phases)
             report.duration = round(time.monotonic() - started, 3)
             return JobResult(JobState.failed, res.exit_code, report.model_dump(), str(err))
-        await asyncio.get_running_loop().run_in_executor(None, _check_sample, tmp, sample, report)
+        await loop.run_in_executor(None, _check_sample, tmp, sample, report)
+        phase("compare")
     finally:
-        await asyncio.get_running_loop().run_in_executor(None, lambda: shutil.rmtree(tmp, ignore_errors=True))
+        await loop.run_in_executor(None, lambda: shutil.rmtree(tmp, ignore_errors=True))
+        phase("cleanup")
+    report.phases = dict(phases)
     report.duration = round(time.monotonic() - started, 3)
     run.note(f"drill checked {report.files} files ({report.bytes} bytes): {report.compared} compared with the live "
              f"files, {report.skipped_changed} changed since, {report.mismatches} mismatches")
+    run.note("drill phases: " + ", ".join(f"{k} {v:.3f} s" for k, v in phases.items())
+             + f"; {report.duration:.3f} s in all")
     if report.mismatches:
         return JobResult(JobState.failed, 0, report.model_dump(),
                          f"restore drill: {report.mismatches} restored files differ from their unchanged live files: "

@@ -175,4 +175,7 @@ class DrillReport(BaseModel):
     mismatches: int = 0
     mismatched_paths: List[str] = []
     duration: float = 0.0
+    # seconds per phase, measured by the agent as the drill ran: "sample" (restic ls + drawing),
+    # "restore" (restic restore --verify, start to exit), "compare" (SHA-256), "cleanup" (temp dir)
+    phases: Dict[str, float] = {}
     damage: Optional[str] = None  # what restic said when the repository could not give the data back
