@@ -74,18 +74,20 @@ class Api:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
 
-    def job_done(self, job_id: str, timeout: float, what: str) -> dict:
+    def job_done(self, job_id: str, timeout: float, what: str, poll: float = 0.05) -> dict:
+        """Poll until the job ended. A bench that times the job by its own timestamps can poll
+        slowly (`poll`): each poll costs the server and this client CPU the job competes for."""
         return wait(lambda: (j := self.call("GET", f"/jobs/{job_id}")[1])["state"] in
-                    ("succeeded", "failed", "warning", "cancelled") and j, timeout, what)
+                    ("succeeded", "failed", "warning", "cancelled") and j, timeout, what, poll)
 
 
-def wait(pred, timeout: float, what: str):
+def wait(pred, timeout: float, what: str, poll: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = pred()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(poll)
     raise SystemExit(f"timed out waiting for {what}")
 
 
