@@ -188,6 +188,11 @@ async def test_drills_pass_then_find_damage(server: Server, tmp_path: Path, rest
         summary = job["summary"]
         assert summary["files"] == 8 and summary["compared"] == 8 and summary["mismatches"] == 0, summary
         assert summary["bytes"] > 0 and summary["duration"] > 0
+        # the phases the bench reports, measured by the agent as the drill ran
+        phases = summary["phases"]
+        assert list(phases) == ["sample", "prepare", "restore", "compare", "cleanup"], phases
+        assert phases["sample"] > 0 and phases["restore"] > 0 and sum(phases.values()) <= summary["duration"] + 0.01, phases
+        assert any(ln["text"].startswith("drill phases: sample ") for ln in await all_logs(server, job["id"]))
         assert not list((state / "tmp").glob("drill-*")), "the drill's temp dir is removed"
         _, host = await server.call("GET", f"/hosts/{host_id}")
         assert host["last_verified"]["job_id"] == job["id"] and host["last_verified"]["state"] == "succeeded"
