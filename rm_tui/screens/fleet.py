@@ -6,6 +6,9 @@ repaint only visible rows). Keys go straight to the table and repaint at once.""
 
 from __future__ import annotations
 
+import gc
+from typing import Any
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -61,6 +64,9 @@ class FleetScreen(ApiScreen):
         self._changed: set[str] = set()
         self._order_stale = False
         self._reload_timer: Timer | None = None
+        self._loaded_epoch = -1  # the events connection the last load started under
+        self._replay: list[Any] | None = None  # events that arrived while a load was in flight
+        self._status_text = ""
 
     @property
     def hosts(self) -> dict[str, Host]:
@@ -89,15 +95,32 @@ class FleetScreen(ApiScreen):
     def table(self) -> ResourceTable:
         return self.query_one("#hosts", ResourceTable)
 
+    def load(self) -> None:
+        self._loaded_epoch = getattr(self.app, "events_epoch", 0)
+        self._replay = []
+        self._load()
+
     @work(exclusive=True, group="fleet-load")
-    async def load(self) -> None:
+    async def _load(self) -> None:
         try:
             hosts = await self.client.hosts()
         except ApiError as exc:
+            self._replay = None
             self.report(exc, "Cannot load hosts")
             return
         self.loads += 1
         self.model.load(hosts)
+        del hosts
+        # The list reflects the server at some moment during the request; events received
+        # meanwhile may be newer, so they are applied again on top of it, in order.
+        replay, self._replay = self._replay or [], None
+        for message in replay:
+            self.apply(message)
+        # 20,000 hosts are hundreds of thousands of long-lived objects: left to the collector,
+        # every full collection walks them all again (150 ms pauses at 5,000 hosts on the
+        # shared box, several during the load itself). Frozen, they are skipped; they are still
+        # freed by reference counting when replaced.
+        gc.freeze()
         self.table.empty = ("no hosts enrolled yet: press n for an enrollment token and run its install command "
                             "on the host")
         self.show_rows()
@@ -149,6 +172,10 @@ class FleetScreen(ApiScreen):
         """What the events changed since the last tick, at most REPAINT_HZ times a second."""
         if not self._changed and not self._order_stale:
             return
+        if not self.is_active:
+            # Covered by another screen: keep collecting, paint on resume. A screen below the
+            # top one that repaints makes Textual repaint the whole top screen, per event.
+            return
         changed, self._changed = self._changed, set()
         if self._order_stale or self.model.order_changed:
             self._order_stale = False
@@ -179,7 +206,13 @@ class FleetScreen(ApiScreen):
             if not getattr(self.app, "events_connected", False):
                 parts.append("[reverse yellow] live updates paused [/]")
             text = "  ·  ".join(parts)
-        self.query_one("#fleet-status", Static).update(text)
+        if text != self._status_text:  # most ticks change rows, not counts
+            self._status_text = text
+            self.query_one("#fleet-status", Static).update(text, layout=False)  # one line, fixed height
+
+    def on_screen_resume(self) -> None:
+        if self.model.hosts:
+            self.show_rows()  # what changed while another screen was on top
 
     def selected_host_id(self) -> str | None:
         return self.table.cursor_key
@@ -187,25 +220,53 @@ class FleetScreen(ApiScreen):
     # ------------------------------------------------------------ events: model now, screen on the next tick
 
     def on_events_connected(self, _: m.EventsConnected) -> None:
-        self.load()  # whatever happened while disconnected is only in a fresh list
+        # whatever happened while disconnected is only in a fresh list; one list per
+        # connection (on_mount may already have started it for this one)
+        if self._loaded_epoch != getattr(self.app, "events_epoch", 0):
+            self.load()
 
     def on_events_lost(self, _: m.EventsLost) -> None:
-        loading = any(w.group == "fleet-load" and w.is_running for w in self.workers)
-        if not self.loads and not loading:
+        if not self.loads and self._replay is None:
             self.load()  # no live updates, but the list all the same
         self.update_status()
 
     def on_host_updated(self, message: m.HostUpdated) -> None:
-        known = message.host.id in self.model.hosts
-        self.model.put(message.host)
-        self._changed.add(message.host.id)
-        self._order_stale |= not known
+        self.apply(message)
 
     def on_host_deleted(self, message: m.HostDeleted) -> None:
-        self.model.remove(message.host_id)
-        self._order_stale = True
+        self.apply(message)
 
     def on_schedule_updated(self, message: m.ScheduleUpdated) -> None:
+        self.apply(message)
+
+    def on_job_updated(self, message: m.JobUpdated) -> None:
+        self.apply(message)
+
+    def on_job_progress(self, message: m.JobProgress) -> None:
+        self.apply(message)
+
+    def apply(self, message: m.ServerEvent) -> None:
+        """One server event into the model (cheap: no widget work); the screen follows on the next tick."""
+        if self._replay is not None:
+            self._replay.append(message)
+        if isinstance(message, m.HostUpdated):
+            known = message.host.id in self.model.hosts
+            self.model.put(message.host)
+            self._changed.add(message.host.id)
+            self._order_stale |= not known
+        elif isinstance(message, m.HostDeleted):
+            self.model.remove(message.host_id)
+            self._order_stale = True
+        elif isinstance(message, m.JobUpdated):
+            if self.model.job(message.job):
+                self._changed.add(message.job.host_id)
+        elif isinstance(message, m.JobProgress):
+            if self.model.progress(message.host_id, message.job_id, message.progress):
+                self._changed.add(message.host_id or "")
+        elif isinstance(message, m.ScheduleUpdated):
+            self._schedule_updated(message)
+
+    def _schedule_updated(self, message: m.ScheduleUpdated) -> None:
         """A schedule changed or was applied: the drift and next-run columns follow (after a
         delete, and after a fleet-wide policy push, whose events carry each host's versions)."""
         host = self.model.hosts.get(message.host_id)
@@ -225,14 +286,6 @@ class FleetScreen(ApiScreen):
     def _reload_after_push(self) -> None:
         self._reload_timer = None
         self.load()
-
-    def on_job_updated(self, message: m.JobUpdated) -> None:
-        if self.model.job(message.job):
-            self._changed.add(message.job.host_id)
-
-    def on_job_progress(self, message: m.JobProgress) -> None:
-        if self.model.progress(message.host_id, message.job_id, message.progress):
-            self._changed.add(message.host_id or "")
 
     # ------------------------------------------------------------ actions
 
