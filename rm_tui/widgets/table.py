@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -210,21 +211,41 @@ class ResourceTable(ScrollView, can_focus=True):
         super().notify_style_update()
         self._cache.clear()
 
-    def _line(self, cells: Sequence[Cell], widths: list[int], mark: str) -> Text:
-        line = Text(mark, end="", no_wrap=True)
-        for cell, width in zip(cells, widths):
-            text = cell if isinstance(cell, Text) else Text(str(cell))
-            text = text.copy()
-            text.truncate(width, overflow="ellipsis", pad=True)
-            line.append_text(text)
-            line.append(" ")
-        return line
+    def _line(self, cells: Sequence[Cell], widths: list[int], mark: str) -> list[Segment]:
+        """One row as segments, each cell cut (…) or padded to its column.
 
-    def _strip(self, text: Text, width: int, style: Style) -> Strip:
+        Plain cells (a str, or a Text with one style) become one segment each without going
+        through Text.render: building a row was most of a repaint when the rows on screen
+        change at once (a filter keystroke, page down at 20,000 hosts)."""
+        console = self.app.console
+        segments = [Segment(mark)] if mark else []
+        add = segments.append
+        for cell, width in zip(cells, widths):
+            if isinstance(cell, Text):
+                plain, style = cell.plain, cell.style
+                if cell.spans or "\t" in plain or "\n" in plain:
+                    text = cell.copy()
+                    text.end = ""
+                    text.truncate(width, overflow="ellipsis", pad=True)
+                    segments.extend(text.render(console))
+                    add(Segment(" "))
+                    continue
+            else:
+                plain, style = str(cell), None
+            length = cell_len(plain)
+            if length > width:
+                plain = set_cell_size(plain, width - 1) + "…" if width > 1 else set_cell_size(plain, width)
+            elif length < width:
+                plain += " " * (width - length)
+            add(Segment(plain, console.get_style(style) if style else None))
+            add(Segment(" "))
+        return segments
+
+    def _strip(self, segments: list[Segment], width: int, style: Style) -> Strip:
         # one Strip per row, already the widget's width: each Strip carries several caches of
         # its own, and creating them dominated a repaint when strips were padded afterwards
-        text.truncate(width, overflow="crop", pad=True)
-        return Strip(list(Segment.apply_style(text.render(self.app.console), style)), width)
+        line = Segment.adjust_line_length(segments, width)
+        return Strip(list(Segment.apply_style(line, style)), width)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -236,7 +257,7 @@ class ResourceTable(ScrollView, can_focus=True):
         row = int(self.scroll_offset.y) + y - 1
         if row >= len(self.keys):
             if row == 0:
-                return self._strip(Text(" " + self.empty, style="dim"), width, base)
+                return self._strip(self._line([Text(" " + self.empty, style="dim")], [width], ""), width, base)
             return Strip.blank(width, base)
         key = self.keys[row]
         strip = self._cache.get(key)
