@@ -19,6 +19,7 @@ from rm_core.fingerprints import normalise_fingerprint
 from rm_core.jobs import Job, JobLogPage
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+HOSTS_PAGE = 5000
 
 
 class ApiError(Exception):
@@ -158,11 +159,23 @@ class Client:
     # ------------------------------------------------------------ reads
 
     async def hosts(self) -> list[Host]:
-        # 20,000 hosts: pydantic parses the bytes straight into models, without building
-        # 20,000 dicts first (less time and a lower memory peak at sign-in)
-        raw = await self.request("GET", "/hosts", raw=True)
-        # Every object built here lives on: a collection while they pile up finds no garbage,
-        # yet each full one walks the whole heap (several per 20,000 hosts otherwise).
+        """Every host, fetched in pages of HOSTS_PAGE (keyset by id, as GET /hosts pages)."""
+        # Pages, not one body: 20,000 hosts are an 8 MB body, and parsing it in one piece
+        # needs several times that in transient memory that the process keeps afterwards
+        # (the console's RSS peak); a page's worth is a fraction of it, the total time the same.
+        hosts: list[Host] = []
+        params = {"limit": str(HOSTS_PAGE)}
+        while True:
+            page = self._host_page(await self.request("GET", "/hosts", raw=True, params=params))
+            hosts.extend(page)
+            if len(page) < HOSTS_PAGE:
+                return hosts
+            params["after"] = page[-1].id
+
+    def _host_page(self, raw: bytes) -> list[Host]:
+        # pydantic parses the bytes straight into models (no intermediate dicts). Every object
+        # built here lives on: a collection while they pile up finds no garbage, yet each full
+        # one walks the whole heap (several per 20,000 hosts otherwise).
         was_enabled = gc.isenabled()
         gc.disable()
         try:

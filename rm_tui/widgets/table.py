@@ -34,6 +34,13 @@ class Column:
     width: int  # cells; 0 = whatever is left (at most one column)
 
 
+def _position(keys: list[str], key: str) -> int | None:
+    try:
+        return keys.index(key)
+    except ValueError:
+        return None
+
+
 class ResourceTable(ScrollView, can_focus=True):
     """Rows keyed by string ids, a sticky header, a cursor, optional marks."""
 
@@ -86,7 +93,7 @@ class ResourceTable(ScrollView, can_focus=True):
         self.markable = markable
         self.empty = empty
         self.keys: list[str] = []
-        self.index: dict[str, int] = {}
+        self._index: dict[str, int] | None = {}
         self.marks: set[str] = set()
         self._cache: dict[str, Strip] = {}
         self._dirty: set[str] = set()
@@ -99,14 +106,25 @@ class ResourceTable(ScrollView, can_focus=True):
         """New order (sorted, filtered) of the rows; the cursor stays on the same key."""
         current = self.cursor_key if keep_key else None
         self.keys = list(keys)
-        self.index = {k: i for i, k in enumerate(self.keys)}
-        self.marks &= self.index.keys()
+        # built when first asked for: a filter keystroke at 20,000 hosts sets new rows and
+        # needs only the cursor's position, one scan in C
+        self._index = None
+        if self.marks:
+            self.marks &= self.index.keys()
         self.virtual_size = Size(self._line_width(), len(self.keys) + 1)
-        if current is not None and current in self.index:
-            self._move(self.index[current], scroll=True)
+        row = _position(self.keys, current) if current is not None else None
+        if row is not None:
+            self._move(row, scroll=True)
         else:
             self._move(min(self.cursor_row, max(0, len(self.keys) - 1)), scroll=True)
         self.refresh()
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Row key -> its position in the current order."""
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.keys)}
+        return self._index
 
     def invalidate(self, keys: set[str] | Sequence[str] | None = None) -> None:
         """These rows changed (None: all): drop their strips, repaint the visible ones soon."""

@@ -9,7 +9,7 @@ from rm_tui.screens.bulk import BulkActionScreen
 from rm_tui.screens.jobs import FleetJobsScreen
 from rm_tui.screens.job_log import JobLogScreen
 from tests.conftest import TestAgent, wait_for
-from tests.tui.helpers import SIZE, cell, jobs_of, make_group, new_app, quick_sign_in, toasts
+from tests.tui.helpers import SIZE, cell, jobs_of, make_group, new_app, quick_sign_in, running, toasts
 
 
 def names(fleet) -> list[str]:
@@ -151,3 +151,35 @@ async def test_views_follow_events_new_host_and_schedule_delete(server):
         await wait_for(lambda: f"v{fleet.hosts[host_id].schedule_version}" in cell(fleet.table, host_id, "drift"),
                        what="schedule column")
         assert fleet.loads == loads, "events, not reloads"
+
+
+async def test_host_list_is_fetched_in_pages_and_loaded_once(server, monkeypatch):
+    """The console pages through GET /hosts (keyset by id) and gets every host exactly once;
+    signing in loads that list once, not again when the events stream reports connected."""
+    from rm_tui import client as client_module
+    from rm_tui.client import Client
+
+    monkeypatch.setattr(client_module, "HOSTS_PAGE", 2)
+    ids = {(await server.enroll(f"h-{i}"))[0] for i in range(5)}
+    api = Client(server.url)
+    api.token = server.tokens["admin"]
+    try:
+        assert sorted(h.id for h in await api.hosts()) == sorted(ids)
+    finally:
+        await api.close()
+    calls = []
+    real_hosts = Client.hosts
+
+    async def counted(self):
+        calls.append(1)
+        return await real_hosts(self)
+
+    monkeypatch.setattr(Client, "hosts", counted)
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        fleet = await quick_sign_in(pilot, app)
+        assert sorted(fleet.hosts) == sorted(ids)
+        await wait_for(lambda: app.events_connected and not running(app, "fleet-load"), what="events connected")
+        await pilot.pause()
+        await wait_for(lambda: not running(app, "fleet-load"), what="no second load")
+        assert fleet.loads == 1 and len(calls) == 1, "one list per events connection"
