@@ -38,6 +38,7 @@ class RmTui(App[None]):
         self.client = Client(server_url, fingerprint)
         self.events_connected = False
         self.events_epoch = 0  # +1 per (re)connection: a screen loads once per connection, not per message
+        self._host_list: tuple[int, asyncio.Task[list[Host]]] | None = None
 
     def on_mount(self) -> None:
         self.sub_title = self.server_url
@@ -129,6 +130,25 @@ class RmTui(App[None]):
 
     # ------------------------------------------------------------ events stream
 
+    def _prefetch_host_list(self) -> None:
+        """Ask for the host list as soon as the stream is up (after it: nothing is missed in
+        between), while the fleet screen is still being built: at sign-in the server builds
+        the list on one core while this process composes the screen on the other."""
+        if self._host_list is not None:
+            self._host_list[1].cancel()
+        task = asyncio.ensure_future(self.client.hosts())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is reported by its taker
+        self._host_list = (self.events_epoch, task)
+
+    async def host_list(self, epoch: int) -> list[Host]:
+        """The hosts as listed after connection `epoch` was made: the prefetched list once, then fresh ones."""
+        prefetched, self._host_list = self._host_list, None
+        if prefetched is not None and prefetched[0] == epoch:
+            return await prefetched[1]
+        if prefetched is not None:
+            prefetched[1].cancel()
+        return await self.client.hosts()
+
     def broadcast(self, message: m.ServerEvent) -> None:
         from rm_tui.screens.base import ApiScreen
 
@@ -150,6 +170,7 @@ class RmTui(App[None]):
                         self.notify("live updates resumed", timeout=3)
                     self.events_connected = True
                     self.events_epoch += 1
+                    self._prefetch_host_list()
                     delay = 1.0
                     self.broadcast(m.EventsConnected())
                     async for event in stream:

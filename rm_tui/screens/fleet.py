@@ -95,15 +95,16 @@ class FleetScreen(ApiScreen):
     def table(self) -> ResourceTable:
         return self.query_one("#hosts", ResourceTable)
 
-    def load(self) -> None:
+    def load(self, fresh: bool = False) -> None:
         self._loaded_epoch = getattr(self.app, "events_epoch", 0)
         self._replay = []
-        self._load()
+        self._load(fresh)
 
     @work(exclusive=True, group="fleet-load")
-    async def _load(self) -> None:
+    async def _load(self, fresh: bool) -> None:
         try:
-            hosts = await self.client.hosts()
+            # the app asked for the list the moment the events stream came up (see host_list)
+            hosts = await (self.client.hosts() if fresh else self.app.host_list(self._loaded_epoch))  # type: ignore[attr-defined]
         except ApiError as exc:
             self._replay = None
             self.report(exc, "Cannot load hosts")
@@ -285,7 +286,7 @@ class FleetScreen(ApiScreen):
 
     def _reload_after_push(self) -> None:
         self._reload_timer = None
-        self.load()
+        self.load(fresh=True)
 
     # ------------------------------------------------------------ actions
 
@@ -359,7 +360,7 @@ class FleetScreen(ApiScreen):
         self.app.push_screen(FleetJobsScreen({h.id: h.hostname for h in self.model.hosts.values()}))
 
     def action_reload(self) -> None:
-        self.load()
+        self.load(fresh=True)
 
     def action_new_token(self) -> None:
         from rm_tui.screens.admin import EnrollmentScreen  # admin screens open from the app and from here
