@@ -14,6 +14,10 @@ from rm_core.api import AuditEntry, Host
 from rm_core.jobs import Job
 from rm_tui import messages as m
 from rm_tui.client import ApiError, Client, Event
+# imported with the app, not at sign-in: the fleet screen pulls in every screen it opens
+# (~100+ ms), which the operator would otherwise wait for after pressing enter
+from rm_tui.screens.base import ApiScreen
+from rm_tui.screens.fleet import FleetScreen
 from rm_tui.screens.login import LoginScreen
 
 RECONNECT_MAX = 30.0
@@ -69,8 +73,6 @@ class RmTui(App[None]):
         self.run_worker(old.close(), group="cleanup")
 
     def on_logged_in(self, message: m.LoggedIn) -> None:
-        from rm_tui.screens.fleet import FleetScreen
-
         op = message.operator
         self.sub_title = f"{op.username} ({op.role}{', read-only' if self.readonly else ''}) @ {self.server_url}"
         self.switch_screen(FleetScreen())
@@ -114,7 +116,6 @@ class RmTui(App[None]):
     def go_to(self, name: str) -> None:
         """Back to the fleet (the bottom of the stack), then open `name` on top of it."""
         from rm_tui.screens.admin import AuditScreen, EnrollmentScreen, OperatorsScreen
-        from rm_tui.screens.fleet import FleetScreen
 
         while len(self.screen_stack) > 2 and not isinstance(self.screen, FleetScreen):
             self.pop_screen()
@@ -150,8 +151,6 @@ class RmTui(App[None]):
         return await self.client.hosts()
 
     def broadcast(self, message: m.ServerEvent) -> None:
-        from rm_tui.screens.base import ApiScreen
-
         for screen in self.screen_stack:
             # Only screens that show server data. Textual repaints the whole top screen whenever
             # a screen below it (even the empty default one) wakes up with a repaint pending, so

@@ -100,9 +100,7 @@ class FleetModel:
         self.hosts = {h.id: h for h in hosts}
         self.activity = {k: v for k, v in self.activity.items() if k in self.hosts}
         self._names = {h.id: h.hostname.lower() for h in hosts}
-        self._counts = Counter()
-        for h in hosts:
-            self._counts.update(_tally(h))
+        self._counts = Counter(key for h in hosts for key in _tally(h))  # one C loop, not an update per host
         self.reorder()
 
     def put(self, host: Host) -> None:
