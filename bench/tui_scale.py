@@ -254,10 +254,11 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
     from rm_tui.screens.login import LoginScreen
 
     import rm_tui.app as rm_app
+    import rm_tui.messages as rm_messages
 
     counts = {"progress": 0, "host_updated": 0, "reconnects": 0}
     lags: list[float] = []  # server published host.updated → the fleet applied it (s)
-    orig_progress, orig_host = FleetScreen.on_job_progress, FleetScreen.on_host_updated
+    orig_apply = FleetScreen.apply
     orig_connected, orig_to_message = FleetScreen.on_events_connected, rm_app.to_message
 
     def stamped(event):
@@ -270,15 +271,14 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
         counts["reconnects"] += 1
         return orig_connected(self, message)
 
-    def counted_progress(self, message):
-        counts["progress"] += 1
-        return orig_progress(self, message)
-
-    def counted_host(self, message):
-        counts["host_updated"] += 1
-        if hasattr(message, "bench_ts"):
-            lags.append(time.time() - message.bench_ts)
-        return orig_host(self, message)
+    def counted_apply(self, message):
+        if isinstance(message, rm_messages.JobProgress):
+            counts["progress"] += 1
+        elif isinstance(message, rm_messages.HostUpdated):
+            counts["host_updated"] += 1
+            if hasattr(message, "bench_ts"):
+                lags.append(time.time() - message.bench_ts)
+        return orig_apply(self, message)
 
     async def phase(name: str, fn) -> None:
         """One measurement; a failure is recorded and the next phase still runs."""
@@ -288,7 +288,7 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
             res.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
             log(f"{name} failed: {type(exc).__name__}: {exc}")
 
-    FleetScreen.on_job_progress, FleetScreen.on_host_updated = counted_progress, counted_host
+    FleetScreen.apply = counted_apply
     FleetScreen.on_events_connected, rm_app.to_message = counted_connected, stamped
     TimedDriver.frames = TimedDriver.bytes = 0
     TimedDriver.recent.clear()
@@ -401,7 +401,7 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
         res["rss_end_mb"], res["rss_peak_mb"] = st.get("VmRSS"), st.get("VmHWM")
         res["frames"], res["frame_bytes"] = TimedDriver.frames, TimedDriver.bytes
         log(f"console RSS {res['rss_end_mb']} MB (peak {res['rss_peak_mb']} MB)")
-    FleetScreen.on_job_progress, FleetScreen.on_host_updated = orig_progress, orig_host
+    FleetScreen.apply = orig_apply
     FleetScreen.on_events_connected, rm_app.to_message = orig_connected, orig_to_message
 
 

@@ -17,7 +17,7 @@ from rm_tui.client import ApiError, Client, Event
 # imported with the app, not at sign-in: the fleet screen pulls in every screen it opens
 # (~100+ ms), which the operator would otherwise wait for after pressing enter
 from rm_tui.screens.base import ApiScreen
-from rm_tui.screens.fleet import FleetScreen
+from rm_tui.screens.fleet import FLEET_CHANGES, FleetScreen
 from rm_tui.screens.login import LoginScreen
 
 RECONNECT_MAX = 30.0
@@ -152,10 +152,14 @@ class RmTui(App[None]):
 
     def broadcast(self, message: m.ServerEvent) -> None:
         for screen in self.screen_stack:
-            # Only screens that show server data. Textual repaints the whole top screen whenever
-            # a screen below it (even the empty default one) wakes up with a repaint pending, so
-            # a message to a screen that ignores it cost a full frame per event (100 events/s).
-            if isinstance(screen, ApiScreen):
+            if isinstance(screen, FleetScreen) and isinstance(message, FLEET_CHANGES):
+                # Handed down, not posted: the fleet takes every event (thousands a second in a
+                # reconnect storm) and Textual's dispatch of a message cost more than applying it.
+                screen.apply(message)
+            elif isinstance(screen, ApiScreen):
+                # Only screens that show server data. Textual repaints the whole top screen
+                # whenever a screen below it (even the empty default one) wakes up with a repaint
+                # pending, so a message to a screen that ignores it cost a full frame per event.
                 screen.post_message(message)
 
     @work(exclusive=True, group="events")

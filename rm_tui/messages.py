@@ -1,7 +1,8 @@
 """Messages the app and screens exchange (messages up, attributes down).
 
-Events from the server's WebSocket are posted to every screen on the stack; they do not
-bubble, so each screen decides what it cares about and the app does not see them twice."""
+Events from the server's WebSocket are posted to every signed-in screen on the stack (the
+fleet gets its kinds handed down instead: RmTui.broadcast); they do not bubble, so each
+screen decides what it cares about and the app does not see them twice."""
 
 from __future__ import annotations
 

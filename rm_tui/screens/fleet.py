@@ -1,6 +1,7 @@
 """The fleet: one row per host, kept current by the events stream (never by polling rows).
 
-Events change the in-memory model at once (`FleetModel`) and mark rows dirty; a timer
+Events (handed down by the app, `apply`) change the in-memory model at once (`FleetModel`)
+and mark rows dirty; a timer
 applies what piled up at most `REPAINT_HZ` times a second (re-sort only if a host moved,
 repaint only visible rows). Keys go straight to the table and repaint at once."""
 
@@ -32,6 +33,8 @@ from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 COLUMNS = [Column("host", "Host", 28), Column("status", "Status", 8), Column("backup", "Last backup", 12),
            Column("result", "Result", 10), Column("next", "Next run", 9), Column("drift", "Schedule", 9),
            Column("repo", "Repo size", 10), Column("verified", "Verified", 12), Column("activity", "Activity", 0)]
+# what the fleet model follows; the app hands these to `FleetScreen.apply` directly
+FLEET_CHANGES = (m.HostUpdated, m.HostDeleted, m.JobUpdated, m.JobProgress, m.ScheduleUpdated)
 # k9s-style: shift+letter sorts by that column, the same letter again reverses
 SORT_KEYS = {"N": "host", "S": "status", "B": "backup", "R": "result", "V": "drift", "Z": "repo", "A": "activity",
              "T": "next", "D": "verified"}
@@ -116,7 +119,7 @@ class FleetScreen(ApiScreen):
         # meanwhile may be newer, so they are applied again on top of it, in order.
         replay, self._replay = self._replay or [], None
         for message in replay:
-            self.apply(message)
+            self._apply(message)
         # 20,000 hosts are hundreds of thousands of long-lived objects: left to the collector,
         # every full collection walks them all again (150 ms pauses at 5,000 hosts on the
         # shared box, several during the load itself). Frozen, they are skipped; they are still
@@ -231,25 +234,13 @@ class FleetScreen(ApiScreen):
             self.load()  # no live updates, but the list all the same
         self.update_status()
 
-    def on_host_updated(self, message: m.HostUpdated) -> None:
-        self.apply(message)
-
-    def on_host_deleted(self, message: m.HostDeleted) -> None:
-        self.apply(message)
-
-    def on_schedule_updated(self, message: m.ScheduleUpdated) -> None:
-        self.apply(message)
-
-    def on_job_updated(self, message: m.JobUpdated) -> None:
-        self.apply(message)
-
-    def on_job_progress(self, message: m.JobProgress) -> None:
-        self.apply(message)
-
     def apply(self, message: m.ServerEvent) -> None:
         """One server event into the model (cheap: no widget work); the screen follows on the next tick."""
         if self._replay is not None:
             self._replay.append(message)
+        self._apply(message)
+
+    def _apply(self, message: m.ServerEvent) -> None:
         if isinstance(message, m.HostUpdated):
             known = message.host.id in self.model.hosts
             self.model.put(message.host)
