@@ -91,6 +91,7 @@ class FleetModel:
         self._sorted: list[str] | None = None
         self._visible: list[str] | None = None
         self._counts: Counter[str] = Counter()
+        self._tallies: dict[str, tuple[str, ...]] = {}  # host_id -> what it adds to _counts
         self._narrow_from: list[str] | None = None  # the last hostname filter's result…
         self._narrowed = ""  # …and its text
 
@@ -100,15 +101,13 @@ class FleetModel:
         self.hosts = {h.id: h for h in hosts}
         self.activity = {k: v for k, v in self.activity.items() if k in self.hosts}
         self._names = {h.id: h.hostname.lower() for h in hosts}
-        self._counts = Counter(key for h in hosts for key in _tally(h))  # one C loop, not an update per host
+        self._tallies = {h.id: tuple(_tally(h)) for h in hosts}
+        self._counts = Counter(key for keys in self._tallies.values() for key in keys)  # one C loop
         self.reorder()
 
     def put(self, host: Host) -> None:
         """A host.updated: the new host replaces the old; order is fixed lazily if it moved."""
-        old = self.hosts.get(host.id)
-        if old is not None:
-            self._counts.subtract(_tally(old))
-        self._counts.update(_tally(host))
+        self._recount(host)
         self.hosts[host.id] = host
         self._names[host.id] = host.hostname.lower()
         self._check(host.id)
@@ -116,7 +115,8 @@ class FleetModel:
     def remove(self, host_id: str) -> None:
         old = self.hosts.pop(host_id, None)
         if old is not None:
-            self._counts.subtract(_tally(old))
+            for key in self._tallies.pop(host_id, ()):
+                self._counts[key] -= 1
             self.activity.pop(host_id, None)
             self._names.pop(host_id, None)
             self._keys.pop(host_id, None)
@@ -134,16 +134,14 @@ class FleetModel:
         if job.state.terminal:
             jobs.pop(job.id, None)
             if job.kind == JobKind.backup and _newer(job, host.last_backup):
-                self._counts.subtract(_tally(host))
                 host.last_backup = LastBackup(job_id=job.id, state=job.state, finished_at=job.finished_at)
-                self._counts.update(_tally(host))
+                self._recount(host)
             elif job.kind == JobKind.drill and job.state in VERIFIED_STATES and _newer(job, host.last_verified):
-                self._counts.subtract(_tally(host))
                 s = job.summary or {}
                 host.last_verified = LastVerified(
                     job_id=job.id, state=job.state, finished_at=job.finished_at, source_group_id=job.source_group_id,
                     **{k: s[k] for k in ("files", "bytes", "mismatches") if isinstance(s.get(k), int)})
-                self._counts.update(_tally(host))
+                self._recount(host)
         else:
             jobs[job.id] = f"{job.kind.value} {job.state.value}"
         self._check(job.host_id)
@@ -158,6 +156,17 @@ class FleetModel:
         pct = progress.get("percent")
         jobs[job_id] = f"{kind} {pct:.0f}%" if isinstance(pct, (int, float)) else f"{kind} running"
         return True  # the number of running jobs (the activity sort) did not change
+
+    def _recount(self, host: Host) -> None:
+        """The counts follow a changed host (thousands a second in a reconnect storm: most change nothing)."""
+        new = tuple(_tally(host))
+        old = self._tallies.get(host.id, ())
+        if new != old:
+            for key in old:
+                self._counts[key] -= 1
+            for key in new:
+                self._counts[key] += 1
+            self._tallies[host.id] = new
 
     def _key(self, host_id: str) -> tuple:
         h = self.hosts[host_id]
