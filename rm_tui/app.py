@@ -180,7 +180,7 @@ class RmTui(App[None]):
                         message = to_message(event)
                         if message is not None:
                             self.broadcast(message)
-                reason = "events stream closed by the server"
+                    reason = f"events stream closed by the server{stream.close_reason}"
             except ApiError as exc:
                 if exc.status == 401:
                     self.session_expired()

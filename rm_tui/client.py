@@ -55,6 +55,12 @@ class EventStream:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._ws = ws
 
+    @property
+    def close_reason(self) -> str:
+        """" (code 1008)" once the server closed the stream with a code; "" otherwise."""
+        code = self._ws.close_code
+        return f" (code {code})" if code else ""
+
     async def subscribe(self, job_id: str) -> None:
         await self._ws.send_str(json.dumps({"type": "subscribe", "job_id": job_id}))
 
