@@ -308,6 +308,10 @@ class FleetScreen(ApiScreen):
         self._order_stale = False
         self.table.set_rows(self.model.visible())  # rows keep their cached strips: only the order changed
         self.update_status()
+        # The box, the rows and the status line in the next frame together: each widget would
+        # otherwise tell the screen on its own turn, and the echo went out a frame before the
+        # rows it filters (their content is already fresh; this only says where to repaint).
+        self.refresh(event.input.region, self.table.region, self.query_one("#fleet-status").region)
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
