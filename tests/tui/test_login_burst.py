@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,17 @@ def tmux(*args: str) -> str:
     done = subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True)
     assert done.returncode == 0, f"tmux {args[0]} failed ({done.returncode}): {done.stderr.strip()}"
     return done.stdout
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tmux_server() -> Iterator[None]:
+    # Kept up between this module's sessions (exit-empty off): otherwise the server exits with
+    # the last session and the next new-session on the same socket can meet it on its way out.
+    tmux("start-server", ";", "set-option", "-g", "exit-empty", "off")
+    path = tmux("display-message", "-p", "#{socket_path}").strip()
+    yield
+    subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
+    Path(path).unlink(missing_ok=True)  # tmux leaves the socket file behind
 
 
 async def signs_in_with_burst(server, session: str, keep: bool = False) -> str:
