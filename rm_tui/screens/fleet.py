@@ -107,7 +107,8 @@ class FleetScreen(ApiScreen):
     async def _load(self, fresh: bool) -> None:
         try:
             # the app asked for the list the moment the events stream came up (see host_list)
-            hosts = await (self.client.hosts() if fresh else self.app.host_list(self._loaded_epoch))  # type: ignore[attr-defined]
+            app: Any = self.app
+            hosts = await (self.client.hosts() if fresh else app.host_list(self._loaded_epoch))
         except ApiError as exc:
             self._replay = None
             self.report(exc, "Cannot load hosts")
