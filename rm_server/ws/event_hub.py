@@ -23,6 +23,21 @@ def _line_json(ln: Any) -> dict[str, Any]:
     return ln.as_json() if isinstance(ln, WireLine) else ln.model_dump(mode="json")
 
 
+# Frames whose newest one says all the older ones said: a host's state, a job's progress.
+# While one waits in a subscriber's queue, a newer one for the same thing replaces it in
+# place, so a reconnect storm (two host.updated per agent) costs a console one frame per
+# host instead of closing it with 1008 for being slow.
+_LATEST_WINS = {"host.updated": "id", "job.progress": "job_id"}
+
+
+def _coalesce_key(type_: str, payload: Any) -> str | None:
+    field = _LATEST_WINS.get(type_)
+    if field is None:
+        return None
+    value = payload.get(field) if isinstance(payload, dict) else getattr(payload, field, None)
+    return f"{type_}:{value}" if isinstance(value, str) else None
+
+
 class Subscriber:
     """One operator connection: a queue bounded in frames *and* bytes, drained by its own writer.
 
@@ -42,20 +57,29 @@ class Subscriber:
         # instead of queueing the whole backlog once more.
         self.sent: dict[str, int] = {}
         self.overflowed = False
+        # coalescing key -> the newest frame for it; the queue holds the key in its place
+        self.latest: dict[str, bytes] = {}
         self.on_drop: Callable[[], None] | None = None
         self._closer: asyncio.Task | None = None
 
-    def put(self, frame: bytes) -> None:
+    def put(self, frame: bytes, key: str | None = None) -> None:
         if self.overflowed:
+            return
+        older = self.latest.get(key) if key is not None else None
+        if older is not None:  # still queued: the newer frame takes its place in line
+            self.latest[key] = frame
+            self.bytes += len(frame) - len(older)
             return
         if self.bytes + len(frame) > self.max_bytes and self.bytes:
             self._overflow()
             return
         try:
-            self.queue.put_nowait(frame)
+            self.queue.put_nowait(frame if key is None else key)
         except asyncio.QueueFull:
             self._overflow()
             return
+        if key is not None:
+            self.latest[key] = frame
         self.bytes += len(frame)
 
     def _overflow(self) -> None:
@@ -98,7 +122,8 @@ class Subscriber:
         self._drained.set()
 
     async def next_frame(self) -> bytes:
-        frame = await self.queue.get()
+        item = await self.queue.get()
+        frame = self.latest.pop(item) if isinstance(item, str) else item
         self.bytes = max(0, self.bytes - len(frame))
         self._drained.set()
         return frame
@@ -132,8 +157,9 @@ class EventHub:
         if not self.subscribers:
             return
         frame = self._frame(type_, payload)
+        key = _coalesce_key(type_, payload)
         for sub in list(self.subscribers):  # a slow one may leave during the loop
-            sub.put(frame)
+            sub.put(frame, key)
 
     def publish_log(self, job_id: str, lines: list[AnyLine]) -> None:
         def frame(fresh: list[AnyLine]) -> bytes:

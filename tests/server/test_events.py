@@ -188,3 +188,34 @@ async def test_a_reconnect_storm_ends_with_every_hosts_true_state(server):
     truth = {h["id"]: h["status"] for h in listed["hosts"] if h["id"] in ids}
     assert last == truth == {h: "online" for h in ids}
     await asyncio.gather(*(a.close() for a in agents))
+
+
+async def test_a_hosts_newer_state_replaces_its_queued_one(server):
+    """A reconnect storm sends two host.updated per agent faster than a console reads: while
+    one waits in the queue, a newer one for the same host takes its place, so the console
+    gets every host's newest state in one frame each and is not closed as too slow."""
+    server.app[CONFIG].operator_queue_size = 4
+    hub = server.app[EVENTS]
+    ws = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
+    await wait_for(lambda: len(hub.subscribers) == 1, what="the subscriber")
+    # published in one go, as a storm's batch is: the writer gets no turn in between
+    for n in range(50):
+        for host in ("h-a", "h-b"):
+            hub.publish("host.updated", {"id": host, "hostname": host, "n": n})
+        hub.publish("job.progress", {"job_id": "j-1", "percent_done": n / 50})
+    hub.publish("job.updated", {"id": "j-1", "state": "succeeded"})  # not coalesced, stays last
+    got = []
+    while len(got) < 4:
+        msg = await ws.receive_json(timeout=10)
+        got.append((msg["type"], msg["payload"].get("id") or msg["payload"].get("job_id"),
+                    msg["payload"].get("n", msg["payload"].get("percent_done"))))
+    assert got == [("host.updated", "h-a", 49), ("host.updated", "h-b", 49), ("job.progress", "j-1", 0.98),
+                   ("job.updated", "j-1", None)], got
+    assert len(hub.subscribers) == 1, "the console was dropped as too slow"
+    (sub,) = hub.subscribers
+    assert sub.bytes == 0 and not sub.latest
+    # once sent, the next change of a host is a frame of its own again
+    hub.publish("host.updated", {"id": "h-a", "hostname": "h-a", "n": 50})
+    msg = await ws.receive_json(timeout=10)
+    assert (msg["type"], msg["payload"]["n"]) == ("host.updated", 50)
+    await ws.close()
