@@ -23,7 +23,10 @@ class ServerConfig:
     session_ttl_hours: float = 12.0
     max_agent_connections: int = 19_500
     agent_queue_size: int = 1000
-    operator_queue_size: int = 2000
+    # Frames an operator's queue may hold; its memory is bounded by operator_queue_bytes. A
+    # restart or reconnect storm queues one host.updated per host (latest wins per host), so
+    # the count must exceed the fleet: at 2,000 a console reading a 5k storm was closed (1008).
+    operator_queue_size: int = 50_000
     login_failures_allowed: int = 10
     login_window_seconds: float = 300.0
     # Proxies whose X-Forwarded-For is believed (rate limits key on the client address);
