@@ -19,12 +19,14 @@ _lock = threading.Lock()
 _last = 0  # the last value handed out by the clock path
 
 
+# Two digits per lookup (10 bits): a fleet push makes thousands of ids at once, and a
+# Python step per digit showed in its profile.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = tuple(range(120, -1, -10))
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_id(now_ms: Optional[int] = None) -> str:
@@ -42,6 +44,19 @@ def new_id(now_ms: Optional[int] = None) -> str:
             value = _last + 1  # same millisecond or a clock step back: keep the order
         _last = value
     return _encode(value)
+
+
+def new_ids(count: int) -> list[str]:
+    """`count` ids from one clock reading, each greater than the one before (one lock, not
+    `count`): what a fleet push needs for thousands of new rows."""
+    global _last
+    with _lock:
+        value = (int(time.time() * 1000) << _RANDOM_BITS) | int.from_bytes(os.urandom(10), "big")
+        if value <= _last:
+            value = _last + 1
+        values = range(value, value + count)
+        _last = value + count - 1 if count else _last
+    return [_encode(v) for v in values]
 
 
 def id_time_ms(ident: str) -> int:

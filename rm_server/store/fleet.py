@@ -3,10 +3,12 @@ to many hosts in a few large transactions."""
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rm_core.ids import new_id
+from rm_core.ids import new_ids
 from rm_core.enums import HostStatus
 from rm_server.store.base import Table
 from rm_server.store.hosts import Hosts
@@ -54,40 +56,50 @@ class Fleet(Table):
 
         `committed(host_ids)` runs after each slice's commit, so the caller can push that
         slice while the next one is written."""
+        gcols = (dumps(group["includes"]), dumps(group["excludes"]), group["tag"], dumps(group["retention"]),
+                 group.get("pre_hook"), group.get("post_hook"))
+        scols = (schedule["cron"], schedule["timezone"], int(schedule["enabled"]))
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
-            marks = ",".join("?" * len(chunk))
+            hosts = json.dumps(chunk)
+            # Every statement takes the slice as one JSON text (json_each) instead of a bound
+            # row per host: the writer thread holds the GIL while it binds parameters, and
+            # 1000-row executemany calls made the event loop wait for it mid-push.
             async with self.tx() as tx:
                 groups = {r[1]: r[0] for r in await tx.fetchall(
-                    f"SELECT id, host_id FROM source_groups WHERE name = ? AND host_id IN ({marks})", (name, *chunk))}
+                    "SELECT id, host_id FROM source_groups WHERE name = ? AND host_id IN"
+                    " (SELECT value FROM json_each(?))", (name, hosts))}
                 scheds = {r[1]: r[0] for r in await tx.fetchall(
-                    f"SELECT id, host_id FROM schedules WHERE name = ? AND host_id IN ({marks})", (name, *chunk))}
-                gcols = (dumps(group["includes"]), dumps(group["excludes"]), group["tag"], dumps(group["retention"]),
-                         group.get("pre_hook"), group.get("post_hook"))
+                    "SELECT id, host_id FROM schedules WHERE name = ? AND host_id IN"
+                    " (SELECT value FROM json_each(?))", (name, hosts))}
+                old_groups = json.dumps(list(groups.values()))
                 fresh = [h for h in chunk if h not in groups]
-                groups.update({h: new_id() for h in fresh})
-                await tx.conn.executemany(
-                    "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook,"
-                    " post_hook) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [(groups[h], h, name, *gcols) for h in fresh])
-                await tx.conn.executemany(
-                    "UPDATE source_groups SET includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
-                    " post_hook = ? WHERE id = ?", [(*gcols, groups[h]) for h in chunk if h not in fresh])
-                scols = (schedule["cron"], schedule["timezone"], int(schedule["enabled"]))
-                fresh = [h for h in chunk if h not in scheds]
-                scheds.update({h: new_id() for h in fresh})
-                await tx.conn.executemany(
-                    "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 0, ?)", [(scheds[h], h, name, *scols, iso(tx.now)) for h in fresh])
-                await tx.conn.executemany(
-                    "UPDATE schedules SET cron = ?, timezone = ?, enabled = ?, manual = 0 WHERE id = ?",
-                    [(*scols, scheds[h]) for h in chunk])
-                await tx.conn.executemany("DELETE FROM schedule_groups WHERE schedule_id = ?",
-                                          [(scheds[h],) for h in chunk])
-                await tx.conn.executemany(
-                    "INSERT INTO schedule_groups (schedule_id, source_group_id, position) VALUES (?, ?, 0)",
-                    [(scheds[h], groups[h]) for h in chunk])
+                groups.update(zip(fresh, new_ids(len(fresh))))
                 await tx.execute(
-                    f"UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id IN ({marks})", tuple(chunk))
+                    "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook,"
+                    " post_hook) SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
+                    (name, *gcols, json.dumps([(groups[h], h) for h in fresh])))
+                await tx.execute(
+                    "UPDATE source_groups SET includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
+                    " post_hook = ? WHERE id IN (SELECT value FROM json_each(?))", (*gcols, old_groups))
+                fresh = [h for h in chunk if h not in scheds]
+                scheds.update(zip(fresh, new_ids(len(fresh))))
+                pairs = json.dumps([(scheds[h], groups[h]) for h in chunk])
+                await tx.execute(
+                    "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
+                    " SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, 0, ? FROM json_each(?)",
+                    (name, *scols, iso(tx.now), json.dumps([(scheds[h], h) for h in fresh])))
+                await tx.execute(
+                    "UPDATE schedules SET cron = ?, timezone = ?, enabled = ?, manual = 0"
+                    " WHERE id IN (SELECT value ->> 0 FROM json_each(?))", (*scols, pairs))
+                await tx.execute(
+                    "DELETE FROM schedule_groups WHERE schedule_id IN (SELECT value ->> 0 FROM json_each(?))", (pairs,))
+                await tx.execute(
+                    "INSERT INTO schedule_groups (schedule_id, source_group_id, position)"
+                    " SELECT value ->> 0, value ->> 1, 0 FROM json_each(?)", (pairs,))
+                await tx.execute(
+                    "UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id IN"
+                    " (SELECT value FROM json_each(?))", (hosts,))
                 await tx.audit(actor, "fleet.policy", name,
                                {"hosts": len(chunk), "cron": schedule["cron"], "includes": group["includes"]})
             if committed is not None:

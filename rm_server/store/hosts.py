@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -226,22 +227,16 @@ class Hosts(Table):
     async def set_applied_versions(self, acked: dict[str, int]) -> dict[str, tuple[int, int]]:
         """Record schedule.acks in one transaction, never above the issued version.
 
-        Returns host_id -> (issued, applied) for the hosts that exist."""
-        out: dict[str, tuple[int, int]] = {}
-        ids = list(acked)
+        Returns host_id -> (issued, applied) for the hosts that exist. One statement over one
+        JSON parameter: binding a row per ack held the GIL in the writer thread (19k acks
+        arrive within a second of a fleet push) while the event loop waited for it."""
         async with self.tx() as tx:
-            await tx.conn.executemany(
-                "UPDATE hosts SET applied_schedule_version = min(?, schedule_version) WHERE id = ?",
-                [(version, host_id) for host_id, version in acked.items()],
-            )
-            for start in range(0, len(ids), 900):
-                chunk = ids[start:start + 900]
-                rows = await tx.fetchall(
-                    f"SELECT id, schedule_version, applied_schedule_version FROM hosts"
-                    f" WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk),
-                )
-                out.update({r[0]: (r[1], r[2]) for r in rows})
-        return out
+            rows = await tx.fetchall(
+                "UPDATE hosts SET applied_schedule_version = min(j.value, hosts.schedule_version)"
+                " FROM json_each(?) j WHERE hosts.id = j.key"
+                " RETURNING hosts.id, hosts.schedule_version, hosts.applied_schedule_version",
+                (json.dumps(acked),))
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     async def counts_by_status(self) -> dict[str, int]:
         rows = await self.db.fetchall("SELECT status, count(*) FROM hosts GROUP BY status")
