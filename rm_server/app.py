@@ -111,8 +111,11 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER])
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
     metrics = app[METRICS]
-    app[FLEET] = FleetService(store, hub, events, schedules, lambda: metrics.lag.last)
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)
+    app[FLEET] = FleetService(store, hub, events, schedules, lambda: metrics.lag.last,
+                              acks_received=lambda: messages.acks_received,
+                              acks_unwritten=lambda: messages.acks_unwritten,
+                              operators_waiting=lambda: metrics.in_flight)
     app[MAINTAINER] = Maintainer(store, cfg.clock, jobs, hosts, notifier)
     await credentials.rekey_fingerprints()
     jobs.credentials_of = credentials.repo_credentials  # a cross-host restore reads the source host's

@@ -18,6 +18,8 @@ class Metrics:
         self.request_sum = 0.0
         self.request_total = 0
         self.lag = Histogram(LAG_BUCKETS)
+        # HTTP requests being handled now (not WebSockets): a fleet push stands back for them
+        self.in_flight = 0
 
     def observe_request(self, seconds: float) -> None:
         self.request_counts[bisect.bisect_left(BUCKETS, seconds)] += 1

@@ -49,6 +49,11 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     started = time.perf_counter()
+    # Requests, not sockets (an agent's or a console's WebSocket lives for hours).
+    counted = request.headers.get("Upgrade", "").lower() != "websocket"
+    metrics = request.app.get(METRICS)
+    if counted and metrics is not None:
+        metrics.in_flight += 1
     try:
         return await handler(request)
     except errors.HttpError as exc:
@@ -76,9 +81,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error; see the server log")
     finally:
-        metrics = request.app.get(METRICS)
         if metrics is not None:
             metrics.observe_request(time.perf_counter() - started)
+            if counted:
+                metrics.in_flight -= 1
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -57,6 +57,7 @@ class AgentMessages:
         # a later frame of the same socket waits, so one socket's frames still apply in order.
         self._unsettled: dict[AgentConnection, int] = {}
         self._settle_waiters: dict[AgentConnection, asyncio.Future[None]] = {}
+        self.acks_received = 0  # schedule.acks read so far: a fleet push paces by its answers
         self.handlers: dict[str, MessageHandler] = {
             "heartbeat": self.on_heartbeat,
             "schedule.ack": self.on_schedule_ack,
@@ -170,6 +171,7 @@ class AgentMessages:
                 self.events.publish("schedule.updated", {"host_id": host_id, "version": recorded[0],
                                                          "applied_version": recorded[1]})
 
+        self.acks_received += 1
         self._unsettled[conn] = self._unsettled.get(conn, 0) + 1
         self._acks.submit_nowait((host_id, env.payload.version), stored)
 
@@ -181,6 +183,10 @@ class AgentMessages:
         waiter = self._settle_waiters.pop(conn, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    @property
+    def acks_unwritten(self) -> int:
+        return self._acks.backlog
 
     async def _settled(self, conn: AgentConnection) -> None:
         """Wait until this socket's queued acks are written (only when another frame follows them)."""

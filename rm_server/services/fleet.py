@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rm_core import protocol as p
 from rm_core.fleet import FleetPolicyBody, FleetPolicyResult
-from rm_server.services.pacing import Pacer
+from rm_server.services.pacing import InFlight, Pacer
 from rm_server.services.schedules import ScheduleService
 from rm_server.store import Actor, Store
 from rm_server.ws.agent_hub import AgentHub
@@ -19,6 +19,10 @@ def _no_lag() -> float:
     return 0.0
 
 
+def _nothing() -> int:
+    return 0
+
+
 @dataclass(eq=False)
 class FleetService:
     store: Store
@@ -26,17 +30,25 @@ class FleetService:
     events: EventHub
     schedules: ScheduleService
     loop_lag: Callable[[], float] = _no_lag  # seconds: the latest rm_loop_lag_seconds sample
+    acks_received: Callable[[], int] = _nothing  # schedule.acks read so far (AgentMessages)
+    acks_unwritten: Callable[[], int] = _nothing  # read and not yet committed
+    operators_waiting: Callable[[], int] = _nothing  # operators' HTTP requests in flight
 
     async def apply_policy(self, actor: Actor, name: str, body: FleetPolicyBody) -> FleetPolicyResult:
         """Write the policy to every selected host; each slice of hosts is pushed as soon as it
         is committed (agents ack while the next slice is written), a few milliseconds of
-        sending at a time, standing back longer while the loop runs late."""
+        sending at a time, standing back while the loop runs late, while too many pushed
+        frames are unanswered and while operators' requests wait (pacing.py)."""
         sel = body.hosts
         host_ids = await self.store.fleet.select_hosts(sel.ids, sel.status, sel.q)
         group = {"includes": body.includes, "excludes": body.excludes, "tag": body.tag or name,
                  "retention": body.retention.model_dump(exclude_none=True)}
         schedule = {"cron": body.cron, "timezone": body.timezone, "enabled": body.enabled}
-        pacer = Pacer(self.loop_lag)
+        in_flight = InFlight(self.acks_received)
+        unwritten = self.acks_unwritten
+        waiting = self.operators_waiting
+        pacer = Pacer(self.loop_lag, backlog=lambda: in_flight() + unwritten(),
+                      operators=lambda: waiting() - 1)  # the PUT that runs this push counts itself
         pushed = 0
 
         async def push(committed: list[str]) -> None:
@@ -46,8 +58,9 @@ class FleetService:
             ids = list(payloads)
             for host_id, frame in zip(ids, p.encode_raw_many("schedule.set", [payloads[h] for h in ids])):
                 conn = self.hub.get(host_id)
-                if conn is not None:
-                    pushed += conn.send_frame(frame)
+                if conn is not None and conn.send_frame(frame):
+                    pushed += 1
+                    in_flight.add()
                 await pacer.tick()
 
         await self.store.fleet.apply_policy(actor, name, host_ids, group, schedule, push)

@@ -1,17 +1,29 @@
-"""Bulk work on the event loop (a fleet push) in bounded slices, paced by the loop's lag.
+"""Bulk work on the event loop (a fleet push) in bounded slices, paced by what the loop has
+to do besides it.
 
 A fixed slice size is wrong both ways: too small when the server is idle, too large when
-19k acks are flooding in. The pacer yields after `budget` seconds of its own work, and waits
-longer the later the loop's timers run (rm_loop_lag_seconds, metrics.py)."""
+19k acks are flooding in. Three signals decide when the push stands back:
+
+* the loop's measured lag (rm_loop_lag_seconds, metrics.py): its timers run late;
+* the backlog: frames pushed whose answers have not come back yet, plus answers not yet
+  written. Every pushed `schedule.set` comes back as a `schedule.ack` a few milliseconds
+  later, and all acks that arrived together are read in one loop iteration: how many are
+  in flight bounds the longest stall an operator's request can meet behind them;
+* operators' requests in flight: they get the loop between two slices."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 BUDGET = 0.005  # seconds of bulk work between yields
 TARGET_LAG = 0.025  # half the 50 ms loop-lag target: below it, just yield
 MAX_PAUSE = 0.005  # a longer pause would make the push itself the slow part
+OPERATOR_PAUSE = 0.001  # between slices while an operator's request is in flight
+BACKLOG = 400  # frames in flight (~60 us of reading each): a stall of at most ~25 ms
+BACKLOG_POLL = 0.002  # how often a full backlog is looked at again
+BACKLOG_WAIT = 0.25  # the longest wait for one backlog to drain (answers can be lost)
 
 
 def pause_for(lag: float, target: float = TARGET_LAG, longest: float = MAX_PAUSE) -> float:
@@ -20,18 +32,65 @@ def pause_for(lag: float, target: float = TARGET_LAG, longest: float = MAX_PAUSE
     return 0.0 if lag < target else min(lag, longest)
 
 
+def _none() -> int:
+    return 0
+
+
 class Pacer:
-    def __init__(self, lag: Callable[[], float], budget: float = BUDGET) -> None:
+    def __init__(self, lag: Callable[[], float], budget: float = BUDGET, *,
+                 backlog: Callable[[], int] = _none, limit: int = BACKLOG,
+                 operators: Callable[[], int] = _none) -> None:
         self.lag = lag
         self.budget = budget
+        self.backlog = backlog
+        self.limit = limit
+        self.operators = operators
         self._loop = asyncio.get_running_loop()
         self._since = self._loop.time()
         self.pauses = 0
+        self.backlog_waits = 0
 
     async def tick(self) -> None:
-        """Call after each unit of work; yields to the loop once the budget is spent."""
-        if self._loop.time() - self._since < self.budget:
+        """Call after each unit of work; yields to the loop once the budget is spent or the
+        backlog is full, and then waits as the three signals say."""
+        if self._loop.time() - self._since < self.budget and self.backlog() < self.limit:
             return
         self.pauses += 1
-        await asyncio.sleep(pause_for(self.lag()))
+        pause = pause_for(self.lag())
+        if not pause and self.operators():
+            pause = OPERATOR_PAUSE
+        await asyncio.sleep(pause)
+        if self.backlog() >= self.limit:
+            self.backlog_waits += 1
+            # Until half of it has come back: sending resumes in slices, not frame by frame.
+            deadline = self._loop.time() + BACKLOG_WAIT
+            while self.backlog() > self.limit // 2 and self._loop.time() < deadline:
+                await asyncio.sleep(BACKLOG_POLL)
         self._since = self._loop.time()
+
+
+class InFlight:
+    """Frames sent and not yet answered: sent minus answers counted since the start.
+
+    A frame sent more than `horizon` seconds ago counts as answered: an agent that drops
+    off or never answers must not hold the push back for good."""
+
+    def __init__(self, answered: Callable[[], int], horizon: float = 1.0) -> None:
+        self._answered = answered
+        self._start = answered()
+        self._horizon = horizon
+        self._loop = asyncio.get_running_loop()
+        self.sent = 0
+        self._marks: deque[tuple[float, int]] = deque()  # (when, sent so far)
+        self._aged = 0  # sent so far as of `horizon` ago
+
+    def add(self, count: int = 1) -> None:
+        self.sent += count
+        self._marks.append((self._loop.time(), self.sent))
+
+    def __call__(self) -> int:
+        cutoff = self._loop.time() - self._horizon
+        marks = self._marks
+        while marks and marks[0][0] < cutoff:
+            self._aged = marks.popleft()[1]
+        return max(0, self.sent - max(self._answered() - self._start, self._aged))
