@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from rm_server.store.common import Actor, audit_row
 from rm_server.store.db import Database
+
+T = TypeVar("T")
 
 
 class Tx:
@@ -59,3 +62,14 @@ class Table:
         for entry in tx.audited:
             for listener in self._audit_listeners:
                 listener(entry)
+
+    async def tx_in_thread(self, fn: Callable[[sqlite3.Connection, datetime, list[dict[str, Any]]], T]) -> T:
+        """`fn(conn, now, audited)` as one transaction in one hop to the writer thread
+        (Database.write_in_thread); audit entries it appends to `audited` are announced after commit."""
+        now = self.clock()
+        audited: list[dict[str, Any]] = []
+        result = await self.db.write_in_thread(lambda conn: fn(conn, now, audited))
+        for entry in audited:
+            for listener in self._audit_listeners:
+                listener(entry)
+        return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -63,6 +64,16 @@ def loads(value: str | None, default: Any = None) -> Any:
     return default if value is None else json.loads(value)
 
 
+_AUDIT_INSERT = ("INSERT INTO audit (ts, actor_kind, actor_id, actor_name, action, target, details)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def _audit_entry(row_id: int | None, now: datetime, actor: Actor, action: str, target: str | None,
+                 details: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row_id, "ts": iso(now), "actor_kind": actor.kind, "actor_id": actor.id,
+            "actor_name": actor.name, "action": action, "target": target, "details": details}
+
+
 async def audit_row(
     conn: aiosqlite.Connection,
     now: datetime,
@@ -73,21 +84,17 @@ async def audit_row(
 ) -> dict[str, Any]:
     """Append an audit row inside the caller's transaction. Never pass secrets in details."""
     details = details or {}
-    cur = await conn.execute(
-        "INSERT INTO audit (ts, actor_kind, actor_id, actor_name, action, target, details)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (iso(now), actor.kind, actor.id, actor.name, action, target, dumps(details)),
-    )
-    return {
-        "id": cur.lastrowid,
-        "ts": iso(now),
-        "actor_kind": actor.kind,
-        "actor_id": actor.id,
-        "actor_name": actor.name,
-        "action": action,
-        "target": target,
-        "details": details,
-    }
+    cur = await conn.execute(_AUDIT_INSERT, (iso(now), actor.kind, actor.id, actor.name, action, target,
+                                             dumps(details)))
+    return _audit_entry(cur.lastrowid, now, actor, action, target, details)
+
+
+def audit_row_sync(conn: sqlite3.Connection, now: datetime, actor: Actor, action: str, target: str | None,
+                   details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`audit_row` for a transaction run in the writer thread (Database.write_in_thread)."""
+    details = details or {}
+    cur = conn.execute(_AUDIT_INSERT, (iso(now), actor.kind, actor.id, actor.name, action, target, dumps(details)))
+    return _audit_entry(cur.lastrowid, now, actor, action, target, details)
 
 
 class Invalid(ValueError):

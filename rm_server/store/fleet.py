@@ -4,15 +4,17 @@ to many hosts in a few large transactions."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from rm_core.ids import new_ids
 from rm_core.enums import HostStatus
 from rm_server.store.base import Table
 from rm_server.store.hosts import Hosts
-from rm_server.store.common import Actor, dumps, iso, loads
+from rm_server.store.common import Actor, audit_row_sync, dumps, iso, loads
 
 SLICE = 1000  # hosts per transaction: keeps the writer lock short for everyone else
 # What a host's next run is computed from: its enabled schedules that have a cron.
@@ -59,48 +61,52 @@ class Fleet(Table):
         gcols = (dumps(group["includes"]), dumps(group["excludes"]), group["tag"], dumps(group["retention"]),
                  group.get("pre_hook"), group.get("post_hook"))
         scols = (schedule["cron"], schedule["timezone"], int(schedule["enabled"]))
+        details = {"cron": schedule["cron"], "includes": group["includes"]}
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
-            hosts = json.dumps(chunk)
-            # Every statement takes the slice as one JSON text (json_each) instead of a bound
-            # row per host: the writer thread holds the GIL while it binds parameters, and
-            # 1000-row executemany calls made the event loop wait for it mid-push.
-            async with self.tx() as tx:
-                groups = {r[1]: r[0] for r in await tx.fetchall(
-                    "SELECT id, host_id FROM source_groups WHERE name = ? AND host_id IN"
-                    " (SELECT value FROM json_each(?))", (name, hosts))}
-                scheds = {r[1]: r[0] for r in await tx.fetchall(
-                    "SELECT id, host_id FROM schedules WHERE name = ? AND host_id IN"
-                    " (SELECT value FROM json_each(?))", (name, hosts))}
-                old_groups = json.dumps(list(groups.values()))
+            ids = new_ids(2 * len(chunk))  # made here: fn runs in the writer thread
+
+            def write(conn: sqlite3.Connection, now: datetime, audited: list, chunk: list[str] = chunk,
+                      ids: list[str] = ids) -> None:
+                hosts = json.dumps(chunk)
+                # Every statement takes the slice as one JSON text (json_each) instead of a
+                # bound row per host: the writer thread holds the GIL while it binds, and
+                # 1000-row executemany calls made the event loop wait for it mid-push.
+                groups = dict(conn.execute(
+                    "SELECT host_id, id FROM source_groups WHERE name = ? AND host_id IN"
+                    " (SELECT value FROM json_each(?))", (name, hosts)).fetchall())
+                scheds = dict(conn.execute(
+                    "SELECT host_id, id FROM schedules WHERE name = ? AND host_id IN"
+                    " (SELECT value FROM json_each(?))", (name, hosts)).fetchall())
+                conn.execute(
+                    "UPDATE source_groups SET includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
+                    " post_hook = ? WHERE id IN (SELECT value FROM json_each(?))",
+                    (*gcols, json.dumps(list(groups.values()))))
                 fresh = [h for h in chunk if h not in groups]
-                groups.update(zip(fresh, new_ids(len(fresh))))
-                await tx.execute(
+                groups.update(zip(fresh, ids))
+                conn.execute(
                     "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook,"
                     " post_hook) SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
                     (name, *gcols, json.dumps([(groups[h], h) for h in fresh])))
-                await tx.execute(
-                    "UPDATE source_groups SET includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
-                    " post_hook = ? WHERE id IN (SELECT value FROM json_each(?))", (*gcols, old_groups))
                 fresh = [h for h in chunk if h not in scheds]
-                scheds.update(zip(fresh, new_ids(len(fresh))))
-                pairs = json.dumps([(scheds[h], groups[h]) for h in chunk])
-                await tx.execute(
+                scheds.update(zip(fresh, ids[len(chunk):]))
+                conn.execute(
                     "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
                     " SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, 0, ? FROM json_each(?)",
-                    (name, *scols, iso(tx.now), json.dumps([(scheds[h], h) for h in fresh])))
-                await tx.execute(
-                    "UPDATE schedules SET cron = ?, timezone = ?, enabled = ?, manual = 0"
-                    " WHERE id IN (SELECT value ->> 0 FROM json_each(?))", (*scols, pairs))
-                await tx.execute(
-                    "DELETE FROM schedule_groups WHERE schedule_id IN (SELECT value ->> 0 FROM json_each(?))", (pairs,))
-                await tx.execute(
-                    "INSERT INTO schedule_groups (schedule_id, source_group_id, position)"
-                    " SELECT value ->> 0, value ->> 1, 0 FROM json_each(?)", (pairs,))
-                await tx.execute(
-                    "UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id IN"
-                    " (SELECT value FROM json_each(?))", (hosts,))
-                await tx.audit(actor, "fleet.policy", name,
-                               {"hosts": len(chunk), "cron": schedule["cron"], "includes": group["includes"]})
+                    (name, *scols, iso(now), json.dumps([(scheds[h], h) for h in fresh])))
+                pairs = json.dumps([(scheds[h], groups[h]) for h in chunk])
+                conn.execute("UPDATE schedules SET cron = ?, timezone = ?, enabled = ?, manual = 0"
+                             " WHERE id IN (SELECT value ->> 0 FROM json_each(?))", (*scols, pairs))
+                conn.execute("DELETE FROM schedule_groups WHERE schedule_id IN"
+                             " (SELECT value ->> 0 FROM json_each(?))", (pairs,))
+                conn.execute("INSERT INTO schedule_groups (schedule_id, source_group_id, position)"
+                             " SELECT value ->> 0, value ->> 1, 0 FROM json_each(?)", (pairs,))
+                conn.execute("UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id IN"
+                             " (SELECT value FROM json_each(?))", (hosts,))
+                audited.append(audit_row_sync(conn, now, actor, "fleet.policy", name,
+                                              {"hosts": len(chunk), **details}))
+
+            # One hop to the writer thread per slice instead of one per statement.
+            await self.tx_in_thread(write)
             if committed is not None:
                 await committed(chunk)
