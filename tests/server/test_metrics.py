@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+from rm_server.keys import METRICS
 from tests.server.server_helpers import online_host
 
 
@@ -72,3 +73,26 @@ def test_histogram_buckets_are_cumulative():
         h.observe(v)
     assert h.lines("x") == ['x_bucket{le="0.01"} 2', 'x_bucket{le="0.1"} 3', 'x_bucket{le="+Inf"} 4',
                             "x_sum 0.565000", "x_count 4"]
+
+
+async def test_requests_in_flight_count_requests_not_sockets(server, monkeypatch):
+    # A fleet push stands back while operators' requests are in flight (services/pacing.py);
+    # the agents' and consoles' WebSockets, open for hours, must not count as waiting.
+    metrics = server.app[METRICS]
+    host_id, agent = await online_host(server, "web-1")
+    ev = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
+    seen = []
+    real = server.store.hosts.list_json
+
+    async def watched(**kw):
+        seen.append(metrics.in_flight)
+        return await real(**kw)
+
+    monkeypatch.setattr(server.store.hosts, "list_json", watched)
+    status, _ = await server.call("GET", "/hosts")
+    assert status == 200 and seen == [1]
+    assert metrics.in_flight == 0
+    status, _ = await server.call("GET", "/hosts/nope")  # an error reply is counted out too
+    assert status == 404 and metrics.in_flight == 0
+    await ev.close()
+    await agent.close()

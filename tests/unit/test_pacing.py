@@ -2,7 +2,9 @@
 
 import asyncio
 
-from rm_server.services.pacing import MAX_PAUSE, TARGET_LAG, Pacer, pause_for
+from rm_server.services.pacing import (
+    BACKLOG_POLL, BACKLOG_WAIT, MAX_PAUSE, OPERATOR_PAUSE, TARGET_LAG, InFlight, Pacer, pause_for,
+)
 
 
 def test_pause_follows_the_loop_lag():
@@ -50,3 +52,59 @@ async def test_pacer_stands_back_while_the_loop_lags():
     for _ in range(3):
         await pacer.tick()
     assert loop.time() - t0 < 3 * MAX_PAUSE
+
+
+async def test_a_full_backlog_holds_the_push_until_half_of_it_is_answered():
+    answered = [0]
+    in_flight = InFlight(lambda: answered[0], horizon=60.0)
+    pacer = Pacer(lambda: 0.0, budget=60.0, backlog=in_flight, limit=10)
+    loop = asyncio.get_running_loop()
+
+    async def agents():  # answer one frame per poll until the push may go on
+        while True:
+            await asyncio.sleep(BACKLOG_POLL)
+            answered[0] += 1
+
+    task = asyncio.ensure_future(agents())
+    for _ in range(9):
+        in_flight.add()
+        await pacer.tick()
+    assert pacer.pauses == 0  # below the limit: the budget alone decides
+    in_flight.add()
+    t0 = loop.time()
+    await pacer.tick()
+    assert pacer.backlog_waits == 1 and in_flight() <= 5  # waited for answers, not a fixed time
+    assert loop.time() - t0 < BACKLOG_WAIT
+    task.cancel()
+
+
+async def test_unanswered_frames_stop_counting_after_the_horizon():
+    # An agent that never answers must not hold the push back for good.
+    loop = asyncio.get_running_loop()
+    in_flight = InFlight(lambda: 0, horizon=0.05)
+    in_flight.add(3)
+    assert in_flight() == 3
+    t0 = loop.time()
+    pacer = Pacer(lambda: 0.0, budget=60.0, backlog=in_flight, limit=3)
+    await pacer.tick()  # waits for the horizon at most, then goes on
+    assert in_flight() == 0 and loop.time() - t0 < BACKLOG_WAIT
+    answered = [5]
+    counted = InFlight(lambda: answered[0])  # answers before the push started do not count
+    counted.add(2)
+    answered[0] += 1
+    assert counted() == 1
+
+
+async def test_operators_requests_get_the_loop_between_slices():
+    loop = asyncio.get_running_loop()
+    waiting = [1]
+    pacer = Pacer(lambda: 0.0, budget=0.0, operators=lambda: waiting[0])
+    t0 = loop.time()
+    for _ in range(5):
+        await pacer.tick()
+    assert loop.time() - t0 >= 5 * OPERATOR_PAUSE  # a real pause, not just one loop turn
+    waiting[0] = 0
+    t0 = loop.time()
+    for _ in range(5):
+        await pacer.tick()
+    assert loop.time() - t0 < 5 * OPERATOR_PAUSE

@@ -106,3 +106,23 @@ async def test_token_lookups_asked_together_share_a_query_and_each_gets_its_own_
         assert await store.hosts.host_for_agent_token("hash-1") is None
     finally:
         await store.close()
+
+
+async def test_acks_are_recorded_in_one_statement_never_above_the_issued_version(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        ids = sorted(new_id() for _ in range(3))
+        async with store.db.write() as c:
+            await c.executemany(
+                "INSERT INTO hosts (id, hostname, status, created_at, initial_paths, schedule_version)"
+                " VALUES (?, ?, 'online', '2026-01-01T00:00:00+00:00', '[]', 5)",
+                [(h, f"h{i}") for i, h in enumerate(ids)])
+        generation = store.db.generation
+        recorded = await store.hosts.set_applied_versions({ids[0]: 5, ids[1]: 9, "gone": 3, ids[2]: 0})
+        assert recorded == {ids[0]: (5, 5), ids[1]: (5, 5), ids[2]: (5, 0)}  # 9 was never issued
+        assert store.db.generation == generation + 1  # the cached host list is rebuilt
+        rows = await store.db.fetchall("SELECT id, applied_schedule_version FROM hosts ORDER BY id")
+        assert [tuple(r) for r in rows] == [(ids[0], 5), (ids[1], 5), (ids[2], 0)]
+        assert await store.hosts.set_applied_versions({}) == {}
+    finally:
+        await store.close()

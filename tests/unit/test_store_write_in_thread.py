@@ -1,0 +1,92 @@
+"""Transactions run in one hop to the writer thread (fleet slices, ack commits): committed
+as a whole or not at all, seen by caches and readers, audited only when committed."""
+
+import asyncio
+
+import pytest
+
+from rm_server.store import Actor, Store
+from rm_server.store.common import audit_row_sync
+
+ADMIN = Actor("operator", "op1", "admin")
+
+
+async def test_commits_as_a_whole_and_bumps_the_generation(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        before = store.db.generation
+
+        def write(conn):
+            conn.execute("INSERT INTO settings (key, value) VALUES ('a', '1')")
+            conn.execute("INSERT INTO settings (key, value) VALUES ('b', '2')")
+            return "done"
+
+        assert await store.db.write_in_thread(write) == "done"
+        assert store.db.generation == before + 1  # cached reads (the full host list) rebuild
+        rows = await store.db.fetchall("SELECT key FROM settings WHERE key IN ('a', 'b') ORDER BY key")
+        assert [r[0] for r in rows] == ["a", "b"]
+    finally:
+        await store.close()
+
+
+async def test_a_failure_rolls_back_everything_and_the_writer_goes_on(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        def fails(conn):
+            conn.execute("INSERT INTO settings (key, value) VALUES ('x', '1')")
+            raise ValueError("half-way")
+
+        with pytest.raises(ValueError, match="half-way"):
+            await store.db.write_in_thread(fails)
+        assert await store.db.fetchall("SELECT 1 FROM settings WHERE key = 'x'") == []
+        # No transaction left open: both kinds of writes work afterwards, in any order.
+        async with store.db.write() as c:
+            await c.execute("INSERT INTO settings (key, value) VALUES ('y', '1')")
+        await store.db.write_in_thread(lambda conn: conn.execute("INSERT INTO settings (key, value) VALUES ('z', '1')"))
+        assert len(await store.db.fetchall("SELECT 1 FROM settings WHERE key IN ('y', 'z')")) == 2
+    finally:
+        await store.close()
+
+
+async def test_writes_of_both_kinds_never_interleave(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        async def classic(i):
+            async with store.db.write() as c:
+                await c.execute("INSERT INTO settings (key, value) VALUES (?, '1')", (f"c{i}",))
+                await asyncio.sleep(0)
+                await c.execute("UPDATE settings SET value = '2' WHERE key = ?", (f"c{i}",))
+
+        async def threaded(i):
+            await store.db.write_in_thread(
+                lambda conn: conn.execute("INSERT INTO settings (key, value) VALUES (?, '2')", (f"t{i}",)))
+
+        await asyncio.gather(*[classic(i) for i in range(20)], *[threaded(i) for i in range(20)])
+        rows = await store.db.fetchall("SELECT value FROM settings WHERE key GLOB '[ct]*'")
+        assert [r[0] for r in rows] == ["2"] * 40
+    finally:
+        await store.close()
+
+
+async def test_audit_entries_are_announced_after_commit_only(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    heard = []
+    store.hosts._audit_listeners.append(heard.append)
+    try:
+        def audited_write(conn, now, audited):
+            audited.append(audit_row_sync(conn, now, ADMIN, "fleet.policy", "nightly", {"hosts": 3}))
+
+        await store.hosts.tx_in_thread(audited_write)
+        assert [(e["action"], e["target"], e["details"]) for e in heard] == [("fleet.policy", "nightly", {"hosts": 3})]
+        rows = await store.db.fetchall("SELECT id, action FROM audit WHERE action = 'fleet.policy'")
+        assert [tuple(r) for r in rows] == [(heard[0]["id"], "fleet.policy")]
+
+        def fails(conn, now, audited):
+            audited.append(audit_row_sync(conn, now, ADMIN, "fleet.policy", "other"))
+            raise RuntimeError("no")
+
+        with pytest.raises(RuntimeError):
+            await store.hosts.tx_in_thread(fails)
+        assert len(heard) == 1 and len(await store.db.fetchall("SELECT 1 FROM audit WHERE target = 'other'")) == 0
+    finally:
+        await store.close()
