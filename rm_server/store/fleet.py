@@ -3,6 +3,7 @@ to many hosts in a few large transactions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -56,12 +57,14 @@ class Fleet(Table):
                            committed: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         """Upsert source group `name` and schedule `name` (backing up that group) on every host.
 
-        `committed(host_ids)` runs after each slice's commit, so the caller can push that
-        slice while the next one is written."""
+        `committed(host_ids)` runs after each slice's commit, beside the next slice's write,
+        so the caller pushes one slice while the next is written. Pushes run one after another,
+        in slice order."""
         gcols = (dumps(group["includes"]), dumps(group["excludes"]), group["tag"], dumps(group["retention"]),
                  group.get("pre_hook"), group.get("post_hook"))
         scols = (schedule["cron"], schedule["timezone"], int(schedule["enabled"]))
         details = {"cron": schedule["cron"], "includes": group["includes"]}
+        pushing: asyncio.Future[None] | None = None  # the previous slice's push
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
             ids = new_ids(2 * len(chunk))  # made here: fn runs in the writer thread
@@ -106,7 +109,17 @@ class Fleet(Table):
                 audited.append(audit_row_sync(conn, now, actor, "fleet.policy", name,
                                               {"hosts": len(chunk), **details}))
 
-            # One hop to the writer thread per slice instead of one per statement.
-            await self.tx_in_thread(write)
+            # One hop to the writer thread per slice instead of one per statement; the slice
+            # before is pushed meanwhile (its frames and acks overlap this write).
+            writing = asyncio.ensure_future(self.tx_in_thread(write))
+            try:
+                if pushing is not None:
+                    await pushing
+            finally:
+                pushing = None
+                await asyncio.wait([writing])  # never leave a transaction behind
+            writing.result()
             if committed is not None:
-                await committed(chunk)
+                pushing = asyncio.ensure_future(committed(chunk))
+        if pushing is not None:
+            await pushing

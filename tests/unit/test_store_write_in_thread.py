@@ -90,3 +90,30 @@ async def test_audit_entries_are_announced_after_commit_only(tmp_path):
         assert len(heard) == 1 and len(await store.db.fetchall("SELECT 1 FROM audit WHERE target = 'other'")) == 0
     finally:
         await store.close()
+
+
+async def test_readers_never_wait_behind_a_fleet_write(tmp_path):
+    # WAL and separate reader connections: a fleet slice holding the writer (here: until the
+    # test lets it go) must not delay an operator's read, which sees the last committed state.
+    import threading
+
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        holding, release = threading.Event(), threading.Event()
+
+        def long_write(conn):
+            conn.execute("INSERT INTO settings (key, value) VALUES ('slice', '1')")
+            holding.set()
+            release.wait(10)
+
+        write = asyncio.ensure_future(store.db.write_in_thread(long_write))
+        await asyncio.get_running_loop().run_in_executor(None, holding.wait, 10)
+        for _ in range(3):  # each reader connection in turn
+            rows = await asyncio.wait_for(store.db.fetchall("SELECT count(*) FROM settings WHERE key = 'slice'"), 2)
+            assert rows[0][0] == 0  # not yet committed: not seen, and not waited for
+        release.set()
+        await write
+        assert (await store.db.fetchall("SELECT count(*) FROM settings WHERE key = 'slice'"))[0][0] == 1
+    finally:
+        release.set()
+        await store.close()
