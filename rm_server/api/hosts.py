@@ -26,7 +26,7 @@ async def list_hosts(request: web.Request) -> web.Response:
         status=query_enum(request, "status", HostStatus), q=request.query.get("q") or None,
         limit=query_int(request, "limit", 0, 0, 100_000) or None, after=request.query.get("after") or None,
     )
-    return web.Response(text=body, content_type="application/json")
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/api/v1/hosts/{id}")

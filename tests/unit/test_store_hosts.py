@@ -65,7 +65,7 @@ async def test_full_list_body_is_cached_until_a_write_commits(tmp_path):
                 raise RuntimeError("abort")
         except RuntimeError:
             pass
-        assert "zz" not in await store.hosts.list_json()
+        assert b"zz" not in await store.hosts.list_json()
         assert json.loads(before) == json.loads(await store.hosts.list_json())
 
         # another process writes (rm-server host remove runs beside the server)
