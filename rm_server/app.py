@@ -114,7 +114,6 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)
     app[FLEET] = FleetService(store, hub, events, schedules, lambda: metrics.lag.last,
                               acks_received=lambda: messages.acks_received,
-                              acks_unwritten=lambda: messages.acks_unwritten,
                               operators_waiting=lambda: metrics.in_flight)
     app[MAINTAINER] = Maintainer(store, cfg.clock, jobs, hosts, notifier)
     await credentials.rekey_fingerprints()

@@ -184,10 +184,6 @@ class AgentMessages:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    @property
-    def acks_unwritten(self) -> int:
-        return self._acks.backlog
-
     async def _settled(self, conn: AgentConnection) -> None:
         """Wait until this socket's queued acks are written (only when another frame follows them)."""
         waiter = self._settle_waiters.get(conn)

@@ -23,12 +23,6 @@ class GroupCommit(Generic[T, R]):
         self._write = write
         self._items: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task | None = None
-        self._writing = 0  # items in the batch being written
-
-    @property
-    def backlog(self) -> int:
-        """Items submitted and not yet written (queued or in the running batch)."""
-        return len(self._items) + self._writing
 
     def submit_nowait(self, item: T, on_done: Callable[[R | None, BaseException | None], None]) -> None:
         """Queue an item without a waiter: `on_done(result, error)` runs when its batch is written.
@@ -51,11 +45,7 @@ class GroupCommit(Generic[T, R]):
     async def _run(self) -> None:
         while self._items:
             batch, self._items = self._items, []
-            self._writing = len(batch)
-            try:
-                await self._commit(batch)
-            finally:
-                self._writing = 0
+            await self._commit(batch)
 
     async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -31,7 +31,6 @@ class FleetService:
     schedules: ScheduleService
     loop_lag: Callable[[], float] = _no_lag  # seconds: the latest rm_loop_lag_seconds sample
     acks_received: Callable[[], int] = _nothing  # schedule.acks read so far (AgentMessages)
-    acks_unwritten: Callable[[], int] = _nothing  # read and not yet committed
     operators_waiting: Callable[[], int] = _nothing  # operators' HTTP requests in flight
 
     async def apply_policy(self, actor: Actor, name: str, body: FleetPolicyBody) -> FleetPolicyResult:
@@ -45,9 +44,8 @@ class FleetService:
                  "retention": body.retention.model_dump(exclude_none=True)}
         schedule = {"cron": body.cron, "timezone": body.timezone, "enabled": body.enabled}
         in_flight = InFlight(self.acks_received)
-        unwritten = self.acks_unwritten
         waiting = self.operators_waiting
-        pacer = Pacer(self.loop_lag, backlog=lambda: in_flight() + unwritten(),
+        pacer = Pacer(self.loop_lag, backlog=in_flight,
                       operators=lambda: waiting() - 1)  # the PUT that runs this push counts itself
         pushed = 0
 
@@ -67,6 +65,7 @@ class FleetService:
         if self.events.subscribers:
             # each host's new versions and crons, so consoles follow without reloading the fleet
             states = await self.store.fleet.schedule_states(host_ids)
-            for host_id in host_ids:
+            for host_id in host_ids:  # 19k events to each console: paced like the frames
                 self.events.publish("schedule.updated", {"host_id": host_id, **states.get(host_id, {})})
+                await pacer.tick()
         return FleetPolicyResult(name=name, hosts=len(host_ids), pushed=pushed)

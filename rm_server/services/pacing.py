@@ -5,10 +5,11 @@ A fixed slice size is wrong both ways: too small when the server is idle, too la
 19k acks are flooding in. Three signals decide when the push stands back:
 
 * the loop's measured lag (rm_loop_lag_seconds, metrics.py): its timers run late;
-* the backlog: frames pushed whose answers have not come back yet, plus answers not yet
-  written. Every pushed `schedule.set` comes back as a `schedule.ack` a few milliseconds
+* the backlog: frames pushed whose answers have not been read yet. Every pushed `schedule.set` comes back as a `schedule.ack` a few milliseconds
   later, and all acks that arrived together are read in one loop iteration: how many are
-  in flight bounds the longest stall an operator's request can meet behind them;
+  in flight bounds the longest stall an operator's request can meet behind them. (Acks read
+  and not yet written cost the loop nothing: they are not counted, so a push goes on while
+  the writer is busy with its next slice);
 * operators' requests in flight: they get the loop between two slices."""
 
 from __future__ import annotations
