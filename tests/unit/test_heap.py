@@ -3,7 +3,15 @@ still frees cyclic garbage that was frozen while alive."""
 
 import asyncio
 import gc
+import json
+import os
+import platform
+import subprocess
+import sys
 import weakref
+from pathlib import Path
+
+import pytest
 
 from rm_server.heap import full_pass, keep_heap_frozen
 
@@ -33,3 +41,44 @@ async def test_frozen_cycles_are_freed_by_the_full_pass_and_new_objects_get_froz
         assert keep
     finally:
         gc.unfreeze()
+
+
+MMAPPED = r"""
+import ctypes, json, sys
+sys.path.insert(0, {root!r})
+from rm_server.heap import fix_malloc_thresholds
+applied = fix_malloc_thresholds() if sys.argv[1] == "fixed" else False
+
+class Info(ctypes.Structure):  # struct mallinfo2 (glibc >= 2.33): hblks counts mmapped blocks
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+def mapped_by(size):
+    before = libc.mallinfo2().hblks
+    block = ctypes.create_string_buffer(size)
+    return libc.mallinfo2().hblks - before
+big = ctypes.create_string_buffer(16 * 1024 * 1024)
+del big  # glibc's sliding threshold would now put blocks up to 16 MB on the heap for good
+print(json.dumps({{"applied": applied, "read": mapped_by(300 * 1024), "large": mapped_by(4 * 1024 * 1024)}}))
+"""
+
+
+def test_malloc_thresholds_are_fixed(tmp_path):
+    # A socket read's 256 KiB buffer comes from the heap (no mmap per read), a large block
+    # gets its own mapping even after a larger one was freed (so it goes back on free).
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    script = tmp_path / "m.py"
+    script.write_text(MMAPPED.format(root=str(Path(__file__).resolve().parents[2])))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def run(mode):
+        out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    assert run("fixed") == {"applied": True, "read": 0, "large": 1}
+    assert run("default")["large"] == 0  # what glibc does without it: the 4 MB block stays on the heap
