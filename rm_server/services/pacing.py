@@ -5,7 +5,9 @@ A fixed slice size is wrong both ways: too small when the server is idle, too la
 19k acks are flooding in. Three signals decide when the push stands back:
 
 * the loop's measured lag (rm_loop_lag_seconds, metrics.py): its timers run late;
-* the backlog: frames pushed whose answers have not been read yet. Every pushed `schedule.set` comes back as a `schedule.ack` a few milliseconds
+* the backlog: frames pushed whose answers have not been read yet, kept under a limit that
+  grows while the loop keeps up and halves when it runs late (additive increase,
+  multiplicative decrease, as TCP's window). Every pushed `schedule.set` comes back as a `schedule.ack` a few milliseconds
   later, and all acks that arrived together are read in one loop iteration: how many are
   in flight bounds the longest stall an operator's request can meet behind them. (Acks read
   and not yet written cost the loop nothing: they are not counted, so a push goes on while
@@ -22,7 +24,9 @@ BUDGET = 0.005  # seconds of bulk work between yields
 TARGET_LAG = 0.025  # half the 50 ms loop-lag target: below it, just yield
 MAX_PAUSE = 0.005  # a longer pause would make the push itself the slow part
 OPERATOR_PAUSE = 0.001  # between slices while an operator's request is in flight
-BACKLOG = 400  # frames in flight (~60 us of reading each): a stall of at most ~25 ms
+BACKLOG = 400  # frames in flight to start with (~60 us of reading each: a ~25 ms stall)
+BACKLOG_MIN, BACKLOG_MAX = 100, 4000  # the range the limit moves in with the loop's lag
+BACKLOG_STEP = 100  # the limit grows by this when a full backlog met a punctual loop
 BACKLOG_POLL = 0.002  # how often a full backlog is looked at again
 BACKLOG_WAIT = 0.25  # the longest wait for one backlog to drain (answers can be lost)
 
@@ -57,8 +61,11 @@ class Pacer:
         if self._loop.time() - self._since < self.budget and self.backlog() < self.limit:
             return
         self.pauses += 1
-        pause = pause_for(self.lag())
-        if not pause and self.operators():
+        lag = self.lag()
+        pause = pause_for(lag)
+        if pause:  # the loop runs late: fewer answers at a time (halved, down to a floor)
+            self.limit = max(BACKLOG_MIN, self.limit // 2)
+        elif self.operators():
             pause = OPERATOR_PAUSE
         await asyncio.sleep(pause)
         if self.backlog() >= self.limit:
@@ -67,6 +74,8 @@ class Pacer:
             deadline = self._loop.time() + BACKLOG_WAIT
             while self.backlog() > self.limit // 2 and self._loop.time() < deadline:
                 await asyncio.sleep(BACKLOG_POLL)
+            if lag < TARGET_LAG / 2:  # the loop kept up: a larger window keeps the agents busier
+                self.limit = min(BACKLOG_MAX, self.limit + BACKLOG_STEP)
         self._since = self._loop.time()
 
 

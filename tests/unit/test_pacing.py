@@ -3,7 +3,8 @@
 import asyncio
 
 from rm_server.services.pacing import (
-    BACKLOG_POLL, BACKLOG_WAIT, MAX_PAUSE, OPERATOR_PAUSE, TARGET_LAG, InFlight, Pacer, pause_for,
+    BACKLOG_MAX, BACKLOG_MIN, BACKLOG_POLL, BACKLOG_STEP, BACKLOG_WAIT, MAX_PAUSE, OPERATOR_PAUSE, TARGET_LAG,
+    InFlight, Pacer, pause_for,
 )
 
 
@@ -108,3 +109,30 @@ async def test_operators_requests_get_the_loop_between_slices():
     for _ in range(5):
         await pacer.tick()
     assert loop.time() - t0 < 5 * OPERATOR_PAUSE
+
+
+async def test_the_backlog_limit_grows_while_the_loop_keeps_up_and_halves_when_it_lags():
+    answered, lags = [0], [0.0]
+    in_flight = InFlight(lambda: answered[0], horizon=60.0)
+    pacer = Pacer(lambda: lags[0], budget=60.0, backlog=in_flight, limit=200)
+
+    async def answer_all():
+        await asyncio.sleep(0)
+        answered[0] = in_flight.sent
+
+    async def fill_and_answer():
+        while in_flight() < pacer.limit:
+            in_flight.add()
+        await asyncio.gather(pacer.tick(), answer_all())  # the wait ends at the next poll
+
+    await fill_and_answer()
+    assert pacer.limit == 200 + BACKLOG_STEP
+    for _ in range(100):
+        await fill_and_answer()
+    assert pacer.limit == BACKLOG_MAX  # bounded
+    lags[0] = 10 * TARGET_LAG
+    await fill_and_answer()
+    assert pacer.limit == BACKLOG_MAX // 2  # a late loop halves it, at once
+    for _ in range(20):
+        await fill_and_answer()
+    assert pacer.limit == BACKLOG_MIN  # never below the floor
