@@ -65,6 +65,7 @@ import aiohttp  # noqa: E402
 
 from rm_core import protocol as p  # noqa: E402
 from rm_core.ids import new_id  # noqa: E402
+from rm_server.heap import fix_malloc_thresholds  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "server_scale.json"
 ADMIN_USER, ADMIN_PASSWORD = "bench-admin", "bench-password-not-secret-0"
@@ -434,6 +435,9 @@ def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap=False, spre
                swarm_cls: type[Swarm] = Swarm) -> None:
     """A child process's entry: one swarm (or a subclass, e.g. tui_scale's) until stopped."""
     raise_nofile()
+    # The server's malloc setting (rm_server/heap.py): without it every socket read of these
+    # thousands of clients is an mmap + munmap, CPU the simulated fleet takes from the server.
+    fix_malloc_thresholds()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap, spread_sources).run())
 
@@ -550,6 +554,7 @@ class Probe:
 
 def probe_main(base, token, host_ids, cmd_q, res_q, lifetime) -> None:
     raise_nofile()
+    fix_malloc_thresholds()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     asyncio.run(Probe(base, token, host_ids, cmd_q, res_q, lifetime).run())
 
