@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -67,10 +66,8 @@ class Fleet(Table):
         pushing: asyncio.Future[None] | None = None  # the previous slice's push
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
-            ids = new_ids(2 * len(chunk))  # made here: fn runs in the writer thread
 
-            def write(conn: sqlite3.Connection, now: datetime, audited: list, chunk: list[str] = chunk,
-                      ids: list[str] = ids) -> None:
+            def write(conn: sqlite3.Connection, now: datetime, audited: list, chunk: list[str] = chunk) -> None:
                 hosts = json.dumps(chunk)
                 # Every statement takes the slice as one JSON text (json_each) instead of a
                 # bound row per host: the writer thread holds the GIL while it binds, and
@@ -86,13 +83,13 @@ class Fleet(Table):
                     " post_hook = ? WHERE id IN (SELECT value FROM json_each(?))",
                     (*gcols, json.dumps(list(groups.values()))))
                 fresh = [h for h in chunk if h not in groups]
-                groups.update(zip(fresh, ids))
+                groups.update(zip(fresh, new_ids(len(fresh))))  # new_ids is thread-safe
                 conn.execute(
                     "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook,"
                     " post_hook) SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
                     (name, *gcols, json.dumps([(groups[h], h) for h in fresh])))
                 fresh = [h for h in chunk if h not in scheds]
-                scheds.update(zip(fresh, ids[len(chunk):]))
+                scheds.update(zip(fresh, new_ids(len(fresh))))
                 conn.execute(
                     "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
                     " SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, 0, ? FROM json_each(?)",

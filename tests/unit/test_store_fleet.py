@@ -46,5 +46,17 @@ async def test_slices_are_pushed_in_order_after_their_commit_beside_the_next_wri
         assert [tuple(r) for r in rows] == [(2, "5 4 * * *", '["/srv"]')] * 5
         audit = await store.db.fetchall("SELECT count(*) FROM audit WHERE action = 'fleet.policy'")
         assert audit[0][0] == 6  # one entry per slice
+        # New hosts and known ones in the same slices: inserted beside updated, nothing doubled.
+        more = sorted(new_id() for _ in range(2))
+        async with store.db.write() as c:
+            await c.executemany("INSERT INTO hosts (id, hostname, status, created_at, initial_paths)"
+                                " VALUES (?, ?, 'online', '2026-01-01T00:00:00+00:00', '[]')",
+                                [(h, f"n{i}") for i, h in enumerate(more)])
+        await store.fleet.apply_policy(ADMIN, "nightly", more + ids, GROUP, SCHEDULE, None)
+        rows = await store.db.fetchall(
+            "SELECT h.id, count(DISTINCT s.id), count(DISTINCT g.id), max(s.cron) FROM hosts h"
+            " JOIN schedules s ON s.host_id = h.id JOIN schedule_groups sg ON sg.schedule_id = s.id"
+            " JOIN source_groups g ON g.id = sg.source_group_id AND g.host_id = h.id GROUP BY h.id ORDER BY h.id")
+        assert [tuple(r) for r in rows] == [(h, 1, 1, "0 3 * * *") for h in sorted(more + ids)]
     finally:
         await store.close()
