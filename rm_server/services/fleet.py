@@ -46,7 +46,7 @@ class FleetService:
         in_flight = InFlight(self.acks_received)
         waiting = self.operators_waiting
         pacer = Pacer(self.loop_lag, backlog=in_flight,
-                      operators=lambda: waiting() - 1)  # the PUT that runs this push counts itself
+                      operators=lambda: max(0, waiting() - 1))  # the PUT running this push counts itself
         pushed = 0
 
         async def push(committed: list[str]) -> None:
