@@ -24,12 +24,12 @@ BUDGET = 0.005  # seconds of bulk work between yields
 TARGET_LAG = 0.025  # half the 50 ms loop-lag target: below it, just yield
 MAX_PAUSE = 0.005  # a longer pause would make the push itself the slow part
 OPERATOR_PAUSE = 0.001  # between slices while an operator's request is in flight
-BACKLOG = 800  # frames in flight to start with (~60 us of reading each)
+BACKLOG = 300  # frames in flight to start with (~60 us of reading each: ~20 ms of acks)
 # The range the limit moves in with the loop's lag. The floor keeps a push going when the
-# loop lags for other reasons (a busy box): at 100 frames in flight and agents answering in
-# ~100 ms, 5,000 hosts took 3.9 s with the loop mostly idle.
-BACKLOG_MIN, BACKLOG_MAX = 400, 4000
-BACKLOG_STEP = 200  # the limit grows by this when a full backlog met a punctual loop
+# loop lags for other reasons (a busy box); at 5,000 agents, limits up to 4,000 let ack
+# bursts hold the loop's p50 lag at ~25 ms during the push, a fixed 400 kept it at ~2 ms.
+BACKLOG_MIN, BACKLOG_MAX = 150, 1200
+BACKLOG_STEP = 50  # the limit grows by this when a full backlog met a punctual loop
 BACKLOG_POLL = 0.002  # how often a full backlog is looked at again
 BACKLOG_WAIT = 0.25  # the longest wait for one backlog to drain (answers can be lost)
 
