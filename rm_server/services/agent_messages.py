@@ -30,6 +30,7 @@ from rm_server.ws.event_hub import EventHub
 log = logging.getLogger("rm_server.agents")
 
 MINTED_JOBS_PER_HOUR = 120
+ACK_LINGER = 0.01  # seconds an ack batch waits for more (19k acks follow a fleet push)
 
 # A handler either awaits (most) or, for high-rate frames, returns None and finishes by callback.
 MessageHandler = Callable[[AgentConnection, p.Envelope], Awaitable[None] | None]
@@ -49,7 +50,7 @@ class AgentMessages:
         self._hellos = GroupCommit(self._write_hellos)
         # A second stage, so one batch's reads run beside the next batch's write.
         self._hello_reads = GroupCommit(self._read_hellos)
-        self._acks = GroupCommit(self._write_acks)
+        self._acks = GroupCommit(self._write_acks, linger=ACK_LINGER)
         self._logs = GroupCommit(store.jobs.apply_logs)
         # host_id -> server times (monotonic) of the agent-minted jobs accepted this hour.
         self._minted: dict[str, deque[float]] = {}

@@ -75,3 +75,28 @@ async def test_submit_nowait_calls_back_once_per_item_in_submission_order():
     # the batch holding the failing item tells each of its items; other batches are unaffected
     failed = {i for i, r in seen if r is RuntimeError}
     assert 13 in failed and 1 not in failed
+
+
+async def test_a_lingering_batch_gathers_items_that_arrive_meanwhile():
+    batches = []
+
+    async def write(items):
+        batches.append(list(items))
+        await asyncio.sleep(0)
+        return items
+
+    done = []
+    lingering = GroupCommit(write, linger=0.05)
+    for i in range(3):  # each in its own loop turn, all within the linger
+        lingering.submit_nowait(i, lambda r, e: done.append(r))
+        await asyncio.sleep(0)
+    await lingering.drain()
+    assert batches == [[0, 1, 2]] and done == [0, 1, 2]  # one write, callbacks in order
+
+    batches.clear()
+    eager = GroupCommit(write)
+    for i in range(3):
+        eager.submit_nowait(i, lambda r, e: None)
+        await asyncio.sleep(0)
+    await eager.drain()
+    assert len(batches) > 1  # without it the first item is written alone
