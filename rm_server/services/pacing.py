@@ -7,11 +7,11 @@ A fixed slice size is wrong both ways: too small when the server is idle, too la
 * the loop's measured lag (rm_loop_lag_seconds, metrics.py): its timers run late;
 * the backlog: frames pushed whose answers have not been read yet, kept under a limit that
   grows while the loop keeps up and halves when it runs late (additive increase,
-  multiplicative decrease, as TCP's window). Every pushed `schedule.set` comes back as a `schedule.ack` a few milliseconds
-  later, and all acks that arrived together are read in one loop iteration: how many are
-  in flight bounds the longest stall an operator's request can meet behind them. (Acks read
-  and not yet written cost the loop nothing: they are not counted, so a push goes on while
-  the writer is busy with its next slice);
+  multiplicative decrease, as TCP's window). Every pushed `schedule.set` comes back as a
+  `schedule.ack` a few milliseconds later, and all acks that arrived together are read in
+  one loop iteration: how many are in flight bounds the longest stall an operator's
+  request can meet behind them. (Acks read and not yet written cost the loop nothing: they
+  are not counted, so a push goes on while the writer is busy with its next slice);
 * operators' requests in flight: they get the loop between two slices."""
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ MAX_PAUSE = 0.005  # a longer pause would make the push itself the slow part
 OPERATOR_PAUSE = 0.001  # between slices while an operator's request is in flight
 BACKLOG = 300  # frames in flight to start with (~60 us of reading each: ~20 ms of acks)
 # The range the limit moves in with the loop's lag. The floor keeps a push going when the
-# loop lags for other reasons (a busy box); at 5,000 agents, limits up to 4,000 let ack
-# bursts hold the loop's p50 lag at ~25 ms during the push, a fixed 400 kept it at ~2 ms.
+# loop lags for other reasons (a busy box); at 5,000 agents limits up to 4,000 let ack
+# bursts push healthz p99 during the push to 217 ms, these bounds kept it near 60-80 ms.
 BACKLOG_MIN, BACKLOG_MAX = 150, 1200
 BACKLOG_STEP = 50  # the limit grows by this when a full backlog met a punctual loop
 BACKLOG_POLL = 0.002  # how often a full backlog is looked at again
