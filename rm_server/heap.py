@@ -17,9 +17,9 @@ import os
 import platform
 import sys
 
-# glibc's malloc: allocations from this size on get their own mapping, returned on free.
-MMAP_THRESHOLD = 512 * 1024
-TRIM_THRESHOLD = 1024 * 1024  # free memory above this at the heap's top goes back to the OS
+# glibc's malloc: allocations from this size on get their own mapping (glibc's own ceiling).
+MMAP_THRESHOLD = 32 * 1024 * 1024
+TRIM_THRESHOLD = 16 * 1024 * 1024  # free memory above this at the heap's top goes back to the OS
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 
 FREEZE_EVERY = 1.0  # seconds
@@ -51,11 +51,11 @@ def fix_malloc_thresholds() -> bool:
 
     Every socket read (asyncio: `recv(256 KiB)`, then shrunk to what arrived) is above
     glibc's default 128 KiB mmap threshold, so each read of a 150-byte ack was an mmap, a
-    shrink and an munmap: ~70 us on this box instead of ~5. And once a large block (the 9 MB
-    host list) was freed, the sliding threshold put every later large block on the heap,
-    where it stayed: at 5,000 agents the server kept ~40 MB more after a push and an ingest.
-    With both thresholds fixed, reads come from the heap and large blocks are unmapped on
-    free. An administrator's MALLOC_*_ environment settings win. True when applied."""
+    shrink and an munmap: ~70 us on this box instead of ~5, and a page per small read. With
+    the mmap threshold at 32 MiB reads come from the heap; 16 MiB free at the heap's top
+    stay for reuse, so the 7-9 MB host list body is built without faulting fresh pages (a
+    512 KiB threshold made each 19k build ~40 ms slower). An administrator's MALLOC_*_
+    environment settings win. True when applied."""
     if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
