@@ -22,7 +22,7 @@ class Sink:
     def __init__(self) -> None:
         self.events: list[dict] = []
 
-    def put(self, frame: bytes) -> None:
+    def put(self, frame: bytes, key: str | None = None) -> None:
         self.events.append(json.loads(frame)["payload"])
 
 
