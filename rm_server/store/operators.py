@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from rm_core.api import Operator
 from rm_core.enums import Role
@@ -11,6 +13,13 @@ from rm_server.store.base import Table
 from rm_server.store.common import Actor, Conflict, NotFound, dt, iso
 
 _COLS = "id, username, role, created_at, disabled"
+# Every REST request checks its session; during a 19k fleet push that query was one of a
+# request's two trips to the busy database thread. A found session is remembered this long:
+# it bounds how late a change made by another process (`rm-server admin …` on the same
+# database) applies. Changes made by this server (logout, role, password, disable, delete)
+# forget every remembered session at once; expiry is checked on every use.
+SESSION_CACHE_SECONDS = 2.0
+SESSION_CACHE_MAX = 10_000
 
 
 def _operator(row) -> Operator:
@@ -21,6 +30,16 @@ def _operator(row) -> Operator:
 
 
 class Operators(Table):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # token hash -> (operator, session expiry, remembered until on the monotonic clock)
+        self._sessions: dict[str, tuple[Operator, str, float]] = {}
+        self._generation = 0  # bumped by every change: a lookup begun before it is not kept
+
+    def _forget_sessions(self) -> None:
+        self._sessions.clear()
+        self._generation += 1
+
     async def count(self) -> int:
         row = await self.db.fetchone("SELECT count(*) FROM operators")
         return row[0]
@@ -84,6 +103,7 @@ class Operators(Table):
                     await tx.execute("DELETE FROM sessions WHERE operator_id = ?", (operator_id,))
                 changed.append("disabled")
             await tx.audit(actor, "operator.update", operator_id, {"changed": changed, "role": role})
+        self._forget_sessions()
         return await self.get(operator_id)
 
     async def delete(self, actor: Actor, operator_id: str) -> None:
@@ -95,6 +115,7 @@ class Operators(Table):
                 await self._keep_an_admin(tx, operator_id)
             await tx.execute("DELETE FROM operators WHERE id = ?", (operator_id,))
             await tx.audit(actor, "operator.delete", operator_id, {"username": row["username"]})
+        self._forget_sessions()
 
     @staticmethod
     async def _keep_an_admin(tx, operator_id: str) -> None:
@@ -116,14 +137,29 @@ class Operators(Table):
             await tx.audit(Actor("user", operator.id, operator.username), "auth.login", operator.id)
 
     async def session_operator(self, token_hash: str, now: datetime) -> Operator | None:
+        at = iso(now)
+        known = self._sessions.get(token_hash)
+        if known is not None and known[1] > at and known[2] > time.monotonic():
+            return known[0]
+        generation = self._generation
         row = await self.db.fetchone(
-            f"SELECT o.{', o.'.join(_COLS.split(', '))} FROM sessions s JOIN operators o ON o.id = s.operator_id"
+            f"SELECT o.{', o.'.join(_COLS.split(', '))}, s.expires_at FROM sessions s"
+            " JOIN operators o ON o.id = s.operator_id"
             " WHERE s.token_hash = ? AND s.expires_at > ? AND o.disabled = 0",
-            (token_hash, iso(now)),
+            (token_hash, at),
         )
-        return None if row is None else _operator(row)
+        if row is None:
+            self._sessions.pop(token_hash, None)
+            return None
+        operator = _operator(row)
+        if generation == self._generation:  # no change committed while the query ran
+            if len(self._sessions) >= SESSION_CACHE_MAX:
+                self._sessions.clear()
+            self._sessions[token_hash] = (operator, row["expires_at"], time.monotonic() + SESSION_CACHE_SECONDS)
+        return operator
 
     async def delete_session(self, actor: Actor, token_hash: str) -> None:
         async with self.tx() as tx:
             await tx.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
             await tx.audit(actor, "auth.logout", actor.id)
+        self._forget_sessions()

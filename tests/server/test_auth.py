@@ -49,6 +49,8 @@ async def test_wrong_password_then_rate_limited(server):
 
 async def test_session_expires(server):
     token = await server.login("viewer", ADMIN_PASSWORD)
+    status, _ = await server.call("GET", "/me", role=None, headers={"Authorization": f"Bearer {token}"})
+    assert status == 200  # the session is now remembered by the server: expiry must still apply
     server.clock.advance(13 * 3600)
     status, _ = await server.call("GET", "/me", role=None, headers={"Authorization": f"Bearer {token}"})
     assert status == 401
@@ -84,3 +86,29 @@ async def test_audit_records_mutations_without_secrets(server):
     assert "s3cret-password" not in str(body)
     entry = next(e for e in body["entries"] if e["action"] == "operator.create")
     assert entry["actor_name"] == "admin" and entry["details"]["username"] == "carol"
+
+
+async def test_a_remembered_session_follows_role_changes_at_once(server):
+    """The server remembers found sessions for a moment (a REST request's database trip less
+    during a fleet push); a change made through the API must still apply to the very next request."""
+    token = await server.login("operator", ADMIN_PASSWORD)
+    headers = {"Authorization": f"Bearer {token}"}
+    status, me = await server.call("GET", "/me", role=None, headers=headers)
+    assert status == 200 and me["role"] == "operator"
+    status, _ = await server.call("POST", "/operators", role=None, headers=headers,
+                                  json={"username": "eve", "password": "x" * 12, "role": "viewer"})
+    assert status == 403  # an operator is not an admin
+    _, ops = await server.call("GET", "/operators")
+    op_id = next(o["id"] for o in ops["operators"] if o["username"] == "operator")
+    status, _ = await server.call("PATCH", f"/operators/{op_id}", json={"role": "admin"})
+    assert status == 200
+    status, me = await server.call("GET", "/me", role=None, headers=headers)
+    assert status == 200 and me["role"] == "admin", "the promotion applies at once"
+    status, _ = await server.call("PATCH", f"/operators/{op_id}", json={"role": "viewer"})
+    assert status == 200
+    status, _ = await server.call("POST", f"/hosts/none/jobs", role=None, headers=headers, json={"kind": "check"})
+    assert status == 403, "the demotion applies at once"
+    status, _ = await server.call("DELETE", f"/operators/{op_id}")
+    assert status == 204
+    status, _ = await server.call("GET", "/me", role=None, headers=headers)
+    assert status == 401, "a deleted operator's session ends at once"
