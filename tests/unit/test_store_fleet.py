@@ -23,10 +23,13 @@ async def test_slices_are_pushed_in_order_after_their_commit_beside_the_next_wri
         pushed = []
 
         async def push(chunk):
+            # Read before the first await: the next slice's write is scheduled behind this
+            # task, so it cannot have committed yet (read after the query below, a fast write
+            # could already have bumped it, and the wait would be for a write that never comes).
+            generation = store.db.generation
             rows = await store.db.fetchall(
                 f"SELECT schedule_version FROM hosts WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             assert [r[0] for r in rows] == [1] * len(chunk)  # committed before it is pushed
-            generation = store.db.generation
             pushed.append(chunk)
             if chunk[-1] != ids[-1]:  # the next slice gets written while this one is pushed
                 async def next_committed():
