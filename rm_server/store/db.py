@@ -80,6 +80,7 @@ class Database:
         # Bumped by every committed write of this process: a cheap first check for caches
         # (another process's writes show in data_version()).
         self.generation = 0
+        self._written: asyncio.Event | None = None  # only while someone awaits committed_after()
 
     @classmethod
     async def open(cls, path: str | Path) -> "Database":
@@ -139,7 +140,7 @@ class Database:
                 try:
                     await self._writer.commit()
                 finally:
-                    self.generation += 1
+                    self._bump()
 
     async def write_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` as one BEGIN IMMEDIATE transaction in a single hop to the writer thread.
@@ -165,7 +166,27 @@ class Database:
             try:
                 return await self._writer._execute(run)
             finally:
-                self.generation += 1
+                self._bump()
+
+    def _bump(self) -> None:
+        # On the loop, once per write: a 19k fleet push commits thousands of times a second,
+        # so waking waiters costs one attribute check unless someone waits.
+        self.generation += 1
+        if self._written is not None:
+            self._written.set()
+            self._written = None
+
+    async def committed_after(self, generation: int) -> int:
+        """Wait until a write of this process ends after `generation` was read (the counter
+        moved past it); return the new generation.
+
+        The counter's own wait, so a caller need not poll it: the server has no use for it
+        yet (its caches only compare generations), tests use it to wait for the writer."""
+        while self.generation <= generation:
+            if self._written is None:
+                self._written = asyncio.Event()
+            await self._written.wait()
+        return self.generation
 
     # One call into the reader thread per query: a cursor left open between two awaits keeps
     # the shared reader's snapshot alive, and a concurrent request would then read data older

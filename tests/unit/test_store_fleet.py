@@ -32,10 +32,9 @@ async def test_slices_are_pushed_in_order_after_their_commit_beside_the_next_wri
             assert [r[0] for r in rows] == [1] * len(chunk)  # committed before it is pushed
             pushed.append(chunk)
             if chunk[-1] != ids[-1]:  # the next slice gets written while this one is pushed
-                async def next_committed():
-                    while store.db.generation == generation:
-                        await asyncio.sleep(0.001)
-                await asyncio.wait_for(next_committed(), 5)
+                # Were the write held back until this push returns, this would never end:
+                # the timeout is the failure, not the synchronisation.
+                await asyncio.wait_for(store.db.committed_after(generation), 5)
 
         await store.fleet.apply_policy(ADMIN, "nightly", ids, GROUP, SCHEDULE, push)
         assert pushed == [ids[0:2], ids[2:4], ids[4:5]]

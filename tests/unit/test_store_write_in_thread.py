@@ -117,3 +117,27 @@ async def test_readers_never_wait_behind_a_fleet_write(tmp_path):
     finally:
         release.set()
         await store.close()
+
+
+async def test_a_waiter_wakes_on_the_next_write_of_either_kind_and_not_before(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        async def classic():
+            async with store.db.write() as c:
+                await c.execute("INSERT INTO settings (key, value) VALUES ('c', '1')")
+
+        async def threaded():
+            await store.db.write_in_thread(lambda conn: conn.execute(
+                "INSERT INTO settings (key, value) VALUES ('t', '1')"))
+
+        for write in (classic, threaded):
+            before = store.db.generation
+            waiters = [asyncio.ensure_future(store.db.committed_after(before)) for _ in range(2)]
+            await store.db.fetchall("SELECT 1")  # the waiters are parked; a read is no write
+            assert not any(w.done() for w in waiters)
+            await write()
+            assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [before + 1] * 2
+        # Already past: no wait at all.
+        assert await store.db.committed_after(before) == store.db.generation
+    finally:
+        await store.close()
