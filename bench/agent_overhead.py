@@ -13,7 +13,6 @@ bench/results/agent_overhead.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -23,8 +22,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from harness import (PASSWORD, RESTIC, RESULTS, Rig, init_repo, interleaved, password_file, restic_env,
-                     restic_version, timed, wait)
+from harness import (PASSWORD, RESTIC, Rig, init_repo, interleaved, password_file, restic_env, restic_version, timed,
+                     wait, write_results)
 
 
 def rss_kb(pid: int) -> int:
@@ -109,12 +108,11 @@ def main() -> None:
         print(f"median ratio {ratio:.3f} (target <= 1.03)   agent idle RSS {idle_rss_mb:.1f} MB "
               f"(target <= 45 MB; private/USS {idle_uss_mb:.1f} MB)")
         print("whole job = backup plus the snapshots/stats refresh the agent runs afterwards")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "agent_overhead.json").write_text(json.dumps({
+        write_results("agent_overhead", {
             "size_mb": files * 4, "rounds": rows, "median_ratio": ratio, "ratio_target": 1.03,
             "idle_rss_mb": idle_rss_mb, "idle_uss_mb": idle_uss_mb, "rss_target_mb": 45,
             "restic": restic_version(),
-        }, indent=2))
+        })
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

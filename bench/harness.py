@@ -1,9 +1,10 @@
-"""What the restic-facing benches share: bare restic in a throwaway repository, a real
-rm-server and rm-agent started as processes, and the timing loop that compares a bare
-restic run with the same work done through the product.
+"""What the benches share: bare restic in a throwaway repository, a real rm-server and
+rm-agent started as processes, the timing loop that compares a bare restic run with the
+same work done through the product, and the one place results are written.
 
-Used by agent_overhead.py, restore_browse.py and restore_drill.py (run as
-`.venv/bin/python bench/<name>.py`, so this directory is on sys.path).
+Used by agent_overhead.py, restore_browse.py and restore_drill.py, and for writing results
+by server_scale.py, tui_scale.py and kill9_loop.py (run as `.venv/bin/python
+bench/<name>.py`, so this directory is on sys.path).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import Callable
 
 BIN = Path(sys.executable).parent
@@ -172,3 +174,25 @@ def interleaved(rounds: int, *runs: Callable[[int], float]) -> list[list[float]]
 
 def spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def run_doc(started: float, machine: dict, targets: dict, args: dict, results: list[dict]) -> dict:
+    """The results document of a bench run over several sizes (server_scale, tui_scale): the
+    keys bench/summarize.py and docs/benchmarks.md read. `started` is time.time() at the start."""
+    return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "duration_s": round(time.time() - started), "machine": machine, "targets": targets,
+            "args": args, "results": results}
+
+
+def write_results(name: str, doc: dict, *, quick: bool = False, out: str | Path | None = None,
+                  table: str | None = None) -> Path:
+    """Write a bench's results as indented JSON: to `out` if given, else bench/results/<name>.json
+    (<name>.quick.json for a quick run, so a smoke run never overwrites the real figures). With
+    `table`, print it and where the results went."""
+    path = Path(out) if out else RESULTS / (f"{name}.quick.json" if quick else f"{name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    if table is not None:
+        print(table)
+        print(f"\nresults written to {path}")
+    return path

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import write_results  # noqa: E402
 from tests.reliability.kill9 import run_loop  # noqa: E402
 
 
@@ -31,9 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rm-kill9-") as tmp:
         figures = asyncio.run(run_loop(Path(tmp), args.cycles, args.hosts, args.lines_per_job, args.lines_per_cycle))
     print(json.dumps(figures, indent=2))
-    out = Path(__file__).parent / "results" / "kill9_loop.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
+    write_results("kill9_loop", figures)
 
 
 if __name__ == "__main__":

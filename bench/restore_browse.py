@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from harness import (RESTIC, RESULTS, Rig, init_repo, interleaved, password_file, restic_env, restic_version, spread,
-                     timed)
+from harness import (RESTIC, Rig, init_repo, interleaved, password_file, restic_env, restic_version, spread, timed,
+                     write_results)
 
 
 def make_tree(root: Path, files: int) -> list[Path]:
@@ -102,11 +102,8 @@ def main() -> None:
         for r in rows:
             print(f"{r['directory']:<22} {r['bare_restic_s']:>17.3f} {r['server_s']:>17.3f} {r['ratio']:>7.3f}")
         print("target: ratio <= 1.2")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "restore_browse.json").write_text(json.dumps({
-            "files": args.files, "rounds": args.rounds, "rows": rows, "ratio_target": 1.2,
-            "restic": restic_version(),
-        }, indent=2))
+        write_results("restore_browse", {"files": args.files, "rounds": args.rounds, "rows": rows, "ratio_target": 1.2,
+                                          "restic": restic_version()})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -21,7 +21,6 @@ per round; writes bench/results/restore_drill.json (restore_drill.quick.json wit
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from harness import RESTIC, RESULTS, Rig, interleaved, restic_version, spread, timed
+from harness import RESTIC, Rig, interleaved, restic_version, spread, timed, write_results
 from restore_browse import build_snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -136,14 +135,13 @@ def main() -> None:
               f"(bare ls + bare restore) / bare restore = {(ls['median'] + b['median']) / b['median']:.3f}")
         print(f"drill - bare restore - bare ls, per round (what the product adds): "
               + ", ".join(f"{x:+.2f}" for x in ours) + " s")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / ("restore_drill.quick.json" if args.quick else "restore_drill.json")).write_text(json.dumps({
+        write_results("restore_drill", {
             "files": args.files, "rounds": args.rounds, "sample_files": args.sample_files,
             "sample_mb": args.sample_mb, "poll_s": args.poll, "bare_s": bare_s, "drill_s": drill_s, "bare_ls_s": ls_s,
             "drills": jobs, "bare": b, "drill": d, "bare_ls": ls, "product_adds_s": ours, "ratio": ratio,
             "restore_phase": rphase, "restic_restore_in_drill": rrestic, "sample": sample_s,
             "restore_phase_ratio": phase_ratio, "restore_phase_ratios": phase_ratios, "ratio_target": 1.1, "restic": version,
-        }, indent=2))
+        }, quick=args.quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -4,10 +4,10 @@
 For each fleet size N it:
 
 1. writes N hosts (+ tokens, 2 finished jobs each) straight into SQLite after the server's
-   own migrations (bench/server_scale.prepare_db, in a child process so the console's RSS
+   own migrations (bench/fleet/seed.py, in a child process so the console's RSS
    is not inflated by server modules), starts a real `rm-server serve` on 127.0.0.1:0 and
    bootstraps an admin;
-2. connects simulated agents (bench/server_scale.Swarm, 2 processes) for `--agents` hosts
+2. connects simulated agents (bench/fleet/agents.py, 2 processes) for `--agents` hosts
    (default: all of them up to 5,000) over the real agent WebSocket;
 3. runs the real rm-tui app in this process at 200x50 with a driver whose `write` records
    when Textual hands it a frame (the compositor's work and the escape sequences are done
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -56,10 +55,13 @@ import aiohttp  # noqa: E402
 from textual import events  # noqa: E402
 from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
 
-import server_scale as ss  # noqa: E402
+from fleet.agents import Swarm, swarm_main  # noqa: E402
+from fleet.driver import ADMIN_PASSWORD, ADMIN_USER, Children, Server, raise_nofile, rest_setup  # noqa: E402
+from fleet.seed import prepare_db  # noqa: E402
+from fleet.stats import pct, proc_status, rounded  # noqa: E402
+from harness import run_doc, write_results  # noqa: E402
 from rm_core import protocol as p  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "tui_scale.json"
 SIZE = (200, 50)
 TARGETS = {"signin_5k_s": 0.5, "signin_20k_s": 1.0, "key_p95_ms": 30, "burst_key_p95_ms": 100,
            "burst_drain_s": 2.0, "filter_20k_ms": 50, "rss_20k_mb": 150}
@@ -107,8 +109,8 @@ class TimedDriver(HeadlessDriver):
 
 # --------------------------------------------------------------------------- agents
 
-class TuiSwarm(ss.Swarm):
-    """server_scale's simulated agents, plus: run jobs with progress, drop and reconnect."""
+class TuiSwarm(Swarm):
+    """The fleet benches' simulated agents, plus: run jobs with progress, drop and reconnect."""
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
@@ -160,25 +162,25 @@ class TuiSwarm(ss.Swarm):
 
 
 def prepare_main(data_dir: str, n: int, out_q) -> None:
-    out_q.put(ss.prepare_db(Path(data_dir), n))
+    out_q.put(prepare_db(Path(data_dir), n))
 
 
 # --------------------------------------------------------------------------- helpers
 
 def rss() -> dict:
-    return ss.proc_status(os.getpid())
+    return proc_status(os.getpid())
 
 
 def pcts(values: list[float]) -> dict:
-    return {"n": len(values), "p50_ms": ss._r(ss.pct(values, 50)), "p95_ms": ss._r(ss.pct(values, 95)),
-            "max_ms": ss._r(max(values) if values else None)}
+    return {"n": len(values), "p50_ms": rounded(pct(values, 50)), "p95_ms": rounded(pct(values, 95)),
+            "max_ms": rounded(max(values) if values else None)}
 
 
 async def in_thread(fn, *a):
     return await asyncio.get_running_loop().run_in_executor(None, fn, *a)
 
 
-async def ask(children: ss.Children, cmd: tuple) -> list[dict]:
+async def ask(children: Children, cmd: tuple) -> list[dict]:
     """Ask every agent process, off the console's loop; a slow box gets a minute."""
     return await in_thread(lambda: children.ask(cmd, timeout=60))
 
@@ -246,7 +248,7 @@ class Console:
 
 # --------------------------------------------------------------------------- one size
 
-async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, args, res: dict, log) -> None:
+async def drive(n: int, base: str, creds, children: Children, n_agents: int, args, res: dict, log) -> None:
     from textual.widgets import Input
 
     from rm_tui.app import make_app
@@ -310,8 +312,8 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
         while not isinstance(app.screen, LoginScreen):
             await asyncio.sleep(0.01)
         await pilot.pause()
-        app.screen.query_one("#username", Input).value = ss.ADMIN_USER
-        app.screen.query_one("#password", Input).value = ss.ADMIN_PASSWORD
+        app.screen.query_one("#username", Input).value = ADMIN_USER
+        app.screen.query_one("#password", Input).value = ADMIN_PASSWORD
         t0 = time.perf_counter()
         fut = TimedDriver.expect("bench-00000", t0)  # the first row: hostnames sort like the ids
         con.send("enter")
@@ -379,11 +381,11 @@ async def drive(n: int, base: str, creds, children: ss.Children, n_agents: int, 
                 await asyncio.sleep(0.05)
             keys, lost = await burst_task
             res["burst"] = {"dropped": dropped, **pcts(keys), "timeouts": lost,
-                            "agents_back_s": ss._r(t_back - t_drop, 2) if t_back else None,
-                            "drained_after_back_s": ss._r(max(0.0, t_drained - t_back), 2)
+                            "agents_back_s": rounded(t_back - t_drop, 2) if t_back else None,
+                            "drained_after_back_s": rounded(max(0.0, t_drained - t_back), 2)
                             if t_drained and t_back else None,
                             "host_updated_applied": counts["host_updated"] - hu0,
-                            "event_lag_p50_s": ss._r(ss.pct(lags, 50), 2), "event_lag_max_s": ss._r(max(lags), 2)
+                            "event_lag_p50_s": rounded(pct(lags, 50), 2), "event_lag_max_s": rounded(max(lags), 2)
                             if lags else None, "stream_reconnects": counts["reconnects"] - rc0,
                             "stream_lost": sorted(set(lost_reasons))}
             log("reconnect burst:", res["burst"])
@@ -430,16 +432,16 @@ def run_size(n: int, args, ctx) -> dict:
     creds = q.get(timeout=600)
     pr.join()
     n_agents = min(n, args.agents)
-    server = ss.Server(data_dir, max_agents=n_agents + 200)
+    server = Server(data_dir, max_agents=n_agents + 200)
     children = None
     try:
         base = server.wait_ready()
-        res["_token"] = asyncio.run(ss.rest_setup(base, data_dir))
+        res["_token"] = asyncio.run(rest_setup(base, data_dir))
         n_procs = max(1, min(args.agent_procs, (n_agents + 499) // 500))
-        children = ss.Children(ctx, n_procs)
+        children = Children(ctx, n_procs)
         agent_creds = creds[:n_agents]
         for i in range(n_procs):
-            cp = ctx.Process(target=ss.swarm_main, args=(i, base, agent_creds[i::n_procs], children.cmd_qs[i],
+            cp = ctx.Process(target=swarm_main, args=(i, base, agent_creds[i::n_procs], children.cmd_qs[i],
                                                          children.res_q, args.max_seconds),
                              kwargs={"swarm_cls": TuiSwarm}, daemon=True)
             cp.start()
@@ -457,7 +459,7 @@ def run_size(n: int, args, ctx) -> dict:
         except Exception as exc:  # keep what was measured before it broke
             res["failed"] = f"{type(exc).__name__}: {exc}"
             log("FAILED:", res["failed"])
-        res["server_rss_mb"] = ss.proc_status(server.proc.pid).get("VmRSS")
+        res["server_rss_mb"] = proc_status(server.proc.pid).get("VmRSS")
         res["loadavg_after"] = os.getloadavg()
     finally:
         res.pop("_token", None)
@@ -513,7 +515,7 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     args.phases = {p.strip() for p in args.phases.split(",") if p.strip()}
-    limit = ss.raise_nofile()
+    limit = raise_nofile()
     sizes = [500] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.agents + 300 > limit:
         args.agents = limit - 300
@@ -528,14 +530,9 @@ def main() -> int:
 
             traceback.print_exc()
             results.append({"hosts": n, "failed": f"{type(exc).__name__}: {exc}"})
-    doc = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "duration_s": round(time.time() - started),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "targets": TARGETS,
-           "args": {**vars(args), "phases": sorted(args.phases)}, "results": results}
-    out = Path(args.out) if args.out else (RESULTS.with_name("tui_scale.quick.json") if args.quick else RESULTS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2))
-    print(table(results))
-    print(f"\nresults written to {out}")
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    write_results("tui_scale", run_doc(started, machine, TARGETS, {**vars(args), "phases": sorted(args.phases)},
+                                       results), quick=args.quick, out=args.out, table=table(results))
     return 0 if all("failed" not in r for r in results) else 1
 
 

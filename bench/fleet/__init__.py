@@ -1,0 +1,8 @@
+"""The fleet-scale benches' parts (bench/server_scale.py, bench/tui_scale.py): a database
+seeded with N hosts, simulated agents, latency probes, the processes that run them, and
+the server bench's phases and report.
+
+Imported as `fleet` (the benches run as `python bench/<name>.py`, so bench/ is on sys.path):
+multiprocessing spawns children that import their entry (`fleet.agents.swarm_main`,
+`fleet.probe.probe_main`) from here by that name.
+"""

@@ -1,0 +1,284 @@
+"""Simulated agents: many protocol-speaking agent WebSocket clients in one process (a
+`Swarm`), driven by commands on a queue from the bench (`fleet.driver.Children`). Each
+sends hello, acks every schedule.set, sends heartbeats and streams job logs when told to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import queue as queue_mod
+import random
+import time
+from datetime import datetime, timezone
+
+import aiohttp
+
+from fleet.driver import child_setup
+from fleet.stats import mono
+from rm_core import protocol as p
+from rm_core.ids import new_id
+
+AGENTS_PER_SOURCE = 200  # simulated agents per loopback source address
+LOG_TEXT = "[0:{:02d}] {:5.2f}%  {} files 123.456 MiB, total 98765 files 4.567 GiB, 0 errors ETA 0:41"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class _JobStream:
+    __slots__ = ("upto", "event")
+
+    def __init__(self) -> None:
+        self.upto = 0
+        self.event = asyncio.Event()
+
+
+class Swarm:
+    """Many simulated agents in one process."""
+
+    def __init__(self, idx: int, base: str, creds: list[tuple[str, str]], cmd_q, res_q, lifetime: float,
+                 freeze_heap: bool = False, spread_sources: bool = False):
+        self.idx, self.base, self.creds = idx, base, creds
+        self.freeze_heap, self.spread_sources = freeze_heap, spread_sources
+        self.cmd_q, self.res_q, self.lifetime = cmd_q, res_q, lifetime
+        self.conns: dict[str, aiohttp.ClientWebSocketResponse] = {}
+        self.hello_ok: set[str] = set()
+        self.hello_at: dict[str, float] = {}
+        self.applied: dict[str, int] = {}
+        self.ack_at: dict[str, float] = {}
+        self.errors: list[str] = []
+        self.connect_failures = 0
+        self.disconnects = 0
+        self.stopping = False
+        self.wake = asyncio.Event()  # set by "wake": agents in a reconnect backoff retry now
+        self.woken = 0  # wakes so far
+        # log ingest
+        self.log_lines_per_job = 0
+        self.log_batch = 200
+        self.log_window = 4
+        self.jobs: dict[str, _JobStream] = {}
+        self.jobs_started = 0
+        self.jobs_done = 0
+        self.lines_acked = 0
+        self.first_send: float | None = None
+        self.last_ack: float | None = None
+
+    def _gc_timer(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self.gc_s += time.perf_counter() - self._gc_t0
+
+    async def run(self) -> None:
+        self.gc_s = 0.0
+        gc.callbacks.append(self._gc_timer)
+        if self.freeze_heap:
+            # Like the server (rm_server/heap.py): thousands of clients in one process make
+            # every full GC pass walk all of their objects, a cost no real agent (one
+            # connection per process) has.
+            from rm_server.heap import keep_heap_frozen
+            self._freezer = asyncio.create_task(keep_heap_frozen())
+        timeout = aiohttp.ClientTimeout(total=None, connect=60, sock_connect=60)
+        # Real agents come from their own addresses. From one address, Linux picks a loopback
+        # connect's source port among the even ports first (~14k here): past that each
+        # connect() scanned them all, 4.3 ms of kernel time instead of 0.1 ms (measured with
+        # plain sockets: 19k connects 25 s vs 2 s spread over addresses), which made the 19k
+        # connect and restart storms measure the kernel's port search.
+        sources = [None]
+        if self.spread_sources and self.base.startswith("http://127.0.0.1:"):
+            sources = [(f"127.{self.idx + 1}.{k // 250}.{k % 250 + 1}", 0)
+                       for k in range(max(1, len(self.creds) // AGENTS_PER_SOURCE))]
+        self.sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None,
+                                                                              local_addr=src), timeout=timeout)
+                         for src in sources]
+        loop = asyncio.get_running_loop()
+        deadline = mono() + self.lifetime
+        sem = asyncio.Semaphore(64)
+        agents = [asyncio.create_task(self.agent(hid, tok, sem, self.sessions[i % len(self.sessions)]))
+                  for i, (hid, tok) in enumerate(self.creds)]
+        hb = asyncio.create_task(self.heartbeats())
+        try:
+            while mono() < deadline:
+                # no wait_for around the read: a timed-out read still takes the next command
+                # in its thread, and that command is lost; _get_cmd gives None after 1 s
+                cmd = await loop.run_in_executor(None, self._get_cmd)
+                if cmd is None:
+                    continue
+                if cmd[0] == "stop":
+                    break
+                self.res_q.put((self.idx, self.handle(cmd)))
+        finally:
+            self.stopping = True
+            hb.cancel()
+            for t in agents:
+                t.cancel()
+            await asyncio.gather(*agents, hb, return_exceptions=True)
+            for session in self.sessions:
+                await session.close()
+
+    def _get_cmd(self):
+        try:
+            return self.cmd_q.get(timeout=1)
+        except queue_mod.Empty:
+            return None
+
+    def handle(self, cmd: tuple) -> dict:
+        kind = cmd[0]
+        if kind == "status":
+            return {"connected": len(self.conns), "hello_ok": len(self.hello_ok), "acked": len(self.applied),
+                    "gc_s": round(self.gc_s, 2),
+                    "connect_failures": self.connect_failures, "disconnects": self.disconnects,
+                    "errors": self.errors[-3:], "n_errors": len(self.errors)}
+        if kind == "acks":
+            v = cmd[1]
+            times = [self.ack_at[h] for h, ver in self.applied.items() if ver >= v]
+            return {"count": len(times), "last": max(times) if times else None,
+                    "first": min(times) if times else None}
+        if kind == "wake":
+            self.woken += 1
+            self.wake.set()
+            self.wake = asyncio.Event()
+            return {"ok": True}
+        if kind == "since":  # hellos and acks after a moment (the reconnect storm after a restart)
+            t0 = cmd[1]
+            return {"hello_ok": sum(1 for t in self.hello_at.values() if t >= t0),
+                    "acked": sum(1 for t in self.ack_at.values() if t >= t0),
+                    "last": max([t for t in self.ack_at.values() if t >= t0] or [0]) or None,
+                    "hello_last": max([t for t in self.hello_at.values() if t >= t0] or [0]) or None,
+                    "gc_s": round(self.gc_s, 2),
+                    "hello_times": sorted(t - t0 for t in self.hello_at.values() if t >= t0)
+                    if len(cmd) > 2 and cmd[2] else [],
+                    "connected": len(self.conns)}
+        if kind == "logmode":
+            self.log_lines_per_job, self.log_batch, self.log_window = cmd[1], cmd[2], cmd[3]
+            return {"ok": True}
+        if kind == "logstatus":
+            return {"started": self.jobs_started, "done": self.jobs_done, "lines": self.lines_acked,
+                    "first_send": self.first_send, "last_ack": self.last_ack}
+        return {"error": f"unknown command {kind}"}
+
+    async def agent(self, hid: str, tok: str, sem: asyncio.Semaphore, session: aiohttp.ClientSession) -> None:
+        url = f"{self.base}/api/v1/agent/ws"
+        headers = {"Authorization": f"Bearer {tok}"}
+        backoff = 1.0
+        while not self.stopping:
+            woken = self.woken
+            try:
+                async with sem:
+                    ws = await session.ws_connect(url, headers=headers, heartbeat=None, autoping=True,
+                                                       compress=0, max_msg_size=0)
+                    hello = p.Hello(protocol_version=1, agent_version="bench", hostname=f"bench-{hid[-6:]}",
+                                    os="linux", arch="x86_64", restic_version="0.17.3",
+                                    applied_schedule_version=self.applied.get(hid, 0), running_jobs=[],
+                                    outbox_high_seq=0)
+                    await ws.send_str(p.encode(p.message(hello)))
+                self.conns[hid] = ws
+                backoff = 1.0
+                await self.read_loop(hid, ws)
+                if not self.stopping:
+                    self.disconnects += 1
+                    self.errors.append(f"closed {ws.close_code}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep trying, bounded by the process lifetime
+                self.connect_failures += 1
+                self.errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
+            finally:
+                ws_ = self.conns.pop(hid, None)
+                if ws_ is not None:
+                    await ws_.close()
+            # A wake during this attempt (a connect refused just before the server listened)
+            # means "retry now": waiting for the next wake left such agents in a backoff of
+            # up to 15 s, which the storm time then measured.
+            if not self.stopping and self.woken == woken:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 10)
+
+    async def read_loop(self, hid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            env = json.loads(msg.data)
+            t, pl = env["type"], env.get("payload") or {}
+            if t == "schedule.set":
+                v = pl["version"]
+                await ws.send_str(p.encode(p.message(p.ScheduleAck(version=v))))
+                self.applied[hid] = v
+                self.ack_at[hid] = mono()
+            elif t == "hello.ok":
+                self.hello_ok.add(hid)
+                self.hello_at[hid] = mono()
+            elif t == "ack":
+                st = self.jobs.get(pl.get("job_id"))
+                if st is not None:
+                    st.upto = max(st.upto, pl["upto_seq"])
+                    st.event.set()
+            elif t == "command.run":
+                self.on_command_run(ws, pl)
+            elif t == "error":
+                self.errors.append(f"server error {pl.get('code')}: {str(pl.get('message'))[:100]}")
+
+    def on_command_run(self, ws: aiohttp.ClientWebSocketResponse, pl: dict) -> None:
+        """A job the server started: stream its log when log ingest is on (subclasses run others)."""
+        if self.log_lines_per_job:
+            asyncio.create_task(self.stream_job(ws, pl["job_id"], pl["kind"]))
+
+    async def heartbeats(self) -> None:
+        tick = 0
+        while True:
+            await asyncio.sleep(1)
+            tick += 1
+            frame = None
+            for i, (hid, ws) in enumerate(list(self.conns.items())):
+                if i % 30 == tick % 30:
+                    frame = frame or p.encode(p.message(p.Heartbeat()))
+                    try:
+                        await ws.send_str(frame)
+                    except Exception:
+                        pass
+
+    async def stream_job(self, ws, job_id: str, kind: str) -> None:
+        st = _JobStream()
+        self.jobs[job_id] = st
+        self.jobs_started += 1
+        if self.first_send is None:
+            self.first_send = mono()
+        total, batch, window = self.log_lines_per_job, self.log_batch, self.log_window
+        try:
+            started = p.JobStarted(job_id=job_id, started_at=datetime.now(timezone.utc), kind=kind)
+            await ws.send_str(p.encode(p.message(started)))
+            seq = 1
+            sent = 0
+            while sent < total:
+                n = min(batch, total - sent)
+                ts = now_iso()
+                lines = [{"seq": seq + k + 1, "ts": ts, "stream": "stdout",
+                          "text": LOG_TEXT.format((sent + k) % 60, (sent + k) * 100 / total, sent + k)}
+                         for k in range(n)]
+                seq += n
+                sent += n
+                while seq - st.upto > window * batch:
+                    st.event.clear()
+                    await asyncio.wait_for(st.event.wait(), 60)
+                await ws.send_str(json.dumps({"type": "job.log", "id": new_id(), "ref": None, "ts": ts,
+                                              "payload": {"job_id": job_id, "lines": lines}}))
+            while st.upto < seq:
+                st.event.clear()
+                await asyncio.wait_for(st.event.wait(), 60)
+            self.lines_acked += total
+            self.jobs_done += 1
+            t = mono()
+            self.last_ack = t if self.last_ack is None else max(self.last_ack, t)
+        except Exception as exc:
+            self.errors.append(f"log stream {job_id}: {type(exc).__name__} {exc}")
+
+
+def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap=False, spread_sources=False, *,
+               swarm_cls: type[Swarm] = Swarm) -> None:
+    """A child process's entry: one swarm (or a subclass, e.g. tui_scale's) until stopped."""
+    child_setup()
+    asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap, spread_sources).run())

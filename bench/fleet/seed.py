@@ -1,0 +1,52 @@
+"""A fleet written straight into the server's database: N hosts, their agent tokens and
+finished jobs. Enrolling 19k hosts over REST would only measure token minting, not what
+the fleet benches are about."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from rm_core.ids import new_id
+
+
+def prepare_db(data_dir: Path, n: int, jobs_per_host: int = 2) -> list[tuple[str, str]]:
+    """Let the server's migrations build the schema, then write hosts, tokens and jobs.
+    Returns (host id, agent token) per host."""
+    from rm_server.store.db import Database
+
+    db_path = data_dir / "server.db"
+
+    async def migrate() -> None:
+        db = await Database.open(db_path)
+        await db.close()
+
+    asyncio.run(migrate())
+    base = datetime.now(timezone.utc) - timedelta(days=2)
+    created = base.isoformat(timespec="microseconds")
+    hosts, tokens, jobs, creds = [], [], [], []
+    ms0 = int(base.timestamp() * 1000)
+    for i in range(n):
+        hid = new_id(ms0 + i)  # distinct, sortable ids
+        tok = "rma_" + secrets.token_urlsafe(32)
+        creds.append((hid, tok))
+        hosts.append((hid, f"bench-{i:05d}", "offline", "linux", "x86_64", "bench", created))
+        tokens.append((hashlib.sha256(tok.encode()).hexdigest(), hid, created))
+    for j in range(n * jobs_per_host):
+        hid = creds[j % n][0]
+        t = base + timedelta(seconds=j)
+        ts = t.isoformat(timespec="microseconds")
+        jobs.append((new_id(ms0 + 10_000_000 + j), hid, "backup", "succeeded", "schedule", ts, ts, ts, 0))
+    con = sqlite3.connect(db_path)
+    with con:
+        con.executemany("INSERT INTO hosts (id, hostname, status, os, arch, agent_version, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)", hosts)
+        con.executemany("INSERT INTO agent_tokens (token_hash, host_id, created_at) VALUES (?, ?, ?)", tokens)
+        con.executemany("INSERT INTO jobs (id, host_id, kind, state, actor_kind, created_at, started_at,"
+                        " finished_at, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
+    con.close()
+    return creds
