@@ -22,6 +22,7 @@ from rm_server.app import create_app, data_dir_default
 from rm_server.cli_admin import host, operator
 from rm_server.config import ServerConfig
 from rm_server.heap import fix_malloc_thresholds
+from rm_server.loop import ServerLoop
 from rm_server.store import SchemaTooNew, Store
 
 DATA_DIR = click.option(
@@ -106,7 +107,8 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
     config = ServerConfig(data_dir=data_dir, tls_fingerprint=fingerprint, max_agent_connections=cap,
                           self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None,
                           public_metrics=public_metrics, trusted_proxies=frozenset(proxies))
-    asyncio.run(_serve(config, host, port, ssl_ctx, public_url))
+    with asyncio.Runner(loop_factory=ServerLoop) as runner:  # operators before agents (loop.py)
+        runner.run(_serve(config, host, port, ssl_ctx, public_url))
 
 
 async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url: str | None) -> None:

@@ -14,6 +14,7 @@ from rm_server.api.common import AGENT, HOST_KEY, requires
 from rm_server.api.doc import documented
 from rm_server.errors import Unavailable
 from rm_server.keys import AGENT_MESSAGES, AGENTS, CONFIG, HOSTS
+from rm_server.loop import serve_after_operators, serve_first
 from rm_server.ws.agent_hub import AgentConnection
 
 
@@ -29,14 +30,24 @@ async def _error_and_close(ws: web.WebSocketResponse, code: str, message: str, r
                         "503 when the server holds as many agent connections as it is configured for.",
             websocket=True, errors=(503,))
 async def agent_ws(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    cfg, hub, messages = app[CONFIG], app[AGENTS], app[AGENT_MESSAGES]
+    cfg, hub = request.app[CONFIG], request.app[AGENTS]
     host_id = request[HOST_KEY]
     if len(hub.connections) + hub.pending >= cfg.max_agent_connections and host_id not in hub.connections:
         raise Unavailable("agent connection limit reached; raise --max-agents or add a server",
                           code="too_many_agents")
     ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
+    # from here on its frames wait behind operators' requests, a few dozen per loop turn (loop.py)
+    bulk_fd = serve_after_operators(request.transport.get_extra_info("socket") if request.transport else None)
+    try:
+        return await _serve_agent(request, ws, host_id)
+    finally:
+        serve_first(bulk_fd)
+
+
+async def _serve_agent(request: web.Request, ws: web.WebSocketResponse, host_id: str) -> web.WebSocketResponse:
+    app = request.app
+    cfg, hub, messages = app[CONFIG], app[AGENTS], app[AGENT_MESSAGES]
     hub.pending += 1
     try:
         hello_env = await _read_hello(ws, cfg.hello_timeout)
@@ -53,7 +64,6 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         return ws
 
     conn = AgentConnection(host_id, ws, cfg.clock(), cfg.agent_queue_size)
-    conn.features = frozenset(hello.features)
     conn.features = frozenset(hello.features)
     older = hub.connections.get(host_id)
     hub.connections[host_id] = conn
