@@ -8,6 +8,7 @@ Meaning of a fire time, everywhere: `previous_fire(at)` is the latest fire *at o
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterNotAlphaError, croniter
@@ -48,21 +49,34 @@ def zone(tz: str) -> ZoneInfo:
 
 def next_fires(expr: str, tz: str, after: datetime, count: int = 5) -> list[datetime]:
     """The next `count` fire times strictly after `after`, evaluated in timezone `tz`."""
-    validate(expr)
-    it = croniter(expr, after.astimezone(zone(tz)))
-    try:
-        return [it.get_next(datetime) for _ in range(count)]
-    except CroniterBadDateError as exc:
-        raise CronError(f"cron {expr!r} never fires: {exc}") from None
+    return list(_next_fires(expr, tz, after, count))
 
 
 def next_fire(expr: str, tz: str, after: datetime) -> datetime:
     """The first fire time strictly after `after`."""
-    return next_fires(expr, tz, after, 1)[0]
+    return _next_fires(expr, tz, after, 1)[0]
 
 
 def previous_fire(expr: str, tz: str, at: datetime) -> datetime:
     """The latest fire time at or before `at` (a fire instant is its own previous fire)."""
+    return _previous_fire(expr, tz, at)
+
+
+# A ticker asks the same question for every host at one instant: 19k groups on one cron were
+# 19k croniter evaluations (~0.4 ms each, 7.5 s of a server's loop every minute). Answers are
+# pure functions of their arguments, so one per distinct (cron, zone, instant) is enough.
+@lru_cache(maxsize=4096)
+def _next_fires(expr: str, tz: str, after: datetime, count: int) -> tuple[datetime, ...]:
+    validate(expr)
+    it = croniter(expr, after.astimezone(zone(tz)))
+    try:
+        return tuple(it.get_next(datetime) for _ in range(count))
+    except CroniterBadDateError as exc:
+        raise CronError(f"cron {expr!r} never fires: {exc}") from None
+
+
+@lru_cache(maxsize=4096)
+def _previous_fire(expr: str, tz: str, at: datetime) -> datetime:
     validate(expr)
     local = at.astimezone(zone(tz))
     prev = croniter(expr, local).get_prev(datetime)
