@@ -69,7 +69,7 @@ class HostService:
         # Only what changed since the last sweep: at 19k agents, rewriting every row every
         # sweep held the writer for long enough to slow log ingest.
         changed = self.hub.unflushed_heartbeats()
-        await self.store.hosts.touch_many((c.host_id, seen) for c, seen in changed)
+        await self.store.hosts.touch_many([(c.host_id, seen) for c, seen in changed])
         for conn, seen in changed:
             conn.seen_stored = seen
         silent = self.hub.drop_silent(now, self.offline_after)

@@ -9,7 +9,7 @@ import types
 from collections.abc import Awaitable, Coroutine, Generator
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -143,7 +143,8 @@ class AgentHub:
 
     def drop_silent(self, now: datetime, offline_after: float) -> list[AgentConnection]:
         """Close and forget connections silent for longer than `offline_after` seconds."""
-        silent = [c for c in self.connections.values() if (now - c.last_seen).total_seconds() > offline_after]
+        cutoff = now - timedelta(seconds=offline_after)  # one comparison per connection: 19k of them
+        silent = [c for c in self.connections.values() if c.last_seen < cutoff]
         for conn in silent:
             log.info("agent %s silent for %.0fs; marking offline", conn.host_id, offline_after)
             if self.connections.get(conn.host_id) is conn:
