@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import types
-from collections.abc import Awaitable, Coroutine, Generator
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,12 +25,13 @@ class AgentConnection:
     A flush task exists only while frames wait: at fleet scale a permanent writer task and
     queue per agent cost more memory than anything else the server keeps per connection."""
 
-    __slots__ = ("host_id", "ws", "last_seen", "seen_stored", "limit", "pending", "flusher", "closing", "closer",
-                 "features")
+    __slots__ = ("host_id", "ws", "sock", "last_seen", "seen_stored", "limit", "pending", "flusher", "closing",
+                 "closer", "features")
 
-    def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int):
+    def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int, sock: Any = None):
         self.host_id = host_id
         self.ws = ws
+        self.sock = sock  # the TCP socket under ws, for corked()
         self.last_seen = now
         self.seen_stored = now  # last_seen as the database has it (hello wrote it)
         self.limit = limit
@@ -73,6 +75,26 @@ class AgentConnection:
             self.close(1011, "send failed")
             return
         self.flusher = asyncio.ensure_future(self._flush(_resume(coro, waiting)))
+
+    @contextmanager
+    def corked(self) -> Iterator[None]:
+        """Frames sent inside leave as one TCP segment when the block ends (TCP_CORK).
+
+        The answer to a hello is three frames; on loopback or a LAN each send() that
+        transmits costs the server ~60 µs in the kernel, and in a reconnect storm those sends
+        were a fifth of the server's time. Corked, the three cost one transmit."""
+        sock = self.sock
+        try:
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        except OSError:  # closed meanwhile, or not TCP: frames just go out one by one
+            sock = None
+        try:
+            yield
+        finally:
+            if sock is not None:
+                with suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self.closing:

@@ -63,7 +63,8 @@ async def _serve_agent(request: web.Request, ws: web.WebSocketResponse, host_id:
             f"({MIN_PROTOCOL_VERSION}); upgrade rm-agent", hello_env.id)
         return ws
 
-    conn = AgentConnection(host_id, ws, cfg.clock(), cfg.agent_queue_size)
+    conn = AgentConnection(host_id, ws, cfg.clock(), cfg.agent_queue_size,
+                           request.transport.get_extra_info("socket") if request.transport else None)
     conn.features = frozenset(hello.features)
     older = hub.connections.get(host_id)
     hub.connections[host_id] = conn

@@ -53,3 +53,39 @@ async def test_stopping_cancels_a_waiting_send():
     await asyncio.gather(flusher, return_exceptions=True)
     assert flusher.cancelled()
     assert conn.send_frame("b") is False
+
+
+class TcpSocket(Socket):
+    """send_str straight onto a real TCP socket, as aiohttp's writer does when the socket takes it."""
+
+    def __init__(self, sock) -> None:
+        super().__init__()
+        self.sock = sock
+
+    async def send_str(self, frame: str) -> None:
+        self.sock.send(frame.encode())
+
+
+async def test_frames_sent_corked_leave_together_when_the_block_ends():
+    import select
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+        ours.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio sets it
+        with peer, ours:
+            conn = AgentConnection("h", TcpSocket(ours), datetime.now(timezone.utc), limit=10, sock=ours)
+            conn.send_frame("uncorked;")
+            assert select.select([peer], [], [], 5)[0]  # uncorked: on its way at once
+            assert peer.recv(100) == b"uncorked;"
+            with conn.corked():
+                for frame in ("hello.ok;", "schedule.set;", "config.update;"):
+                    conn.send_frame(frame)
+                assert select.select([peer], [], [], 0.05)[0] == []  # held back while corked
+            assert select.select([peer], [], [], 5)[0]
+            assert peer.recv(100) == b"hello.ok;schedule.set;config.update;"
+            conn.sock = None  # no socket (a test's stand-in): corked() is a plain block
+            with conn.corked():
+                conn.send_frame("x;")
+            assert select.select([peer], [], [], 5)[0] and peer.recv(100) == b"x;"
