@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tabs
 
 from rm_core.api import Host, Maintenance, RepoInfo, Schedule, Snapshot, SourceGroup
 from rm_core.enums import JobKind
@@ -24,7 +24,7 @@ from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.widgets.table import Column, ResourceTable
 from rm_tui.screens.host_groups import GroupsSchedulesTabs, next_run
 from rm_tui.screens.host_settings import SettingsTabs
-from rm_tui.screens.host_snapshots import HINT, SnapshotsTab
+from rm_tui.screens.host_snapshots import HINT, SNAPSHOT_COLUMNS, SnapshotsTab
 
 JOB_LIMIT = 50
 TABS = ("overview", "groups", "schedules", "jobs", "snapshots", "maintenance", "settings")
@@ -32,6 +32,10 @@ TAB_TITLES = ("Overview", "Source groups", "Schedules", "Jobs", "Snapshots", "Ma
 JOB_COLUMNS = [Column("id", "Job", 8), Column("kind", "Kind", 9), Column("state", "State", 10),
                Column("group", "Source group", 16), Column("actor", "By", 8), Column("created", "Created", 16),
                Column("finished", "Finished", 16), Column("info", "Info", 0)]
+GROUP_COLUMNS = [Column("name", "Name", 20), Column("paths", "Paths", 0), Column("excludes", "Excludes", 24),
+                 Column("tag", "Tag", 12), Column("keep", "Keep", 20)]
+SCHEDULE_COLUMNS = [Column("name", "Name", 20), Column("cron", "When", 24), Column("tz", "Timezone", 20),
+                    Column("groups", "Groups", 0), Column("next", "Next run", 16)]
 # Which tabs each contextual action works on.
 ACTION_TABS = {
     "run_now": {"groups", "schedules"},
@@ -80,6 +84,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
         self.jobs: dict[str, Job] = {}
         self.progress: dict[str, str] = {}
         self.snapshots: list[Snapshot] = []
+        self.snapshot_by_id: dict[str, Snapshot] = {}
         self.diff_from: str | None = None
         self.maintenance: Maintenance | None = None
         self.bandwidth: dict[str, Any] | None = None
@@ -95,27 +100,17 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
                     yield Static(id="overview-text")
                     yield Static(id="overview-more")
             with TabPane("Source groups", id="groups"):
-                groups: DataTable[str] = DataTable(id="groups-table", cursor_type="row", zebra_stripes=True)
-                for key, label in (("name", "Name"), ("paths", "Paths"), ("excludes", "Excludes"), ("tag", "Tag"),
-                                   ("keep", "Keep")):
-                    groups.add_column(label, key=key)
-                yield groups
+                yield ResourceTable(GROUP_COLUMNS, self.group_cells, id="groups-table",
+                                    empty="no source groups: n creates one")
             with TabPane("Schedules", id="schedules"):
-                schedules: DataTable[Text | str] = DataTable(id="schedules-table", cursor_type="row",
-                                                             zebra_stripes=True)
-                for key, label in (("name", "Name"), ("cron", "When"), ("tz", "Timezone"), ("groups", "Groups"),
-                                   ("next", "Next run")):
-                    schedules.add_column(label, key=key)
-                yield schedules
+                yield ResourceTable(SCHEDULE_COLUMNS, self.schedule_cells, id="schedules-table",
+                                    empty="no schedules: n creates one")
             with TabPane("Jobs", id="jobs"):
                 yield ResourceTable(JOB_COLUMNS, lambda jid: self.job_cells(self.jobs[jid]), id="jobs-table",
                                     empty="no jobs yet")
             with TabPane("Snapshots", id="snapshots"):
-                snaps: DataTable[str] = DataTable(id="snapshots-table", cursor_type="row", zebra_stripes=True)
-                for key, label in (("id", "Snapshot"), ("time", "Time"), ("paths", "Paths"), ("tags", "Tags"),
-                                   ("added", "Added"), ("total", "Size")):
-                    snaps.add_column(label, key=key)
-                yield snaps
+                yield ResourceTable(SNAPSHOT_COLUMNS, self.snapshot_cells, id="snapshots-table",
+                                    empty="no snapshots yet")
                 yield Static(HINT, id="snapshots-hint", classes="tab-hint")
             with TabPane("Maintenance", id="maintenance"):
                 yield Static("loading…", id="maintenance-text", classes="pane-text")
@@ -244,29 +239,33 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
         more.append("\n1-7 or tab/arrows switch tabs", style="dim")
         self.query_one("#overview-more", Static).update(more)
 
+    def group_cells(self, gid: str) -> list[Text | str]:
+        g = self.groups[gid]
+        keep = " ".join(f"{k.removeprefix('keep_')[0]}{v}" if k != "keep_within" else f"within {v}"
+                        for k, v in g.retention.model_dump().items() if v)
+        return [g.name, ", ".join(g.includes), ", ".join(g.excludes), g.tag or "", keep or "—"]
+
     def render_groups(self) -> None:
-        table = self.query_one("#groups-table", DataTable)
-        selected = self.selected("groups")
-        table.clear()
-        for g in sorted(self.groups.values(), key=lambda g: g.name.lower()):
-            keep = " ".join(f"{k.removeprefix('keep_')[0]}{v}" if k != "keep_within" else f"within {v}"
-                            for k, v in g.retention.model_dump().items() if v)
-            table.add_row(g.name, ", ".join(g.includes), ", ".join(g.excludes), g.tag, keep or "—", key=g.id)
-        self.restore_cursor(table, selected)
+        """By name; the cursor stays on its group when others are added or removed around it."""
+        table = self.query_one("#groups-table", ResourceTable)
+        table.set_rows([g.id for g in sorted(self.groups.values(), key=lambda g: g.name.lower())])
+        table.invalidate(None)
+
+    def schedule_cells(self, sid: str) -> list[Text | str]:
+        s = self.schedules[sid]
+        cron = Text("manual" if s.manual else (s.cron or ""))
+        if not s.enabled:
+            cron.append(" (disabled)", style="dim")
+        names = ", ".join(self.groups[g].name if g in self.groups else "?" for g in s.source_group_ids)
+        return [s.name, cron, s.timezone, names, when(next_run(s))]
 
     def render_schedules(self) -> None:
+        """By name; also the minute timer's repaint, as "next run" moves on with the clock."""
         if not self.query("#schedules-table"):
             return  # the minute timer fired while the screen is being removed
-        table = self.query_one("#schedules-table", DataTable)
-        selected = self.selected("schedules")
-        table.clear()
-        for s in sorted(self.schedules.values(), key=lambda s: s.name.lower()):
-            cron = Text("manual" if s.manual else (s.cron or ""))
-            if not s.enabled:
-                cron.append(" (disabled)", style="dim")
-            names = ", ".join(self.groups[g].name if g in self.groups else "?" for g in s.source_group_ids)
-            table.add_row(s.name, cron, s.timezone, names, when(next_run(s)), key=s.id)
-        self.restore_cursor(table, selected)
+        table = self.query_one("#schedules-table", ResourceTable)
+        table.set_rows([s.id for s in sorted(self.schedules.values(), key=lambda s: s.name.lower())])
+        table.invalidate(None)
 
     def job_cells(self, job: Job) -> list[Text | str]:
         group = self.groups.get(job.source_group_id or "")
@@ -284,17 +283,8 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
         table.invalidate(None)
 
     def selected(self, tab: str) -> str | None:
-        if tab == "jobs":
-            return self.query_one("#jobs-table", ResourceTable).cursor_key
-        table = self.query_one(f"#{tab}-table", DataTable)
-        if table.row_count == 0:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-
-    @staticmethod
-    def restore_cursor(table: DataTable, key: str | None) -> None:
-        if key is not None and key in table.rows:
-            table.move_cursor(row=table.get_row_index(key))
+        """The key of the row under the cursor of this tab's table (None: the table is empty)."""
+        return self.query_one(f"#{tab}-table", ResourceTable).cursor_key
 
     # ------------------------------------------------------------ events
 
@@ -367,7 +357,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
 
     # ------------------------------------------------------------ snapshots
 
-    @on(DataTable.RowSelected, "#snapshots-table")
+    @on(ResourceTable.Selected, "#snapshots-table")
     def snapshot_selected(self) -> None:
         self.action_browse()
 

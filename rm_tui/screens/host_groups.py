@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from textual import work
-from textual.widgets import DataTable
 
 from rm_core.api import Maintenance, Schedule, SourceGroup
 from rm_core.cron import CronError, next_fires
@@ -17,6 +16,7 @@ from rm_tui.client import ApiError
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.forms import ScheduleForm, SourceGroupForm
 from rm_tui.format import plural, short_id
+from rm_tui.widgets.table import ResourceTable
 
 GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook")
 
@@ -152,7 +152,7 @@ class GroupsSchedulesTabs:
             return
         self.groups[group.id] = group
         self.render_groups()
-        self.restore_cursor(self.query_one("#groups-table", DataTable), group.id)
+        self.query_one("#groups-table", ResourceTable).move_to(group.id)  # on the group just saved
         self.notify(f"source group {group.name} saved")
 
     @work(group="host-save")
@@ -165,7 +165,7 @@ class GroupsSchedulesTabs:
             return
         self.schedules[schedule.id] = schedule
         self.render_schedules()
-        self.restore_cursor(self.query_one("#schedules-table", DataTable), schedule.id)
+        self.query_one("#schedules-table", ResourceTable).move_to(schedule.id)
         self.notify(f"schedule {schedule.name} saved")
 
     def action_repo(self) -> None:

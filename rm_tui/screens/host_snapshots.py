@@ -5,33 +5,41 @@ out like host_groups and host_settings so that each module holds one concern."""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Static
+from rich.text import Text
+from textual.widgets import Static
 
 from rm_core.api import Snapshot
 from rm_tui.format import size, when
 from rm_tui.screens.snapshot_browser import SnapshotBrowser
 from rm_tui.screens.snapshot_diff import SnapshotDiffScreen
+from rm_tui.widgets.table import Column, ResourceTable
 
 HINT = "b/enter browse · d on one snapshot, then d on another: what changed between them"
+SNAPSHOT_COLUMNS = [Column("id", "Snapshot", 10), Column("time", "Time", 16), Column("paths", "Paths", 0),
+                    Column("tags", "Tags", 16), Column("added", "Added", 10), Column("total", "Size", 10)]
 
 
 class SnapshotsTab:
     snapshots: list[Snapshot]
+    snapshot_by_id: dict[str, Snapshot]  # the rows of the table, as render_snapshots last saw them
     diff_from: str | None  # the snapshot picked first for a diff
 
+    def snapshot_cells(self, snapshot_id: str) -> list[Text | str]:
+        s = self.snapshot_by_id[snapshot_id]
+        summary = s.summary or {}
+        added = summary.get("data_added")
+        total = summary.get("total_bytes_processed")
+        short = s.short_id or s.id[:8]
+        return [f"◆ {short}" if s.id == self.diff_from else short, when(s.time), ", ".join(s.paths),
+                ", ".join(s.tags), size(added) if isinstance(added, int) else "—",
+                size(total) if isinstance(total, int) else "—"]
+
     def render_snapshots(self) -> None:
-        table = self.query_one("#snapshots-table", DataTable)
-        selected = self.selected("snapshots") if table.row_count else None
-        table.clear()
-        for s in sorted(self.snapshots, key=lambda s: s.time, reverse=True):
-            summary = s.summary or {}
-            added = summary.get("data_added")
-            total = summary.get("total_bytes_processed")
-            short = s.short_id or s.id[:8]
-            table.add_row(f"◆ {short}" if s.id == self.diff_from else short, when(s.time),
-                          ", ".join(s.paths), ", ".join(s.tags), size(added) if isinstance(added, int) else "—",
-                          size(total) if isinstance(total, int) else "—", key=s.id)
-        self.restore_cursor(table, selected)
+        """Newest first; the cursor stays on its snapshot when a newer one arrives above it."""
+        self.snapshot_by_id = {s.id: s for s in self.snapshots}
+        table = self.query_one("#snapshots-table", ResourceTable)
+        table.set_rows([s.id for s in sorted(self.snapshots, key=lambda s: s.time, reverse=True)])
+        table.invalidate(None)
         self.render_snapshot_hint()
 
     def render_snapshot_hint(self) -> None:
@@ -64,8 +72,7 @@ class SnapshotsTab:
         self.after_pick()
         if second is None or second == first:
             return  # d twice on the same snapshot: the pick is undone
-        by_id = {s.id: s for s in self.snapshots}
-        a, b = by_id.get(first or ""), by_id.get(second)
+        a, b = self.snapshot_by_id.get(first or ""), self.snapshot_by_id.get(second)
         if a is None or b is None:
             self.notify("that snapshot is gone (forgotten meanwhile?)", severity="warning")
             return

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from textual.widgets import DataTable, Input, SelectionList, Static
+from textual.widgets import Input, SelectionList, Static
 
 from rm_core import protocol as p
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.forms import MaintenanceForm, ScheduleForm, SourceGroupForm
+from rm_tui.screens.snapshot_browser import SnapshotBrowser
+from rm_tui.widgets.table import ResourceTable
 from tests.conftest import TestAgent, wait_for
-from tests.tui.helpers import SIZE, make_group, new_app, shown_bindings, signed_in_at_host, toasts, type_text
+from tests.tui.helpers import SIZE, cell, make_group, new_app, shown_bindings, signed_in_at_host, toasts, type_text
 
 REPO_PASSWORD = "hunter2-never-shown"
 
@@ -43,9 +45,9 @@ async def test_tabs_show_snapshots_maintenance_and_settings_without_secrets(serv
         host = await signed_in_at_host(pilot, app, host_id)
         await wait_for(lambda: host.settings_loaded, what="settings loaded")
         await pilot.press("5")
-        snaps = host.query_one("#snapshots-table", DataTable)
+        snaps = host.query_one("#snapshots-table", ResourceTable)
         assert app.focused is snaps and snaps.row_count == 1
-        assert str(snaps.get_cell("ab" * 32, "id")) == "abababab"
+        assert cell(snaps, "ab" * 32, "id") == "abababab"
         await pilot.press("6")
         maintenance = text_of(host, "#maintenance-text")
         assert "forget" in maintenance and "0 3 * * *" in maintenance
@@ -57,9 +59,9 @@ async def test_tabs_show_snapshots_maintenance_and_settings_without_secrets(serv
     await agent.close()
 
 
-async def _snapshot_count(server, host_id: str) -> int:
+async def _snapshot_count(server, host_id: str, at_least: int = 1) -> bool:
     status, body = await server.call("GET", f"/hosts/{host_id}/snapshots")
-    return status == 200 and len(body["snapshots"])
+    return status == 200 and len(body["snapshots"]) >= at_least
 
 
 async def schedules_of(server, host_id: str) -> list[dict]:
@@ -101,8 +103,9 @@ async def test_schedule_form_refuses_bad_cron_then_creates_with_preview(server):
         created = await wait_for(lambda: schedules_of(server, host_id), what="schedule created")
         assert (created[0]["name"], created[0]["cron"], created[0]["source_group_ids"]) == \
             ("nightly", "30 2 * * *", [group["id"]])
-        table = host.query_one("#schedules-table", DataTable)
-        await wait_for(lambda: created[0]["id"] in table.rows, what="schedule row")
+        table = host.query_one("#schedules-table", ResourceTable)
+        await wait_for(lambda: created[0]["id"] in table.index, what="schedule row")
+        assert app.focused is table and table.cursor_key == created[0]["id"], "focus and cursor on the new row"
 
 
 async def test_source_group_new_edit_and_delete_asks_first(server):
@@ -118,7 +121,7 @@ async def test_source_group_new_edit_and_delete_asks_first(server):
         await type_text(pilot, "/home")
         app.screen.query_one("#keep_daily", Input).value = "7"
         await pilot.press("ctrl+s")
-        table = host.query_one("#groups-table", DataTable)
+        table = host.query_one("#groups-table", ResourceTable)
         await wait_for(lambda: table.row_count == 1, what="group row")
         status, body = await server.call("GET", f"/hosts/{host_id}/source-groups")
         (group,) = body["source_groups"]
@@ -252,8 +255,6 @@ async def test_settings_bandwidth_repository_admin_credentials_and_delete(server
 
 
 async def test_host_jobs_cursor_stays_on_its_job_when_new_jobs_arrive(server):
-    from rm_tui.widgets.table import ResourceTable
-
     host_id, _ = await server.enroll("web-1")
     group = await make_group(server, host_id)
 
@@ -276,6 +277,74 @@ async def test_host_jobs_cursor_stays_on_its_job_when_new_jobs_arrive(server):
         assert table.cursor_key == second
         await pilot.press("G")
         assert table.cursor_key == first
+
+
+async def test_schedule_and_snapshot_cursors_stay_on_their_rows_when_rows_arrive_above(server):
+    """The schedules and snapshots tabs move and keep their cursor like every other list:
+    j/k/g/G move it, a reload with a new row above leaves it on its item (so e, enter and d
+    act on the row the operator chose), and focus is back on the table after a form closes."""
+    host_id, agent_token = await server.enroll("web-1")
+    group = await make_group(server, host_id)
+
+    async def schedule(name: str) -> str:
+        status, body = await server.call("POST", f"/hosts/{host_id}/schedules", role="operator",
+                                         json={"name": name, "cron": "0 2 * * *", "source_group_ids": [group["id"]]})
+        assert status == 201, body
+        return body["id"]
+
+    daily, weekly = await schedule("b-daily"), await schedule("d-weekly")
+    now = datetime.now(timezone.utc)
+    snaps = [p.SnapshotInfo(id=f"{i:02d}" * 32, short_id=f"{i:02d}" * 4, time=now - timedelta(hours=3 - i),
+                            paths=["/etc"], tags=["etc"]) for i in range(3)]
+    agent = TestAgent(server, agent_token)
+    await agent.connect()
+    await agent.send(p.SnapshotsReport(snapshots=snaps[:2]))
+    await wait_for(lambda: _snapshot_count(server, host_id), what="snapshots stored")
+
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await pilot.press("3")
+        table = host.query_one("#schedules-table", ResourceTable)
+        assert app.focused is table and table.keys == [daily, weekly]
+        await pilot.press("j")
+        assert table.cursor_key == weekly
+        hourly = await schedule("a-hourly")  # sorts above both: schedule.updated reloads the tab
+        await wait_for(lambda: table.keys == [hourly, daily, weekly], what="new schedule listed above")
+        assert table.cursor_key == weekly, "the cursor stays on its schedule, not its row number"
+        await pilot.press("g")
+        assert table.cursor_key == hourly
+        await pilot.press("G")
+        assert table.cursor_key == weekly
+        await pilot.press("k")
+        assert table.cursor_key == daily
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, ScheduleForm), what="edit form")
+        assert app.screen.query_one("#name", Input).value == "b-daily", "e edits the row under the cursor"
+        await pilot.press("escape")
+        assert app.screen is host and app.focused is table, "focus is back on the table after the form"
+
+        await pilot.press("5")
+        await wait_for(lambda: host.settings_loaded, what="snapshots loaded")
+        table = host.query_one("#snapshots-table", ResourceTable)
+        newest, older, oldest = (s.id for s in reversed(snaps))
+        assert app.focused is table and table.keys == [older, oldest], "newest first"
+        await pilot.press("j")
+        assert table.cursor_key == oldest
+        await agent.send(p.SnapshotsReport(snapshots=snaps))  # a newer snapshot, listed above
+        await wait_for(lambda: _snapshot_count(server, host_id, 3), what="third snapshot stored")
+        await pilot.press("ctrl+r")
+        await wait_for(lambda: table.keys == [newest, older, oldest], what="reloaded with the newest on top")
+        assert table.cursor_key == oldest, "the cursor stays on its snapshot"
+        await pilot.press("g")
+        assert table.cursor_key == newest
+        await pilot.press("G", "enter")
+        await wait_for(lambda: isinstance(app.screen, SnapshotBrowser), what="snapshot browser")
+        assert app.screen.snapshot_id == oldest, "enter opens the snapshot under the cursor"
+        await pilot.press("escape")
+        await wait_for(lambda: app.screen is host, what="back on the host")
+        assert app.focused is table and table.cursor_key == oldest
+    await agent.close()
 
 
 async def test_tab_cycles_tabs_and_focus_stays_on_the_tables(server):
