@@ -305,19 +305,19 @@ async def test_schedule_and_snapshot_cursors_stay_on_their_rows_when_rows_arrive
     async with app.run_test(size=SIZE) as pilot:
         host = await signed_in_at_host(pilot, app, host_id)
         await pilot.press("3")
-        table = host.query_one("#schedules-table", ResourceTable)
-        assert app.focused is table and table.keys == [daily, weekly]
+        table = host.query_one("#schedules-table")
+        assert app.focused is table and table.row_count == 2 and host.selected("schedules") == daily
         await pilot.press("j")
-        assert table.cursor_key == weekly
+        assert host.selected("schedules") == weekly
         hourly = await schedule("a-hourly")  # sorts above both: schedule.updated reloads the tab
-        await wait_for(lambda: table.keys == [hourly, daily, weekly], what="new schedule listed above")
-        assert table.cursor_key == weekly, "the cursor stays on its schedule, not its row number"
+        await wait_for(lambda: table.row_count == 3, what="new schedule listed")
+        assert host.selected("schedules") == weekly, "the cursor stays on its schedule, not its row number"
         await pilot.press("g")
-        assert table.cursor_key == hourly
+        assert host.selected("schedules") == hourly, "the new schedule is listed above"
         await pilot.press("G")
-        assert table.cursor_key == weekly
+        assert host.selected("schedules") == weekly
         await pilot.press("k")
-        assert table.cursor_key == daily
+        assert host.selected("schedules") == daily
         await pilot.press("e")
         await wait_for(lambda: isinstance(app.screen, ScheduleForm), what="edit form")
         assert app.screen.query_one("#name", Input).value == "b-daily", "e edits the row under the cursor"
@@ -326,24 +326,24 @@ async def test_schedule_and_snapshot_cursors_stay_on_their_rows_when_rows_arrive
 
         await pilot.press("5")
         await wait_for(lambda: host.settings_loaded, what="snapshots loaded")
-        table = host.query_one("#snapshots-table", ResourceTable)
+        table = host.query_one("#snapshots-table")
         newest, older, oldest = (s.id for s in reversed(snaps))
-        assert app.focused is table and table.keys == [older, oldest], "newest first"
+        assert app.focused is table and table.row_count == 2 and host.selected("snapshots") == older, "newest first"
         await pilot.press("j")
-        assert table.cursor_key == oldest
+        assert host.selected("snapshots") == oldest
         await agent.send(p.SnapshotsReport(snapshots=snaps))  # a newer snapshot, listed above
         await wait_for(lambda: _snapshot_count(server, host_id, 3), what="third snapshot stored")
         await pilot.press("ctrl+r")
-        await wait_for(lambda: table.keys == [newest, older, oldest], what="reloaded with the newest on top")
-        assert table.cursor_key == oldest, "the cursor stays on its snapshot"
+        await wait_for(lambda: table.row_count == 3, what="reloaded with the new snapshot")
+        assert host.selected("snapshots") == oldest, "the cursor stays on its snapshot"
         await pilot.press("g")
-        assert table.cursor_key == newest
+        assert host.selected("snapshots") == newest
         await pilot.press("G", "enter")
         await wait_for(lambda: isinstance(app.screen, SnapshotBrowser), what="snapshot browser")
         assert app.screen.snapshot_id == oldest, "enter opens the snapshot under the cursor"
         await pilot.press("escape")
         await wait_for(lambda: app.screen is host, what="back on the host")
-        assert app.focused is table and table.cursor_key == oldest
+        assert app.focused is table and host.selected("snapshots") == oldest
     await agent.close()
 
 
