@@ -137,15 +137,21 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
+        # focus now, not when TabActivated arrives: "3j" typed in one burst (or sent by
+        # tmux) moved the cursor of the tab being left, the j came before the focus
+        self.focus_tab()
 
     @on(TabbedContent.TabActivated)
     def tab_changed(self) -> None:
         self.refresh_bindings()
+        self.focus_tab()  # a tab clicked with the mouse
+
+    def focus_tab(self) -> None:
         tables = self.query(f"#{self.tab}-table")
         if tables:
-            tables.first().focus()
+            self.set_focus(tables.first())
         else:  # a text tab: the tab bar, so arrows keep switching tabs (never focus on nothing)
-            self.query_one("#tabs", TabbedContent).query(Tabs).first().focus()
+            self.set_focus(self.query_one("#tabs", TabbedContent).query(Tabs).first())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ACTION_TABS and self.is_mounted and self.tab not in ACTION_TABS[action]:
