@@ -32,9 +32,10 @@ TAB_TITLES = ("Overview", "Source groups", "Schedules", "Jobs", "Snapshots", "Ma
 JOB_COLUMNS = [Column("id", "Job", 8), Column("kind", "Kind", 9), Column("state", "State", 10),
                Column("group", "Source group", 16), Column("actor", "By", 8), Column("created", "Created", 16),
                Column("finished", "Finished", 16), Column("info", "Info", 0)]
-GROUP_COLUMNS = [Column("name", "Name", 20), Column("paths", "Paths", 0), Column("excludes", "Excludes", 24),
-                 Column("tag", "Tag", 12), Column("keep", "Keep", 20)]
-SCHEDULE_COLUMNS = [Column("name", "Name", 20), Column("cron", "When", 24), Column("tz", "Timezone", 20),
+# Narrow enough that the column taking the rest (paths, groups) keeps room at 80-90 columns.
+GROUP_COLUMNS = [Column("name", "Name", 16), Column("paths", "Paths", 0), Column("excludes", "Excludes", 16),
+                 Column("tag", "Tag", 10), Column("keep", "Keep", 14)]
+SCHEDULE_COLUMNS = [Column("name", "Name", 16), Column("cron", "When", 22), Column("tz", "Timezone", 14),
                     Column("groups", "Groups", 0), Column("next", "Next run", 16)]
 # Which tabs each contextual action works on.
 ACTION_TABS = {
@@ -100,17 +101,14 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
                     yield Static(id="overview-text")
                     yield Static(id="overview-more")
             with TabPane("Source groups", id="groups"):
-                yield ResourceTable(GROUP_COLUMNS, self.group_cells, id="groups-table",
-                                    empty="no source groups: n creates one")
+                yield ResourceTable(GROUP_COLUMNS, self.group_cells, id="groups-table", empty="loading…")
             with TabPane("Schedules", id="schedules"):
-                yield ResourceTable(SCHEDULE_COLUMNS, self.schedule_cells, id="schedules-table",
-                                    empty="no schedules: n creates one")
+                yield ResourceTable(SCHEDULE_COLUMNS, self.schedule_cells, id="schedules-table", empty="loading…")
             with TabPane("Jobs", id="jobs"):
                 yield ResourceTable(JOB_COLUMNS, lambda jid: self.job_cells(self.jobs[jid]), id="jobs-table",
                                     empty="no jobs yet")
             with TabPane("Snapshots", id="snapshots"):
-                yield ResourceTable(SNAPSHOT_COLUMNS, self.snapshot_cells, id="snapshots-table",
-                                    empty="no snapshots yet")
+                yield ResourceTable(SNAPSHOT_COLUMNS, self.snapshot_cells, id="snapshots-table", empty="loading…")
                 yield Static(HINT, id="snapshots-hint", classes="tab-hint")
             with TabPane("Maintenance", id="maintenance"):
                 yield Static("loading…", id="maintenance-text", classes="pane-text")
@@ -254,6 +252,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
     def render_groups(self) -> None:
         """By name; the cursor stays on its group when others are added or removed around it."""
         table = self.query_one("#groups-table", ResourceTable)
+        table.empty = "no source groups yet"
         table.set_rows([g.id for g in sorted(self.groups.values(), key=lambda g: g.name.lower())])
         table.invalidate(None)
 
@@ -270,6 +269,7 @@ class HostScreen(GroupsSchedulesTabs, SettingsTabs, SnapshotsTab, ApiScreen):
         if not self.query("#schedules-table"):
             return  # the minute timer fired while the screen is being removed
         table = self.query_one("#schedules-table", ResourceTable)
+        table.empty = "no schedules yet"
         table.set_rows([s.id for s in sorted(self.schedules.values(), key=lambda s: s.name.lower())])
         table.invalidate(None)
 

@@ -16,7 +16,7 @@ from rm_tui.widgets.table import Column, ResourceTable
 
 HINT = "b/enter browse · d on one snapshot, then d on another: what changed between them"
 SNAPSHOT_COLUMNS = [Column("id", "Snapshot", 10), Column("time", "Time", 16), Column("paths", "Paths", 0),
-                    Column("tags", "Tags", 16), Column("added", "Added", 10), Column("total", "Size", 10)]
+                    Column("tags", "Tags", 12), Column("added", "Added", 10), Column("total", "Size", 10)]
 
 
 class SnapshotsTab:
@@ -38,6 +38,7 @@ class SnapshotsTab:
         """Newest first; the cursor stays on its snapshot when a newer one arrives above it."""
         self.snapshot_by_id = {s.id: s for s in self.snapshots}
         table = self.query_one("#snapshots-table", ResourceTable)
+        table.empty = "no snapshots yet"
         table.set_rows([s.id for s in sorted(self.snapshots, key=lambda s: s.time, reverse=True)])
         table.invalidate(None)
         self.render_snapshot_hint()
