@@ -75,7 +75,7 @@ class Drills(Table):
             "SELECT d.host_id, d.source_group_id, d.policy, d.updated_at, d.last_fire, d.overdue,"
             " (SELECT max(j.finished_at) FROM jobs j WHERE j.source_group_id = d.source_group_id"
             "  AND j.kind = 'drill' AND j.state = 'succeeded') AS last_success"
-            " FROM drill_policies d")
+            " FROM drill_policies d", bulk=True)
         return [DrillRow(r["host_id"], r["source_group_id"], DrillPolicy.model_validate(loads(r["policy"], {})),
                          dt(r["updated_at"]), dt(r["last_fire"]), bool(r["overdue"]), dt(r["last_success"]))
                 for r in rows]

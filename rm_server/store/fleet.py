@@ -24,7 +24,7 @@ _CRON_SCHEDULE = "s.enabled AND NOT s.manual AND s.cron IS NOT NULL"
 class Fleet(Table):
     async def select_hosts(self, host_ids: list[str] | None, status: HostStatus | None, q: str | None) -> list[str]:
         tail, params = Hosts.filters(status, q, None, None)
-        found = [r[0] for r in await self.db.fetchall(f"SELECT h.id FROM hosts h{tail}", params)]
+        found = [r[0] for r in await self.db.fetchall(f"SELECT h.id FROM hosts h{tail}", params, bulk=True)]
         if host_ids is not None:
             wanted = set(host_ids)
             found = [h for h in found if h in wanted]
@@ -47,7 +47,8 @@ class Fleet(Table):
             rows = await self.db.fetchall(
                 "SELECT h.id, h.schedule_version, h.applied_schedule_version, (SELECT json_group_array("
                 f"json_object('cron', s.cron, 'timezone', s.timezone)) FROM schedules s WHERE s.host_id = h.id"
-                f" AND {_CRON_SCHEDULE}) FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", tuple(chunk))
+                f" AND {_CRON_SCHEDULE}) FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", tuple(chunk),
+                bulk=True)
             out.update({r[0]: {"version": r[1], "applied_version": r[2], "crons": loads(r[3], [])} for r in rows})
         return out
 

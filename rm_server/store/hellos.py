@@ -37,11 +37,11 @@ class Hellos(Table):
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.state IN ('dispatched', 'running')),"
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.state = 'queued'),"
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.kind = 'init')"
-                f" FROM hosts h WHERE h.id IN ({marks})", chunk)
+                f" FROM hosts h WHERE h.id IN ({marks})", chunk, bulk=True)
             for r in rows:
                 out[r[0]] = HelloState(r[1], loads(r[2], {}), {}, bool(r[3]), bool(r[4]), bool(r[5]))
             creds = await self.db.fetchall(
-                f"SELECT host_id, slot, sealed FROM repo_credentials WHERE host_id IN ({marks})", chunk)
+                f"SELECT host_id, slot, sealed FROM repo_credentials WHERE host_id IN ({marks})", chunk, bulk=True)
             for host_id, slot, sealed in creds:
                 if host_id in out:
                     out[host_id].sealed[slot] = sealed

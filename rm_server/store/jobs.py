@@ -333,7 +333,7 @@ class Jobs(Table):
         """(host_id, kind) -> created_at of the newest job of that kind, for the maintenance ticker."""
         rows = await self.db.fetchall(
             "SELECT host_id, kind, max(created_at) AS at FROM jobs WHERE kind IN ('forget', 'prune', 'check')"
-            " GROUP BY host_id, kind"
+            " GROUP BY host_id, kind", bulk=True
         )
         return {(r["host_id"], r["kind"]): dt(r["at"]) for r in rows}
 

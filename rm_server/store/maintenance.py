@@ -1,5 +1,5 @@
 """Cross-resource reads for the maintenance ticker (services/maintenance.py): cadences,
-scheduled groups, last successes and stale flags of the whole fleet."""
+scheduled groups, last successes and stale flags of the whole fleet (all on the bulk lane)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class Maintenance(Table):
             "SELECT h.id, h.status, h.maintenance,"
             " EXISTS (SELECT 1 FROM repo_credentials c WHERE c.host_id = h.id AND c.slot = 'admin') AS has_admin,"
             " EXISTS (SELECT 1 FROM repo_credentials c WHERE c.host_id = h.id AND c.slot = 'repo') AS has_repo"
-            " FROM hosts h WHERE h.maintenance != '{}'"
+            " FROM hosts h WHERE h.maintenance != '{}'", bulk=True
         )
         return [{"id": r["id"], "status": r["status"], "maintenance": loads(r["maintenance"], {}),
                  "has_admin": r["has_admin"], "has_repo": r["has_repo"]} for r in rows]
@@ -23,17 +23,17 @@ class Maintenance(Table):
     async def scheduled_groups(self) -> list[dict[str, Any]]:
         rows = await self.db.fetchall(
             "SELECT s.host_id, sg.source_group_id, s.cron, s.timezone, s.created_at FROM schedules s"
-            " JOIN schedule_groups sg ON sg.schedule_id = s.id WHERE s.enabled = 1 AND s.manual = 0 AND s.cron IS NOT NULL"
+            " JOIN schedule_groups sg ON sg.schedule_id = s.id WHERE s.enabled = 1 AND s.manual = 0 AND s.cron IS NOT NULL", bulk=True
         )
         return [{"host_id": r[0], "group_id": r[1], "cron": r[2], "timezone": r[3], "since": dt(r[4])} for r in rows]
 
     async def last_success_by_group(self) -> dict[str, Any]:
         rows = await self.db.fetchall(
             "SELECT source_group_id, max(finished_at) FROM jobs WHERE kind = 'backup'"
-            " AND state IN ('succeeded', 'warning') AND source_group_id IS NOT NULL GROUP BY source_group_id"
+            " AND state IN ('succeeded', 'warning') AND source_group_id IS NOT NULL GROUP BY source_group_id", bulk=True
         )
         return {r[0]: dt(r[1]) for r in rows}
 
     async def stale_flags(self) -> dict[str, bool]:
-        rows = await self.db.fetchall("SELECT id, stale FROM hosts")
+        rows = await self.db.fetchall("SELECT id, stale FROM hosts", bulk=True)
         return {r[0]: bool(r[1]) for r in rows}

@@ -19,7 +19,8 @@ class ScheduleSets(Table):
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
             rows = await self.db.fetchall(
-                f"SELECT h.id, {SCHEDULE_SET_JSON} FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", chunk)
+                f"SELECT h.id, {SCHEDULE_SET_JSON} FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", chunk,
+                bulk=True)
             out.update({r[0]: r[1] for r in rows})
         return out
 

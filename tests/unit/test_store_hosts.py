@@ -91,9 +91,10 @@ async def test_token_lookups_asked_together_share_a_query_and_each_gets_its_own_
         queries = []
         real = store.db.fetchall
 
-        async def counting(sql, params=()):
+        async def counting(sql, params=(), reader=None, *, bulk=False):
             queries.append(sql)
-            return await real(sql, params)
+            assert bulk  # a storm's lookups queue on the bulk lane, never before operators' queries
+            return await real(sql, params, reader, bulk=bulk)
 
         store.db.fetchall = counting
         asked = ["hash-2", "nope", "hash-0", "hash-2", "hash-1"]

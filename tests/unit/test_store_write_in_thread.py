@@ -141,3 +141,35 @@ async def test_a_waiter_wakes_on_the_next_write_of_either_kind_and_not_before(tm
         assert await store.db.committed_after(before) == store.db.generation
     finally:
         await store.close()
+
+
+async def test_operators_reads_never_queue_behind_the_bulk_lane(tmp_path):
+    # The bulk lane (a 19k host list, a push's schedule sets) held by a query that waits until
+    # the test lets it go: operators' queries still run, on the other readers, meanwhile.
+    import threading
+
+    from rm_server.store.db import BULK
+
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        inside, release = threading.Event(), threading.Event()
+
+        def gate() -> int:
+            inside.set()
+            release.wait(10)
+            return 1
+
+        await store.db._readers[BULK].create_function("gate", 0, gate)
+        bulk = asyncio.ensure_future(store.db.fetchall("SELECT gate()", bulk=True))
+        await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
+        for _ in range(4):  # operators' queries, one after another and three at once
+            rows = await asyncio.wait_for(store.db.fetchall("SELECT 2"), 2)
+            assert rows[0][0] == 2
+        many = await asyncio.wait_for(asyncio.gather(*(store.db.fetchone(f"SELECT {i}") for i in range(3))), 2)
+        assert [row[0] for row in many] == [0, 1, 2]
+        assert not bulk.done()
+        release.set()
+        assert (await bulk)[0][0] == 1
+    finally:
+        release.set()
+        await store.close()
