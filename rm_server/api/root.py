@@ -9,7 +9,7 @@ from aiohttp import web
 from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
 from rm_server.api.doc import Raw, documented
-from rm_server.errors import Unauthorized
+from rm_server.errors import Unauthorized, Unavailable
 from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, STORE
 from rm_server.security import hash_token
 
@@ -21,10 +21,16 @@ routes = web.RouteTableDef()
 @routes.get("/healthz")
 @requires(PUBLIC)
 @documented("Liveness: the server answers and its database too",
+            description="The database read is shared by the probes of one second; a failed read answers 503 "
+                        "`database_unavailable`, and the next probe reads again.",
+            errors=(503,),
             reply={"type": "object", "required": ["status", "version"],
                    "properties": {"status": {"const": "ok"}, "version": {"type": "string"}}})
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[STORE].ping()
+    try:
+        await request.app[STORE].ping()
+    except Exception as exc:  # a monitor needs "not healthy", not a 500 with a traceback in the log
+        raise Unavailable(f"the database cannot be read: {type(exc).__name__}", code="database_unavailable") from None
     return reply({"status": "ok", "version": __version__})
 
 

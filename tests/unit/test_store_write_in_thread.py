@@ -173,3 +173,32 @@ async def test_operators_reads_never_queue_behind_the_bulk_lane(tmp_path):
     finally:
         release.set()
         await store.close()
+
+
+async def test_health_probes_share_one_read_per_second_and_a_failure_is_not_remembered(tmp_path):
+    store = await Store.open(tmp_path / "s.db")
+    reads = []
+    real = store.db.fetchone
+
+    async def counting(sql, params=()):
+        reads.append(sql)
+        return await real(sql, params)
+
+    store.db.fetchone = counting
+    try:
+        await asyncio.gather(*(store.ping() for _ in range(20)))  # at once: one read
+        await store.ping()  # just after: still fresh
+        assert reads == ["SELECT 1"]
+        store.ping_fresh = 0
+        await store.ping()
+        assert len(reads) == 2
+        await store.db._readers[1].close()
+        await store.db._readers[2].close()
+        with pytest.raises(ValueError):
+            await store.ping()
+        store.ping_fresh = 60
+        with pytest.raises(ValueError):  # the failure answered nobody for the next minute
+            await store.ping()
+    finally:
+        store.db.fetchone = real
+        await store.close()
