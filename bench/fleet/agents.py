@@ -1,6 +1,11 @@
 """Simulated agents: many protocol-speaking agent WebSocket clients in one process (a
 `Swarm`), driven by commands on a queue from the bench (`fleet.driver.Children`). Each
-sends hello, acks every schedule.set, sends heartbeats and streams job logs when told to."""
+sends hello, acks every schedule.set, sends heartbeats and streams job logs when told to.
+
+The connections are fleet.wsclient's minimal WebSocket client, not aiohttp's: the
+simulation shares the box with the server it measures, and aiohttp's client took as much
+CPU as the server (docs/benchmarks.md). Frames are handled in the connection's
+data_received; the agent's coroutine only connects, waits for the close and reconnects."""
 
 from __future__ import annotations
 
@@ -13,10 +18,9 @@ import random
 import time
 from datetime import datetime, timezone
 
-import aiohttp
-
 from fleet.driver import child_setup
 from fleet.stats import mono
+from fleet.wsclient import WSClient, upgrade_request
 from rm_core import protocol as p
 from rm_core.ids import new_id
 
@@ -24,8 +28,19 @@ AGENTS_PER_SOURCE = 200  # simulated agents per loopback source address
 LOG_TEXT = "[0:{:02d}] {:5.2f}%  {} files 123.456 MiB, total 98765 files 4.567 GiB, 0 errors ETA 0:41"
 
 
+AGENT_WS_PATH = "/api/v1/agent/ws"  # rm_agent/connection.py ws_url(), docs/protocol.md
+CONNECT_TIMEOUT = 60  # s, TCP connect + upgrade (what the aiohttp client was given)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def envelope(type_: str, payload_json: str) -> str:
+    """The frame rm_core.protocol.encode(message(payload)) makes, with the payload already
+    JSON: a pydantic envelope per ack was ~17 us of the simulation's CPU per frame."""
+    ts = datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+    return f'{{"type":"{type_}","id":"{new_id()}","ref":null,"ts":"{ts}","payload":{payload_json}}}'
 
 
 class _JobStream:
@@ -44,7 +59,7 @@ class Swarm:
         self.idx, self.base, self.creds = idx, base, creds
         self.freeze_heap, self.spread_sources = freeze_heap, spread_sources
         self.cmd_q, self.res_q, self.lifetime = cmd_q, res_q, lifetime
-        self.conns: dict[str, aiohttp.ClientWebSocketResponse] = {}
+        self.conns: dict[str, WSClient] = {}
         self.hello_ok: set[str] = set()
         self.hello_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}
@@ -81,23 +96,24 @@ class Swarm:
             # connection per process) has.
             from rm_server.heap import keep_heap_frozen
             self._freezer = asyncio.create_task(keep_heap_frozen())
-        timeout = aiohttp.ClientTimeout(total=None, connect=60, sock_connect=60)
         # Real agents come from their own addresses. From one address, Linux picks a loopback
         # connect's source port among the even ports first (~14k here): past that each
         # connect() scanned them all, 4.3 ms of kernel time instead of 0.1 ms (measured with
         # plain sockets: 19k connects 25 s vs 2 s spread over addresses), which made the 19k
         # connect and restart storms measure the kernel's port search.
-        sources = [None]
+        sources: list[tuple[str, int] | None] = [None]
         if self.spread_sources and self.base.startswith("http://127.0.0.1:"):
             sources = [(f"127.{self.idx + 1}.{k // 250}.{k % 250 + 1}", 0)
                        for k in range(max(1, len(self.creds) // AGENTS_PER_SOURCE))]
-        self.sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None,
-                                                                              local_addr=src), timeout=timeout)
-                         for src in sources]
+        if not self.base.startswith("http://"):
+            raise ValueError(f"simulated agents speak plain ws:// only, not {self.base}")
+        self.hostport = self.base[len("http://"):].split("/", 1)[0]
+        host, _, port = self.hostport.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
         loop = asyncio.get_running_loop()
         deadline = mono() + self.lifetime
         sem = asyncio.Semaphore(64)
-        agents = [asyncio.create_task(self.agent(hid, tok, sem, self.sessions[i % len(self.sessions)]))
+        agents = [asyncio.create_task(self.agent(hid, tok, sem, sources[i % len(sources)]))
                   for i, (hid, tok) in enumerate(self.creds)]
         hb = asyncio.create_task(self.heartbeats())
         try:
@@ -116,8 +132,6 @@ class Swarm:
             for t in agents:
                 t.cancel()
             await asyncio.gather(*agents, hb, return_exceptions=True)
-            for session in self.sessions:
-                await session.close()
 
     def _get_cmd(self):
         try:
@@ -160,24 +174,30 @@ class Swarm:
                     "first_send": self.first_send, "last_ack": self.last_ack}
         return {"error": f"unknown command {kind}"}
 
-    async def agent(self, hid: str, tok: str, sem: asyncio.Semaphore, session: aiohttp.ClientSession) -> None:
-        url = f"{self.base}/api/v1/agent/ws"
-        headers = {"Authorization": f"Bearer {tok}"}
+    def hello_frame(self, hid: str) -> str:
+        """hello with the fields the swarm always sent (rm_core.protocol.Hello)."""
+        return envelope("hello", json.dumps(
+            {"protocol_version": 1, "agent_version": "bench", "hostname": f"bench-{hid[-6:]}", "os": "linux",
+             "arch": "x86_64", "restic_version": "0.17.3", "applied_schedule_version": self.applied.get(hid, 0),
+             "running_jobs": [], "outbox_high_seq": 0, "features": []}, separators=(",", ":")))
+
+    async def agent(self, hid: str, tok: str, sem: asyncio.Semaphore, local_addr: tuple[str, int] | None) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 1.0
         while not self.stopping:
             woken = self.woken
+            ws = None
             try:
                 async with sem:
-                    ws = await session.ws_connect(url, headers=headers, heartbeat=None, autoping=True,
-                                                       compress=0, max_msg_size=0)
-                    hello = p.Hello(protocol_version=1, agent_version="bench", hostname=f"bench-{hid[-6:]}",
-                                    os="linux", arch="x86_64", restic_version="0.17.3",
-                                    applied_schedule_version=self.applied.get(hid, 0), running_jobs=[],
-                                    outbox_high_seq=0)
-                    await ws.send_str(p.encode(p.message(hello)))
+                    request, accept = upgrade_request(self.hostport, AGENT_WS_PATH, tok)
+                    ws = WSClient(loop, request, accept, self.on_text, hid)
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await loop.create_connection(lambda: ws, self.host, self.port, local_addr=local_addr)
+                        await ws.ready  # a 401 or 503 instead of the 101 raises HandshakeError
+                    ws.send_text(self.hello_frame(hid))
                 self.conns[hid] = ws
                 backoff = 1.0
-                await self.read_loop(hid, ws)
+                await ws.closed
                 if not self.stopping:
                     self.disconnects += 1
                     self.errors.append(f"closed {ws.close_code}")
@@ -187,9 +207,9 @@ class Swarm:
                 self.connect_failures += 1
                 self.errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
             finally:
-                ws_ = self.conns.pop(hid, None)
-                if ws_ is not None:
-                    await ws_.close()
+                self.conns.pop(hid, None)
+                if ws is not None:
+                    await ws.close()
             # A wake during this attempt (a connect refused just before the server listened)
             # means "retry now": waiting for the next wake left such agents in a backoff of
             # up to 15 s, which the storm time then measured.
@@ -198,15 +218,15 @@ class Swarm:
                     await asyncio.wait_for(self.wake.wait(), backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 10)
 
-    async def read_loop(self, hid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            env = json.loads(msg.data)
+    def on_text(self, ws: WSClient, data: bytes) -> None:
+        """One text frame from the server (called from the connection's data_received)."""
+        hid = ws.tag
+        try:
+            env = json.loads(data)
             t, pl = env["type"], env.get("payload") or {}
             if t == "schedule.set":
                 v = pl["version"]
-                await ws.send_str(p.encode(p.message(p.ScheduleAck(version=v))))
+                ws.send_text(envelope("schedule.ack", f'{{"version":{int(v)}}}'))
                 self.applied[hid] = v
                 self.ack_at[hid] = mono()
             elif t == "hello.ok":
@@ -221,8 +241,11 @@ class Swarm:
                 self.on_command_run(ws, pl)
             elif t == "error":
                 self.errors.append(f"server error {pl.get('code')}: {str(pl.get('message'))[:100]}")
+        except Exception as exc:  # like an exception in a read loop: this connection ends
+            self.errors.append(f"{hid} frame: {type(exc).__name__}: {str(exc)[:120]}")
+            ws.abort()
 
-    def on_command_run(self, ws: aiohttp.ClientWebSocketResponse, pl: dict) -> None:
+    def on_command_run(self, ws: WSClient, pl: dict) -> None:
         """A job the server started: stream its log when log ingest is on (subclasses run others)."""
         if self.log_lines_per_job:
             asyncio.create_task(self.stream_job(ws, pl["job_id"], pl["kind"]))
@@ -233,15 +256,15 @@ class Swarm:
             await asyncio.sleep(1)
             tick += 1
             frame = None
-            for i, (hid, ws) in enumerate(list(self.conns.items())):
+            for i, ws in enumerate(list(self.conns.values())):
                 if i % 30 == tick % 30:
-                    frame = frame or p.encode(p.message(p.Heartbeat()))
+                    frame = frame or envelope("heartbeat", '{"running_jobs":[]}')
                     try:
-                        await ws.send_str(frame)
+                        ws.send_text(frame)
                     except Exception:
                         pass
 
-    async def stream_job(self, ws, job_id: str, kind: str) -> None:
+    async def stream_job(self, ws: WSClient, job_id: str, kind: str) -> None:
         st = _JobStream()
         self.jobs[job_id] = st
         self.jobs_started += 1
@@ -250,7 +273,7 @@ class Swarm:
         total, batch, window = self.log_lines_per_job, self.log_batch, self.log_window
         try:
             started = p.JobStarted(job_id=job_id, started_at=datetime.now(timezone.utc), kind=kind)
-            await ws.send_str(p.encode(p.message(started)))
+            ws.send_text(p.encode(p.message(started)))
             seq = 1
             sent = 0
             while sent < total:
@@ -264,7 +287,7 @@ class Swarm:
                 while seq - st.upto > window * batch:
                     st.event.clear()
                     await asyncio.wait_for(st.event.wait(), 60)
-                await ws.send_str(json.dumps({"type": "job.log", "id": new_id(), "ref": None, "ts": ts,
+                ws.send_text(json.dumps({"type": "job.log", "id": new_id(), "ref": None, "ts": ts,
                                               "payload": {"job_id": job_id, "lines": lines}}))
             while st.upto < seq:
                 st.event.clear()
