@@ -8,9 +8,9 @@ For each fleet size N it:
    migrations have built the schema) - enrolling 19k hosts over REST would only measure
    bcrypt-free token minting, not what this benchmark is about;
 2. starts a real `rm-server serve` on 127.0.0.1 (random port) and bootstraps an admin;
-3. starts simulated agents in several processes (aiohttp WebSocket clients on loopback
-   only): each sends hello, acks every schedule.set, sends heartbeats, and streams job
-   logs when told to;
+3. starts simulated agents in several processes (a minimal WebSocket client on a raw
+   asyncio Protocol, bench/fleet/wsclient.py, on loopback only): each sends hello, acks
+   every schedule.set, sends heartbeats, and streams job logs when told to;
 4. measures, from a separate probe process: GET /healthz every 10 ms (event-loop lag as
    seen from outside: the handler also does one `SELECT 1` on the reader connection),
    GET /api/v1/hosts?limit=100, GET /api/v1/jobs?limit=100 and the full GET /api/v1/hosts,
@@ -34,7 +34,7 @@ which they exit by themselves, and the server is terminated at the end of each s
 Results: a table on stdout and bench/results/server_scale.json.
 
 The parts live in bench/fleet/: seed.py (the database), agents.py (the simulated agents),
-probe.py, driver.py (server, child processes, REST set-up), stats.py, phases.py (one size,
+wsclient.py (their WebSocket client), probe.py, driver.py (server, child processes, REST set-up), stats.py, phases.py (one size,
 phase by phase) and report.py (targets, verdicts, table).
 """
 

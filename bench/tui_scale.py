@@ -58,6 +58,7 @@ from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
 from fleet.agents import Swarm, swarm_main  # noqa: E402
 from fleet.driver import ADMIN_PASSWORD, ADMIN_USER, Children, Server, raise_nofile, rest_setup  # noqa: E402
 from fleet.seed import prepare_db  # noqa: E402
+from fleet.wsclient import WSClient  # noqa: E402
 from fleet.stats import pct, proc_status, rounded  # noqa: E402
 from harness import run_doc, write_results  # noqa: E402
 from rm_core import protocol as p  # noqa: E402
@@ -134,7 +135,7 @@ class TuiSwarm(Swarm):
             out["last_hello"] = max(self.hello_at.values(), default=None)
         return out
 
-    def on_command_run(self, ws: aiohttp.ClientWebSocketResponse, pl: dict) -> None:
+    def on_command_run(self, ws: WSClient, pl: dict) -> None:
         self.finish_now.clear()
         self.running[pl["job_id"]] = asyncio.create_task(self.run_job(ws, pl["job_id"], pl["kind"]))
 
