@@ -13,7 +13,6 @@ from rm_core.enums import HostStatus, JobState
 from rm_core.protocol import Hello
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
-from rm_server.store.db import BULK
 from rm_server.store.drills import DRILL_OVERDUE_SQL, LAST_VERIFIED_SQL
 
 _COLS = (
@@ -60,6 +59,7 @@ class Hosts(Table):
         super().__init__(*args)
         self._token_waits: dict[str, list[asyncio.Future[str | None]]] = {}
         self._token_task: asyncio.Task | None = None
+        self._building: asyncio.Future[bytes] | None = None  # the full list being built
 
     @staticmethod
     def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
@@ -114,13 +114,23 @@ class Hosts(Table):
         """The unfiltered list, served again while no connection has committed since it was
         built: this process's writes bump db.generation, any commit (also another process's,
         e.g. `rm-server host remove`) changes the reader's data_version. Both are read before
-        the list, so a commit racing the build only makes the next call build again."""
+        the list, so a commit racing the build only makes the next call build again.
+
+        During a fleet push every ack commit invalidates it, and a build is 150-250 ms of
+        SQLite at 19k hosts: consoles asking meanwhile share one build (one reader busy, not
+        one per console), and it runs on an operators' reader, never on the bulk lane, where
+        the push's own reads would queue behind it."""
         generation = self.db.generation
         if self._whole is not None and self._whole[0] == generation:
             _, reader, version, body = self._whole
             if await self.db.data_version(reader) == version:
                 return body
-        reader = BULK  # 150-250 ms of SQLite at 19k hosts: operators' paged queries must not queue behind it
+        if self._building is None or self._building.done():
+            self._building = asyncio.ensure_future(self._build_whole(generation))
+        return await asyncio.shield(self._building)
+
+    async def _build_whole(self, generation: int) -> bytes:
+        reader = self.db.least_busy_reader()
         version = await self.db.data_version(reader)
         tail, params = self.filters(None, None, None, None)
         body = await self._list_json(tail, params, reader)
