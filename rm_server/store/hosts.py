@@ -13,6 +13,7 @@ from rm_core.enums import HostStatus, JobState
 from rm_core.protocol import Hello
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
+from rm_server.store.db import WHOLE_LIST
 from rm_server.store.drills import DRILL_OVERDUE_SQL, LAST_VERIFIED_SQL
 
 _COLS = (
@@ -118,8 +119,8 @@ class Hosts(Table):
 
         During a fleet push every ack commit invalidates it, and a build is 150-250 ms of
         SQLite at 19k hosts: consoles asking meanwhile share one build (one reader busy, not
-        one per console), and it runs on an operators' reader, never on the bulk lane, where
-        the push's own reads would queue behind it."""
+        one per console), and it runs on its own reader (db.WHOLE_LIST), never on the bulk
+        lane, where the push's own reads would queue behind it."""
         generation = self.db.generation
         if self._whole is not None and self._whole[0] == generation:
             _, reader, version, body = self._whole
@@ -130,7 +131,7 @@ class Hosts(Table):
         return await asyncio.shield(self._building)
 
     async def _build_whole(self, generation: int) -> bytes:
-        reader = self.db.least_busy_reader()
+        reader = WHOLE_LIST
         version = await self.db.data_version(reader)
         tail, params = self.filters(None, None, None, None)
         body = await self._list_json(tail, params, reader)
