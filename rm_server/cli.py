@@ -21,7 +21,7 @@ from rm_core.version import __version__
 from rm_server.app import create_app, data_dir_default
 from rm_server.cli_admin import host, operator
 from rm_server.config import ServerConfig
-from rm_server.heap import fix_malloc_thresholds
+from rm_server.heap import fix_malloc_thresholds, tune_collector
 from rm_server.loop import ServerLoop
 from rm_server.store import SchemaTooNew, Store
 
@@ -132,6 +132,7 @@ async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url
     if config.tls_fingerprint:
         print(f"rm-server TLS certificate SHA-256 fingerprint: {config.tls_fingerprint}", file=sys.stderr, flush=True)
     fix_malloc_thresholds()  # socket reads and large bodies: see heap.py
+    tune_collector()
     # Objects made at start-up live for the whole run: keep them out of every GC pass.
     gc.collect()
     gc.freeze()

@@ -80,3 +80,15 @@ def test_malloc_thresholds_are_fixed(tmp_path):
 
     assert run("fixed") == {"applied": True, "read": 0}
     assert run("default") == {"applied": False, "read": 1}  # what glibc does without it
+
+
+def test_the_collector_runs_fewer_larger_young_passes_once_tuned():
+    # rm-server serve tunes it before its loop starts (cli.py); the reason is in heap.py
+    from rm_server.heap import THRESHOLDS, tune_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_collector()
+        assert gc.get_threshold() == THRESHOLDS and THRESHOLDS[0] > before[0]
+    finally:
+        gc.set_threshold(*before)
