@@ -86,6 +86,10 @@ def main() -> int:
                          "(docs/benchmarks.md, issue 13 round 2): from one address the kernel's source-port "
                          "search dominates storms above ~14k connections; real agents come from their own "
                          "addresses (default; --no-agents-spread-sources for one address)")
+    ap.add_argument("--agents-nice", type=int, default=10,
+                    help="niceness of the simulated agents' processes (default 10; docs/benchmarks.md, issue 13 "
+                         "round 3): they stand for machines of their own, and at the same priority the kernel "
+                         "preempted the server's event loop for them mid-callback; 0 for the old arrangement")
     ap.add_argument("--window", type=float, default=10, help="seconds per at-rest probe window")
     ap.add_argument("--push-concurrency", type=int, default=16, help="mutation requests in flight during the push")
     ap.add_argument("--per-host-push", action="store_true", help="push with one source-group POST per host instead of the fleet endpoint")

@@ -48,6 +48,8 @@ def run_size(n: int, args, ctx) -> dict:
                                                       args.agents_freeze_heap, args.agents_spread_sources),
                              daemon=True)
             pr.start()
+            if getattr(args, "agents_nice", 0):  # the simulated fleet runs on the server's cores: see --agents-nice
+                os.setpriority(os.PRIO_PROCESS, pr.pid, args.agents_nice)
             children.procs.append(pr)
         probe_q, probe_res = ctx.Queue(), ctx.Queue()
         probe_proc = ctx.Process(target=probe_main, args=(base, token, [h for h, _ in creds], probe_q, probe_res,
