@@ -5,6 +5,7 @@ or the database, so their rules are tested as tables."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +110,17 @@ def stale_hosts(now: datetime, groups: list[ScheduledGroup], last_success: dict[
     return stale
 
 
+def plan_maintenance(now: datetime, rows: list[dict], last_runs: dict[tuple[str, str], datetime]) -> list[Decision]:
+    """decide() over the ticker's rows (store.maintenance.inputs)."""
+    hosts = [HostState(r["id"], HostStatus(r["status"]), bool(r["has_admin"]), bool(r["has_repo"])) for r in rows]
+    cadences = {
+        r["id"]: {k: Cadence(v.get("cron"), bool(v.get("enabled")), v.get("read_data_subset"))
+                  for k, v in r["maintenance"].items() if isinstance(v, dict)}
+        for r in rows
+    }
+    return decide(now, hosts, cadences, last_runs)
+
+
 @dataclass(eq=False)
 class Maintainer:
     """The ticker: queue due maintenance jobs, then update which hosts are stale."""
@@ -126,13 +138,9 @@ class Maintainer:
     async def run_maintenance(self) -> list[NewJob]:
         now = self.clock()
         rows = await self.store.maintenance.inputs()
-        hosts = [HostState(r["id"], HostStatus(r["status"]), bool(r["has_admin"]), bool(r["has_repo"])) for r in rows]
-        cadences = {
-            r["id"]: {k: Cadence(v.get("cron"), bool(v.get("enabled")), v.get("read_data_subset"))
-                      for k, v in r["maintenance"].items() if isinstance(v, dict)}
-            for r in rows
-        }
-        decisions = decide(now, hosts, cadences, await self.store.jobs.last_runs())
+        # Pure work over the whole fleet: ~0.7 s at 19k hosts with cadences, which in the
+        # loop's thread would stall every operator for that long each minute.
+        decisions = await asyncio.to_thread(plan_maintenance, now, rows, await self.store.jobs.last_runs())
         jobs = [NewJob(d.host_id, d.kind, ActorKind.system, None, None, None, d.params) for d in decisions]
         if jobs:
             await self.jobs.create(SYSTEM, jobs)
@@ -140,8 +148,9 @@ class Maintainer:
 
     async def update_stale(self) -> set[str]:
         now = self.clock()
-        groups = [ScheduledGroup(**g) for g in await self.store.maintenance.scheduled_groups()]
-        stale = stale_hosts(now, groups, await self.store.maintenance.last_success_by_group())
+        groups = await self.store.maintenance.scheduled_groups()
+        last = await self.store.maintenance.last_success_by_group()
+        stale = await asyncio.to_thread(lambda: stale_hosts(now, [ScheduledGroup(**g) for g in groups], last))
         for host_id, was_stale in (await self.store.maintenance.stale_flags()).items():
             is_stale = host_id in stale
             if is_stale != was_stale:

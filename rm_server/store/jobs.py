@@ -331,11 +331,9 @@ class Jobs(Table):
 
     async def last_runs(self) -> dict[tuple[str, str], datetime]:
         """(host_id, kind) -> created_at of the newest job of that kind, for the maintenance ticker."""
-        rows = await self.db.fetchall(
+        return await self.db.fetchall(
             "SELECT host_id, kind, max(created_at) AS at FROM jobs WHERE kind IN ('forget', 'prune', 'check')"
-            " GROUP BY host_id, kind", bulk=True
-        )
-        return {(r["host_id"], r["kind"]): dt(r["at"]) for r in rows}
+            " GROUP BY host_id, kind", bulk=True, convert=lambda rows: {(r[0], r[1]): dt(r[2]) for r in rows})
 
     async def counts_by_state(self) -> dict[str, int]:
         rows = await self.db.fetchall("SELECT state, count(*) FROM jobs GROUP BY state")

@@ -202,3 +202,19 @@ async def test_health_probes_share_one_read_per_second_and_a_failure_is_not_reme
     finally:
         store.db.fetchone = real
         await store.close()
+
+
+async def test_rows_are_converted_in_the_reader_thread(tmp_path):
+    # 19k rows turned into Python values in the loop's thread were one uninterruptible piece
+    import threading
+
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        seen = await store.db.fetchall("SELECT 1 UNION ALL SELECT 2", bulk=True,
+                                       convert=lambda rows: ([r[0] for r in rows], threading.get_ident()))
+        assert seen[0] == [1, 2] and seen[1] != threading.get_ident()
+        with pytest.raises(ZeroDivisionError):  # a failing conversion reaches the caller
+            await store.db.fetchall("SELECT 1", convert=lambda rows: 1 / 0)
+        assert (await store.db.fetchall("SELECT 3"))[0][0] == 3  # and the reader goes on
+    finally:
+        await store.close()
