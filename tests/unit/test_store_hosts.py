@@ -11,6 +11,14 @@ from rm_core.protocol import RepoStats
 from rm_server.store import Store
 
 
+async def three_hosts(store: Store) -> list[str]:
+    ids = [new_id() for _ in range(3)]
+    async with store.db.write() as c:
+        await c.executemany("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')",
+                            [(h, f"h{i}") for i, h in enumerate(ids)])
+    return ids
+
+
 async def test_list_json_matches_models(tmp_path):
     store = await Store.open(tmp_path / "s.db")
     try:
@@ -43,10 +51,7 @@ async def test_list_json_matches_models(tmp_path):
 async def test_full_list_body_is_cached_until_a_write_commits(tmp_path):
     store = await Store.open(tmp_path / "s.db")
     try:
-        ids = [new_id() for _ in range(3)]
-        async with store.db.write() as c:
-            await c.executemany("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')",
-                                [(h, f"h{i}") for i, h in enumerate(ids)])
+        ids = await three_hosts(store)
         first = await store.hosts.list_json()
         assert await store.hosts.list_json() is first  # served again, not rebuilt
         assert await store.hosts.list_json(limit=2) is not first  # filtered lists are never cached
@@ -84,10 +89,7 @@ async def test_consoles_asking_for_the_full_list_at_once_share_one_build_off_the
     from rm_server.store.db import BULK, WHOLE_LIST
     store = await Store.open(tmp_path / "s.db")
     try:
-        ids = [new_id() for _ in range(3)]
-        async with store.db.write() as c:
-            await c.executemany("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')",
-                                [(h, f"h{i}") for i, h in enumerate(ids)])
+        ids = await three_hosts(store)
         builds = []
         real = store.db.fetchall
 
@@ -112,10 +114,8 @@ async def test_token_lookups_asked_together_share_a_query_and_each_gets_its_own_
     import asyncio
     store = await Store.open(tmp_path / "s.db")
     try:
-        ids = [new_id() for _ in range(3)]
+        ids = await three_hosts(store)
         async with store.db.write() as c:
-            await c.executemany("INSERT INTO hosts (id, hostname, created_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00')",
-                                [(h, f"h{i}") for i, h in enumerate(ids)])
             await c.executemany("INSERT INTO agent_tokens (token_hash, host_id, created_at) VALUES (?, ?, '2026-01-01')",
                                 [(f"hash-{i}", h) for i, h in enumerate(ids)])
         queries = []
