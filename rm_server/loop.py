@@ -43,6 +43,8 @@ class OperatorsFirstSelector(selectors.EpollSelector):
     def demote(self, fd: int) -> None:
         """Serve this socket from the bulk epoll from now on (also when it is registered
         again after its reading was paused), until promote()."""
+        if fd in self._bulk_fds:
+            return
         self._bulk_fds.add(fd)
         key = self._fd_to_key.get(fd)
         if key is not None:
@@ -110,7 +112,7 @@ class OperatorsFirstSelector(selectors.EpollSelector):
         bulk_fd = self._bulk.fileno()
         ready = []
         try:
-            events = self._selector.poll(timeout, max(len(self._fd_to_key) - len(self._bulk_fds), 0) + 1)
+            events = self._selector.poll(timeout, len(self._fd_to_key) + 1)
             if any(fd == bulk_fd for fd, _ in events):
                 events += self._bulk.poll(0, self.bulk_per_turn)
         except InterruptedError:

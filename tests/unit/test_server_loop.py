@@ -63,6 +63,7 @@ def test_a_demoted_socket_stays_behind_after_its_reading_pauses(pairs):
     for s in (a, b):
         sel.register(s.fileno(), selectors.EVENT_READ)
         sel.demote(s.fileno())
+    sel.demote(a.fileno())  # twice is harmless
     sel.unregister(a.fileno())  # what asyncio does on pause_reading ...
     sel.register(a.fileno(), selectors.EVENT_READ)  # ... and on resume_reading
     a_peer.send(b"x")
