@@ -34,8 +34,9 @@ which they exit by themselves, and the server is terminated at the end of each s
 Results: a table on stdout and bench/results/server_scale.json.
 
 The parts live in bench/fleet/: seed.py (the database), agents.py (the simulated agents),
-wsclient.py (their WebSocket client), probe.py, driver.py (server, child processes, REST set-up), stats.py, phases.py (one size,
-phase by phase) and report.py (targets, verdicts, table).
+wsclient.py (their WebSocket client), probe.py, driver.py (server, child processes, REST set-up), stats.py, sizes.py
+(the loop over sizes, each size's log and work dir), phases.py (one size, phase by phase) and report.py (targets,
+verdicts, table).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from fleet.agents import AGENTS_PER_SOURCE  # noqa: E402
 from fleet.driver import raise_nofile  # noqa: E402
 from fleet.phases import run_size  # noqa: E402
 from fleet.report import TARGETS, table, verdicts  # noqa: E402
+from fleet.sizes import run_sizes  # noqa: E402
 from harness import run_doc, write_results  # noqa: E402
 
 
@@ -114,14 +116,9 @@ def main() -> int:
         runnable.append(n)
     ctx = mp.get_context("spawn")
     started = time.time()
-    results = []
-    for n in runnable:
-        try:
-            results.append(run_size(n, args, ctx))
-        except Exception as exc:
-            print(f"[{n:>6}] FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            results.append({"agents": n, "failed": f"{type(exc).__name__}: {exc}"})
-        results[-1]["verdicts"] = verdicts(results[-1])
+    results = run_sizes(runnable, lambda n: run_size(n, args, ctx), "agents")
+    for r in results:
+        r["verdicts"] = verdicts(r)
     write_results("server_scale", run_doc(started, machine(limit), TARGETS, vars(args), results),
                   quick=args.quick, out=args.out, table=table(results))
     return 0 if all("failed" not in r for r in results) else 1

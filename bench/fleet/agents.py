@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import queue as queue_mod
 import random
 import time
 from datetime import datetime, timezone
 
-from fleet.driver import child_setup
+from fleet.driver import Children, child_setup
 from fleet.stats import mono
 from fleet.wsclient import WSClient, upgrade_request
 from rm_core import protocol as p
@@ -311,3 +312,23 @@ def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap=False, spre
     """A child process's entry: one swarm (or a subclass, e.g. tui_scale's) until stopped."""
     child_setup()
     asyncio.run(swarm_cls(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap, spread_sources).run())
+
+
+def start_swarms(ctx, base: str, creds: list[tuple[str, str]], procs: int, lifetime: float, nice: int = 0,
+                 **swarm_kw) -> Children:
+    """Simulated agents for `creds` in up to `procs` child processes (no more than one per 500
+    agents), at niceness `nice`; swarm_kw go to swarm_main (freeze_heap, spread_sources, swarm_cls)."""
+    n_procs = max(1, min(procs, (len(creds) + 499) // 500))
+    children = Children(ctx, n_procs)
+    try:
+        for i in range(n_procs):
+            pr = ctx.Process(target=swarm_main, args=(i, base, creds[i::n_procs], children.cmd_qs[i], children.res_q,
+                                                      lifetime), kwargs=swarm_kw, daemon=True)
+            pr.start()
+            if nice:  # the simulated fleet runs on the server's cores: see server_scale's --agents-nice
+                os.setpriority(os.PRIO_PROCESS, pr.pid, nice)
+            children.procs.append(pr)
+    except BaseException:
+        children.stop()
+        raise
+    return children

@@ -10,24 +10,20 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from fleet.agents import swarm_main
-from fleet.driver import Children, Profiler, Server, fan_out, rest_setup, server_ack_check
+from fleet.agents import start_swarms
+from fleet.driver import Profiler, Server, fan_out, rest_setup, server_ack_check
 from fleet.probe import probe_cmd, probe_main
 from fleet.seed import prepare_db
+from fleet.sizes import size_log, size_work_dir
 from fleet.stats import mono, pct, phase_stats, proc_cpu_s, proc_status, procs_cpu_s, rounded
 
 
 def run_size(n: int, args, ctx) -> dict:
-    log = lambda *a: print(f"[{n:>6}] " + " ".join(str(x) for x in a), file=sys.stderr, flush=True)  # noqa: E731
+    log = size_log(n)
     res: dict = {"agents": n, "loadavg_before": os.getloadavg()}
-    work = Path(tempfile.mkdtemp(prefix=f"rm-bench-{n}-"))
-    data_dir = work / "data"
-    data_dir.mkdir(mode=0o700)
+    work, data_dir = size_work_dir(n, "rm-bench")
     t = mono()
     creds = prepare_db(data_dir, n)
     log(f"wrote {n} hosts + tokens + {2 * n} jobs into SQLite in {mono() - t:.1f}s")
@@ -39,18 +35,9 @@ def run_size(n: int, args, ctx) -> dict:
         pid = server.proc.pid
         res["rss_idle_mb"] = proc_status(pid).get("VmRSS")
         token = asyncio.run(rest_setup(base, data_dir))
-        n_procs = max(1, min(args.agent_procs, (n + 499) // 500))
-        children = Children(ctx, n_procs)
         lifetime = args.max_seconds
-        for i in range(n_procs):
-            part = creds[i::n_procs]
-            pr = ctx.Process(target=swarm_main, args=(i, base, part, children.cmd_qs[i], children.res_q, lifetime,
-                                                      args.agents_freeze_heap, args.agents_spread_sources),
-                             daemon=True)
-            pr.start()
-            if getattr(args, "agents_nice", 0):  # the simulated fleet runs on the server's cores: see --agents-nice
-                os.setpriority(os.PRIO_PROCESS, pr.pid, args.agents_nice)
-            children.procs.append(pr)
+        children = start_swarms(ctx, base, creds, args.agent_procs, lifetime, nice=getattr(args, "agents_nice", 0),
+                                freeze_heap=args.agents_freeze_heap, spread_sources=args.agents_spread_sources)
         probe_q, probe_res = ctx.Queue(), ctx.Queue()
         probe_proc = ctx.Process(target=probe_main, args=(base, token, [h for h, _ in creds], probe_q, probe_res,
                                                           lifetime), daemon=True)

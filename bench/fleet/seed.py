@@ -50,3 +50,19 @@ def prepare_db(data_dir: Path, n: int, jobs_per_host: int = 2) -> list[tuple[str
                         " finished_at, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
     con.close()
     return creds
+
+
+def prepare_main(data_dir: str, n: int, out_q) -> None:
+    """A child process's entry: prepare_db there, the credentials back on out_q (tui_scale
+    seeds in a child so that the console's RSS is not inflated by server modules)."""
+    out_q.put(prepare_db(Path(data_dir), n))
+
+
+def prepare_in_child(ctx, data_dir: Path, n: int) -> list[tuple[str, str]]:
+    """prepare_db in a child process of the multiprocessing context ctx; its credentials."""
+    q = ctx.Queue()
+    pr = ctx.Process(target=prepare_main, args=(str(data_dir), n, q))
+    pr.start()
+    creds = q.get(timeout=600)
+    pr.join()
+    return creds

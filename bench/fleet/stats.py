@@ -24,8 +24,9 @@ def rounded(v: float | None, nd: int = 1) -> float | None:
     return None if v is None else round(v, nd)
 
 
-def summary_ms(values: list[float]) -> dict:
-    return {"n": len(values), "p50_ms": rounded(pct(values, 50)), "p99_ms": rounded(pct(values, 99)),
+def summary_ms(values: list[float], high: int = 99) -> dict:
+    """n, p50, p<high> (99 for the server's probes, 95 for the console's keys) and max, in ms."""
+    return {"n": len(values), "p50_ms": rounded(pct(values, 50)), f"p{high}_ms": rounded(pct(values, high)),
             "max_ms": rounded(max(values) if values else None)}
 
 
