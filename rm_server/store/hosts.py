@@ -60,7 +60,7 @@ class Hosts(Table):
         super().__init__(*args)
         self._token_waits: dict[str, list[asyncio.Future[str | None]]] = {}
         self._token_task: asyncio.Task | None = None
-        self._building: asyncio.Future[bytes] | None = None  # the full list being built
+        self._building: tuple[int, asyncio.Future[bytes]] | None = None  # (generation, the full list's build)
 
     @staticmethod
     def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
@@ -126,9 +126,11 @@ class Hosts(Table):
             _, reader, version, body = self._whole
             if await self.db.data_version(reader) == version:
                 return body
-        if self._building is None or self._building.done():
-            self._building = asyncio.ensure_future(self._build_whole(generation))
-        return await asyncio.shield(self._building)
+        building = self._building
+        if building is None or building[1].done() or building[0] != generation:
+            # a build begun before this process's latest commit may not show it: read-after-write
+            building = self._building = (generation, asyncio.ensure_future(self._build_whole(generation)))
+        return await asyncio.shield(building[1])
 
     async def _build_whole(self, generation: int) -> bytes:
         reader = WHOLE_LIST

@@ -8,7 +8,7 @@ from rm_core.api import Host
 from rm_core.enums import HostStatus
 from rm_core.ids import new_id
 from rm_core.protocol import RepoStats
-from rm_server.store import Store
+from rm_server.store import Actor, Store
 
 
 async def three_hosts(store: Store) -> list[str]:
@@ -105,6 +105,25 @@ async def test_consoles_asking_for_the_full_list_at_once_share_one_build_off_the
         await store.hosts.touch_many([(ids[0], datetime(2026, 5, 1, tzinfo=timezone.utc))])
         again = await asyncio.gather(*(store.hosts.list_json() for _ in range(3)))
         assert len(builds) == 2 and again[0] is not bodies[0] and b"2026-05-01" in again[0]
+        # a console asking after its own write never joins a build that read before that write
+        queried, gate = asyncio.Event(), asyncio.Event()
+        real_list = store.hosts._list_json
+
+        async def slow_tail(*args, **kwargs):
+            body = await real_list(*args, **kwargs)
+            queried.set()
+            await gate.wait()
+            return body
+
+        store.hosts._list_json = slow_tail
+        await store.hosts.touch_many([(ids[2], datetime(2026, 6, 1, tzinfo=timezone.utc))])
+        early = asyncio.ensure_future(store.hosts.list_json())
+        await asyncio.wait_for(queried.wait(), 5)  # its rows are read; the build is not done yet
+        await store.hosts.rename(Actor("operator", "op1", "admin"), ids[1], "renamed-after")
+        late = asyncio.ensure_future(store.hosts.list_json())
+        await asyncio.sleep(0)
+        gate.set()
+        assert b"renamed-after" not in await early and b"renamed-after" in await late
     finally:
         store.db.fetchall = real
         await store.close()
