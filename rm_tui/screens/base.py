@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from textual.screen import Screen
 
 from rm_tui.client import ApiError
+from rm_tui.format import query_problem
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiScreen(Screen[None]):
@@ -41,3 +45,20 @@ class ApiScreen(Screen[None]):
                 on_submit(body)
 
         self.app.push_screen(form, done)
+
+
+async def ask_agent(screen: Any, call: Awaitable[Any], model: type[M], what: str) -> M | None:
+    """The answer of a live query to a host's agent (diff, retention preview), or None once the
+    screen has said why not: a dead session goes back to sign in; a refusal (host offline,
+    agent too old, timeout) and an answer this console cannot read go to the screen's
+    `show_problem` in words, naming the host by its name, never as a traceback."""
+    try:
+        return model.model_validate(await call)
+    except ApiError as exc:
+        if exc.status == 401:
+            screen.app.report(exc, what)
+        else:
+            screen.show_problem(query_problem(exc.code, exc.status, exc.message, screen.hostname, screen.host_id))
+    except ValueError as exc:
+        screen.show_problem(f"the server's {what} could not be read: {exc}")
+    return None

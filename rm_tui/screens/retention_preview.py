@@ -17,8 +17,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from rm_core.queries import RetentionPreview, RetentionSnapshot
-from rm_tui.client import ApiError
-from rm_tui.format import plural, query_problem, when
+from rm_tui.format import plural, when
+from rm_tui.screens.base import ask_agent
 from rm_tui.widgets.table import Column, ResourceTable
 
 COLUMNS = [Column("action", "Action", 7), Column("id", "Snapshot", 9), Column("time", "Time", 17),
@@ -72,18 +72,10 @@ class RetentionPreviewScreen(ModalScreen[None]):
     @work(exclusive=True, group="retention-preview")
     async def load(self) -> None:
         client = self.app.client  # type: ignore[attr-defined]
-        try:
-            body = await client.request("POST", f"/hosts/{self.host_id}/source-groups/{self.group_id}"
-                                                "/retention-preview", json={"retention": self.retention})
-            preview = RetentionPreview.model_validate(body)
-        except ApiError as exc:
-            if exc.status == 401:
-                self.app.report(exc, "retention preview")  # type: ignore[attr-defined]
-                return
-            self.show_problem(query_problem(exc.code, exc.status, exc.message, self.hostname, self.host_id))
-            return
-        except ValueError as exc:
-            self.show_problem(f"the server's preview could not be read: {exc}")
+        preview = await ask_agent(self, client.request(
+            "POST", f"/hosts/{self.host_id}/source-groups/{self.group_id}/retention-preview",
+            json={"retention": self.retention}), RetentionPreview, "retention preview")
+        if preview is None:
             return
         self.preview = preview
         self.loads += 1

@@ -15,9 +15,8 @@ from textual.binding import Binding
 from textual.widgets import Footer, Header, Static
 
 from rm_core.queries import DEFAULT_DIFF_LIMIT, MAX_DIFF_LIMIT, DiffChange, DiffResult
-from rm_tui.client import ApiError
-from rm_tui.format import diff_summary, query_problem, when
-from rm_tui.screens.base import ApiScreen
+from rm_tui.format import diff_summary, when
+from rm_tui.screens.base import ApiScreen, ask_agent
 from rm_tui.widgets.table import Column, ResourceTable
 
 COLUMNS = [Column("change", "", 2), Column("kind", "Change", 12), Column("path", "Path", 0)]
@@ -70,17 +69,9 @@ class SnapshotDiffScreen(ApiScreen):
     @work(exclusive=True, group="snapshot-diff")
     async def load(self) -> None:
         params = {"from": self.older[0], "to": self.newer[0], "limit": str(self.limit)}
-        try:
-            body = await self.client.request("GET", f"/hosts/{self.host_id}/snapshots/diff", params=params)
-            result = DiffResult.model_validate(body)
-        except ApiError as exc:
-            if exc.status == 401:
-                self.report(exc, "diff")  # back to sign in
-                return
-            self.show_problem(query_problem(exc.code, exc.status, exc.message, self.hostname, self.host_id))
-            return
-        except ValueError as exc:  # an answer this console cannot read: say so, no traceback
-            self.show_problem(f"the server's diff could not be read: {exc}")
+        result = await ask_agent(self, self.client.request(
+            "GET", f"/hosts/{self.host_id}/snapshots/diff", params=params), DiffResult, "diff")
+        if result is None:
             return
         self.result, self.problem = result, None
         self.loads += 1
