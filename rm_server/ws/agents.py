@@ -4,6 +4,7 @@ handed to the agent-message handler table (services/agent_messages.py)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
@@ -37,15 +38,17 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
                           code="too_many_agents")
     ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
+    sock = request.transport.get_extra_info("socket") if request.transport else None
     # from here on its frames wait behind operators' requests, a few dozen per loop turn (loop.py)
-    bulk_fd = serve_after_operators(request.transport.get_extra_info("socket") if request.transport else None)
+    bulk_fd = serve_after_operators(sock)
     try:
-        return await _serve_agent(request, ws, host_id)
+        return await _serve_agent(request, ws, host_id, sock)
     finally:
         serve_first(bulk_fd)
 
 
-async def _serve_agent(request: web.Request, ws: web.WebSocketResponse, host_id: str) -> web.WebSocketResponse:
+async def _serve_agent(request: web.Request, ws: web.WebSocketResponse, host_id: str,
+                       sock: Any) -> web.WebSocketResponse:
     app = request.app
     cfg, hub, messages = app[CONFIG], app[AGENTS], app[AGENT_MESSAGES]
     hub.pending += 1
@@ -63,8 +66,7 @@ async def _serve_agent(request: web.Request, ws: web.WebSocketResponse, host_id:
             f"({MIN_PROTOCOL_VERSION}); upgrade rm-agent", hello_env.id)
         return ws
 
-    conn = AgentConnection(host_id, ws, cfg.clock(), cfg.agent_queue_size,
-                           request.transport.get_extra_info("socket") if request.transport else None)
+    conn = AgentConnection(host_id, ws, cfg.clock(), cfg.agent_queue_size, sock)
     conn.features = frozenset(hello.features)
     older = hub.connections.get(host_id)
     hub.connections[host_id] = conn
