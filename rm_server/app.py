@@ -17,7 +17,7 @@ from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
 from rm_server.keys import (
     AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, MAINTAINER,
-    MASTER_KEY, METRICS, NOTIFIER, QUERIES, SCHEDULES, STORE,
+    MASTER_KEY, METRICS, NOTIFIER, QUERIES, SCHEDULES, SIGN_INS, STORE,
 )
 from rm_server.heap import keep_heap_frozen
 from rm_server.metrics import Metrics, watch_loop_lag
@@ -34,6 +34,7 @@ from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
 from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
+from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.agents import agent_ws
@@ -121,7 +122,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[QUERIES] = QueryService(hub)
     app[QUERIES].register(messages.handlers)
     app[DRILLS] = DrillTicker(store, jobs, hub, notifier.drill_overdue_changed, cfg.clock, hosts.changed)
+    sign_ins = app[SIGN_INS] = FailedSignIns(store, cfg.sign_in_audit_per_window, cfg.sign_in_audit_window_seconds)
     yield
+    await sign_ins.close_window()
     await notifier.close()
     await messages.close()
 

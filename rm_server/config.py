@@ -29,6 +29,10 @@ class ServerConfig:
     operator_queue_size: int = 50_000
     login_failures_allowed: int = 10
     login_window_seconds: float = 300.0
+    # Failed sign-ins listed one by one in the audit per window; beyond, only counted in one
+    # summary entry when the window ends (services/sign_ins.py).
+    sign_in_audit_per_window: int = 60
+    sign_in_audit_window_seconds: float = 60.0
     # Proxies whose X-Forwarded-For is believed (rate limits key on the client address);
     # empty: the header is ignored, since any client can send it.
     trusted_proxies: frozenset[str] = frozenset()

@@ -22,6 +22,7 @@ from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
 from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
+from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
@@ -47,3 +48,4 @@ AGENT_MESSAGES = web.AppKey("agent_messages", AgentMessages)
 MAINTAINER = web.AppKey("maintainer", Maintainer)
 QUERIES = web.AppKey("queries", QueryService)
 DRILLS = web.AppKey("drills", DrillTicker)
+SIGN_INS = web.AppKey("sign_ins", FailedSignIns)

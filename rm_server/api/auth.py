@@ -13,7 +13,7 @@ from rm_core.enums import Role
 from rm_server.api.common import OPERATOR_KEY, PUBLIC, TOKEN_HASH_KEY, actor, parse_body, reply, requires
 from rm_server.api.doc import documented
 from rm_server.errors import Unauthorized
-from rm_server.keys import CONFIG, STORE
+from rm_server.keys import CONFIG, SIGN_INS, STORE
 from rm_server.login_limiter import LoginLimiter, client_address
 from rm_server.security import DUMMY_HASH, hash_password, hash_token, new_token, verify_password
 from rm_server.store import Actor, Conflict
@@ -69,7 +69,9 @@ async def bootstrap(request: web.Request) -> web.Response:
 @requires(PUBLIC)
 @documented("Sign in: a session token for the Authorization header",
             description="Send the token as `Authorization: Bearer <token>`. Failed logins are limited per "
-                        "client address and per username (429 with `retry_after`).",
+                        "client address and per username (429 with `retry_after`), and recorded in the "
+                        "server log and the audit (`auth.login_failed`: username, client address, reason; "
+                        "never the password).",
             body=LoginBody, reply=LoginResponse, errors=(401, 429),
             examples={"sign in": {"username": "alice", "password": "correct horse battery"}})
 async def login(request: web.Request) -> web.Response:
@@ -81,9 +83,12 @@ async def login(request: web.Request) -> web.Response:
     ok = False
     try:
         found = await request.app[STORE].operators.password_hash(body.username)
-        ok = await _verify(body.password, found[1] if found else DUMMY_HASH)
-        ok = ok and found is not None and not found[0].disabled
+        matches = await _verify(body.password, found[1] if found else DUMMY_HASH)
+        ok = matches and found is not None and not found[0].disabled
         if not ok:
+            # Recorded for the admin (audit and log) with the reason; the client learns none of it.
+            reason = "unknown_user" if found is None else "wrong_password" if not matches else "disabled"
+            await request.app[SIGN_INS].failed(address, body.username, reason)
             raise Unauthorized("wrong username or password", code="invalid_credentials")
         session = await issue_session(request, found[0])
     finally:
