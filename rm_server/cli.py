@@ -124,7 +124,7 @@ async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url
     except OSError as exc:
         await runner.cleanup()
         raise SystemExit(f"rm-server: cannot listen on {host}:{port}: {exc.strerror}") from None
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = runner.addresses[0][1]
     scheme = "https" if ssl_ctx else "http"
     shown = f"[{host}]" if ":" in host else host
     url = f"{scheme}://{shown}:{bound}"

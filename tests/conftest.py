@@ -104,7 +104,7 @@ async def start_server(tmp_path: Path, clock: FakeClock | None = None, **cfg) ->
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     config.public_url = f"http://127.0.0.1:{port}"
     return runner, config.public_url, app
 
@@ -153,7 +153,7 @@ async def webhook() -> AsyncIterator[tuple[str, list[dict]]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}/hook", received
     finally:

@@ -80,7 +80,7 @@ class Console:
     def send(self, key: str, char: str | None = None) -> None:
         ev = events.Key(key, char)
         ev.set_sender(self.app)
-        self.app._driver.send_message(ev)
+        self.app.post_message(ev)  # what the driver does with a key read from the terminal
 
     async def key_to_frame(self, key: str, expect, timeout: float) -> float | None:
         """Send `key`; ms until a frame holding expect() (computed once the key is handled)."""

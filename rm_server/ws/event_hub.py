@@ -61,6 +61,7 @@ class Subscriber:
         self.latest: dict[str, bytes] = {}
         self.on_drop: Callable[[], None] | None = None
         self._closer: asyncio.Task | None = None
+        self.waiting_for_room = False  # a backlog loader waits for the writer (tests watch it)
 
     def put(self, frame: bytes, key: str | None = None) -> None:
         if self.overflowed:
@@ -96,7 +97,11 @@ class Subscriber:
         while not self.overflowed and self.bytes and (
                 self.bytes + len(frame) > self.max_bytes // 2 or self.queue.qsize() >= self.queue.maxsize // 2):
             self._drained.clear()
-            await self._drained.wait()
+            self.waiting_for_room = True
+            try:
+                await self._drained.wait()
+            finally:
+                self.waiting_for_room = False
         self.put(frame)
 
     def close(self, code: int, message: bytes, wait: float = 5.0) -> asyncio.Future:

@@ -9,6 +9,7 @@ from rm_core import protocol as p
 from rm_core.ids import new_id
 from rm_server.keys import EVENTS
 from tests.conftest import wait_for
+from tests.server.stalled_socket import StalledEvents
 from tests.server.server_helpers import now, online_host, started
 
 LINE = "x" * 8000
@@ -16,8 +17,23 @@ LINES = 1800  # ~14.4 MB of backlog (under the 16 MiB per-job log cap)
 BOUND = 8 * 1024 * 1024  # ServerConfig.operator_queue_bytes default
 
 
-def queued_bytes(server) -> int:
-    return max((sum(len(f) for f in sub.queue._queue) for sub in server.app[EVENTS].subscribers), default=0)
+def measure_queue(sub) -> tuple[list[int], list[int]]:
+    """Count the bytes of every frame entering and leaving sub's queue, outside the
+    Subscriber's own bookkeeping: ([held now], [peak])."""
+    held, peak = [0], [0]
+    put, send = sub.queue.put_nowait, sub.ws.send_str
+
+    def measured_put(frame):
+        put(frame)
+        held[0] += len(frame) if isinstance(frame, bytes) else 0
+        peak[0] = max(peak[0], held[0])
+
+    async def measured_send(text: str) -> None:  # the writer's next step after taking a frame
+        held[0] -= len(text.encode())
+        await send(text)
+
+    sub.queue.put_nowait, sub.ws.send_str = measured_put, measured_send
+    return held, peak
 
 
 async def big_job(server) -> str:
@@ -39,25 +55,17 @@ async def test_slow_reader_never_has_more_than_the_byte_bound_queued(server):
     backlog arrives. Subscribing again after unsubscribe does not queue it a second time."""
     job_id = await big_job(server)
     hub = server.app[EVENTS]
-    ws = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"), max_msg_size=0)
+    ws = await StalledEvents.open(server.api("/events"), server.tokens["viewer"])
     await wait_for(lambda: len(hub.subscribers) == 1, what="the subscriber")
     (sub,) = hub.subscribers
-    peak = [0]
-    queue, put = sub.queue, sub.queue.put_nowait
-
-    def measured_put(frame):
-        put(frame)
-        peak[0] = max(peak[0], sum(len(f) for f in queue._queue))
-
-    queue.put_nowait = measured_put
-    ws._conn.transport.pause_reading()  # the slow reader: nothing more leaves the server's buffers
+    held, peak = measure_queue(sub)
     await ws.send_json({"type": "subscribe", "job_id": job_id})
     # Either the bound is broken, or the backlog loader is waiting for room.
-    await wait_for(lambda: peak[0] > BOUND or getattr(sub, "_drained", None) and sub._drained._waiters,
-                   timeout=20, what="the backlog loader to fill the queue or wait for room")
+    await wait_for(lambda: peak[0] > BOUND or sub.waiting_for_room, timeout=20,
+                   what="the backlog loader to fill the queue or wait for room")
     assert peak[0] <= BOUND, f"{peak[0] / 1e6:.1f} MB queued for one reader that does not read"
 
-    ws._conn.transport.resume_reading()
+    ws.resume_reading()
     received = 0
     while received < LINES:
         msg = await ws.receive_json(timeout=10)
@@ -74,7 +82,7 @@ async def test_slow_reader_never_has_more_than_the_byte_bound_queued(server):
         if msg["type"] == "error":
             break
         assert msg["type"] != "job.log", "backlog already sent was queued again"
-    await ws.close()
+    ws.close()
 
 
 async def test_one_session_cannot_open_unbounded_sockets(server):

@@ -24,7 +24,7 @@ async def _serve(app: web.Application, ctx) -> tuple[web.AppRunner, int]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]
+    return runner, runner.addresses[0][1]
 
 
 async def _run(command: str) -> tuple[int, str]:

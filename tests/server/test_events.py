@@ -143,7 +143,7 @@ async def test_slow_subscriber_is_dropped_without_delaying_others(server):
     hub.publish("job.progress", {"job_id": "after"})
     await fast.next("job.progress", lambda f: f["payload"]["job_id"] == "after")
     await fast_ws.close()
-    slow._response.close()
+    await slow.close()
 
 
 async def test_a_reconnect_storm_ends_with_every_hosts_true_state(server):

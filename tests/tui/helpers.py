@@ -84,8 +84,23 @@ def shown_bindings(app: RmTui) -> list[str]:
     return [b.binding.description for b in app.screen.active_bindings.values() if b.binding.show and b.enabled]
 
 
-def toasts(app: RmTui, severity: str | None = None) -> list[str]:
-    return [str(n.message) for n in app._notifications if severity is None or n.severity == severity]
+def record_toasts(app: RmTui) -> RmTui:
+    """Keep every notification the app shows (App.notify is public; its list of them is not)."""
+    shown: list[tuple[str, str, str]] = []
+    notify = app.notify
+
+    def recording(message, *, title="", severity="information", **kw):
+        shown.append((str(message), str(title), severity))
+        return notify(message, title=title, severity=severity, **kw)
+
+    app.notify = recording  # type: ignore[method-assign]
+    app.shown_toasts = shown  # type: ignore[attr-defined]
+    return app
+
+
+def toasts(app: RmTui, severity: str | None = None, titles: bool = False) -> list[str]:
+    return [title if titles else message for message, title, sev in app.shown_toasts  # type: ignore[attr-defined]
+            if severity is None or sev == severity]
 
 
 def new_app(server, readonly: bool = False) -> RmTui:
@@ -94,7 +109,7 @@ def new_app(server, readonly: bool = False) -> RmTui:
 
     app = make_app(server.url, readonly=readonly)
     app.animation_level = "none"
-    return app
+    return record_toasts(app)
 
 
 async def quick_sign_in(pilot: Pilot, app: RmTui, username: str = "operator") -> FleetScreen:

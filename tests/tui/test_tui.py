@@ -14,8 +14,8 @@ from rm_tui.screens.job_log import JobLogScreen
 from rm_tui.widgets.table import ResourceTable
 from rm_tui.screens.login import LoginScreen
 from tests.conftest import ADMIN_PASSWORD, TestAgent, wait_for
-from tests.tui.helpers import (SIZE, cell, fleet_ready, jobs_of, make_group, new_app, open_host, quick_sign_in, sign_in,
-                               type_text)
+from tests.tui.helpers import (SIZE, cell, fleet_ready, jobs_of, make_group, new_app, open_host, quick_sign_in,
+                               record_toasts, sign_in, toasts, type_text)
 
 async def test_login_then_fleet_updates_live(server):
     host_id, agent_token = await server.enroll("web-1")
@@ -56,10 +56,10 @@ async def test_filter_hides_rows(server):
 
 
 async def test_wrong_password_is_a_toast(server):
-    app = make_app(server.url)
+    app = record_toasts(make_app(server.url))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await sign_in(pilot, app, password="not the password")
-        await wait_for(lambda: any(n.severity == "error" for n in app._notifications), what="error toast")
+        await wait_for(lambda: toasts(app, "error"), what="error toast")
         assert isinstance(app.screen, LoginScreen)
         assert app.focused is not None and app.focused.id == "password"
 
@@ -142,7 +142,7 @@ async def test_viewer_gets_no_run_now(server):
 
 async def test_ended_session_returns_to_login(server):
     await server.enroll("web-1")
-    app = make_app(server.url)
+    app = record_toasts(make_app(server.url))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await sign_in(pilot, app)
         await fleet_ready(pilot, app)
@@ -151,7 +151,7 @@ async def test_ended_session_returns_to_login(server):
         assert status == 204
         await pilot.press("ctrl+r")
         await wait_for(lambda: isinstance(app.screen, LoginScreen), what="back at the login screen")
-        assert any(n.title == "Signed out" for n in app._notifications)
+        assert "Signed out" in toasts(app, titles=True)
 
 
 async def test_client_errors_carry_the_envelope(server):
