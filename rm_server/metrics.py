@@ -14,17 +14,13 @@ LAG_INTERVAL = 0.02  # seconds between lag samples
 
 class Metrics:
     def __init__(self) -> None:
-        self.request_counts = [0] * (len(BUCKETS) + 1)
-        self.request_sum = 0.0
-        self.request_total = 0
+        self.requests = Histogram(BUCKETS)
         self.lag = Histogram(LAG_BUCKETS)
         # HTTP requests being handled now (not WebSockets): a fleet push stands back for them
         self.in_flight = 0
 
     def observe_request(self, seconds: float) -> None:
-        self.request_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.request_sum += seconds
-        self.request_total += 1
+        self.requests.observe(seconds)
 
     def render(self, *, hosts: dict[str, int], jobs: dict[str, int], agent_ws: int, operator_ws: int,
                queue_depths: dict[str, int]) -> str:
@@ -38,13 +34,7 @@ class Metrics:
         out += [f'rm_queue_depth{{queue="{k}"}} {v}' for k, v in sorted(queue_depths.items())]
         out += ["# HELP rm_http_request_duration_seconds HTTP request latency.",
                 "# TYPE rm_http_request_duration_seconds histogram"]
-        cumulative = 0
-        for bound, count in zip(BUCKETS, self.request_counts):
-            cumulative += count
-            out.append(f'rm_http_request_duration_seconds_bucket{{le="{bound}"}} {cumulative}')
-        out.append(f'rm_http_request_duration_seconds_bucket{{le="+Inf"}} {self.request_total}')
-        out.append(f"rm_http_request_duration_seconds_sum {self.request_sum:.6f}")
-        out.append(f"rm_http_request_duration_seconds_count {self.request_total}")
+        out += self.requests.lines("rm_http_request_duration_seconds")
         out += ["# HELP rm_loop_lag_seconds How late the server's event loop ran a timer (sampled every "
                 f"{LAG_INTERVAL * 1000:.0f} ms).", "# TYPE rm_loop_lag_seconds histogram"]
         out += self.lag.lines("rm_loop_lag_seconds")
@@ -52,6 +42,9 @@ class Metrics:
 
 
 class Histogram:
+    """A Prometheus histogram: counts per bucket bound, their sum, and the last value seen
+    (the fleet push reads the loop lag's last sample to pace itself)."""
+
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
@@ -66,7 +59,8 @@ class Histogram:
         self.total += 1
 
     def lines(self, name: str) -> list[str]:
-        out, cumulative = [], 0
+        out: list[str] = []
+        cumulative = 0
         for bound, count in zip(self.bounds, self.counts):
             cumulative += count
             out.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
