@@ -7,19 +7,21 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 
 from rm_server.api import (
     admin, auth, drills, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules, snapshots,
 )
-from rm_server.api.auth import BOOTSTRAP, LIMITER, LoginLimiter
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, MAINTAINER,
-    MASTER_KEY, METRICS, NOTIFIER, QUERIES, SCHEDULES, SIGN_INS, STORE,
+    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, LIMITER,
+    MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES, SIGN_INS, STORE,
 )
 from rm_server.heap import keep_heap_frozen
+from rm_server.login_limiter import LoginLimiter
 from rm_server.metrics import Metrics, watch_loop_lag
 from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
@@ -32,6 +34,7 @@ from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
 from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
+from rm_server.services.operators import BootstrapToken, OperatorService
 from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
 from rm_server.services.sign_ins import FailedSignIns
@@ -50,7 +53,6 @@ def create_app(config: ServerConfig) -> web.Application:
     app[METRICS] = Metrics()
     app[EVENTS] = EventHub(config.clock, config.operator_queue_size)
     app[AGENTS] = AgentHub()
-    app[BOOTSTRAP] = {}
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
     install.setup(app)
     for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet, reference,
@@ -73,8 +75,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     store.audit_listeners.append(lambda entry: app[EVENTS].publish("audit.appended", entry))
     await store.hosts.all_offline()
-    await _bootstrap_token(app)
-    app[root.METRICS_TOKEN] = _metrics_token(cfg.data_dir / "metrics-token")
+    app[METRICS_TOKEN] = _metrics_token(cfg.data_dir / "metrics-token")
     yield
     await store.close()
 
@@ -88,28 +89,30 @@ def _metrics_token(path) -> str:
     return token
 
 
-async def _bootstrap_token(app: web.Application) -> None:
+async def _bootstrap_token(store: Store, path: Path) -> BootstrapToken | None:
     """With no operator yet, mint a one-time token that creates the first admin."""
-    path = app[CONFIG].data_dir / "bootstrap-token"
-    if await app[STORE].operators.count():
+    if await store.operators.count():
         path.unlink(missing_ok=True)  # left by a server stopped before its first admin was made
-        return
+        return None
     token = path.read_text().strip() if path.exists() else ""
     if not token:
         token = new_token("rmb")
         write_private(path, (token + "\n").encode())
-    app[BOOTSTRAP].update(hash=hash_token(token), path=path)
     log.warning("no operator exists yet; bootstrap token (also in %s): %s", path, token)
+    return BootstrapToken(hash_token(token), path)
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     """One service per domain, each handed the collaborators it uses."""
     cfg, store, hub, events = app[CONFIG], app[STORE], app[AGENTS], app[EVENTS]
     notifier = app[NOTIFIER] = Notifier(store, cfg.clock)
+    sign_ins = app[SIGN_INS] = FailedSignIns(store, cfg.sign_in_audit_per_window, cfg.sign_in_audit_window_seconds)
+    app[OPERATORS] = OperatorService(store, sign_ins, timedelta(hours=cfg.session_ttl_hours),
+                                     await _bootstrap_token(store, cfg.data_dir / "bootstrap-token"))
     hosts = app[HOSTS] = HostService(store, hub, events, cfg.clock, cfg.offline_after)
     jobs = app[JOBS] = JobService(store, hub, events, notifier)
     credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs)
-    app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER])
+    app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER], hosts)
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
     metrics = app[METRICS]
     messages = app[AGENT_MESSAGES] = AgentMessages(store, events, cfg.clock, hosts, jobs, schedules, credentials)
@@ -122,7 +125,6 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[QUERIES] = QueryService(hub)
     app[QUERIES].register(messages.handlers)
     app[DRILLS] = DrillTicker(store, jobs, hub, notifier.drill_overdue_changed, cfg.clock, hosts.changed)
-    sign_ins = app[SIGN_INS] = FailedSignIns(store, cfg.sign_in_audit_per_window, cfg.sign_in_audit_window_seconds)
     yield
     await sign_ins.close_window()
     await notifier.close()

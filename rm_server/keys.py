@@ -9,6 +9,7 @@ from aiohttp import web
 
 from rm_server.config import ServerConfig
 from rm_server.install import Installer
+from rm_server.login_limiter import LoginLimiter
 from rm_server.metrics import Metrics
 from rm_server.security import MasterKey
 from rm_server.services.agent_messages import AgentMessages
@@ -20,6 +21,7 @@ from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
 from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
+from rm_server.services.operators import OperatorService
 from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
 from rm_server.services.sign_ins import FailedSignIns
@@ -33,10 +35,13 @@ METRICS = web.AppKey("metrics", Metrics)
 AGENTS = web.AppKey("agents", AgentHub)
 EVENTS = web.AppKey("events", EventHub)
 INSTALLER = web.AppKey("installer", Installer)
+LIMITER = web.AppKey("login_limiter", LoginLimiter)  # failed sign-ins, per address and username
 
 # Built at startup, once the store is open (app.py, _services_ctx).
 STORE = web.AppKey("store", Store)
 MASTER_KEY = web.AppKey("master_key", MasterKey)
+METRICS_TOKEN = web.AppKey("metrics_token", str)  # the scraper's bearer token (DATA_DIR/metrics-token)
+OPERATORS = web.AppKey("operators", OperatorService)
 NOTIFIER = web.AppKey("notifier", Notifier)
 HOSTS = web.AppKey("hosts", HostService)
 JOBS = web.AppKey("jobs", JobService)

@@ -11,7 +11,7 @@ from rm_core.urls import redact_webhook
 from rm_server.api.common import OPERATOR_KEY, actor, parse_body, query_int, reply, requires
 from rm_server.api.doc import Listing, Query, documented, q_int
 from rm_server.errors import BadRequest
-from rm_server.keys import STORE
+from rm_server.keys import MAINTAINER, NOTIFIER, STORE
 
 routes = web.RouteTableDef()
 
@@ -33,8 +33,7 @@ async def get_maintenance(request: web.Request) -> web.Response:
                                  "check": {"enabled": True, "cron": "0 6 1 * *", "read_data_subset": "5%"}}})
 async def put_maintenance(request: web.Request) -> web.Response:
     body = await parse_body(request, Maintenance)
-    await request.app[STORE].hosts.set_json(actor(request), request.match_info["id"], "maintenance",
-                                            body.model_dump(mode="json"))
+    await request.app[MAINTAINER].set_cadences(actor(request), request.match_info["id"], body)
     return reply(body)
 
 
@@ -74,6 +73,5 @@ async def get_settings(request: web.Request) -> web.Response:
             examples={"webhook": {"webhook_url": "https://hooks.example/restic"}})
 async def put_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, ServerSettings)
-    await request.app[STORE].settings.set(actor(request), "webhook_url", body.webhook_url,
-                                          audit_value=False, shown=redact_webhook(body.webhook_url))
+    await request.app[NOTIFIER].set_url(actor(request), body.webhook_url)
     return reply(body)

@@ -10,7 +10,7 @@ from rm_core.drills import Drill, DrillPolicy
 from rm_core.jobs import Job
 from rm_server.api.common import actor, job_accepted, parse_body, reply, requires
 from rm_server.api.doc import Accepted, documented
-from rm_server.keys import JOBS, STORE
+from rm_server.keys import DRILLS, JOBS, STORE
 from rm_server.store import NewJob
 
 routes = web.RouteTableDef()
@@ -40,7 +40,7 @@ async def get_drill(request: web.Request) -> web.Response:
             examples={"weekly": {"cron": "0 4 * * 0", "sample_files": 20, "sample_mb": 200, "max_age_hours": 192}})
 async def put_drill(request: web.Request) -> web.Response:
     body = await parse_body(request, DrillPolicy)
-    await request.app[STORE].drills.put(actor(request), request.match_info["id"], request.match_info["sid"], body)
+    await request.app[DRILLS].set_policy(actor(request), request.match_info["id"], request.match_info["sid"], body)
     return reply(await _drill(request))
 
 

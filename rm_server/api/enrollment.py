@@ -8,7 +8,7 @@ from rm_core.api import EnrollBody, EnrollmentToken, EnrollmentTokenCreate, Enro
 from rm_core.enums import Role
 from rm_server.api.common import PUBLIC, actor, parse_body, reply, requires
 from rm_server.api.doc import Listing, documented
-from rm_server.keys import ENROLLMENT, HOSTS, STORE
+from rm_server.keys import ENROLLMENT, STORE
 
 routes = web.RouteTableDef()
 
@@ -39,7 +39,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 @requires(Role.operator)
 @documented("Revoke an enrollment token", reply=None, status=204)
 async def delete_token(request: web.Request) -> web.Response:
-    await request.app[STORE].enrollment.delete(actor(request), request.match_info["id"])
+    await request.app[ENROLLMENT].revoke(actor(request), request.match_info["id"])
     return web.Response(status=204)
 
 
@@ -51,6 +51,4 @@ async def delete_token(request: web.Request) -> web.Response:
                                 "agent_version": "0.1.0"}})
 async def enroll(request: web.Request) -> web.Response:
     body = await parse_body(request, EnrollBody)
-    enrolled = await request.app[ENROLLMENT].enroll(body)
-    await request.app[HOSTS].changed(enrolled.host_id)  # consoles show the new (pending) host at once
-    return reply(enrolled, 201)
+    return reply(await request.app[ENROLLMENT].enroll(body), 201)

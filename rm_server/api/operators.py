@@ -6,10 +6,9 @@ from aiohttp import web
 
 from rm_core.api import Operator, OperatorCreate, OperatorPatch
 from rm_core.enums import Role
-from rm_server.api.auth import _hash
 from rm_server.api.common import actor, parse_body, reply, requires
 from rm_server.api.doc import Listing, documented
-from rm_server.keys import STORE
+from rm_server.keys import OPERATORS, STORE
 
 routes = web.RouteTableDef()
 
@@ -27,8 +26,7 @@ async def list_operators(request: web.Request) -> web.Response:
             examples={"viewer": {"username": "bob", "password": "a long password", "role": "viewer"}})
 async def create_operator(request: web.Request) -> web.Response:
     body = await parse_body(request, OperatorCreate)
-    op = await request.app[STORE].operators.create(actor(request), body.username, body.role, await _hash(body.password))
-    return reply(op, 201)
+    return reply(await request.app[OPERATORS].create(actor(request), body), 201)
 
 
 @routes.patch("/api/v1/operators/{id}")
@@ -38,16 +36,12 @@ async def create_operator(request: web.Request) -> web.Response:
             body=OperatorPatch, reply=Operator, errors=(409,), examples={"disable": {"disabled": True}})
 async def patch_operator(request: web.Request) -> web.Response:
     body = await parse_body(request, OperatorPatch)
-    pw = await _hash(body.password) if body.password else None
-    op = await request.app[STORE].operators.update(
-        actor(request), request.match_info["id"], role=body.role, password_hash=pw, disabled=body.disabled
-    )
-    return reply(op)
+    return reply(await request.app[OPERATORS].update(actor(request), request.match_info["id"], body))
 
 
 @routes.delete("/api/v1/operators/{id}")
 @requires(Role.admin)
 @documented("Delete an operator", reply=None, status=204, errors=(409,))
 async def delete_operator(request: web.Request) -> web.Response:
-    await request.app[STORE].operators.delete(actor(request), request.match_info["id"])
+    await request.app[OPERATORS].delete(actor(request), request.match_info["id"])
     return web.Response(status=204)

@@ -10,10 +10,8 @@ from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
 from rm_server.api.doc import Raw, documented
 from rm_server.errors import Unauthorized, Unavailable
-from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, STORE
+from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, METRICS_TOKEN, STORE
 from rm_server.security import hash_token
-
-METRICS_TOKEN = web.AppKey("metrics_token", str)
 
 routes = web.RouteTableDef()
 

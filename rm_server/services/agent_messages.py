@@ -21,7 +21,7 @@ from rm_server.services.batching import GroupCommit
 from rm_server.services.credentials import CredentialService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
-from rm_server.services.schedules import ScheduleService
+from rm_server.services.schedules import ScheduleService, send_schedule_sets
 from rm_server.store import Actor, HelloState, NewJob, NotFound, Store, JobNotOnHost
 from rm_server.store.jobs import Applied
 from rm_server.ws.agent_hub import AgentConnection
@@ -95,7 +95,7 @@ class AgentMessages:
         else:
             with conn.corked():  # three frames, one transmit (a reconnect storm sends 19k of these)
                 conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
-                conn.send_frame(p.encode_raw("schedule.set", state.schedule_set))
+                await send_schedule_sets({host_id: state.schedule_set}, lambda _: conn)  # never suspends
                 conn.send(self.credentials.config_from(host_id, state.bandwidth, state.sealed))
         if state is None or state.active_jobs:
             lost, requeued = await self.store.jobs.reconcile_hello(host_id, hello.running_jobs)

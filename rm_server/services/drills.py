@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 from rm_core.cron import CronError, previous_fire
+from rm_core.drills import DrillPolicy
 from rm_core.enums import ActorKind, JobKind
-from rm_server.store import SYSTEM, NewJob
+from rm_server.store import SYSTEM, Actor, NewJob
 from rm_server.store.drills import DrillRow
 
 log = logging.getLogger("rm_server.drills")
@@ -50,6 +51,10 @@ class DrillTicker:
         self.clock = clock
         # the host resource carries drill_overdue: operators' consoles follow it by host.updated
         self.host_changed = host_changed
+
+    async def set_policy(self, actor: Actor, host_id: str, group_id: str, policy: DrillPolicy) -> None:
+        """An operator's drill policy for the group; saving it counts as the cron's fire (due())."""
+        await self.store.drills.put(actor, host_id, group_id, policy)
 
     async def tick(self) -> list[str]:
         """Start the drills that are due on online hosts; flag overdue groups. Returns job ids."""

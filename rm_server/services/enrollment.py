@@ -10,6 +10,7 @@ from rm_core.api import EnrollBody, EnrollmentTokenCreate, EnrollmentTokenCreate
 from rm_server.install import Installer
 from rm_server.security import hash_token, new_token
 from rm_server.services.credentials import CredentialService
+from rm_server.services.hosts import HostService
 from rm_server.store import Actor, Store
 
 
@@ -18,6 +19,7 @@ class EnrollmentService:
     store: Store
     credentials: CredentialService
     installer: Installer
+    hosts: HostService
 
     async def create_token(self, actor: Actor, body: EnrollmentTokenCreate) -> EnrollmentTokenCreated:
         """A new token, shown this once; only its hash is stored."""
@@ -30,6 +32,9 @@ class EnrollmentService:
         command = await self.installer.command(token)
         return EnrollmentTokenCreated(**created.model_dump(), token=token, install_command=command)
 
+    async def revoke(self, actor: Actor, token_id: str) -> None:
+        await self.store.enrollment.delete(actor, token_id)
+
     async def enroll(self, body: EnrollBody) -> EnrollResponse:
         """Spend a token: a new host, its agent token, and the token's credentials if it had any."""
         agent_token = new_token("rma")
@@ -39,4 +44,5 @@ class EnrollmentService:
         )
         if sealed is not None:
             await self.credentials.store_enrolled(host_id, sealed)
+        await self.hosts.changed(host_id)  # consoles show the new (pending) host at once
         return EnrollResponse(host_id=host_id, agent_token=agent_token)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rm_core import protocol as p
 from rm_core.fleet import FleetPolicyBody, FleetPolicyResult
 from rm_server.services.pacing import InFlight, Pacer
-from rm_server.services.schedules import ScheduleService
+from rm_server.services.schedules import ScheduleService, send_schedule_sets
 from rm_server.store import Actor, Store
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
@@ -49,17 +48,16 @@ class FleetService:
                       operators=lambda: max(0, waiting() - 1))  # the PUT running this push counts itself
         pushed = 0
 
+        async def paced(sent: bool) -> None:
+            if sent:
+                in_flight.add()
+            await pacer.tick()
+
         async def push(committed: list[str]) -> None:
             nonlocal pushed
             online = [h for h in committed if self.hub.get(h) is not None]
             payloads = await self.store.schedule_sets.payloads(online)
-            ids = list(payloads)
-            for host_id, frame in zip(ids, p.encode_raw_many("schedule.set", [payloads[h] for h in ids])):
-                conn = self.hub.get(host_id)
-                if conn is not None and conn.send_frame(frame):
-                    pushed += 1
-                    in_flight.add()
-                await pacer.tick()
+            pushed += await send_schedule_sets(payloads, self.hub.get, paced)
 
         await self.store.fleet.apply_policy(actor, name, host_ids, group, schedule, push)
         if self.events.subscribers:

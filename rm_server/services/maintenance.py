@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from rm_core.api import Maintenance
 from rm_core.cron import CronError, next_fires, previous_fire
 from rm_core.enums import ActorKind, HostStatus, JobKind
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
 from rm_server.services.notify import Notifier
-from rm_server.store import SYSTEM, NewJob, Store
+from rm_server.store import SYSTEM, Actor, NewJob, Store
 
 log = logging.getLogger("rm_server.maintenance")
 
@@ -130,6 +131,10 @@ class Maintainer:
     jobs: JobService
     hosts: HostService
     notifier: Notifier
+
+    async def set_cadences(self, actor: Actor, host_id: str, cadences: Maintenance) -> None:
+        """An operator's cadences for the host; the next tick plans by them."""
+        await self.store.hosts.set_json(actor, host_id, "maintenance", cadences.model_dump(mode="json"))
 
     async def tick(self) -> None:
         await self.run_maintenance()

@@ -12,7 +12,7 @@ import aiohttp
 
 from rm_core.jobs import Job
 from rm_core.urls import redact_webhook
-from rm_server.store import Store
+from rm_server.store import Actor, Store
 
 log = logging.getLogger("rm_server.notify")
 
@@ -25,6 +25,10 @@ class Notifier:
         self.clock = clock
         self._tasks: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
+
+    async def set_url(self, actor: Actor, url: str | None) -> None:
+        """Where the posts go (None: nowhere). The URL is a bearer secret: the audit row keeps it redacted."""
+        await self.store.settings.set(actor, "webhook_url", url, audit_value=False, shown=redact_webhook(url))
 
     def _send(self, event: str, payload: dict[str, Any]) -> None:
         task = asyncio.ensure_future(self._post(event, payload))

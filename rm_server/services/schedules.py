@@ -1,10 +1,15 @@
 """Source groups and schedules: every change bumps the host's schedule version (in the
 store, same transaction), pushes the new `schedule.set` to the agent and tells operators,
-all in one call, so no caller can forget the push."""
+all in one call, so no caller can forget the push.
+
+`send_schedule_sets` is the one place a `schedule.set` frame is built and sent. It leaves by
+three paths: a change here (`ScheduleService.push`), a fleet policy (`services/fleet.py`,
+paced), and a hello (`services/agent_messages.py`, whose payload comes with the hello batch's
+read)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +19,24 @@ from rm_core.cron import next_fires
 from rm_server.store import Actor, Store
 from rm_server.ws.agent_hub import AgentConnection, AgentHub
 from rm_server.ws.event_hub import EventHub
+
+
+async def send_schedule_sets(payloads: Mapping[str, str], connection: Callable[[str], AgentConnection | None],
+                             after_each: Callable[[bool], Awaitable[None]] | None = None) -> int:
+    """Send each host's `schedule.set` (host_id -> payload JSON, as SQLite built it) on the
+    connection `connection(host_id)` gives; returns how many frames were sent.
+
+    `after_each(sent)` runs after every frame (a fleet push paces itself there). Without it
+    nothing here awaits, so a caller holding a corked connection sends its frames in one go."""
+    ids = list(payloads)
+    sent = 0
+    for host_id, frame in zip(ids, p.encode_raw_many("schedule.set", [payloads[h] for h in ids])):
+        conn = connection(host_id)
+        ok = conn is not None and conn.send_frame(frame)
+        sent += ok
+        if after_each is not None:
+            await after_each(ok)
+    return sent
 
 
 @dataclass(eq=False)
@@ -27,13 +50,8 @@ class ScheduleService:
 
     async def push(self, conn: AgentConnection | None, host_ids: list[str]) -> int:
         """Send each host's agent its full schedule set (on `conn`, or on its live connection)."""
-        sent = 0
         payloads = await self.store.schedule_sets.payloads(host_ids)
-        for host_id, frame in zip(payloads, p.encode_raw_many("schedule.set", list(payloads.values()))):
-            target = conn or self.hub.get(host_id)
-            if target is not None:
-                sent += target.send_frame(frame)
-        return sent
+        return await send_schedule_sets(payloads, (lambda _: conn) if conn is not None else self.hub.get)
 
     async def _changed(self, host_id: str) -> None:
         conn = self.hub.get(host_id)

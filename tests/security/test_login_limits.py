@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from rm_server.api.auth import LIMITER
+from rm_server.keys import LIMITER
 from tests.conftest import ADMIN_PASSWORD
 from tests.security.helpers import client_from, custom_server, login
 

@@ -1,7 +1,9 @@
-"""DESIGN.md §1 layering, checked on the source of every module: which packages each of
-ours may import (an allow-list, so a new dependency is a decision), SQL only in
-rm_server/store, and no import cycles. Every checker is a plain function over a folder, and
-the probe tests at the bottom plant a violation in a fake tree to show each one can fail."""
+"""Layering (docs/architecture.md, "Layering and the server's rules"), checked on the source
+of every module: which packages each of ours may import (an allow-list, so a new dependency
+is a decision), which way imports run inside rm_server, SQL only in rm_server/store, audited
+writes only through services, and no import cycles. Every checker is a plain function over
+a folder, and the probe tests at the bottom plant a violation in a fake tree to show each
+one can fail."""
 
 from __future__ import annotations
 
@@ -24,9 +26,18 @@ ALLOWED = {
 }
 # Fewer modules than this means the walk is looking in the wrong place, not that all is well.
 AT_LEAST = {"rm_core": 8, "rm_server": 40, "rm_agent": 8, "rm_tui": 10}
-# Packages whose modules must not import each other in a loop. rm_tui's screens still do
-# (fleet -> host -> job_log -> fleet); they join this list once that is untangled.
-ACYCLIC = ["rm_core", "rm_server", "rm_agent"]
+# Packages whose modules must not import each other in a loop.
+ACYCLIC = ["rm_core", "rm_server", "rm_agent", "rm_tui"]
+# Which way imports run inside rm_server: the modules under the first name import none under
+# the others. The store is the bottom; services get their collaborators by constructor, never
+# from the application (keys.py) or a route; the hubs hold connections and know no service.
+ROUTES = ("rm_server.api", "rm_server.keys", "rm_server.app", "rm_server.ws.agents", "rm_server.ws.events")
+DIRECTION = {
+    "rm_server.store": ("rm_server.services", "rm_server.ws") + ROUTES,
+    "rm_server.services": ROUTES,
+    "rm_server.ws.agent_hub": ("rm_server.services",) + ROUTES,
+    "rm_server.ws.event_hub": ("rm_server.services",) + ROUTES,
+}
 
 
 # ------------------------------------------------------------------ reading a tree
@@ -101,6 +112,65 @@ def sql_outside_store(root: Path) -> list[str]:
     return bad
 
 
+def within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def direction_violations(root: Path, rules: dict[str, tuple[str, ...]]) -> list[str]:
+    """Modules of rm_server importing a layer their own layer must not (DIRECTION)."""
+    bad = []
+    for name, path in modules(root, "rm_server").items():
+        for layer, forbidden in rules.items():
+            if within(name, layer):
+                wrong = sorted({f for n in imported_names(path, name) for f in forbidden if within(n, f)})
+                if wrong:
+                    bad.append(f"{path.relative_to(root)} imports {wrong}")
+    return bad
+
+
+def audited_writes(root: Path) -> set[tuple[str, str]]:
+    """(table, method) for each store method that writes an audit row: `store.<table>.<method>`.
+    A table is reached as the lower-cased name of its class (Operators -> store.operators)."""
+    found = set()
+    for path in sorted((root / "rm_server/store").glob("*.py")):
+        for cls in ast.parse(path.read_text(), str(path)).body:
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            for fn in cls.body:
+                if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                        isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "audit"
+                        for n in ast.walk(fn)):
+                    found.add((cls.name.lower(), fn.name))
+    return found
+
+
+def writes_in_routes(root: Path) -> list[str]:
+    """Calls from a route (api/, ws/) straight to an audited store write: a write with
+    consequences goes through its service (docs/architecture.md, the server's rules)."""
+    writes = audited_writes(root)
+    bad = []
+    for name, path in modules(root, "rm_server").items():
+        if not (within(name, "rm_server.api") or within(name, "rm_server.ws")):
+            continue
+        where = str(path.relative_to(root))
+        for node in ast.walk(ast.parse(path.read_text(), where)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Attribute)
+                    and (node.func.value.attr, node.func.attr) in writes):
+                bad.append(f"{where}:{node.lineno} calls store.{node.func.value.attr}.{node.func.attr}()")
+    return bad
+
+
+def frame_builders(root: Path, frame_type: str) -> list[str]:
+    """Modules of rm_server that name a frame type as a string: where such frames are built."""
+    found = []
+    for name, path in modules(root, "rm_server").items():
+        tree = ast.parse(path.read_text(), str(path))
+        if any(isinstance(n, ast.Constant) and n.value == frame_type for n in ast.walk(tree)):
+            found.append(str(path.relative_to(root)))
+    return found
+
+
 def import_cycles(root: Path, package: str) -> list[list[str]]:
     """Loops among the package's modules (each reported once, as the modules on it)."""
     mods = modules(root, package)
@@ -159,6 +229,25 @@ def test_sql_only_in_store():
     assert len([m for m in modules(ROOT, "rm_server") if not m.startswith("rm_server.store")]) >= 25
     bad = sql_outside_store(ROOT)
     assert not bad, "\n".join(bad)
+
+
+def test_imports_run_one_way_inside_the_server():
+    for layer in DIRECTION:
+        assert [m for m in modules(ROOT, "rm_server") if within(m, layer)], f"no module {layer} in the tree"
+    bad = direction_violations(ROOT, DIRECTION)
+    assert not bad, "\n".join(bad)
+
+
+def test_routes_write_with_consequences_only_through_services():
+    writes = audited_writes(ROOT)
+    assert len(writes) >= 20 and len({table for table, _ in writes}) >= 8, sorted(writes)
+    bad = writes_in_routes(ROOT)
+    assert not bad, "\n".join(bad)
+
+
+def test_schedule_sets_are_built_in_one_place():
+    # a schedule change, a fleet policy and a hello all send through send_schedule_sets
+    assert frame_builders(ROOT, "schedule.set") == ["rm_server/services/schedules.py"]
 
 
 @pytest.mark.parametrize("package", ACYCLIC)
@@ -221,3 +310,64 @@ def test_probe_import_cycle_is_caught(tmp_path):
     assert import_cycles(root, "rm_server") == [["rm_server.keys", "rm_server.services", "rm_server.ws.hub"]]
     (root / "rm_server/services.py").write_text("")
     assert import_cycles(root, "rm_server") == []
+
+
+def test_probe_wrong_direction_is_caught(tmp_path):
+    root = plant(tmp_path, {
+        "rm_server/__init__.py": "",
+        "rm_server/keys.py": "from rm_server.store import Store\nfrom rm_server.services.jobs import JobService\n",
+        "rm_server/store/__init__.py": "from rm_server.store.hosts import Hosts\n",
+        "rm_server/store/hosts.py": "from rm_server.services.jobs import JobService\n",
+        "rm_server/store/jobs.py": "from rm_server import keys\n",
+        "rm_server/services/__init__.py": "",
+        "rm_server/services/jobs.py": "from rm_server.store import Store\nfrom rm_server.ws.agent_hub import AgentHub\n",
+        "rm_server/services/hosts.py": "from rm_server.keys import STORE\nfrom ..api.common import reply\n",
+        "rm_server/ws/__init__.py": "",
+        "rm_server/ws/agent_hub.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                    "    from rm_server.services.jobs import JobService\n",
+        "rm_server/ws/event_hub.py": "from rm_core import protocol\n",
+        "rm_server/ws/agents.py": "from rm_server.services.jobs import JobService\nfrom rm_server.keys import JOBS\n",
+    })
+    assert direction_violations(root, DIRECTION) == [
+        "rm_server/services/hosts.py imports ['rm_server.api', 'rm_server.keys']",
+        "rm_server/store/hosts.py imports ['rm_server.services']",
+        "rm_server/store/jobs.py imports ['rm_server.keys']",
+        "rm_server/ws/agent_hub.py imports ['rm_server.services']",
+    ]
+
+
+def test_probe_a_second_frame_builder_is_caught(tmp_path):
+    root = plant(tmp_path, {
+        "rm_server/__init__.py": '"""Sends `schedule.set` frames."""\n',
+        "rm_server/a.py": "FRAME = 'schedule.set'\n",
+        "rm_server/b.py": "def f(p, x):\n    return p.encode_raw('schedule.set', x)\n",
+        "rm_server/c.py": "def f(p, x):\n    return p.encode_raw('schedule.ack', x)\n",
+    })
+    assert frame_builders(root, "schedule.set") == ["rm_server/a.py", "rm_server/b.py"]
+
+
+def test_probe_audited_write_in_a_route_is_caught(tmp_path):
+    root = plant(tmp_path, {
+        "rm_server/__init__.py": "",
+        "rm_server/store/__init__.py": "",
+        "rm_server/store/hosts.py": (
+            "class Hosts(Table):\n"
+            "    async def get(self, host_id):\n        return await self.db.fetchone('SELECT 1')\n"
+            "    async def touch(self, host_id):\n        async with self.tx() as tx:\n            pass\n"
+            "    async def rename(self, actor, host_id, name):\n        async with self.tx() as tx:\n"
+            "            await tx.audit(actor, 'host.rename', host_id)\n"),
+        "rm_server/api/__init__.py": "",
+        "rm_server/api/hosts.py": ("async def a(request):\n    await request.app[STORE].hosts.get('h')\n"
+                                   "    await request.app[STORE].hosts.touch('h')\n"
+                                   "    await request.app[HOSTS].rename(actor, 'h', 'n')\n"
+                                   "    await request.app[STORE].hosts.rename(actor, 'h', 'n')\n"),
+        "rm_server/ws/__init__.py": "",
+        "rm_server/ws/events.py": "async def b(store):\n    await store.hosts.rename(None, 'h', 'n')\n",
+        "rm_server/services/__init__.py": "",
+        "rm_server/services/hosts.py": "async def c(store):\n    await store.hosts.rename(None, 'h', 'n')\n",
+    })
+    assert audited_writes(root) == {("hosts", "rename")}
+    assert writes_in_routes(root) == [
+        "rm_server/api/hosts.py:5 calls store.hosts.rename()",
+        "rm_server/ws/events.py:2 calls store.hosts.rename()",
+    ]
