@@ -1,4 +1,4 @@
-"""REST request and response models shared by the server and the TUI (DESIGN.md §3)."""
+"""REST request and response models shared by the server and the TUI (docs/api.md)."""
 
 from __future__ import annotations
 

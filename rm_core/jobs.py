@@ -1,4 +1,4 @@
-"""REST models of jobs: what starting one accepts (DESIGN.md §3), a job as the API shows it,
+"""REST models of jobs: what starting one accepts (docs/api.md, POST /api/v1/hosts/{id}/jobs), a job as the API shows it,
 and pages of its stored log. Shared by the server and the console."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The agent <-> server WebSocket protocol (DESIGN.md §4).
+"""The agent <-> server WebSocket protocol (docs/protocol.md).
 
 Every frame is an envelope `{type, id, ref, ts, payload}`. Each message type has one
 payload model; `parse_agent_message` / `parse_server_message` validate a raw frame into

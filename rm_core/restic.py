@@ -1,4 +1,4 @@
-"""Pure restic helpers shared by agent and server (see shared RESTIC.md).
+"""Pure restic helpers shared by agent and server (what restic does: docs/restic.md).
 
 Nothing here runs a process: argument building, redaction, output parsing and exit-code
 classification, so both sides agree on what restic said.

@@ -31,7 +31,9 @@ CONVENTIONS = """## Conventions
 
 * Authentication: `Authorization: Bearer <token>`; an operator's token comes from
   `POST /api/v1/auth/login`, an agent's from `POST /api/v1/agents/enroll`. *Role* below is the
-  least role a route needs: viewer < operator < admin; `public` needs no token.
+  least role a route needs: viewer < operator < admin; `public` needs no token. A viewer reads
+  everything and changes nothing; an operator does everything except managing operators and
+  server settings; an admin does all.
 * Request bodies are JSON objects; a field not listed is an error that names it. In a shape,
   `field?` may be left out; `T | null` accepts null.
 * Every failure is `{"error": {"code", "message", "details"}}` with the status listed under the

@@ -1,4 +1,4 @@
-"""rm-tui: the operator console (DESIGN.md §2, §8)."""
+"""rm-tui: the operator console; its flags, screens and keys are in docs/tui.md."""
 
 from __future__ import annotations
 

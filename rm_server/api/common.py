@@ -107,7 +107,8 @@ def actor(request: web.Request) -> Actor:
 
 
 def job_accepted(job: BaseModel) -> web.Response:
-    """202 for a job an action started. DESIGN.md writes the reply as `{job}`: it is the job
-    itself, with the same job also under "job", so both readings of that shorthand hold."""
+    """202 for a job an action started. The protocol writes the reply as `{job}`: it is the job
+    itself, with the same job also under "job", so both readings of that shorthand hold
+    (docs/architecture.md, "Decisions the protocol leaves open")."""
     fields = job.model_dump(mode="json")
     return reply({**fields, "job": fields}, 202)

@@ -19,7 +19,7 @@ DOC_ATTR = "__rm_doc__"
 
 @dataclass(frozen=True)
 class Listing:
-    """A collection reply: `{"<key>": [model, ...]}` (DESIGN.md §3)."""
+    """A collection reply: `{"<key>": [model, ...]}` (docs/api.md, Conventions)."""
 
     key: str
     model: type[BaseModel]

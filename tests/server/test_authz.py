@@ -1,4 +1,5 @@
-"""Every route, every role: who may call what. The table is the contract (DESIGN.md §3)."""
+"""Every route, every role: who may call what. The table is the contract: each
+route's role as docs/api.md lists it, and what each role may do (api.md, Conventions)."""
 
 import pytest
 

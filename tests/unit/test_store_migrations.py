@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from rm_server.store import SchemaTooNew, Store
+from rm_server.store import SYSTEM, SchemaTooNew, Store
 from rm_server.store.db import migrations
 
 
@@ -18,9 +18,21 @@ async def test_fresh_database_is_migrated_with_foreign_keys_and_wal(tmp_path):
 
 
 async def test_reopen_is_a_no_op(tmp_path):
+    # A second open migrates nothing: same version, same schema, the data still there.
+    seen = []
     for _ in range(2):
         store = await Store.open(tmp_path / "s.db")
-        await store.close()
+        try:
+            if not seen:
+                await store.settings.set(SYSTEM, "webhook_url", "https://hooks.example/x")
+            version = (await store.db.fetchone("PRAGMA user_version"))[0]
+            schema = [tuple(r) for r in await store.db.fetchall("SELECT type, name, sql FROM sqlite_master ORDER BY name")]
+            seen.append((version, schema, await store.settings.get("webhook_url")))
+        finally:
+            await store.close()
+    assert seen[0][0] == len(migrations()) and len(seen[0][1]) > 10
+    assert seen[1] == seen[0]
+    assert seen[1][2] == "https://hooks.example/x"
 
 
 async def test_refuses_newer_database(tmp_path):
