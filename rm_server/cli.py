@@ -23,6 +23,7 @@ from rm_server.cli_admin import host, operator
 from rm_server.config import ServerConfig
 from rm_server.heap import fix_malloc_thresholds, tune_collector
 from rm_server.loop import ServerLoop
+from rm_server.startup import BACKLOG, database_error, fail, listen_sockets, why
 from rm_server.store import SchemaTooNew, Store
 
 DATA_DIR = click.option(
@@ -53,7 +54,10 @@ def main() -> None:
 
 
 @main.command()
-@DATA_DIR
+# Not click's own directory check: a data dir that is a file is one line like any other
+# reason the server cannot start (startup.py), not a usage error.
+@click.option("--data-dir", type=click.Path(path_type=Path), default=data_dir_default,
+              show_default="$RM_DATA_DIR or ~/.local/share/restic-manager", help="Where the database and keys live.")
 @click.option("--listen", default="127.0.0.1:8950", show_default=True, help="HOST:PORT to listen on (port 0: any).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
@@ -85,45 +89,60 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
             f"refusing plain HTTP on {host}: agents' tokens would cross the network in clear. "
             "Use --self-signed or --tls-cert/--tls-key, or --insecure-http if a proxy terminates TLS."
         )
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ssl_ctx, fingerprint = None, None
-    if self_signed:
-        # Hosts' curl checks the name in the URL against the certificate: name the public one too.
-        names = [host, socket.gethostname()] + [n for n in [urlsplit(public_url or "").hostname] if n]
-        tls_cert, tls_key = ensure_self_signed(data_dir, names)
-    if tls_cert and tls_key:
-        ssl_ctx = server_context(tls_cert, tls_key)
-        fingerprint = fingerprint_pem(tls_cert.read_bytes())
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    cap = max_agents or max(16, soft - 500)
     proxies = set()
     for value in trusted_proxies:
         try:
             proxies.add(str(ipaddress.ip_address(value)))
         except ValueError:
             raise click.BadParameter(f"{value!r} is not an IP address", param_hint="--trusted-proxy") from None
+    try:
+        if data_dir.exists() and not data_dir.is_dir():
+            fail(f"cannot use data directory {data_dir}", "it is not a directory")
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        fail(f"cannot use data directory {data_dir}", exc)
+    ssl_ctx, fingerprint = None, None
+    try:
+        if self_signed:
+            # Hosts' curl checks the name in the URL against the certificate: name the public one too.
+            names = [host, socket.gethostname()] + [n for n in [urlsplit(public_url or "").hostname] if n]
+            tls_cert, tls_key = ensure_self_signed(data_dir, names)
+        if tls_cert and tls_key:
+            ssl_ctx = server_context(tls_cert, tls_key)
+            fingerprint = fingerprint_pem(tls_cert.read_bytes())
+    except Exception as exc:
+        fail(f"cannot use TLS certificate {tls_cert} and key {tls_key}", exc)
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = max_agents or max(16, soft - 500)
     config = ServerConfig(data_dir=data_dir, tls_fingerprint=fingerprint, max_agent_connections=cap,
                           self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None,
                           public_metrics=public_metrics, trusted_proxies=frozenset(proxies))
-    with asyncio.Runner(loop_factory=ServerLoop) as runner:  # operators before agents (loop.py)
-        runner.run(_serve(config, host, port, ssl_ctx, public_url))
+    # Listening first: a port in use is said before anything touches the database.
+    try:
+        socks = listen_sockets(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {listen}", exc.strerror or why(exc))
+    try:
+        with asyncio.Runner(loop_factory=ServerLoop) as runner:  # operators before agents (loop.py)
+            runner.run(_serve(config, socks, host, ssl_ctx, public_url))
+    except Exception as exc:  # a failure after listening: still one line and a non-zero exit
+        fail("stopped", exc)
 
 
-async def _serve(config: ServerConfig, host: str, port: int, ssl_ctx, public_url: str | None) -> None:
+async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ssl_ctx,
+                 public_url: str | None) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     try:
         await runner.setup()
-    except SchemaTooNew as exc:
-        raise SystemExit(f"rm-server: {exc}") from None
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, backlog=4096, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise SystemExit(f"rm-server: cannot listen on {host}:{port}: {exc.strerror}") from None
+        for sock in socks:
+            await web.SockSite(runner, sock, ssl_context=ssl_ctx, backlog=BACKLOG).start()
+    except Exception as exc:
+        if database_error(exc) is not None:
+            fail(f"cannot open the database {config.db_path}", exc)
+        fail(f"cannot start from {config.data_dir}", exc)
     bound = runner.addresses[0][1]
     scheme = "https" if ssl_ctx else "http"
     shown = f"[{host}]" if ":" in host else host
