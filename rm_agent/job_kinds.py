@@ -22,7 +22,12 @@ KindHandler = Callable[[JobRun], Awaitable[JobResult]]
 async def init(run: JobRun) -> JobResult:
     res = await run.restic(["init"])
     if res.exit_code != 0 and R.classify_error_text(res.stderr) == R.ERR_ALREADY_INITIALISED:
-        run.note("repository already initialised; nothing to do")
+        # restic init says "already exists" whatever the password: reading the config needs
+        # a key, so a mistyped password fails here rather than at the first backup.
+        opened = await run.restic(["cat", "config"], capture=True, log_stdout=False)
+        if opened.exit_code != 0:
+            return run.outcome(opened)
+        run.note("repository already initialised and the password opens it; nothing to do")
         return JobResult(JobState.succeeded, res.exit_code, {"already_initialised": True})
     return run.outcome(res, {"already_initialised": False} if res.exit_code == 0 else None)
 

@@ -112,8 +112,7 @@ class QueryRunner:
             # credentials came with this query only and are not kept
             creds = getattr(params, "repo", None) or self.credentials(CredentialSlot.repo)
             if creds is None or not creds.password:
-                raise QueryFailed(q.ERR_NO_REPOSITORY, "no repository configured for this host; set it with "
-                                                       "PUT /hosts/{id}/repo")
+                raise QueryFailed(q.ERR_NO_REPOSITORY, R.NO_REPOSITORY)
             bw = self.bandwidth()
             ctx = ResticContext(binary=self.restic_binary, creds=creds, tmp_dir=self.tmp_dir,
                                 download_kbps=bw.download_kbps, cache_dir=self.cache_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from rm_core.protocol import RepoCredentials
-from rm_core.restic import parse_version
+from rm_core.restic import NO_PASSWORD, parse_version
 from rm_core.urls import repository_url
 
 LineHandler = Callable[[str], None]
@@ -82,7 +82,7 @@ async def run_restic(
 ) -> RunResult:
     """Run `restic <global flags> <args>`; secrets go through env and a 0600 file only."""
     if not ctx.creds.password:
-        raise MissingCredentials("the repository has no password; set it with PUT /hosts/{id}/repo")
+        raise MissingCredentials(NO_PASSWORD)
     ctx.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, pw_path = tempfile.mkstemp(prefix="restic-pw-", dir=ctx.tmp_dir)
     try:

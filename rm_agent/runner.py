@@ -151,12 +151,8 @@ class Runner:
         if creds is None:
             self._start(job)
             if job.kind == JobKind.prune:
-                return JobResult(
-                    JobState.failed,
-                    error="prune needs the admin credentials slot; set them with "
-                    "PUT /hosts/{id}/repo/admin-credentials",
-                )
-            return JobResult(JobState.failed, error="no repository configured for this host; set it with PUT /hosts/{id}/repo")
+                return JobResult(JobState.failed, error=R.NO_ADMIN_CREDENTIALS)
+            return JobResult(JobState.failed, error=R.NO_REPOSITORY)
         job.secrets = [s for s in (creds.password, creds.rest_password) if s]
         # one restic at a time per repository, whichever credentials (endpoint) a job uses
         repo_creds = creds if job.params.get("repo") else (self.credentials(CredentialSlot.repo) or creds)

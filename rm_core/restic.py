@@ -315,10 +315,20 @@ _TEXT_ERRORS = (
     ("config file already exists", ERR_ALREADY_INITIALISED),
 )
 
+# What an operator does about a missing setup, said the way they work: the console key on
+# the host screen first, the REST call after ({id} is the host's id).
+ADVICE_INIT = 'press i on the host in the console to initialise it (or POST /api/v1/hosts/{id}/jobs {"kind": "init"})'
+ADVICE_REPO = "press p on the host in the console (or PUT /api/v1/hosts/{id}/repo)"
+ADVICE_ADMIN = "press a on the host in the console (or PUT /api/v1/hosts/{id}/repo/admin-credentials)"
+NO_REPOSITORY = f"no repository configured for this host: {ADVICE_REPO}"
+NO_PASSWORD = f"the repository has no password: {ADVICE_REPO}"
+NO_ADMIN_CREDENTIALS = f"prune needs the admin credentials: {ADVICE_ADMIN}"
+
 _MESSAGES = {
     ERR_WRONG_PASSWORD: "wrong repository password (restic: wrong password or no key found)",
     ERR_LOCKED: "repository is locked by another restic process; run unlock if it is stale",
-    ERR_REPO_MISSING: "no restic repository at the configured location; run init first",
+    ERR_REPO_MISSING: f"no restic repository at the configured location: {ADVICE_INIT}; a wrong location is "
+                      "corrected with p (PUT /api/v1/hosts/{id}/repo), which runs init by itself",
     ERR_INTERRUPTED: "restic was interrupted",
     ERR_ALREADY_INITIALISED: "repository already initialised",
 }

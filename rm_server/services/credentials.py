@@ -82,7 +82,7 @@ class CredentialService:
     # ------------------------------------------------------------ operator changes
 
     async def put(self, actor: Actor, host_id: str, slot: CredentialSlot, body: RepoBody) -> RepoPutResponse:
-        """Store credentials, tell the agent, and initialise a fresh repository."""
+        """Store credentials, tell the agent, and initialise the repository they name."""
         await self.store.hosts.get(host_id)
         password, htpasswd, rest_password = body.password, None, body.rest_password
         if body.generate_password:
@@ -96,7 +96,7 @@ class CredentialService:
                                                             rest_user=body.rest_user, rest_password=rest_password))
         await self.push_config(host_id)
         if slot == CredentialSlot.repo:
-            await self.jobs.auto_init(host_id)
+            await self.jobs.init_changed_repository(host_id)
         info = await self.info(host_id, slot)
         # A generated password is shown this once; the htpasswd line goes into the REST server.
         return RepoPutResponse(**info.model_dump(), password=password if body.generate_password else None,

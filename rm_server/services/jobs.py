@@ -130,6 +130,15 @@ class JobService:
             return
         await self.create(SYSTEM, [NewJob(host_id, JobKind.init, ActorKind.system)])
 
+    async def init_changed_repository(self, host_id: str) -> None:
+        """The repository credentials changed: initialise what they now name. After a mistyped
+        URL the first init failed, and nothing else would ever run one; on an existing
+        repository init only checks the password opens it. One init still waiting to be sent
+        is enough: the agent runs it with the credentials it holds by then."""
+        if await self.store.jobs.list(host_id=host_id, kind=JobKind.init, state=JobState.queued, limit=1):
+            return
+        await self.create(SYSTEM, [NewJob(host_id, JobKind.init, ActorKind.system)])
+
     async def cancel(self, actor: Actor, job_id: str) -> Job:
         job = await self.store.jobs.get(job_id)
         if job.state.terminal:

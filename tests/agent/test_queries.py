@@ -203,7 +203,7 @@ async def test_no_repository(tmp_path: Path, restic: Restic) -> None:
     runner = runner_for(tmp_path, restic, None, frames)
     err = await ask(runner, frames, q.KIND_LS, snapshot_id="abcdef12", path="/")
     assert isinstance(err, QueryError) and err.code == q.ERR_NO_REPOSITORY
-    assert "PUT /hosts/{id}/repo" in err.message
+    assert "press p on the host" in err.message
 
 
 def test_the_agent_answers_an_unknown_frame_type_with_error() -> None:

@@ -270,7 +270,7 @@ async def test_lifecycle_errors_and_restore(tmp_path: Path, restic: Restic, back
     assert res.exit_code == (12 if restic.new else 1)
     missing = make_runner(tmp_path, rec, restic, {CredentialSlot.repo: backend.creds("backup/nothing/")})
     _, res = await run_job(missing, rec, JobKind.check)
-    assert res.state == JobState.failed and "run init first" in res.error, res
+    assert res.state == JobState.failed and R.ADVICE_INIT in res.error, res
     assert res.exit_code == (10 if restic.new else 1)
 
     # locked: a live restic (backup --stdin waiting on a pipe) holds the lock

@@ -59,6 +59,11 @@ async def test_init_new_and_existing(tmp_path: Path, recorder: Recorder) -> None
     jid, res = await run_job(runner, recorder, JobKind.init)
     assert res.state == JobState.succeeded and res.summary == {"already_initialised": True}
     assert "already initialised" in recorder.text(jid)
+    # The server runs init after every repository change: on an existing repository a
+    # password that does not open it fails the init, not the first backup hours later.
+    runner = make_runner(tmp_path, recorder, {CredentialSlot.repo: creds_for(repo, password="mistyped")})
+    jid, res = await run_job(runner, recorder, JobKind.init)
+    assert res.state == JobState.failed and "wrong repository password" in res.error, res
 
 
 async def test_backup_succeeds_with_summary_snapshot_and_reports(tmp_path: Path, recorder: Recorder, repo: Path, source: Path) -> None:
@@ -122,7 +127,23 @@ async def test_wrong_password_and_missing_repo_are_told_apart(tmp_path: Path, re
     assert res.state == JobState.failed and "wrong repository password" in res.error
     runner = make_runner(tmp_path, recorder, {CredentialSlot.repo: creds_for(tmp_path / "nothing-here")})
     _, res = await run_job(runner, recorder, JobKind.check)
-    assert res.state == JobState.failed and "run init first" in res.error
+    assert res.state == JobState.failed and R.ADVICE_INIT in res.error
+
+
+async def test_missing_setup_names_the_console_key_and_the_rest_call(tmp_path: Path, recorder: Recorder,
+                                                                     repo: Path) -> None:
+    """What an operator must do is said the way they work: the console key first, REST after."""
+    _, res = await run_job(make_runner(tmp_path, recorder, {}), recorder, JobKind.backup)
+    assert res.error == "no repository configured for this host: press p on the host in the console " \
+                        "(or PUT /api/v1/hosts/{id}/repo)", res
+    runner = make_runner(tmp_path, recorder, {CredentialSlot.repo: creds_for(repo)})
+    _, res = await run_job(runner, recorder, JobKind.prune)
+    assert res.error == "prune needs the admin credentials: press a on the host in the console " \
+                        "(or PUT /api/v1/hosts/{id}/repo/admin-credentials)", res
+    runner = make_runner(tmp_path, recorder, {CredentialSlot.repo: creds_for(tmp_path / "nothing-here")})
+    _, res = await run_job(runner, recorder, JobKind.snapshots)
+    assert res.error.startswith("no restic repository at the configured location: press i on the host in the "
+                                'console to initialise it (or POST /api/v1/hosts/{id}/jobs {"kind": "init"})'), res
 
 
 async def test_locked_repo_is_reported_and_unlock_clears_stale_lock(tmp_path: Path, recorder: Recorder, repo: Path) -> None:
@@ -265,5 +286,5 @@ async def test_hooks_only_when_allowed(tmp_path: Path, recorder: Recorder, repo:
 async def test_missing_credentials_fail_clearly(tmp_path: Path, recorder: Recorder) -> None:
     runner = make_runner(tmp_path, recorder, {})
     jid, res = await run_job(runner, recorder, JobKind.backup, {"source_group": {"id": "g", "name": "g", "tag": "t", "includes": ["/x"]}})
-    assert res.state == JobState.failed and "PUT /hosts/{id}/repo" in res.error
+    assert res.state == JobState.failed and "press p on the host" in res.error
     assert [j.job_id for j in recorder.started_jobs] == [jid]  # started, then finished: the server sees both

@@ -153,6 +153,32 @@ async def test_auto_init_dispatched_once_when_credentials_came_first(server):
     assert [e.type for e in agent.received].count("command.run") == 1
 
 
+async def test_every_repository_change_inits_once_however_often_it_changes_offline(server):
+    """A corrected URL gets its own init (the first one may have failed on a typo); two
+    corrections while the host is offline leave one init waiting, sent at reconnect."""
+    host_id, token = await server.enroll()
+    agent = TestAgent(server, token)
+    await agent.connect()
+    await server.call("PUT", f"/hosts/{host_id}/repo", json={"url": "/srv/restic/wbe-1", "password": REPO_PASSWORD})
+    first = await agent.expect("command.run")
+    await agent.send(p.JobStarted(job_id=first.payload.job_id, started_at=server.clock.now, kind="init"))
+    await agent.send(p.JobFinished(job_id=first.payload.job_id, seq=2, state="failed", exit_code=1))
+    await agent.close()
+    await wait_for(lambda: host_id not in server.hub.connections, what="disconnect")
+    for url in ("/srv/restic/web-l", "/srv/restic/web-1"):
+        status, body = await server.call("PUT", f"/hosts/{host_id}/repo", role="operator",
+                                         json={"url": url, "generate_password": True})
+        assert status == 200, body
+    _, jobs = await server.call("GET", "/jobs", params={"host_id": host_id, "kind": "init"})
+    assert [j["state"] for j in jobs["jobs"]] == ["queued", "failed"], jobs
+    again = TestAgent(server, token)
+    await again.connect()
+    run = await again.expect("command.run")
+    assert run.payload.kind == "init" and run.payload.job_id == jobs["jobs"][0]["id"]
+    update = [e for e in again.received if e.type == "config.update"][-1]
+    assert update.payload.credentials[0].url == "/srv/restic/web-1"
+
+
 async def test_bandwidth_pushes_config_update(server):
     host_id, agent = await online_host(server)
     status, body = await server.call("PUT", f"/hosts/{host_id}/bandwidth", role="operator",
