@@ -9,6 +9,7 @@ import os
 import platform
 import signal
 import socket
+from typing import Any
 from pathlib import Path
 
 import aiohttp
@@ -45,7 +46,7 @@ def version() -> None:
     click.echo(f"rm-agent {__version__} (protocol {PROTOCOL_VERSION})")
 
 
-async def _enroll(server: str, token: str, fingerprint: str | None) -> dict:
+async def _enroll(server: str, token: str, fingerprint: str | None) -> dict[str, Any]:
     body = {"token": token, "hostname": socket.gethostname(), "os": platform.system().lower(),
             "arch": platform.machine(), "agent_version": __version__}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
@@ -147,7 +148,7 @@ def status(config_path: Path | None, as_json: bool) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     db = state_dir(path) / "state.db"
-    info: dict = {"host_id": config.host_id, "server_url": config.server_url, "state": "never started",
+    info: dict[str, Any] = {"host_id": config.host_id, "server_url": config.server_url, "state": "never started",
                   "applied_schedule_version": 0, "running_jobs": [], "outbox_depth": 0}
     if db.exists():
         ob = Outbox(db, readonly=True)

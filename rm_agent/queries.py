@@ -81,7 +81,7 @@ class QueryRunner:
         self.credentials = credentials
         self.bandwidth = bandwidth
         self.cache_dir = cache_dir
-        self.tasks: Dict[str, asyncio.Task] = {}
+        self.tasks: Dict[str, asyncio.Task[None]] = {}
 
     def handle(self, query: Query) -> None:
         """Start answering `query` (a repeated query id is ignored: it is being answered)."""

@@ -182,7 +182,7 @@ async def _spawn(
     return RunResult(proc.returncode, "\n".join(out_buf), "\n".join(err_buf[-200:]), cancelled, timed_out)
 
 
-async def _interrupt(proc: asyncio.subprocess.Process, waiter: asyncio.Future, grace: float) -> None:
+async def _interrupt(proc: asyncio.subprocess.Process, waiter: asyncio.Future[int], grace: float) -> None:
     """SIGINT, wait up to `grace` seconds for restic to clean up, then SIGKILL."""
     with suppress(ProcessLookupError):
         proc.send_signal(signal.SIGINT)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from rm_agent.job_run import JobRun
 from rm_agent.jobs import JobFailed, JobResult
@@ -31,7 +31,7 @@ def _verified_count(lines: List[str]) -> Optional[int]:
     return None
 
 
-def _logged(run: JobRun, keep: List[str]):
+def _logged(run: JobRun, keep: List[str]) -> Callable[[str], None]:
     log_line = run.line("stdout")
 
     def on_stdout(line: str) -> None:

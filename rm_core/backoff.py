@@ -23,6 +23,6 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** self.attempt))
+        ceiling = min(self.cap, self.base * 2.0 ** self.attempt)
         self.attempt = min(self.attempt + 1, self.MAX_ATTEMPT)
         return ceiling / 2 + self.rng() * ceiling / 2

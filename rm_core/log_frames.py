@@ -67,7 +67,8 @@ def _line(item: Any, stamps: set[str]) -> Optional[WireLine]:
         return None
     seq, ts, text = item.get("seq"), item.get("ts"), item.get("text")
     stream = item.get("stream", "stdout")
-    if type(seq) is not int or not 1 <= seq <= INT64_MAX or type(text) is not str or stream not in STREAMS:
+    if (type(seq) is not int or not 1 <= seq <= INT64_MAX or type(text) is not str or type(ts) is not str
+            or stream not in STREAMS):
         return None
     if ts not in stamps:  # a batch mostly shares a few timestamps: check each spelling once
         if not _timestamp_ok(ts):

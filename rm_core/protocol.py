@@ -296,14 +296,17 @@ def _envelope_class(name: str, model: type[Payload]) -> type[Envelope]:
 
 _AGENT_ENVELOPES = [_envelope_class(n, m) for n, m in AGENT_TO_SERVER.items()]
 _SERVER_ENVELOPES = [_envelope_class(n, m) for n, m in SERVER_TO_AGENT.items()]
-AgentMessage = Annotated[Union[tuple(_AGENT_ENVELOPES)], Field(discriminator="type")]  # type: ignore[valid-type]
-ServerMessage = Annotated[Union[tuple(_SERVER_ENVELOPES)], Field(discriminator="type")]  # type: ignore[valid-type]
 
 
 @functools.cache
 def _adapter(direction: str) -> TypeAdapter[Envelope]:
-    """Built on first use: the server needs only the agent direction, the agent the other."""
-    return TypeAdapter(AgentMessage if direction == "agent" else ServerMessage)
+    """Built on first use: the server needs only the agent direction, the agent the other.
+
+    The union of one envelope class per message type is built at run time from the tables
+    above; a type checker cannot see its members, so it is typed as what it validates to."""
+    envelopes = _AGENT_ENVELOPES if direction == "agent" else _SERVER_ENVELOPES
+    union: Any = Annotated[Union[tuple(envelopes)], Field(discriminator="type")]
+    return TypeAdapter(union)
 
 
 class UnknownMessageType(ValueError):

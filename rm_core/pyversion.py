@@ -13,7 +13,7 @@ AGENT_MINIMUM = (3, 9)
 SERVER_MINIMUM = (3, 11)
 
 
-def require_python(program: str, minimum: tuple[int, int], version: tuple[int, ...] = tuple(sys.version_info)) -> None:
+def require_python(program: str, minimum: tuple[int, int], version: tuple[int, ...] = sys.version_info[:3]) -> None:
     """Exit with a clear message when this interpreter is older than `minimum`."""
     if tuple(version[:2]) < minimum:
         need = ".".join(map(str, minimum))

@@ -99,7 +99,7 @@ class ForgetPreviewParams(Params):
     retention: Retention
 
 
-PARAMS: Dict[str, type] = {KIND_LS: LsParams, KIND_DIFF: DiffParams, KIND_FORGET_PREVIEW: ForgetPreviewParams}
+PARAMS: Dict[str, type[BaseModel]] = {KIND_LS: LsParams, KIND_DIFF: DiffParams, KIND_FORGET_PREVIEW: ForgetPreviewParams}
 
 
 # ---------------------------------------------------------------- answers (items + REST shapes)
