@@ -80,7 +80,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
-def _metrics_token(path) -> str:
+def _metrics_token(path: Path) -> str:
     """The bearer token a Prometheus scraper reads from this 0600 file (bearer_token_file)."""
     token = path.read_text().strip() if path.exists() else ""
     if not token:
@@ -137,16 +137,13 @@ async def _close_sockets(app: web.Application) -> None:
     await app[EVENTS].close_all()
 
 
-def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> Callable[[], Awaitable[None]]:
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await job()
-            except Exception:
-                log.exception("%s failed; trying again in %.0f s", name, seconds)
-
-    return loop
+async def _every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed; trying again in %.0f s", name, seconds)
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -155,9 +152,9 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(watch_loop_lag(app[METRICS].lag))]
     if cfg.run_background:
         tasks.append(asyncio.create_task(keep_heap_frozen()))
-        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[HOSTS].sweep, "sweeper")()))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[MAINTAINER].tick, "maintenance")()))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[DRILLS].tick, "drills")()))
+        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[HOSTS].sweep, "sweeper")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[MAINTAINER].tick, "maintenance")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[DRILLS].tick, "drills")))
     yield
     for task in tasks:
         task.cancel()

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -131,7 +132,7 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
         fail("stopped", exc)
 
 
-async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ssl_ctx,
+async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ssl_ctx: ssl.SSLContext | None,
                  public_url: str | None) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)

@@ -13,7 +13,7 @@ from typing import TypeVar
 import click
 from pydantic import ValidationError
 
-from rm_core.api import OperatorCreate
+from rm_core.api import Operator, OperatorCreate
 from rm_core.enums import Role
 from rm_server.app import data_dir_default
 from rm_server.security import hash_password
@@ -67,7 +67,7 @@ def _check(name: str, password: str, role: Role) -> None:
         raise click.UsageError(problems) from None
 
 
-async def _find(store: Store, name: str):
+async def _find(store: Store, name: str) -> Operator:
     for op in await store.operators.list():
         if op.username == name:
             return op
@@ -119,7 +119,7 @@ def operator_passwd(name: str, data_dir: Path, password: str | None) -> None:
     """Set an operator's password (signs their sessions out)."""
     password = _password(password)
 
-    async def job(store: Store):
+    async def job(store: Store) -> Operator:
         op = await _find(store, name)
         _check(name, password, op.role)
         return await store.operators.update(_actor(), op.id, role=None, password_hash=hash_password(password),
@@ -136,7 +136,7 @@ def operator_passwd(name: str, data_dir: Path, password: str | None) -> None:
 def operator_disable(name: str, enable: bool, data_dir: Path) -> None:
     """Disable an operator (signs them out) or, with --enable, enable them again."""
 
-    async def job(store: Store):
+    async def job(store: Store) -> Operator:
         op = await _find(store, name)
         return await store.operators.update(_actor(), op.id, role=None, password_hash=None, disabled=not enable)
 
@@ -150,7 +150,7 @@ def operator_disable(name: str, enable: bool, data_dir: Path) -> None:
 def operator_remove(name: str, data_dir: Path) -> None:
     """Delete an operator account."""
 
-    async def job(store: Store):
+    async def job(store: Store) -> None:
         op = await _find(store, name)
         await store.operators.delete(_actor(), op.id)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from rm_core.enums import Role
@@ -25,7 +27,7 @@ _HTTP_CODES = {
 }
 
 
-def _name_fields(message: str, details: dict) -> dict:
+def _name_fields(message: str, details: dict[str, Any]) -> dict[str, Any]:
     """A 400 names the bad field both ways, `field` and `fields[]`, whichever rule caught it."""
     details = dict(details)
     if "field" in details and "fields" not in details:
@@ -35,7 +37,7 @@ def _name_fields(message: str, details: dict) -> dict:
     return details
 
 
-def error_response(status: int, code: str, message: str, details: dict | None = None) -> web.Response:
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> web.Response:
     details = details or {}
     if status == 400:
         details = _name_fields(message, details)
@@ -47,7 +49,7 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     # Requests, not sockets (an agent's or a console's WebSocket lives for hours).
     counted = request.headers.get("Upgrade", "").lower() != "websocket"
@@ -96,7 +98,7 @@ def _bearer(request: web.Request) -> str | None:
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authenticate and check the route's role before the handler parses anything."""
     match = request.match_info
     if match.http_exception is not None:

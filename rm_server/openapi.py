@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -90,8 +91,13 @@ def _tag(handler: Any) -> tuple[str, str]:
     return name, " ".join(text.split())
 
 
-def _models(doc: RouteDoc) -> list[tuple[type[BaseModel], str]]:
-    found = []
+Mode = Literal["validation", "serialization"]
+# pydantic's $ref for each (model, mode) the document names
+Refs = Mapping[tuple[Any, Mode], dict[str, Any]]
+
+
+def _models(doc: RouteDoc) -> list[tuple[type[BaseModel], Mode]]:
+    found: list[tuple[type[BaseModel], Mode]] = []
     if doc.body is not None:
         found.append((doc.body, "validation"))
     reply = doc.reply
@@ -102,7 +108,7 @@ def _models(doc: RouteDoc) -> list[tuple[type[BaseModel], str]]:
     return found
 
 
-def _reply_schema(reply: Any, refs: dict) -> dict:
+def _reply_schema(reply: Any, refs: Refs) -> dict[str, Any]:
     if isinstance(reply, Listing):
         return {"type": "object", "required": [reply.key],
                 "properties": {reply.key: {"type": "array", "items": refs[(reply.model, "serialization")]}}}
@@ -114,7 +120,8 @@ def _reply_schema(reply: Any, refs: dict) -> dict:
     return refs[(reply, "serialization")]
 
 
-def _responses(doc: RouteDoc, role: Any, path: str, refs: dict) -> dict:
+def _responses(doc: RouteDoc, role: Any, path: str, refs: Refs) -> dict[str, Any]:
+    ok: dict[str, Any]
     if doc.websocket:
         ok = {"description": doc.summary + " (WebSocket upgrade; frames: docs/protocol.md)"}
         status = 101
@@ -129,7 +136,7 @@ def _responses(doc: RouteDoc, role: Any, path: str, refs: dict) -> dict:
         status = doc.status
     if doc.headers:
         ok["headers"] = {name: {"description": text, "schema": {"type": "string"}} for name, text in doc.headers.items()}
-    out = {str(status): ok}
+    out: dict[str, Any] = {str(status): ok}
     codes = set(doc.errors)
     if doc.body is not None or doc.query:
         codes.add(400)
@@ -146,7 +153,7 @@ def _responses(doc: RouteDoc, role: Any, path: str, refs: dict) -> dict:
     return out
 
 
-def _operation(method: str, path: str, handler: Any, refs: dict) -> dict:
+def _operation(method: str, path: str, handler: Any, refs: Refs) -> dict[str, Any]:
     doc = route_doc(handler)
     assert doc is not None
     role = effective_role(path, handler)
@@ -180,16 +187,17 @@ def _operation(method: str, path: str, handler: Any, refs: dict) -> dict:
 
 def build(app: web.Application) -> dict[str, Any]:
     """The whole document. Routes without a reference are left out (missing_docs names them)."""
-    routes = [(m, p, h) for m, p, h in real_routes(app) if route_doc(h) is not None]
-    wanted = list(dict.fromkeys([(ErrorBody, "serialization")] + [m for _, _, h in routes for m in _models(route_doc(h))]))
+    docs = [(m, p, h, doc) for m, p, h in real_routes(app) if (doc := route_doc(h)) is not None]
+    error: tuple[type[BaseModel], Mode] = (ErrorBody, "serialization")
+    wanted = list(dict.fromkeys([error] + [m for _, _, _, doc in docs for m in _models(doc)]))
     refs, defs = models_json_schema(wanted, ref_template=REF, schema_generator=_Schemas)
     schemas = dict(sorted(defs.get("$defs", {}).items()))
     error_ref = refs[(ErrorBody, "serialization")]
     schemas["Error"] = {"type": "object", "required": ["error"], "properties": {"error": error_ref},
                         "description": "The envelope of every failed answer."}
-    paths: dict[str, dict] = {}
+    paths: dict[str, dict[str, Any]] = {}
     tags: dict[str, str] = {}
-    for method, path, handler in routes:
+    for method, path, handler, _ in docs:
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, handler, refs)
         name, text = _tag(handler)
         tags.setdefault(name, text)

@@ -178,7 +178,7 @@ def _schema_section(name: str, schema: dict[str, Any]) -> list[str]:
 def render(doc: dict[str, Any]) -> str:
     """The whole of docs/api.md. Leaves the server version out so a release bump does not stale it."""
     schemas = doc["components"]["schemas"]
-    by_tag: dict[str, list[tuple[str, str, dict]]] = {t["name"]: [] for t in doc["tags"]}
+    by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {t["name"]: [] for t in doc["tags"]}
     for path, methods in doc["paths"].items():
         for method, op in methods.items():
             by_tag[op["tags"][0]].append((method, path, op))

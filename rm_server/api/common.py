@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from rm_server.errors import BadRequest
 from rm_server.store import Actor
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Enum)
 Handler = Callable[[web.Request], Any]
 
 ROLE_ATTR = "__rm_role__"
@@ -78,7 +80,7 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     return value
 
 
-def query_enum(request: web.Request, name: str, enum: type) -> Any:
+def query_enum(request: web.Request, name: str, enum: type[E]) -> E | None:
     raw = request.query.get(name)
     if not raw:
         return None
@@ -89,7 +91,7 @@ def query_enum(request: web.Request, name: str, enum: type) -> Any:
         raise BadRequest(f"query parameter {name!r} must be one of: {allowed}", {"field": name}) from None
 
 
-def reply(value: BaseModel | dict[str, Any] | list, status: int = 200) -> web.Response:
+def reply(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> web.Response:
     if isinstance(value, BaseModel):
         text = value.model_dump_json()
     else:

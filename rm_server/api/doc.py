@@ -41,7 +41,7 @@ class Raw:
 
 
 # A reply: a model, one of the shapes above, or an inline JSON schema for a tiny object.
-Shape = Union[type[BaseModel], Listing, Accepted, Raw, dict]
+Shape = Union[type[BaseModel], Listing, Accepted, Raw, dict[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ and run-now."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from rm_core.enums import ActorKind, JobKind, Role
@@ -18,7 +20,7 @@ routes = web.RouteTableDef()
 PATH = "/api/v1/hosts/{id}/source-groups/{sid}/drill"
 
 
-async def _drill(request: web.Request) -> dict:
+async def _drill(request: web.Request) -> dict[str, Any]:
     store, host_id, group_id = request.app[STORE], request.match_info["id"], request.match_info["sid"]
     policy = await store.drills.get(host_id, group_id)
     return {"source_group_id": group_id, **policy.model_dump(), "last": await store.drills.last(group_id)}

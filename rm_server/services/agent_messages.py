@@ -211,7 +211,8 @@ class AgentMessages:
     def _unknown_job(self, conn: AgentConnection, env: p.Envelope) -> None:
         conn.send(p.Error(code="unknown_job", message=f"job {env.payload.job_id} is not known for this host"), env.id)
 
-    async def _apply(self, conn: AgentConnection, env: p.Envelope, apply) -> Applied | None:
+    async def _apply(self, conn: AgentConnection, env: p.Envelope,
+                     apply: Callable[[], Awaitable[Applied]]) -> Applied | None:
         """Apply one durable job event and ack it; an event for a job the host does not own gets an error."""
         try:
             applied = await apply()

@@ -26,7 +26,7 @@ class GroupCommit(Generic[T, R]):
         # loop ~0.5 ms of wall time: for acks, fewer and larger batches are worth a few ms.
         self._linger = linger
         self._items: list[tuple[T, asyncio.Future[R]]] = []
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def submit_nowait(self, item: T, on_done: Callable[[R | None, BaseException | None], None]) -> None:
         """Queue an item without a waiter: `on_done(result, error)` runs when its batch is written.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import bcrypt
 
@@ -124,7 +125,7 @@ class CredentialService:
         sealed = await self.store.credentials.all_for_host(host_id)
         return self.config_from(host_id, bandwidth, sealed)
 
-    def config_from(self, host_id: str, bandwidth: dict, sealed: dict[str, bytes]) -> p.ConfigUpdate:
+    def config_from(self, host_id: str, bandwidth: dict[str, Any], sealed: dict[str, bytes]) -> p.ConfigUpdate:
         """The config.update for rows already read (hellos read many hosts' rows at once)."""
         opened = [self._open(host_id, slot, blob) for slot, blob in sealed.items()]
         return p.ConfigUpdate(bandwidth=p.Bandwidth(**bandwidth), credentials=[c for c in opened if c is not None])

@@ -37,7 +37,7 @@ class JobService:
         if body.source_group_id:
             await self.store.schedules.group(host_id, body.source_group_id)
         if body.from_host_id:
-            await self._check_cross_host(host_id, body)
+            await self._check_cross_host(host_id, body.kind, body.from_host_id)
         params = body.model_dump(exclude={"kind", "source_group_id"}, exclude_none=True, exclude_defaults=True)
         new = NewJob(host_id, body.kind, ActorKind.user, actor.id if actor.kind == "user" else None, None,
                      body.source_group_id, params)
@@ -50,16 +50,16 @@ class JobService:
         await self.dispatch(job)
         return await self.store.jobs.get(job.id)
 
-    async def _check_cross_host(self, host_id: str, body: JobBody) -> None:
+    async def _check_cross_host(self, host_id: str, kind: JobKind, from_host_id: str) -> None:
         """Restoring host A's snapshot onto this host: A must exist and have a repository."""
-        if body.kind != JobKind.restore:
+        if kind != JobKind.restore:
             raise BadRequest("from_host_id is only for a restore", {"field": "from_host_id"})
-        if body.from_host_id == host_id:
+        if from_host_id == host_id:
             raise BadRequest("from_host_id names the host itself; leave it out", {"field": "from_host_id"})
-        await self.store.hosts.get(body.from_host_id)
-        if not await self.store.credentials.get(body.from_host_id, CredentialSlot.repo.value):
-            raise ConflictError(f"host {body.from_host_id} has no repository credentials to restore from",
-                                {"from_host_id": body.from_host_id})
+        await self.store.hosts.get(from_host_id)
+        if not await self.store.credentials.get(from_host_id, CredentialSlot.repo.value):
+            raise ConflictError(f"host {from_host_id} has no repository credentials to restore from",
+                                {"from_host_id": from_host_id})
 
     async def create(self, actor: Actor, jobs: list[NewJob]) -> list[Job]:
         created = await self.store.jobs.create(actor, jobs)
@@ -78,7 +78,7 @@ class JobService:
         """Everything the agent needs to run the job, resolved at dispatch time."""
         params = dict(job.params)
         if job.kind == JobKind.backup:
-            group = await self.store.schedules.group(job.host_id, job.source_group_id)
+            group = await self.store.schedules.group(job.host_id, _group_of(job))
             params["source_group"] = p.SourceGroupSpec(**group.model_dump()).model_dump(mode="json")
         elif job.kind == JobKind.forget:
             groups = await self.store.schedules.groups(job.host_id)
@@ -87,7 +87,7 @@ class JobService:
             params["source_groups"] = [p.SourceGroupSpec(**g.model_dump()).model_dump(mode="json")
                                        for g in groups if not g.retention.is_empty()]
         elif job.kind == JobKind.drill:
-            group = await self.store.schedules.group(job.host_id, job.source_group_id)
+            group = await self.store.schedules.group(job.host_id, _group_of(job))
             policy = await self.store.drills.get(job.host_id, group.id)
             params["source_group"] = p.SourceGroupSpec(**group.model_dump()).model_dump(mode="json")
             params.setdefault("sample_files", policy.sample_files)
@@ -154,3 +154,10 @@ class JobService:
             raise ConflictError("the host is offline; the job is cancelled when its agent reconnects and reports it",
                                 {"state": job.state.value})
         return job
+
+
+def _group_of(job: Job) -> str:
+    """The source group a backup or drill runs (its body names one; dispatch fails the job if not)."""
+    if job.source_group_id is None:
+        raise NotFound(f"source group of {job.kind} job", job.id)
+    return job.source_group_id

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from rm_core.api import Maintenance
 from rm_core.cron import CronError, next_fires, previous_fire
@@ -44,7 +44,7 @@ class Cadence:
 class Decision:
     host_id: str
     kind: JobKind
-    params: dict
+    params: dict[str, Any]
 
 
 def decide(
@@ -111,7 +111,7 @@ def stale_hosts(now: datetime, groups: list[ScheduledGroup], last_success: dict[
     return stale
 
 
-def plan_maintenance(now: datetime, rows: list[dict], last_runs: dict[tuple[str, str], datetime]) -> list[Decision]:
+def plan_maintenance(now: datetime, rows: list[dict[str, Any]], last_runs: dict[tuple[str, str], datetime]) -> list[Decision]:
     """decide() over the ticker's rows (store.maintenance.inputs)."""
     hosts = [HostState(r["id"], HostStatus(r["status"]), bool(r["has_admin"]), bool(r["has_repo"])) for r in rows]
     cadences = {

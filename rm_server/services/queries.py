@@ -53,7 +53,7 @@ class _Pending:
     kind: str
     envelope_id: str
     max_items: int
-    future: asyncio.Future
+    future: asyncio.Future[tuple[list[dict[str, Any]], dict[str, Any]]]
     items: list[dict[str, Any]] = field(default_factory=list)
     next_seq: int = 0
 

@@ -36,9 +36,9 @@ class AgentConnection:
         self.seen_stored = now  # last_seen as the database has it (hello wrote it)
         self.limit = limit
         self.pending: deque[str] = deque()
-        self.flusher: asyncio.Task | None = None
+        self.flusher: asyncio.Task[None] | None = None
         self.closing = False
-        self.closer: asyncio.Future | None = None
+        self.closer: asyncio.Future[bool] | None = None
         # announced in hello: messages of a feature go only to agents that know them
         self.features: frozenset[str] = frozenset()
 

@@ -5,7 +5,7 @@ per-job log subscriptions with backlog + live tail. The socket route is in ws/ev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,13 +13,16 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic_core import to_json
 
+from rm_core.jobs import JobLogLine
 from rm_core.log_frames import WireLine
 
 # Live lines come as WireLine (already JSON-ready), backlog lines as JobLogLine models.
-AnyLine = Any
+AnyLine = WireLine | JobLogLine
+# job_id, the seq after which to start -> the stored lines, page by page (ws/events.py)
+Backlog = Callable[[str, int], AsyncIterator[list[JobLogLine]]]
 
 
-def _line_json(ln: Any) -> dict[str, Any]:
+def _line_json(ln: AnyLine) -> dict[str, Any]:
     return ln.as_json() if isinstance(ln, WireLine) else ln.model_dump(mode="json")
 
 
@@ -60,14 +63,14 @@ class Subscriber:
         # coalescing key -> the newest frame for it; the queue holds the key in its place
         self.latest: dict[str, bytes] = {}
         self.on_drop: Callable[[], None] | None = None
-        self._closer: asyncio.Task | None = None
+        self._closer: asyncio.Task[None] | None = None
         self.waiting_for_room = False  # a backlog loader waits for the writer (tests watch it)
 
     def put(self, frame: bytes, key: str | None = None) -> None:
         if self.overflowed:
             return
         older = self.latest.get(key) if key is not None else None
-        if older is not None:  # still queued: the newer frame takes its place in line
+        if key is not None and older is not None:  # still queued: the newer frame takes its place in line
             self.latest[key] = frame
             self.bytes += len(frame) - len(older)
             return
@@ -104,7 +107,7 @@ class Subscriber:
                 self.waiting_for_room = False
         self.put(frame)
 
-    def close(self, code: int, message: bytes, wait: float = 5.0) -> asyncio.Future:
+    def close(self, code: int, message: bytes, wait: float = 5.0) -> asyncio.Task[None]:
         if self._closer is None:
             self._closer = asyncio.ensure_future(self._close(code, message, wait))
         return self._closer
@@ -174,7 +177,7 @@ class EventHub:
             if job_id in sub.jobs or job_id in sub.pending:
                 sub.log_lines(job_id, lines, frame)
 
-    async def subscribe(self, sub: Subscriber, job_id: str, load_backlog) -> None:
+    async def subscribe(self, sub: Subscriber, job_id: str, load_backlog: Backlog) -> None:
         """Backlog then live tail: live lines are buffered while the backlog loads, then
         merged by seq, so nothing is missed and nothing is sent twice."""
         if job_id in sub.jobs or job_id in sub.pending:

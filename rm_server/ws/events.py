@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
 from rm_core.enums import Role
+from rm_core.jobs import JobLogLine
 from rm_server.api.common import TOKEN_HASH_KEY, requires
 from rm_server.api.doc import documented
 from rm_server.errors import TooManyRequests
 from rm_server.keys import CONFIG, EVENTS, STORE
-from rm_server.store import NotFound
+from rm_server.store import NotFound, Store
 from rm_server.ws.event_hub import EventHub, Subscriber
 
 # Lines per backlog frame: at the 8 KiB line cap one frame stays near 2 MiB.
@@ -48,8 +50,8 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _serve(hub: EventHub, store, sub: Subscriber, ws: web.WebSocketResponse) -> None:
-    async def backlog(job_id: str, after: int):
+async def _serve(hub: EventHub, store: Store, sub: Subscriber, ws: web.WebSocketResponse) -> None:
+    async def backlog(job_id: str, after: int) -> AsyncIterator[list[JobLogLine]]:
         while True:
             page = await store.jobs.logs(job_id, after, BACKLOG_PAGE)
             yield page.lines
