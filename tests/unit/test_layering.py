@@ -171,6 +171,20 @@ def frame_builders(root: Path, frame_type: str) -> list[str]:
     return found
 
 
+def app_keys_outside_keys(root: Path) -> list[str]:
+    """Application keys made anywhere but rm_server/keys.py (every key the app holds is there)."""
+    bad = []
+    for name, path in modules(root, "rm_server").items():
+        if name == "rm_server.keys":
+            continue
+        where = str(path.relative_to(root))
+        for node in ast.walk(ast.parse(path.read_text(), where)):
+            if isinstance(node, ast.Call) and (getattr(node.func, "attr", None) == "AppKey"
+                                               or getattr(node.func, "id", None) == "AppKey"):
+                bad.append(f"{where}:{node.lineno} makes an AppKey")
+    return bad
+
+
 def import_cycles(root: Path, package: str) -> list[list[str]]:
     """Loops among the package's modules (each reported once, as the modules on it)."""
     mods = modules(root, package)
@@ -248,6 +262,11 @@ def test_routes_write_with_consequences_only_through_services():
 def test_schedule_sets_are_built_in_one_place():
     # a schedule change, a fleet policy and a hello all send through send_schedule_sets
     assert frame_builders(ROOT, "schedule.set") == ["rm_server/services/schedules.py"]
+
+
+def test_every_app_key_is_in_keys_py():
+    bad = app_keys_outside_keys(ROOT)
+    assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize("package", ACYCLIC)
@@ -344,6 +363,17 @@ def test_probe_a_second_frame_builder_is_caught(tmp_path):
         "rm_server/c.py": "def f(p, x):\n    return p.encode_raw('schedule.ack', x)\n",
     })
     assert frame_builders(root, "schedule.set") == ["rm_server/a.py", "rm_server/b.py"]
+
+
+def test_probe_an_app_key_outside_keys_py_is_caught(tmp_path):
+    root = plant(tmp_path, {
+        "rm_server/__init__.py": "",
+        "rm_server/keys.py": "from aiohttp import web\nA = web.AppKey('a', int)\n",
+        "rm_server/api/__init__.py": "",
+        "rm_server/api/x.py": "from aiohttp import web\nfrom aiohttp.web import AppKey\n"
+                              "B = web.AppKey('b', dict)\nC = AppKey('c', object)\nD = web.RequestKey('d', str)\n",
+    })
+    assert app_keys_outside_keys(root) == ["rm_server/api/x.py:3 makes an AppKey", "rm_server/api/x.py:4 makes an AppKey"]
 
 
 def test_probe_audited_write_in_a_route_is_caught(tmp_path):
