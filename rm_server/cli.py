@@ -23,7 +23,6 @@ from rm_server.app import create_app, data_dir_default
 from rm_server.cli_admin import host, operator
 from rm_server.config import ServerConfig
 from rm_server.heap import fix_malloc_thresholds, tune_collector
-from rm_server.loop import ServerLoop
 from rm_server.startup import BACKLOG, database_error, fail, listen_sockets, why
 from rm_server.store import SchemaTooNew, Store
 
@@ -126,7 +125,7 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
     except OSError as exc:
         fail(f"cannot listen on {listen}", exc.strerror or why(exc))
     try:
-        with asyncio.Runner(loop_factory=ServerLoop) as runner:  # operators before agents (loop.py)
+        with asyncio.Runner() as runner:
             runner.run(_serve(config, socks, host, ssl_ctx, public_url))
     except Exception as exc:  # a failure after listening: still one line and a non-zero exit
         fail("stopped", exc)

@@ -8,11 +8,10 @@ A fixed slice size is wrong both ways: too small when the server is idle, too la
 * the backlog: frames pushed whose answers have not been read yet, kept under a limit that
   grows while the loop keeps up and halves when it runs late (additive increase,
   multiplicative decrease, as TCP's window). Every pushed `schedule.set` comes back as a
-  `schedule.ack` a few milliseconds later. Under plain asyncio all acks that arrived
-  together were read in one loop iteration, so this limit bounded the longest stall an
-  operator's request met behind them; rm-server's own loop (rm_server/loop.py) now takes
-  at most 64 agent sockets per turn, and the limit keeps the acks (and the agents' and
-  the kernel's buffers) from piling up faster than that. (Acks read and not yet written
+  `schedule.ack` a few milliseconds later. asyncio reads all acks that arrived together
+  in one loop iteration, so this limit bounds the longest stall an operator's request
+  meets behind them, and keeps the acks (and the agents' and the kernel's buffers) from
+  piling up faster than the loop reads them. (Acks read and not yet written
   cost the loop nothing: they are not counted, so a push goes on while the writer is busy
   with its next slice);
 * operators' requests in flight: they get the loop between two slices."""

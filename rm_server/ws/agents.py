@@ -15,7 +15,6 @@ from rm_server.api.common import AGENT, HOST_KEY, requires
 from rm_server.api.doc import documented
 from rm_server.errors import Unavailable
 from rm_server.keys import AGENT_MESSAGES, AGENTS, CONFIG, HOSTS
-from rm_server.loop import serve_after_operators, serve_first
 from rm_server.ws.agent_hub import AgentConnection
 
 
@@ -39,12 +38,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
     sock = request.transport.get_extra_info("socket") if request.transport else None
-    # from here on its frames wait behind operators' requests, a few dozen per loop turn (loop.py)
-    bulk_fd = serve_after_operators(sock)
-    try:
-        return await _serve_agent(request, ws, host_id, sock)
-    finally:
-        serve_first(bulk_fd)
+    return await _serve_agent(request, ws, host_id, sock)
 
 
 async def _serve_agent(request: web.Request, ws: web.WebSocketResponse, host_id: str,
