@@ -1,4 +1,4 @@
-"""The one reconnect backoff (agent WebSocket; the console's events stream may reuse it)."""
+"""The one reconnect backoff: the agent's WebSocket, the console's events stream and its job logs."""
 
 from __future__ import annotations
 

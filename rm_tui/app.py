@@ -11,16 +11,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from rm_core.api import AuditEntry, Host
+from rm_core.backoff import Backoff
 from rm_core.jobs import Job
 from rm_tui import messages as m
-from rm_tui.client import ApiError, Client, Event
+from rm_tui.client import RECONNECT_MAX, ApiError, Client, Event
 # imported with the app, not at sign-in: the fleet screen pulls in every screen it opens
 # (~100+ ms), which the operator would otherwise wait for after pressing enter
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.fleet import FLEET_CHANGES, FleetScreen
 from rm_tui.screens.login import LoginScreen
-
-RECONNECT_MAX = 30.0
 
 
 class RmTui(App[None]):
@@ -115,7 +114,9 @@ class RmTui(App[None]):
 
     def go_to(self, name: str) -> None:
         """Back to the fleet (the bottom of the stack), then open `name` on top of it."""
-        from rm_tui.screens.admin import AuditScreen, EnrollmentScreen, OperatorsScreen
+        from rm_tui.screens.audit import AuditScreen
+        from rm_tui.screens.enrollment import EnrollmentScreen
+        from rm_tui.screens.operators import OperatorsScreen
 
         while len(self.screen_stack) > 2 and not isinstance(self.screen, FleetScreen):
             self.pop_screen()
@@ -165,16 +166,16 @@ class RmTui(App[None]):
     @work(exclusive=True, group="events")
     async def follow_events(self) -> None:
         """Keep the events stream open for the whole session, reconnecting with backoff."""
-        delay = 1.0
+        backoff = Backoff(cap=RECONNECT_MAX)
         while True:
             try:
                 async with self.client.events() as stream:
-                    if delay > 1.0:
+                    if backoff.attempt:
                         self.notify("live updates resumed", timeout=3)
+                    backoff.reset()
                     self.events_connected = True
                     self.events_epoch += 1
                     self._prefetch_host_list()
-                    delay = 1.0
                     self.broadcast(m.EventsConnected())
                     async for event in stream:
                         message = to_message(event)
@@ -190,8 +191,7 @@ class RmTui(App[None]):
                 self.notify(f"{reason}; reconnecting", severity="warning", timeout=5)
             self.events_connected = False
             self.broadcast(m.EventsLost(reason))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            await asyncio.sleep(backoff.next())
 
 
 def to_message(event: Event) -> m.ServerEvent | None:

@@ -21,6 +21,8 @@ from rm_core.jobs import Job, JobLogPage
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 HOSTS_PAGE = 5000
+# A dropped events stream (the app's, a job log's) is retried with rm_core.backoff up to this many seconds.
+RECONNECT_MAX = 30.0
 
 
 class ApiError(Exception):

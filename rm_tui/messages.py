@@ -1,8 +1,9 @@
-"""Messages the app and screens exchange (messages up, attributes down).
+"""Messages the app, screens and host tabs exchange (messages up, attributes down).
 
 Events from the server's WebSocket are posted to every signed-in screen on the stack (the
 fleet gets its kinds handed down instead: RmTui.broadcast); they do not bubble, so each
-screen decides what it cares about and the app does not see them twice."""
+screen decides what it cares about and the app does not see them twice. The host screen
+hands them on to its tabs (HostScreen.hand_down). The path is drawn in docs/tui.md."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from textual.message import Message
 
-from rm_core.api import AuditEntry, Host, Operator
+from rm_core.api import AuditEntry, Host, Operator, RepoInfo, Schedule, SourceGroup
 from rm_core.jobs import Job
 
 
@@ -81,3 +82,58 @@ class AuditAppended(ServerEvent):
     def __init__(self, entry: AuditEntry) -> None:
         super().__init__()
         self.entry = entry
+
+
+# ------------------------------------------------------------ host tabs (messages up)
+# Each tab of the host screen (rm_tui/host_tabs/) owns its data and posts what the others
+# show of it; HostScreen hands it down to them as attributes. These bubble (to the screen).
+
+
+class GroupsChanged(Message):
+    """The source groups tab (re)loaded or changed its groups: schedules and jobs name them."""
+
+    def __init__(self, groups: dict[str, SourceGroup]) -> None:
+        super().__init__()
+        self.groups = groups
+
+
+class SchedulesChanged(Message):
+    """The schedules tab (re)loaded or changed its schedules: the overview lists the next runs."""
+
+    def __init__(self, schedules: dict[str, Schedule]) -> None:
+        super().__init__()
+        self.schedules = schedules
+
+
+class JobsChanged(Message):
+    """The jobs tab's jobs, newest first: the overview shows the latest few."""
+
+    def __init__(self, recent: list[Job]) -> None:
+        super().__init__()
+        self.recent = recent
+
+
+class JobsStarted(Message):
+    """Run now started these jobs: the jobs tab lists them, the screen opens the first one's log."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+
+class SnapshotsChanged(Message):
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+
+
+class RepoChanged(Message):
+    """The settings tab (re)loaded the repository (None: none configured)."""
+
+    def __init__(self, repo: RepoInfo | None) -> None:
+        super().__init__()
+        self.repo = repo
+
+
+class HostRemoved(Message):
+    """The settings tab deleted the host: the screen closes."""

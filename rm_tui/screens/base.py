@@ -1,4 +1,4 @@
-"""What every signed-in screen shares: the client, the write permission, error toasts."""
+"""What every signed-in screen (and host tab) shares: the client, the write permission, error toasts."""
 
 from __future__ import annotations
 
@@ -6,15 +6,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from textual.dom import DOMNode
 from textual.screen import Screen
 
 from rm_tui.client import ApiError
 from rm_tui.format import query_problem
+from rm_tui.widgets.table import ResourceTable
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class ApiScreen(Screen[None]):
+class ApiAccess(DOMNode):
+    """The server as screens and host tabs reach it: the app's client, the write permission,
+    error toasts and forms. Stateless: everything is read from the app. Listed after the
+    Textual base (`class X(Screen, ApiAccess)`): Textual takes a class's CSS from its first base."""
+
     # Actions that change something on the server; hidden and refused when read-only.
     MUTATING: frozenset[str] = frozenset()
 
@@ -45,6 +51,33 @@ class ApiScreen(Screen[None]):
                 on_submit(body)
 
         self.app.push_screen(form, done)
+
+
+class ApiScreen(Screen[None], ApiAccess):
+    """A signed-in screen: the app posts it the server's events (messages.ServerEvent)."""
+
+
+class TableScreen(ApiScreen):
+    """A list screen around one ResourceTable: the table has focus on open and again when a
+    form, dialog or the next screen closes, so arrows and j/k/g/G always move its cursor."""
+
+    TABLE_ID = ""
+
+    @property
+    def table(self) -> ResourceTable:
+        return self.query_one(f"#{self.TABLE_ID}", ResourceTable)
+
+    def on_mount(self) -> None:  # Textual calls this as well as the subclass's own on_mount
+        self.table.focus()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self.table.focus()
+
+    def show(self, keys: list[str], keep_key: bool = True) -> None:
+        """New rows in this order; the cursor stays on its row when others are inserted around it."""
+        self.table.set_rows(keys, keep_key=keep_key)
+        self.table.invalidate(None)
 
 
 async def ask_agent(screen: Any, call: Awaitable[Any], model: type[M], what: str) -> M | None:

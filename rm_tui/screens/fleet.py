@@ -282,10 +282,6 @@ class FleetScreen(ApiScreen):
 
     # ------------------------------------------------------------ actions
 
-    @on(ResourceTable.Selected, "#hosts")
-    def row_selected(self, event: ResourceTable.Selected) -> None:
-        self.open(event.key)
-
     def action_open_host(self) -> None:
         self.open(self.selected_host_id())
 
@@ -359,7 +355,7 @@ class FleetScreen(ApiScreen):
         self.load(fresh=True)
 
     def action_new_token(self) -> None:
-        from rm_tui.screens.admin import EnrollmentScreen  # admin screens open from the app and from here
+        from rm_tui.screens.enrollment import EnrollmentScreen  # opens from the app and from here
 
         if self.app.can_write:  # type: ignore[attr-defined]
             self.app.push_screen(EnrollmentScreen(open_form=True))

@@ -111,7 +111,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         return self.query_one(f"#{field}", Switch).value
 
 
-def _label(text: str) -> Label:
+def field_label(text: str) -> Label:
     return Label(text, classes="field-label")
 
 
@@ -135,15 +135,15 @@ class SourceGroupForm(FormScreen):
     def fields(self) -> ComposeResult:
         v = self.values
         retention = v.get("retention") or {}
-        yield _label("Name")
+        yield field_label("Name")
         yield Input(v.get("name", ""), placeholder="etc", id="name")
-        yield _label("Paths to back up, one per line")
+        yield field_label("Paths to back up, one per line")
         yield TextArea("\n".join(v.get("includes") or []), id="includes")
-        yield _label("Paths or patterns to skip, one per line")
+        yield field_label("Paths or patterns to skip, one per line")
         yield TextArea("\n".join(v.get("excludes") or []), id="excludes")
-        yield _label("Tag (empty: derived from the name)")
+        yield field_label("Tag (empty: derived from the name)")
         yield Input(v.get("tag") or "", id="tag")
-        yield _label("Retention (empty: not used)")
+        yield field_label("Retention (empty: not used)")
         with Horizontal(classes="row"):
             for key in RETENTION_KEYS:
                 with Vertical():
@@ -209,14 +209,14 @@ class ScheduleForm(FormScreen):
         chosen = set(v.get("source_group_ids") or [])
         if not chosen and len(self.groups) == 1:
             chosen = {self.groups[0][1]}
-        yield _label("Name")
+        yield field_label("Name")
         yield Input(v.get("name", ""), placeholder="nightly", id="name")
         with Horizontal(classes="row"):
             with Vertical():
-                yield _label("Cron (min hour day month weekday)")
+                yield field_label("Cron (min hour day month weekday)")
                 yield Input(v.get("cron") or ("" if v.get("manual") else "0 2 * * *"), id="cron")
             with Vertical():
-                yield _label("Timezone")
+                yield field_label("Timezone")
                 yield Input(v.get("timezone") or "UTC", placeholder="Europe/Berlin", id="timezone")
         yield Static("", id="cron-preview")
         with Horizontal(classes="switch-row"):
@@ -224,7 +224,7 @@ class ScheduleForm(FormScreen):
             yield Label("manual (run-now only)")
             yield Switch(bool(v.get("enabled", True)), id="enabled")
             yield Label("enabled")
-        yield _label("Source groups (space toggles)")
+        yield field_label("Source groups (space toggles)")
         yield SelectionList[str](*((name, gid, gid in chosen) for name, gid in self.groups), id="groups")
 
     def on_mount(self) -> None:
@@ -288,12 +288,12 @@ class MaintenanceForm(FormScreen):
     def fields(self) -> ComposeResult:
         for task in self.TASKS:
             v = self.values.get(task) or {}
-            yield _label(task + (" (needs admin credentials on the repository)" if task == "prune" else ""))
+            yield field_label(task + (" (needs admin credentials on the repository)" if task == "prune" else ""))
             with Horizontal(classes="switch-row"):
                 yield Switch(bool(v.get("enabled")), id=f"{task}-enabled")
                 yield Input(v.get("cron") or "", placeholder="0 4 * * 0", id=f"{task}-cron")
             if task == "check":
-                yield _label("check: read data subset (e.g. 5% or 1/10; empty: none)")
+                yield field_label("check: read data subset (e.g. 5% or 1/10; empty: none)")
                 yield Input(v.get("read_data_subset") or "", id="check-subset")
 
     def collect(self) -> dict[str, Any]:
@@ -317,9 +317,9 @@ class BandwidthForm(FormScreen):
     title_text = "Bandwidth limits (KiB/s; empty: unlimited)"
 
     def fields(self) -> ComposeResult:
-        yield _label("Upload KiB/s")
+        yield field_label("Upload KiB/s")
         yield Input(_num(self.values.get("upload_kbps")), id="upload_kbps", type="integer")
-        yield _label("Download KiB/s")
+        yield field_label("Download KiB/s")
         yield Input(_num(self.values.get("download_kbps")), id="download_kbps", type="integer")
 
     def collect(self) -> dict[str, Any]:
@@ -333,7 +333,7 @@ class EnrollmentForm(FormScreen):
 
     def fields(self) -> ComposeResult:
         v = self.values
-        yield _label("Name (what it is for)")
+        yield field_label("Name (what it is for)")
         yield Input(v.get("name") or "", placeholder="web servers", id="name")
         with Horizontal(classes="row"):
             with Vertical():
@@ -342,7 +342,7 @@ class EnrollmentForm(FormScreen):
             with Vertical():
                 yield Label("Uses")
                 yield Input(str(v.get("max_uses") or 1), id="max_uses", type="integer")
-        yield _label("Initial paths to back up, one per line (optional)")
+        yield field_label("Initial paths to back up, one per line (optional)")
         yield TextArea("\n".join(v.get("initial_paths") or []), id="initial_paths")
 
     def on_mount(self) -> None:
@@ -369,11 +369,11 @@ class OperatorForm(FormScreen):
     def fields(self) -> ComposeResult:
         v = self.values
         if not self.editing:
-            yield _label("Username")
+            yield field_label("Username")
             yield Input(v.get("username") or "", id="username")
-        yield _label("New password (empty: unchanged)" if self.editing else "Password (8 characters or more)")
+        yield field_label("New password (empty: unchanged)" if self.editing else "Password (8 characters or more)")
         yield Input("", password=True, id="password")
-        yield _label("Role")
+        yield field_label("Role")
         yield Select([(r, r) for r in ROLES], value=v.get("role") or "viewer", allow_blank=False, id="role")
         if self.editing:
             with Horizontal(classes="switch-row"):

@@ -11,17 +11,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, Input, ProgressBar, Static
 
+from rm_core.backoff import Backoff
 from rm_core.enums import HostStatus, JobState
 from rm_core.jobs import Job, JobLogLine
 from rm_tui import messages as m
-from rm_tui.client import ApiError
+from rm_tui.client import RECONNECT_MAX, ApiError
 from rm_tui.format import duration, human_summary, plural, short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.styles import STATE_STYLE
 from rm_tui.widgets.log_view import LogView
 
-RECONNECT_MAX = 30.0
 
 
 class JobLogScreen(ApiScreen):
@@ -67,12 +67,12 @@ class JobLogScreen(ApiScreen):
     async def follow(self) -> None:
         """Own events connection subscribed to this job; re-subscribes after a drop and
         drops lines already shown (the server replays the backlog from the start)."""
-        delay = 1.0
+        backoff = Backoff(cap=RECONNECT_MAX)
         while True:
             try:
                 async with self.client.events() as stream:
                     await stream.subscribe(self.job.id)
-                    delay = 1.0
+                    backoff.reset()
                     async for event in stream:
                         if event.type == "job.log" and event.payload.get("job_id") == self.job.id:
                             self.add_lines(event.payload.get("lines") or [])
@@ -81,8 +81,7 @@ class JobLogScreen(ApiScreen):
                             return
             except ApiError as exc:
                 self.notify(f"{exc.message}; retrying", title="Log stream", severity="warning", timeout=4)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            await asyncio.sleep(backoff.next())
 
     def add_lines(self, raw: list[dict]) -> None:
         fresh = []

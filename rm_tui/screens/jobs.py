@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from rich.text import Text
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, Static
@@ -37,8 +37,8 @@ class FleetJobsScreen(ApiScreen):
     CSS_PATH = "fleet.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("l", "open_log", "Log"),
-        Binding("enter", "open_log", "Log", show=False),
+        Binding("enter", "open_log", "Log"),
+        Binding("l", "open_log", "Log", show=False),
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
@@ -138,10 +138,6 @@ class FleetJobsScreen(ApiScreen):
     def on_events_connected(self, _: m.EventsConnected) -> None:
         if self.loaded:
             self.load()
-
-    @on(ResourceTable.Selected, "#jobs")
-    def selected(self, event: ResourceTable.Selected) -> None:
-        self.open(event.key)
 
     def action_open_log(self) -> None:
         self.open(self.table.cursor_key)

@@ -42,7 +42,10 @@ def _position(keys: list[str], key: str) -> int | None:
 
 
 class ResourceTable(ScrollView, can_focus=True):
-    """Rows keyed by string ids, a sticky header, a cursor, optional marks."""
+    """Rows keyed by string ids, a sticky header, a cursor, optional marks.
+
+    `enter` is the owner's: what it opens differs per table, and a binding here would hide the
+    owner's from the footer (the focused widget's binding for a key wins)."""
 
     BINDINGS = [
         Binding("up,k", "cursor(-1)", "Up", show=False),
@@ -51,7 +54,6 @@ class ResourceTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home,g", "jump(0)", "Top", show=False),
         Binding("end,G", "jump(-1)", "Bottom", show=False),
-        Binding("enter", "select", "Open", show=False),
     ]
     COMPONENT_CLASSES = {"resource-table--header", "resource-table--cursor", "resource-table--marked"}
     DEFAULT_CSS = """
@@ -64,18 +66,6 @@ class ResourceTable(ScrollView, can_focus=True):
 
     class Highlighted(Message):
         def __init__(self, table: ResourceTable, key: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> ResourceTable:
-            return self.table
-
-    class Selected(Message):
-        """`enter` on a row: the owner opens it."""
-
-        def __init__(self, table: ResourceTable, key: str) -> None:
             super().__init__()
             self.table = table
             self.key = key
@@ -191,10 +181,6 @@ class ResourceTable(ScrollView, can_focus=True):
 
     def action_jump(self, where: int) -> None:
         self._move(0 if where == 0 else len(self.keys) - 1)
-
-    def action_select(self) -> None:
-        if self.cursor_key is not None:
-            self.post_message(self.Selected(self, self.cursor_key))
 
     def toggle_mark(self, key: str | None = None) -> None:
         key = key or self.cursor_key

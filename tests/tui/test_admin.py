@@ -5,8 +5,11 @@ from __future__ import annotations
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Input, Static
 
-from rm_tui.screens import admin
-from rm_tui.screens.admin import AuditScreen, EnrollmentScreen, OperatorsScreen, SecretDialog
+from rm_tui.screens import audit
+from rm_tui.screens.audit import AuditScreen
+from rm_tui.screens.enrollment import EnrollmentScreen
+from rm_tui.screens.operators import OperatorsScreen
+from rm_tui.screens.shown_once import ShownOnceDialog
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.fleet import FleetScreen
 from rm_tui.format import ULID
@@ -38,10 +41,11 @@ async def test_new_enrollment_token_from_the_fleet_shows_the_install_command_onc
         await type_text(pilot, "web")
         app.screen.query_one("#max_uses", Input).value = "3"
         await pilot.press("ctrl+s")
-        await wait_for(lambda: isinstance(app.screen, SecretDialog), what="install command")
-        created = app.screen.created
+        await wait_for(lambda: isinstance(app.screen, ShownOnceDialog), what="install command")
+        install_command, token = (secret.value for secret in app.screen.secrets)
         command = str(app.screen.query_one("#install-command", Static).render())
-        assert created.token in command and "\n" not in created.install_command
+        assert token in command and token == str(app.screen.query_one("#token-value", Static).render())
+        assert "\n" not in install_command
         status, body = await server.call("GET", "/enrollment-tokens")
         (token,) = body["tokens"]
         assert (token["name"], token["max_uses"]) == ("web", 3) and "token" not in token
@@ -59,7 +63,7 @@ async def test_new_enrollment_token_from_the_fleet_shows_the_install_command_onc
 
 
 async def test_audit_pages_older_and_newer(server, monkeypatch):
-    monkeypatch.setattr(admin, "AUDIT_PAGE", 2)
+    monkeypatch.setattr(audit, "AUDIT_PAGE", 2)
     app = new_app(server)
     async with app.run_test(size=SIZE) as pilot:
         await quick_sign_in(pilot, app, "viewer")

@@ -134,7 +134,7 @@ async def test_source_group_new_edit_and_delete_asks_first(server):
         assert app.screen.query_one("#name", Input).value == "home"
         app.screen.query_one("#keep_daily", Input).value = "14"
         await pilot.press("ctrl+s")
-        await wait_for(lambda: host.groups[group["id"]].retention.keep_daily == 14, what="edited")
+        await wait_for(lambda: host.pane("groups").groups[group["id"]].retention.keep_daily == 14, what="edited")
 
         # A schedule uses it: the server's 409 names the schedule, nothing is deleted.
         status, sched = await server.call("POST", f"/hosts/{host_id}/schedules", role="operator",
@@ -199,7 +199,8 @@ async def test_readonly_and_viewer_hide_editing(server):
 
 async def test_settings_bandwidth_repository_admin_credentials_and_delete(server):
     from rm_tui.screens.forms import BandwidthForm
-    from rm_tui.screens.host_settings import RepoForm, ShownOnceDialog
+    from rm_tui.screens.repo_form import RepoForm
+    from rm_tui.screens.shown_once import ShownOnceDialog
 
     host_id, _ = await server.enroll("web-1")
     app = new_app(server)
@@ -229,10 +230,10 @@ async def test_settings_bandwidth_repository_admin_credentials_and_delete(server
         await type_text(pilot, "/srv/restic/web-1")
         await pilot.press("ctrl+s")
         await wait_for(lambda: isinstance(app.screen, ShownOnceDialog), what="generated password shown once")
-        password = app.screen.lines[0][1]
+        password = app.screen.secrets[0].value
         assert len(password) >= 32
         await pilot.press("escape")
-        await wait_for(lambda: host.repo is not None and "/srv/restic/web-1" in text_of(host, "#settings-text"),
+        await wait_for(lambda: host.pane("settings").repo is not None and "/srv/restic/web-1" in text_of(host, "#settings-text"),
                        what="repository shown")
         assert password not in text_of(host, "#settings-text")
 
@@ -244,7 +245,7 @@ async def test_settings_bandwidth_repository_admin_credentials_and_delete(server
         app.screen.query_one("#generate_password").value = False
         app.screen.query_one("#password", Input).value = "admin-secret-pw"
         await pilot.press("ctrl+s")
-        await wait_for(lambda: host.repo is not None and host.repo.has_admin_credentials, what="admin creds saved")
+        await wait_for(lambda: host.pane("settings").repo is not None and host.pane("settings").repo.has_admin_credentials, what="admin creds saved")
 
         # Delete the host (asks first); the screen closes and the fleet drops the row.
         await pilot.press("ctrl+d")
@@ -306,20 +307,20 @@ async def test_schedule_and_snapshot_cursors_stay_on_their_rows_when_rows_arrive
     async with app.run_test(size=SIZE) as pilot:
         host = await signed_in_at_host(pilot, app, host_id)
         table = host.query_one("#schedules-table")
-        assert table.row_count == 2 and host.selected("schedules") == daily
+        assert table.row_count == 2 and host.pane("schedules").selected() == daily
         # "3j" in one burst, as tmux or a fast typist sends it: the j is for the new tab
         app.post_message(events.Key("3", "3"))
         app.post_message(events.Key("j", "j"))
-        await wait_for(lambda: app.focused is table and host.selected("schedules") == weekly, what="3j: 2nd schedule")
+        await wait_for(lambda: app.focused is table and host.pane("schedules").selected() == weekly, what="3j: 2nd schedule")
         hourly = await schedule("a-hourly")  # sorts above both: schedule.updated reloads the tab
         await wait_for(lambda: table.row_count == 3, what="new schedule listed")
-        assert host.selected("schedules") == weekly, "the cursor stays on its schedule, not its row number"
+        assert host.pane("schedules").selected() == weekly, "the cursor stays on its schedule, not its row number"
         await pilot.press("g")
-        assert host.selected("schedules") == hourly, "the new schedule is listed above"
+        assert host.pane("schedules").selected() == hourly, "the new schedule is listed above"
         await pilot.press("G")
-        assert host.selected("schedules") == weekly
+        assert host.pane("schedules").selected() == weekly
         await pilot.press("k")
-        assert host.selected("schedules") == daily
+        assert host.pane("schedules").selected() == daily
         await pilot.press("e")
         await wait_for(lambda: isinstance(app.screen, ScheduleForm), what="edit form")
         assert app.screen.query_one("#name", Input).value == "b-daily", "e edits the row under the cursor"
@@ -330,28 +331,26 @@ async def test_schedule_and_snapshot_cursors_stay_on_their_rows_when_rows_arrive
         await wait_for(lambda: host.settings_loaded, what="snapshots loaded")
         table = host.query_one("#snapshots-table")
         newest, older, oldest = (s.id for s in reversed(snaps))
-        assert app.focused is table and table.row_count == 2 and host.selected("snapshots") == older, "newest first"
+        assert app.focused is table and table.row_count == 2 and host.pane("snapshots").selected() == older, "newest first"
         await pilot.press("j")
-        assert host.selected("snapshots") == oldest
+        assert host.pane("snapshots").selected() == oldest
         await agent.send(p.SnapshotsReport(snapshots=snaps))  # a newer snapshot, listed above
         await wait_for(lambda: _snapshot_count(server, host_id, 3), what="third snapshot stored")
         await pilot.press("ctrl+r")
         await wait_for(lambda: table.row_count == 3, what="reloaded with the new snapshot")
-        assert host.selected("snapshots") == oldest, "the cursor stays on its snapshot"
+        assert host.pane("snapshots").selected() == oldest, "the cursor stays on its snapshot"
         await pilot.press("g")
-        assert host.selected("snapshots") == newest
+        assert host.pane("snapshots").selected() == newest
         await pilot.press("G", "enter")
         await wait_for(lambda: isinstance(app.screen, SnapshotBrowser), what="snapshot browser")
         assert app.screen.snapshot_id == oldest, "enter opens the snapshot under the cursor"
         await pilot.press("escape")
         await wait_for(lambda: app.screen is host, what="back on the host")
-        assert app.focused is table and host.selected("snapshots") == oldest
+        assert app.focused is table and host.pane("snapshots").selected() == oldest
     await agent.close()
 
 
 async def test_tab_cycles_tabs_and_focus_stays_on_the_tables(server):
-    from textual.widgets import Tabs
-
     host_id, _ = await server.enroll("web-1")
     app = new_app(server)
     async with app.run_test(size=SIZE) as pilot:
@@ -363,7 +362,8 @@ async def test_tab_cycles_tabs_and_focus_stays_on_the_tables(server):
             focused = app.focused
             assert focused is not None
             expected = host.query(f"#{host.tab}-table")
-            assert (focused is expected.first()) if expected else isinstance(focused, Tabs), host.tab
+            # a table tab: its table; a text tab: the tab itself (its keys lead the footer)
+            assert focused is (expected.first() if expected else host.pane(host.tab)), host.tab
         assert seen == ["groups", "schedules", "jobs", "snapshots", "maintenance", "settings", "overview"]
         await pilot.press("shift+tab")
         assert host.tab == "settings"

@@ -59,12 +59,12 @@ async def test_diff_and_retention_preview_of_real_snapshots(server: Server, tmp_
             await pilot.press("5")
             await wait_for(lambda: host.settings_loaded, what="snapshots loaded")
             table = host.query_one("#snapshots-table")
-            assert table.row_count == 2 and host.selected("snapshots").startswith(second)  # newest first
+            assert table.row_count == 2 and host.pane("snapshots").selected().startswith(second)  # newest first
             assert "Diff from here" in shown_bindings(app)
 
             # d on the newest, d on the older: the diff reads from the older to the newer
             await pilot.press("d")
-            assert host.diff_from.startswith(second)
+            assert host.pane("snapshots").diff_from.startswith(second)
             assert "Diff to here" in shown_bindings(app) and "Diff from here" not in shown_bindings(app)
             assert f"diff from {second[:8]}" in text(host, "#snapshots-hint")
             await pilot.press("down", "d")
@@ -93,7 +93,7 @@ async def test_diff_and_retention_preview_of_real_snapshots(server: Server, tmp_
             assert len(diff.result.changes) == total and not diff.result.truncated
 
             await pilot.press("escape")
-            assert app.screen is host and host.diff_from is None
+            assert app.screen is host and host.pane("snapshots").diff_from is None
 
             # retention preview: keep last 1, as typed in the form and not saved
             await pilot.press("2")

@@ -1,0 +1,155 @@
+"""The settings tab: bandwidth (`e`), repository (`p`), admin credentials for prune (`a`) and
+deleting the host (`ctrl+d`). Every setting a host needs, in the console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Static
+
+from rm_core.api import Host, RepoInfo
+from rm_tui import messages as m
+from rm_tui.client import ApiError
+from rm_tui.format import size, when
+from rm_tui.host_tabs.base import HostTab
+from rm_tui.host_tabs.snapshots import CHANGES_REPO
+from rm_tui.screens.forms import BandwidthForm
+from rm_tui.screens.repo_form import RepoForm
+from rm_tui.screens.shown_once import Secret, ShownOnceDialog
+
+# restic stats keys as the settings tab names them (others are not shown raw)
+STAT_NAMES = {"total_size": "stored", "total_file_count": "files", "snapshots_count": "snapshots",
+              "total_uncompressed_size": "uncompressed"}
+
+
+def kbps(bw: dict[str, Any], key: str) -> str:
+    return f"{bw[key]:,} KiB/s" if bw.get(key) else "unlimited"
+
+
+class SettingsTab(HostTab, can_focus=True):
+    MUTATING = frozenset({"edit", "repo", "admin_creds", "delete"})
+    BINDINGS = [
+        Binding("e", "edit", "Bandwidth"),
+        Binding("p", "repo", "Repository"),
+        Binding("a", "admin_creds", "Admin credentials"),
+        Binding("ctrl+d", "delete", "Delete host"),
+    ]
+
+    def __init__(self, host: Host, *, id: str | None = None) -> None:
+        super().__init__(host, id=id)
+        self.bandwidth: dict[str, Any] | None = None
+        self.repo: RepoInfo | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading…", id="settings-text", classes="pane-text")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(exclusive=True, group="settings-load")
+    async def load(self) -> None:
+        try:
+            self.bandwidth = await self.client.bandwidth(self.host.id)
+            self.repo = await self.client.repo(self.host.id)
+        except ApiError as exc:
+            self.report(exc, "Cannot load host settings")
+            return
+        self.loaded = True
+        self.render_text()
+        self.post_message(m.RepoChanged(self.repo))
+
+    def apply(self, event: m.ServerEvent) -> None:
+        super().apply(event)
+        if isinstance(event, m.JobUpdated) and event.job.state.terminal and event.job.kind in CHANGES_REPO:
+            self.load()  # the repository's stats changed
+
+    def render_text(self) -> None:
+        bw = self.bandwidth or {}
+        lines = ["[b]Bandwidth[/]", f"  upload {kbps(bw, 'upload_kbps')}  ·  download {kbps(bw, 'download_kbps')}", "",
+                 "[b]Repository[/]"]
+        repo = self.repo
+        if repo is None:
+            lines.append("  [yellow]no repository configured[/]: press p to set one (URL, generated password)")
+        else:
+            # The server redacts secrets from the URL; the password is never sent to the console.
+            lines += [f"  url          {escape(repo.url)}", f"  key          {repo.key_fingerprint}",
+                      f"  updated      {when(repo.updated_at)}",
+                      f"  admin creds  {'yes (prune possible)' if repo.has_admin_credentials else 'no'}"]
+            for key, value in (repo.stats or {}).items():
+                if value is None or isinstance(value, (dict, list)):
+                    continue
+                if key in STAT_NAMES:
+                    shown = size(value) if "size" in key else f"{value:,}" if isinstance(value, int) else value
+                    lines.append(f"  {STAT_NAMES[key]:<12} {escape(str(shown))}")
+        if not self.readonly:
+            lines += ["", "[dim]e bandwidth · p repository · a admin credentials (prune) · ctrl+d delete this host[/]"]
+        self.query_one("#settings-text", Static).update("\n".join(lines))
+
+    # ------------------------------------------------------------ bandwidth
+
+    def action_edit(self, values: dict[str, Any] | None = None, error: str | None = None) -> None:
+        self.push_form(BandwidthForm(values if values is not None else self.bandwidth or {}, error),
+                       self.save_bandwidth)
+
+    @work(group="host-save")
+    async def save_bandwidth(self, body: dict[str, Any]) -> None:
+        try:
+            self.bandwidth = await self.client.set_bandwidth(self.host.id, body)
+        except ApiError as exc:
+            if self.refused(exc, "Cannot save bandwidth"):
+                self.action_edit(body, exc.message)
+            return
+        self.render_text()
+        bw = self.bandwidth or {}
+        self.notify(f"bandwidth saved: upload {kbps(bw, 'upload_kbps')}, download {kbps(bw, 'download_kbps')}")
+
+    # ------------------------------------------------------------ repository
+
+    def action_repo(self) -> None:
+        self.repo_form(admin=False)
+
+    def action_admin_creds(self) -> None:
+        self.repo_form(admin=True)
+
+    def repo_form(self, admin: bool, values: dict[str, Any] | None = None, error: str | None = None) -> None:
+        if values is None and self.repo is not None and not admin:
+            values = {"generate_password": False}  # a second generated password would lock the agent out
+        self.push_form(RepoForm(admin, values, error), lambda body: self.save_repo(admin, body))
+
+    @work(group="host-save")
+    async def save_repo(self, admin: bool, body: dict[str, Any]) -> None:
+        path = f"/hosts/{self.host.id}/repo" + ("/admin-credentials" if admin else "")
+        try:
+            resp = await self.client.request("PUT", path, json=body)
+        except ApiError as exc:
+            if self.refused(exc, "Cannot save repository"):
+                self.repo_form(admin, {**body, "password": ""}, exc.message)
+            return
+        what = "admin credentials" if admin else "repository"
+        self.notify(f"{what} saved: {resp.get('url', body['url'])} (key {str(resp.get('key_fingerprint', ''))[:12]})")
+        shown = [Secret(label, resp[key], name) for label, key, name in (
+            ("Repository password", "password", "password"),
+            ("htpasswd line for the REST server", "htpasswd_line", "htpasswd line")) if resp.get(key)]
+        if shown:
+            self.app.push_screen(ShownOnceDialog(f"{what.capitalize()} saved", shown))
+        self.load()
+
+    # ------------------------------------------------------------ delete the host
+
+    def action_delete(self) -> None:
+        self.ask(f"Delete host {self.host.hostname!r}? Its agent token is revoked and its jobs and settings are "
+                 "removed; the repository and its snapshots are not touched.", self.delete_host, yes="Delete host")
+
+    @work(group="host-save")
+    async def delete_host(self) -> None:
+        try:
+            await self.client.request("DELETE", f"/hosts/{self.host.id}")
+        except ApiError as exc:
+            self.report(exc, "Cannot delete host")
+            return
+        self.notify(f"host {self.host.hostname} deleted")
+        self.post_message(m.HostRemoved())
