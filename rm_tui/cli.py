@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rm_tui.client import normalise_fingerprint
+from rm_core.fingerprints import normalise_fingerprint
 
 DEFAULT_SERVER = "http://127.0.0.1:8950"
 

@@ -174,6 +174,7 @@ class Client:
         # (the console's RSS peak); a page's worth is a fraction of it, the total time the same.
         hosts: list[Host] = []
         pending = asyncio.ensure_future(self._host_bytes(None))
+        ahead: asyncio.Task[bytes] | None = None
         try:
             while True:
                 raw = await pending
@@ -181,24 +182,29 @@ class Client:
                 # while this process parses: its `after` is guessed from the bytes (the last
                 # host object's id) and checked against the parsed page below.
                 guess = _last_host_id(raw)
-                pending = asyncio.ensure_future(self._host_bytes(guess)) if guess else None
+                ahead = asyncio.ensure_future(self._host_bytes(guess)) if guess else None
                 page = self._host_page(raw)
                 hosts.extend(page)
                 if len(page) < HOSTS_PAGE:
                     return hosts
-                if pending is None or guess != page[-1].id:
-                    if pending is not None:
-                        pending.cancel()
-                    pending = asyncio.ensure_future(self._host_bytes(page[-1].id))
+                if ahead is None or guess != page[-1].id:
+                    if ahead is not None:
+                        ahead.cancel()
+                    ahead = asyncio.ensure_future(self._host_bytes(page[-1].id))
+                pending, ahead = ahead, None
         finally:
-            if pending is not None and not pending.done():
-                pending.cancel()
+            for task in (pending, ahead):
+                if task is not None and not task.done():
+                    task.cancel()
 
     async def _host_bytes(self, after: str | None) -> bytes:
         params = {"limit": str(HOSTS_PAGE)}
         if after:
             params["after"] = after
-        return await self.request("GET", "/hosts", raw=True, params=params)
+        body = await self.request("GET", "/hosts", raw=True, params=params)
+        if not isinstance(body, bytes):  # 204: no body where a page was due
+            raise ApiError("bad_reply", "the server answered the host list without a body")
+        return body
 
     def _host_page(self, raw: bytes) -> list[Host]:
         # pydantic parses the bytes straight into models (no intermediate dicts). Every object

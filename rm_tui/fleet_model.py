@@ -87,7 +87,7 @@ class FleetModel:
         self.problems_first = False
         self.filter_text = ""
         self._names: dict[str, str] = {}
-        self._keys: dict[str, tuple] = {}  # host_id -> its sort key as last used
+        self._keys: dict[str, tuple[Any, ...]] = {}  # host_id -> its sort key as last used
         self._sorted: list[str] | None = None
         self._visible: list[str] | None = None
         self._counts: Counter[str] = Counter()
@@ -168,11 +168,11 @@ class FleetModel:
                 self._counts[key] += 1
             self._tallies[host.id] = new
 
-    def _key(self, host_id: str) -> tuple:
+    def _key(self, host_id: str) -> tuple[Any, ...]:
         h = self.hosts[host_id]
         value = (self.next_runs.sort_key(host_id) if self.sort == "next"
                  else SORTS[self.sort][1](h, len(self.activity.get(host_id) or ())))
-        key: tuple = (value, self._names[host_id])
+        key: tuple[Any, ...] = (value, self._names[host_id])
         if self.problems_first:
             p = problem(h)
             key = (PROBLEMS.index(p) if p else len(PROBLEMS),) + key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from datetime import datetime, timezone
 
 ULID = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b")
@@ -74,7 +75,7 @@ def duration(secs: float | None) -> str:
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
-def human_summary(summary: dict) -> str:
+def human_summary(summary: dict[str, Any]) -> str:
     """restic's summary as a person reads it: '12 new files · 3 changed · 360 MiB added in 1.7s · snapshot 4f1a2b3c'."""
     parts = []
     if isinstance(summary.get("files_new"), int):
@@ -115,11 +116,11 @@ def query_problem(code: str, status: int, message: str, hostname: str, host_id: 
     return f"{text} ({hint})" if hint and hint not in text else text
 
 
-def diff_summary(summary: dict, counts: dict) -> list[str]:
+def diff_summary(summary: dict[str, Any], counts: dict[str, Any]) -> list[str]:
     """restic diff's statistics in words: files and directories added/removed/changed, bytes."""
     added, removed = summary.get("added") or {}, summary.get("removed") or {}
 
-    def n(d: dict, k: str) -> int:
+    def n(d: dict[str, Any], k: str) -> int:
         v = d.get(k)
         return v if isinstance(v, int) else 0
 

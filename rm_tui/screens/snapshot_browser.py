@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import stat
 from datetime import datetime
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -125,6 +126,8 @@ class SnapshotBrowser(ApiScreen):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         if key == "..":
             return "..", None
+        if key is None:
+            return None
         name = key.rsplit("/", 1)[-1]
         return key, next((e for e in self.entries if e.name == name), None)
 
@@ -165,12 +168,15 @@ class SnapshotBrowser(ApiScreen):
         if not self.marked:
             self.notify("mark files or directories with space first", severity="warning")
             return
-        self.app.push_screen(RestoreDialog(self.hostname, self.snapshot_id, sorted(self.marked)), self.restore)
+        self.app.push_screen(RestoreDialog(self.hostname, self.snapshot_id, sorted(self.marked)), self.restore_to)
+
+    def restore_to(self, choice: dict[str, Any] | None) -> None:
+        """The dialog's answer: where to restore, or None when it was cancelled."""
+        if choice:
+            self.restore(choice)
 
     @work(group="restore")
-    async def restore(self, choice: dict | None) -> None:
-        if not choice:
-            return
+    async def restore(self, choice: dict[str, Any]) -> None:
         body = {"kind": "restore", "snapshot_id": self.snapshot_id, "paths": sorted(self.marked), **choice}
         try:
             job = Job.model_validate(await self.client.request("POST", f"/hosts/{self.host_id}/jobs", json=body))
@@ -184,7 +190,7 @@ class SnapshotBrowser(ApiScreen):
         self.app.push_screen(JobLogScreen(job, self.hostname))  # its live log and progress at once
 
 
-class RestoreDialog(ModalScreen[dict | None]):
+class RestoreDialog(ModalScreen[dict[str, Any] | None]):
     """Where to: a fresh directory by default; over the original files only when chosen and
     confirmed by typing the host's name."""
 
