@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -101,7 +102,7 @@ class RmTui(App[None]):
             return False  # nothing to jump to before signing in
         return True
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         if self.client.token:
             yield SystemCommand("Fleet", "All hosts, live", lambda: self.go_to("fleet"))
             if self.client.role != "viewer":

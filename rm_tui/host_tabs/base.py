@@ -9,6 +9,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from rm_core.api import Host
+from rm_core.enums import HostStatus
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.screens.base import ApiAccess
@@ -23,16 +24,18 @@ class HostTab(Widget, ApiAccess):
     DEFAULT_CSS = "HostTab { height: 1fr; }"
 
     # Set by the host screen (attributes down); a tab that shows it redraws in watch_host.
-    host: reactive[Host] = reactive(Host.model_construct(), init=False, always_update=True)
+    host: reactive[Host] = reactive(Host.model_construct(id="", hostname="", status=HostStatus.pending), init=False,
+                                    always_update=True)
 
     def __init__(self, host: Host, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.set_reactive(HostTab.host, host)
         self.loaded = False  # the first load finished (the screen's `loaded` waits on every tab)
 
-    def load(self) -> None:
-        """Read this tab's data from the server (a worker in subclasses)."""
+    def load(self) -> object:
+        """Read this tab's data from the server (a worker in subclasses, which returns it)."""
         self.loaded = True
+        return None
 
     def apply(self, event: m.ServerEvent) -> None:
         """A server event about this host, or the stream itself: follow it, never poll."""

@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 from textual.dom import DOMNode
 from textual.screen import Screen
 
-from rm_tui.client import ApiError
+from rm_tui.client import ApiError, Client
 from rm_tui.format import query_problem
 from rm_tui.widgets.table import ResourceTable
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@runtime_checkable
+class Console(Protocol):
+    """What screens and host tabs use of the app (`RmTui` in rm_tui/app.py). A protocol, so
+    they need not import the module that imports them."""
+
+    client: Client
+
+    @property
+    def can_write(self) -> bool: ...
+
+    def report(self, exc: ApiError, title: str) -> None: ...
+
+    def use_server(self, url: str) -> None: ...
+
+
+def console(node: DOMNode) -> Console:
+    """The running console app, typed (`node.app` is typed as any Textual app)."""
+    app = node.app
+    if not isinstance(app, Console):
+        raise TypeError(f"{type(app).__name__} is not the rm-tui console app")
+    return app
 
 
 class ApiAccess(DOMNode):
@@ -25,23 +48,23 @@ class ApiAccess(DOMNode):
     MUTATING: frozenset[str] = frozenset()
 
     @property
-    def client(self) -> Any:
-        return self.app.client  # type: ignore[attr-defined]
+    def client(self) -> Client:
+        return console(self).client
 
     @property
     def readonly(self) -> bool:
         """--readonly, or signed in as a viewer: either way nothing here may change anything."""
-        return not self.app.can_write  # type: ignore[attr-defined]
+        return not console(self).can_write
 
     def report(self, exc: ApiError, title: str) -> None:
-        self.app.report(exc, title)  # type: ignore[attr-defined]
+        console(self).report(exc, title)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.MUTATING and self.readonly:
             return False  # hidden from the footer and refused
         return True
 
-    def push_form(self, form: Screen[Any], on_submit: Callable[[Any], None]) -> None:
+    def push_form(self, form: Screen[Any], on_submit: Callable[[Any], object]) -> None:
         """Open `form` over this screen; `on_submit(body)` runs when it is saved, not when cancelled.
 
         Saving is the caller's worker; when the server refuses the values it opens the form

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,8 +19,9 @@ from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
 from rm_core.api import Host
-from rm_tui.client import ApiError
+from rm_tui.client import ApiError, Client
 from rm_tui.format import plural
+from rm_tui.screens.base import console
 
 CONCURRENCY = 8
 Call = Callable[[], Awaitable[object]]
@@ -36,8 +38,8 @@ class BulkActionScreen(ModalScreen[None]):
         self.running = False
 
     @property
-    def client(self):
-        return self.app.client  # type: ignore[attr-defined]
+    def client(self) -> Client:
+        return console(self).client
 
     def compose(self) -> ComposeResult:
         with Vertical(id="bulk-box", classes="dialog"):
@@ -71,10 +73,10 @@ class BulkActionScreen(ModalScreen[None]):
                     return
             for g in gs:
                 groups.setdefault(g.name, []).append(
-                    (host.hostname, lambda h=host.id, i=g.id: self.client.run_source_group(h, i)))
+                    (host.hostname, partial(self.client.run_source_group, host.id, g.id)))
             for s in ss.schedules:
                 schedules.setdefault(s.name, []).append(
-                    (host.hostname, lambda h=host.id, i=s.id: self.client.run_schedule(h, i)))
+                    (host.hostname, partial(self.client.run_schedule, host.id, s.id)))
 
         await asyncio.gather(*(one(h) for h in self.hosts))
         options: list[Option] = []
@@ -84,7 +86,7 @@ class BulkActionScreen(ModalScreen[None]):
                 label = f"run {kind} {name!r} now — on {plural(len(found[name]), 'host')}"
                 self.choices[oid] = (f"run-now of {kind} {name!r}", found[name])
                 options.append(Option(label, id=oid))
-        self.choices["unlock"] = ("unlock", [(h.hostname, lambda h=h.id: self.client.create_job(h, {"kind": "unlock"}))
+        self.choices["unlock"] = ("unlock", [(h.hostname, partial(self.client.create_job, h.id, {"kind": "unlock"}))
                                              for h in self.hosts])
         options.append(Option(f"unlock the repository — on {plural(len(self.hosts), 'host')}", id="unlock"))
         hint = "enter runs the highlighted action · esc cancels"

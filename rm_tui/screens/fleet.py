@@ -23,7 +23,7 @@ from rm_tui.client import ApiError
 from rm_tui.fleet_model import FAILED, SORTS, FleetModel, drift
 from rm_tui.format import age, plural, size, verified
 from rm_tui.next_runs import until
-from rm_tui.screens.base import ApiScreen
+from rm_tui.screens.base import ApiScreen, console
 from rm_tui.screens.bulk import BulkActionScreen
 from rm_tui.screens.host import HostScreen
 from rm_tui.screens.jobs import FleetJobsScreen
@@ -343,8 +343,8 @@ class FleetScreen(ApiScreen):
         self.update_status()
 
     def action_bulk(self) -> None:
-        ids = [k for k in self.table.keys if k in self.table.marks] or (
-            [self.selected_host_id()] if self.selected_host_id() else [])
+        selected = self.selected_host_id()
+        ids = [k for k in self.table.keys if k in self.table.marks] or ([selected] if selected else [])
         if ids:
             self.app.push_screen(BulkActionScreen([self.model.hosts[i] for i in ids]))
 
@@ -357,7 +357,7 @@ class FleetScreen(ApiScreen):
     def action_new_token(self) -> None:
         from rm_tui.screens.enrollment import EnrollmentScreen  # opens from the app and from here
 
-        if self.app.can_write:  # type: ignore[attr-defined]
+        if console(self).can_write:
             self.app.push_screen(EnrollmentScreen(open_form=True))
 
     # ------------------------------------------------------------ next runs (crons, by the clock)

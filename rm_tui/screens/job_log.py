@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -83,7 +84,7 @@ class JobLogScreen(ApiScreen):
                 self.notify(f"{exc.message}; retrying", title="Log stream", severity="warning", timeout=4)
             await asyncio.sleep(backoff.next())
 
-    def add_lines(self, raw: list[dict]) -> None:
+    def add_lines(self, raw: list[dict[str, Any]]) -> None:
         fresh = []
         for item in raw:
             try:

@@ -87,7 +87,7 @@ class FleetJobsScreen(ApiScreen):
 
     def order(self) -> list[str]:
         """Running first, newest first; then the failures, newest first."""
-        def key(j: Job) -> tuple:
+        def key(j: Job) -> tuple[bool, float, str]:
             return (j.state not in ACTIVE, -(j.finished_at or j.started_at or j.created_at).timestamp(), j.id)
         return [j.id for j in sorted(self.jobs.values(), key=key)]
 

@@ -11,6 +11,7 @@ from textual.widgets import Button, Footer, Header, Input, Label
 
 from rm_tui.client import ApiError
 from rm_tui.messages import LoggedIn
+from rm_tui.screens.base import console
 
 
 class LoginScreen(Screen[None]):
@@ -79,11 +80,11 @@ class LoginScreen(Screen[None]):
         button.disabled = True
         try:
             try:
-                self.app.use_server(server)  # type: ignore[attr-defined]
+                console(self).use_server(server)
             except ValueError as exc:
                 self.notify(str(exc), title="Cannot connect", severity="error")
                 return
-            operator = await self.app.client.login(username, password)  # type: ignore[attr-defined]
+            operator = await console(self).client.login(username, password)
         except ApiError as exc:
             self.notify(exc.message, title="Sign-in failed", severity="error")
             self.query_one("#password", Input).value = ""

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Label, Static
 
 from rm_core.queries import RetentionPreview, RetentionSnapshot
 from rm_tui.format import plural, when
-from rm_tui.screens.base import ask_agent
+from rm_tui.screens.base import ask_agent, console
 from rm_tui.widgets.table import Column, ResourceTable
 
 COLUMNS = [Column("action", "Action", 7), Column("id", "Snapshot", 9), Column("time", "Time", 17),
@@ -71,7 +71,7 @@ class RetentionPreviewScreen(ModalScreen[None]):
 
     @work(exclusive=True, group="retention-preview")
     async def load(self) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
+        client = console(self).client
         preview = await ask_agent(self, client.request(
             "POST", f"/hosts/{self.host_id}/source-groups/{self.group_id}/retention-preview",
             json={"retention": self.retention}), RetentionPreview, "retention preview")
