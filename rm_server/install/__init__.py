@@ -98,7 +98,10 @@ class Installer:
             "@AGENT_SHA256@": await self.file_sum(agent) if agent else "",
             "@UNIT_SHA256@": hashlib.sha256(self.unit()).hexdigest(),
         }
-        text = _asset(SCRIPT).read_text("utf-8")  # type: ignore[union-attr]
+        script = _asset(SCRIPT)
+        if script is None:  # the package was built without its package data
+            raise RuntimeError(f"rm_server/install/{SCRIPT} is missing: reinstall rm-server")
+        text = script.read_text("utf-8")
         for key, value in values.items():
             text = text.replace(key, value)
         return text.encode()

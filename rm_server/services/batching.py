@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+R_contra = TypeVar("R_contra", contravariant=True)
+
+
+class Waiter(Protocol[R_contra]):
+    """What a batch resolves for each item: a submitter's future, or a callback (_Notify)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: R_contra, /) -> None: ...
+
+    def set_exception(self, exc: BaseException, /) -> None: ...
 
 
 class GroupCommit(Generic[T, R]):
@@ -25,7 +36,7 @@ class GroupCommit(Generic[T, R]):
         # writer thread, and on a busy 2-core box every hop woke that thread and cost the
         # loop ~0.5 ms of wall time: for acks, fewer and larger batches are worth a few ms.
         self._linger = linger
-        self._items: list[tuple[T, asyncio.Future[R]]] = []
+        self._items: list[tuple[T, Waiter[R]]] = []
         self._task: asyncio.Task[None] | None = None
 
     def submit_nowait(self, item: T, on_done: Callable[[R | None, BaseException | None], None]) -> None:
@@ -35,7 +46,7 @@ class GroupCommit(Generic[T, R]):
         and no coroutine wake-up per frame (19k schedule.acks arrive within a second of a
         fleet push). Batches are written one after another, so per submitter the callbacks
         run in submission order."""
-        self._items.append((item, _Notify(on_done)))  # type: ignore[arg-type]
+        self._items.append((item, _Notify(on_done)))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
 
@@ -53,7 +64,7 @@ class GroupCommit(Generic[T, R]):
             batch, self._items = self._items, []
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _commit(self, batch: list[tuple[T, Waiter[R]]]) -> None:
         try:
             results = await self._write([item for item, _ in batch])
             if len(results) != len(batch):
@@ -79,19 +90,19 @@ class GroupCommit(Generic[T, R]):
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-class _Notify:
+class _Notify(Generic[R]):
     """Stands where a waiter's future would: the batch loop resolves both the same way."""
 
     __slots__ = ("fn", "fired")
 
-    def __init__(self, fn: Callable[[object, BaseException | None], None]) -> None:
+    def __init__(self, fn: Callable[[R | None, BaseException | None], None]) -> None:
         self.fn = fn
         self.fired = False
 
     def done(self) -> bool:
         return self.fired
 
-    def set_result(self, result: object) -> None:
+    def set_result(self, result: R) -> None:
         self.fired = True
         self.fn(result, None)
 
