@@ -296,6 +296,9 @@ ERR_ALREADY_INITIALISED = "already_initialised"
 ERR_INTERRUPTED = "interrupted"
 ERR_FATAL = "restic_failed"
 ERR_UNREACHABLE = "repo_unreachable"
+# How a job's error starts when restic could not reach the repository (the server raises
+# repo.unreachable on it).
+UNREACHABLE_MESSAGE = "repository server unreachable"
 
 # restic says "Is there a repository at the following location?" after any failure to
 # read the config file, a refused connection included: these name the network instead,
@@ -388,7 +391,7 @@ def classify_exit(exit_code: int | None, stderr: str = "", *, cancelled: bool = 
         )
     if classify_error_text(stderr) == ERR_UNREACHABLE:
         detail = _network_line(stderr)
-        return Outcome(JobState.failed, ERR_UNREACHABLE, "repository server unreachable" + (f": {detail}" if detail else ""))
+        return Outcome(JobState.failed, ERR_UNREACHABLE, UNREACHABLE_MESSAGE + (f": {detail}" if detail else ""))
     code = {
         EXIT_REPO_MISSING: ERR_REPO_MISSING,
         EXIT_LOCKED: ERR_LOCKED,

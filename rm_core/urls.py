@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote
 
@@ -47,3 +48,27 @@ def redact_webhook(url: str | None) -> str | None:
         return REDACTED
     rest = url[m.end():]
     return f"{m['scheme']}{m['host']}" + (f"/{REDACTED}" if rest.strip("/") else "")
+
+
+# ---------------------------------------------------------------- alert targets
+
+def is_link_local(address: str) -> bool:
+    """169.254.0.0/16 or fe80::/10 (an IPv4-mapped IPv6 address counts as its IPv4 one):
+    where clouds answer instance-metadata requests with credentials. Not an IP: False."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local
+
+
+def url_host(url: str) -> str | None:
+    """The host part of `scheme://[user[:pw]@]host[:port]/…`, brackets removed (None: none)."""
+    m = re.match(r"^[a-z][a-z0-9+.-]*://(?:[^@/?#]*@)?(?P<host>\[[^\]]*\]|[^/?#:]*)", url, re.I)
+    return m["host"].strip("[]") or None if m else None
+
+
+LINK_LOCAL_REFUSED = ("targets a link-local address (169.254.0.0/16, fe80::/10: cloud metadata services); "
+                      "start the server with --allow-link-local-alerts to allow it")

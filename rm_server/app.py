@@ -13,12 +13,14 @@ from pathlib import Path
 from aiohttp import web
 
 from rm_server.api import (
-    admin, auth, drills, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules, snapshots,
+    admin, auth, channels, drills, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules,
+    snapshots,
 )
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS, INSTALLER, JOBS, LIMITER,
-    MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES, SIGN_INS, STORE,
+    AGENT_MESSAGES, AGENTS, ALERTS, CHANNELS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
+    INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES,
+    SIGN_INS, STORE,
 )
 from rm_server.heap import keep_heap_frozen
 from rm_server.login_limiter import LoginLimiter
@@ -26,6 +28,8 @@ from rm_server.metrics import Metrics, watch_loop_lag
 from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
 from rm_server.services.agent_messages import AgentMessages
+from rm_server.services.alerts import Alerts
+from rm_server.services.channels import ChannelService
 from rm_server.services.credentials import CredentialService
 from rm_server.services.drills import DrillTicker
 from rm_server.services.enrollment import EnrollmentService
@@ -56,7 +60,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
     install.setup(app)
     for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet, reference,
-                   snapshots, drills):
+                   snapshots, drills, channels):
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
@@ -105,7 +109,13 @@ async def _bootstrap_token(store: Store, path: Path) -> BootstrapToken | None:
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     """One service per domain, each handed the collaborators it uses."""
     cfg, store, hub, events = app[CONFIG], app[STORE], app[AGENTS], app[EVENTS]
-    notifier = app[NOTIFIER] = Notifier(store, cfg.clock)
+    alerts = app[ALERTS] = Alerts(store, app[MASTER_KEY], cfg.clock, group_wait=cfg.alert_group_wait,
+                                  send_timeout=cfg.alert_send_timeout, retry_base=cfg.alert_retry_base,
+                                  allow_link_local=cfg.allow_link_local_alerts, server_url=lambda: cfg.public_url)
+    await alerts.load()
+    app[CHANNELS] = ChannelService(store, alerts, app[MASTER_KEY], cfg.allow_link_local_alerts)
+    notifier = app[NOTIFIER] = Notifier(store, cfg.clock, alerts, allow_link_local=cfg.allow_link_local_alerts,
+                                        offline_after=cfg.alert_offline_after)
     sign_ins = app[SIGN_INS] = FailedSignIns(store, cfg.sign_in_audit_per_window, cfg.sign_in_audit_window_seconds)
     app[OPERATORS] = OperatorService(store, sign_ins, timedelta(hours=cfg.session_ttl_hours),
                                      await _bootstrap_token(store, cfg.data_dir / "bootstrap-token"))
@@ -128,6 +138,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await sign_ins.close_window()
     await notifier.close()
+    await alerts.close()
     await messages.close()
 
 
@@ -155,6 +166,8 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[HOSTS].sweep, "sweeper")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[MAINTAINER].tick, "maintenance")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[DRILLS].tick, "drills")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[NOTIFIER].check_offline,
+                                                "offline alerts")))
     yield
     for task in tasks:
         task.cancel()

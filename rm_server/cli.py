@@ -71,9 +71,14 @@ def main() -> None:
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP",
               help="A reverse proxy whose X-Forwarded-For names the client (repeatable); "
                    "without it the header is ignored.")
+@click.option("--alert-offline-after", type=click.IntRange(60, 30 * 86400), default=900, show_default=True,
+              metavar="SECONDS", help="Raise host.offline for a host away this long.")
+@click.option("--allow-link-local-alerts", is_flag=True,
+              help="Let webhooks and notification channels target 169.254.0.0/16 and fe80::/10 "
+                   "(cloud metadata addresses; refused by default).")
 def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None, self_signed: bool,
           insecure_http: bool, public_url: str | None, max_agents: int | None, public_metrics: bool,
-          trusted_proxies: tuple[str, ...]) -> None:
+          trusted_proxies: tuple[str, ...], alert_offline_after: int, allow_link_local_alerts: bool) -> None:
     """Run the server."""
     from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
 
@@ -118,7 +123,9 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
     cap = max_agents or max(16, soft - 500)
     config = ServerConfig(data_dir=data_dir, tls_fingerprint=fingerprint, max_agent_connections=cap,
                           self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None,
-                          public_metrics=public_metrics, trusted_proxies=frozenset(proxies))
+                          public_metrics=public_metrics, trusted_proxies=frozenset(proxies),
+                          alert_offline_after=float(alert_offline_after),
+                          allow_link_local_alerts=allow_link_local_alerts)
     # Listening first: a port in use is said before anything touches the database.
     try:
         socks = listen_sockets(host, port)

@@ -47,6 +47,15 @@ class ServerConfig:
     tls_fingerprint: str | None = None
     # Set only for --self-signed: install commands then carry this certificate and its key pin.
     self_signed_cert_pem: bytes | None = None
+    # Alerts (services/alerts.py): how long the first event of a kind waits for others before
+    # its digest goes (Alertmanager's group_wait), how long one send may take, the first retry
+    # delay after a failed send (doubling up to 15 min), how long a host must be offline
+    # before host.offline is raised, and whether alert targets may be link-local addresses.
+    alert_group_wait: float = 30.0
+    alert_send_timeout: float = 30.0
+    alert_retry_base: float = 10.0
+    alert_offline_after: float = 900.0
+    allow_link_local_alerts: bool = False
     # Background tasks can be turned off so a test drives them by hand with its own clock.
     run_background: bool = True
 

@@ -13,6 +13,8 @@ from rm_server.login_limiter import LoginLimiter
 from rm_server.metrics import Metrics
 from rm_server.security import MasterKey
 from rm_server.services.agent_messages import AgentMessages
+from rm_server.services.alerts import Alerts
+from rm_server.services.channels import ChannelService
 from rm_server.services.credentials import CredentialService
 from rm_server.services.drills import DrillTicker
 from rm_server.services.enrollment import EnrollmentService
@@ -54,3 +56,5 @@ MAINTAINER = web.AppKey("maintainer", Maintainer)
 QUERIES = web.AppKey("queries", QueryService)
 DRILLS = web.AppKey("drills", DrillTicker)
 SIGN_INS = web.AppKey("sign_ins", FailedSignIns)
+ALERTS = web.AppKey("alerts", Alerts)
+CHANNELS = web.AppKey("channels", ChannelService)

@@ -68,7 +68,9 @@ async def get_settings(request: web.Request) -> web.Response:
 @routes.put("/api/v1/settings")
 @requires(Role.admin)
 @documented("Change server settings", description="`webhook_url`: failed and lost jobs are POSTed there "
-                                                  "(null: no webhook).",
+                                                  "(null: no webhook). Redirects are not followed; a link-local "
+                                                  "address (169.254.0.0/16, fe80::/10) is refused unless the "
+                                                  "server runs with --allow-link-local-alerts.",
             body=ServerSettings, reply=ServerSettings,
             examples={"webhook": {"webhook_url": "https://hooks.example/restic"}})
 async def put_settings(request: web.Request) -> web.Response:

@@ -28,8 +28,7 @@ class JobService:
 
     def changed(self, job: Job) -> None:
         self.events.publish("job.updated", job)
-        if job.state in (JobState.failed, JobState.lost):
-            self.notifier.job_failed(job)
+        self.notifier.job_changed(job)
 
     async def new_job(self, actor: Actor, host_id: str, body: JobBody) -> Job:
         """One job an operator asked for; dispatched at once when the host is online."""

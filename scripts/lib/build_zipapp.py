@@ -44,7 +44,8 @@ APPS = {
     "rm-agent": ("rm_agent.cli", ["rm_core", "rm_agent"],
                  {"aiohttp", "croniter", "pydantic", "cryptography", "click", "eval_type_backport"}, AGENT_PYTHONS),
     "rm-server": ("rm_server.cli", ["rm_core", "rm_server"],
-                  {"aiohttp", "aiosqlite", "croniter", "pydantic", "cryptography", "click", "bcrypt"}, SERVER_PYTHONS),
+                  {"aiohttp", "aiosqlite", "croniter", "pydantic", "cryptography", "click", "bcrypt", "apprise"},
+                  SERVER_PYTHONS),
 }
 
 

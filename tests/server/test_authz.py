@@ -67,6 +67,12 @@ ROUTES = {
     ("PUT", "/api/v1/fleet/policies/{name}"): O,
     ("GET", "/api/v1/fleet/crons"): V,
     ("GET", "/api/v1/openapi.json"): V,
+    ("GET", "/api/v1/notification-channels"): A,
+    ("POST", "/api/v1/notification-channels"): A,
+    ("GET", "/api/v1/notification-channels/{id}"): A,
+    ("PUT", "/api/v1/notification-channels/{id}"): A,
+    ("DELETE", "/api/v1/notification-channels/{id}"): A,
+    ("POST", "/api/v1/notification-channels/{id}/test"): A,
     ("GET", "/api/v1/agent/ws"): AGENT,
     ("GET", "/api/v1/events"): V,
 }

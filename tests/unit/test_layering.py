@@ -20,7 +20,8 @@ STDLIB = frozenset(sys.stdlib_module_names)
 # Third-party packages each of ours may import, besides the standard library and itself.
 ALLOWED = {
     "rm_core": {"pydantic", "pydantic_core", "croniter"},
-    "rm_server": {"rm_core", "aiohttp", "aiosqlite", "pydantic", "pydantic_core", "bcrypt", "cryptography", "click"},
+    "rm_server": {"rm_core", "aiohttp", "aiosqlite", "pydantic", "pydantic_core", "bcrypt", "cryptography", "click",
+                  "apprise"},
     "rm_agent": {"rm_core", "aiohttp", "pydantic", "pydantic_core", "croniter", "cryptography", "click"},
     "rm_tui": {"rm_core", "aiohttp", "pydantic", "pydantic_core", "textual", "rich", "click"},
 }
