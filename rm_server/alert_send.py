@@ -29,7 +29,7 @@ MAX_ERROR = 500
 def literal_link_local(url: str) -> bool:
     """The URL names a link-local IP address itself (checked when a channel is saved)."""
     host = url_host(url)
-    return bool(host) and is_link_local(host)
+    return host is not None and is_link_local(host)
 
 
 def resolves_link_local(host: str | None) -> bool:

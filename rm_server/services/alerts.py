@@ -68,7 +68,7 @@ class ChannelState:
     last_sent: dict[AlertEvent, float] = field(default_factory=dict)
     retry_at: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
 
     def due(self, event: AlertEvent, group: Group, group_wait: float) -> float:
         after_last = self.last_sent.get(event, float("-inf")) + self.min_interval

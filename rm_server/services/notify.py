@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,9 +49,10 @@ class _NoLinkLocal(AbstractResolver):
     def __init__(self) -> None:
         self._inner = aiohttp.ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
-        kept = [r for r in found if not is_link_local(r["host"])]
+        kept = [r for r in found if not is_link_local(r["host"] or "")]
         if not kept:
             raise LinkLocalRefused(f"webhook host {host} resolves only to link-local addresses")
         return kept
@@ -62,7 +64,7 @@ class _NoLinkLocal(AbstractResolver):
 def webhook_target_refused(url: str | None) -> bool:
     """A webhook URL that names a link-local address itself (refused when it is set)."""
     host = url_host(url) if url else None
-    return bool(host) and is_link_local(host)
+    return host is not None and is_link_local(host)
 
 
 class Notifier:
@@ -114,15 +116,15 @@ class Notifier:
         is offline until its agent reconnects, which is no news."""
         now = self.clock()
         cutoff = now - timedelta(seconds=self.offline_after)
-        await self.store.channels.clear_online()
+        await self.store.host_alerts.clear_online()
         if self.started > cutoff:
             return []
-        away = await self.store.channels.offline_unalerted(cutoff)
+        away = await self.store.host_alerts.offline_unalerted(cutoff)
         for host_id, _, last_seen in away:
             self.alerts.raise_event(AlertEvent.host_offline,
                                     AlertSubject(host_id, f"last seen {last_seen:%Y-%m-%d %H:%M} UTC"))
         if away:
-            await self.store.channels.mark_raised(AlertEvent.host_offline.value, [h for h, _, _ in away])
+            await self.store.host_alerts.mark_raised(AlertEvent.host_offline.value, [h for h, _, _ in away])
         return [h for h, _, _ in away]
 
     # ------------------------------------------------------------ the webhook

@@ -10,7 +10,7 @@ from typing import Any
 
 from rm_core.times import utcnow
 from rm_server.store.audit import Audit
-from rm_server.store.channels import Channels
+from rm_server.store.channels import Channels, HostAlerts
 from rm_server.store.common import SYSTEM, Actor, Conflict, Invalid, NotFound
 from rm_server.store.credentials import Credentials
 from rm_server.store.db import Database, SchemaTooNew
@@ -59,6 +59,7 @@ class Store:
         self.maintenance = Maintenance(*args)
         self.drills = Drills(*args)
         self.channels = Channels(*args)
+        self.host_alerts = HostAlerts(*args)
 
     @classmethod
     async def open(cls, path: str | Path, clock: Callable[[], datetime] = utcnow) -> "Store":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +35,7 @@ class ChannelRow:
 
 def _row(r: Any) -> ChannelRow:
     return ChannelRow(r["id"], r["name"], r["url_redacted"], loads(r["events"], []), r["min_interval_s"],
-                      dt(r["created_at"]), dt(r["updated_at"]), dt(r["last_sent_at"]), r["last_error"],
+                      datetime.fromisoformat(r["created_at"]), datetime.fromisoformat(r["updated_at"]), dt(r["last_sent_at"]), r["last_error"],
                       dt(r["last_error_at"]), r["failures"])
 
 
@@ -54,7 +56,8 @@ class Channels(Table):
             raise NotFound("notification channel", channel_id)
         return bytes(row["url_sealed"])
 
-    async def create(self, actor: Actor, name: str, sealed_for: Any, redacted: str, events: list[str],
+    async def create(self, actor: Actor, name: str, sealed_for: Callable[[str], bytes], redacted: str,
+                     events: builtins.list[str],
                      min_interval_s: int) -> ChannelRow:
         """`sealed_for(id)` seals the URL for the new id (the id is the seal's context)."""
         channel_id = new_id()
@@ -71,7 +74,7 @@ class Channels(Table):
         return await self.get(channel_id)
 
     async def update(self, actor: Actor, channel_id: str, name: str, sealed: bytes, redacted: str,
-                     events: list[str], min_interval_s: int) -> ChannelRow:
+                     events: builtins.list[str], min_interval_s: int) -> ChannelRow:
         async with self.tx() as tx:
             await self._name_free(tx, name, channel_id)
             cur = await tx.execute(
@@ -107,7 +110,10 @@ class Channels(Table):
                 await tx.execute("UPDATE notification_channels SET last_error = ?, last_error_at = ?,"
                                  " failures = failures + 1 WHERE id = ?", (error, iso(tx.now), channel_id))
 
-    # ------------------------------------------------------------ alerts raised per host
+
+
+class HostAlerts(Table):
+    """Alerts raised per host that must not be raised again while the condition lasts."""
 
     async def offline_unalerted(self, cutoff: datetime) -> list[tuple[str, str, datetime]]:
         """(host id, hostname, last seen) of hosts offline since before `cutoff` whose
@@ -116,7 +122,7 @@ class Channels(Table):
             "SELECT h.id, h.hostname, h.last_seen FROM hosts h WHERE h.status = 'offline' AND h.last_seen < ?"
             " AND NOT EXISTS (SELECT 1 FROM host_alerts a WHERE a.host_id = h.id AND a.event = 'host.offline')",
             (iso(cutoff),), bulk=True)
-        return [(r["id"], r["hostname"], dt(r["last_seen"])) for r in rows]
+        return [(r["id"], r["hostname"], datetime.fromisoformat(r["last_seen"])) for r in rows]
 
     async def mark_raised(self, event: str, host_ids: list[str]) -> None:
         async with self.tx() as tx:
