@@ -38,7 +38,7 @@ class Agent:
     first_connect_grace = 15.0  # how long the scheduler waits for the first connection at start
 
     def __init__(self, config: AgentConfig, config_path: Path, *, clock: Clock = utcnow,
-                 hostname: str | None = None) -> None:
+                 hostname: str | None = None, first_url: int | None = None) -> None:
         self.config = config
         self.dir = state_dir(config_path)
         self.clock = clock
@@ -50,7 +50,7 @@ class Agent:
         self.restic_version: str | None = None
         self.session = Session(config, self.outbox, hello=self._hello, on_message=lambda raw: dispatch(self, raw),
                                on_online=self._on_online, on_status=self._status,
-                               running_jobs=lambda: self.runner.running())
+                               running_jobs=lambda: self.runner.running(), start=first_url)
         self.events = JobEventSink(self.outbox, self.session.send, self.session.send_payload, clock)
         settings = RunnerSettings(
             restic_binary=config.restic_binary, tmp_dir=self.dir / "tmp", allow_hooks=config.allow_hooks,
@@ -109,7 +109,7 @@ class Agent:
     def _status(self, state: str, error: str | None = None) -> None:
         """What `rm-agent status` shows (another process reads it from the outbox)."""
         self.outbox.put("status", {"state": state, "since": iso(self.clock()), "pid": os.getpid(),
-                                   "server_url": self.config.server_url, "error": error,
+                                   "server_url": self.session.url, "error": error,
                                    "restic_version": self.restic_version})
 
     # ------------------------------------------------------------ session callbacks

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import random
 import signal
 import socket
 from typing import Any
@@ -22,6 +23,7 @@ from rm_agent.secrets import SecretsCorrupt
 from rm_core.api import ErrorBody
 from rm_core.fingerprints import FingerprintError, normalise_fingerprint
 from rm_core.logs import setup_logging
+from rm_core.server_urls import ServerUrlError, parse_server_urls
 from rm_core.version import PROTOCOL_VERSION, __version__
 
 config_option = click.option(
@@ -46,52 +48,80 @@ def version() -> None:
     click.echo(f"rm-agent {__version__} (protocol {PROTOCOL_VERSION})")
 
 
-async def _enroll(server: str, token: str, fingerprint: str | None) -> dict[str, Any]:
+class _NoAnswer(Exception):
+    """This URL did not answer the enrollment (unreachable, or a 5xx from it or a proxy): try another."""
+
+
+async def _enroll(http: aiohttp.ClientSession, server: str, token: str, fingerprint: str | None) -> dict[str, Any]:
     body = {"token": token, "hostname": socket.gethostname(), "os": platform.system().lower(),
             "arch": platform.machine(), "agent_version": __version__}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        async with http.post(server.rstrip("/") + "/api/v1/agents/enroll", json=body,
-                             ssl=ssl_param(server, fingerprint)) as resp:
+    try:
+        async with http.post(server + "/api/v1/agents/enroll", json=body, ssl=ssl_param(server, fingerprint)) as resp:
             try:
                 data = await resp.json(content_type=None)
             except ValueError:
                 data = None
             if resp.status != 201 or not isinstance(data, dict):
                 err = ErrorBody.from_envelope(data, resp.status)
+                if resp.status >= 500:
+                    raise _NoAnswer(f"it answered {resp.status}: {err.message}")
                 raise click.ClickException(f"enrollment refused ({resp.status}): {err.message}")
             return data
+    except aiohttp.ClientError as exc:
+        raise _NoAnswer(describe_error(exc, server)) from None
+    except asyncio.TimeoutError:
+        raise _NoAnswer("no answer within 30 s; is the URL right?") from None
+
+
+async def _enroll_any(urls: list[str], token: str, fingerprint: str | None) -> tuple[str, dict[str, Any]]:
+    """Enroll through the first of `urls`, in random order, that answers; a refusal (4xx) ends it."""
+    order = random.sample(urls, len(urls))  # replicas share the load of a fleet enrolling at once
+    failed: list[str] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        for i, url in enumerate(order):
+            try:
+                return url, await _enroll(http, url, token, fingerprint)
+            except _NoAnswer as exc:
+                failed.append(f"{url}: {exc}")
+                if i + 1 < len(order):
+                    click.echo(f"cannot reach {url}: {exc}; trying {order[i + 1]}", err=True)
+    if len(urls) == 1:
+        raise click.ClickException(f"cannot reach {failed[0]}")
+    raise click.ClickException(f"cannot reach any of the {len(urls)} server URLs: " + "; ".join(failed))
 
 
 @main.command()
-@click.option("--server", required=True, help="Server URL, e.g. https://backup.example.com:8950")
+@click.option("--server", "servers", required=True, multiple=True, metavar="URL",
+              help="Server URL, e.g. https://backup.example.com:8950. A server with several replicas: "
+                   "repeat it, or give several comma-separated; enrollment tries them in random order "
+                   "and the agent keeps them all.")
 @click.option("--token", required=True, envvar="RM_ENROLL_TOKEN", show_envvar=True,
               help="One-time enrollment token from the console.")
-@click.option("--fingerprint", default=None, help="SHA-256 of the server certificate to pin (hex, colons allowed).")
+@click.option("--fingerprint", default=None,
+              help="SHA-256 of the server certificate to pin (hex, colons allowed); it holds for every URL.")
 @click.option("--force", is_flag=True, help="Enroll again even if this config already holds an identity.")
 @config_option
-def enroll(server: str, token: str, fingerprint: str | None, force: bool, config_path: Path | None) -> None:
+def enroll(servers: tuple[str, ...], token: str, fingerprint: str | None, force: bool, config_path: Path | None) -> None:
     """Enroll this host and write the agent config (0600)."""
     path = config_path or default_config_path()
     try:
         fp = normalise_fingerprint(fingerprint)
     except FingerprintError as exc:
         raise click.ClickException(str(exc)) from None
-    if not server.startswith(("http://", "https://")):
-        raise click.ClickException(f"server URL {server!r} must start with http:// or https://")
+    try:
+        urls = parse_server_urls(servers)
+    except ServerUrlError as exc:
+        raise click.ClickException(str(exc)) from None
     if path.exists() and not force:
         raise click.ClickException(f"{path} already exists (host already enrolled); pass --force to enroll again")
-    try:
-        data = asyncio.run(_enroll(server, token, fp))
-    except aiohttp.ClientError as exc:
-        raise click.ClickException(f"cannot reach {server}: {describe_error(exc, server)}") from None
-    except asyncio.TimeoutError:
-        raise click.ClickException(f"no answer from {server} within 30 s; is the URL right?") from None
+    used, data = asyncio.run(_enroll_any(urls, token, fp))
     if path.exists():  # --force: the old identity's secrets and outbox belong to another host
         for name in ("secrets.enc", "state.db", "state.db-wal", "state.db-shm"):
             (state_dir(path) / name).unlink(missing_ok=True)
-    save_config(path, AgentConfig(server_url=server.rstrip("/"), host_id=data["host_id"],
+    save_config(path, AgentConfig(server_urls=urls, host_id=data["host_id"],
                                   agent_token=data["agent_token"], fingerprint=fp))
-    click.echo(f"enrolled as host {data['host_id']}; config written to {path}")
+    through = f" through {used} ({len(urls)} server URLs kept)" if len(urls) > 1 else ""
+    click.echo(f"enrolled as host {data['host_id']}{through}; config written to {path}")
     click.echo(f"start the agent with: rm-agent run --config {path}")
 
 
@@ -148,8 +178,10 @@ def status(config_path: Path | None, as_json: bool) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     db = state_dir(path) / "state.db"
-    info: dict[str, Any] = {"host_id": config.host_id, "server_url": config.server_url, "state": "never started",
-                  "applied_schedule_version": 0, "running_jobs": [], "outbox_depth": 0}
+    # server_url: the URL the state is about (connected to, being tried, last tried)
+    info: dict[str, Any] = {"host_id": config.host_id, "server_urls": config.server_urls,
+                            "server_url": config.server_urls[0], "state": "never started",
+                            "applied_schedule_version": 0, "running_jobs": [], "outbox_depth": 0}
     if db.exists():
         ob = Outbox(db, readonly=True)
         try:
@@ -157,6 +189,8 @@ def status(config_path: Path | None, as_json: bool) -> None:
             state = st.get("state", "unknown")
             if state not in ("stopped",) and not _pid_alive(st.get("pid")):
                 state = "not running"
+            if st.get("server_url") in config.server_urls:
+                info["server_url"] = st["server_url"]
             info.update(
                 state=state, since=st.get("since"), last_error=st.get("error"), pid=st.get("pid"),
                 restic_version=st.get("restic_version"),
@@ -170,7 +204,10 @@ def status(config_path: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"host:              {info['host_id']}")
-    click.echo(f"server:            {info['server_url']}")
+    mark = {"connected": " (connected)", "connecting": " (trying)", "disconnected": " (last tried)"}.get(info["state"], "")
+    for i, url in enumerate(info["server_urls"]):
+        label = "server:" if i == 0 else ""
+        click.echo(f"{label:<19}{url}{mark if url == info['server_url'] else ''}")
     click.echo(f"connection:        {info['state']}" + (f" since {info['since']}" if info.get("since") else ""))
     if info.get("last_error"):
         click.echo(f"last error:        {info['last_error']}")

@@ -8,7 +8,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rm_core.server_urls import ServerUrlError, check_server_url, parse_server_urls
 
 
 class ConfigError(RuntimeError):
@@ -29,7 +31,14 @@ def default_config_path() -> Path:
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    server_url: str
+    # Every URL the server answers at (one per replica, or one load balancer's); `run` starts
+    # at a random one and moves on when a connection fails or drops.
+    server_urls: list[str] = Field(default_factory=list)
+    # The first of server_urls, kept so an agent from before several URLs (it requires this
+    # key and ignores unknown ones) still starts on a config written now. Read from a config
+    # with no server_urls (written by such an agent); when it names a URL not in server_urls
+    # (edited by hand) that URL is added last rather than ignored.
+    server_url: str = ""
     host_id: str
     agent_token: str
     fingerprint: str | None = None
@@ -41,6 +50,17 @@ class AgentConfig(BaseModel):
     default_timeout_seconds: int = 24 * 3600
     cancel_grace_seconds: float = 30.0
     restic_binary: str = "restic"
+
+    @model_validator(mode="after")
+    def _one_list_of_urls(self) -> AgentConfig:
+        try:
+            # One URL per entry here: the comma form is only for the command line.
+            given = [check_server_url(url) for url in self.server_urls + ([self.server_url] if self.server_url else [])]
+            urls = parse_server_urls(given)
+        except ServerUrlError as exc:
+            raise ValueError(f"server_urls: {exc}") from None
+        self.server_urls, self.server_url = urls, urls[0]
+        return self
 
     def key_bytes(self) -> bytes:
         return base64.b64decode(self.secrets_key)

@@ -2,13 +2,17 @@
 
 One session at a time: hello, resend of every unacknowledged outbox event, then frames both
 ways (a writer queue out, the handler table in) until the socket drops; then reconnect with
-jittered backoff. The session owns no job or schedule state: the agent passes callbacks.
+jittered backoff. With several server URLs (replicas) the first is a random one and every
+attempt after a failure or a drop goes to the next, so a dead replica is retried only after
+each other one had its turn, at the same pace as one URL. The session owns no job or
+schedule state: the agent passes callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 from typing import Any, Callable, Optional
 
@@ -50,8 +54,12 @@ class Session:
 
     def __init__(self, config: AgentConfig, outbox: Outbox, *, hello: Callable[[], p.Hello],
                  on_message: Callable[[str], None], on_online: Callable[[], None],
-                 on_status: Callable[[str, str | None], None], running_jobs: Callable[[], list[str]]) -> None:
+                 on_status: Callable[[str, str | None], None], running_jobs: Callable[[], list[str]],
+                 start: int | None = None) -> None:
         self.config = config
+        self.urls = list(config.server_urls)
+        # A random first URL spreads a fleet over its replicas, and again after every restart.
+        self._index = random.randrange(len(self.urls)) if start is None else start % len(self.urls)
         self.outbox = outbox
         self.hello = hello
         self.on_message = on_message
@@ -62,6 +70,11 @@ class Session:
         self.first_attempt_done = asyncio.Event()  # the scheduler waits for this at start
         self._queue: asyncio.Queue[str] | None = None
 
+    @property
+    def url(self) -> str:
+        """The URL connected to, being tried, or (between attempts) last tried."""
+        return self.urls[self._index]
+
     async def run(self) -> None:
         """Connect, and reconnect whenever the connection ends, until cancelled."""
         backoff = Backoff()
@@ -69,8 +82,9 @@ class Session:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
                 error = None
+                url = self.url
                 try:
-                    if await self._connect(http):
+                    if await self._connect(http, url):
                         backoff.reset()
                 except asyncio.CancelledError:
                     raise
@@ -78,28 +92,32 @@ class Session:
                     error = str(exc)
                     backoff.jump_to_cap()  # an operator has to act
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValidationError, ValueError) as exc:
-                    error = describe_error(exc, self.config.server_url)
+                    error = describe_error(exc, url)
                     if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status in (401, 403):
                         backoff.jump_to_cap()
                 except Exception as exc:  # a bug in a handler must not end the connection loop
                     log.exception("connection session crashed")
-                    error = describe_error(exc, self.config.server_url)
+                    error = describe_error(exc, url)
                 finally:
                     self._set_offline()
                     self.first_attempt_done.set()
+                self.on_status("disconnected", error)  # about `url`: the index moves on below
+                # One backoff for all URLs: with every replica dead the agent knocks no faster
+                # than with one, and each URL sees 1/N of the attempts.
                 delay = backoff.next()
+                self._index = (self._index + 1) % len(self.urls)
+                then = "retrying" if self.url == url else f"trying {self.url}"
                 if error:
-                    log.warning("connection to %s failed: %s; retrying in %.1fs", self.config.server_url, error, delay)
+                    log.warning("connection to %s failed: %s; %s in %.1fs", url, error, then, delay)
                 else:
-                    log.info("disconnected from %s; reconnecting in %.1fs", self.config.server_url, delay)
-                self.on_status("disconnected", error)
+                    log.info("disconnected from %s; %s in %.1fs", url, then, delay)
                 await asyncio.sleep(delay)
 
-    async def _connect(self, http: aiohttp.ClientSession) -> bool:
-        """One connection; returns True when it got as far as hello.ok."""
+    async def _connect(self, http: aiohttp.ClientSession, url: str) -> bool:
+        """One connection to `url`; returns True when it got as far as hello.ok."""
         ws = await http.ws_connect(
-            ws_url(self.config.server_url), headers={"Authorization": f"Bearer {self.config.agent_token}"},
-            ssl=ssl_param(self.config.server_url, self.config.fingerprint), heartbeat=None,
+            ws_url(url), headers={"Authorization": f"Bearer {self.config.agent_token}"},
+            ssl=ssl_param(url, self.config.fingerprint), heartbeat=None,
             max_msg_size=32 * 1024 * 1024,
         )
         tasks: list[asyncio.Task[None]] = []
@@ -113,7 +131,7 @@ class Session:
                 raise ProtocolRejected(f"server refused hello: {env.payload.code}: {env.payload.message}")
             if env.type != "hello.ok":
                 raise ConnectionError(f"expected hello.ok, got {env.type}")
-            log.info("connected to %s (server %s)", self.config.server_url, env.payload.server_version)
+            log.info("connected to %s (server %s)", url, env.payload.server_version)
             await self._resend(ws)
             self._queue = asyncio.Queue()
             self.online = True  # from here new events go through the queue, behind the resent ones

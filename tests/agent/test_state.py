@@ -145,7 +145,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
 
 
 def test_secrets_roundtrip_encrypted_and_corrupt_file_never_overwritten(tmp_path: Path) -> None:
-    key = AgentConfig(server_url="x", host_id="h", agent_token="t").key_bytes()
+    key = AgentConfig(server_url="https://s", host_id="h", agent_token="t").key_bytes()
     path = tmp_path / "secrets.enc"
     store = SecretStore(path, key)
     assert store.load() == {}
