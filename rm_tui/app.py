@@ -31,7 +31,7 @@ class RmTui(App[None]):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "toggle_help", "Help", key_display="?"),
-        Binding("colon", "command_palette", "Go to…", key_display=":"),
+        Binding("colon", "command_palette", "Go to…", key_display=":", show=False),
     ]
 
     def __init__(self, server_url: str, fingerprint: str | None = None, readonly: bool = False) -> None:

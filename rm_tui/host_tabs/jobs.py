@@ -39,7 +39,7 @@ def progress_text(p: dict[str, object]) -> str:
 
 class JobsTab(HostTab):
     BINDINGS = [
-        Binding("enter", "logs", "Log"),
+        Binding("enter", "logs", "Log", key_display="enter"),
         Binding("l", "logs", "Log", show=False),
     ]
 

@@ -35,8 +35,8 @@ class SettingsTab(HostTab, can_focus=True):
     BINDINGS = [
         Binding("e", "edit", "Bandwidth"),
         Binding("p", "repo", "Repository"),
-        Binding("a", "admin_creds", "Admin credentials"),
-        Binding("ctrl+d", "delete", "Delete host"),
+        Binding("a", "admin_creds", "Admin creds"),
+        Binding("ctrl+d", "delete", "Delete"),
     ]
 
     def __init__(self, host: Host, *, id: str | None = None) -> None:

@@ -27,7 +27,7 @@ CHANGES_REPO = (JobKind.backup, JobKind.forget, JobKind.prune)
 
 class SnapshotsTab(HostTab):
     BINDINGS = [
-        Binding("enter", "browse", "Browse"),
+        Binding("enter", "browse", "Browse", key_display="enter"),
         Binding("b", "browse", "Browse snapshot", show=False),
         # one key, two steps: the footer says which one comes next
         Binding("d", "diff_from", "Diff from here"),

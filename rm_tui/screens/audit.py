@@ -43,11 +43,11 @@ class AuditScreen(TableScreen):
 
     CSS_PATH = "tables.tcss"
     TABLE_ID = "audit"
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+    BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
         Binding("right_square_bracket", "older", "Older", key_display="]"),
         Binding("left_square_bracket", "newer", "Newer", key_display="["),
         Binding("ctrl+r", "reload", "Newest"),
+        Binding("escape", "app.pop_screen", "Back"),
     ]
 
     def __init__(self, page_size: int | None = None) -> None:

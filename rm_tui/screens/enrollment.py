@@ -27,11 +27,11 @@ class EnrollmentScreen(TableScreen):
     CSS_PATH = "tables.tcss"
     TABLE_ID = "tokens"
     MUTATING = frozenset({"new", "delete"})
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+    BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
         Binding("n", "new", "New token"),
         Binding("ctrl+d", "delete", "Revoke"),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("escape", "app.pop_screen", "Back"),
     ]
 
     def __init__(self, open_form: bool = False) -> None:

@@ -44,20 +44,21 @@ class FleetScreen(ApiScreen):
     CSS_PATH = "fleet.tcss"
     MUTATING = frozenset({"new_token", "bulk"})
     BINDINGS = [
-        Binding("enter", "open_host", "Open host"),
+        Binding("enter", "open_host", "Open", key_display="enter"),
         # priority: runs when the key arrives, so the keys typed right after it ("/web", at
         # terminal speed) already go to the filter box, not to the table
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
-        Binding("escape", "clear_filter", "Clear filter/marks"),
-        Binding("p", "problems", "Problems first"),
-        Binding("N", "sort('host')", "Sort by column", key_display=" ".join(SORT_KEYS)),
+        Binding("escape", "clear_filter", "Clear"),  # shown while there is a filter or marks
+        Binding("p", "problems", "Problems first", show=False),
+        Binding("N", "sort('host')", "Sort by host", show=False),
         *(Binding(k, f"sort('{col}')", f"Sort by {SORTS[col][0]}", show=False) for k, col in SORT_KEYS.items()
           if k != "N"),
+        # the footer keeps what a first day needs and fits 80 columns; `?` lists every key
         Binding("space", "mark", "Mark"),
-        Binding("x", "bulk", "Run on marked"),
-        Binding("J", "jobs", "Fleet jobs", key_display="J"),
-        Binding("n", "new_token", "New enrollment token"),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("x", "bulk", "Run…"),
+        Binding("J", "jobs", "Jobs", key_display="J"),
+        Binding("n", "new_token", "New enrollment token", show=False),
+        Binding("ctrl+r", "reload", "Reload", show=False),
     ]
 
     def __init__(self) -> None:
@@ -70,6 +71,7 @@ class FleetScreen(ApiScreen):
         self._loaded_epoch = -1  # the events connection the last load started under
         self._replay: list[Any] | None = None  # events that arrived while a load was in flight
         self._status_text = ""
+        self._clearable = False  # what the footer last said of esc
 
     @property
     def hosts(self) -> dict[str, Host]:
@@ -190,6 +192,9 @@ class FleetScreen(ApiScreen):
         self.update_status()
 
     def update_status(self) -> None:
+        if self.clearable() != self._clearable:
+            self._clearable = not self._clearable
+            self.refresh_bindings()  # esc comes into the footer, or leaves it
         c = self.model.counts()
         if not c["hosts"]:
             text = "no hosts enrolled yet: create an enrollment token (n) and run its install command on the host"
@@ -292,12 +297,21 @@ class FleetScreen(ApiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "filter" and isinstance(self.focused, Input):
             return False  # a "/" typed into the filter box itself
+        if action == "clear_filter" and not self.clearable():
+            return False  # nothing to clear: esc stays out of the footer
         return super().check_action(action, parameters)
+
+    def clearable(self) -> bool:
+        """A filter (typed, or its box open) or marks: what esc clears."""
+        if not self.is_mounted:
+            return False
+        return bool(self.model.filter_text or self.table.marks or self.query_one("#filter", Input).display)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
         self.set_focus(box)  # now, not after the keys already queued
+        self.update_status()
 
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
@@ -315,6 +329,7 @@ class FleetScreen(ApiScreen):
         if not self.model.filter_text:
             self.query_one("#filter", Input).display = False
         self.table.focus()
+        self.update_status()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)

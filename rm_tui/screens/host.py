@@ -23,6 +23,7 @@ from rm_tui.host_tabs.schedules import SchedulesTab
 from rm_tui.host_tabs.settings import SettingsTab
 from rm_tui.host_tabs.snapshots import SnapshotsTab
 from rm_tui.screens.base import ApiScreen
+from rm_tui.screens.job_log import JobLogScreen
 
 # (id, title, widget): the order of the tab bar and of the keys 1-7
 TABS: tuple[tuple[str, str, type[HostTab]], ...] = (
@@ -51,7 +52,7 @@ class HostScreen(ApiScreen):
         # (before, tab moved focus between the tab bar and the table, one or the other)
         Binding("tab,right", "cycle_tab(1)", "Next tab", show=False),
         Binding("shift+tab,left", "cycle_tab(-1)", "Previous tab", show=False),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
         *(Binding(str(i + 1), f"tab('{tab}')", f"{title} tab", show=False) for i, (tab, title, _) in enumerate(TABS)),
     ]
 
@@ -193,7 +194,11 @@ class HostScreen(ApiScreen):
         overview.render_overview()
 
     def on_jobs_started(self, message: m.JobsStarted) -> None:
+        """Run now: the new job is listed (the jobs tab's cursor on it) and its live log opens,
+        so `l` can never open an older job by mistake; esc comes back here."""
         self.query_one(JobsTab).add(message.jobs)
+        if self.app.screen is self:
+            self.app.push_screen(JobLogScreen(message.jobs[0], self.host.hostname))
 
     def on_host_removed(self, _: m.HostRemoved) -> None:
         self.close()

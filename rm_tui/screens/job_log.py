@@ -28,14 +28,14 @@ from rm_tui.widgets.log_view import LogView
 class JobLogScreen(ApiScreen):
     CSS_PATH = "job_log.tcss"
     MUTATING = frozenset({"cancel", "unlock"})
-    BINDINGS = [
-        Binding("escape", "back", "Back"),
+    BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
         Binding("f", "toggle_follow", "Follow on/off"),
-        Binding("g", "top", "Top"),
-        Binding("G", "bottom", "Bottom", key_display="G"),
+        Binding("g", "top", "Top", show=False),
+        Binding("G", "bottom", "Bottom", key_display="G", show=False),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("c", "cancel", "Cancel job"),
         Binding("u", "unlock", "Run unlock"),
+        Binding("escape", "back", "Back"),
     ]
 
     def __init__(self, job: Job, hostname: str) -> None:

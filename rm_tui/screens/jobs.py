@@ -35,11 +35,11 @@ def wanted(job: Job, now: datetime) -> bool:
 
 class FleetJobsScreen(ApiScreen):
     CSS_PATH = "fleet.tcss"
-    BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("enter", "open_log", "Log"),
+    BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
+        Binding("enter", "open_log", "Log", key_display="enter"),
         Binding("l", "open_log", "Log", show=False),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("escape", "back", "Back"),
     ]
 
     def __init__(self, hostnames: dict[str, str]) -> None:

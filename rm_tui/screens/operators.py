@@ -26,13 +26,13 @@ class OperatorsScreen(TableScreen):
     CSS_PATH = "tables.tcss"
     TABLE_ID = "operators"
     MUTATING = frozenset({"new", "edit", "delete"})
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+    BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
         Binding("n", "new", "New operator"),
         Binding("e", "edit", "Edit"),
         Binding("enter", "edit", "Edit", show=False),
         Binding("ctrl+d", "delete", "Delete"),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("escape", "app.pop_screen", "Back"),
     ]
 
     def __init__(self) -> None:

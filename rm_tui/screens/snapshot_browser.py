@@ -21,6 +21,7 @@ from rm_tui.format import size
 from rm_tui.screens.base import ApiScreen
 
 PAGE = 1000
+FIRST = "\0first"  # render_table(cursor_on=FIRST): the first entry of a directory just entered
 
 
 def parent(path: str) -> str:
@@ -41,16 +42,25 @@ def default_target(snapshot_id: str, now: datetime | None = None) -> str:
     return f"{RESTORE_ROOT}/restore-{snapshot_id[:8]}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
+class EntryTable(DataTable[str]):
+    """The listing: `enter` is the screen's (Open dir, in the footer), not DataTable's hidden select."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return False if action == "select_cursor" else super().check_action(action, parameters)
+
+
 class SnapshotBrowser(ApiScreen):
     CSS_PATH = "snapshot_browser.tcss"
     MUTATING = frozenset({"restore"})
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("enter", "open", "Open dir"),
-        Binding("backspace", "up", "Up"),
+    BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
+        Binding("enter", "open", "Open dir", key_display="enter"),
+        Binding("backspace", "up", "Up", key_display="backspace"),
         Binding("space", "mark", "Mark"),
-        Binding("m", "more", "More"),
-        Binding("r", "restore", "Restore marked"),
+        Binding("m", "more", "More entries", show=False),  # the path line says when there are more
+        Binding("r", "restore", "Restore"),
+        Binding("j", "cursor(1)", "Cursor down", show=False),
+        Binding("k", "cursor(-1)", "Cursor up", show=False),
+        Binding("escape", "app.pop_screen", "Back"),
     ]
 
     def __init__(self, host_id: str, hostname: str, snapshot_id: str, path: str = "/") -> None:
@@ -67,7 +77,7 @@ class SnapshotBrowser(ApiScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="browse-path")
-        yield DataTable(id="entries", cursor_type="row", zebra_stripes=True)
+        yield EntryTable(id="entries", cursor_type="row", zebra_stripes=True)
         yield Static(id="browse-marked")
         yield Footer()
 
@@ -83,7 +93,9 @@ class SnapshotBrowser(ApiScreen):
     # ------------------------------------------------------------ loading
 
     @work(exclusive=True, group="snapshot-ls")
-    async def load(self, path: str, after: str | None = None) -> None:
+    async def load(self, path: str, after: str | None = None, cursor_on: str | None = None) -> None:
+        """One page of `path`; a new directory puts the cursor on its first entry, or on
+        `cursor_on` (the directory just left, going up); `m` (after=…) keeps it where it is."""
         params = {"path": path, "limit": str(PAGE)}
         if after:
             params["after"] = after
@@ -99,9 +111,10 @@ class SnapshotBrowser(ApiScreen):
         self.entries += page.entries
         self.next_after = page.next_after if page.truncated else None
         self.loads += 1
-        self.render_table()
+        self.render_table(None if after else (cursor_on or FIRST))
 
-    def render_table(self) -> None:
+    def render_table(self, cursor_on: str | None = None) -> None:
+        """The listing again; the cursor stays on its row, or goes to `cursor_on` (a key, or FIRST)."""
         table = self.query_one("#entries", DataTable)
         row = table.cursor_row
         table.clear()
@@ -112,12 +125,19 @@ class SnapshotBrowser(ApiScreen):
             table.add_row("*" if full in self.marked else "", e.name + ("/" if e.type == "dir" else ""), e.type,
                           size(e.size) if e.type == "file" else "", stat.filemode(e.mode) if e.mode else "",
                           e.mtime.astimezone().strftime("%Y-%m-%d %H:%M:%S") if e.mtime else "", key=full)
+        if cursor_on == FIRST:
+            row = 1 if self.path != "/" and self.entries else 0  # the first entry, not ".."
+        elif cursor_on is not None and cursor_on in self.keys():
+            row = table.get_row_index(cursor_on)
         table.move_cursor(row=min(row, max(table.row_count - 1, 0)))
         more = f" · {len(self.entries)} shown, more with m" if self.next_after else f" · {len(self.entries)} entries"
         self.query_one("#browse-path", Static).update(f"{self.path}{more}")
         self.query_one("#browse-marked", Static).update(
             f"marked: {len(self.marked)} — " + ", ".join(sorted(self.marked)[:4]) if self.marked else
             "space marks files and directories; r restores them")
+
+    def keys(self) -> set[str]:
+        return {child(self.path, e.name) for e in self.entries}
 
     def current(self) -> tuple[str, LsEntry | None] | None:
         table = self.query_one("#entries", DataTable)
@@ -149,7 +169,11 @@ class SnapshotBrowser(ApiScreen):
 
     def action_up(self) -> None:
         if self.path != "/":
-            self.load(parent(self.path))
+            self.load(parent(self.path), cursor_on=self.path)
+
+    def action_cursor(self, delta: int) -> None:
+        table = self.query_one("#entries", DataTable)
+        table.move_cursor(row=max(0, min(table.cursor_row + delta, table.row_count - 1)))
 
     def action_mark(self) -> None:
         cur = self.current()

@@ -27,10 +27,10 @@ LETTER = {"added": "+", "removed": "-", "modified": "M", "type_changed": "T", "m
 
 class SnapshotDiffScreen(ApiScreen):
     CSS_PATH = "snapshot_browser.tcss"
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+    BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
         Binding("m", "more", "More paths"),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("escape", "app.pop_screen", "Back"),
     ]
 
     def __init__(self, host_id: str, hostname: str, older: tuple[str, datetime | None],

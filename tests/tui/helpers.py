@@ -98,6 +98,11 @@ def record_toasts(app: RmTui) -> RmTui:
     return app
 
 
+def usable_bindings(app: RmTui) -> list[str]:
+    """Descriptions of every binding that works right now, in the footer or only in the `?` panel."""
+    return [b.binding.description for b in app.screen.active_bindings.values() if b.enabled]
+
+
 def toasts(app: RmTui, severity: str | None = None, titles: bool = False) -> list[str]:
     return [title if titles else message for message, title, sev in app.shown_toasts  # type: ignore[attr-defined]
             if severity is None or sev == severity]

@@ -39,10 +39,10 @@ async def test_events_and_job_log_streams_come_back_after_the_server_drops_them(
         epoch = app.events_epoch
 
         await server.app[EVENTS].close_all()  # every operator socket, as a server restart does
-        await wait_for(lambda: app.events_connected and app.events_epoch == epoch + 1, what="events reconnected")
+        await wait_for(lambda: app.events_connected and app.events_epoch == epoch + 1, 30, "events reconnected")
         await agent.send(p.JobLog(job_id=job["id"], lines=[p.LogLine(seq=3, ts=now, text="after the drop")]))
         await wait_for(lambda: [ln.text for ln in log.lines] == ["before the drop", "after the drop"],
-                       what="the log resubscribed, no line twice")
+                       30, "the log resubscribed, no line twice")
     await agent.close()
 
 

@@ -35,14 +35,30 @@ async def test_browse_mark_restore_and_follow_the_log(server, tmp_path: Path) ->
             screen = app.screen
             assert [e.name for e in screen.entries] == ["etc", "var"]
 
+            # Into var from its row (the third, under ".." and etc): the cursor goes to var's first
+            # entry, not to the third row again (space would have marked the wrong entry)
+            to_row(screen, str(src / "var"))
+            await pilot.press("enter")
+            await wait_for(lambda: screen.path == str(src / "var"), what="var listed")
+            first, second = (str(src / "var" / e.name) for e in screen.entries[:2])
+            assert screen.current()[0] == first
+            await pilot.press("j")  # j/k move like every other list
+            assert screen.current()[0] == second
+            await pilot.press("k")
+            assert screen.current()[0] == first
+            await pilot.press("backspace")  # up: the cursor on the directory just left
+            await wait_for(lambda: screen.path == str(src), what="back up")
+            assert screen.current()[0] == str(src / "var")
+            loads = screen.loads
+
             to_row(screen, str(src / "etc"))
             await pilot.press("enter")  # into etc
-            await wait_for(lambda: screen.loads >= 2 and screen.path == str(src / "etc"), what="etc listed")
+            await wait_for(lambda: screen.loads >= loads + 1 and screen.path == str(src / "etc"), what="etc listed")
             assert {e.name for e in screen.entries} == {"hosts", "we[ir]d*dir"}
             to_row(screen, str(src / "etc" / "hosts"))
             await pilot.press("space")  # mark a file
             await pilot.press("backspace")  # up again
-            await wait_for(lambda: screen.loads >= 3 and screen.path == str(src), what="back up")
+            await wait_for(lambda: screen.loads >= loads + 2 and screen.path == str(src), what="back up")
             to_row(screen, str(src / "var"))
             await pilot.press("space")  # mark a directory
             assert screen.marked == {str(src / "etc" / "hosts"), str(src / "var")}

@@ -80,8 +80,14 @@ async def test_run_now_and_follow_the_log(server):
         jobs = await wait_for(lambda: jobs_of(server, host_id), what="job created")
         job = jobs[0]
         assert job["kind"] == "backup" and job["source_group_id"] == group["id"] and job["actor_kind"] == "user"
+        # r opens the new job's live log at once: no older job's log by mistake
+        await wait_for(lambda: isinstance(app.screen, JobLogScreen), what="the new job's log")
+        assert app.screen.job.id == job["id"]
+        await pilot.press("escape")
+        assert app.screen is host
         jobs_table = host.query_one("#jobs-table", ResourceTable)
         await wait_for(lambda: job["id"] in jobs_table.index, what="job row")
+        assert jobs_table.cursor_key == job["id"], "the jobs tab's cursor is on the new job"
 
         # The agent runs it: the row follows job.updated, the log screen shows backlog then live lines.
         await agent.expect("command.run")
