@@ -81,14 +81,14 @@ def build_zipapps(stamp: str) -> Path:
 class PyzServer:
     """`python -I rm-server.pyz serve --self-signed` started from a directory holding only that file."""
 
-    def __init__(self, tmp: Path, pyz: Path, public_url: str | None = None) -> None:
+    def __init__(self, tmp: Path, pyz: Path, public_url: str | None = None, python: str = sys.executable) -> None:
         self.work = tmp / "srv-cwd"
         self.work.mkdir()
         (self.work / "rm-server.pyz").write_bytes(pyz.read_bytes())
         self.data_dir = tmp / "srv-data"
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp / "srv-home"), "RM_DATA_DIR": str(self.data_dir),
                "RM_ZIPAPP_CACHE": str(tmp.parent / "zipapp-cache")}
-        argv = [sys.executable, "-I", "rm-server.pyz", "serve", "--self-signed", "--listen", "127.0.0.1:0"]
+        argv = [python, "-I", "rm-server.pyz", "serve", "--self-signed", "--listen", "127.0.0.1:0"]
         if public_url:
             argv += ["--public-url", public_url]
         self.proc = Proc(argv, cwd=self.work, env=env)

@@ -164,6 +164,43 @@ def test_agent_file_runs_on_every_supported_python(server, rest_repo, tmp_path, 
         box.kill_agent()
 
 
+# Until the custom loop (issue 18 item 3) is gone, 3.13 fails on its selector internal; the
+# mark lifts itself when rm_server/loop.py is deleted.
+LOOP_ON_313 = pytest.mark.xfail((ROOT / "rm_server" / "loop.py").exists(), strict=True,
+                                reason="rm_server/loop.py calls selectors._BaseSelectorImpl._key_from_fd, gone in 3.13")
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", pytest.param("3.13", marks=LOOP_ON_313)])  # SERVER_PYTHONS
+def test_server_file_serves_enrolls_and_backs_up_on_every_supported_python(server, dist, rest_repo, tmp_path,
+                                                                           version):
+    """The server file on each Python it is built for: it listens, an agent installed with
+    its one-liner enrolls and completes a backup; and a start it cannot make is one line."""
+    python = interpreter(version)
+    if python is None:
+        pytest.skip(f"no Python {version} on this machine (pyenv install {version})")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "server.db").write_bytes(bytes(range(256)) * 64)
+    out = subprocess.run([python, "-I", str(dist / "rm-server.pyz"), "serve", "--listen", "127.0.0.1:0",
+                          "--data-dir", str(broken)], capture_output=True, text=True, timeout=120,
+                         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+                              "RM_ZIPAPP_CACHE": str(tmp_path.parent / "zipapp-cache")})
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.stderr.splitlines() == [f"rm-server: cannot open the database {broken}/server.db: "
+                                       "file is not a database"], out.stderr[-3000:]
+
+    same = os.path.realpath(python) == os.path.realpath(sys.executable)
+    srv = server if same else PyzServer(tmp_path, dist / "rm-server.pyz", python=python)
+    box = InstallRoot(tmp_path, python)
+    try:
+        _, host_id = install_and_back_up(srv, rest_repo, box, tmp_path)
+        assert srv.call("GET", f"/hosts/{host_id}")["status"] == "online"
+    finally:
+        box.kill_agent()
+        if not same:
+            srv.stop()
+
+
 @pytest.fixture(scope="module")
 def proxied(dist: Path, tmp_path_factory):
     """A server whose public URL is a proxy port: its install command goes through the proxy."""
