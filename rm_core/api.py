@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from rm_core.bounds import Kbps, Name, absolute_paths
+from rm_core.bounds import IncludeList, Kbps, Name, PathList, RepoUrl
 from rm_core.cron import CronError, next_fires, zone
 from rm_core.enums import HostStatus, JobState, Role
 from rm_core.protocol import Retention, SnapshotInfo
@@ -93,10 +93,10 @@ class OperatorPatch(Body):
 
 
 class RepoBody(Body):
-    url: str = Field(min_length=1, max_length=2048)
+    url: RepoUrl
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     generate_password: bool = False
-    rest_user: str | None = Field(default=None, max_length=256)
+    rest_user: Name | None = Field(default=None, max_length=256)
     rest_password: str | None = Field(default=None, max_length=1024)
 
     @model_validator(mode="after")
@@ -110,7 +110,8 @@ class EnrollmentTokenCreate(Body):
     name: Name | None = Field(default=None, max_length=200)
     ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
     max_uses: int = Field(default=1, ge=1, le=10000)
-    initial_paths: list[str] = []
+    # They become the host's first source group: the same rules as its includes.
+    initial_paths: IncludeList = []
     repo: RepoBody | None = None
 
 
@@ -205,17 +206,6 @@ class RepoPutResponse(RepoInfo):
 
 
 # ---------------------------------------------------------------- source groups + schedules
-
-
-def _valid_paths(paths: list[str]) -> list[str]:
-    for p in paths:
-        if not p.strip() or "\0" in p or "\n" in p:
-            raise ValueError(f"invalid path {p!r}")
-    return paths
-
-
-PathList = Annotated[list[str], AfterValidator(_valid_paths)]
-IncludeList = Annotated[list[str], AfterValidator(_valid_paths), AfterValidator(absolute_paths)]
 
 
 class SourceGroupBody(Body):

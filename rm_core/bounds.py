@@ -88,10 +88,52 @@ Kbps = Annotated[int, Field(ge=1, le=MAX_KBPS)]
 MAX_TIMEOUT_SECONDS = 30 * 86400
 
 
-def absolute_paths(paths: list[str]) -> list[str]:
-    # restic resolves a relative include against the agent's working directory: it was
-    # accepted here and failed on the host ("all target directories/files do not exist").
-    for p in paths:
-        if not p.startswith("/"):
-            raise ValueError(f"include path {p!r} must be absolute (start with /)")
-    return paths
+# Paths and URLs people type become restic's arguments and environment on a host: a NUL
+# there made every later job on the host fail ("embedded null byte"), a newline or bidi
+# mark shows as another path in the console. The bounds keep one body from storing
+# megabytes that every host list and job then carries.
+MAX_PATH = 4096  # PATH_MAX on Linux
+MAX_PATHS = 1000  # includes or excludes of one source group
+MAX_URL = 2048
+
+
+def first_unshowable(text: str) -> str | None:
+    """The first control, bidi or other unshowable character of `text`, if any."""
+    return next((ch for ch in text if unicodedata.category(ch) in _UNSHOWABLE), None)
+
+
+def _plain_text(text: str) -> str:
+    ch = first_unshowable(text)
+    if ch is not None:
+        raise PydanticCustomError("control_character", "control or bidi character U+{code} is not allowed",
+                                  {"code": f"{ord(ch):04X}"})
+    if not text.strip():
+        raise PydanticCustomError("blank", "must not be blank")
+    return text
+
+
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise PydanticCustomError("not_absolute", "path '{path}' must be absolute (start with /)",
+                                  {"path": path[:200]})
+    return path
+
+
+# An exclude may be a pattern ("*.tmp"); an include and a restore target are absolute paths.
+PathPattern = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_plain_text)]
+AbsolutePath = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_plain_text), AfterValidator(_absolute)]
+IncludeList = Annotated[list[AbsolutePath], Field(max_length=MAX_PATHS)]
+PathList = Annotated[list[PathPattern], Field(max_length=MAX_PATHS)]
+# A repository URL (restic's -r): any scheme restic knows, nothing it or a shell could misread.
+RepoUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL), AfterValidator(_plain_text)]
+
+
+def repository_url_problem(url: str) -> str | None:
+    """Why a stored URL cannot be given to restic (the agent's check before it runs one: a
+    URL stored before the server refused them may still reach it), or None."""
+    ch = first_unshowable(url)
+    if ch is not None:
+        return f"the repository URL holds control or bidi character U+{ord(ch):04X}"
+    if not url.strip():
+        return "the repository URL is blank"
+    return None

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from rm_core.api import Body, Out
-from rm_core.bounds import MAX_TIMEOUT_SECONDS, Kbps
+from rm_core.bounds import MAX_TIMEOUT_SECONDS, AbsolutePath, Kbps
 from rm_core.enums import ActorKind, JobKind, JobState
 from rm_core.protocol import LogLine
 
@@ -21,7 +21,8 @@ class JobBody(Body):
     remove_all: bool = False
     snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$", validate_default=True)
     paths: list[str] = Field(default=[], max_length=1000)
-    target: str | None = Field(default=None, validate_default=True)
+    # a directory typed by a person: a NUL in it was accepted (202) and failed on the host
+    target: AbsolutePath | None = Field(default=None, validate_default=True)
     verify: bool = False  # restore: restic re-reads what it wrote and compares it with the snapshot
     # restore: a snapshot of this other host's repository (admin only; the machine died)
     from_host_id: str | None = Field(default=None, min_length=1, max_length=64)
