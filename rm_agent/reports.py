@@ -6,6 +6,7 @@ from typing import Any
 
 from rm_agent.job_run import JobRun
 from rm_agent.jobs import JobFailed
+from rm_agent.restic_exec import MissingCredentials, UnusableParameters
 from rm_core import restic as R
 from rm_core.enums import JobKind
 
@@ -42,5 +43,5 @@ async def refresh(run: JobRun) -> None:
     try:
         await report_snapshots(run)
         await report_stats(run)
-    except JobFailed as exc:
+    except (JobFailed, MissingCredentials, UnusableParameters) as exc:
         run.note(f"could not refresh snapshots/stats: {exc}")

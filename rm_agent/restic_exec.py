@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from rm_core.bounds import repository_url_problem
+from rm_core.enums import CredentialSlot
 from rm_core.protocol import RepoCredentials
-from rm_core.restic import NO_PASSWORD, parse_version
+from rm_core.restic import ADVICE_ADMIN, ADVICE_REPO, NO_PASSWORD, parse_version
 from rm_core.urls import repository_url
 
 LineHandler = Callable[[str], None]
@@ -29,6 +31,11 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 class MissingCredentials(RuntimeError):
     pass
+
+
+class UnusableParameters(ValueError):
+    """restic cannot be started with what this job was given (the OS refuses a NUL byte in
+    an argument or the environment): the job fails with this message, nothing crashes."""
 
 
 @dataclass
@@ -83,6 +90,10 @@ async def run_restic(
     """Run `restic <global flags> <args>`; secrets go through env and a 0600 file only."""
     if not ctx.creds.password:
         raise MissingCredentials(NO_PASSWORD)
+    problem = repository_url_problem(ctx.creds.url)
+    if problem:  # stored before the server refused such URLs: say what to fix, do not start restic
+        advice = ADVICE_ADMIN if ctx.creds.slot == CredentialSlot.admin else ADVICE_REPO
+        raise MissingCredentials(f"{problem}; set it again: {advice}")
     ctx.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, pw_path = tempfile.mkstemp(prefix="restic-pw-", dir=ctx.tmp_dir)
     try:
@@ -121,17 +132,21 @@ async def _spawn(
     on_pid: Callable[[int | None], None] | None = None,
     cwd: str | None = None,
 ) -> RunResult:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-        limit=_STREAM_LIMIT,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            limit=_STREAM_LIMIT,
+        )
+    except ValueError:  # "embedded null byte": no process can be given it
+        raise UnusableParameters(f"cannot start {os.path.basename(argv[0])}: one of the job's paths or "
+                                 "settings holds a NUL byte; correct it on the server") from None
     if on_pid:
         on_pid(proc.pid)
     out_buf: list[str] = []

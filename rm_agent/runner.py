@@ -17,7 +17,7 @@ from rm_agent.job_kinds import KINDS
 from rm_agent.job_run import JobRun, Version
 from rm_agent.jobs import Job, JobEvents, JobFailed, JobResult, RunnerSettings
 from rm_agent.lines import agent_line
-from rm_agent.restic_exec import MissingCredentials, ResticContext, detect_version, run_restic
+from rm_agent.restic_exec import MissingCredentials, ResticContext, UnusableParameters, detect_version, run_restic
 from rm_core import restic as R
 from rm_core.enums import CredentialSlot, JobKind, JobState
 from rm_core.protocol import Bandwidth, RepoCredentials
@@ -97,7 +97,7 @@ class Runner:
                                     cache_dir=self.settings.cache_dir)
                 try:
                     res = await run_restic(ctx, ["unlock"], capture_stdout=True, timeout=120, grace=5)
-                except (MissingCredentials, OSError) as exc:
+                except (MissingCredentials, UnusableParameters, OSError) as exc:
                     log.warning("could not remove stale locks in %s: %s", key, exc)
                     continue
                 if res.exit_code == 0:
@@ -203,7 +203,7 @@ class Runner:
             result = await KINDS[job.kind](run)
         except JobFailed as exc:
             result = JobResult(exc.state, exc.exit_code, None, str(exc))
-        except (MissingCredentials, R.EmptyRetentionPolicy) as exc:
+        except (MissingCredentials, UnusableParameters, R.EmptyRetentionPolicy) as exc:
             result = JobResult(JobState.failed, None, None, str(exc))
         except ValidationError as exc:
             result = JobResult(JobState.failed, None, None, f"invalid job parameters: {exc.errors()[0]['msg']}")

@@ -288,3 +288,28 @@ async def test_missing_credentials_fail_clearly(tmp_path: Path, recorder: Record
     jid, res = await run_job(runner, recorder, JobKind.backup, {"source_group": {"id": "g", "name": "g", "tag": "t", "includes": ["/x"]}})
     assert res.state == JobState.failed and "press p on the host" in res.error
     assert [j.job_id for j in recorder.started_jobs] == [jid]  # started, then finished: the server sees both
+
+
+async def test_parameters_restic_cannot_take_fail_the_job_with_a_message(tmp_path: Path, recorder: Recorder,
+                                                                         repo: Path, source: Path, caplog) -> None:
+    """A NUL or control character in a stored repository URL, a restore target or an include
+    path (stored before the server refused them) ends that job `failed` with a message that
+    says what to fix; nothing crashes, nothing is logged as a traceback, and the next job
+    with usable parameters runs (issue 18 item 6)."""
+    bad = {CredentialSlot.repo: creds_for(str(repo) + "\0tail")}
+    runner = make_runner(tmp_path, recorder, bad)
+    _, res = await run_job(runner, recorder, JobKind.backup, {"source_group": group(source)})
+    assert res.state == JobState.failed and "U+0000" in res.error and "press p on the host" in res.error, res
+    await runner.remove_stale_locks()  # at connect: a bad URL is skipped with a warning, not raised
+    esc = make_runner(tmp_path, recorder, {CredentialSlot.repo: creds_for(str(repo) + "\x1b[2J")})
+    _, res = await run_job(esc, recorder, JobKind.check)
+    assert res.state == JobState.failed and "U+001B" in res.error, res
+
+    good = make_runner(tmp_path, recorder, {CredentialSlot.repo: creds_for(repo)})
+    _, res = await run_job(good, recorder, JobKind.restore, {"snapshot_id": "latest", "target": "/tmp/x\0y"})
+    assert res.state == JobState.failed and res.error.startswith("invalid job parameters"), res
+    _, res = await run_job(good, recorder, JobKind.backup, {"source_group": group(Path(f"{source}\0"))})
+    assert res.state == JobState.failed and "NUL" in res.error, res
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    _, res = await run_job(good, recorder, JobKind.backup, {"source_group": group(source)})
+    assert res.state == JobState.succeeded, res
