@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from rm_core.api import Body, CheckTask, IncludeList, MaintenanceTask, Out, PathList, Timezone, check_cron
+from rm_core.api import Body, CheckTask, MaintenanceTask, Out, Timezone, check_cron
+from rm_core.bounds import IncludeList, PathList
 from rm_core.enums import HostStatus
 from rm_core.protocol import Retention
 
