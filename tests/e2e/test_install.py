@@ -164,13 +164,7 @@ def test_agent_file_runs_on_every_supported_python(server, rest_repo, tmp_path, 
         box.kill_agent()
 
 
-# Until the custom loop (issue 18 item 3) is gone, 3.13 fails on its selector internal; the
-# mark lifts itself when rm_server/loop.py is deleted.
-LOOP_ON_313 = pytest.mark.xfail((ROOT / "rm_server" / "loop.py").exists(), strict=True,
-                                reason="rm_server/loop.py calls selectors._BaseSelectorImpl._key_from_fd, gone in 3.13")
-
-
-@pytest.mark.parametrize("version", ["3.11", "3.12", pytest.param("3.13", marks=LOOP_ON_313)])  # SERVER_PYTHONS
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])  # build_zipapp.SERVER_PYTHONS
 def test_server_file_serves_enrolls_and_backs_up_on_every_supported_python(server, dist, rest_repo, tmp_path,
                                                                            version):
     """The server file on each Python it is built for: it listens, an agent installed with
