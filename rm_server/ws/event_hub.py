@@ -56,6 +56,12 @@ class Subscriber:
         # job_id -> last seq sent, or a list buffering live lines while the backlog loads
         self.jobs: dict[str, int] = {}
         self.pending: dict[str, list[AnyLine]] = {}
+        # Bytes held in `pending`, counted in the same bound as the queue: a reader that does
+        # not read while a big job's backlog loads held every live line (1.5 GB seen).
+        self.pending_bytes = 0
+        # Jobs whose buffered live lines were let go for that bound: they are in the
+        # database (lines are published after they are stored), so the backlog reads on.
+        self.spilled: set[str] = set()
         # Last seq sent per job, kept across unsubscribe: subscribing again resumes there
         # instead of queueing the whole backlog once more.
         self.sent: dict[str, int] = {}
@@ -74,7 +80,7 @@ class Subscriber:
             self.latest[key] = frame
             self.bytes += len(frame) - len(older)
             return
-        if self.bytes + len(frame) > self.max_bytes and self.bytes:
+        if self.bytes + self.pending_bytes + len(frame) > self.max_bytes and self.bytes:
             self._overflow()
             return
         try:
@@ -89,6 +95,8 @@ class Subscriber:
     def _overflow(self) -> None:
         # Too slow to keep up: drop the connection rather than hold everyone else back.
         self.overflowed = True
+        self.pending.clear()
+        self.pending_bytes = 0
         self._drained.set()
         if self.on_drop is not None:
             self.on_drop()  # out of the fan-out now, not when the close handshake ends
@@ -138,7 +146,15 @@ class Subscriber:
 
     def log_lines(self, job_id: str, lines: list[AnyLine], frame: Callable[[list[AnyLine]], bytes]) -> None:
         if job_id in self.pending:
+            if job_id in self.spilled:
+                return
+            size = _lines_size(lines)
+            if self.bytes + self.pending_bytes + size > self.max_bytes:
+                self.unbuffer(job_id)
+                self.spilled.add(job_id)
+                return
             self.pending[job_id].extend(lines)
+            self.pending_bytes += size
             return
         last = self.jobs.get(job_id)
         if last is None:
@@ -147,6 +163,20 @@ class Subscriber:
         if fresh:
             self.jobs[job_id] = self.sent[job_id] = fresh[-1].seq
             self.put(frame(fresh))
+
+
+    def unbuffer(self, job_id: str) -> list[AnyLine]:
+        """Let go of the live lines buffered for `job_id` (and their share of the bound)."""
+        lines = self.pending.get(job_id, [])
+        if lines:
+            self.pending[job_id] = []
+            self.pending_bytes = max(0, self.pending_bytes - _lines_size(lines))
+        return lines
+
+
+def _lines_size(lines: list[AnyLine]) -> int:
+    # The text and a line's bookkeeping (seq, ts, stream, the tuple): ~100 bytes each.
+    return sum(len(ln.text) + 100 for ln in lines)
 
 
 class EventHub:
@@ -185,15 +215,22 @@ class EventHub:
         sub.pending[job_id] = []
         last = sub.sent.get(job_id, 0)
         try:
-            async for batch in load_backlog(job_id, last):
-                if sub.overflowed:
+            while True:
+                async for batch in load_backlog(job_id, last):
+                    if sub.overflowed:
+                        break
+                    if batch:
+                        last = sub.sent[job_id] = batch[-1].seq
+                        await sub.put_paced(self._frame("job.log", {
+                            "job_id": job_id, "lines": [_line_json(ln) for ln in batch], "backlog": True}))
+                if job_id not in sub.spilled or sub.overflowed:
                     break
-                if batch:
-                    last = sub.sent[job_id] = batch[-1].seq
-                    await sub.put_paced(self._frame("job.log", {
-                        "job_id": job_id, "lines": [_line_json(ln) for ln in batch], "backlog": True}))
+                # Live lines were let go while this loaded: they are stored, read on from `last`.
+                sub.spilled.discard(job_id)
         finally:
-            buffered = sub.pending.pop(job_id, [])
+            buffered = sub.unbuffer(job_id)
+            sub.pending.pop(job_id, None)
+            sub.spilled.discard(job_id)
         sub.jobs[job_id] = last
         if buffered:
             sub.log_lines(job_id, buffered, lambda fresh: self._frame(

@@ -96,3 +96,50 @@ async def test_one_session_cannot_open_unbounded_sockets(server):
     other = await server.http.ws_connect(server.api("/events"), headers=server.auth("operator"))
     for ws in [*sockets[1:], again, other]:
         await ws.close()
+
+
+async def test_live_lines_while_a_backlog_loads_count_in_the_bound(server):
+    """A reader that does not read subscribes to a big job's log, and the job goes on
+    writing: the live lines buffered while the backlog waits for room count in the same
+    8 MiB (they were held without bound: +40 MB per 5,000 lines). Once it reads again it
+    gets every line once, in order: lines let go for the bound are read from the database."""
+    _, agent = await online_host(server)
+    job_id = new_id()
+    await agent.send(started(job_id, kind="check"))
+    await agent.expect("ack")
+
+    async def write(first: int, count: int) -> None:
+        for start in range(first, first + count, 200):
+            await agent.send(p.JobLog(job_id=job_id, lines=[
+                p.LogLine(seq=s, ts=now(), text=LINE) for s in range(start, min(start + 200, first + count))]))
+            await agent.expect("ack")
+
+    await write(2, 1300)  # 10 MB stored: more than socket buffers and the reader's queue take
+    hub = server.app[EVENTS]
+    ws = await StalledEvents.open(server.api("/events"), server.tokens["viewer"])
+    await wait_for(lambda: len(hub.subscribers) == 1, what="the subscriber")
+    (sub,) = hub.subscribers
+    held, _ = measure_queue(sub)
+    peak = [0]
+    log_lines = sub.log_lines
+
+    def measured_log_lines(job, lines, frame):
+        log_lines(job, lines, frame)
+        buffered = sum(len(ln.text) for waiting in sub.pending.values() for ln in waiting)
+        peak[0] = max(peak[0], held[0] + buffered)
+
+    sub.log_lines = measured_log_lines
+    await ws.send_json({"type": "subscribe", "job_id": job_id})
+    await wait_for(lambda: sub.waiting_for_room, timeout=20, what="the backlog loader to wait for room")
+    await write(1302, 700)  # 5.6 MB more while it waits: 16 MB in all, under the per-job cap
+    assert peak[0] <= BOUND, f"{peak[0] / 1e6:.1f} MB held for one reader that does not read"
+    assert not sub.overflowed
+
+    ws.resume_reading()
+    seqs: list[int] = []
+    while len(seqs) < 2000:
+        msg = await ws.receive_json(timeout=10)
+        if msg["type"] == "job.log":
+            seqs += [ln["seq"] for ln in msg["payload"]["lines"]]
+    assert seqs == list(range(2, 2002)), "a gap or a line sent twice"
+    ws.close()
