@@ -20,9 +20,11 @@ from rm_server.config import ServerConfig
 from rm_server.keys import (
     AGENT_MESSAGES, AGENTS, ALERTS, CHANNELS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
     INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES,
-    SIGN_INS, STORE,
+    SIGN_INS, STORE, HOST_METRICS,
 )
 from rm_server.heap import keep_heap_frozen
+from rm_server.host_metrics import HostMetricsCache
+from rm_server.host_metrics import render as render_host_metrics
 from rm_server.login_limiter import LoginLimiter
 from rm_server.metrics import Metrics, watch_loop_lag
 from rm_server.middleware import auth_middleware, error_middleware
@@ -120,7 +122,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OPERATORS] = OperatorService(store, sign_ins, timedelta(hours=cfg.session_ttl_hours),
                                      await _bootstrap_token(store, cfg.data_dir / "bootstrap-token"))
     hosts = app[HOSTS] = HostService(store, hub, events, cfg.clock, cfg.offline_after)
-    jobs = app[JOBS] = JobService(store, hub, events, notifier)
+    jobs = app[JOBS] = JobService(store, hub, events, notifier, count_outcome=app[METRICS].job_changed)
+    app[HOST_METRICS] = HostMetricsCache(lambda: store.host_metrics.render(render_host_metrics),
+                                         cfg.host_metrics_ttl)
     credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs)
     app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER], hosts)
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)

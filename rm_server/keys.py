@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rm_server.config import ServerConfig
+from rm_server.host_metrics import HostMetricsCache
 from rm_server.install import Installer
 from rm_server.login_limiter import LoginLimiter
 from rm_server.metrics import Metrics
@@ -58,3 +59,4 @@ DRILLS = web.AppKey("drills", DrillTicker)
 SIGN_INS = web.AppKey("sign_ins", FailedSignIns)
 ALERTS = web.AppKey("alerts", Alerts)
 CHANNELS = web.AppKey("channels", ChannelService)
+HOST_METRICS = web.AppKey("host_metrics", HostMetricsCache)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections import OrderedDict
 from collections.abc import Callable
+
+from rm_core.enums import TERMINAL_STATES
+from rm_core.jobs import Job
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # Event-loop lag: how late a timer fires. Finer at the low end, where the targets are.
@@ -18,6 +22,18 @@ class Metrics:
         self.lag = Histogram(LAG_BUCKETS)
         # HTTP requests being handled now (not WebSockets): a fleet push stands back for them
         self.in_flight = 0
+        # finished jobs by (kind, state) since this process started: rm_job_outcomes_total
+        self.outcomes: dict[tuple[str, str], int] = {}
+        self._counted: OrderedDict[str, None] = OrderedDict()  # a job announced twice counts once
+
+    def job_changed(self, job: Job) -> None:
+        if job.state not in TERMINAL_STATES or job.id in self._counted:
+            return
+        self._counted[job.id] = None
+        if len(self._counted) > 10_000:
+            self._counted.popitem(last=False)
+        key = (job.kind.value, job.state.value)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     def observe_request(self, seconds: float) -> None:
         self.requests.observe(seconds)
@@ -32,6 +48,9 @@ class Metrics:
                 f'rm_ws_connections{{kind="agent"}} {agent_ws}', f'rm_ws_connections{{kind="operator"}} {operator_ws}']
         out += ["# HELP rm_queue_depth Messages waiting in send queues.", "# TYPE rm_queue_depth gauge"]
         out += [f'rm_queue_depth{{queue="{k}"}} {v}' for k, v in sorted(queue_depths.items())]
+        out += ["# HELP rm_job_outcomes_total Jobs that ended, by kind and final state, since the server started.",
+                "# TYPE rm_job_outcomes_total counter"]
+        out += [f'rm_job_outcomes_total{{kind="{k}",state="{s}"}} {v}' for (k, s), v in sorted(self.outcomes.items())]
         out += ["# HELP rm_http_request_duration_seconds HTTP request latency.",
                 "# TYPE rm_http_request_duration_seconds histogram"]
         out += self.requests.lines("rm_http_request_duration_seconds")

@@ -10,7 +10,8 @@ from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
 from rm_server.api.doc import Raw, documented
 from rm_server.errors import Unauthorized, Unavailable
-from rm_server.keys import AGENTS, CONFIG, EVENTS, METRICS, METRICS_TOKEN, STORE
+from rm_server.host_metrics import gzip_member
+from rm_server.keys import AGENTS, CONFIG, EVENTS, HOST_METRICS, METRICS, METRICS_TOKEN, STORE
 from rm_server.security import hash_token
 
 routes = web.RouteTableDef()
@@ -36,7 +37,9 @@ async def healthz(request: web.Request) -> web.Response:
 @requires(PUBLIC)
 @documented("Prometheus metrics",
             description="Needs `Authorization: Bearer` with the token in DATA_DIR/metrics-token (or an operator "
-                        "session), unless the server runs with --public-metrics.",
+                        "session), unless the server runs with --public-metrics. Fleet totals, then per-host "
+                        "series (`rm_host_*`, labelled `host_id`; `rm_host_info` carries the hostname), rebuilt "
+                        "at most every 10 s. Sent gzip-compressed when the scraper accepts it.",
             reply=Raw("text/plain", "Prometheus text exposition format."), errors=(401,))
 async def metrics(request: web.Request) -> web.Response:
     store = request.app[STORE]
@@ -51,7 +54,13 @@ async def metrics(request: web.Request) -> web.Response:
         queue_depths={"agent_send": sum(len(c.pending) for c in agents.connections.values()),
                       "operator_send": sum(s.queue.qsize() for s in events.subscribers)},
     )
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    per_host, per_host_gzip = await request.app[HOST_METRICS].get()
+    headers = {"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        # The per-host part (megabytes at 19k hosts) is compressed once per rebuild, not per scrape.
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=gzip_member(text.encode()) + per_host_gzip, headers=headers)
+    return web.Response(body=text.encode() + per_host, headers=headers)
 
 
 async def _metrics_reader(request: web.Request) -> None:

@@ -25,10 +25,14 @@ class JobService:
     notifier: Notifier
     # another host's repository credentials, for a cross-host restore (CredentialService, set after both exist)
     credentials_of: Callable[[str], Awaitable[p.RepoCredentials | None]] | None = None
+    # /metrics' job outcome counter (Metrics.job_changed, set by the app)
+    count_outcome: Callable[[Job], None] | None = None
 
     def changed(self, job: Job) -> None:
         self.events.publish("job.updated", job)
         self.notifier.job_changed(job)
+        if self.count_outcome is not None:
+            self.count_outcome(job)
 
     async def new_job(self, actor: Actor, host_id: str, body: JobBody) -> Job:
         """One job an operator asked for; dispatched at once when the host is online."""

@@ -18,6 +18,7 @@ from rm_server.store.drills import Drills
 from rm_server.store.enrollment import Enrollment, TokenRejected
 from rm_server.store.fleet import Fleet
 from rm_server.store.hellos import Hellos, HelloState
+from rm_server.store.host_metrics import HostMetrics
 from rm_server.store.hosts import Hosts
 from rm_server.store.jobs import JobNotOnHost, Jobs, NewJob
 from rm_server.store.maintenance import Maintenance
@@ -60,6 +61,7 @@ class Store:
         self.drills = Drills(*args)
         self.channels = Channels(*args)
         self.host_alerts = HostAlerts(*args)
+        self.host_metrics = HostMetrics(*args)
 
     @classmethod
     async def open(cls, path: str | Path, clock: Callable[[], datetime] = utcnow) -> "Store":

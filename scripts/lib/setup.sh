@@ -89,3 +89,43 @@ _fetch_trixie_tools() {
   # keep only the unpacked binaries: the lists and .debs are not needed again
   rm -rf "$d/lists" "$d/cache" "$d/debs"
 }
+
+# promtool (tests/server/test_prometheus.py checks /metrics and packaging/prometheus/ with it).
+# Debian ships it in the `prometheus` package, whose install would also start a Prometheus
+# server: the package is unpacked into .cache/promtool/ instead, like restic 0.18 above.
+# Exports RM_PROMTOOL; on failure warns and leaves it unset (those tests then skip, naming it).
+PROMTOOL_DIR="${RM_PROMTOOL_DIR:-$PWD/.cache/promtool}"
+
+ensure_promtool() {
+  if command -v promtool >/dev/null; then
+    RM_PROMTOOL="$(command -v promtool)"
+    export RM_PROMTOOL
+    return 0
+  fi
+  local tool="$PROMTOOL_DIR/root/usr/bin/promtool"
+  if [ ! -x "$tool" ]; then
+    mkdir -p "$PROMTOOL_DIR"
+    echo "fetching promtool (Debian's prometheus package) into $PROMTOOL_DIR" >&2
+    if ! _fetch_promtool >"$PROMTOOL_DIR/fetch.log" 2>&1; then
+      echo "WARNING: could not fetch promtool (see $PROMTOOL_DIR/fetch.log);" \
+           "the tests that need it will be skipped" >&2
+      unset RM_PROMTOOL
+      return 0
+    fi
+  fi
+  export RM_PROMTOOL="$tool"
+}
+
+_fetch_promtool() {
+  local d="$PROMTOOL_DIR" sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  rm -rf "$d/debs" "$d/root.new" && mkdir -p "$d/debs"
+  # apt-get download needs no root; an empty package list (a fresh machine) needs an update first
+  if ! (cd "$d/debs" && apt-get -qq download prometheus); then
+    $sudo apt-get update -qq || return 1
+    (cd "$d/debs" && apt-get -qq download prometheus) || return 1
+  fi
+  dpkg -x "$d"/debs/prometheus_*.deb "$d/root.new" || return 1
+  "$d/root.new/usr/bin/promtool" --version >/dev/null || return 1
+  rm -rf "$d/root" && mv "$d/root.new" "$d/root" && rm -rf "$d/debs"
+}
