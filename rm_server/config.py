@@ -40,9 +40,11 @@ class ServerConfig:
     # unless the admin opens it with --public-metrics.
     public_metrics: bool = False
     # Operator events sockets: bytes queued for one slow reader before it is dropped, and
-    # sockets one session may hold open at once.
+    # sockets one account (all its sessions: sessions are free to make) and the whole server
+    # may hold open at once; with the byte bound, at most 32 x 8 MiB queued in all.
     operator_queue_bytes: int = 8 * 1024 * 1024
-    max_events_per_session: int = 4
+    max_events_per_account: int = 4
+    max_events_sockets: int = 32
     max_body_bytes: int = 1024 * 1024
     tls_fingerprint: str | None = None
     # Set only for --self-signed: install commands then carry this certificate and its key pin.

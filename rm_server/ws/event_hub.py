@@ -184,7 +184,7 @@ class EventHub:
         self.clock = clock
         self.queue_size = queue_size
         self.subscribers: set[Subscriber] = set()
-        self.per_session: dict[str, int] = {}  # session token hash -> open sockets
+        self.per_account: dict[str, int] = {}  # operator id -> open events sockets
 
     def _frame(self, type_: str, payload: Any) -> bytes:
         if isinstance(payload, BaseModel):

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
 from rm_core.enums import Role
 from rm_core.jobs import JobLogLine
-from rm_server.api.common import TOKEN_HASH_KEY, requires
+from rm_server.api.common import OPERATOR_KEY, requires
 from rm_server.api.doc import documented
 from rm_server.errors import TooManyRequests
 from rm_server.keys import CONFIG, EVENTS, STORE
 from rm_server.store import NotFound, Store
 from rm_server.ws.event_hub import EventHub, Subscriber
+
+log = logging.getLogger("rm_server.events")
 
 # Lines per backlog frame: at the 8 KiB line cap one frame stays near 2 MiB.
 BACKLOG_PAGE = 256
@@ -31,26 +34,29 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[EVENTS]
     store = request.app[STORE]
     cfg = request.app[CONFIG]
-    session = request[TOKEN_HASH_KEY]
-    if hub.per_session.get(session, 0) >= cfg.max_events_per_session:
-        raise TooManyRequests(f"this session already has {cfg.max_events_per_session} events sockets open; "
-                              "close one first", {"limit": cfg.max_events_per_session})
+    account = request[OPERATOR_KEY].id
+    if hub.per_account.get(account, 0) >= cfg.max_events_per_account:
+        raise TooManyRequests(f"this account already has {cfg.max_events_per_account} events sockets open; "
+                              "close one first", {"limit": cfg.max_events_per_account})
+    if sum(hub.per_account.values()) >= cfg.max_events_sockets:
+        raise TooManyRequests(f"the server already has {cfg.max_events_sockets} events sockets open; "
+                              "try again later", {"limit": cfg.max_events_sockets})
     ws = web.WebSocketResponse(heartbeat=30, compress=False, max_msg_size=64 * 1024)
-    hub.per_session[session] = hub.per_session.get(session, 0) + 1
+    hub.per_account[account] = hub.per_account.get(account, 0) + 1
     try:
         await ws.prepare(request)
         sub = Subscriber(ws, cfg.operator_queue_size, cfg.operator_queue_bytes)
         sub.on_drop = lambda: hub.subscribers.discard(sub)
         hub.subscribers.add(sub)
-        await _serve(hub, store, sub, ws)
+        await _serve(hub, store, sub, ws, request[OPERATOR_KEY].username)
     finally:
-        left = hub.per_session.pop(session, 1) - 1
+        left = hub.per_account.pop(account, 1) - 1
         if left > 0:
-            hub.per_session[session] = left
+            hub.per_account[account] = left
     return ws
 
 
-async def _serve(hub: EventHub, store: Store, sub: Subscriber, ws: web.WebSocketResponse) -> None:
+async def _serve(hub: EventHub, store: Store, sub: Subscriber, ws: web.WebSocketResponse, who: str) -> None:
     async def backlog(job_id: str, after: int) -> AsyncIterator[list[JobLogLine]]:
         while True:
             page = await store.jobs.logs(job_id, after, BACKLOG_PAGE)
@@ -97,6 +103,9 @@ async def _serve(hub: EventHub, store: Store, sub: Subscriber, ws: web.WebSocket
         writer_task.cancel()
         try:
             await writer_task
-        except (asyncio.CancelledError, ConnectionResetError):
+        except asyncio.CancelledError:
             pass
+        except ConnectionError as exc:  # the client went away with frames still to send: its choice
+            log.info("events socket of %s closed by the client with %d bytes unsent (%s)",
+                     who, sub.bytes, exc or type(exc).__name__)
         await sub.closed()

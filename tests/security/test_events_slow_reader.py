@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 import pytest
 
 from rm_core import protocol as p
 from rm_core.ids import new_id
-from rm_server.keys import EVENTS
-from tests.conftest import wait_for
+from rm_server.keys import CONFIG, EVENTS
+from tests.conftest import ADMIN_PASSWORD, wait_for
 from tests.server.stalled_socket import StalledEvents
 from tests.server.server_helpers import now, online_host, started
 
@@ -85,16 +87,36 @@ async def test_slow_reader_never_has_more_than_the_byte_bound_queued(server):
     ws.close()
 
 
-async def test_one_session_cannot_open_unbounded_sockets(server):
-    sockets = [await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer")) for _ in range(4)]
-    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
-        await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
-    assert err.value.status == 429
+async def test_one_account_cannot_open_unbounded_sockets_whatever_its_sessions(server):
+    """The cap is per account, not per session: sessions are free (12 logins x 4 sockets
+    took the server from 292 to 795 MB)."""
+    sessions = [server.tokens["viewer"]] + [await server.login("viewer", ADMIN_PASSWORD) for _ in range(3)]
+    sockets = [await server.http.ws_connect(server.api("/events"), headers={"Authorization": f"Bearer {token}"})
+               for token in sessions]
+    for token in sessions:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await server.http.ws_connect(server.api("/events"), headers={"Authorization": f"Bearer {token}"})
+        assert err.value.status == 429
     await sockets[0].close()
     again = await server.http.ws_connect(server.api("/events"), headers=server.auth("viewer"))
-    # Another session (another operator) is not affected by this one's sockets.
+    # Another account is not affected by this one's sockets.
     other = await server.http.ws_connect(server.api("/events"), headers=server.auth("operator"))
     for ws in [*sockets[1:], again, other]:
+        await ws.close()
+
+
+async def test_the_server_holds_a_bounded_number_of_events_sockets(server):
+    server.app[CONFIG].max_events_sockets = 6
+    sockets = [await server.http.ws_connect(server.api("/events"), headers=server.auth(role))
+               for role in ("viewer",) * 4 + ("operator",) * 2]
+    for role in ("operator", "admin"):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await server.http.ws_connect(server.api("/events"), headers=server.auth(role))
+        assert err.value.status == 429
+    await sockets[0].close()
+    await wait_for(lambda: sum(server.app[EVENTS].per_account.values()) == 5, what="the closed socket to count")
+    sockets[0] = await server.http.ws_connect(server.api("/events"), headers=server.auth("admin"))
+    for ws in sockets:
         await ws.close()
 
 
@@ -143,3 +165,21 @@ async def test_live_lines_while_a_backlog_loads_count_in_the_bound(server):
             seqs += [ln["seq"] for ln in msg["payload"]["lines"]]
     assert seqs == list(range(2, 2002)), "a gap or a line sent twice"
     ws.close()
+
+
+async def test_a_reader_that_goes_away_with_frames_unsent_is_one_info_line(server, caplog):
+    job_id = await big_job(server)
+    hub = server.app[EVENTS]
+    ws = await StalledEvents.open(server.api("/events"), server.tokens["viewer"])
+    await wait_for(lambda: len(hub.subscribers) == 1, what="the subscriber")
+    (sub,) = hub.subscribers
+    await ws.send_json({"type": "subscribe", "job_id": job_id})
+    await wait_for(lambda: sub.waiting_for_room, timeout=20, what="the backlog loader to wait for room")
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="rm_server")
+    ws.abort()
+    await wait_for(lambda: not hub.per_account, timeout=20, what="the socket to be let go")
+    ours = [r for r in caplog.records if r.name.startswith("rm_server")]
+    assert not [r for r in ours if r.exc_info or r.levelno >= logging.WARNING], [r.getMessage() for r in ours]
+    closed = [r.getMessage() for r in ours if "closed by the client" in r.getMessage()]
+    assert len(closed) == 1 and closed[0].startswith("events socket of viewer closed by the client"), closed

@@ -67,3 +67,7 @@ class StalledEvents:
 
     def close(self) -> None:
         self.writer.close()
+
+    def abort(self) -> None:
+        """Gone at once (a reset), as a console whose link or process died."""
+        self.writer.transport.abort()
