@@ -1,7 +1,7 @@
 """Failed sign-ins slow down whoever makes them, never the account's owner elsewhere.
 
 Two keys per attempt: the client address with the username (guessing one password) and
-the address alone (spraying many usernames). The first `allowed` failures in the window
+the address alone (spraying many usernames); an IPv6 address counts as its /64. The first `allowed` failures in the window
 cost nothing; each further one doubles the wait before the next attempt (1 s, 2 s, 4 s …,
 at most the window). A lockout per username would let anyone lock the admin out from
 anywhere; keyed by address, the owner signing in from another address is never slowed,
@@ -66,6 +66,7 @@ class LoginLimiter:
     def begin(self, address: str, username: str) -> Attempt:
         """Admit one attempt or raise 429; the caller must `finish` it whatever happens."""
         now = self.clock()
+        address = limited_as(address)
         pair = f"{address}|{username.lower()}"
         keys = ((pair, self.allowed), (address, self.allowed * SPRAY_FACTOR))
         wait = max(self._wait(key, allowed, now) for key, allowed in keys)
@@ -92,6 +93,21 @@ class LoginLimiter:
                 self.failures.setdefault(key, deque()).append(now)
         if ok:
             self.failures.pop(attempt.pair, None)
+
+
+def limited_as(address: str) -> str:
+    """The key an address is limited under: an IPv6 address by its /64 (one host or one
+    customer holds a whole /64, 2^64 fresh addresses to guess from), an IPv4-mapped IPv6
+    address as the IPv4 address it carries, anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
 
 
 def client_address(remote: str | None, forwarded_for: str | None, trusted: frozenset[str]) -> str:

@@ -70,3 +70,25 @@ async def test_behind_a_trusted_proxy_clients_are_told_apart(tmp_path):
             assert status in (401, 429)
         status, body = await login(srv.http, srv, "admin", ADMIN_PASSWORD, {"X-Forwarded-For": "198.51.100.7"})
         assert status == 200, body
+
+
+async def test_ipv6_addresses_of_one_network_share_one_limit(tmp_path):
+    """One IPv6 host holds a whole /64 (2^64 addresses): keyed on the exact address, each
+    guess could come from a fresh one. Addresses are grouped by /64; another /64 (the owner)
+    is not slowed, and IPv4-mapped addresses count as the IPv4 address they carry."""
+    async with custom_server(tmp_path, trusted_proxies=frozenset({"127.0.0.1"})) as srv:
+        for i in range(10):
+            status, _ = await login(srv.http, srv, "admin", WRONG, {"X-Forwarded-For": f"2001:db8:1:2::{i + 1:x}"})
+            assert status == 401
+        for fresh in ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2:abcd::1"):
+            status, _ = await login(srv.http, srv, "admin", WRONG, {"X-Forwarded-For": fresh})
+            assert status == 429, fresh
+        status, body = await login(srv.http, srv, "admin", ADMIN_PASSWORD, {"X-Forwarded-For": "2001:db8:1:3::1"})
+        assert status == 200, body
+        for _ in range(10):
+            status, _ = await login(srv.http, srv, "viewer", WRONG, {"X-Forwarded-For": "::ffff:192.0.2.7"})
+            assert status == 401
+        status, _ = await login(srv.http, srv, "viewer", WRONG, {"X-Forwarded-For": "192.0.2.8"})
+        assert status == 401  # another IPv4 address: its own limit
+        status, _ = await login(srv.http, srv, "viewer", WRONG, {"X-Forwarded-For": "192.0.2.7"})
+        assert status == 429
