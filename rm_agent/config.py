@@ -35,9 +35,9 @@ class AgentConfig(BaseModel):
     # at a random one and moves on when a connection fails or drops.
     server_urls: list[str] = Field(default_factory=list)
     # The first of server_urls, kept so an agent from before several URLs (it requires this
-    # key and ignores unknown ones) still starts on a config written now. Read from a config
-    # with no server_urls (written by such an agent); when it names a URL not in server_urls
-    # (edited by hand) that URL is added last rather than ignored.
+    # key and ignores unknown ones) still starts on a config written now. Read alone from a
+    # config with no server_urls (written by such an agent). One naming a URL that is not
+    # in server_urls was edited by hand: refused, rather than silently used or ignored.
     server_url: str = ""
     host_id: str
     agent_token: str
@@ -55,10 +55,13 @@ class AgentConfig(BaseModel):
     def _one_list_of_urls(self) -> AgentConfig:
         try:
             # One URL per entry here: the comma form is only for the command line.
-            given = [check_server_url(url) for url in self.server_urls + ([self.server_url] if self.server_url else [])]
-            urls = parse_server_urls(given)
+            urls = parse_server_urls([check_server_url(url) for url in self.server_urls or [self.server_url]])
+            single = check_server_url(self.server_url) if self.server_url else urls[0]
         except ServerUrlError as exc:
             raise ValueError(f"server_urls: {exc}") from None
+        if single not in urls:
+            raise ValueError(f"server_url {self.server_url!r} is not one of server_urls {urls}: this agent uses "
+                             "server_urls; set server_url to its first entry (what older agents read) or remove it")
         self.server_urls, self.server_url = urls, urls[0]
         return self
 

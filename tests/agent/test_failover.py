@@ -78,11 +78,16 @@ def test_new_config_keeps_server_url_for_older_agents(tmp_path: Path) -> None:
     assert load_config(path).server_urls == ["https://a:8950", "https://b:8950"]
 
 
-def test_a_server_url_edited_by_hand_is_not_ignored(tmp_path: Path) -> None:
+def test_a_server_url_edited_by_hand_away_from_server_urls_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "agent.json"
     path.write_text(json.dumps({"server_urls": ["https://a:8950", "https://b:8950"], "server_url": "https://c:8950",
                                 "host_id": "H", "agent_token": "T"}))
-    assert load_config(path).server_urls == ["https://a:8950", "https://b:8950", "https://c:8950"]
+    with pytest.raises(ConfigError, match="server_url 'https://c:8950' is not one of server_urls"):
+        load_config(path)
+    # one of the list, not the first: fine (written back as the first when saved)
+    path.write_text(json.dumps({"server_urls": ["https://a:8950", "https://b:8950"], "server_url": "https://b:8950/",
+                                "host_id": "H", "agent_token": "T"}))
+    assert load_config(path).server_url == "https://a:8950"
 
 
 @pytest.mark.parametrize("urls, field", [
