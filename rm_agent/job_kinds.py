@@ -15,6 +15,7 @@ from rm_agent.restic_exec import RunResult, run_hook
 from rm_core import restic as R
 from rm_core.enums import JobKind, JobState
 from rm_core.protocol import SourceGroupSpec
+from rm_core.restic_copy import CopyOutput
 
 KindHandler = Callable[[JobRun], Awaitable[JobResult]]
 
@@ -127,6 +128,33 @@ async def forget(run: JobRun) -> JobResult:
     return JobResult(JobState.succeeded, 0, summary)
 
 
+async def copy(run: JobRun) -> JobResult:
+    """`restic copy --tag T` from the primary into the copy repository.
+
+    Resumable by restic's own order: a snapshot is written after all its data, so a copy
+    killed part-way leaves no snapshot that looks complete; the next copy copies it again
+    and skips the snapshots that made it (restic compares their `original` ids)."""
+    group = SourceGroupSpec.model_validate(run.job.params.get("source_group") or {})
+    if not group.tag:
+        raise JobFailed("copy needs the source group's tag")
+    run.note(f"copying the snapshots of source group {group.name!r} (tag {group.tag}) into the copy repository")
+    out = CopyOutput()
+    log_line = run.line("stdout")
+
+    def on_stdout(line: str) -> None:
+        out.feed(line)
+        log_line(line)
+
+    res = await run.restic(["copy", "--tag", group.tag], on_stdout=on_stdout)
+    summary: dict[str, Any] = {"tag": group.tag, **out.summary()}
+    result = run.outcome(res, summary)
+    if result.state == JobState.succeeded:
+        run.note(f"copied {summary['copied']} snapshot(s); {summary['already_copied']} were in the copy already")
+    if result.error:
+        result.error = R.redact(result.error, run.job.secrets)
+    return result
+
+
 async def prune(run: JobRun) -> JobResult:
     return run.outcome(await run.restic(["prune"]))
 
@@ -184,4 +212,5 @@ KINDS: dict[JobKind, KindHandler] = {
     JobKind.drill: restore_kinds.drill,
     JobKind.snapshots: snapshots,
     JobKind.stats: stats,
+    JobKind.copy: copy,
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 from rm_agent.jobs import Job, JobEvents, JobFailed, JobResult, RunnerSettings
@@ -65,7 +65,8 @@ class JobRun:
             cancel=job.cancel, timeout=self.remaining(), grace=self.settings.cancel_grace, on_pid=pid,
         )
         self.errors.note_hidden(self.events, job)
-        if res.timed_out or res.cancelled:
+        # interrupted, or killed by a signal (the OOM killer, kill -9): restic may have left its lock
+        if res.timed_out or res.cancelled or (res.exit_code is not None and res.exit_code < 0):
             await self._remove_own_stale_lock()
         if res.timed_out:
             raise JobFailed(f"wall-clock limit reached: restic interrupted (exit {res.exit_code})", res.exit_code)
@@ -79,10 +80,14 @@ class JobRun:
         `restic unlock` (without --remove-all) only removes locks of dead processes on this
         host or older than 30 minutes, and we hold the agent's per-repository lock, so this
         never touches a lock another live restic holds."""
-        try:
-            res = await run_restic(self.ctx, ["unlock"], on_stderr=self.line("stderr"), capture_stdout=True,
-                                   timeout=60, grace=5)
-        except MissingCredentials:
-            return
-        if "successfully removed" in res.stdout:
-            self.note("removed the stale lock the interrupted restic left behind")
+        # a copy locks both its repositories
+        ctxs = [self.ctx] + ([replace(self.ctx, creds=self.ctx.from_creds, from_creds=None)]
+                             if self.ctx.from_creds is not None else [])
+        for ctx in ctxs:
+            try:
+                res = await run_restic(replace(ctx, from_creds=None), ["unlock"], on_stderr=self.line("stderr"),
+                                       capture_stdout=True, timeout=60, grace=5)
+            except MissingCredentials:
+                continue
+            if "successfully removed" in res.stdout:
+                self.note("removed the stale lock the interrupted restic left behind")

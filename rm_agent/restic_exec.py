@@ -57,6 +57,8 @@ class ResticContext:
     upload_kbps: int | None = None
     download_kbps: int | None = None
     cache_dir: str | None = None
+    # `restic copy` reads this repository (RESTIC_FROM_*) and writes `creds`
+    from_creds: RepoCredentials | None = None
 
     def global_flags(self) -> list[str]:
         flags: list[str] = []
@@ -94,15 +96,21 @@ async def run_restic(
     if problem:  # stored before the server refused such URLs: say what to fix, do not start restic
         advice = ADVICE_ADMIN if ctx.creds.slot == CredentialSlot.admin else ADVICE_REPO
         raise MissingCredentials(f"{problem}; set it again: {advice}")
+    if ctx.from_creds is not None and not ctx.from_creds.password:
+        raise MissingCredentials("the source repository has no password; set it with PUT /hosts/{id}/repo")
     ctx.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, pw_path = tempfile.mkstemp(prefix="restic-pw-", dir=ctx.tmp_dir)
+    files: list[str] = []
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(ctx.creds.password)
         env = _base_env()
         env["RESTIC_REPOSITORY"] = repository_url(ctx.creds.url, ctx.creds.rest_user, ctx.creds.rest_password)
-        env["RESTIC_PASSWORD_FILE"] = pw_path
+        env["RESTIC_PASSWORD_FILE"] = password_file(ctx.tmp_dir, ctx.creds.password, files)
+        if ctx.from_creds is not None:
+            # restic 0.14 and 0.18 both read the source of `copy` from these (the flags
+            # --from-repo/--from-password-file have the same names in both; the env keeps
+            # the REST credentials out of argv)
+            src = ctx.from_creds
+            env["RESTIC_FROM_REPOSITORY"] = repository_url(src.url, src.rest_user, src.rest_password)
+            env["RESTIC_FROM_PASSWORD_FILE"] = password_file(ctx.tmp_dir, src.password or "", files)
         return await _spawn(
             [ctx.binary, *ctx.global_flags(), *args],
             env,
@@ -115,8 +123,20 @@ async def run_restic(
             on_pid=on_pid,
         )
     finally:
-        with suppress(FileNotFoundError):
-            os.unlink(pw_path)
+        for path in files:
+            with suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def password_file(tmp_dir: Path, password: str, made: list[str]) -> str:
+    """A 0600 file holding `password` (restic reads it; the caller removes every file in `made`)."""
+    tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, path = tempfile.mkstemp(prefix="restic-pw-", dir=tmp_dir)
+    made.append(path)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password)
+    return path
 
 
 async def _spawn(

@@ -83,11 +83,12 @@ class Runner:
         that no longer exist on this host (or are older than 30 min), and the repository's
         runner lock is held, so no lock of a live restic is touched."""
         done: set[str] = set()
-        for slot in (CredentialSlot.repo, CredentialSlot.admin):
+        for slot in (CredentialSlot.repo, CredentialSlot.admin, CredentialSlot.copy):
             creds = self.credentials(slot)
             if creds is None:
                 continue
-            key = R.redact((self.credentials(CredentialSlot.repo) or creds).url).rstrip("/")
+            same = CredentialSlot.copy if slot == CredentialSlot.copy else CredentialSlot.repo
+            key = _lock_key(self.credentials(same) or creds)
             if key in done:
                 continue
             done.add(key)
@@ -110,6 +111,9 @@ class Runner:
     # ------------------------------------------------------------ one job
 
     def _slot(self, job: Job) -> CredentialSlot:
+        # the copy repository (a copy job writes it; `repo: "copy"` works on it) has one slot
+        if job.kind == JobKind.copy or job.params.get("repo") == "copy":
+            return CredentialSlot.copy
         if job.kind == JobKind.prune:
             return CredentialSlot.admin
         # forget deletes snapshot files: an append-only repository credential cannot, so the
@@ -148,28 +152,39 @@ class Runner:
 
     async def _run_guarded(self, job: Job) -> JobResult:
         creds = self._credentials_for(job)
-        if creds is None:
+        source = self.credentials(CredentialSlot.repo) if job.kind == JobKind.copy else None
+        missing = _missing_credentials(job, creds, source)
+        if missing:
             self._start(job)
-            if job.kind == JobKind.prune:
-                return JobResult(JobState.failed, error=R.NO_ADMIN_CREDENTIALS)
-            return JobResult(JobState.failed, error=R.NO_REPOSITORY)
-        job.secrets = [s for s in (creds.password, creds.rest_password) if s]
-        # one restic at a time per repository, whichever credentials (endpoint) a job uses
-        repo_creds = creds if job.params.get("repo") else (self.credentials(CredentialSlot.repo) or creds)
-        key = R.redact(repo_creds.url).rstrip("/")
-        lock = self._repo_locks.setdefault(key, asyncio.Lock())
-        if self._repo_users.get(key, 0) > 0:
+            return JobResult(JobState.failed, error=missing)
+        assert creds is not None
+        job.secrets = [s for c in (creds, source) if c for s in (c.password, c.rest_password) if s]
+        # one restic at a time per repository, whichever credentials (endpoint) a job uses; a
+        # copy holds both its repositories, always taken in the same order (no deadlock)
+        if isinstance(job.params.get("repo"), dict):  # a cross-host restore's own repository
+            keys = [_lock_key(creds)]
+        elif job.kind == JobKind.copy:
+            keys = sorted({_lock_key(creds), _lock_key(source or creds)})
+        else:
+            same = CredentialSlot.copy if self._slot(job) == CredentialSlot.copy else CredentialSlot.repo
+            keys = [_lock_key(self.credentials(same) or creds)]
+        locks = [self._repo_locks.setdefault(key, asyncio.Lock()) for key in keys]
+        if any(self._repo_users.get(key, 0) > 0 for key in keys):
             job.notes.append("waited for another restic job on this repository to finish")
-        self._repo_users[key] = self._repo_users.get(key, 0) + 1
+        for key in keys:
+            self._repo_users[key] = self._repo_users.get(key, 0) + 1
+        held: list[asyncio.Lock] = []
         try:
-            if not await self._acquire(lock, job.cancel):
-                return JobResult(JobState.cancelled, error="cancelled before it started")
-            try:
-                return await self._execute(job, creds)
-            finally:
-                lock.release()
+            for lock in locks:
+                if not await self._acquire(lock, job.cancel):
+                    return JobResult(JobState.cancelled, error="cancelled before it started")
+                held.append(lock)
+            return await self._execute(job, creds, source)
         finally:
-            self._repo_users[key] -= 1
+            for lock in held:
+                lock.release()
+            for key in keys:
+                self._repo_users[key] -= 1
 
     @staticmethod
     async def _acquire(lock: asyncio.Lock, cancel: asyncio.Event) -> bool:
@@ -184,7 +199,7 @@ class Runner:
         acquiring.cancel()
         return False
 
-    async def _execute(self, job: Job, creds: RepoCredentials) -> JobResult:
+    async def _execute(self, job: Job, creds: RepoCredentials, source: RepoCredentials | None = None) -> JobResult:
         if job.cancel.is_set():
             return JobResult(JobState.cancelled, error="cancelled before it started")
         self._start(job)
@@ -196,6 +211,7 @@ class Runner:
             upload_kbps=job.params.get("limit_upload_kbps") or bw.upload_kbps,
             download_kbps=job.params.get("limit_download_kbps") or bw.download_kbps,
             cache_dir=self.settings.cache_dir,
+            from_creds=source,
         )
         deadline = time.monotonic() + float(job.params.get("timeout_seconds") or self.settings.default_timeout)
         run = JobRun(job, ctx, deadline, self.settings, self.events, self.on_pid, self._restic_version)
@@ -217,3 +233,20 @@ class Runner:
             v = await detect_version(self.settings.restic_binary)
             self._version = R.parse_version(f"restic {v}") if v else None
         return self._version
+
+
+def _lock_key(creds: RepoCredentials) -> str:
+    return R.redact(creds.url).rstrip("/")
+
+
+def _missing_credentials(job: Job, creds: RepoCredentials | None, source: RepoCredentials | None) -> str | None:
+    """Why the job cannot run for want of credentials (None: it can)."""
+    if job.kind == JobKind.copy and source is None:
+        return R.NO_REPOSITORY
+    if creds is not None:
+        return None
+    if job.kind == JobKind.copy or job.params.get("repo") == "copy":
+        return "no copy repository configured for this host; set it with PUT /hosts/{id}/repo/copy"
+    if job.kind == JobKind.prune:
+        return R.NO_ADMIN_CREDENTIALS
+    return R.NO_REPOSITORY

@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from rm_core.bounds import IncludeList, Kbps, Name, PathList, RepoUrl
-from rm_core.cron import CronError, next_fires, zone
+from rm_core.copies import CopyPolicy
+# the bodies' cron rules and model bases, importable from here as before
+from rm_core.cron_fields import Timezone as Timezone, check_cron as check_cron
 from rm_core.enums import HostStatus, JobState, Role
+from rm_core.model_base import Body as Body, Out as Out
 from rm_core.protocol import Retention, SnapshotInfo
-
-
-class Body(BaseModel):
-    """A request body: unknown fields are an error that names them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-# ---------------------------------------------------------------- cron + timezone rules, for every body that has them
-
-
-def _timezone(tz: str) -> str:
-    try:
-        zone(tz)
-    except CronError as exc:
-        raise PydanticCustomError("timezone", "{problem}", {"problem": str(exc)}) from None
-    return tz
-
-
-def check_cron(expr: str, tz: str = "UTC") -> str:
-    """The cron must parse and fire at least once ("0 3 31 2 *" never does)."""
-    try:
-        next_fires(expr, tz, datetime.now(timezone.utc), 1)
-    except CronError as exc:
-        raise PydanticCustomError("cron", "{problem}", {"problem": str(exc)}) from None
-    return expr
-
-
-Timezone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 
 
 # ---------------------------------------------------------------- auth + operators
@@ -181,6 +151,12 @@ class Host(Out):
     last_verified: LastVerified | None = None
     # a source group of this host has had no good restore drill for longer than its policy allows
     drill_overdue: bool = False
+    # the second copy (rm_core/copies.py): a copy-enabled group and copy credentials …
+    copy_enabled: bool = False
+    # … the oldest primary snapshot the copy still misses (None: up to date), and when that
+    # passes the group's max_lag_hours (the console's problem `copy`)
+    copy_behind_since: datetime | None = None
+    copy_overdue_at: datetime | None = None
 
 
 class HostPatch(Body):
@@ -216,6 +192,7 @@ class SourceGroupBody(Body):
     retention: Retention = Retention()
     pre_hook: str | None = Field(default=None, max_length=4096)
     post_hook: str | None = Field(default=None, max_length=4096)
+    copy_: CopyPolicy = Field(default=CopyPolicy(), alias="copy")  # "copy" would shadow BaseModel.copy
 
 
 class SourceGroup(Out):
@@ -228,6 +205,7 @@ class SourceGroup(Out):
     retention: Retention
     pre_hook: str | None = None
     post_hook: str | None = None
+    copy_: CopyPolicy = Field(default=CopyPolicy(), alias="copy")
 
 
 class ScheduleBody(Body):

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from rm_core.api import Body, Out, Timezone, check_cron
+from rm_core.cron_fields import Timezone, check_cron
+from rm_core.model_base import Body, Out
 from rm_core.enums import JobState
 from rm_core.restore import DEFAULT_SAMPLE_FILES, DEFAULT_SAMPLE_MB
 

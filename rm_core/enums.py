@@ -48,6 +48,7 @@ class JobKind(StrEnum):
     stats = "stats"
     snapshots = "snapshots"
     drill = "drill"  # restore a random sample of a source group's latest snapshot and check it
+    copy = "copy"  # restic copy of a source group's snapshots into the host's copy repository
 
 
 class ActorKind(StrEnum):
@@ -79,3 +80,11 @@ _RANK = {Role.viewer: 0, Role.operator: 1, Role.admin: 2}
 class CredentialSlot(StrEnum):
     repo = "repo"
     admin = "admin"
+    copy = "copy"  # the second repository a source group's snapshots are copied into (feature "copy")
+
+
+class RepoTarget(StrEnum):
+    """Which of a host's repositories a job works on (`repo` of a job body)."""
+
+    primary = "primary"
+    copy = "copy"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from rm_core.api import Body, CheckTask, MaintenanceTask, Out, Timezone, check_cron
+from rm_core.api import CheckTask, MaintenanceTask
 from rm_core.bounds import IncludeList, PathList
+from rm_core.cron_fields import Timezone, check_cron
+from rm_core.model_base import Body, Out
 from rm_core.enums import HostStatus
 from rm_core.protocol import Retention
 

@@ -8,14 +8,23 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from rm_core.api import Body, Out
 from rm_core.bounds import MAX_TIMEOUT_SECONDS, AbsolutePath, Kbps
-from rm_core.enums import ActorKind, JobKind, JobState
+from rm_core.enums import ActorKind, JobKind, JobState, RepoTarget
+from rm_core.model_base import Body, Out
 from rm_core.protocol import LogLine
+
+
+# the kinds that may work on the copy repository (`repo: "copy"`); a copy job reads the
+# primary and writes the copy whatever `repo` says
+ON_COPY = frozenset({JobKind.init, JobKind.forget, JobKind.prune, JobKind.check, JobKind.unlock, JobKind.drill,
+                     JobKind.snapshots, JobKind.stats})
+NEEDS_GROUP = (JobKind.backup, JobKind.drill, JobKind.copy)
 
 
 class JobBody(Body):
     kind: JobKind
+    # before source_group_id and the rest: their checks may read it
+    repo: RepoTarget = RepoTarget.primary
     source_group_id: str | None = Field(default=None, validate_default=True)
     read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
     remove_all: bool = False
@@ -34,8 +43,17 @@ class JobBody(Body):
     @field_validator("source_group_id")
     @classmethod
     def _backup_needs_group(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") in (JobKind.backup, JobKind.drill) and not v:
+        if info.data.get("kind") in NEEDS_GROUP and not v:
             raise ValueError(f"source_group_id is required for a {info.data['kind'].value}")
+        return v
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_for_kind(cls, v: RepoTarget, info: ValidationInfo) -> RepoTarget:
+        kind = info.data.get("kind")
+        if v == RepoTarget.copy and kind is not None and kind not in ON_COPY:
+            raise ValueError(f"a {kind.value} job works on the primary repository; repo \"copy\" is for "
+                             + ", ".join(sorted(k.value for k in ON_COPY)))
         return v
 
     @field_validator("paths")

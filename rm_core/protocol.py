@@ -92,6 +92,7 @@ class SnapshotInfo(Payload):
     paths: list[str] = []
     tags: list[str] = []
     summary: dict[str, Any] | None = None
+    original: str | None = None  # a copied snapshot: the id of the snapshot it was copied from
 
 
 # ---------------------------------------------------------------- agent -> server
@@ -169,6 +170,14 @@ class RepoStats(Payload):
     total_file_count: Count | None = None
     snapshots_count: Count | None = None
     raw: dict[str, Any] | None = None
+
+
+class CopyReport(Payload):
+    """The copy repository's snapshots and size (feature "copy"): a message of its own, so a
+    server that does not know copies answers unknown_type instead of taking it for the primary's."""
+
+    snapshots: list[SnapshotInfo]
+    stats: RepoStats | None = None
 
 
 # ---------------------------------------------------------------- server -> agent
@@ -265,6 +274,7 @@ AGENT_TO_SERVER: dict[str, type[Payload]] = {
     "job.finished": JobFinished,
     "snapshots.report": SnapshotsReport,
     "repo.stats": RepoStats,
+    "copy.report": CopyReport,
     "query.result": QueryResult,
     "query.error": QueryError,
     # an agent answers a server frame of a type it does not know with error{unknown_type}

@@ -225,6 +225,7 @@ def parse_snapshots(stdout: str) -> list[dict[str, Any]]:
                 "paths": snap.get("paths") or [],
                 "tags": snap.get("tags") or [],
                 "summary": snap.get("summary"),
+                "original": snap.get("original"),
             }
         )
     return out

@@ -18,7 +18,7 @@ from rm_server.api import (
 )
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, ALERTS, CHANNELS, CONFIG, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
+    AGENT_MESSAGES, AGENTS, ALERTS, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
     INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES,
     SIGN_INS, STORE, HOST_METRICS,
 )
@@ -32,6 +32,7 @@ from rm_server.security import MasterKey, hash_token, new_token, write_private
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.alerts import Alerts
 from rm_server.services.channels import ChannelService
+from rm_server.services.copies import CopyService
 from rm_server.services.credentials import CredentialService
 from rm_server.services.drills import DrillTicker
 from rm_server.services.enrollment import EnrollmentService
@@ -45,6 +46,7 @@ from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
 from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
+from rm_server.store.copies import Copies
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.agents import agent_ws
 from rm_server.ws.event_hub import EventHub
@@ -139,6 +141,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[QUERIES] = QueryService(hub)
     app[QUERIES].register(messages.handlers)
     app[DRILLS] = DrillTicker(store, jobs, hub, notifier.drill_overdue_changed, cfg.clock, hosts.changed)
+    # the copy's table is made here until the store's own list names it (store/__init__.py)
+    copy_table = Copies(store.db, cfg.clock, store.audit_listeners)
+    copies = app[COPIES] = CopyService(store, copy_table, jobs, hosts, cfg.clock)
+    credentials.copies = copy_table
+    credentials.copy_changed.append(copies.refresh)
+    schedules.groups_changed.append(copies.refresh)
+    copies.register(messages)
     yield
     await sign_ins.close_window()
     await notifier.close()
@@ -172,6 +181,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[DRILLS].tick, "drills")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[NOTIFIER].check_offline,
                                                 "offline alerts")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[COPIES].tick, "copies")))
     yield
     for task in tasks:
         task.cancel()

@@ -16,6 +16,7 @@ from rm_server.security import MasterKey
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.alerts import Alerts
 from rm_server.services.channels import ChannelService
+from rm_server.services.copies import CopyService
 from rm_server.services.credentials import CredentialService
 from rm_server.services.drills import DrillTicker
 from rm_server.services.enrollment import EnrollmentService
@@ -60,3 +61,4 @@ SIGN_INS = web.AppKey("sign_ins", FailedSignIns)
 ALERTS = web.AppKey("alerts", Alerts)
 CHANNELS = web.AppKey("channels", ChannelService)
 HOST_METRICS = web.AppKey("host_metrics", HostMetricsCache)
+COPIES = web.AppKey("copies", CopyService)

@@ -92,15 +92,17 @@ def query_enum(request: web.Request, name: str, enum: type[E]) -> E | None:
 
 
 def reply(value: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> web.Response:
+    # by alias: a field named for a BaseModel attribute is spelled otherwise in Python
+    # (SourceGroup.copy_ is "copy" on the wire)
     if isinstance(value, BaseModel):
-        text = value.model_dump_json()
+        text = value.model_dump_json(by_alias=True)
     else:
         text = _dump(value)
     return web.Response(text=text, status=status, content_type="application/json")
 
 
 def _dump(value: Any) -> str:
-    return to_json(value).decode()
+    return to_json(value, by_alias=True).decode()
 
 
 def actor(request: web.Request) -> Actor:

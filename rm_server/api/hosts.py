@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from rm_core.api import BandwidthBody, Host, HostPatch, RepoBody, RepoInfo, RepoPutResponse, Snapshot
-from rm_core.enums import CredentialSlot, HostStatus, Role
+from rm_core.enums import CredentialSlot, HostStatus, RepoTarget, Role
 from rm_server.api.common import actor, parse_body, query_enum, query_int, reply, requires
 from rm_server.api.doc import Listing, documented, q_enum, q_int, q_str
-from rm_server.keys import CREDENTIALS, HOSTS, STORE
+from rm_server.keys import COPIES, CREDENTIALS, HOSTS, STORE
 
 routes = web.RouteTableDef()
 
@@ -92,6 +92,36 @@ async def put_admin_credentials(request: web.Request) -> web.Response:
     return await _put_credentials(request, CredentialSlot.admin)
 
 
+@routes.put("/api/v1/hosts/{id}/repo/copy")
+@requires(Role.operator)
+@documented("Set the host's copy repository (the second copy of its source groups)",
+            description="Same body, sealing and redaction as PUT /api/v1/hosts/{id}/repo: the copy repository has "
+                        "its own password (give it, or `generate_password: true`). A fresh copy repository is "
+                        "initialised (an `init` job with `repo: \"copy\"`). Source groups whose `copy.enabled` "
+                        "is true are then copied into it after each successful backup, or by their `copy.cron`. "
+                        "Needs an agent with the `copy` feature.",
+            body=RepoBody, reply=RepoPutResponse,
+            examples={"offsite rest-server, append-only": {
+                "url": "rest:https://offsite.example:8000/web-1", "generate_password": True, "rest_user": "web-1"}})
+async def put_copy_repo(request: web.Request) -> web.Response:
+    return await _put_credentials(request, CredentialSlot.copy)
+
+
+@routes.get("/api/v1/hosts/{id}/repo/copy")
+@requires(Role.viewer)
+@documented("The host's copy repository: URL with secrets redacted, key fingerprint, stats", reply=RepoInfo)
+async def get_copy_repo(request: web.Request) -> web.Response:
+    return reply(await request.app[CREDENTIALS].info(request.match_info["id"], CredentialSlot.copy))
+
+
+@routes.delete("/api/v1/hosts/{id}/repo/copy")
+@requires(Role.operator)
+@documented("Unset the host's copy repository (the repository itself is left as it is)", reply=None, status=204)
+async def delete_copy_repo(request: web.Request) -> web.Response:
+    await request.app[CREDENTIALS].delete(actor(request), request.match_info["id"], CredentialSlot.copy)
+    return web.Response(status=204)
+
+
 @routes.put("/api/v1/hosts/{id}/bandwidth")
 @requires(Role.operator)
 @documented("Cap the host's restic upload and download (KiB/s; null: no cap)", body=BandwidthBody,
@@ -111,8 +141,14 @@ async def get_bandwidth(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/hosts/{id}/snapshots")
 @requires(Role.viewer)
-@documented("The host's snapshots, as its agent last reported them", reply=Listing("snapshots", Snapshot))
+@documented("The host's snapshots, as its agent last reported them", reply=Listing("snapshots", Snapshot), query=(
+    q_enum("repo", RepoTarget, "`copy`: the copy repository's snapshots (a copied one names its source as "
+                               "`original`)"),
+))
 async def list_snapshots(request: web.Request) -> web.Response:
     host_id = request.match_info["id"]
+    repo = query_enum(request, "repo", RepoTarget)
     await request.app[STORE].hosts.get(host_id)
+    if repo == RepoTarget.copy:
+        return reply({"snapshots": await request.app[COPIES].copies.snapshots(host_id)})
     return reply({"snapshots": await request.app[STORE].reports.snapshots(host_id)})

@@ -23,7 +23,11 @@ routes = web.RouteTableDef()
                 "`read_data_subset` (`10%` or `1/5`); `unlock` takes `remove_all`; `restore` needs "
                 "`snapshot_id` (8-64 hex digits or `latest`) and `target` (an absolute directory on the host) and "
                 "takes `paths` (restore only these; none: everything); `init`, `prune`, `stats` and `snapshots` "
-                "need nothing. Every kind takes `limit_upload_kbps`, `limit_download_kbps` (override the host's "
+                "need nothing. `copy` needs `source_group_id`: `restic copy` of that group's snapshots (by its "
+                "tag) from the primary into the copy repository (PUT /api/v1/hosts/{id}/repo/copy). `repo: "
+                "\"copy\"` points `init`, `forget`, `prune`, `check`, `unlock`, `drill`, `snapshots` and `stats` at "
+                "the copy repository instead of the primary (an agent without the `copy` feature: 409 "
+                "`agent_too_old`). Every kind takes `limit_upload_kbps`, `limit_download_kbps` (override the host's "
                 "caps) and `timeout_seconds`. The job is dispatched at once when the host is online, else "
                 "when it connects. The same fields, without `kind` and `source_group_id`, are the job's "
                 "`params` and what the agent gets in `command.run` (docs/protocol.md).",
@@ -32,6 +36,8 @@ routes = web.RouteTableDef()
               "restore": {"kind": "restore", "snapshot_id": "4f2a9c1e", "paths": ["/etc/nginx"],
                           "target": "/var/tmp/restore"},
               "check": {"kind": "check", "read_data_subset": "10%"},
+              "copy": {"kind": "copy", "source_group_id": "01JD3QK9Z8X2M4N6P7R8S9T0VW"},
+              "forget on the copy": {"kind": "forget", "repo": "copy"},
               "unlock": {"kind": "unlock", "remove_all": True}})
 async def create_job(request: web.Request) -> web.Response:
     body = await parse_body(request, JobBody)

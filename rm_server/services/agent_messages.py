@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rm_core import protocol as p
 from rm_core.log_frames import as_wire, parse_job_log
 from rm_core.enums import ActorKind, CredentialSlot, JobKind
+from rm_core.jobs import Job
 from rm_core.version import PROTOCOL_VERSION, __version__
 from rm_server.services.batching import GroupCommit
 from rm_server.services.credentials import CredentialService
@@ -70,6 +71,10 @@ class AgentMessages:
             "snapshots.report": self.on_snapshots,
             "repo.stats": self.on_repo_stats,
         }
+        # what else follows a finished job or a report (the copy service: a copy after a backup,
+        # the copy lag after a snapshot list); set by app.py once those services exist
+        self.after_job: list[Callable[[Job], Awaitable[object]]] = []
+        self.after_snapshots: list[Callable[[str], Awaitable[object]]] = []
 
     async def close(self) -> None:
         """Finish the writes gathered for group commit before the store closes."""
@@ -91,12 +96,12 @@ class AgentMessages:
         if state is None:  # the host went away meanwhile: the slow path says what is left
             conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
             await self.schedules.push(conn, [host_id])
-            conn.send(await self.credentials.config_update(host_id))
+            conn.send(await self.credentials.config_update(host_id, conn.features))
         else:
             with conn.corked():  # three frames, one transmit (a reconnect storm sends 19k of these)
                 conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
                 await send_schedule_sets({host_id: state.schedule_set}, lambda _: conn)  # never suspends
-                conn.send(self.credentials.config_from(host_id, state.bandwidth, state.sealed))
+                conn.send(self.credentials.config_from(host_id, state.bandwidth, state.sealed, conn.features))
         if state is None or state.active_jobs:
             lost, requeued = await self.store.jobs.reconcile_hello(host_id, hello.running_jobs)
             for job in lost + requeued:
@@ -264,6 +269,8 @@ class AgentMessages:
             self.jobs.changed(applied.job)
             if applied.job.kind == JobKind.backup:
                 await self.hosts.changed(conn.host_id)
+            for follow in self.after_job:
+                await follow(applied.job)
 
     async def on_job_progress(self, conn: AgentConnection, env: p.Envelope) -> None:
         # Only for the sender's own jobs: operators read progress next to a host's job, and
@@ -276,6 +283,8 @@ class AgentMessages:
 
     async def on_snapshots(self, conn: AgentConnection, env: p.Envelope) -> None:
         await self.store.reports.replace_snapshots(conn.host_id, env.payload.snapshots)
+        for follow in self.after_snapshots:
+            await follow(conn.host_id)
 
     async def on_repo_stats(self, conn: AgentConnection, env: p.Envelope) -> None:
         await self.store.reports.replace_stats(conn.host_id, env.payload)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
@@ -14,9 +15,11 @@ from rm_core import protocol as p
 from rm_core.api import BandwidthBody, RepoBody, RepoInfo, RepoPutResponse
 from rm_core.enums import CredentialSlot
 from rm_core.urls import redact_url
+from rm_core.version import COPY_FEATURE
 from rm_server.security import MasterKey, SealError
 from rm_server.services.jobs import JobService
 from rm_server.store import SYSTEM, Actor, NotFound, Store
+from rm_server.store.copies import Copies
 from rm_server.store.common import dt
 from rm_server.ws.agent_hub import AgentHub
 
@@ -32,6 +35,9 @@ class CredentialService:
     hub: AgentHub
     master_key: MasterKey
     jobs: JobService
+    copies: Copies | None = None  # the copy repository's last report (its stats in GET .../repo/copy)
+    # what follows a change of the copy repository (its lag is recomputed)
+    copy_changed: list[Callable[[str], Awaitable[object]]] = field(default_factory=list)
 
     # ------------------------------------------------------------ sealing
 
@@ -98,6 +104,12 @@ class CredentialService:
         await self.push_config(host_id)
         if slot == CredentialSlot.repo:
             await self.jobs.init_changed_repository(host_id)
+        elif slot == CredentialSlot.copy:
+            # a new copy repository is initialised like the primary ("already initialised" is fine);
+            # queued for a host that is away, refused at dispatch by an agent without copies
+            await self.jobs.init_changed_repository(host_id, copy=True)
+            for follow in self.copy_changed:
+                await follow(host_id)
         info = await self.info(host_id, slot)
         # A generated password is shown this once; the htpasswd line goes into the REST server.
         return RepoPutResponse(**info.model_dump(), password=password if body.generate_password else None,
@@ -110,9 +122,25 @@ class CredentialService:
         if row is None:
             raise NotFound(f"{slot.value} credentials for host", host_id)
         admin = slot == CredentialSlot.admin or await self.store.credentials.get(host_id, "admin") is not None
+        if slot == CredentialSlot.copy:
+            stats = await self.copies.stats(host_id) if self.copies is not None else None
+        else:
+            stats = await self.store.reports.stats(host_id)
         return RepoInfo(url=row["url_redacted"], key_fingerprint=row["key_fingerprint"],
-                        updated_at=dt(row["updated_at"]), stats=await self.store.reports.stats(host_id),
+                        updated_at=dt(row["updated_at"]), stats=stats,
                         has_admin_credentials=admin)
+
+    async def delete(self, actor: Actor, host_id: str, slot: CredentialSlot) -> None:
+        """Unset credentials (the copy repository); the agent forgets them at once."""
+        await self.store.hosts.get(host_id)
+        if not await self.store.credentials.delete(actor, host_id, slot.value):
+            raise NotFound(f"{slot.value} credentials for host", host_id)
+        await self.push_config(host_id)
+        if slot == CredentialSlot.copy:
+            if self.copies is not None:
+                await self.copies.forget_report(host_id)  # what it held says nothing of the next one
+            for follow in self.copy_changed:
+                await follow(host_id)
 
     async def set_bandwidth(self, actor: Actor, host_id: str, body: BandwidthBody) -> None:
         await self.store.hosts.set_json(actor, host_id, "bandwidth", body.model_dump(exclude_none=True))
@@ -120,14 +148,19 @@ class CredentialService:
 
     # ------------------------------------------------------------ what the agent gets
 
-    async def config_update(self, host_id: str) -> p.ConfigUpdate:
+    async def config_update(self, host_id: str, features: frozenset[str] = frozenset()) -> p.ConfigUpdate:
         bandwidth = await self.store.hosts.get_json(host_id, "bandwidth")
         sealed = await self.store.credentials.all_for_host(host_id)
-        return self.config_from(host_id, bandwidth, sealed)
+        return self.config_from(host_id, bandwidth, sealed, features)
 
-    def config_from(self, host_id: str, bandwidth: dict[str, Any], sealed: dict[str, bytes]) -> p.ConfigUpdate:
-        """The config.update for rows already read (hellos read many hosts' rows at once)."""
-        opened = [self._open(host_id, slot, blob) for slot, blob in sealed.items()]
+    def config_from(self, host_id: str, bandwidth: dict[str, Any], sealed: dict[str, bytes],
+                    features: frozenset[str] = frozenset()) -> p.ConfigUpdate:
+        """The config.update for rows already read (hellos read many hosts' rows at once).
+
+        The copy slot goes only to agents that announced copies: an older agent refuses a
+        config.update whose slot it does not know, and would lose the primary's credentials too."""
+        opened = [self._open(host_id, slot, blob) for slot, blob in sealed.items()
+                  if slot != CredentialSlot.copy.value or COPY_FEATURE in features]
         return p.ConfigUpdate(bandwidth=p.Bandwidth(**bandwidth), credentials=[c for c in opened if c is not None])
 
     async def repo_credentials(self, host_id: str) -> p.RepoCredentials | None:
@@ -139,4 +172,4 @@ class CredentialService:
     async def push_config(self, host_id: str) -> None:
         conn = self.hub.get(host_id)
         if conn is not None:
-            conn.send(await self.config_update(host_id))
+            conn.send(await self.config_update(host_id, conn.features))

@@ -8,13 +8,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from rm_core import protocol as p
-from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
+from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState, RepoTarget
 from rm_core.jobs import Job, JobBody
+from rm_core.version import COPY_FEATURE
 from rm_server.errors import BadRequest, ConflictError
 from rm_server.services.notify import Notifier
 from rm_server.store import SYSTEM, Actor, NewJob, NotFound, Store
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
+
+
+def needed_feature(kind: JobKind, params: dict[str, Any]) -> str | None:
+    """The agent feature a job needs beyond protocol 1 (docs/protocol.md), or None."""
+    if kind == JobKind.copy or params.get("repo") == "copy":
+        return COPY_FEATURE
+    return None
+
+
+def agent_too_old(host_id: str, feature: str) -> ConflictError:
+    return ConflictError(f"the agent of host {host_id} is too old for this job (it lacks the {feature!r} feature); "
+                         "upgrade rm-agent on the host", {"feature": feature}, code="agent_too_old")
 
 
 @dataclass(eq=False)
@@ -41,7 +54,16 @@ class JobService:
             await self.store.schedules.group(host_id, body.source_group_id)
         if body.from_host_id:
             await self._check_cross_host(host_id, body.kind, body.from_host_id)
-        params = body.model_dump(exclude={"kind", "source_group_id"}, exclude_none=True, exclude_defaults=True)
+        params = body.model_dump(mode="json", exclude={"kind", "source_group_id"}, exclude_none=True,
+                                 exclude_defaults=True)
+        feature = needed_feature(body.kind, params)
+        conn = self.hub.get(host_id)
+        if feature and conn is not None and feature not in conn.features:
+            raise agent_too_old(host_id, feature)
+        if body.kind == JobKind.copy or params.get("repo") == "copy":
+            if not await self.store.credentials.get(host_id, CredentialSlot.copy.value):
+                raise ConflictError(f"host {host_id} has no copy repository; set it with PUT /hosts/{{id}}/repo/copy",
+                                    {"field": "repo" if body.kind != JobKind.copy else "kind"})
         new = NewJob(host_id, body.kind, ActorKind.user, actor.id if actor.kind == "user" else None, None,
                      body.source_group_id, params)
         (job,) = await self.store.jobs.create(actor, [new])
@@ -80,7 +102,7 @@ class JobService:
     async def command_params(self, job: Job) -> dict[str, Any]:
         """Everything the agent needs to run the job, resolved at dispatch time."""
         params = dict(job.params)
-        if job.kind == JobKind.backup:
+        if job.kind in (JobKind.backup, JobKind.copy):
             group = await self.store.schedules.group(job.host_id, _group_of(job))
             params["source_group"] = p.SourceGroupSpec(**group.model_dump()).model_dump(mode="json")
         elif job.kind == JobKind.forget:
@@ -107,9 +129,12 @@ class JobService:
         conn = self.hub.get(job.host_id)
         if conn is None or job.state != JobState.queued:
             return False
+        feature = needed_feature(job.kind, job.params)
         try:
+            if feature and feature not in conn.features:
+                raise agent_too_old(job.host_id, feature)
             params = await self.command_params(job)
-        except NotFound as exc:
+        except (NotFound, ConflictError) as exc:
             failed = await self.store.jobs.finish_on_server(SYSTEM, job.id, JobState.failed, str(exc))
             if failed:
                 self.changed(failed)
@@ -129,18 +154,19 @@ class JobService:
         """First connect of a host with credentials and no init job yet: initialise its repository."""
         if not await self.store.credentials.get(host_id, CredentialSlot.repo.value):
             return
-        if await self.store.jobs.list(host_id=host_id, kind=JobKind.init, limit=1):
+        if await self.store.jobs.has_init(host_id, copy=False):
             return
         await self.create(SYSTEM, [NewJob(host_id, JobKind.init, ActorKind.system)])
 
-    async def init_changed_repository(self, host_id: str) -> None:
+    async def init_changed_repository(self, host_id: str, copy: bool = False) -> None:
         """The repository credentials changed: initialise what they now name. After a mistyped
         URL the first init failed, and nothing else would ever run one; on an existing
         repository init only checks the password opens it. One init still waiting to be sent
         is enough: the agent runs it with the credentials it holds by then."""
-        if await self.store.jobs.list(host_id=host_id, kind=JobKind.init, state=JobState.queued, limit=1):
+        if await self.store.jobs.has_init(host_id, copy=copy, queued_only=True):
             return
-        await self.create(SYSTEM, [NewJob(host_id, JobKind.init, ActorKind.system)])
+        params = {"repo": RepoTarget.copy.value} if copy else {}
+        await self.create(SYSTEM, [NewJob(host_id, JobKind.init, ActorKind.system, params=params)])
 
     async def cancel(self, actor: Actor, job_id: str) -> Job:
         job = await self.store.jobs.get(job_id)

@@ -10,7 +10,7 @@ read)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from rm_core import protocol as p
@@ -45,6 +45,8 @@ class ScheduleService:
     hub: AgentHub
     events: EventHub
     clock: Callable[[], datetime]
+    # what follows a change of a host's source groups (the copy lag: which groups are copied)
+    groups_changed: list[Callable[[str], Awaitable[object]]] = field(default_factory=list)
 
     # ------------------------------------------------------------ pushes
 
@@ -53,7 +55,10 @@ class ScheduleService:
         payloads = await self.store.schedule_sets.payloads(host_ids)
         return await send_schedule_sets(payloads, (lambda _: conn) if conn is not None else self.hub.get)
 
-    async def _changed(self, host_id: str) -> None:
+    async def _changed(self, host_id: str, groups: bool = False) -> None:
+        if groups:
+            for follow in self.groups_changed:
+                await follow(host_id)
         conn = self.hub.get(host_id)
         if conn is not None:
             await self.push(conn, [host_id])
@@ -67,17 +72,17 @@ class ScheduleService:
 
     async def create_group(self, actor: Actor, host_id: str, body: SourceGroupBody) -> SourceGroup:
         group = await self.store.schedules.create_group(actor, host_id, body)
-        await self._changed(host_id)
+        await self._changed(host_id, groups=True)
         return group
 
     async def update_group(self, actor: Actor, host_id: str, gid: str, body: SourceGroupBody) -> SourceGroup:
         group = await self.store.schedules.update_group(actor, host_id, gid, body)
-        await self._changed(host_id)
+        await self._changed(host_id, groups=True)
         return group
 
     async def delete_group(self, actor: Actor, host_id: str, gid: str) -> None:
         await self.store.schedules.delete_group(actor, host_id, gid)
-        await self._changed(host_id)
+        await self._changed(host_id, groups=True)
 
     # ------------------------------------------------------------ schedules
 

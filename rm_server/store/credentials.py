@@ -22,6 +22,14 @@ class Credentials(Table):
             )
             await tx.audit(actor, f"repo.{slot}_credentials", host_id, {"url": url_redacted})
 
+    async def delete(self, actor: Actor, host_id: str, slot: str) -> bool:
+        """Remove one slot's credentials; False when there were none."""
+        async with self.tx() as tx:
+            cur = await tx.execute("DELETE FROM repo_credentials WHERE host_id = ? AND slot = ?", (host_id, slot))
+            if cur.rowcount:
+                await tx.audit(actor, f"repo.{slot}_credentials_removed", host_id)
+        return cur.rowcount > 0
+
     async def get(self, host_id: str, slot: str):
         return await self.db.fetchone(
             "SELECT url_redacted, sealed, key_fingerprint, updated_at FROM repo_credentials WHERE host_id = ? AND slot = ?",

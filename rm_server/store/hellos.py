@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rm_server.store.base import Table
+from rm_server.store.jobs import COPY_PARAMS
 from rm_server.store.common import loads
 from rm_server.store.schedule_sets import SCHEDULE_SET_JSON
 
@@ -36,7 +37,8 @@ class Hellos(Table):
                 f"SELECT h.id, {SCHEDULE_SET_JSON}, h.bandwidth,"
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.state IN ('dispatched', 'running')),"
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.state = 'queued'),"
-                " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.kind = 'init')"
+                " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.kind = 'init'"
+                f" AND j.params NOT LIKE '{COPY_PARAMS}')"
                 f" FROM hosts h WHERE h.id IN ({marks})", chunk, bulk=True)
             for r in rows:
                 out[r[0]] = HelloState(r[1], loads(r[2], {}), {}, bool(r[3]), bool(r[4]), bool(r[5]))

@@ -50,6 +50,8 @@ class Applied:
     lines: list[WireLine] = field(default_factory=list)
 
 
+# a job's params as stored hold this when it works on the copy repository (repo: "copy")
+COPY_PARAMS = '%"repo":"copy"%'
 AGENT_TIME_TRUST = timedelta(days=30)
 LOG_PAGE_BYTES = 1024 * 1024
 
@@ -113,6 +115,13 @@ class Jobs(Table):
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         return [_job(r) for r in await self.db.fetchall(sql, params)]
+
+    async def has_init(self, host_id: str, *, copy: bool, queued_only: bool = False) -> bool:
+        """Whether the host has an init job of its primary (or its copy) repository (one that
+        still waits to be sent, with queued_only)."""
+        sql = ("SELECT 1 FROM jobs WHERE host_id = ? AND kind = 'init' AND params"
+               + (" LIKE ?" if copy else " NOT LIKE ?") + (" AND state = 'queued'" if queued_only else "") + " LIMIT 1")
+        return await self.db.fetchone(sql, (host_id, COPY_PARAMS)) is not None
 
     async def queued_for_host(self, host_id: str) -> list[Job]:
         rows = await self.db.fetchall(

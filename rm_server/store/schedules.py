@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from rm_core.api import Schedule, ScheduleBody, ScheduleList, SourceGroup, SourceGroupBody
+from rm_core.copies import CopyPolicy
 from rm_core.protocol import Retention, ScheduleSet, ScheduleSpec, SourceGroupSpec
 from rm_core.ids import new_id
 from rm_server.store.base import Table, Tx
@@ -13,11 +14,18 @@ from rm_server.store.common import Actor, Conflict, Invalid, NotFound, dumps, is
 
 
 def _group(row) -> SourceGroup:
+    copy = CopyPolicy.model_construct(enabled=bool(row["copy_enabled"]), timezone=row["copy_timezone"],
+                                      cron=row["copy_cron"], max_lag_hours=row["copy_max_lag_hours"])
     return SourceGroup(
         id=row["id"], host_id=row["host_id"], name=row["name"], includes=loads(row["includes"], []),
         excludes=loads(row["excludes"], []), tag=row["tag"], retention=Retention(**loads(row["retention"], {})),
-        pre_hook=row["pre_hook"], post_hook=row["post_hook"],
+        pre_hook=row["pre_hook"], post_hook=row["post_hook"], copy=copy,
     )
+
+
+def _copy_values(body: SourceGroupBody) -> tuple:
+    c = body.copy_
+    return (int(c.enabled), c.cron, c.timezone, c.max_lag_hours)
 
 
 async def _bump(tx: Tx, host_id: str) -> None:
@@ -52,11 +60,13 @@ class Schedules(Table):
         async with self.tx() as tx:
             await _bump(tx, host_id)
             await self._name_free(tx, host_id, body.name, None)
+            # copy_fired_at starts at the save: a new copy cron waits for its next fire
             await tx.execute(
-                "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook, post_hook)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook, post_hook,"
+                " copy_enabled, copy_cron, copy_timezone, copy_max_lag_hours, copy_fired_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (gid, host_id, body.name, dumps(body.includes), dumps(body.excludes), body.tag or body.name,
-                 body.retention.model_dump_json(), body.pre_hook, body.post_hook),
+                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, *_copy_values(body), iso(tx.now)),
             )
             await tx.audit(actor, "source_group.create", gid, {"host_id": host_id, "name": body.name})
         return await self.group(host_id, gid)
@@ -65,14 +75,20 @@ class Schedules(Table):
         async with self.tx() as tx:
             await _bump(tx, host_id)
             await self._name_free(tx, host_id, body.name, gid)
-            cur = await tx.execute(
-                "UPDATE source_groups SET name = ?, includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
-                " post_hook = ? WHERE id = ? AND host_id = ?",
-                (body.name, dumps(body.includes), dumps(body.excludes), body.tag or body.name,
-                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, gid, host_id),
-            )
-            if cur.rowcount == 0:
+            old = await tx.fetchone("SELECT copy_cron, copy_timezone FROM source_groups WHERE id = ? AND host_id = ?",
+                                    (gid, host_id))
+            if old is None:
                 raise NotFound("source group", gid)
+            # a changed copy cron starts counting at the save, like a new one
+            moved = (old["copy_cron"], old["copy_timezone"]) != (body.copy_.cron, body.copy_.timezone)
+            await tx.execute(
+                "UPDATE source_groups SET name = ?, includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
+                " post_hook = ?, copy_enabled = ?, copy_cron = ?, copy_timezone = ?, copy_max_lag_hours = ?,"
+                " copy_fired_at = CASE WHEN ? = 1 THEN ? ELSE copy_fired_at END WHERE id = ? AND host_id = ?",
+                (body.name, dumps(body.includes), dumps(body.excludes), body.tag or body.name,
+                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, *_copy_values(body),
+                 int(moved), iso(tx.now), gid, host_id),
+            )
             await tx.audit(actor, "source_group.update", gid, {"host_id": host_id, "name": body.name})
         return await self.group(host_id, gid)
 

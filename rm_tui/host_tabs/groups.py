@@ -17,7 +17,8 @@ from rm_tui.host_tabs.base import HostTab
 from rm_tui.screens.forms import SourceGroupForm
 from rm_tui.widgets.table import Column, ResourceTable
 
-GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook")
+# copy_ is the group's `copy` policy: kept as it is when the form saves the group
+GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook", "copy_")
 # Narrow enough that the column taking the rest (paths) keeps room at 80-90 columns.
 GROUP_COLUMNS = [Column("name", "Name", 16), Column("paths", "Paths", 0), Column("excludes", "Excludes", 16),
                  Column("tag", "Tag", 10), Column("keep", "Keep", 14)]
@@ -117,7 +118,7 @@ class GroupsTab(HostTab):
         if gid is None:
             self.notify("No source group selected", severity="warning")
             return
-        body = self.groups[gid].model_dump(mode="json", include=set(GROUP_BODY_KEYS))
+        body = self.groups[gid].model_dump(mode="json", include=set(GROUP_BODY_KEYS), by_alias=True)
         body["retention"] = {k: v for k, v in body["retention"].items() if v is not None}
         self.form(body, gid)
 

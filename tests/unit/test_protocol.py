@@ -26,6 +26,8 @@ SAMPLES: dict[str, p.Payload] = {
                                   error="some files unreadable"),
     "snapshots.report": p.SnapshotsReport(snapshots=[p.SnapshotInfo(id="ab" * 32, time=NOW, paths=["/etc"])]),
     "repo.stats": p.RepoStats(total_size=100, total_file_count=3, snapshots_count=1),
+    "copy.report": p.CopyReport(snapshots=[p.SnapshotInfo(id="cd" * 32, time=NOW, tags=["etc"], original="ab" * 32)],
+                                stats=p.RepoStats(total_size=90, snapshots_count=1)),
     "hello.ok": p.HelloOk(server_version="1", protocol_version=1),
     "error": p.Error(code="protocol_too_old", message="upgrade"),
     "schedule.set": p.ScheduleSet(version=2, schedules=[p.ScheduleSpec(id="s1", name="nightly", cron="0 2 * * *",
