@@ -111,17 +111,21 @@ class RmTui(App[None]):
             yield SystemCommand("Audit", "Who changed what, newest first", lambda: self.go_to("audit"))
             if self.is_admin:
                 yield SystemCommand("Operators", "Operator accounts and roles", lambda: self.go_to("operators"))
+                yield SystemCommand("Channels", "Notification channels: where alerts go (mail, Slack, ntfy …)",
+                                    lambda: self.go_to("channels"))
         yield from super().get_system_commands(screen)
 
     def go_to(self, name: str) -> None:
         """Back to the fleet (the bottom of the stack), then open `name` on top of it."""
         from rm_tui.screens.audit import AuditScreen
+        from rm_tui.screens.channels import ChannelsScreen
         from rm_tui.screens.enrollment import EnrollmentScreen
         from rm_tui.screens.operators import OperatorsScreen
 
         while len(self.screen_stack) > 2 and not isinstance(self.screen, FleetScreen):
             self.pop_screen()
-        factories = {"enrollment": EnrollmentScreen, "audit": AuditScreen, "operators": OperatorsScreen}
+        factories: dict[str, type[Screen[Any]]] = {"enrollment": EnrollmentScreen, "audit": AuditScreen,
+                                                   "operators": OperatorsScreen, "channels": ChannelsScreen}
         if name in factories:
             self.push_screen(factories[name]())
 

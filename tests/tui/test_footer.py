@@ -100,7 +100,7 @@ async def walk(server, size: tuple[int, int]) -> tuple[Footers, dict[str, int]]:
         await wait_for(lambda: isinstance(app.screen, JobLogScreen), what="job log")
         await seen("Job log")
         await press("escape", "escape")
-        for place in ("enrollment", "audit", "operators"):
+        for place in ("enrollment", "audit", "operators", "channels"):
             app.go_to(place)
             await wait_for(lambda: app.screen.is_mounted and type(app.screen).__name__.lower().startswith(place[:5]),
                            what=place)
