@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import posixpath
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Annotated, Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,6 +32,13 @@ DEFAULT_LS_LIMIT = 1000
 MAX_DIFF_LIMIT = 10000
 DEFAULT_DIFF_LIMIT = 1000
 MAX_PATH_LENGTH = 4096
+# What an agent answers is bounded too: one hostile `ls` answer of 60 entries of 3.9 MB
+# names took the server to 1 GB and sent a viewer 240 MB. A name is one path segment
+# (255 bytes on Linux filesystems); a path inside a snapshot may be deeper than PATH_MAX.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # items and info of one answer, as JSON
+MAX_NAME_LENGTH = 1024
+MAX_ANSWER_PATH = 16 * 1024
+MAX_LABEL = 256  # hostnames, tags, reasons in a retention preview
 SNAPSHOT_ID_PATTERN = r"^[0-9a-f]{8,64}$"
 
 # query.error codes (the server maps each to an HTTP status)
@@ -106,7 +113,7 @@ PARAMS: Dict[str, type[BaseModel]] = {KIND_LS: LsParams, KIND_DIFF: DiffParams, 
 
 
 class LsEntry(BaseModel):
-    name: str
+    name: str = Field(max_length=MAX_NAME_LENGTH)
     type: str = Field(pattern=r"^(file|dir|symlink|other)$")
     size: int = 0  # bytes for files; 0 for everything else
     mtime: Optional[datetime] = None
@@ -114,15 +121,15 @@ class LsEntry(BaseModel):
 
 
 class LsPage(BaseModel):
-    path: str
+    path: str = Field(max_length=MAX_ANSWER_PATH)
     entries: List[LsEntry]
     truncated: bool
     # pass as `after` for the next page (the last name of this one) while truncated
-    next_after: Optional[str] = None
+    next_after: Optional[str] = Field(default=None, max_length=MAX_NAME_LENGTH)
 
 
 class DiffChange(BaseModel):
-    path: str  # directories end in '/' as restic prints them
+    path: str = Field(max_length=MAX_ANSWER_PATH)  # directories end in '/' as restic prints them
     change: str = Field(pattern=r"^(added|removed|modified|type_changed|metadata|other)$")
     modifier: str = ""  # restic's own letters: + - M T U
 
@@ -139,13 +146,13 @@ class DiffResult(BaseModel):
 
 class RetentionSnapshot(BaseModel):
     action: str = Field(pattern=r"^(keep|remove)$")
-    id: str
-    short_id: str = ""
+    id: str = Field(max_length=64)
+    short_id: str = Field(default="", max_length=64)
     time: Optional[datetime] = None
-    hostname: Optional[str] = None
-    paths: List[str] = []
-    tags: List[str] = []
-    reasons: List[str] = []
+    hostname: Optional[str] = Field(default=None, max_length=MAX_LABEL)
+    paths: List[Annotated[str, Field(max_length=MAX_ANSWER_PATH)]] = Field(default=[], max_length=1000)
+    tags: List[Annotated[str, Field(max_length=MAX_LABEL)]] = Field(default=[], max_length=100)
+    reasons: List[Annotated[str, Field(max_length=MAX_LABEL)]] = Field(default=[], max_length=50)
 
 
 class RetentionPreviewBody(BaseModel):

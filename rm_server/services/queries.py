@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from rm_core import protocol as p
 from rm_core import queries as q
@@ -56,6 +57,7 @@ class _Pending:
     future: asyncio.Future[tuple[list[dict[str, Any]], dict[str, Any]]]
     items: list[dict[str, Any]] = field(default_factory=list)
     next_seq: int = 0
+    size: int = 0  # bytes of items and info received, as JSON
 
 
 class QueryService:
@@ -123,6 +125,11 @@ class QueryService:
                                         code="bad_agent_reply"))
             return
         pend.next_seq += 1
+        pend.size += len(to_json(res.items)) + (len(to_json(res.info)) if res.info else 0)
+        if pend.size > q.MAX_ANSWER_BYTES:
+            self._fail(pend, BadGateway(f"agent's answer to {pend.kind} is larger than "
+                                        f"{q.MAX_ANSWER_BYTES // (1024 * 1024)} MiB", code="bad_agent_reply"))
+            return
         pend.items.extend(res.items)
         if len(pend.items) > pend.max_items:
             self._fail(pend, BadGateway(f"agent sent more than {pend.max_items} items for {pend.kind}",
