@@ -234,3 +234,44 @@ async def test_a_hanging_service_never_holds_the_server(server):
 async def _failures(server: Server, cid: str, expected: int | None = None) -> bool:
     failures = (await get_channel(server, cid))["failures"]
     return failures >= 1 if expected is None else failures == expected
+
+
+async def test_each_event_reaches_only_the_channels_that_follow_it(server):
+    """Job outcomes, stale hosts, overdue drills and the anomaly hook, each through the real
+    server path, each to the one channel that follows its event."""
+    events = ["backup.warning", "check.failed", "drill.failed", "host.stale", "drill.overdue", "backup.anomaly",
+              "repo.unreachable"]
+    async with json_receiver() as rec:
+        ids = {event: (await channel(server, rec.channel_url(event), [event], name=event))["id"] for event in events}
+        host_id, agent = await online_host(server, "app-3")
+        group = await make_group(server, host_id)
+        for kind, state, error in (("backup", "warning", "some source files could not be read"),
+                                   ("check", "failed", "Fatal: pack 0a1b is damaged"),
+                                   ("drill", "failed", "2 of 20 restored files differ"),
+                                   ("forget", "failed", "repository server unreachable: dial tcp: i/o timeout"),
+                                   ("backup", "succeeded", None)):
+            body = {"kind": kind, **({"source_group_id": group["id"]} if kind in ("backup", "drill") else {})}
+            status, job = await server.call("POST", f"/hosts/{host_id}/jobs", role="operator", json=body)
+            assert status == 202, job
+            await agent.expect("command.run")
+            await agent.send(started(job["id"], kind=kind))
+            await agent.send(finished(job["id"], 2, state=state, exit_code=0 if state == "succeeded" else 1,
+                                      error=error))
+        notifier = server.app[NOTIFIER]
+        notifier.stale_changed(host_id, True)
+        notifier.stale_changed(host_id, False)  # recovery: the webhook's business, no channel event
+        notifier.drill_overdue_changed(True, {"host_id": host_id, "source_group_id": group["id"], "max_age_hours": 48})
+        notifier.backup_anomaly(host_id, "added 40 GB, 200 x its usual", job_id="j-1")
+        notifier.backup_anomaly(host_id, "added 40 GB, 200 x its usual", job_id="j-1")  # the same one again
+        await wait_for(lambda: len(rec.received) >= len(events), what="one message per followed event")
+        for event in events:
+            await wait_for(lambda: server.app[ALERTS].pending(ids[event])[0] == 0, what=f"{event} sent")
+        assert sorted(rec.paths) == sorted(f"/{e}" for e in events), rec.paths  # one each, nothing else
+        by_path = dict(zip(rec.paths, rec.received))
+        assert by_path["/check.failed"]["title"] == "[restic-manager] app-3: repository check failed"
+        assert "pack 0a1b is damaged" in by_path["/check.failed"]["message"]
+        assert "2 of 20 restored files differ" in by_path["/drill.failed"]["message"]
+        assert "i/o timeout" in by_path["/repo.unreachable"]["message"]
+        assert "1 occurrence on 1 host" in by_path["/backup.anomaly"]["message"]
+        assert "no good drill in 48 h" in by_path["/drill.overdue"]["message"]
+        await agent.close()
