@@ -97,6 +97,7 @@ class ChannelsScreen(TableScreen):
                      "kind arrive as one digest; a failing channel is retried and shows its last error.",
                      classes="screen-hint")
         yield ResourceTable(CHANNEL_COLUMNS, self.cells, id="channels", empty="loading channels…")
+        yield Static("", id="channel-detail", classes="screen-hint")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -110,6 +111,25 @@ class ChannelsScreen(TableScreen):
 
     def listed(self) -> None:
         self.show([c.id for c in sorted(self.channels.values(), key=lambda c: c.name)])
+        self.describe(self.table.cursor_key)
+
+    def on_resource_table_highlighted(self, message: ResourceTable.Highlighted) -> None:
+        self.describe(message.key)
+
+    def describe(self, channel_id: str | None) -> None:
+        """The row under the cursor in full, below the table: the error a cell cuts short."""
+        c = self.channels.get(channel_id or "")
+        text = Text()
+        if c is not None:
+            text.append(f"{c.name}: {c.url} · every {c.min_interval_s} s at most · {', '.join(c.events)}")
+            if c.pending:
+                text.append(f"\n{c.pending} event(s) waiting", style="yellow")
+                if c.next_retry_at:
+                    text.append(f", next try {when(c.next_retry_at)}", style="yellow")
+            if c.last_error:
+                text.append(f"\nlast error ({when(c.last_error_at)}): {c.last_error}",
+                            style="red" if c.failures else "dim")
+        self.query_one("#channel-detail", Static).update(text)
 
     @work(exclusive=True, group="channels-load")
     async def load(self) -> None:
@@ -180,6 +200,7 @@ class ChannelsScreen(TableScreen):
         channel = Channel.model_validate(raw["channel"])
         self.channels[channel.id] = channel
         self.table.invalidate([channel.id])
+        self.describe(self.table.cursor_key)
         self.notify(f"test message sent through {channel.name}")
 
     def action_delete(self) -> None:

@@ -3,7 +3,7 @@ receiver, see a failing one's error, edit and delete it."""
 
 from __future__ import annotations
 
-from textual.widgets import Input, Switch
+from textual.widgets import Input, Static, Switch
 
 from rm_tui.screens.channels import ChannelForm, ChannelsScreen
 from rm_tui.screens.confirm import ConfirmDialog
@@ -55,6 +55,8 @@ async def test_add_test_fail_edit_and_delete_a_channel(server):
         await pilot.press("t")
         await wait_for(lambda: cell(table, made["id"], "state") == "failing ×1", what="failing state")
         assert "500" in cell(table, made["id"], "error")
+        detail = str(screen.query_one("#channel-detail", Static).render())
+        assert "last error" in detail and "500" in detail, detail  # in full, where the cell cuts it
         assert any("did not go through" in t for t in toasts(app, "error", titles=True)), toasts(app)
 
         await pilot.press("e")
