@@ -7,7 +7,7 @@ from aiohttp import web
 from rm_server.api.common import PUBLIC, requires
 from rm_server.api.doc import Raw, documented
 from rm_server.errors import NotFoundError
-from rm_server.install import AGENT_PYZ, SCRIPT, UNIT, Installer
+from rm_server.install import AGENT_PYZ, RESTIC, SCRIPT, UNIT, Installer
 from rm_server.keys import CONFIG, INSTALLER
 
 routes = web.RouteTableDef()
@@ -61,6 +61,22 @@ async def agent_pyz(request: web.Request) -> web.StreamResponse:
         raise NotFoundError("this server carries no agent build (it runs from source): build one with "
                             "scripts/build-zipapps and copy dist/rm-agent.pyz into the server's data dir, "
                             "or run the server from dist/rm-server.pyz")
+    return web.FileResponse(path, headers={SUM_HEADER: await inst.file_sum(path),
+                                           "Content-Type": "application/octet-stream"})
+
+
+@routes.get(f"/install/{RESTIC}")
+@requires(PUBLIC)
+@documented("restic for hosts whose own is missing or too old (install.sh --install-restic)",
+            description="Served only when an admin put a restic build (x86-64 Linux, 0.14 or newer) in the "
+                        "server's data dir as `restic`; install.sh carries its SHA-256. 404 otherwise.",
+            reply=Raw("application/octet-stream", "The restic binary."), errors=(404,), headers=SUMS)
+async def restic(request: web.Request) -> web.StreamResponse:
+    inst = installer(request.app)
+    path = inst.restic_path()
+    if path is None:
+        raise NotFoundError("this server hands out no restic: an admin can put a restic build (x86-64 Linux, "
+                            "0.14 or newer) in the server's data dir as 'restic'")
     return web.FileResponse(path, headers={SUM_HEADER: await inst.file_sum(path),
                                            "Content-Type": "application/octet-stream"})
 

@@ -24,6 +24,7 @@ from rm_server.config import ServerConfig
 AGENT_PYZ = "rm-agent.pyz"
 UNIT = "rm-agent.service"
 SCRIPT = "install.sh"
+RESTIC = "restic"  # an admin's restic build (x86-64 Linux) in the data dir, for install.sh --install-restic
 
 
 def pubkey_pin(cert_pem: bytes) -> str:
@@ -74,6 +75,11 @@ class Installer:
         local = self.data_dir / AGENT_PYZ
         return local if local.is_file() else _asset(AGENT_PYZ)
 
+    def restic_path(self) -> Path | None:
+        """The restic hosts get with --install-restic: only one an admin chose and put there."""
+        local = self.data_dir / RESTIC
+        return local if local.is_file() else None
+
     def unit(self) -> bytes:
         path = _asset(UNIT)
         assert path is not None, "rm_server/install/rm-agent.service is part of the package"
@@ -89,7 +95,7 @@ class Installer:
         return self._sums[key]
 
     async def script(self) -> bytes:
-        agent = self.agent_path()
+        agent, restic = self.agent_path(), self.restic_path()
         values = {
             "@SERVER@": self.public_url,
             "@CA_CERT@": self.trust.cert_b64,
@@ -97,6 +103,7 @@ class Installer:
             "@FINGERPRINT@": self.trust.fingerprint,
             "@AGENT_SHA256@": await self.file_sum(agent) if agent else "",
             "@UNIT_SHA256@": hashlib.sha256(self.unit()).hexdigest(),
+            "@RESTIC_SHA256@": await self.file_sum(restic) if restic else "",
         }
         script = _asset(SCRIPT)
         if script is None:  # the package was built without its package data
@@ -109,9 +116,9 @@ class Installer:
     async def sums(self) -> dict[str, str]:
         out = {SCRIPT: hashlib.sha256(await self.script()).hexdigest(),
                UNIT: hashlib.sha256(self.unit()).hexdigest()}
-        agent = self.agent_path()
-        if agent:
-            out[AGENT_PYZ] = await self.file_sum(agent)
+        for name, path in ((AGENT_PYZ, self.agent_path()), (RESTIC, self.restic_path())):
+            if path:
+                out[name] = await self.file_sum(path)
         return out
 
     async def command(self, token: str) -> str:
@@ -126,6 +133,11 @@ class Installer:
             curl += f" --cacert \"$d/ca.pem\" --pinnedpubkey '{self.trust.pin}'"
         steps.append(f'{curl} -o "$d/{SCRIPT}" {url}')
         steps.append(f"echo '{script_sum}  '\"$d/{SCRIPT}\" | sha256sum -c")
-        steps.append(f'sudo sh "$d/{SCRIPT}" --token {shlex.quote(token)}')
+        # As root (a minimal Debian, a container) there may be no sudo; as anyone else it is needed.
+        steps.append('if [ "$(id -u)" = 0 ]; then r=; elif command -v sudo >/dev/null; then r=sudo; '
+                     "else echo 'install.sh must run as root: paste this line in a root shell (su -), "
+                     "or install sudo' >&2; false; fi")
+        # The token last but for the clean-up: options such as --install-restic go after it.
+        steps.append(f'$r sh "$d/{SCRIPT}" --token {shlex.quote(token)}')
         # Clean up the temporary directory whatever happened, and still end with the outcome.
         return " && ".join(steps) + '; s=$?; rm -rf "$d"; [ "$s" = 0 ]'

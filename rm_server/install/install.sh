@@ -7,8 +7,11 @@
 #   sh install.sh --token TOKEN [--install-restic] [--python /usr/bin/python3.11] [--wait 60]
 #   sh install.sh --uninstall [--purge]
 #
-# Safe to run again: what is installed and unchanged is left alone. RM_INSTALL_ROOT (or --root)
-# installs under a prefix instead of / (for tests: systemctl is whichever is first on PATH).
+# Order: everything that can be checked is checked before anything is written, and files are
+# written before the one-time token is spent. A failure removes what this run created (a host
+# already installed keeps its agent and identity). Safe to run again: what is installed and
+# unchanged is left alone. RM_INSTALL_ROOT (or --root) installs under a prefix instead of /
+# (for tests: systemctl is whichever is first on PATH).
 set -eu
 
 SERVER='@SERVER@'
@@ -17,7 +20,9 @@ PIN='@PIN@'
 FINGERPRINT='@FINGERPRINT@'
 AGENT_SHA256='@AGENT_SHA256@'
 UNIT_SHA256='@UNIT_SHA256@'
-MIN_MINOR=9  # Python 3.9
+RESTIC_SHA256='@RESTIC_SHA256@'  # the server's restic for --install-restic; empty: it has none
+MIN_MINOR=9          # Python 3.9
+MIN_RESTIC_MINOR=14  # restic 0.14
 
 say() { printf 'install.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -27,7 +32,8 @@ usage() {
 usage: install.sh --token TOKEN [options]     install, enroll and start rm-agent
        install.sh --uninstall [--purge]         stop and remove it (--purge: its state too)
 options:
-  --install-restic   install restic from the distribution's packages when it is missing
+  --install-restic   install restic 0.14+ when it is missing or older: the server's own copy
+                     when it has one (checked by SHA-256), else the distribution's package
   --python PATH      the Python 3.9+ to run the agent with (default: python3 on PATH)
   --server URL       reach the server at URL instead of the one it announced
   --wait SECONDS     how long to wait for the agent to come online (default 60)
@@ -60,6 +66,7 @@ case "$WAIT" in ''|*[!0-9]*) die "--wait takes a number of seconds, not '$WAIT'"
 
 LIB="$ROOT/usr/local/lib/restic-manager"
 BIN="$ROOT/usr/local/bin/rm-agent"
+LOCAL_RESTIC="$ROOT/usr/local/bin/restic"
 ETC="$ROOT/etc/restic-manager"
 CONF="$ETC/agent.json"
 UNIT="$ROOT/etc/systemd/system/rm-agent.service"
@@ -67,7 +74,7 @@ VARLIB="$ROOT/var/lib/restic-manager"
 CACHE="$ROOT/var/cache/restic-manager"
 
 if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
-  die "run me as root: the agent reads every file it backs up (sudo sh install.sh ...)"
+  die "run me as root: the agent reads every file it backs up (as root: sh install.sh ...; or: sudo sh install.sh ...)"
 fi
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -88,7 +95,56 @@ if [ "$UNINSTALL" = 1 ]; then
   exit 0
 fi
 
-# --- what this host needs ------------------------------------------------------------------
+# --- what this run creates, removed again if it fails ------------------------------------------
+TMP=""           # made once the checks that need no file have passed
+SYSTEMD=absent   # absent, down (installed, not running) or up: decided with the checks
+CREATED=""       # paths this run created, newest first, one a line
+UNIT_NEW=0       # this run wrote the unit where there was none
+TOLD_SYSTEMD=0   # this run has asked systemd to load or start it
+ENROLLING=0      # this run ran rm-agent enroll
+ENROLLED=""      # the host id this run enrolled as
+DONE=0
+created() { CREATED="$1
+$CREATED"; }
+
+mkdirs() {  # mkdirs DIR...: create them, remembering the highest level that did not exist
+  for dir in "$@"; do
+    top="" p=$dir
+    while [ ! -e "$p" ]; do top=$p; p=$(dirname "$p"); done
+    mkdir -p "$dir"
+    [ -z "$top" ] || created "$top"
+  done
+}
+
+put() {  # put SRC DEST MODE: install SRC as DEST unless identical; 0 when it changed
+  if cmp -s "$1" "$2"; then return 1; fi
+  [ -e "$2" ] || created "$2"
+  cp "$1" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
+}
+
+# shellcheck disable=SC2329  # run by the EXIT trap below
+cleanup() {
+  rc=$?
+  [ -z "$TMP" ] || rm -rf "$TMP"
+  [ "$DONE" = 0 ] && [ "$rc" != 0 ] || return 0
+  [ -n "$CREATED" ] || { say "nothing was installed"; return 0; }
+  if [ "$UNIT_NEW" = 1 ] && [ "$TOLD_SYSTEMD" = 1 ]; then systemctl disable --now rm-agent >/dev/null 2>&1 || true; fi
+  printf '%s\n' "$CREATED" | while IFS= read -r path; do
+    [ -z "$path" ] || rm -rf "$path"
+  done
+  if [ "$UNIT_NEW" = 1 ] && [ "$TOLD_SYSTEMD" = 1 ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
+  if [ -n "$ENROLLED" ]; then
+    say "removed what this run installed; the server lists this host as $ENROLLED with no agent: delete it (console, or rm-server host remove $ENROLLED) and paste a new install command once the cause is fixed"
+  elif [ "$ENROLLING" = 1 ]; then
+    say "removed what this run installed"
+  else
+    say "removed what this run installed; the enrollment token was not used: run the same command again once the cause is fixed"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# --- checks: what this host needs, before anything is written ----------------------------------
 # The distribution family decides the advice; $ROOT/etc/os-release lets a test pick one.
 FAMILY=unknown
 if [ -f "$ROOT/etc/os-release" ] || [ -f /etc/os-release ]; then
@@ -134,44 +190,37 @@ if [ "$MAJOR" != 3 ] || [ "$MINOR" -lt "$MIN_MINOR" ]; then
 fi
 PY=$(command -v "$PY")  # the wrapper must name it absolutely
 
-if ! have restic; then
-  if [ "$INSTALL_RESTIC" = 1 ]; then
-    case "$FAMILY" in
-      apt) apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic ;;
-      dnf) dnf install -y restic || { dnf install -y epel-release && dnf install -y restic; } ;;
-      zypper) zypper --non-interactive install restic ;;
-      apk) apk add restic ;;
-      *) die "restic is missing and this distribution is not one I know how to install it on; install restic 0.14 or newer yourself" ;;
-    esac || die "installing restic failed; install it yourself: $(restic_command)"
-    have restic || die "restic is still not on PATH after installing it"
-  else
-    advice=$(restic_command)
-    [ -n "$advice" ] || advice="the package manager of this distribution (restic 0.14 or newer)"
-    die "restic is missing; install it with: $advice (or run this again with --install-restic)"
-  fi
-fi
-
 # The agent file carries glibc builds of its compiled dependencies (pydantic-core, aiohttp…).
 for loader in /lib/ld-musl-*.so.1; do
   [ -e "$loader" ] && die "this host runs musl libc (Alpine): the agent file carries builds for glibc distributions only (Debian, Ubuntu, RHEL and rebuilds, Fedora, openSUSE)"
 done
 
-# --- download and check ----------------------------------------------------------------------
 [ -n "$AGENT_SHA256" ] || die "$SERVER has no agent build to hand out (it runs from source); ask its admin to run dist/rm-server.pyz"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-if [ -n "$CA_CERT" ]; then
-  printf '%s\n' '-----BEGIN CERTIFICATE-----' "$CA_CERT" '-----END CERTIFICATE-----' >"$TMP/ca.pem"
+[ -f "$CONF" ] || [ -n "$TOKEN" ] || die "not enrolled yet and no --token given: copy the install command from the console's enrollment screen"
+
+# systemd: absent, installed but not running (containers, chroots, WSL), or running.
+if have systemctl; then
+  state=$(systemctl is-system-running 2>/dev/null || true)
+  case "$state" in
+    offline|unknown|"") SYSTEMD=down ;;
+    *) SYSTEMD=up ;;  # running, degraded, starting, maintenance…: it can run a unit
+  esac
 fi
 
 fetch() {  # fetch NAME: the server's /install/NAME into $TMP/NAME, trusting only this server
+  if [ -z "$TMP" ]; then
+    TMP=$(mktemp -d)
+    if [ -n "$CA_CERT" ]; then
+      printf '%s\n' '-----BEGIN CERTIFICATE-----' "$CA_CERT" '-----END CERTIFICATE-----' >"$TMP/ca.pem"
+    fi
+  fi
   rc=0
   if [ -n "$CA_CERT" ]; then
     curl -fsS --cacert "$TMP/ca.pem" --pinnedpubkey "$PIN" -o "$TMP/$1" "$SERVER/install/$1" || rc=$?
   else
     curl -fsS -o "$TMP/$1" "$SERVER/install/$1" || rc=$?
   fi
-  [ "$rc" = 0 ] || die "cannot download $SERVER/install/$1 (curl exit ${rc}); nothing was installed"
+  [ "$rc" = 0 ] || die "cannot download $SERVER/install/$1 (curl exit ${rc})"
 }
 
 sha256() {
@@ -183,32 +232,86 @@ sha256() {
 
 check() {  # check FILE SHA256
   got=$(sha256 "$1")
-  [ "$got" = "$2" ] || die "$(basename "$1") failed its SHA-256 check (expected $2, got $got): it was altered on the way; nothing was installed"
+  [ "$got" = "$2" ] || die "$(basename "$1") failed its SHA-256 check (expected $2, got $got): it was altered on the way"
 }
 
+restic_minor() {  # restic_minor BINARY: prints the minor version of a 0.x restic, 999 for 1.x+, nothing if unknown
+  "$1" version 2>/dev/null | sed -n 's/^restic v\{0,1\}\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2/p' | {
+    read -r major minor || exit 0
+    if [ "$major" = 0 ]; then echo "$minor"; else echo 999; fi
+  }
+}
+
+restic_ok() {  # restic_ok BINARY: it runs and is 0.14 or newer
+  m=$(restic_minor "$1")
+  [ -n "$m" ] && [ "$m" -ge "$MIN_RESTIC_MINOR" ]
+}
+
+# restic: the agent needs 0.14 or newer (JSON output and exit codes it reads).
+RESTIC=$(command -v restic || true)
+[ ! -x "$LOCAL_RESTIC" ] || RESTIC=$LOCAL_RESTIC  # the unit's PATH puts /usr/local/bin first
+if [ -z "$RESTIC" ] || ! restic_ok "$RESTIC"; then
+  if [ -z "$RESTIC" ]; then
+    problem="restic is missing"
+  else
+    problem="$RESTIC is $("$RESTIC" version 2>/dev/null | head -n1 | cut -d' ' -f1-2)"
+    problem="$problem; rm-agent needs restic 0.$MIN_RESTIC_MINOR or newer"
+  fi
+  if [ "$INSTALL_RESTIC" = 0 ]; then
+    if [ -n "$RESTIC_SHA256" ]; then
+      die "$problem: paste the install command again with --install-restic after the token (it installs the server's restic as /usr/local/bin/restic, checked by SHA-256)"
+    elif [ -z "$RESTIC" ] && [ -n "$(restic_command)" ]; then
+      die "$problem; install it with: $(restic_command) (or paste the install command again with --install-restic after the token)"
+    fi
+    die "$problem, and $SERVER has no restic to hand out: install restic 0.$MIN_RESTIC_MINOR+ yourself (https://github.com/restic/restic/releases), or ask the server's admin to put one in its data dir (docs/operations.md, restic for hosts) and paste the install command again with --install-restic after the token"
+  fi
+  if [ -n "$RESTIC_SHA256" ]; then
+    fetch restic
+    check "$TMP/restic" "$RESTIC_SHA256"
+    chmod 0755 "$TMP/restic"
+    restic_ok "$TMP/restic" || die "the server's restic does not run here or is older than 0.$MIN_RESTIC_MINOR: $("$TMP/restic" version 2>&1 | head -n1)"
+    mkdir -p "$(dirname "$LOCAL_RESTIC")"
+    cp "$TMP/restic" "$LOCAL_RESTIC.new" && mv -f "$LOCAL_RESTIC.new" "$LOCAL_RESTIC"
+    RESTIC=$LOCAL_RESTIC
+  elif [ -z "$RESTIC" ]; then
+    case "$FAMILY" in
+      apt) apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic ;;
+      dnf) dnf install -y restic || { dnf install -y epel-release && dnf install -y restic; } ;;
+      zypper) zypper --non-interactive install restic ;;
+      apk) apk add restic ;;
+      *) die "restic is missing and this distribution is not one I know how to install it on; install restic 0.$MIN_RESTIC_MINOR or newer yourself" ;;
+    esac || die "installing restic failed; install it yourself: $(restic_command)"
+    RESTIC=$(command -v restic || true)
+    [ -n "$RESTIC" ] || die "restic is still not on PATH after installing it"
+    restic_ok "$RESTIC" || die "the distribution's restic is $("$RESTIC" version 2>/dev/null | head -n1 | cut -d' ' -f1-2), older than 0.$MIN_RESTIC_MINOR, and $SERVER has no restic to hand out: install restic 0.$MIN_RESTIC_MINOR+ from https://github.com/restic/restic/releases, or ask the server's admin to put one in its data dir (docs/operations.md, restic for hosts)"
+  else
+    die "$problem, and $SERVER has no restic to hand out: install restic 0.$MIN_RESTIC_MINOR+ yourself (https://github.com/restic/restic/releases), or ask the server's admin to put one in its data dir (docs/operations.md, restic for hosts)"
+  fi
+  say "installed $("$RESTIC" version | head -n1 | cut -d' ' -f1-2) as $RESTIC"
+fi
+
+# --- download and check ----------------------------------------------------------------------
 fetch rm-agent.pyz
 check "$TMP/rm-agent.pyz" "$AGENT_SHA256"
 fetch rm-agent.service
 check "$TMP/rm-agent.service" "$UNIT_SHA256"
 
 # The agent file carries packages per Python version: ask it whether it runs on this one.
-mkdir -p "$CACHE"
-chmod 0700 "$CACHE"
-if ! out=$(RM_ZIPAPP_CACHE="$CACHE/zipapp" "$PY" -I "$TMP/rm-agent.pyz" version 2>&1); then
+if ! out=$(RM_ZIPAPP_CACHE="$TMP/zipapp" "$PY" -I "$TMP/rm-agent.pyz" version 2>&1); then
   die "the agent does not run with $PY: $out"
 fi
 
-# --- install -------------------------------------------------------------------------------------
+# --- install: files first, the token last -------------------------------------------------------
 CHANGED=0
-mkdir -p "$LIB" "$(dirname "$BIN")" "$ETC" "$VARLIB/restore" "$(dirname "$UNIT")"
-chmod 0700 "$ETC"
-if ! cmp -s "$TMP/rm-agent.pyz" "$LIB/rm-agent.pyz"; then
-  cp "$TMP/rm-agent.pyz" "$LIB/rm-agent.pyz.new" && chmod 0644 "$LIB/rm-agent.pyz.new"
-  mv -f "$LIB/rm-agent.pyz.new" "$LIB/rm-agent.pyz"
-  CHANGED=1
-fi
+mkdirs "$LIB" "$(dirname "$BIN")" "$ETC" "$VARLIB/restore" "$CACHE" "$(dirname "$UNIT")"
+chmod 0700 "$ETC" "$CACHE"
+if put "$TMP/rm-agent.pyz" "$LIB/rm-agent.pyz" 0644; then CHANGED=1; fi
+mkdir -p "$CACHE/zipapp"  # what the check above unpacked, so the agent's first start need not
+for unpacked in "$TMP"/zipapp/*; do
+  [ ! -d "$unpacked" ] || [ -e "$CACHE/zipapp/${unpacked##*/}" ] || mv "$unpacked" "$CACHE/zipapp/"
+done
 case "$0" in  # keep this script for --uninstall (when run from a file, not a pipe)
-  */install.sh) cmp -s "$0" "$LIB/install.sh" || cp "$0" "$LIB/install.sh" ;;
+  */install.sh) put "$0" "$LIB/install.sh" 0644 || true ;;
 esac
 
 cat >"$TMP/wrapper" <<EOF
@@ -218,44 +321,50 @@ RM_ZIPAPP_CACHE='$CACHE/zipapp'
 export RM_ZIPAPP_CACHE
 exec '$PY' -I '$LIB/rm-agent.pyz' "\$@"
 EOF
-if ! cmp -s "$TMP/wrapper" "$BIN"; then
-  cp "$TMP/wrapper" "$BIN" && chmod 0755 "$BIN"
-  CHANGED=1
-fi
+if put "$TMP/wrapper" "$BIN" 0755; then CHANGED=1; fi
+
+# The unit names absolute paths: under a prefix, point them into it.
+sed -e "s#/usr/local/bin#$ROOT/usr/local/bin#g" -e "s#/etc/restic-manager#$ETC#g" \
+    -e "s#/var/cache/restic-manager#$CACHE#g" -e "s#/var/lib/restic-manager#$VARLIB#g" \
+    "$TMP/rm-agent.service" >"$TMP/unit"
+UNIT_CHANGED=0
+[ -e "$UNIT" ] || UNIT_NEW=1
+if put "$TMP/unit" "$UNIT" 0644; then UNIT_CHANGED=1; fi
 
 if [ -f "$CONF" ]; then
   say "already enrolled ($CONF); keeping that identity"
 else
-  [ -n "$TOKEN" ] || die "not enrolled yet and no --token given: copy the install command from the console's enrollment screen"
   set -- enroll --server "$SERVER" --config "$CONF"
   [ -z "$FINGERPRINT" ] || set -- "$@" --fingerprint "$FINGERPRINT"
-  RM_ENROLL_TOKEN=$TOKEN "$BIN" "$@" >&2 || die "enrollment failed (see above); the token is one-time and expires: ask for a new install command"
+  created "$CONF"
+  ENROLLING=1
+  RM_ENROLL_TOKEN=$TOKEN "$BIN" "$@" >&2 || die "enrollment failed (see above); the token is one-time and expires: ask for a new install command if it was used"
+  ENROLLED=$(sed -n 's/.*"host_id": *"\([^"]*\)".*/\1/p' "$CONF" | head -n1)
   CHANGED=1
 fi
 
-# The unit names absolute paths: under a prefix, point them into it.
-sed -e "s#/usr/local/bin/rm-agent#$BIN#g" -e "s#/etc/restic-manager#$ETC#g" \
-    -e "s#/var/cache/restic-manager#$CACHE#g" -e "s#/var/lib/restic-manager#$VARLIB#g" \
-    "$TMP/rm-agent.service" >"$TMP/unit"
-UNIT_CHANGED=0
-if ! cmp -s "$TMP/unit" "$UNIT"; then
-  cp "$TMP/unit" "$UNIT" && chmod 0644 "$UNIT"
-  UNIT_CHANGED=1
-fi
-
 # --- run -------------------------------------------------------------------------------------
-if ! have systemctl; then
-  say "installed; no systemd here: start the agent with: $BIN run --config $CONF"
+if [ "$SYSTEMD" != up ]; then
+  DONE=1
+  why="no systemd here"
+  [ "$SYSTEMD" = absent ] || why="systemd is installed but not running here (a container or chroot?)"
+  say "installed and enrolled; $why: start the agent with: $BIN run --config $CONF"
   exit 0
 fi
-[ "$UNIT_CHANGED" = 0 ] || systemctl daemon-reload
+TOLD_SYSTEMD=1
+if [ "$UNIT_CHANGED" = 1 ]; then
+  systemctl daemon-reload || die "systemctl daemon-reload failed (see above)"
+fi
 if ! systemctl is-enabled --quiet rm-agent || ! systemctl is-active --quiet rm-agent; then
-  systemctl enable --now rm-agent
+  systemctl enable --now rm-agent || die "systemd could not start rm-agent (see above; journalctl -u rm-agent)"
 elif [ "$CHANGED" = 1 ] || [ "$UNIT_CHANGED" = 1 ]; then
-  systemctl restart rm-agent
+  systemctl restart rm-agent || die "systemd could not restart rm-agent (see above; journalctl -u rm-agent)"
 else
   say "already installed, up to date and running: nothing to change"
 fi
+# From here the agent is in place: not coming online is reported, not rolled back (it keeps
+# trying, and comes online by itself once what stands in its way is fixed).
+DONE=1
 
 i=0
 while :; do

@@ -1,5 +1,6 @@
 """Parts of the install tests: the built zipapps, a server run from its one file, a stub
-systemctl/sudo for an isolated install root, and a TLS proxy that tampers or impersonates."""
+systemctl (and, when asked, sudo and a non-root `id`) for an isolated install root on a PATH
+without any real sudo, and a TLS proxy that tampers or impersonates."""
 
 from __future__ import annotations
 
@@ -48,10 +49,14 @@ stop() {
 }
 [ "${1:-}" = "--quiet" ] && shift
 case "${1:-}" in
+  is-system-running)  # what a real systemctl prints: offline where systemd is not PID 1
+    state=${STUB_SYSTEM_STATE:-running}; echo "$state"; [ "$state" = running ] ;;
   daemon-reload) ;;
   is-enabled) shift; [ "${1:-}" = "--quiet" ] && shift; [ -f "$STUB_STATE/enabled" ] ;;
   is-active) running ;;
-  enable) touch "$STUB_STATE/enabled"; [ "${2:-}" = "--now" ] && start ;;
+  enable)
+    if [ -n "${STUB_ENABLE_FAILS:-}" ]; then echo "Failed to enable unit: Unit file rm-agent.service is masked." >&2; exit 1; fi
+    touch "$STUB_STATE/enabled"; [ "${2:-}" = "--now" ] && start ;;
   disable) rm -f "$STUB_STATE/enabled"; [ "${2:-}" = "--now" ] && stop ;;
   start) start ;;
   stop) stop ;;
@@ -60,7 +65,25 @@ case "${1:-}" in
 esac
 """
 
-SUDO = '#!/bin/sh\nexec "$@"\n'
+# A sudoer's sudo (records how it was called) and the `id` of a user who is not root.
+SUDO = '#!/bin/sh\necho "$*" >>"$STUB_STATE/sudo"\nexec "$@"\n'
+NOT_ROOT_ID = '#!/bin/sh\nif [ "$*" = "-u" ]; then echo 1000; else exec /usr/bin/id "$@"; fi\n'
+
+
+def path_without(names: tuple[str, ...], directory: Path) -> str:
+    """$PATH with every directory that holds one of `names` replaced by a copy (symlinks) without it."""
+    out = []
+    for i, entry in enumerate(os.environ["PATH"].split(os.pathsep)):
+        if not any((Path(entry) / n).exists() for n in names):
+            out.append(entry)
+            continue
+        mirror = directory / f"path-{i}"
+        mirror.mkdir(parents=True)
+        for item in Path(entry).iterdir():
+            if item.name not in names:
+                (mirror / item.name).symlink_to(item)
+        out.append(str(mirror))
+    return os.pathsep.join(out)
 
 
 def build_zipapps(stamp: str) -> Path:
@@ -126,30 +149,48 @@ class PyzServer:
 
 
 class InstallRoot:
-    """An empty root to install into, with stub systemctl and sudo first on PATH."""
+    """An empty root to install into, with a stub systemctl first on a PATH that has no sudo:
+    the tests run as root, the way the one-liner meets a minimal Debian or a container.
+    `sudoer=True` plays a user who is not root but may sudo; `not_root=True` one who may not.
+    `systemctl`: "stub", "real" (this machine's own), or "none" (hidden from PATH)."""
 
-    def __init__(self, tmp: Path, python: str | None = None) -> None:
+    def __init__(self, tmp: Path, python: str | None = None, *, sudoer: bool = False, not_root: bool = False,
+                 systemctl: str = "stub") -> None:
         self.root = tmp / "root"
         self.root.mkdir()
         self.state = tmp / "systemd-stub"
         self.state.mkdir()
         self.bin = tmp / "stub-bin"
         self.bin.mkdir()
-        for name, text in (("systemctl", SYSTEMCTL), ("sudo", SUDO)):
+        stubs = {"systemctl": SYSTEMCTL} if systemctl == "stub" else {}
+        if sudoer:
+            stubs["sudo"] = SUDO
+        if sudoer or not_root:
+            stubs["id"] = NOT_ROOT_ID
+        for name, text in stubs.items():
             (self.bin / name).write_text(text)
             (self.bin / name).chmod(0o755)
         if python:
             (self.bin / "python3").symlink_to(python)
-        self.env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "RM_INSTALL_ROOT": str(self.root),
-                    "STUB_STATE": str(self.state)}
+        hidden = ("sudo", "systemctl") if systemctl == "none" else ("sudo",)
+        self.env = {**os.environ, "PATH": f"{self.bin}:{path_without(hidden, tmp / 'no-sudo')}",
+                    "RM_INSTALL_ROOT": str(self.root), "STUB_STATE": str(self.state)}
 
     def run(self, command: str, timeout: float = 240) -> subprocess.CompletedProcess:
         return subprocess.run(["sh", "-c", command], env=self.env, cwd=self.state, capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
+    def sudo_calls(self) -> list[str]:
+        f = self.state / "sudo"
+        return f.read_text().splitlines() if f.exists() else []
+
     def calls(self) -> list[str]:
         f = self.state / "calls"
         return f.read_text().splitlines() if f.exists() else []
+
+    def changes(self) -> list[str]:
+        """The systemctl calls that change something (not is-system-running, is-enabled, is-active)."""
+        return [c for c in self.calls() if c.split()[0] not in ("is-system-running", "is-enabled", "is-active")]
 
     def files(self) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if not p.is_dir())

@@ -13,6 +13,7 @@ ROUTES = {
     ("GET", "/install/install.sh"): PUB,
     ("GET", "/install/rm-agent.pyz"): PUB,
     ("GET", "/install/rm-agent.service"): PUB,
+    ("GET", "/install/restic"): PUB,
     ("GET", "/install/SHA256SUMS"): PUB,
     ("POST", "/api/v1/auth/bootstrap"): PUB,
     ("POST", "/api/v1/auth/login"): PUB,

@@ -50,10 +50,22 @@ async def test_install_files_carry_their_sums_and_the_script_pins_the_others(ser
     _, script, _ = await get(server.url + "/install/install.sh")
     assert f"AGENT_SHA256='{hashlib.sha256(pyz).hexdigest()}'".encode() in script
 
+    status, body, _ = await get(server.url + "/install/restic")
+    assert status == 404 and b"data dir as 'restic'" in body  # no restic unless an admin chose one
+    assert b"RESTIC_SHA256=''" in script
+    restic = b"\x7fELF pretend restic"
+    (server.data_dir / "restic").write_bytes(restic)
+    status, body, headers = await get(server.url + "/install/restic")
+    assert status == 200 and body == restic
+    assert headers["X-Checksum-SHA256"] == hashlib.sha256(restic).hexdigest()
+    _, script, _ = await get(server.url + "/install/install.sh")
+    assert f"RESTIC_SHA256='{hashlib.sha256(restic).hexdigest()}'".encode() in script
+
     status, sums, _ = await get(server.url + "/install/SHA256SUMS")
     assert status == 200
     assert f"{hashlib.sha256(script).hexdigest()}  install.sh\n".encode() in sums
     assert f"{hashlib.sha256(pyz).hexdigest()}  rm-agent.pyz\n".encode() in sums
+    assert f"{hashlib.sha256(restic).hexdigest()}  restic\n".encode() in sums
 
     status, created = await server.call("POST", "/enrollment-tokens", json={})
     assert status == 201
