@@ -12,7 +12,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from rm_agent import reports
+from rm_agent import reports, sandbox
 from rm_agent.job_kinds import KINDS
 from rm_agent.job_run import JobRun, Version
 from rm_agent.jobs import Job, JobEvents, JobFailed, JobResult, RunnerSettings
@@ -215,6 +215,9 @@ class Runner:
         )
         deadline = time.monotonic() + float(job.params.get("timeout_seconds") or self.settings.default_timeout)
         run = JobRun(job, ctx, deadline, self.settings, self.events, self.on_pid, self._restic_version)
+        blocked = sandbox.job_problem(job.kind, job.params, creds.url)
+        if blocked:  # said in the unit's terms before restic fails obscurely (or "succeeds" unseen)
+            return JobResult(JobState.failed, None, None, blocked)
         try:
             result = await KINDS[job.kind](run)
         except JobFailed as exc:
