@@ -91,6 +91,8 @@ async def forget(run: JobRun) -> JobResult:
     groups = [SourceGroupSpec.model_validate(g) for g in job.params.get("source_groups") or []]
     if job.params.get("source_group"):
         groups.append(SourceGroupSpec.model_validate(job.params["source_group"]))
+    for name in job.params.get("paused") or []:
+        run.note(f"retention of source group {name!r} paused: a backup anomaly waits for an operator")
     if not groups:
         raise JobFailed("forget needs at least one source group")
     per_group: dict[str, Any] = {}
@@ -118,7 +120,9 @@ async def forget(run: JobRun) -> JobResult:
         stats = R.parse_forget(res.stdout)
         per_group[group.name] = stats
         run.note(f"{group.name}: kept {stats['keep']}, removed {stats['remove']} snapshots")
-    summary = {"groups": per_group, "skipped": skipped}
+    summary: dict[str, Any] = {"groups": per_group, "skipped": skipped}
+    if job.params.get("paused"):
+        summary["paused"] = list(job.params["paused"])
     if skipped:
         return JobResult(
             JobState.failed if last is None else JobState.warning,

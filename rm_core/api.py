@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from rm_core.anomaly import AnomalyPolicy
 from rm_core.bounds import IncludeList, Kbps, Name, PathList, RepoUrl
 from rm_core.copies import CopyPolicy
 # the bodies' cron rules and model bases, importable from here as before
@@ -157,6 +158,11 @@ class Host(Out):
     # passes the group's max_lag_hours (the console's problem `copy`)
     copy_behind_since: datetime | None = None
     copy_overdue_at: datetime | None = None
+    # backups far outside their group's history not yet acknowledged (rm_core/anomaly.py), and
+    # the newest one's reason ("41,203 files changed; usual 80–140")
+    open_anomalies: int = 0
+    anomaly: str | None = None
+    anomaly_at: datetime | None = None
 
 
 class HostPatch(Body):
@@ -193,6 +199,7 @@ class SourceGroupBody(Body):
     pre_hook: str | None = Field(default=None, max_length=4096)
     post_hook: str | None = Field(default=None, max_length=4096)
     copy_: CopyPolicy = Field(default=CopyPolicy(), alias="copy")  # "copy" would shadow BaseModel.copy
+    anomaly: AnomalyPolicy = AnomalyPolicy()
 
 
 class SourceGroup(Out):
@@ -206,6 +213,7 @@ class SourceGroup(Out):
     pre_hook: str | None = None
     post_hook: str | None = None
     copy_: CopyPolicy = Field(default=CopyPolicy(), alias="copy")
+    anomaly: AnomalyPolicy = AnomalyPolicy()
 
 
 class ScheduleBody(Body):

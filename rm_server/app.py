@@ -13,12 +13,12 @@ from pathlib import Path
 from aiohttp import web
 
 from rm_server.api import (
-    admin, auth, channels, drills, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules,
+    admin, anomalies as anomaly_routes, auth, channels, drills, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules,
     snapshots,
 )
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, ALERTS, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
+    AGENT_MESSAGES, AGENTS, ALERTS, ANOMALIES, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
     INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES,
     SIGN_INS, STORE, HOST_METRICS,
 )
@@ -30,6 +30,7 @@ from rm_server.metrics import Metrics, watch_loop_lag
 from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
 from rm_server.services.agent_messages import AgentMessages
+from rm_server.services.anomalies import AnomalyService
 from rm_server.services.alerts import Alerts
 from rm_server.services.channels import ChannelService
 from rm_server.services.copies import CopyService
@@ -46,6 +47,7 @@ from rm_server.services.queries import QueryService
 from rm_server.services.schedules import ScheduleService
 from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
+from rm_server.store.anomalies import Anomalies
 from rm_server.store.copies import Copies
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.agents import agent_ws
@@ -64,7 +66,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
     install.setup(app)
     for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet, reference,
-                   snapshots, drills, channels):
+                   snapshots, drills, channels, anomaly_routes):
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
@@ -148,6 +150,10 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     credentials.copy_changed.append(copies.refresh)
     schedules.groups_changed.append(copies.refresh)
     copies.register(messages)
+    anomaly_table = Anomalies(store.db, cfg.clock, store.audit_listeners)
+    anomalies = app[ANOMALIES] = AnomalyService(store, anomaly_table, hosts, events, notifier.backup_anomaly, cfg.clock)
+    anomalies.register(messages)
+    jobs.paused_groups = anomaly_table.paused_groups
     yield
     await sign_ins.close_window()
     await notifier.close()

@@ -75,6 +75,7 @@ class AgentMessages:
         # the copy lag after a snapshot list); set by app.py once those services exist
         self.after_job: list[Callable[[Job], Awaitable[object]]] = []
         self.after_snapshots: list[Callable[[str], Awaitable[object]]] = []
+        self.after_stats: list[Callable[[str, p.RepoStats], Awaitable[object]]] = []
 
     async def close(self) -> None:
         """Finish the writes gathered for group commit before the store closes."""
@@ -288,4 +289,6 @@ class AgentMessages:
 
     async def on_repo_stats(self, conn: AgentConnection, env: p.Envelope) -> None:
         await self.store.reports.replace_stats(conn.host_id, env.payload)
+        for follow in self.after_stats:
+            await follow(conn.host_id, env.payload)
         await self.hosts.changed(conn.host_id)

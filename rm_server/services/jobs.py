@@ -18,6 +18,10 @@ from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
 
 
+class RetentionPaused(Exception):
+    """Every group a forget would touch waits for an acknowledged anomaly."""
+
+
 def needed_feature(kind: JobKind, params: dict[str, Any]) -> str | None:
     """The agent feature a job needs beyond protocol 1 (docs/protocol.md), or None."""
     if kind == JobKind.copy or params.get("repo") == "copy":
@@ -38,6 +42,8 @@ class JobService:
     notifier: Notifier
     # another host's repository credentials, for a cross-host restore (CredentialService, set after both exist)
     credentials_of: Callable[[str], Awaitable[p.RepoCredentials | None]] | None = None
+    # groups whose retention waits for an acknowledged anomaly (AnomalyService, set by app.py)
+    paused_groups: Callable[[str], Awaitable[set[str]]] | None = None
     # /metrics' job outcome counter (Metrics.job_changed, set by the app)
     count_outcome: Callable[[Job], None] | None = None
 
@@ -109,8 +115,16 @@ class JobService:
             groups = await self.store.schedules.groups(job.host_id)
             if job.source_group_id:
                 groups = [g for g in groups if g.id == job.source_group_id]
-            params["source_groups"] = [p.SourceGroupSpec(**g.model_dump()).model_dump(mode="json")
-                                       for g in groups if not g.retention.is_empty()]
+            # a group with an open anomaly and pause_forget keeps every snapshot until acknowledged
+            paused = await self.paused_groups(job.host_id) if self.paused_groups else set()
+            held = [g.name for g in groups if g.id in paused]
+            kept = [g for g in groups if g.id not in paused and not g.retention.is_empty()]
+            if held and not kept:
+                raise RetentionPaused(f"retention paused for {', '.join(held)}: a backup anomaly waits for an "
+                                      "operator (POST /api/v1/hosts/{id}/anomalies/acknowledge)")
+            params["source_groups"] = [p.SourceGroupSpec(**g.model_dump()).model_dump(mode="json") for g in kept]
+            if held:
+                params["paused"] = held
         elif job.kind == JobKind.drill:
             group = await self.store.schedules.group(job.host_id, _group_of(job))
             policy = await self.store.drills.get(job.host_id, group.id)
@@ -134,6 +148,11 @@ class JobService:
             if feature and feature not in conn.features:
                 raise agent_too_old(job.host_id, feature)
             params = await self.command_params(job)
+        except RetentionPaused as exc:  # nothing went wrong: nothing may be removed yet
+            ended = await self.store.jobs.finish_on_server(SYSTEM, job.id, JobState.cancelled, str(exc))
+            if ended:
+                self.changed(ended)
+            return False
         except (NotFound, ConflictError) as exc:
             failed = await self.store.jobs.finish_on_server(SYSTEM, job.id, JobState.failed, str(exc))
             if failed:

@@ -20,7 +20,7 @@ _COLS = (
     "h.id, h.hostname, h.status, h.last_seen, h.os, h.arch, h.agent_version, h.restic_version,"
     " h.schedule_version, h.applied_schedule_version, h.stale, h.created_at, h.initial_paths,"
     " h.last_backup_job_id, h.last_backup_state, h.last_backup_at, rs.stats AS repo_stats,"
-    " h.copy_enabled, h.copy_behind_since, h.copy_overdue_at,"
+    " h.copy_enabled, h.copy_behind_since, h.copy_overdue_at, h.open_anomalies, h.anomaly_reason, h.anomaly_at,"
     f" {LAST_VERIFIED_SQL} AS last_verified, {DRILL_OVERDUE_SQL} AS drill_overdue"
 )
 _FROM = "hosts h LEFT JOIN repo_stats rs ON rs.host_id = h.id"
@@ -36,7 +36,8 @@ _JSON_ROW = (
     " 'initial_paths', json(h.initial_paths), 'last_verified', json(" + LAST_VERIFIED_SQL + "),"
     " 'drill_overdue', json(CASE WHEN " + DRILL_OVERDUE_SQL + " THEN 'true' ELSE 'false' END),"
     " 'copy_enabled', json(CASE WHEN h.copy_enabled THEN 'true' ELSE 'false' END),"
-    " 'copy_behind_since', h.copy_behind_since, 'copy_overdue_at', h.copy_overdue_at)"
+    " 'copy_behind_since', h.copy_behind_since, 'copy_overdue_at', h.copy_overdue_at,"
+    " 'open_anomalies', h.open_anomalies, 'anomaly', h.anomaly_reason, 'anomaly_at', h.anomaly_at)"
 )
 
 
@@ -54,7 +55,8 @@ def _host(row) -> Host:
         last_backup=last, repo_size=(stats or {}).get("total_size"),
         last_verified=loads(row["last_verified"], None), drill_overdue=bool(row["drill_overdue"]),
         copy_enabled=bool(row["copy_enabled"]), copy_behind_since=dt(row["copy_behind_since"]),
-        copy_overdue_at=dt(row["copy_overdue_at"]),
+        copy_overdue_at=dt(row["copy_overdue_at"]), open_anomalies=row["open_anomalies"],
+        anomaly=row["anomaly_reason"], anomaly_at=dt(row["anomaly_at"]),
     )
 
 

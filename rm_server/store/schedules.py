@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rm_core.anomaly import AnomalyPolicy
 from rm_core.api import Schedule, ScheduleBody, ScheduleList, SourceGroup, SourceGroupBody
 from rm_core.copies import CopyPolicy
 from rm_core.protocol import Retention, ScheduleSet, ScheduleSpec, SourceGroupSpec
@@ -20,12 +21,14 @@ def _group(row) -> SourceGroup:
         id=row["id"], host_id=row["host_id"], name=row["name"], includes=loads(row["includes"], []),
         excludes=loads(row["excludes"], []), tag=row["tag"], retention=Retention(**loads(row["retention"], {})),
         pre_hook=row["pre_hook"], post_hook=row["post_hook"], copy=copy,
+        anomaly=AnomalyPolicy.model_validate(loads(row["anomaly"], {})),
     )
 
 
-def _copy_values(body: SourceGroupBody) -> tuple:
+def _policy_values(body: SourceGroupBody) -> tuple[int, str | None, str, int, str]:
+    """The copy policy's columns, and the anomaly policy's JSON column after them."""
     c = body.copy_
-    return (int(c.enabled), c.cron, c.timezone, c.max_lag_hours)
+    return (int(c.enabled), c.cron, c.timezone, c.max_lag_hours, body.anomaly.model_dump_json())
 
 
 async def _bump(tx: Tx, host_id: str) -> None:
@@ -63,10 +66,10 @@ class Schedules(Table):
             # copy_fired_at starts at the save: a new copy cron waits for its next fire
             await tx.execute(
                 "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook, post_hook,"
-                " copy_enabled, copy_cron, copy_timezone, copy_max_lag_hours, copy_fired_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " copy_enabled, copy_cron, copy_timezone, copy_max_lag_hours, anomaly, copy_fired_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (gid, host_id, body.name, dumps(body.includes), dumps(body.excludes), body.tag or body.name,
-                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, *_copy_values(body), iso(tx.now)),
+                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, *_policy_values(body), iso(tx.now)),
             )
             await tx.audit(actor, "source_group.create", gid, {"host_id": host_id, "name": body.name})
         return await self.group(host_id, gid)
@@ -83,10 +86,10 @@ class Schedules(Table):
             moved = (old["copy_cron"], old["copy_timezone"]) != (body.copy_.cron, body.copy_.timezone)
             await tx.execute(
                 "UPDATE source_groups SET name = ?, includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
-                " post_hook = ?, copy_enabled = ?, copy_cron = ?, copy_timezone = ?, copy_max_lag_hours = ?,"
+                " post_hook = ?, copy_enabled = ?, copy_cron = ?, copy_timezone = ?, copy_max_lag_hours = ?, anomaly = ?,"
                 " copy_fired_at = CASE WHEN ? = 1 THEN ? ELSE copy_fired_at END WHERE id = ? AND host_id = ?",
                 (body.name, dumps(body.includes), dumps(body.excludes), body.tag or body.name,
-                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, *_copy_values(body),
+                 body.retention.model_dump_json(), body.pre_hook, body.post_hook, *_policy_values(body),
                  int(moved), iso(tx.now), gid, host_id),
             )
             await tx.audit(actor, "source_group.update", gid, {"host_id": host_id, "name": body.name})
