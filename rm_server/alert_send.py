@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import socket
+from types import ModuleType
 from urllib.parse import parse_qsl, unquote, urlsplit
-
-import apprise
 
 from rm_core.urls import LINK_LOCAL_REFUSED, is_link_local, url_host
 
@@ -19,11 +18,30 @@ from rm_core.urls import LINK_LOCAL_REFUSED, is_link_local, url_host
 # OAuth tokens (oauthlib). Apprise is the server's only user of them. The server logs each
 # failure itself, scrubbed (services/alerts.py): their lines stay out of the server's log at
 # any level. Each Apprise call still gets its own lines back in its result.
-for _name in (apprise.LOGGER_NAME, "urllib3", "requests_oauthlib", "oauthlib"):
+for _name in ("apprise", "urllib3", "requests_oauthlib", "oauthlib"):
     logging.getLogger(_name).propagate = False
     logging.getLogger(_name).addHandler(logging.NullHandler())
 
 MAX_ERROR = 500
+
+
+def _apprise() -> ModuleType:
+    """Apprise, imported at its first use: the import takes 0.1-0.4 s and its first URL 0.6 s
+    more (every plugin loads), which no admin command (`rm-server operator list`) should pay.
+    Called in worker threads only."""
+    import apprise
+
+    return apprise
+
+
+def understood(url: str) -> str | None:
+    """None when Apprise knows a service for `url`, else why not (checked when a channel is
+    saved; blocks for the first call's plugin loading: run it in a thread)."""
+    try:
+        service = _apprise().Apprise.instantiate(url)
+    except Exception as exc:  # a plugin's own parsing bug: said, never a 500
+        return f"Apprise could not read it ({type(exc).__name__})"
+    return None if service else "Apprise has no service for it: unknown scheme, or a part the service needs is missing"
 
 
 def literal_link_local(url: str) -> bool:
@@ -77,6 +95,7 @@ def send(url: str, title: str, body: str, *, timeout: float, allow_link_local: b
     Blocks (DNS, HTTP, SMTP): run it in a worker thread. `timeout` bounds the whole call."""
     if not allow_link_local and resolves_link_local(url_host(url)):
         return "refused: the channel URL " + LINK_LOCAL_REFUSED
+    apprise = _apprise()
     notifier = apprise.Apprise(asset=apprise.AppriseAsset(http_redirects=False))
     try:
         if not notifier.add(url):

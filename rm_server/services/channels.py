@@ -4,11 +4,12 @@ is ever shown, audited or logged."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from rm_core.alerts import Channel, ChannelBody, ChannelTestResult, redact_channel_url
 from rm_core.urls import LINK_LOCAL_REFUSED
-from rm_server.alert_send import literal_link_local
+from rm_server.alert_send import literal_link_local, understood
 from rm_server.errors import BadGateway, BadRequest
 from rm_server.security import MasterKey
 from rm_server.services.alerts import Alerts, seal_context
@@ -33,11 +34,15 @@ class ChannelService:
                        last_sent_at=row.last_sent_at, last_error=row.last_error, last_error_at=row.last_error_at,
                        failures=row.failures, next_retry_at=retry_at, pending=pending)
 
-    def _check_target(self, body: ChannelBody) -> None:
+    async def _check_target(self, body: ChannelBody) -> None:
         # A name is checked again at each send (it may resolve elsewhere by then); an address
-        # written into the URL is refused now, naming the field.
+        # written into the URL is refused now, naming the field. The message never repeats
+        # the URL: it is a secret.
         if not self.allow_link_local and literal_link_local(body.url):
             raise BadRequest("url " + LINK_LOCAL_REFUSED, {"field": "url"})
+        problem = await asyncio.to_thread(understood, body.url)
+        if problem is not None:
+            raise BadRequest(f"url: {problem} (see Apprise's list of services)", {"field": "url"})
 
     async def list(self) -> list[Channel]:
         return [self._channel(r) for r in await self.store.channels.list()]
@@ -46,7 +51,7 @@ class ChannelService:
         return self._channel(await self.store.channels.get(channel_id))
 
     async def create(self, actor: Actor, body: ChannelBody) -> Channel:
-        self._check_target(body)
+        await self._check_target(body)
         row = await self.store.channels.create(
             actor, body.name, lambda cid: self.master_key.seal(body.url.encode(), seal_context(cid)),
             redact_channel_url(body.url), [e.value for e in body.events], body.min_interval_s)
@@ -54,7 +59,7 @@ class ChannelService:
         return self._channel(row)
 
     async def update(self, actor: Actor, channel_id: str, body: ChannelBody) -> Channel:
-        self._check_target(body)
+        await self._check_target(body)
         sealed = self.master_key.seal(body.url.encode(), seal_context(channel_id))
         row = await self.store.channels.update(actor, channel_id, body.name, sealed, redact_channel_url(body.url),
                                                [e.value for e in body.events], body.min_interval_s)

@@ -104,6 +104,8 @@ async def test_crud_keeps_the_url_secret_everywhere(server, caplog):
     ({"name": "x", "url": "json://169.254.169.254/latest", "events": ["backup.failed"]}, "url"),
     ({"name": "x", "url": "jsons://[fe80::1]:8080/x", "events": ["backup.failed"]}, "url"),
     ({"name": "x", "url": "json://[::ffff:169.254.169.254]/x", "events": ["backup.failed"]}, "url"),
+    ({"name": "x", "url": "nosuchservice://h.example.com/x", "events": ["backup.failed"]}, "url"),
+    ({"name": "x", "url": "slack://", "events": ["backup.failed"]}, "url"),
     ({"name": "x", "url": "json://h.example.com", "events": ["backup.exploded"]}, "events.0"),
     ({"name": "x", "url": "json://h.example.com", "events": []}, "events"),
     ({"name": "x", "url": "json://h.example.com", "events": ["host.stale", "host.stale"]}, "events"),
