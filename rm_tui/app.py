@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -43,10 +44,51 @@ class RmTui(App[None]):
         self.events_connected = False
         self.events_epoch = 0  # +1 per (re)connection: a screen loads once per connection, not per message
         self._host_list: tuple[int, asyncio.Task[list[Host]]] | None = None
+        self.held_keys: list[events.Key] = []  # typed while a form opened (on_event)
+        # the latest keys and the screen in front when each arrived (on_event)
+        self.keys_sent: deque[tuple[events.Key, Screen[object]]] = deque(maxlen=256)
 
     def on_mount(self) -> None:
         self.sub_title = self.server_url
         self.push_screen(LoginScreen(self.server_url))
+
+    # ------------------------------------------------------------ keys typed ahead
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys typed ahead reach the screen they were typed for.
+
+        The app hands every key to the focused widget as it arrives, and a key's binding runs
+        when the key comes back up unhandled. Typed in one burst ("n", a name, Tab, a path),
+        the name went to the table before `n` had opened the form, came back with the form
+        in front and was dropped. Such a key is handed again to the screen now in front; and
+        while a form is opening (FormScreen.ready), keys wait until its first field has focus."""
+        if isinstance(event, events.Key):
+            if not self.screen_stack:
+                return  # the app is closing: no screen is left to take it
+            if not event.is_forwarded:
+                await self.release_keys()  # those held before it go first
+                if not self.screen_ready():
+                    self.held_keys.append(event)
+                    return
+                self.keys_sent.append((event, self.screen))
+            else:
+                sent_to = next((screen for key, screen in self.keys_sent if key is event), self.screen)
+                if sent_to is not self.screen:
+                    await self.on_event(events.Key(event.key, event.character))
+                    return
+        await super().on_event(event)
+
+    def screen_ready(self) -> bool:
+        return bool(getattr(self.screen, "ready", True)) if self.screen_stack else True
+
+    async def on_screen_ready(self, _: m.ScreenReady) -> None:
+        await self.release_keys()
+
+    async def release_keys(self) -> None:
+        """The held keys, in order, while the screen in front takes keys (a key that opens
+        another form holds the rest again)."""
+        while self.held_keys and self.screen_ready():
+            await super().on_event(self.held_keys.pop(0))
 
     async def on_unmount(self) -> None:
         self.workers.cancel_all()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ULID = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{26}\b")
 
@@ -54,6 +55,20 @@ def when(ts: datetime | None, now: datetime | None = None) -> str:
     local = ts.astimezone()
     today = (now or datetime.now(timezone.utc)).astimezone().date()
     return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M")
+
+
+def zoned(ts: datetime | None, tz: str, now: datetime | None = None) -> str:
+    """A schedule's time in its own zone, with the zone's name: '02:00 EST', '2026-01-02 02:00 EST'
+    when not today there. An unknown zone falls back to the console's local time, labelled too."""
+    if ts is None:
+        return "—"
+    try:
+        zone: tzinfo | None = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = None
+    there = ts.astimezone(zone)
+    today = (now or datetime.now(timezone.utc)).astimezone(zone).date()
+    return there.strftime("%H:%M %Z" if there.date() == today else "%Y-%m-%d %H:%M %Z")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -23,6 +23,11 @@ class LoggedIn(Message):
         self.operator = operator
 
 
+class ScreenReady(Message):
+    """A form is mounted with its first field focused: the keys typed while it opened may go
+    on (RmTui.on_event held them)."""
+
+
 class ServerEvent(Message):
     bubble = False
 

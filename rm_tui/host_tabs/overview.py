@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from rm_core.api import Host, RepoInfo, Schedule
 from rm_core.jobs import Job
-from rm_tui.format import age, plural, size, when
+from rm_tui.format import age, plural, size, when, zoned
 from rm_tui.host_tabs.base import HostTab
 from rm_tui.host_tabs.schedules import next_run
 from rm_tui.styles import STATE_STYLE, STATUS_STYLE
@@ -79,7 +79,8 @@ class OverviewTab(HostTab, can_focus=True):
         upcoming = sorted((s for s in self.schedules.values() if next_run(s) and s.enabled),
                           key=lambda s: next_run(s) or datetime.max.replace(tzinfo=timezone.utc))
         if upcoming:
-            more.append("next runs: " + ", ".join(f"{s.name} {when(next_run(s))}" for s in upcoming[:4]) + "\n")
+            more.append("next runs: " + ", ".join(f"{s.name} {zoned(next_run(s), s.timezone)}" for s in upcoming[:4])
+                        + "\n")
         if self.recent:
             more.append("\nrecent jobs\n", style="bold")
             for j in self.recent[:RECENT_JOBS]:

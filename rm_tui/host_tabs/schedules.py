@@ -14,14 +14,17 @@ from rm_core.api import Host, Schedule, SourceGroup
 from rm_core.cron import CronError, next_fires
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.format import plural, when
+from rm_tui.format import plural, zoned
 from rm_tui.host_tabs.base import HostTab
 from rm_tui.host_tabs.groups import changes_groups, conflict_text
 from rm_tui.screens.forms import ScheduleForm
 from rm_tui.widgets.table import Column, ResourceTable
 
-SCHEDULE_COLUMNS = [Column("name", "Name", 16), Column("cron", "When", 22), Column("tz", "Timezone", 14),
-                    Column("groups", "Groups", 0), Column("next", "Next run", 16)]
+# The zone column grows to the longest zone shown (America/Argentina/Buenos_Aires: 30);
+# the next run is in the schedule's own zone, named: "02:00 EST", "2026-01-02 02:00 AEDT".
+SCHEDULE_COLUMNS = [Column("name", "Name", 16), Column("cron", "When", 22), Column("tz", "Timezone", 8),
+                    Column("groups", "Groups", 0), Column("next", "Next run", 21)]
+TZ_WIDTH = (8, 32)
 
 
 def next_run(s: Schedule, now: datetime | None = None) -> datetime | None:
@@ -81,7 +84,7 @@ class SchedulesTab(HostTab):
         if not s.enabled:
             cron.append(" (disabled)", style="dim")
         names = ", ".join(self.groups[g].name if g in self.groups else "?" for g in s.source_group_ids)
-        return [s.name, cron, s.timezone, names, when(next_run(s))]
+        return [s.name, cron, s.timezone, names, zoned(next_run(s), s.timezone)]
 
     def render_rows(self) -> None:
         """By name; also the minute timer's repaint, as "next run" moves on with the clock."""
@@ -90,6 +93,8 @@ class SchedulesTab(HostTab):
         table = self.query_one(ResourceTable)
         if self.loaded:
             table.empty = "no schedules yet: press n to add one"
+        longest = max((len(s.timezone) for s in self.schedules.values()), default=0)
+        table.set_width("tz", max(TZ_WIDTH[0], min(longest, TZ_WIDTH[1])))
         table.set_rows([s.id for s in sorted(self.schedules.values(), key=lambda s: s.name.lower())])
         table.invalidate(None)
 

@@ -9,15 +9,15 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import Footer, Header, Input, Label, Static, Switch
+from textual.widgets import Footer, Header, Input, Static
 
 from rm_core.alerts import DEFAULT_INTERVAL_S, EVENT_TITLES, AlertEvent, Channel
 from rm_tui.client import ApiError
 from rm_tui.format import when
 from rm_tui.screens.base import TableScreen
 from rm_tui.screens.confirm import ConfirmDialog
-from rm_tui.screens.forms import FormError, FormScreen, field_label
+from rm_tui.screens.form_base import FormError, FormScreen, field_label
+from rm_tui.widgets.check import Check
 from rm_tui.widgets.table import Column, ResourceTable
 
 PATH = "/notification-channels"
@@ -52,9 +52,8 @@ class ChannelForm(FormScreen):
         yield field_label("Events")
         chosen = set(v.get("events") or [AlertEvent.backup_failed.value])
         for event in AlertEvent:
-            with Horizontal(classes="switch-row"):
-                yield Switch(event.value in chosen, id=f"ev-{event.value.replace('.', '-')}")
-                yield Label(f"{event.value}: {EVENT_TITLES[event]}")
+            yield Check(f"{event.value}: {EVENT_TITLES[event]}", event.value in chosen,
+                        id=f"ev-{event.value.replace('.', '-')}")
         yield field_label("Seconds between two digests of one kind")
         yield Input(str(v.get("min_interval_s", DEFAULT_INTERVAL_S)), id="min_interval_s")
 

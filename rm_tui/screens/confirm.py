@@ -20,17 +20,18 @@ class ConfirmDialog(ModalScreen[bool]):
         Binding("escape", "answer(False)", "Cancel"),
     ]
 
-    def __init__(self, question: str, yes: str = "Delete") -> None:
+    def __init__(self, question: str, yes: str = "Delete", no: str = "No") -> None:
         super().__init__()
         self.question = question
         self.yes = yes
+        self.no = no
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="dialog"):
             yield Label(self.question, id="confirm-question")
             with Horizontal(classes="buttons"):
                 # "No" first and focused: a stray enter must not delete anything.
-                yield Button("No (n)", id="no")
+                yield Button(f"{self.no} (n)", id="no")
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
         yield Footer()
 

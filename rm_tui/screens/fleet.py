@@ -1,9 +1,8 @@
 """The fleet: one row per host, kept current by the events stream (never by polling rows).
 
-Events (handed down by the app, `apply`) change the in-memory model at once (`FleetModel`)
-and mark rows dirty; a timer
-applies what piled up at most `REPAINT_HZ` times a second (re-sort only if a host moved,
-repaint only visible rows). Keys go straight to the table and repaint at once."""
+Events (handed down by the app, `apply`) change the in-memory model at once (`FleetModel`) and
+mark rows dirty; a timer applies what piled up at most `REPAINT_HZ` times a second (re-sort only
+if a host moved, repaint only visible rows). Keys go straight to the table and repaint at once."""
 
 from __future__ import annotations
 
@@ -288,10 +287,7 @@ class FleetScreen(ApiScreen):
     # ------------------------------------------------------------ actions
 
     def action_open_host(self) -> None:
-        self.open(self.selected_host_id())
-
-    def open(self, host_id: str | None) -> None:
-        if host_id and host_id in self.model.hosts:
+        if (host_id := self.selected_host_id()) and host_id in self.model.hosts:
             self.app.push_screen(HostScreen(self.model.hosts[host_id]))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -303,9 +299,8 @@ class FleetScreen(ApiScreen):
 
     def clearable(self) -> bool:
         """A filter (typed, or its box open) or marks: what esc clears."""
-        if not self.is_mounted:
-            return False
-        return bool(self.model.filter_text or self.table.marks or self.query_one("#filter", Input).display)
+        return self.is_mounted and bool(self.model.filter_text or self.table.marks
+                                        or self.query_one("#filter", Input).display)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -11,112 +11,15 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, Switch, TextArea
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Checkbox, Input, Label, Select, Static, TextArea
 
 from rm_core.cron import CronError, next_fires
+from rm_tui.screens.form_base import FormError, FormScreen, field_label, num
 from rm_tui.screens.retention_preview import RetentionPreviewScreen
+from rm_tui.widgets.check import Check, CheckList
 
 RETENTION_KEYS = ("keep_last", "keep_daily", "keep_weekly", "keep_monthly")
-
-
-class FormError(Exception):
-    """A value the form refuses; `field` is the id of the widget to focus."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-class FormScreen(ModalScreen[dict[str, Any] | None]):
-    """Title, fields, an inline error line and Save/Cancel. Subclasses fill in the middle."""
-
-    CSS_PATH = "dialogs.tcss"
-    # The first field has focus from the start: typed digits never go nowhere.
-    AUTO_FOCUS = ".form-body *"
-    BINDINGS = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("escape", "cancel", "Cancel"),
-    ]
-    title_text = "Form"
-
-    def __init__(self, values: dict[str, Any] | None = None, error: str | None = None) -> None:
-        super().__init__()
-        self.values = values or {}
-        self.error = error
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="form-title")
-            with VerticalScroll(classes="form-body"):
-                yield from self.fields()
-            yield Static(self.error or "", id="form-error", classes="field-error")
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Save (ctrl+s)", variant="primary", id="save")
-        yield Footer()
-
-    def fields(self) -> ComposeResult:
-        yield from ()
-
-    def collect(self) -> dict[str, Any]:
-        """The request body; raise FormError for anything that cannot be sent."""
-        return {}
-
-    def show_error(self, message: str) -> None:
-        self.query_one("#form-error", Static).update(message)
-
-    @on(Button.Pressed, "#save")
-    @on(Input.Submitted)
-    def action_save(self) -> None:
-        try:
-            body = self.collect()
-        except FormError as exc:
-            self.refuse(exc)
-            return
-        self.dismiss(body)
-
-    def refuse(self, exc: FormError) -> None:
-        self.show_error(exc.message)
-        widgets = self.query(f"#{exc.field}")
-        if widgets:
-            widgets.first().focus()
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    # helpers
-    def text(self, field: str) -> str:
-        return self.query_one(f"#{field}", Input).value.strip()
-
-    def lines(self, field: str) -> list[str]:
-        return [ln.strip() for ln in self.query_one(f"#{field}", TextArea).text.splitlines() if ln.strip()]
-
-    def number(self, field: str, label: str, minimum: int = 0) -> int | None:
-        raw = self.text(field)
-        if not raw:
-            return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise FormError(field, f"{label}: {raw!r} is not a whole number") from None
-        if value < minimum:
-            raise FormError(field, f"{label} must be at least {minimum}")
-        return value
-
-    def switch(self, field: str) -> bool:
-        return self.query_one(f"#{field}", Switch).value
-
-
-def field_label(text: str) -> Label:
-    return Label(text, classes="field-label")
-
-
-def _num(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 class SourceGroupForm(FormScreen):
@@ -148,13 +51,10 @@ class SourceGroupForm(FormScreen):
             for key in RETENTION_KEYS:
                 with Vertical():
                     yield Label(key.replace("_", " "))
-                    yield Input(_num(retention.get(key)), id=key, type="integer")
+                    yield Input(num(retention.get(key)), id=key, type="integer")
         if self.preview:
             yield Label("ctrl+f: which snapshots forget would keep and remove with these values, before saving",
                         classes="form-hint")
-
-    def on_mount(self) -> None:
-        self.query_one("#name", Input).focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return self.preview is not None if action == "preview" else True
@@ -220,20 +120,17 @@ class ScheduleForm(FormScreen):
                 yield Input(v.get("timezone") or "UTC", placeholder="Europe/Berlin", id="timezone")
         yield Static("", id="cron-preview")
         with Horizontal(classes="switch-row"):
-            yield Switch(bool(v.get("manual", False)), id="manual")
-            yield Label("manual (run-now only)")
-            yield Switch(bool(v.get("enabled", True)), id="enabled")
-            yield Label("enabled")
+            yield Check("manual (run-now only)", bool(v.get("manual", False)), id="manual")
+            yield Check("enabled", bool(v.get("enabled", True)), id="enabled")
         yield field_label("Source groups (space toggles)")
-        yield SelectionList[str](*((name, gid, gid in chosen) for name, gid in self.groups), id="groups")
+        yield CheckList(*((name, gid, gid in chosen) for name, gid in self.groups), id="groups")
 
     def on_mount(self) -> None:
-        self.query_one("#name", Input).focus()
         self.update_preview()
 
     @on(Input.Changed, "#cron")
     @on(Input.Changed, "#timezone")
-    @on(Switch.Changed, "#manual")
+    @on(Checkbox.Changed, "#manual")
     def update_preview(self) -> None:
         preview = self.query_one("#cron-preview", Static)
         manual = self.switch("manual")
@@ -272,7 +169,7 @@ class ScheduleForm(FormScreen):
                 cron_preview(cron, tz)
             except CronError as exc:
                 raise FormError("cron", str(exc)) from None
-        groups = list(self.query_one("#groups", SelectionList).selected)
+        groups = list(self.query_one("#groups", CheckList).selected)
         if not groups:
             raise FormError("groups", "choose at least one source group (space toggles)")
         return {"name": name, "cron": cron, "timezone": tz, "enabled": self.switch("enabled"), "manual": manual,
@@ -290,7 +187,7 @@ class MaintenanceForm(FormScreen):
             v = self.values.get(task) or {}
             yield field_label(task + (" (needs admin credentials on the repository)" if task == "prune" else ""))
             with Horizontal(classes="switch-row"):
-                yield Switch(bool(v.get("enabled")), id=f"{task}-enabled")
+                yield Check("on", bool(v.get("enabled")), id=f"{task}-enabled")
                 yield Input(v.get("cron") or "", placeholder="0 4 * * 0", id=f"{task}-cron")
             if task == "check":
                 yield field_label("check: read data subset (e.g. 5% or 1/10; empty: none)")
@@ -318,9 +215,9 @@ class BandwidthForm(FormScreen):
 
     def fields(self) -> ComposeResult:
         yield field_label("Upload KiB/s")
-        yield Input(_num(self.values.get("upload_kbps")), id="upload_kbps", type="integer")
+        yield Input(num(self.values.get("upload_kbps")), id="upload_kbps", type="integer")
         yield field_label("Download KiB/s")
-        yield Input(_num(self.values.get("download_kbps")), id="download_kbps", type="integer")
+        yield Input(num(self.values.get("download_kbps")), id="download_kbps", type="integer")
 
     def collect(self) -> dict[str, Any]:
         body = {"upload_kbps": self.number("upload_kbps", "upload", 1),
@@ -344,9 +241,6 @@ class EnrollmentForm(FormScreen):
                 yield Input(str(v.get("max_uses") or 1), id="max_uses", type="integer")
         yield field_label("Initial paths to back up, one per line (optional)")
         yield TextArea("\n".join(v.get("initial_paths") or []), id="initial_paths")
-
-    def on_mount(self) -> None:
-        self.query_one("#name", Input).focus()
 
     def collect(self) -> dict[str, Any]:
         ttl = self.number("ttl", "valid for", 1) or 60
@@ -376,12 +270,7 @@ class OperatorForm(FormScreen):
         yield field_label("Role")
         yield Select([(r, r) for r in ROLES], value=v.get("role") or "viewer", allow_blank=False, id="role")
         if self.editing:
-            with Horizontal(classes="switch-row"):
-                yield Switch(bool(v.get("disabled")), id="disabled")
-                yield Label("disabled (cannot sign in)")
-
-    def on_mount(self) -> None:
-        self.query_one("#password" if self.editing else "#username", Input).focus()
+            yield Check("disabled (cannot sign in)", bool(v.get("disabled")), id="disabled")
 
     def collect(self) -> dict[str, Any]:
         password = self.query_one("#password", Input).value

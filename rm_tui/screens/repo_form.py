@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.widgets import Input, Label, Switch
+from textual.widgets import Input
 
-from rm_tui.screens.forms import FormError, FormScreen, field_label
+from rm_tui.screens.form_base import FormError, FormScreen, field_label
+from rm_tui.widgets.check import Check
 
 
 class RepoForm(FormScreen):
@@ -25,9 +25,8 @@ class RepoForm(FormScreen):
         v = self.values
         yield field_label("URL (rest:https://…, s3:…, sftp:…, /local/path)")
         yield Input(v.get("url", ""), id="url", placeholder="rest:https://backup.example:8000/web-1")
-        with Horizontal(classes="switch-row"):
-            yield Switch(bool(v.get("generate_password", not v.get("password"))), id="generate_password")
-            yield Label("generate a password (shown once after saving)")
+        yield Check("generate a password (shown once after saving)",
+                    bool(v.get("generate_password", not v.get("password"))), id="generate_password")
         yield field_label("or the repository password")
         yield Input(v.get("password", ""), id="password", password=True)
         yield field_label("REST server user (empty: none)")

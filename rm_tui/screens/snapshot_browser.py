@@ -19,6 +19,7 @@ from rm_core.queries import LsEntry, LsPage
 from rm_tui.client import ApiError
 from rm_tui.format import size
 from rm_tui.screens.base import ApiScreen
+from rm_tui.widgets.check import Check
 
 PAGE = 1000
 FIRST = "\0first"  # render_table(cursor_on=FIRST): the first entry of a directory just entered
@@ -232,8 +233,8 @@ class RestoreDialog(ModalScreen[dict[str, Any] | None]):
             yield Label(f"Restore {len(self.paths)} marked path(s) from snapshot {self.snapshot_id[:8]}")
             yield Label("target directory (the paths land below it)")
             yield Input(default_target(self.snapshot_id), id="target")
-            yield Checkbox("verify: restic re-reads and compares what it wrote", True, id="verify")
-            yield Checkbox("restore over the ORIGINAL files (target /)", False, id="in-place")
+            yield Check("verify: restic re-reads and compares what it wrote", True, id="verify")
+            yield Check("restore over the ORIGINAL files (target /)", False, id="in-place")
             yield Input(placeholder=f"type {self.hostname} to overwrite its files", id="confirm")
             yield Label("", id="restore-problem")
             with Horizontal(classes="buttons"):

@@ -138,6 +138,12 @@ class ResourceTable(ScrollView, can_focus=True):
                 self.refresh_lines(i + 1)
         self._dirty.clear()
 
+    def set_width(self, key: str, width: int) -> None:
+        """Widen or narrow one column (what it shows may be longer today): every row is redrawn."""
+        self.columns = [Column(c.key, c.label, width) if c.key == key else c for c in self.columns]
+        self._cache.clear()
+        self.refresh()
+
     # ------------------------------------------------------------ cursor and marks
 
     @property

@@ -3,7 +3,7 @@ receiver, see a failing one's error, edit and delete it."""
 
 from __future__ import annotations
 
-from textual.widgets import Input, Static, Switch
+from textual.widgets import Checkbox, Input, Static
 
 from rm_tui.screens.channels import ChannelForm, ChannelsScreen
 from rm_tui.screens.confirm import ConfirmDialog
@@ -37,7 +37,7 @@ async def test_add_test_fail_edit_and_delete_a_channel(server):
         form = app.screen
         await type_text(pilot, "ops")
         form.query_one("#url", Input).value = rec.channel_url("console")
-        form.query_one("#ev-host-offline", Switch).value = True
+        form.query_one("#ev-host-offline", Checkbox).value = True
         await pilot.press("ctrl+s")
         await wait_for(lambda: table.row_count == 1, what="the channel listed")
         status, body = await server.call("GET", "/notification-channels")

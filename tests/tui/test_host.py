@@ -367,3 +367,28 @@ async def test_tab_cycles_tabs_and_focus_stays_on_the_tables(server):
         assert seen == ["groups", "schedules", "jobs", "snapshots", "maintenance", "settings", "overview"]
         await pilot.press("shift+tab")
         assert host.tab == "settings"
+
+
+async def test_schedule_next_run_names_its_zone_and_the_zone_column_fits(server):
+    """A next run without a zone was read as local time; America/New_York was cut to 14 columns."""
+    from zoneinfo import ZoneInfo
+
+    host_id, _ = await server.enroll("web-1")
+    group = await make_group(server, host_id)
+    status, body = await server.call("POST", f"/hosts/{host_id}/schedules", role="operator",
+                                     json={"name": "nightly", "cron": "0 2 * * *", "timezone": "America/New_York",
+                                           "source_group_ids": [group["id"]]})
+    assert status == 201, body
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await pilot.press("3")
+        table = host.query_one("#schedules-table", ResourceTable)
+        await wait_for(lambda: table.row_count == 1, what="schedule row")
+        await pilot.pause()
+        shown = table.render_line(1).text  # the row as drawn, header on line 0
+        assert "America/New_York" in shown, shown
+        next_run = cell(table, body["id"], "next")
+        zone = datetime.now(ZoneInfo("America/New_York")).strftime("%Z")  # EST or EDT
+        assert next_run.endswith(f"02:00 {zone}"), next_run
+        assert f"02:00 {zone}" in shown, shown

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textual.widgets import Input, Static
 
+from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.screens.fleet import FleetScreen
 from rm_tui.screens.forms import SourceGroupForm
 from rm_tui.screens.retention_preview import RetentionPreviewScreen
@@ -123,8 +124,10 @@ async def test_diff_and_retention_preview_of_real_snapshots(server: Server, tmp_
             assert "remove every snapshot" in app.screen.problem
             assert "no preview:" in text(app.screen, "#preview-summary")
             await pilot.press("escape")
-            await pilot.press("escape")  # the form, unsaved
-            assert app.screen is host
+            await pilot.press("escape")  # the form, edited: it asks before discarding
+            await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="discard question")
+            await pilot.press("y")
+            await wait_for(lambda: app.screen is host, what="form discarded, nothing saved")
 
             # nothing was saved and nothing forgotten
             _, saved = await server.call("GET", f"/hosts/{host_id}/source-groups/{group['id']}")

@@ -150,7 +150,7 @@ def test_host_tabs(fleet_server, snap_compare, tab):
         if tab == "3":  # "next run" moves with the clock: pin it
             table = app.screen.query_one("#schedules-table")
             cells_for = table.cells_for
-            table.cells_for = lambda key: [*cells_for(key)[:4], "2026-01-02 03:00"]
+            table.cells_for = lambda key: [*cells_for(key)[:4], "2026-01-02 03:00 UTC"]
             table.invalidate(None)
 
     assert snap_compare(make(srv), terminal_size=SIZE, run_before=run_before)
