@@ -8,7 +8,10 @@ markers such as aiohttp's `async-timeout; python_version < "3.11"` resolve corre
 (pure-Python packages, cryptography's abi3 wheel, our own code) are stored once. At run time
 the archive unpacks the set matching the running interpreter once into a cache directory
 keyed by the archive's content — what pex does with several `--python`, in a page of code
-the server's archive shares with the agent's, with no build dependency beyond pip."""
+the server's archive shares with the agent's, with no build dependency beyond pip.
+
+What pip installs is the committed lock of that app and Python (packaging/locks/, written by
+scripts/lock): every package pinned and hashed, so one commit always ships the same bytes."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP_CACHE = ROOT / ".cache" / "pip"
+LOCKS = ROOT / "packaging" / "locks"
 SITE_CACHE = ROOT / ".cache" / "zipapp-sites"
 
 # Wheels for glibc 2.28 and older only (Debian 10+, Ubuntu 18.10+, RHEL 8+), whatever this
@@ -39,22 +43,35 @@ PLATFORMS = [f"{tag}_{platform.machine()}" for tag in (
     "manylinux1")]
 AGENT_PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 SERVER_PYTHONS = ["3.11", "3.12", "3.13"]
+# rm-tui's own: in neither file. The server file takes every other dependency of
+# pyproject.toml, so adding one to the server is: add it there, run scripts/lock.
+CONSOLE_ONLY = {"textual"}
 APPS = {
-    # name: (entry module, packages copied from the tree, distributions it needs, Python versions)
+    # name: (entry module, packages copied from the tree, distributions it needs (None: all
+    # but the console's), Python versions). The agent's list is kept short on purpose.
     "rm-agent": ("rm_agent.cli", ["rm_core", "rm_agent"],
                  {"aiohttp", "croniter", "pydantic", "cryptography", "click", "eval_type_backport"}, AGENT_PYTHONS),
-    "rm-server": ("rm_server.cli", ["rm_core", "rm_server"],
-                  {"aiohttp", "aiosqlite", "croniter", "pydantic", "cryptography", "click", "bcrypt", "apprise"},
-                  SERVER_PYTHONS),
+    "rm-server": ("rm_server.cli", ["rm_core", "rm_server"], None, SERVER_PYTHONS),
 }
 
 
-def requirements(names: set[str]) -> list[str]:
-    """pyproject.toml's requirement lines (versions and markers) for these distributions."""
+def _dist(requirement: str) -> str:
+    return re.split(r"[ <>=!~;\[]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+
+
+def requirements(names: set[str] | None) -> list[str]:
+    """pyproject.toml's requirement lines (versions and markers) for these distributions
+    (None: every one but the console's)."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    out = [d for d in deps if re.split(r"[ <>=!~;\[]", d, maxsplit=1)[0].lower().replace("-", "_") in names]
+    if names is None:
+        return [d for d in deps if _dist(d) not in CONSOLE_ONLY]
+    out = [d for d in deps if _dist(d) in names]
     assert len(out) == len(names), f"pyproject.toml lacks some of {sorted(names)}"
     return out
+
+
+def lock_path(app: str, version: str) -> Path:
+    return LOCKS / f"{app}-py{version}.txt"
 
 
 # Built first: rm-server embeds it as rm_server/install/rm-agent.pyz and serves it to hosts.
@@ -132,34 +149,39 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def resolve(python: str, deps: list[str], target: Path) -> None:
-    """pip under `python` itself, wheels only: markers and the ABI are that interpreter's
-    (--platform changes only which glibc the wheels may need).
-    A resolved set is kept in .cache/zipapp-sites, keyed by interpreter, requirements and
-    platforms, so a rebuild takes seconds (remove that directory to pick up new releases)."""
+def resolve(python: str, lock: Path, target: Path) -> None:
+    """pip under `python` itself, wheels only, exactly the lock's pins and hashes (pip checks
+    every file against them, and refuses a dependency the lock lacks): markers and the ABI
+    are that interpreter's (--platform changes only which glibc the wheels may need).
+    A resolved set is kept in .cache/zipapp-sites, keyed by interpreter, lock and platforms,
+    so a rebuild takes seconds."""
+    if not lock.exists():
+        raise SystemExit(f"build-zipapps: no lock {lock.relative_to(ROOT)}; run scripts/lock")
     version = subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(json.dumps([version, deps, PLATFORMS]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([version, lock.read_text(), PLATFORMS]).encode()).hexdigest()[:16]
     cached = SITE_CACHE / key
     if not (cached / ".complete").exists():
-        fresh = SITE_CACHE / f"{key}.tmp{os.getpid()}"
-        shutil.rmtree(fresh, ignore_errors=True)
+        fresh = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=SITE_CACHE.mkdir(parents=True, exist_ok=True) or SITE_CACHE))
         out = subprocess.run(
             [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-warn-script-location",
              "--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--cache-dir", str(PIP_CACHE),
-             "--target", str(fresh), *deps],
+             "--require-hashes", "--target", str(fresh), "-r", str(lock)],
             capture_output=True, text=True)
         if out.returncode != 0:
-            raise SystemExit(f"build-zipapps: resolving {' '.join(deps)} with {python} failed:\n{out.stderr[-3000:]}")
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise SystemExit(f"build-zipapps: installing {lock.relative_to(ROOT)} with {python} failed:\n"
+                             f"{out.stderr[-3000:]}")
         shutil.rmtree(fresh / "bin", ignore_errors=True)
         (fresh / ".complete").touch()
-        shutil.rmtree(cached, ignore_errors=True)
-        os.replace(fresh, cached)
+        try:
+            os.rename(fresh, cached)
+        except OSError:  # another build made the same set first: theirs is as good
+            shutil.rmtree(fresh, ignore_errors=True)
     shutil.copytree(cached, target, ignore=shutil.ignore_patterns(".complete", "__pycache__"))
 
 
 def build(name: str, out_dir: Path, agent_pyz: Path | None = None) -> tuple[Path, list[str]]:
-    module, pkgs, names, versions = APPS[name]
-    deps = requirements(names)
+    module, pkgs, _, versions = APPS[name]
     pythons = {v: find_python(v) for v in versions}
     missing = [v for v, p in pythons.items() if p is None]
     if missing:
@@ -173,7 +195,7 @@ def build(name: str, out_dir: Path, agent_pyz: Path | None = None) -> tuple[Path
     with tempfile.TemporaryDirectory() as tmp:
         def one(version: str) -> tuple[str, Path]:
             site = Path(tmp) / version
-            resolve(found[version], deps, site)
+            resolve(found[version], lock_path(name, version), site)
             return version, site
 
         # Two at a time: pip is mostly waiting on the network or unzipping, and CI has 2 cores.
@@ -195,17 +217,23 @@ def build(name: str, out_dir: Path, agent_pyz: Path | None = None) -> tuple[Path
     digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()[:16]
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.pyz"
-    tmp_out = out.with_suffix(".pyz.tmp")
-    with open(tmp_out, "wb") as fh:
-        fh.write(b"#!/usr/bin/env python3\n")
-        with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("__main__.py", MAIN.format(name=name, module=module, digest=digest))
-            for tag, manifest in sorted(manifests.items()):
-                zf.writestr(f"sites/{tag}.json", json.dumps(manifest, sort_keys=True))
-            for key in sorted(blobs):
-                zf.writestr(f"blobs/{key}", blobs[key])
-    tmp_out.chmod(0o755)
-    os.replace(tmp_out, out)
+    # A name no other build uses: a test run and a manual build may write dist/ at once.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+    tmp_out = Path(tmp_name)
+    try:
+        with open(fd, "wb") as fh:
+            fh.write(b"#!/usr/bin/env python3\n")
+            with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr("__main__.py", MAIN.format(name=name, module=module, digest=digest))
+                for tag, manifest in sorted(manifests.items()):
+                    zf.writestr(f"sites/{tag}.json", json.dumps(manifest, sort_keys=True))
+                for key in sorted(blobs):
+                    zf.writestr(f"blobs/{key}", blobs[key])
+        tmp_out.chmod(0o755)
+        os.replace(tmp_out, out)
+    except BaseException:
+        tmp_out.unlink(missing_ok=True)
+        raise
     return out, sorted(found, key=lambda v: tuple(map(int, v.split("."))))
 
 

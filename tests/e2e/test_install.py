@@ -92,6 +92,23 @@ def test_build_names_what_it_builds_and_refuses_unknown_apps():
     assert out.returncode == 2 and "unknown app rm-nothing; choose from rm-agent, rm-server" in out.stderr
 
 
+def test_two_builds_at_once_into_one_directory_both_finish(dist, tmp_path):
+    """A test run and a manual scripts/build-zipapps may write dist/ at the same moment: each
+    writes its own temporary file (a fixed name made one fail or ship the other's half)."""
+    out = tmp_path / "dist"
+    argv = [sys.executable, str(ROOT / "scripts/lib/build_zipapp.py"), "rm-agent", "--out", str(out)]
+    builds = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(b.wait(timeout=600), b.stdout.read() + b.stderr.read()) for b in builds]
+    for b in builds:
+        b.stdout.close()
+        b.stderr.close()
+    assert [code for code, _ in results] == [0, 0], results
+    assert sorted(p.name for p in out.iterdir()) == ["rm-agent.pyz"], "a temporary file was left behind"
+    ran = subprocess.run([sys.executable, "-I", str(out / "rm-agent.pyz"), "version"], capture_output=True,
+                         text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "RM_ZIPAPP_CACHE": str(tmp_path / "c")})
+    assert ran.returncode == 0 and ran.stdout.startswith("rm-agent "), ran.stderr[-2000:]
+
+
 @pytest.mark.parametrize("name", ["rm-server", "rm-agent"])
 def test_each_file_runs_with_no_site_packages_at_all(dist, tmp_path, name):
     # -I -S: not even the venv's packages, so the archive must carry everything it imports.
