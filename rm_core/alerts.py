@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, field_validator
 
 from rm_core.api import Body, Out
-from rm_core.bounds import Name
+from rm_core.bounds import SPACE_CLASS, Name, States
 from rm_core.enums import StrEnum
 
 
@@ -48,17 +48,24 @@ MAX_INTERVAL_S = 86_400
 DEFAULT_INTERVAL_S = 300  # Alertmanager's group_interval default
 
 
+_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]{1,31}://"  # ASCII: re.I would also take the Kelvin sign for a k
+
+
 def _channel_url(url: str) -> str:
     # Apprise reads the scheme to pick a service; the rest is the service's business (and a
     # secret). Control characters would end up in a log line or an HTTP request line.
-    if not re.match(r"^[a-z][a-z0-9+.-]{1,31}://\S", url, re.I):
+    if not re.match(_SCHEME + r"\S", url):
         raise ValueError("url must be an Apprise URL, scheme://… (e.g. mailto://, slack://, json://)")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise ValueError("url must not contain control characters")
     return url
 
 
-ChannelUrl = Annotated[str, Field(min_length=4, max_length=2048), AfterValidator(_channel_url)]
+# _channel_url's rule, stated for the API document: after the scheme a character that is not
+# whitespace (\S: str.isspace), and no control character anywhere.
+CHANNEL_URL_PATTERN = _SCHEME + f"[^\\u0000-\\u001f\\u007f{SPACE_CLASS}][^\\u0000-\\u001f\\u007f]*$"
+ChannelUrl = Annotated[str, Field(min_length=4, max_length=2048), AfterValidator(_channel_url),
+                       States(pattern=CHANNEL_URL_PATTERN, description="an Apprise URL, scheme://…")]
 
 
 class ChannelBody(Body):
@@ -69,7 +76,7 @@ class ChannelBody(Body):
 
     name: Name = Field(min_length=1, max_length=100)
     url: ChannelUrl
-    events: list[AlertEvent] = Field(min_length=1, max_length=len(AlertEvent))
+    events: list[AlertEvent] = Field(min_length=1, max_length=len(AlertEvent), json_schema_extra={"uniqueItems": True})
     min_interval_s: int = Field(default=DEFAULT_INTERVAL_S, ge=0, le=MAX_INTERVAL_S)
 
     @field_validator("events")

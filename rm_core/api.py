@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from rm_core.anomaly import AnomalyPolicy
 from rm_core.bounds import IncludeList, Kbps, Name, PathList, RepoUrl
 from rm_core.copies import CopyPolicy
 # the bodies' cron rules and model bases, importable from here as before
-from rm_core.cron_fields import Timezone as Timezone, check_cron as check_cron
+from rm_core.cron_fields import Cron, Timezone as Timezone, check_cron as check_cron
 from rm_core.enums import HostStatus, JobState, Role
 from rm_core.model_base import Body as Body, Out as Out
 from rm_core.protocol import Retention, SnapshotInfo
@@ -64,6 +64,11 @@ class OperatorPatch(Body):
 
 
 class RepoBody(Body):
+    # The one rule across fields, stated for the document: _one_password_source keeps it.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"not": {
+        "required": ["password", "generate_password"],
+        "properties": {"password": {"type": "string"}, "generate_password": {"const": True}}}})
+
     url: RepoUrl
     password: str | None = Field(default=None, min_length=1, max_length=1024)
     generate_password: bool = False
@@ -217,19 +222,32 @@ class SourceGroup(Out):
 
 
 class ScheduleBody(Body):
+    # The rule across fields, stated for the document; _cron_unless_manual keeps it.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"required": ["manual"], "properties": {"manual": {"const": True}}},
+        "then": {"properties": {"cron": {"type": "null"}}},
+        "else": {"required": ["cron"], "properties": {"cron": {"type": "string"}}}})
+
     # manual and timezone come before cron: its check reads them.
     name: Name = Field(min_length=1, max_length=200)
     manual: bool = False
     timezone: Timezone = "UTC"
-    cron: str | None = Field(default=None, max_length=200, validate_default=True)
+    cron: Cron | None = Field(default=None, validate_default=True)
     enabled: bool = True
-    source_group_ids: list[str] = Field(min_length=1)
+    source_group_ids: list[str] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
+
+    @field_validator("source_group_ids")
+    @classmethod
+    def _each_group_once(cls, ids: list[str]) -> list[str]:
+        if len(set(ids)) != len(ids):
+            raise PydanticCustomError("unique", "source_group_ids lists a group twice")
+        return ids
 
     @field_validator("cron")
     @classmethod
     def _cron_unless_manual(cls, cron: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("manual"):
-            if cron:
+            if cron is not None:
                 raise PydanticCustomError("cron", "a manual schedule has no cron; drop cron or set manual to false")
             return cron
         if not cron:
@@ -256,22 +274,31 @@ class ScheduleList(Out):
 
 
 class MaintenanceTask(Body):
+    # The rule across fields, stated for the document; _cron_when_enabled keeps it.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"required": ["enabled"], "properties": {"enabled": {"const": True}}},
+        "then": {"required": ["cron"], "properties": {"cron": {"type": "string"}}}})
+
     # enabled comes before cron: its check reads it. Maintenance crons run in UTC.
     enabled: bool = False
-    cron: str | None = Field(default=None, max_length=200, validate_default=True)
+    cron: Cron | None = Field(default=None, validate_default=True)
 
     @field_validator("cron")
     @classmethod
     def _cron_when_enabled(cls, cron: str | None, info: ValidationInfo) -> str | None:
-        if not cron:
+        if cron is None:
             if info.data.get("enabled"):
                 raise PydanticCustomError("cron", "cron is required when the task is enabled")
             return cron
         return check_cron(cron)
 
 
+# restic check --read-data-subset: a percentage or n/m (ASCII digits: restic reads no others)
+READ_DATA_SUBSET = r"^([0-9]+(\.[0-9]+)?%|[0-9]+/[0-9]+)$"
+
+
 class CheckTask(MaintenanceTask):
-    read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
+    read_data_subset: str | None = Field(default=None, pattern=READ_DATA_SUBSET)
 
 
 class Maintenance(Body):

@@ -5,17 +5,81 @@ mean the same on every host)."""
 
 from __future__ import annotations
 
+import functools
+import sys
 import unicodedata
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler
+from pydantic_core import PydanticCustomError, core_schema
 
 # Control characters (NUL, CR/LF, ESC …), format characters (the bidi overrides U+202A-E
 # and isolates U+2066-9, zero-width marks) and line separators: a name holding them shows
 # as something else in the console (U+202E turns "gpj.exe" into "exe.jpg") or breaks it.
 _UNSHOWABLE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+class States:
+    """Writes a rule that a validator of the same annotation enforces into the JSON schema too,
+    so the OpenAPI document (rm_server/openapi.py) states every rule the server keeps. The
+    validator stays the one that decides (its message names the problem); schemathesis, run
+    against the document in the tests, finds any gap between the two."""
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = keywords  # a value may be a function, called when a schema is made
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        out = handler(schema)
+        out.update({k: v() if callable(v) else v for k, v in self.keywords.items()})
+        return out
+
+
+# Every character str.isspace() (and so str.strip() and the regex \\s of Python) takes for
+# whitespace, as escapes for a regex character class: none lies above U+3000.
+SPACE_CLASS = "".join(f"\\u{c:04x}" for c in range(0x3001) if chr(c).isspace())
+
+
+class Named(States):
+    """States a schema that several fields share under one name: rm_server/openapi.py moves it
+    to components/schemas/NAME and puts a $ref in each field (a 600-name enum once, not in
+    every body that takes a time zone). Elsewhere it is an extension keyword validators skip."""
+
+    def __init__(self, name: str, schema: Any, description: str = "") -> None:
+        super().__init__(**{NAMED_KEY: lambda: {"name": name, "description": description,
+                                                "schema": schema() if callable(schema) else schema}})
+
+
+NAMED_KEY = "x-rm-named"
+
+
+@functools.cache
+def showable_pattern() -> str:
+    """The JSON-schema statement of _showable below (the tests check they agree on every
+    character). Made on first use: walking all of Unicode takes half a second, which an agent
+    or a CLI start should not pay."""
+    return f"^[^{_unshowable_class()}]*$"
+
+
+@functools.cache
+def _unshowable_class() -> str:
+    """A regex character class of every character a name may not hold (surrogates aside: JSON
+    text cannot carry a lone one). Characters above U+FFFF are written as themselves, which
+    Python's re and ECMA-262 in unicode mode both read as one character."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF or unicodedata.category(chr(code)) not in _UNSHOWABLE:
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+
+    def one(code: int) -> str:
+        return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in ranges)
 
 
 # ---------------------------------------------------------------- what agents send
@@ -74,15 +138,8 @@ def _showable(text: str) -> str:
     return text
 
 
-def showable_name(text: str) -> str:
-    """The same rule for a name that arrives outside a body (a path segment); ValueError."""
-    try:
-        return _showable(text)
-    except PydanticCustomError as exc:
-        raise ValueError(exc.message()) from None
-
-
-Name = Annotated[str, AfterValidator(_showable)]
+Name = Annotated[str, AfterValidator(_showable),
+                 States(pattern=showable_pattern, description="no control, format or bidi characters")]
 # restic takes larger values and then fails on every run (10**30 KiB/s, a year of timeout).
 Kbps = Annotated[int, Field(ge=1, le=MAX_KBPS)]
 MAX_TIMEOUT_SECONDS = 30 * 86400
@@ -120,12 +177,28 @@ def _absolute(path: str) -> str:
 
 
 # An exclude may be a pattern ("*.tmp"); an include and a restore target are absolute paths.
-PathPattern = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_plain_text)]
-AbsolutePath = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_plain_text), AfterValidator(_absolute)]
+@functools.cache
+def plain_text_pattern() -> str:
+    """_plain_text's rule for the API document: no unshowable character, not blank."""
+    bad = _unshowable_class()
+    return f"^[^{bad}]*[^{bad}{SPACE_CLASS}][^{bad}]*$"
+
+
+@functools.cache
+def absolute_path_pattern() -> str:
+    """_plain_text's and _absolute's rule together (a leading / is not blank)."""
+    return f"^/[^{_unshowable_class()}]*$"
+
+
+_PLAIN = States(pattern=plain_text_pattern, description="no control or bidi characters, not blank")
+_ABSOLUTE = States(pattern=absolute_path_pattern, description="absolute; no control or bidi characters")
+PathPattern = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_plain_text), _PLAIN]
+AbsolutePath = Annotated[str, Field(max_length=MAX_PATH), AfterValidator(_plain_text), AfterValidator(_absolute),
+                         _ABSOLUTE]
 IncludeList = Annotated[list[AbsolutePath], Field(max_length=MAX_PATHS)]
 PathList = Annotated[list[PathPattern], Field(max_length=MAX_PATHS)]
 # A repository URL (restic's -r): any scheme restic knows, nothing it or a shell could misread.
-RepoUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL), AfterValidator(_plain_text)]
+RepoUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL), AfterValidator(_plain_text), _PLAIN]
 
 
 def repository_url_problem(url: str) -> str | None:

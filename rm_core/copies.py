@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from rm_core.cron_fields import Timezone, check_cron
+from rm_core.cron_fields import Cron, Timezone, check_cron
 from rm_core.model_base import Body
 from rm_core.protocol import SnapshotInfo
 
@@ -23,13 +23,13 @@ class CopyPolicy(Body):
 
     enabled: bool = False
     timezone: Timezone = "UTC"  # before cron: its check reads it
-    cron: str | None = Field(default=None, max_length=200)
+    cron: Cron | None = None
     max_lag_hours: int = Field(default=DEFAULT_MAX_LAG_HOURS, ge=1, le=24 * 366)
 
     @field_validator("cron")
     @classmethod
     def _cron(cls, cron: str | None, info: ValidationInfo) -> str | None:
-        return check_cron(cron, info.data.get("timezone", "UTC")) if cron else cron
+        return check_cron(cron, info.data.get("timezone", "UTC")) if cron is not None else cron
 
 
 @dataclass(frozen=True)

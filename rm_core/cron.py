@@ -83,3 +83,41 @@ def _previous_fire(expr: str, tz: str, at: datetime) -> datetime:
     # get_prev is strict: when `at` is itself a fire time, the fire after `prev` is `at`
     following = croniter(expr, prev).get_next(datetime)
     return following if following <= local else prev
+
+
+# ---------------------------------------------------------------- the cron syntax the REST API takes
+# A strict subset of what croniter reads, written as one regular expression so the OpenAPI
+# document states it (clients and schemathesis generate from it): five fields, one space
+# apart; each a comma list of `*`, `*/step`, `v`, `v-w` or `v-w/step`, values in the field's
+# range (a leading zero allowed), months and weekdays also by English three-letter names.
+# Agents still fire on croniter's full syntax: schedules written before are unaffected.
+
+
+def _ci(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" for c in word)
+
+
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_DAYS = "sun mon tue wed thu fri sat".split()
+_STEP = "[1-9][0-9]?"
+_VALUES = (
+    "0?[0-9]|[1-5][0-9]",  # minute 0-59
+    "0?[0-9]|1[0-9]|2[0-3]",  # hour 0-23
+    "0?[1-9]|[12][0-9]|3[01]",  # day of month 1-31
+    "0?[1-9]|1[0-2]|" + "|".join(_ci(m) for m in _MONTHS),  # month 1-12
+    "0?[0-7]|" + "|".join(_ci(d) for d in _DAYS),  # day of week 0-7 (0 and 7: Sunday)
+)
+
+
+def _field(values: str) -> str:
+    item = f"(\\*(/{_STEP})?|({values})(-({values})(/{_STEP})?)?)"
+    return f"{item}(,{item})*"
+
+
+CRON_PATTERN = "^" + " ".join(_field(v) for v in _VALUES) + "$"
+# The plainest crons that never fire (the 30th or 31st of months without one, any weekday);
+# the server refuses them and every other cron that never fires (check_cron asks croniter).
+_NO_30 = "0?2|" + _ci("feb")
+_NO_31 = "0?2|0?4|0?6|0?9|11|" + "|".join(_ci(m) for m in ("feb", "apr", "jun", "sep", "nov"))
+NEVER_FIRES_PATTERN = (f"^[^ ]+ [^ ]+ ((30|31)(,(30|31))* ({_NO_30})(,({_NO_30}))*"
+                       f"|31(,31)* ({_NO_31})(,({_NO_31}))*) \\*$")

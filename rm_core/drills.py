@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from rm_core.cron_fields import Timezone, check_cron
+from rm_core.cron_fields import Cron, Timezone, check_cron
 from rm_core.model_base import Body, Out
 from rm_core.enums import JobState
 from rm_core.restore import DEFAULT_SAMPLE_FILES, DEFAULT_SAMPLE_MB
@@ -20,7 +20,7 @@ class DrillPolicy(Body):
 
     enabled: bool = True
     timezone: Timezone = "UTC"  # before cron: its check reads it
-    cron: str | None = Field(default=None, max_length=200)
+    cron: Cron | None = None
     sample_files: int = Field(default=DEFAULT_SAMPLE_FILES, ge=1, le=10_000)
     sample_mb: int = Field(default=DEFAULT_SAMPLE_MB, ge=1, le=100_000)
     max_age_hours: int | None = Field(default=None, ge=1, le=24 * 366)
@@ -28,7 +28,7 @@ class DrillPolicy(Body):
     @field_validator("cron")
     @classmethod
     def _cron(cls, cron: str | None, info: ValidationInfo) -> str | None:
-        return check_cron(cron, info.data.get("timezone", "UTC")) if cron else cron
+        return check_cron(cron, info.data.get("timezone", "UTC")) if cron is not None else cron
 
 
 class DrillLast(Out):

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, ValidationInfo, field_validator
 
 from rm_core.api import CheckTask, MaintenanceTask
-from rm_core.bounds import IncludeList, PathList
-from rm_core.cron_fields import Timezone, check_cron
+from rm_core.bounds import IncludeList, Name, PathList
+from rm_core.cron_fields import Cron, Timezone, check_cron
 from rm_core.model_base import Body, Out
 from rm_core.enums import HostStatus
 from rm_core.protocol import Retention
+
+
+# PUT /api/v1/fleet/policies/{name}: the source group and schedule it upserts carry this name.
+PolicyName = Annotated[Name, Field(min_length=1, max_length=200)]
 
 
 class FleetSelector(Body):
@@ -29,7 +35,7 @@ class FleetPolicyBody(Body):
     tag: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.:=-]+$")
     retention: Retention = Retention()
     timezone: Timezone = "UTC"
-    cron: str = Field(min_length=1, max_length=200)
+    cron: Cron
     enabled: bool = True
 
     @field_validator("cron")

@@ -3,11 +3,13 @@ and pages of its stored log. Shared by the server and the console."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
+from rm_core.api import READ_DATA_SUBSET
 from rm_core.bounds import MAX_TIMEOUT_SECONDS, AbsolutePath, Kbps
 from rm_core.enums import ActorKind, JobKind, JobState, RepoTarget
 from rm_core.model_base import Body, Out
@@ -21,20 +23,39 @@ ON_COPY = frozenset({JobKind.init, JobKind.forget, JobKind.prune, JobKind.check,
 NEEDS_GROUP = (JobKind.backup, JobKind.drill, JobKind.copy)
 
 
+def _values(kinds: Iterable[JobKind]) -> list[JsonValue]:
+    return [k.value for k in sorted(kinds)]
+
+
+def _when_kind(kinds: tuple[JobKind, ...], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"required": ["kind"], "properties": {"kind": {"enum": _values(kinds)}}}, "then": then}
+
+
 class JobBody(Body):
+    # The rules across fields, stated for the document; the field validators below keep them.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
+        _when_kind(NEEDS_GROUP, {"required": ["source_group_id"], "properties": {"source_group_id": {"type": "string"}}}),
+        _when_kind((JobKind.restore,), {"required": ["snapshot_id", "target"],
+                                        "properties": {"snapshot_id": {"type": "string"}, "target": {"type": "string"}}}),
+        {"if": {"required": ["from_host_id"], "properties": {"from_host_id": {"type": "string"}}},
+         "then": {"properties": {"kind": {"const": JobKind.restore.value}}}},
+        {"if": {"required": ["repo"], "properties": {"repo": {"const": RepoTarget.copy.value}}},
+         "then": {"properties": {"kind": {"enum": _values(ON_COPY)}}}},
+    ]})
+
     kind: JobKind
     # before source_group_id and the rest: their checks may read it
     repo: RepoTarget = RepoTarget.primary
-    source_group_id: str | None = Field(default=None, validate_default=True)
-    read_data_subset: str | None = Field(default=None, pattern=r"^(\d+(\.\d+)?%|\d+/\d+)$")
+    source_group_id: str | None = Field(default=None, min_length=1, validate_default=True)
+    read_data_subset: str | None = Field(default=None, pattern=READ_DATA_SUBSET)
     remove_all: bool = False
-    snapshot_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{8,64}$|^latest$", validate_default=True)
-    paths: list[str] = Field(default=[], max_length=1000)
+    snapshot_id: str | None = Field(default=None, pattern=r"^([0-9a-f]{8,64}|latest)$", validate_default=True)
+    paths: list[AbsolutePath] = Field(default=[], max_length=1000)
     # a directory typed by a person: a NUL in it was accepted (202) and failed on the host
     target: AbsolutePath | None = Field(default=None, validate_default=True)
     verify: bool = False  # restore: restic re-reads what it wrote and compares it with the snapshot
     # restore: a snapshot of this other host's repository (admin only; the machine died)
-    from_host_id: str | None = Field(default=None, min_length=1, max_length=64)
+    from_host_id: str | None = Field(default=None, min_length=1, max_length=64, validate_default=True)
     limit_upload_kbps: Kbps | None = None
     limit_download_kbps: Kbps | None = None
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
@@ -56,15 +77,6 @@ class JobBody(Body):
                              + ", ".join(sorted(k.value for k in ON_COPY)))
         return v
 
-    @field_validator("paths")
-    @classmethod
-    def _absolute_paths(cls, v: list[str]) -> list[str]:
-        for path in v:
-            if not path.startswith("/") or "\0" in path or "\n" in path or len(path) > 4096:
-                raise ValueError("paths must be absolute, without NUL or newline, at most 4096 characters: "
-                                 f"{path[:200]!r}")
-        return v
-
     @field_validator("snapshot_id")
     @classmethod
     def _restore_needs_snapshot(cls, v: str | None, info: ValidationInfo) -> str | None:
@@ -77,6 +89,13 @@ class JobBody(Body):
     def _restore_needs_absolute_target(cls, v: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("kind") == JobKind.restore and (not v or not v.startswith("/")):
             raise ValueError("target must be an absolute path for a restore")
+        return v
+
+    @field_validator("from_host_id")
+    @classmethod
+    def _only_for_restore(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("kind") not in (JobKind.restore, None):
+            raise ValueError("from_host_id is only for a restore")
         return v
 
 

@@ -40,6 +40,11 @@ MAX_NAME_LENGTH = 1024
 MAX_ANSWER_PATH = 16 * 1024
 MAX_LABEL = 256  # hostnames, tags, reasons in a retention preview
 SNAPSHOT_ID_PATTERN = r"^[0-9a-f]{8,64}$"
+SnapshotId = Annotated[str, Field(pattern=SNAPSHOT_ID_PATTERN)]
+# What normalize_dir takes, stated for the REST reference: absolute, no NUL, no "." or ".."
+# segment (the empty string too: the ls query's default, /).
+_SEGMENT = r"([^/\u0000.][^/\u0000]*|\.[^/\u0000.][^/\u0000]*|\.\.[^/\u0000]+)"
+DIR_PATTERN = f"^(/{_SEGMENT}?)*$"
 
 # query.error codes (the server maps each to an HTTP status)
 ERR_UNKNOWN_KIND = "unknown_kind"
@@ -75,7 +80,7 @@ class Params(BaseModel):
 
 
 class LsParams(Params):
-    snapshot_id: str = Field(pattern=SNAPSHOT_ID_PATTERN)
+    snapshot_id: SnapshotId
     path: str = "/"
     after: Optional[str] = Field(default=None, max_length=MAX_PATH_LENGTH)
     limit: int = Field(default=DEFAULT_LS_LIMIT, ge=1, le=MAX_LS_LIMIT)
@@ -95,8 +100,8 @@ class LsParams(Params):
 
 
 class DiffParams(Params):
-    from_snapshot: str = Field(pattern=SNAPSHOT_ID_PATTERN)
-    to_snapshot: str = Field(pattern=SNAPSHOT_ID_PATTERN)
+    from_snapshot: SnapshotId
+    to_snapshot: SnapshotId
     limit: int = Field(default=DEFAULT_DIFF_LIMIT, ge=1, le=MAX_DIFF_LIMIT)
     repo: Optional[RepoCredentials] = None  # set by the server only: another host's repository
 

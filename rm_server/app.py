@@ -58,7 +58,11 @@ log = logging.getLogger("rm_server")
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes)
+    # A request line up to 128 KiB: the longest URL the API document allows (two 4096-character
+    # query values, percent-encoded) stays below it, so its answer is the JSON envelope and not
+    # the HTTP parser's plain-text 400. Bounded per request, like the body.
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_bytes,
+                          handler_args={"max_line_size": 128 * 1024})
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[EVENTS] = EventHub(config.clock, config.operator_queue_size)

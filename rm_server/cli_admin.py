@@ -4,14 +4,15 @@ straight on the data dir (safe while the server runs: SQLite serialises the writ
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import click
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rm_core.api import Operator, OperatorCreate
 from rm_core.enums import Role
@@ -74,6 +75,15 @@ async def _find(store: Store, name: str) -> Operator:
     raise click.ClickException(f"no operator named {name!r} (rm-server operator list shows them)")
 
 
+# For scripts: the collection as GET /api/v1/<key> answers it (docs/api.md), one JSON document.
+JSON_OUT = click.option("--json", "as_json", is_flag=True,
+                        help="Print {\"<plural>\": [...]} as the REST API answers it, for scripts.")
+
+
+def _print_json(key: str, items: Sequence[BaseModel]) -> None:
+    click.echo(json.dumps({key: [item.model_dump(mode="json") for item in items]}, indent=2))
+
+
 PASSWORD = click.option("--password", envvar="RM_OPERATOR_PASSWORD", default=None, show_envvar=True,
                         help="Prompted for when not given (avoid the flag: argv is visible to other users).")
 
@@ -85,9 +95,13 @@ def operator() -> None:
 
 @operator.command("list")
 @DATA_DIR
-def operator_list(data_dir: Path) -> None:
+@JSON_OUT
+def operator_list(data_dir: Path, as_json: bool) -> None:
     """List operators: name, role, state."""
     ops = _with_store(data_dir, lambda s: s.operators.list())
+    if as_json:
+        _print_json("operators", ops)
+        return
     for op in ops:
         click.echo(f"{op.username:<24} {op.role.value:<9} {'disabled' if op.disabled else 'active'}")
     if not ops:
@@ -165,9 +179,13 @@ def host() -> None:
 
 @host.command("list")
 @DATA_DIR
-def host_list(data_dir: Path) -> None:
+@JSON_OUT
+def host_list(data_dir: Path, as_json: bool) -> None:
     """List hosts: id, name, status, last seen (the server's view of them)."""
     hosts = _with_store(data_dir, lambda s: s.hosts.list())
+    if as_json:
+        _print_json("hosts", hosts)
+        return
     for h in hosts:
         seen = h.last_seen.isoformat(timespec="seconds") if h.last_seen else "never"
         click.echo(f"{h.id}  {h.hostname:<24} {h.status.value:<8} last seen {seen}")

@@ -77,7 +77,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
         if exc.status == 413:
             message = "request body too large"
-        return error_response(exc.status, code, message)
+        resp = error_response(exc.status, code, message)
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            # RFC 9110: a 405 names the methods the path does take, so a client can correct itself.
+            allowed = sorted(exc.allowed_methods)
+            resp = error_response(405, code, f"{request.method} is not allowed on {request.path}; "
+                                             f"allowed: {', '.join(allowed)}", {"allowed": allowed})
+            resp.headers["Allow"] = ", ".join(allowed)
+        return resp
     except Exception:
         # Log the traceback for the admin; the client gets no internals.
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from rm_core.api import ErrorBody
+from rm_core.bounds import NAMED_KEY
 from rm_core.enums import Role
 from rm_core.version import __version__
 from rm_server.api.common import AGENT, PUBLIC, route_role
@@ -24,7 +25,8 @@ ERRORS = {
                         "`details.field` and `details.fields[]` name what is wrong."),
     401: ("Unauthorized", "No bearer token, or one that is unknown, revoked or expired."),
     403: ("Forbidden", "Signed in, but the role is too low for this route."),
-    404: ("NotFound", "A resource named in the path does not exist (`details.resource`, `details.id`)."),
+    404: ("NotFound", "A resource named in the path, or referenced by the body, does not exist "
+                      "(`details.resource`, `details.id`)."),
     409: ("Conflict", "The change conflicts with the current state; `details` says with what."),
     413: ("PayloadTooLarge", "The request body is larger than the server accepts (1 MiB by default)."),
     429: ("TooManyRequests", "Too many attempts; `details.retry_after` is the wait in seconds."),
@@ -138,7 +140,7 @@ def _responses(doc: RouteDoc, role: Any, path: str, refs: Refs) -> dict[str, Any
         ok["headers"] = {name: {"description": text, "schema": {"type": "string"}} for name, text in doc.headers.items()}
     out: dict[str, Any] = {str(status): ok}
     codes = set(doc.errors)
-    if doc.body is not None or doc.query:
+    if doc.body is not None or doc.query or doc.path or doc.websocket:
         codes.add(400)
     if doc.body is not None:
         codes.add(413)
@@ -170,7 +172,8 @@ def _operation(method: str, path: str, handler: Any, refs: Refs) -> dict[str, An
         op["security"] = []
     elif role == AGENT:
         op["security"] = [{"agentToken": []}]
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    params = [{"name": name, "in": "path", "required": True,
+               "schema": doc.path[name].json_schema() if name in doc.path else {"type": "string"}}
               for name in re.findall(r"{(\w+)}", path)]
     params += [{"name": q.name, "in": "query", "required": q.required, "description": q.description,
                 "schema": q.schema} for q in doc.query]
@@ -180,9 +183,29 @@ def _operation(method: str, path: str, handler: Any, refs: Refs) -> dict[str, An
         media: dict[str, Any] = {"schema": refs[(doc.body, "validation")]}
         if doc.examples:
             media["examples"] = {name: {"value": value} for name, value in doc.examples.items()}
-        op["requestBody"] = {"required": True, "content": {"application/json": media}}
+        # parse_body reads an empty body as {}: a body is required exactly when its model needs a field.
+        required = any(f.is_required() for f in doc.body.model_fields.values())
+        op["requestBody"] = {"required": required, "content": {"application/json": media}}
     op["responses"] = _responses(doc, role, path, refs)
     return op
+
+
+def _lift_named(node: Any, schemas: dict[str, Any]) -> None:
+    """A schema rm_core marks as shared (rm_core.bounds.Named) goes to components/schemas once;
+    each use becomes a $ref there, keeping its own default, title and bounds beside it."""
+    if isinstance(node, list):
+        for item in node:
+            _lift_named(item, schemas)
+        return
+    if not isinstance(node, dict):
+        return
+    named = node.pop(NAMED_KEY, None)
+    if named is not None:
+        schemas.setdefault(named["name"], {**named["schema"], "description": named["description"]})
+        node.pop("type", None)
+        node["$ref"] = REF.format(model=named["name"])
+    for value in node.values():
+        _lift_named(value, schemas)
 
 
 def build(app: web.Application) -> dict[str, Any]:
@@ -201,6 +224,9 @@ def build(app: web.Application) -> dict[str, Any]:
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, handler, refs)
         name, text = _tag(handler)
         tags.setdefault(name, text)
+    _lift_named(paths, schemas)
+    _lift_named(list(schemas.values()), schemas)
+    schemas = dict(sorted(schemas.items()))
     responses = {name: {"description": text, "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Error"}}}} for name, text in ERRORS.values()}
     return {

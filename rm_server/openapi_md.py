@@ -36,8 +36,12 @@ CONVENTIONS = """## Conventions
   server settings; an admin does all.
 * Request bodies are JSON objects; a field not listed is an error that names it. In a shape,
   `field?` may be left out; `T | null` accepts null.
+* Bodies are read strictly: a value must have the JSON type its field names (`0` is not
+  `false`, `"5"` is not a number; `5.0` is an integer). An empty query value counts as left
+  out for text parameters and is an error for numbers and choices.
 * Every failure is `{"error": {"code", "message", "details"}}` with the status listed under the
-  route (see [Errors](#errors)). Authorization is decided before the body is read.
+  route (see [Errors](#errors)). Authorization is decided before the body is read. A method a
+  path does not take answers 405 with `Allow` naming those it does.
 * A single resource is the bare object; a collection is `{"<plural>": [...]}`.
 
 """
@@ -90,18 +94,30 @@ def shape(schema: dict[str, Any], schemas: dict[str, Any] | None = None) -> str:
     return "{" + ", ".join(n if n in required else f"{n}?" for n in props) + "}"
 
 
+# A longer pattern (a cron's grammar, the characters a name may not hold) is for machines: the
+# reader gets its description, and openapi.json has it whole.
+LONG_PATTERN = 80
+LONG_ENUM = 30
+
+
 def _rules(schema: dict[str, Any]) -> str:
     """Constraints and default of one field, as a reader wants them."""
     parts = []
-    for sub in [schema] + [s for s in schema.get("anyOf", []) if s.get("type") != "null"]:
+    subs = [schema] + [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    for sub in subs:
         for key, text in (("minLength", "length ≥ {}"), ("maxLength", "length ≤ {}"), ("minimum", "≥ {}"),
-                          ("maximum", "≤ {}"), ("minItems", "at least {} item(s)"), ("pattern", "matches `{}`")):
+                          ("maximum", "≤ {}"), ("minItems", "at least {} item(s)"), ("maxItems", "at most {} items"),
+                          ("pattern", "matches `{}`")):
             if key in sub:
-                parts.append(text.format(sub[key]))
+                long = key == "pattern" and len(sub[key]) > LONG_PATTERN
+                parts.append("matches a pattern (in openapi.json)" if long else text.format(sub[key]))
+        if sub.get("type") == "array" and isinstance(sub.get("items"), dict) and _rules(sub["items"]):
+            parts.append("each item: " + _rules(sub["items"]).replace("\\|", "|"))
     if "default" in schema:
         parts.append(f"default `{json.dumps(schema['default'])}`")
-    if schema.get("description"):
-        parts.append(schema["description"])
+    for sub in subs:
+        if sub.get("description"):
+            parts.append(sub["description"])
     return "; ".join(parts).replace("|", "\\|")
 
 
@@ -168,6 +184,9 @@ def _schema_section(name: str, schema: dict[str, Any]) -> list[str]:
     out = [f"### {name}", ""]
     if schema.get("description"):
         out += [" ".join(schema["description"].split()), ""]
+    if "enum" in schema and len(schema["enum"]) > LONG_ENUM:
+        return out + [f"One of {len(schema['enum'])} values (all in openapi.json), such as "
+                      + ", ".join(f"`{v}`" for v in schema["enum"][:5]) + ".", ""]
     if "enum" in schema:
         return out + ["One of: " + ", ".join(f"`{v}`" for v in schema["enum"]) + ".", ""]
     if "properties" in schema:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 DOC_ATTR = "__rm_doc__"
 
@@ -65,8 +65,11 @@ def q_enum(name: str, enum: type[Enum], description: str) -> Query:
     return Query(name, {"type": "string", "enum": [e.value for e in enum]}, description)
 
 
-def q_str(name: str, description: str, required: bool = False) -> Query:
-    return Query(name, {"type": "string"}, description, required)
+def q_str(name: str, description: str, required: bool = False, **rules: Any) -> Query:
+    """A text parameter; `rules` are JSON-schema keywords (pattern, maxLength) the handler's
+    rm_core model enforces. An empty value counts as left out, so an optional one's pattern
+    should admit the empty string."""
+    return Query(name, {"type": "string", **rules}, description, required)
 
 
 @dataclass(frozen=True)
@@ -81,19 +84,23 @@ class RouteDoc:
     errors: tuple[int, ...] = ()
     websocket: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    path: dict[str, TypeAdapter] = field(default_factory=dict)
 
 
 def documented(summary: str, *, description: str = "", body: type[BaseModel] | None = None,
                examples: dict[str, Any] | None = None, reply: Shape | None = None, status: int = 200,
                query: tuple[Query, ...] | list[Query] = (), errors: tuple[int, ...] = (),
-               websocket: bool = False, headers: dict[str, str] | None = None) -> Callable[[Any], Any]:
+               websocket: bool = False, headers: dict[str, str] | None = None,
+               path: dict[str, TypeAdapter] | None = None) -> Callable[[Any], Any]:
     """Describe a route for the reference. `body`: the model `parse_body` reads; `examples`:
     named bodies (each must validate, the tests check); `reply`: what a success carries
     (None: no body, e.g. 204); `errors`: statuses beyond those the route's shape implies
     (400 with a body or query, 401/403 by role, 404 with a path id, 413 with a body);
-    `headers`: response headers a success carries, name -> meaning."""
+    `headers`: response headers a success carries, name -> meaning; `path`: the rm_core type of
+    a path parameter the handler checks (with rm_server.api.common.path_param), name -> its
+    TypeAdapter (others are any string)."""
     doc = RouteDoc(summary, description, body, dict(examples or {}), reply, status, tuple(query), tuple(errors),
-                   websocket, dict(headers or {}))
+                   websocket, dict(headers or {}), dict(path or {}))
 
     def mark(handler: Any) -> Any:
         setattr(handler, DOC_ATTR, doc)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import TypeAdapter
 
-from rm_core.fleet import FleetCrons, FleetPolicyBody, FleetPolicyResult
-from rm_core.bounds import showable_name
+from rm_core.fleet import FleetCrons, FleetPolicyBody, FleetPolicyResult, PolicyName
 from rm_core.enums import Role
-from rm_server.api.common import actor, parse_body, reply, requires
+from rm_server.api.common import actor, parse_body, path_param, reply, requires
 from rm_server.api.doc import documented
-from rm_server.errors import BadRequest
 from rm_server.keys import FLEET, STORE
 
 routes = web.RouteTableDef()
+POLICY_NAME = TypeAdapter(PolicyName)
 
 
 @routes.put("/api/v1/fleet/policies/{name}")
@@ -20,19 +20,13 @@ routes = web.RouteTableDef()
 @documented("Put one backup policy on many hosts",
             description="Upserts source group NAME and schedule NAME (backing up that group) on every host "
                         "`hosts` selects (every given filter must match; none: all hosts).",
-            body=FleetPolicyBody, reply=FleetPolicyResult,
+            body=FleetPolicyBody, reply=FleetPolicyResult, path={"name": POLICY_NAME},
             examples={"all online": {"hosts": {"status": "online"}, "includes": ["/etc"], "cron": "0 2 * * *",
                                      "retention": {"keep_daily": 14}}})
 async def put_policy(request: web.Request) -> web.Response:
     """Upsert source group NAME and schedule NAME (backing up that group) on every selected host."""
     body = await parse_body(request, FleetPolicyBody)
-    name = request.match_info["name"]
-    if not 1 <= len(name) <= 200:
-        raise BadRequest("policy name must be 1-200 characters", {"field": "name"})
-    try:
-        showable_name(name)
-    except ValueError as exc:
-        raise BadRequest(f"policy name: {exc}", {"field": "name"}) from None
+    name = path_param(request, "name", POLICY_NAME)
     result = await request.app[FLEET].apply_policy(actor(request), name, body)
     return reply(result)
 

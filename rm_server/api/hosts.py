@@ -136,7 +136,9 @@ async def put_bandwidth(request: web.Request) -> web.Response:
 @requires(Role.viewer)
 @documented("The host's bandwidth caps", reply=BandwidthBody)
 async def get_bandwidth(request: web.Request) -> web.Response:
-    return reply(await request.app[STORE].hosts.get_json(request.match_info["id"], "bandwidth"))
+    # Both caps, null when unset: the stored object leaves out a cap never set.
+    return reply(BandwidthBody.model_validate(await request.app[STORE].hosts.get_json(request.match_info["id"],
+                                                                                       "bandwidth")))
 
 
 @routes.get("/api/v1/hosts/{id}/snapshots")

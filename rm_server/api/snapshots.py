@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rm_core import queries as q
 from rm_core.enums import Role
@@ -16,6 +16,9 @@ from rm_server.errors import BadGateway, BadRequest, ConflictError, Forbidden
 from rm_server.keys import CREDENTIALS, QUERIES, STORE
 
 routes = web.RouteTableDef()
+SNAPSHOT_ID = TypeAdapter(q.SnapshotId)
+FROM_HOST_ID = q_str("from_host_id", "admin only: look at this other host's repository through this host's agent "
+                                     "(the other machine died)", maxLength=64)
 
 
 def _params(model: type[q.Params], names: dict[str, str], **values: Any) -> Any:
@@ -46,6 +49,8 @@ async def _other_repo(request: web.Request, host_id: str) -> dict[str, Any]:
     from_host_id = request.query.get("from_host_id")
     if not from_host_id:
         return {}
+    if len(from_host_id) > 64:  # a host id, as JobBody.from_host_id
+        raise BadRequest("from_host_id is not a host id", {"field": "from_host_id"})
     if request[OPERATOR_KEY].role != Role.admin:
         raise Forbidden("browsing another host's repository needs the admin role: it hands that host's "
                         "repository credentials to this one for the query", {"field": "from_host_id"})
@@ -64,11 +69,12 @@ async def _other_repo(request: web.Request, host_id: str) -> dict[str, Any]:
             description="Entries are ordered by name; pass the reply's `next_after` as `after` for the next page. "
                         "409 `host_offline` when the agent is not connected (or `agent_too_old`), 504 when it does "
                         "not answer in time, 429 when it is busy, 502 when restic fails.",
-            reply=q.LsPage, errors=(409, 429, 502, 504), query=(
-                q_str("path", "an absolute directory inside the snapshot (default /)"),
-                q_str("after", "the page after this entry name"),
+            reply=q.LsPage, errors=(409, 429, 502, 504), path={"sid": SNAPSHOT_ID}, query=(
+                q_str("path", "an absolute directory inside the snapshot (default /)", pattern=q.DIR_PATTERN,
+                      maxLength=q.MAX_PATH_LENGTH),
+                q_str("after", "the page after this entry name", maxLength=q.MAX_PATH_LENGTH),
                 q_int("limit", 1, q.MAX_LS_LIMIT, q.DEFAULT_LS_LIMIT, "at most this many entries"),
-                q_str("from_host_id", "admin only: look at this other host's repository through this host's agent (the other machine died)"),
+                FROM_HOST_ID,
             ))
 async def snapshot_ls(request: web.Request) -> web.Response:
     host_id = request.match_info["id"]
@@ -90,10 +96,10 @@ async def snapshot_ls(request: web.Request) -> web.Response:
             description="The summary, counts per change kind and the changed paths (capped at `limit`; "
                         "`truncated` says more exist). Errors as for `ls`.",
             reply=q.DiffResult, errors=(409, 429, 502, 504), query=(
-                q_str("from", "the older snapshot's id", required=True),
-                q_str("to", "the newer snapshot's id", required=True),
+                q_str("from", "the older snapshot's id", required=True, pattern=q.SNAPSHOT_ID_PATTERN),
+                q_str("to", "the newer snapshot's id", required=True, pattern=q.SNAPSHOT_ID_PATTERN),
                 q_int("limit", 1, q.MAX_DIFF_LIMIT, q.DEFAULT_DIFF_LIMIT, "at most this many changed paths"),
-                q_str("from_host_id", "admin only: look at this other host's repository through this host's agent (the other machine died)"),
+                FROM_HOST_ID,
             ))
 async def snapshot_diff(request: web.Request) -> web.Response:
     host_id = request.match_info["id"]

@@ -59,7 +59,7 @@ class JobService:
         if body.source_group_id:
             await self.store.schedules.group(host_id, body.source_group_id)
         if body.from_host_id:
-            await self._check_cross_host(host_id, body.kind, body.from_host_id)
+            await self._check_cross_host(host_id, body.from_host_id)
         params = body.model_dump(mode="json", exclude={"kind", "source_group_id"}, exclude_none=True,
                                  exclude_defaults=True)
         feature = needed_feature(body.kind, params)
@@ -81,10 +81,9 @@ class JobService:
         await self.dispatch(job)
         return await self.store.jobs.get(job.id)
 
-    async def _check_cross_host(self, host_id: str, kind: JobKind, from_host_id: str) -> None:
-        """Restoring host A's snapshot onto this host: A must exist and have a repository."""
-        if kind != JobKind.restore:
-            raise BadRequest("from_host_id is only for a restore", {"field": "from_host_id"})
+    async def _check_cross_host(self, host_id: str, from_host_id: str) -> None:
+        """Restoring host A's snapshot onto this host: A must exist and have a repository (JobBody
+        allows from_host_id on a restore only)."""
         if from_host_id == host_id:
             raise BadRequest("from_host_id names the host itself; leave it out", {"field": "from_host_id"})
         await self.store.hosts.get(from_host_id)

@@ -72,11 +72,12 @@ class OperatorService:
     async def create(self, actor: Actor, body: OperatorCreate) -> Operator:
         return await self.store.operators.create(actor, body.username, body.role, await _hash(body.password))
 
-    async def update(self, actor: Actor, operator_id: str, body: OperatorPatch) -> Operator:
-        """Only the fields given change; a new password or disabling ends the operator's sessions."""
+    async def update(self, actor: Actor, operator_id: str, body: OperatorPatch, keep_session: str = "") -> Operator:
+        """Only the fields given change; a new password ends the operator's sessions but
+        `keep_session` (the caller's, by token hash), disabling ends them all."""
         pw = await _hash(body.password) if body.password else None
         return await self.store.operators.update(actor, operator_id, role=body.role, password_hash=pw,
-                                                 disabled=body.disabled)
+                                                 disabled=body.disabled, keep_session=keep_session)
 
     async def delete(self, actor: Actor, operator_id: str) -> None:
         await self.store.operators.delete(actor, operator_id)

@@ -80,12 +80,18 @@ class Operators(Table):
 
     async def update(
         self, actor: Actor, operator_id: str, *, role: Role | None, password_hash: str | None,
-        disabled: bool | None,
+        disabled: bool | None, keep_session: str = "",
     ) -> Operator:
+        """`keep_session`: the token hash of the session making the change; a new password ends
+        every other session of the operator, not the one that set it."""
         async with self.tx() as tx:
             row = await tx.fetchone("SELECT role, disabled FROM operators WHERE id = ?", (operator_id,))
             if row is None:
                 raise NotFound("operator", operator_id)
+            if actor.id == operator_id and ((role is not None and role.value != row["role"]) or disabled):
+                # Locking oneself out is never what was meant; another admin can do it.
+                raise Conflict("you cannot change your own role or disable yourself; another admin can",
+                               {"field": "role" if role is not None and role.value != row["role"] else "disabled"})
             demoting = (role is not None and role != Role.admin) or disabled
             if demoting and row["role"] == "admin":
                 await self._keep_an_admin(tx, operator_id)
@@ -95,7 +101,8 @@ class Operators(Table):
                 changed.append("role")
             if password_hash is not None:
                 await tx.execute("UPDATE operators SET password_hash = ? WHERE id = ?", (password_hash, operator_id))
-                await tx.execute("DELETE FROM sessions WHERE operator_id = ?", (operator_id,))
+                await tx.execute("DELETE FROM sessions WHERE operator_id = ? AND token_hash != ?",
+                                 (operator_id, keep_session))
                 changed.append("password")
             if disabled is not None:
                 await tx.execute("UPDATE operators SET disabled = ? WHERE id = ?", (int(disabled), operator_id))
@@ -111,6 +118,8 @@ class Operators(Table):
             row = await tx.fetchone("SELECT username, role FROM operators WHERE id = ?", (operator_id,))
             if row is None:
                 raise NotFound("operator", operator_id)
+            if actor.id == operator_id:
+                raise Conflict("you cannot delete yourself; another admin can")
             if row["role"] == "admin":
                 await self._keep_an_admin(tx, operator_id)
             await tx.execute("DELETE FROM operators WHERE id = ?", (operator_id,))

@@ -11,7 +11,7 @@ from rm_core.copies import CopyPolicy
 from rm_core.protocol import Retention, ScheduleSet, ScheduleSpec, SourceGroupSpec
 from rm_core.ids import new_id
 from rm_server.store.base import Table, Tx
-from rm_server.store.common import Actor, Conflict, Invalid, NotFound, dumps, iso, loads
+from rm_server.store.common import Actor, Conflict, NotFound, dumps, iso, loads
 
 
 def _group(row) -> SourceGroup:
@@ -150,11 +150,10 @@ class Schedules(Table):
         return found[0]
 
     async def _link_groups(self, tx: Tx, host_id: str, sid: str, group_ids: list[str]) -> None:
-        if len(set(group_ids)) != len(group_ids):
-            raise Invalid("source_group_ids lists a group twice", "source_group_ids")
-        for gid in group_ids:
+        for gid in group_ids:  # ScheduleBody refused a group listed twice
             if not await tx.fetchone("SELECT 1 FROM source_groups WHERE id = ? AND host_id = ?", (gid, host_id)):
-                raise Invalid(f"source group {gid!r} does not belong to this host", "source_group_ids")
+                # 404 as for any other resource a request names that is not there (or not this host's)
+                raise NotFound("source group of this host", gid)
         await tx.execute("DELETE FROM schedule_groups WHERE schedule_id = ?", (sid,))
         await tx.conn.executemany(
             "INSERT INTO schedule_groups (schedule_id, source_group_id, position) VALUES (?, ?, ?)",

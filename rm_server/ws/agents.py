@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from rm_core import protocol as p
 from rm_core.version import MIN_PROTOCOL_VERSION
-from rm_server.api.common import AGENT, HOST_KEY, requires
+from rm_server.api.common import AGENT, HOST_KEY, requires, websocket_or_400
 from rm_server.api.doc import documented
 from rm_server.errors import Unavailable
 from rm_server.keys import AGENT_MESSAGES, AGENTS, CONFIG, HOSTS
@@ -30,12 +30,12 @@ async def _error_and_close(ws: web.WebSocketResponse, code: str, message: str, r
                         "503 when the server holds as many agent connections as it is configured for.",
             websocket=True, errors=(503,))
 async def agent_ws(request: web.Request) -> web.StreamResponse:
+    ws = websocket_or_400(request, web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024))
     cfg, hub = request.app[CONFIG], request.app[AGENTS]
     host_id = request[HOST_KEY]
     if len(hub.connections) + hub.pending >= cfg.max_agent_connections and host_id not in hub.connections:
         raise Unavailable("agent connection limit reached; raise --max-agents or add a server",
                           code="too_many_agents")
-    ws = web.WebSocketResponse(heartbeat=None, compress=False, max_msg_size=4 * 1024 * 1024)
     await ws.prepare(request)
     sock = request.transport.get_extra_info("socket") if request.transport else None
     return await _serve_agent(request, ws, host_id, sock)

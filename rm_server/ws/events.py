@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 
 from rm_core.enums import Role
 from rm_core.jobs import JobLogLine
-from rm_server.api.common import OPERATOR_KEY, requires
+from rm_server.api.common import OPERATOR_KEY, requires, websocket_or_400
 from rm_server.api.doc import documented
 from rm_server.errors import TooManyRequests
 from rm_server.keys import CONFIG, EVENTS, STORE
@@ -29,8 +29,9 @@ BACKLOG_PAGE = 256
 @documented("Operator events: host, job, schedule and audit changes as they happen, and live job logs",
             description="WebSocket. Frames `{type, ts, payload}`; send `{\"type\": \"subscribe\", \"job_id\": …}` "
                         "for a job's log backlog and live lines. See docs/protocol.md, Operator events.",
-            websocket=True)
+            websocket=True, errors=(429,))
 async def events_ws(request: web.Request) -> web.WebSocketResponse:
+    ws = websocket_or_400(request, web.WebSocketResponse(heartbeat=30, compress=False, max_msg_size=64 * 1024))
     hub = request.app[EVENTS]
     store = request.app[STORE]
     cfg = request.app[CONFIG]
@@ -41,7 +42,6 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
     if sum(hub.per_account.values()) >= cfg.max_events_sockets:
         raise TooManyRequests(f"the server already has {cfg.max_events_sockets} events sockets open; "
                               "try again later", {"limit": cfg.max_events_sockets})
-    ws = web.WebSocketResponse(heartbeat=30, compress=False, max_msg_size=64 * 1024)
     hub.per_account[account] = hub.per_account.get(account, 0) + 1
     try:
         await ws.prepare(request)

@@ -1,5 +1,7 @@
 """`rm-server operator …` / `rm-server host …`: an admin's work without the console."""
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rm_core.api import Host, Operator
 from tests.server.test_cli import Running
 
 BIN = Path(sys.executable).parent
@@ -92,3 +95,27 @@ def test_bootstrap_token_file_goes_once_an_admin_exists(tmp_path):
         assert not (d / "bootstrap-token").exists()
     finally:
         srv.stop()
+
+
+async def test_list_commands_print_json_as_the_rest_api_answers(server):
+    """`--json` on the list commands: one JSON document, the same collection GET
+    /api/v1/operators and GET /api/v1/hosts answer, read from the data dir a running server uses."""
+    host_id, _ = await server.enroll("web-1")
+    await server.enroll("db-1")
+    printed: dict[str, list] = {}
+    for command, key, model in ((("operator", "list"), "operators", Operator), (("host", "list"), "hosts", Host)):
+        out = await asyncio.to_thread(rm, *command, "--json", data_dir=server.data_dir)
+        assert out.returncode == 0, out.stderr
+        printed[key] = [model.model_validate(item) for item in json.loads(out.stdout)[key]]
+        status, answered = await server.call("GET", f"/{key}")
+        # equal as models: the REST host list writes times as +00:00, pydantic as Z
+        assert status == 200 and printed[key] == [model.model_validate(i) for i in answered[key]], command
+    assert {h.hostname for h in printed["hosts"]} == {"web-1", "db-1"} and host_id in {h.id for h in printed["hosts"]}
+    assert [o.username for o in printed["operators"]] == ["admin", "operator", "viewer"]
+
+
+def test_list_commands_print_an_empty_collection_as_json(tmp_path):
+    d = tmp_path / "data"
+    assert rm("operator", "add", "alice", "--role", "admin", data_dir=d, password="correct horse battery").returncode == 0
+    out = rm("host", "list", "--json", data_dir=d)
+    assert out.returncode == 0 and json.loads(out.stdout) == {"hosts": []}

@@ -4,13 +4,16 @@ real, the served document whole, its examples and replies true, docs/api.md curr
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+import pytest
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rm_core.api import RepoPutResponse
+from rm_core.bounds import Name, showable_pattern
 from rm_server.api.common import requires
 from rm_server.api.doc import Listing, documented, route_doc
 from rm_server.app import create_app
@@ -191,3 +194,53 @@ async def test_restore_params_are_what_docs_protocol_md_says(server):
         run = await agent.expect("command.run")
         assert run.payload.params == params
     assert "restore\n`{snapshot_id, target, paths?}`" in (ROOT / "docs" / "protocol.md").read_text()
+
+
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
+
+
+async def test_undeclared_methods_answer_405_with_allow(server):
+    """Every path of the real router, every method it does not take: 405 in the envelope,
+    with Allow naming exactly the methods it does take (aiohttp adds HEAD to a GET)."""
+    declared: dict[str, set[str]] = {}
+    for method, path, _ in real_routes(server.app):
+        declared.setdefault(path, set()).add(method)
+    checked = 0
+    for path, methods in declared.items():
+        allowed = methods | ({"HEAD"} if "GET" in methods else set())
+        for method in sorted(METHODS - methods):
+            status, body = await server.call(method, server.url + _fill(path), role=None)
+            assert status == 405, (method, path, status, body)
+            assert body["error"]["code"] == "method_not_allowed" and method in body["error"]["message"], body
+            async with server.http.request(method, server.url + _fill(path)) as resp:
+                assert set(resp.headers["Allow"].split(", ")) == allowed, (method, path, resp.headers["Allow"])
+            checked += 1
+    assert checked >= 200
+
+
+def test_a_body_is_required_exactly_when_its_model_needs_a_field():
+    doc = build(create_app(ServerConfig(data_dir=Path("/nonexistent"))))
+    seen = set()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if "requestBody" in op:
+                seen.add(op["requestBody"]["required"])
+    assert seen == {True, False}
+    maintenance = doc["paths"]["/api/v1/hosts/{id}/maintenance"]["put"]["requestBody"]
+    operator = doc["paths"]["/api/v1/operators"]["post"]["requestBody"]
+    assert maintenance["required"] is False and operator["required"] is True
+
+
+def test_the_name_pattern_says_what_the_name_check_keeps():
+    """rm_core's Name: the pattern in the document and the validator agree on every character
+    (surrogates aside: JSON text cannot carry a lone one)."""
+    pattern = re.compile(showable_pattern())
+    adapter = TypeAdapter(Name)
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    stated = [ch for ch in chars if pattern.fullmatch(ch)]
+    adapter.validate_python("".join(stated))  # the validator keeps every character the pattern admits
+    refused = [ch for ch in chars if not pattern.fullmatch(ch)]
+    for ch in refused:  # and refuses every one it does not
+        with pytest.raises(ValidationError):
+            adapter.validate_python("a" + ch + "b")
+    assert 200 < len(refused) < 400

@@ -157,10 +157,15 @@ async def test_source_group_ids_must_belong_to_host(server):
     host_b, _ = await server.enroll("b")
     foreign = await make_group(server, host_b)
     own = await make_group(server, host_a)
-    for ids in ([foreign["id"]], [own["id"], foreign["id"]], ["nope"], [own["id"], own["id"]]):
+    # a group that is not there (or not this host's) is a 404 naming it, as in a path
+    for ids, missing in (([foreign["id"]], foreign["id"]), ([own["id"], foreign["id"]], foreign["id"]),
+                         (["nope"], "nope")):
         status, body = await server.call("POST", f"/hosts/{host_a}/schedules", role="operator",
                                          json={"name": "n", "cron": "0 3 * * *", "source_group_ids": ids})
-        assert status == 400 and body["error"]["details"]["field"] == "source_group_ids", (ids, body)
+        assert status == 404 and body["error"]["details"]["id"] == missing, (ids, body)
+    status, body = await server.call("POST", f"/hosts/{host_a}/schedules", role="operator",
+                                     json={"name": "n", "cron": "0 3 * * *", "source_group_ids": [own["id"]] * 2})
+    assert status == 400 and body["error"]["details"]["field"] == "source_group_ids", body
     status, body = await server.call("POST", f"/hosts/{host_a}/schedules", role="operator",
                                      json={"name": "n", "cron": "0 3 * * *", "source_group_ids": []})
     assert status == 400
