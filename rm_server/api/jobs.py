@@ -26,12 +26,12 @@ routes = web.RouteTableDef()
                 "need nothing. `copy` needs `source_group_id`: `restic copy` of that group's snapshots (by its "
                 "tag) from the primary into the copy repository (PUT /api/v1/hosts/{id}/repo/copy). `repo: "
                 "\"copy\"` points `init`, `forget`, `prune`, `check`, `unlock`, `drill`, `snapshots` and `stats` at "
-                "the copy repository instead of the primary (an agent without the `copy` feature: 409 "
-                "`agent_too_old`). Every kind takes `limit_upload_kbps`, `limit_download_kbps` (override the host's "
+                "the copy repository instead of the primary (409 when the host has no copy repository, or "
+                "`agent_too_old` for an agent without the `copy` feature). Every kind takes `limit_upload_kbps`, `limit_download_kbps` (override the host's "
                 "caps) and `timeout_seconds`. The job is dispatched at once when the host is online, else "
                 "when it connects. The same fields, without `kind` and `source_group_id`, are the job's "
                 "`params` and what the agent gets in `command.run` (docs/protocol.md).",
-    body=JobBody, reply=Accepted(Job), status=202,
+    body=JobBody, reply=Accepted(Job), status=202, errors=(409,),
     examples={"backup": {"kind": "backup", "source_group_id": "01JD3QK9Z8X2M4N6P7R8S9T0VW"},
               "restore": {"kind": "restore", "snapshot_id": "4f2a9c1e", "paths": ["/etc/nginx"],
                           "target": "/var/tmp/restore"},
