@@ -17,6 +17,7 @@ from rm_server.store import Actor
 
 M = TypeVar("M", bound=BaseModel)
 E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
 Handler = Callable[[web.Request], Any]
 
 ROLE_ATTR = "__rm_role__"
@@ -83,7 +84,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise BadRequest(validation_message(exc), validation_details(exc)) from None
 
 
-def path_param(request: web.Request, name: str, adapter: TypeAdapter) -> Any:
+def path_param(request: web.Request, name: str, adapter: TypeAdapter[T]) -> T:
     """A path parameter checked by its rm_core type (the same adapter `@documented(path=...)`
     states in the reference); a 400 names the parameter."""
     try:

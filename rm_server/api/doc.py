@@ -84,14 +84,14 @@ class RouteDoc:
     errors: tuple[int, ...] = ()
     websocket: bool = False
     headers: dict[str, str] = field(default_factory=dict)
-    path: dict[str, TypeAdapter] = field(default_factory=dict)
+    path: dict[str, TypeAdapter[Any]] = field(default_factory=dict)
 
 
 def documented(summary: str, *, description: str = "", body: type[BaseModel] | None = None,
                examples: dict[str, Any] | None = None, reply: Shape | None = None, status: int = 200,
                query: tuple[Query, ...] | list[Query] = (), errors: tuple[int, ...] = (),
                websocket: bool = False, headers: dict[str, str] | None = None,
-               path: dict[str, TypeAdapter] | None = None) -> Callable[[Any], Any]:
+               path: dict[str, TypeAdapter[Any]] | None = None) -> Callable[[Any], Any]:
     """Describe a route for the reference. `body`: the model `parse_body` reads; `examples`:
     named bodies (each must validate, the tests check); `reply`: what a success carries
     (None: no body, e.g. 204); `errors`: statuses beyond those the route's shape implies
