@@ -298,9 +298,9 @@ class FleetScreen(ApiScreen):
         return super().check_action(action, parameters)
 
     def clearable(self) -> bool:
-        """A filter (typed, or its box open) or marks: what esc clears."""
-        return self.is_mounted and bool(self.model.filter_text or self.table.marks
-                                        or self.query_one("#filter", Input).display)
+        """A filter (typed, or its box open) or marks: what esc clears (nothing, while being removed)."""
+        boxes, tables = self.query("#filter"), self.query(ResourceTable)
+        return bool(boxes and tables and (self.model.filter_text or boxes.first().display or tables.first().marks))
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
