@@ -80,7 +80,11 @@ class Subscriber:
             self.latest[key] = frame
             self.bytes += len(frame) - len(older)
             return
-        if self.bytes + self.pending_bytes + len(frame) > self.max_bytes and self.bytes:
+        if self.bytes + self.pending_bytes + len(frame) > self.max_bytes and self.pending_bytes:
+            for job_id in list(self.pending):  # buffered lines are in the database: let them go first
+                self.unbuffer(job_id)
+                self.spilled.add(job_id)
+        if self.bytes + len(frame) > self.max_bytes and self.bytes:
             self._overflow()
             return
         try:
@@ -163,7 +167,6 @@ class Subscriber:
         if fresh:
             self.jobs[job_id] = self.sent[job_id] = fresh[-1].seq
             self.put(frame(fresh))
-
 
     def unbuffer(self, job_id: str) -> list[AnyLine]:
         """Let go of the live lines buffered for `job_id` (and their share of the bound)."""
