@@ -18,6 +18,7 @@ import click
 from aiohttp import web
 
 from rm_core.logs import setup_logging
+from rm_core.server_urls import ServerUrlError, parse_server_urls
 from rm_core.version import __version__
 from rm_server.app import create_app, data_dir_default
 from rm_server.cli_admin import host, operator
@@ -64,6 +65,9 @@ def main() -> None:
 @click.option("--self-signed", is_flag=True, help="Generate (once) and use a self-signed certificate.")
 @click.option("--insecure-http", is_flag=True, help="Allow plain HTTP on a non-loopback address.")
 @click.option("--public-url", default=None, help="URL agents use to reach this server (for install commands).")
+@click.option("--agent-url", "agent_urls", multiple=True, metavar="URL",
+              help="A URL new agents are enrolled with, each kept in their config (repeatable, or comma-"
+                   "separated: one per replica, or a load balancer's). Default: the public URL.")
 @click.option("--max-agents", type=click.IntRange(1, 1_000_000), default=None,
               help="Refuse agent connections beyond this many (default: below the open-file limit).")
 @click.option("--public-metrics", is_flag=True,
@@ -78,7 +82,8 @@ def main() -> None:
                    "(cloud metadata addresses; refused by default).")
 def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None, self_signed: bool,
           insecure_http: bool, public_url: str | None, max_agents: int | None, public_metrics: bool,
-          trusted_proxies: tuple[str, ...], alert_offline_after: int, allow_link_local_alerts: bool) -> None:
+          trusted_proxies: tuple[str, ...], alert_offline_after: int, allow_link_local_alerts: bool,
+          agent_urls: tuple[str, ...]) -> None:
     """Run the server."""
     from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
 
@@ -94,6 +99,10 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
             f"refusing plain HTTP on {host}: agents' tokens would cross the network in clear. "
             "Use --self-signed or --tls-cert/--tls-key, or --insecure-http if a proxy terminates TLS."
         )
+    try:
+        urls = tuple(parse_server_urls(agent_urls)) if agent_urls else ()
+    except ServerUrlError as exc:
+        raise click.BadParameter(str(exc), param_hint="--agent-url") from None
     proxies = set()
     for value in trusted_proxies:
         try:
@@ -109,8 +118,10 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
     ssl_ctx, fingerprint = None, None
     try:
         if self_signed:
-            # Hosts' curl checks the name in the URL against the certificate: name the public one too.
-            names = [host, socket.gethostname()] + [n for n in [urlsplit(public_url or "").hostname] if n]
+            # Hosts' curl checks the name in the URL against the certificate: name the public
+            # URL's host too, and those of the agent URLs.
+            urls_hosts = [urlsplit(u).hostname for u in (public_url or "", *urls)]
+            names = [host, socket.gethostname()] + [n for n in urls_hosts if n]
             tls_cert, tls_key = ensure_self_signed(data_dir, names)
         if tls_cert and tls_key:
             ssl_ctx = server_context(tls_cert, tls_key)
@@ -125,7 +136,7 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
                           self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None,
                           public_metrics=public_metrics, trusted_proxies=frozenset(proxies),
                           alert_offline_after=float(alert_offline_after),
-                          allow_link_local_alerts=allow_link_local_alerts)
+                          allow_link_local_alerts=allow_link_local_alerts, agent_urls=urls)
     # Listening first: a port in use is said before anything touches the database.
     try:
         socks = listen_sockets(host, port)

@@ -15,6 +15,9 @@ class ServerConfig:
     data_dir: Path
     # The URL agents and the TUI reach this server at; used in install commands.
     public_url: str = "http://127.0.0.1:8950"
+    # The URLs new agents are enrolled with (--agent-url: one per replica, or a load
+    # balancer's); empty: the public URL alone.
+    agent_urls: tuple[str, ...] = ()
     clock: Callable[[], datetime] = utcnow
     hello_timeout: float = 10.0
     offline_after: float = 90.0

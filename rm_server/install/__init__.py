@@ -70,6 +70,11 @@ class Installer:
         """Read at each use: the CLI learns it only once the server listens."""
         return self.config.public_url
 
+    @property
+    def agent_urls(self) -> list[str]:
+        """What install.sh enrolls a host with: every URL it may reach the server at."""
+        return list(self.config.agent_urls) or [self.public_url]
+
     def agent_path(self) -> Path | None:
         """A build an admin put in the data dir wins over the one this server carries."""
         local = self.data_dir / AGENT_PYZ
@@ -98,6 +103,7 @@ class Installer:
         agent, restic = self.agent_path(), self.restic_path()
         values = {
             "@SERVER@": self.public_url,
+            "@AGENT_URLS@": ",".join(self.agent_urls),
             "@CA_CERT@": self.trust.cert_b64,
             "@PIN@": self.trust.pin,
             "@FINGERPRINT@": self.trust.fingerprint,

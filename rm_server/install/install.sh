@@ -15,6 +15,7 @@
 set -eu
 
 SERVER='@SERVER@'
+AGENT_URLS='@AGENT_URLS@'  # the agent is enrolled with these: every URL of the server, comma-separated
 CA_CERT='@CA_CERT@'
 PIN='@PIN@'
 FINGERPRINT='@FINGERPRINT@'
@@ -35,7 +36,8 @@ options:
   --install-restic   install restic 0.14+ when it is missing or older: the server's own copy
                      when it has one (checked by SHA-256), else the distribution's package
   --python PATH      the Python 3.9+ to run the agent with (default: python3 on PATH)
-  --server URL       reach the server at URL instead of the one it announced
+  --server URL[,URL...]  reach the server at these URLs instead of the ones it announced
+                     (downloads come from the first; the agent keeps them all)
   --wait SECONDS     how long to wait for the agent to come online (default 60)
   --root DIR         install under DIR instead of / (default: $RM_INSTALL_ROOT)
 EOF
@@ -48,7 +50,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || die "$1 needs a value (see --help)"
       case "$1" in
         --token) TOKEN=$2 ;;
-        --server) SERVER=$2 ;;
+        --server) SERVER=${2%%,*} AGENT_URLS=$2 ;;
         --python) PYTHON=$2 ;;
         --root) ROOT=$2 ;;
         --wait) WAIT=$2 ;;
@@ -334,7 +336,7 @@ if put "$TMP/unit" "$UNIT" 0644; then UNIT_CHANGED=1; fi
 if [ -f "$CONF" ]; then
   say "already enrolled ($CONF); keeping that identity"
 else
-  set -- enroll --server "$SERVER" --config "$CONF"
+  set -- enroll --server "$AGENT_URLS" --config "$CONF"
   [ -z "$FINGERPRINT" ] || set -- "$@" --fingerprint "$FINGERPRINT"
   created "$CONF"
   ENROLLING=1
