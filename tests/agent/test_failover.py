@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -189,3 +191,17 @@ async def test_every_url_dead_is_retried_in_turn_never_faster_than_one_url(tmp_p
     assert tried[:3] == (urls[start:] + urls[:start])
     for _, url, error in attempts[:4]:
         assert error and f"127.0.0.1:{url.rsplit(':', 1)[1]}" in error  # the error names the URL it is about
+
+
+def test_a_server_whose_machine_vanished_is_left_within_heartbeat_plus_timeout() -> None:
+    """Loopback down in a private network namespace: packets vanish, nothing closes. The agent
+    must notice within one heartbeat plus its unacknowledged-data limit (0.5 s + 2 s here),
+    not after TCP's ~15 minutes of retries; without the limit the probe reports null."""
+    ROOT = Path(__file__).resolve().parents[2]
+    if subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -rn (a private network namespace) is not allowed here")
+    out = subprocess.run(["unshare", "-rn", sys.executable, "-m", "tests.agent.vanish_probe", "0.5", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-3000:]
+    noticed = json.loads(out.stdout.strip().splitlines()[-1])["noticed_after"]
+    assert noticed is not None and noticed < 8, (noticed, out.stderr[-2000:])
