@@ -20,7 +20,7 @@ from rm_server.config import ServerConfig
 from rm_server.keys import (
     AGENT_MESSAGES, AGENTS, ALERTS, ANOMALIES, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
     INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES,
-    SIGN_INS, STORE, HOST_METRICS,
+    RELAY, SIGN_INS, STORE, HOST_METRICS,
 )
 from rm_server.heap import keep_heap_frozen
 from rm_server.host_metrics import HostMetricsCache
@@ -44,6 +44,8 @@ from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
 from rm_server.services.operators import BootstrapToken, OperatorService
 from rm_server.services.queries import QueryService
+from rm_server.services.query_relay import QueryRelay
+from rm_server.services.relay import Relay, log_pages
 from rm_server.services.schedules import ScheduleService
 from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
@@ -81,39 +83,63 @@ def create_app(config: ServerConfig) -> web.Application:
     return app
 
 
+class WrongMasterKey(RuntimeError):
+    """This replica's master key is not the one the database's secrets are sealed with."""
+
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    app[MASTER_KEY] = MasterKey.load_or_create(cfg.data_dir / "master.key")
-    store = await Store.open(cfg.db_path, cfg.clock)
+    key_file = cfg.master_key_file or cfg.data_dir / "master.key"
+    master = app[MASTER_KEY] = MasterKey.load_or_create(key_file)
+    store = await Store.open(cfg.database, cfg.clock, application_name=f"rm-server {os.getpid()}")
+    try:
+        # The first replica (or the only server) records which key seals the secrets; any other
+        # with a different key refuses to start before it seals something the rest cannot open.
+        check = await store.settings.put_if_absent("master_key_check", master.check_value())
+        if not master.opens(check):
+            raise WrongMasterKey(
+                f"the master key in {key_file} is not the one this database's secrets are sealed with; "
+                "give every replica the same file (--master-key-file, copied from the first replica's data dir)")
+        app[METRICS_TOKEN] = await _metrics_token(store, master, cfg.data_dir / "metrics-token")
+    except BaseException:
+        await store.close()
+        raise
     app[STORE] = store
     store.audit_listeners.append(lambda entry: app[EVENTS].publish("audit.appended", entry))
-    await store.hosts.all_offline()
-    app[METRICS_TOKEN] = _metrics_token(cfg.data_dir / "metrics-token")
     yield
     await store.close()
 
 
-def _metrics_token(path: Path) -> str:
-    """The bearer token a Prometheus scraper reads from this 0600 file (bearer_token_file)."""
+async def _metrics_token(store: Store, master: MasterKey, path: Path) -> str:
+    """The bearer token a Prometheus scraper reads from this 0600 file (bearer_token_file):
+    one for every replica of a database (sealed in it), so one scrape config fits them all."""
     token = path.read_text().strip() if path.exists() else ""
-    if not token:
-        token = new_token("rmm")
-        write_private(path, (token + "\n").encode())
-    return token
+    sealed = await store.settings.put_if_absent("metrics_token", master.seal((token or new_token("rmm")).encode(),
+                                                                                 "metrics-token").hex())
+    shared = master.open(bytes.fromhex(sealed), "metrics-token").decode()
+    if shared != token:
+        write_private(path, (shared + "\n").encode())
+    return shared
 
 
 async def _bootstrap_token(store: Store, path: Path) -> BootstrapToken | None:
-    """With no operator yet, mint a one-time token that creates the first admin."""
+    """With no operator yet, mint a one-time token that creates the first admin. Replicas
+    share one (its hash is in the database); the file and the log of the replica that minted
+    it show it."""
     if await store.operators.count():
         path.unlink(missing_ok=True)  # left by a server stopped before its first admin was made
         return None
     token = path.read_text().strip() if path.exists() else ""
+    candidate = token or new_token("rmb")
+    stored = await store.settings.put_if_absent("bootstrap_token_hash", hash_token(candidate))
+    if stored != hash_token(candidate):
+        log.warning("no operator exists yet; another replica minted the bootstrap token (see its log or data dir)")
+        return BootstrapToken(stored, path)
     if not token:
-        token = new_token("rmb")
-        write_private(path, (token + "\n").encode())
-    log.warning("no operator exists yet; bootstrap token (also in %s): %s", path, token)
-    return BootstrapToken(hash_token(token), path)
+        write_private(path, (candidate + "\n").encode())
+    log.warning("no operator exists yet; bootstrap token (also in %s): %s", path, candidate)
+    return BootstrapToken(stored, path)
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -146,7 +172,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     jobs.credentials_of = credentials.repo_credentials  # a cross-host restore reads the source host's
     app[QUERIES] = QueryService(hub)
     app[QUERIES].register(messages.handlers)
-    app[DRILLS] = DrillTicker(store, jobs, hub, notifier.drill_overdue_changed, cfg.clock, hosts.changed)
+    app[DRILLS] = DrillTicker(store, jobs, notifier.drill_overdue_changed, cfg.clock, hosts.changed)
     # the copy's table is made here until the store's own list names it (store/__init__.py)
     copy_table = Copies(store.db, cfg.clock, store.audit_listeners)
     copies = app[COPIES] = CopyService(store, copy_table, jobs, hosts, cfg.clock)
@@ -158,11 +184,30 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     anomalies = app[ANOMALIES] = AnomalyService(store, anomaly_table, hosts, events, notifier.backup_anomaly, cfg.clock)
     anomalies.register(messages)
     jobs.paused_groups = anomaly_table.paused_groups
+    relay = app[RELAY] = Relay(store.coordination(), store)
+    await _join_replicas(app, relay)
     yield
+    await relay.close()
     await sign_ins.close_window()
     await notifier.close()
     await alerts.close()
     await messages.close()
+
+
+async def _join_replicas(app: web.Application, relay: Relay) -> None:
+    """Hear the other replicas of this database (none with SQLite: services/relay.py), then
+    mark offline the hosts no live replica holds (with SQLite: every host, nobody is connected yet)."""
+    store, events = app[STORE], app[EVENTS]
+    for service in (app[JOBS], app[FLEET], app[CREDENTIALS], app[HOSTS]):
+        service.register(relay)
+    QueryRelay(app[QUERIES], relay, store)
+    if relay.clustered:
+        events.forward = lambda frame, key: relay.send({"t": "events", "f": frame.decode(), "k": key})
+        events.forward_log = lambda job_id, seq: relay.send({"t": "log", "job": job_id, "seq": seq})
+        relay.handlers["events"] = lambda m: events.deliver(str(m["f"]).encode(), m.get("k"))
+        relay.handlers["log"] = lambda m: events.catch_up(str(m["job"]), log_pages(store))
+    await relay.start()
+    await store.hosts.release(await relay.coordination.live_replicas())
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -185,11 +230,26 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     # The lag watcher runs in tests too: it only reads the loop's clock.
     tasks = [asyncio.create_task(watch_loop_lag(app[METRICS].lag))]
     if cfg.run_background:
+        coordination = app[RELAY].coordination
+
+        def leading(job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
+            """Fleet-wide duties run on one replica: the holder of the leader's advisory lock
+            (store/cluster.py); any replica takes it within a tick of the leader's death."""
+            async def run() -> object:
+                return await job() if await coordination.lead() else None
+            return run
+
+        async def sweep() -> None:
+            await app[HOSTS].sweep()  # this replica's own sockets
+            if await coordination.lead():  # and the hosts of replicas that died
+                await app[HOSTS].sweep_replicas(await coordination.live_replicas())
+
         tasks.append(asyncio.create_task(keep_heap_frozen()))
-        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[HOSTS].sweep, "sweeper")))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[MAINTAINER].tick, "maintenance")))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[DRILLS].tick, "drills")))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[NOTIFIER].check_offline,
+        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, sweep, "sweeper")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[MAINTAINER].tick),
+                                                "maintenance")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[DRILLS].tick), "drills")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[NOTIFIER].check_offline),
                                                 "offline alerts")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[COPIES].tick, "copies")))
     yield

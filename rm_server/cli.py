@@ -12,6 +12,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -24,7 +25,10 @@ from rm_server.app import create_app, data_dir_default
 from rm_server.cli_admin import host, operator
 from rm_server.config import ServerConfig
 from rm_server.heap import fix_malloc_thresholds, tune_collector
+from rm_server.security import MasterKey
 from rm_server.startup import BACKLOG, database_error, fail, listen_sockets, why
+from rm_server.store.backends import is_postgres
+from rm_server.workers import READY_FD, Workers, child_argv, signal_ready
 from rm_server.store import SchemaTooNew, Store
 
 DATA_DIR = click.option(
@@ -80,15 +84,28 @@ def main() -> None:
 @click.option("--allow-link-local-alerts", is_flag=True,
               help="Let webhooks and notification channels target 169.254.0.0/16 and fe80::/10 "
                    "(cloud metadata addresses; refused by default).")
+@click.option("--database", envvar="RM_DATABASE_URL", default=None, metavar="URL",
+              help="postgresql://USER@HOST:PORT/DB: keep every table in PostgreSQL, where several replicas can "
+                   "share them (default: SQLite in the data dir). Put a password in ~/.pgpass or RM_DATABASE_URL, "
+                   "not here: other users can read a process's arguments.")
+@click.option("--master-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The master key every replica of one database shares (default: DATA/master.key).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Replicas on this machine on one port (SO_REUSEPORT); PostgreSQL only.")
 def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None, self_signed: bool,
           insecure_http: bool, public_url: str | None, max_agents: int | None, public_metrics: bool,
           trusted_proxies: tuple[str, ...], alert_offline_after: int, allow_link_local_alerts: bool,
-          agent_urls: tuple[str, ...]) -> None:
+          agent_urls: tuple[str, ...], database: str | None, master_key_file: Path | None, workers: int) -> None:
     """Run the server."""
     from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
 
     setup_logging()
     host, port = _parse_listen(listen)
+    if database is not None and not is_postgres(database):
+        raise click.BadParameter("give a postgresql://USER@HOST:PORT/DB URL (without it: SQLite in the data dir)",
+                                 param_hint="--database")
+    if workers > 1 and database is None:
+        raise click.UsageError("--workers needs --database: replicas share a PostgreSQL database, not a SQLite file")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if tls_cert and self_signed:
@@ -136,17 +153,35 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
                           self_signed_cert_pem=tls_cert.read_bytes() if self_signed and tls_cert else None,
                           public_metrics=public_metrics, trusted_proxies=frozenset(proxies),
                           alert_offline_after=float(alert_offline_after),
-                          allow_link_local_alerts=allow_link_local_alerts, agent_urls=urls)
+                          allow_link_local_alerts=allow_link_local_alerts, agent_urls=urls, database_url=database,
+                          master_key_file=master_key_file)
     # Listening first: a port in use is said before anything touches the database.
     try:
-        socks = listen_sockets(host, port)
+        socks = listen_sockets(host, port, reuse_port=database is not None, listen=workers == 1)
     except OSError as exc:
         fail(f"cannot listen on {listen}", exc.strerror or why(exc))
+    if workers > 1:
+        assert database is not None
+        _run_workers(config, socks, host, workers, database, "https" if ssl_ctx else "http")
     try:
         with asyncio.Runner() as runner:
             runner.run(_serve(config, socks, host, ssl_ctx, public_url))
     except Exception as exc:  # a failure after listening: still one line and a non-zero exit
         fail("stopped", exc)
+
+
+def _run_workers(config: ServerConfig, reserved: list[socket.socket], host: str, workers: int, database: str,
+                 scheme: str) -> NoReturn:
+    """The parent of `--workers N`: the port stays reserved (bound, not listening) while N
+    children serve it; see workers.py."""
+    port = reserved[0].getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    # the master key exists before any child starts, so the children share one
+    MasterKey.load_or_create(config.master_key_file or config.data_dir / "master.key")
+    command = [sys.executable, *child_argv(sys.argv, f"{shown}:{port}")]
+    code = Workers(command, workers, database).run(
+        f"rm-server listening on {scheme}://{shown}:{port} ({workers} workers)")
+    sys.exit(code)
 
 
 async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ssl_ctx: ssl.SSLContext | None,
@@ -159,7 +194,7 @@ async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ss
             await web.SockSite(runner, sock, ssl_context=ssl_ctx, backlog=BACKLOG).start()
     except Exception as exc:
         if database_error(exc) is not None:
-            fail(f"cannot open the database {config.db_path}", exc)
+            fail(f"cannot open the database {config.database_shown}", exc)
         fail(f"cannot start from {config.data_dir}", exc)
     bound = runner.addresses[0][1]
     scheme = "https" if ssl_ctx else "http"
@@ -177,7 +212,10 @@ async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ss
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"rm-server listening on {url}", file=sys.stderr, flush=True)
+    if os.environ.get(READY_FD):
+        signal_ready()  # a worker: its parent says it listens, once for all of them
+    else:
+        print(f"rm-server listening on {url}", file=sys.stderr, flush=True)
     try:
         await stop.wait()
         logging.getLogger("rm_server").info("stopping: closing agent and operator connections")
@@ -204,7 +242,7 @@ def backup_db(out: Path, data_dir: Path) -> None:
     async def run() -> None:
         store = await Store.open(db)
         try:
-            await store.db.backup_to(out)
+            await store.backup_to(out)
         finally:
             await store.close()
 

@@ -65,7 +65,25 @@ class ServerConfig:
     host_metrics_ttl: float = 10.0
     # Background tasks can be turned off so a test drives them by hand with its own clock.
     run_background: bool = True
+    # postgresql://… to keep every table in PostgreSQL (replicas share it); None: SQLite in the data dir.
+    database_url: str | None = None
+    # The master key of every replica of one database (the first one's DATA/master.key); None: DATA/master.key.
+    master_key_file: Path | None = None
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "server.db"
+
+    @property
+    def database_shown(self) -> str:
+        """The database as messages may name it: the file, or the URL without its password."""
+        if self.database_url is None:
+            return str(self.db_path)
+        from rm_server.store.backends import shown
+
+        return shown(self.database_url)
+
+    @property
+    def database(self) -> str | Path:
+        """What Store.open() is given: the PostgreSQL URL, or the SQLite file."""
+        return self.database_url or self.db_path

@@ -28,6 +28,7 @@ from rm_server.services.maintenance import Maintainer
 from rm_server.services.notify import Notifier
 from rm_server.services.operators import OperatorService
 from rm_server.services.queries import QueryService
+from rm_server.services.relay import Relay
 from rm_server.services.schedules import ScheduleService
 from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
@@ -57,6 +58,7 @@ FLEET = web.AppKey("fleet", FleetService)
 AGENT_MESSAGES = web.AppKey("agent_messages", AgentMessages)
 MAINTAINER = web.AppKey("maintainer", Maintainer)
 QUERIES = web.AppKey("queries", QueryService)
+RELAY = web.AppKey("relay", Relay)
 DRILLS = web.AppKey("drills", DrillTicker)
 SIGN_INS = web.AppKey("sign_ins", FailedSignIns)
 ALERTS = web.AppKey("alerts", Alerts)

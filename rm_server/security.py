@@ -98,6 +98,17 @@ class MasterKey:
         except (InvalidTag, ValueError) as exc:
             raise SealError("sealed credentials cannot be opened with this master key") from exc
 
+    def check_value(self) -> str:
+        """A value stored in the database that only this key opens: a replica started with
+        another master.key finds out before it seals anything the others cannot open."""
+        return _b64(self.seal(b"rm-master-key-check", "master-key-check"))
+
+    def opens(self, check_value: str) -> bool:
+        try:
+            return self.open(base64.b64decode(check_value), "master-key-check") == b"rm-master-key-check"
+        except (SealError, ValueError):
+            return False
+
     def fingerprint(self, secret: str) -> str:
         """A short fingerprint so operators can compare secrets without seeing them. Keyed
         (HMAC with a key derived from the master key): an unkeyed hash of a repository

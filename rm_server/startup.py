@@ -51,9 +51,13 @@ def fail(what: str, exc: BaseException | str) -> NoReturn:
     os._exit(1)
 
 
-def listen_sockets(host: str, port: int) -> list[socket.socket]:
+def listen_sockets(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> list[socket.socket]:
     """Bound, listening sockets for every address `host` names (as asyncio's create_server
-    binds them), all on one port: port 0 takes whatever the first address gets."""
+    binds them), all on one port: port 0 takes whatever the first address gets.
+
+    `reuse_port`: replicas on one machine share the port (SO_REUSEPORT; the kernel spreads
+    connections over the listening ones). `listen=False` only reserves the port: a socket
+    that never listens is handed no connection (the parent of `--workers`)."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     socks: list[socket.socket] = []
     try:
@@ -61,12 +65,15 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
             sock = socket.socket(family, type_, proto)
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if port == 0 and len(socks) > 1:
                 addr = (addr[0], socks[0].getsockname()[1], *addr[2:])
             sock.bind(addr)
-            sock.listen(BACKLOG)
+            if listen:
+                sock.listen(BACKLOG)
             sock.setblocking(False)
     except OSError:
         for sock in socks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from rm_core.version import PROTOCOL_VERSION
 from rm_server.app import create_app
 from rm_server.config import ServerConfig
 from rm_server.keys import AGENTS, STORE
+from tests import pgcluster
 
 ADMIN_PASSWORD = "correct horse battery"
 
@@ -97,7 +99,39 @@ class Server:
         return body["host_id"], body["agent_token"]
 
 
+# The database backend the in-process servers of this run use: `sqlite` (a file in the data
+# dir) or `postgresql` (a database of a throwaway cluster, one per test): scripts/test runs the
+# suite once with each (RM_TEST_DATABASE).
+BACKEND = os.environ.get("RM_TEST_DATABASE", "sqlite")
+# For tests of SQLite's own files (modes, WAL, a second process on the file).
+sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="about SQLite's database file")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_cluster() -> Any:
+    """With RM_TEST_DATABASE=postgresql: one cluster per test worker, a migrated template database."""
+    if BACKEND != "postgresql":
+        yield None
+        return
+    from rm_server.store import Store
+    from tests.pgcluster import PgCluster
+
+    cluster = PgCluster().start()
+    try:
+        url = cluster.create_database("rm_template")
+
+        async def migrate() -> None:
+            await (await Store.open(url)).close()
+
+        asyncio.run(migrate())
+        pgcluster.SUITE.update(cluster=cluster, databases={})
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 async def start_server(tmp_path: Path, clock: FakeClock | None = None, **cfg) -> tuple[web.AppRunner, str, web.Application]:
+    cfg.setdefault("database_url", pgcluster.test_database(tmp_path) if BACKEND == "postgresql" else None)
     config = ServerConfig(data_dir=tmp_path / "data", clock=clock or FakeClock(), run_background=False, **cfg)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)

@@ -107,6 +107,9 @@ class AgentMessages:
             lost, requeued = await self.store.jobs.reconcile_hello(host_id, hello.running_jobs)
             for job in lost + requeued:
                 self.jobs.changed(job)
+            # a cancel passed to a replica that died before it reached the agent
+            for job_id in await self.store.jobs.cancels_requested(host_id):
+                conn.send(p.CommandCancel(job_id=job_id))
         await self.hosts.changed(host_id)
         if state is None or (CredentialSlot.repo.value in state.sealed and not state.has_init_job):
             await self.jobs.auto_init(host_id)
@@ -114,7 +117,8 @@ class AgentMessages:
             await self.jobs.dispatch_queued(host_id)
 
     async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[None]:
-        await self.store.hosts.record_hellos(items, self.clock())
+        moved = await self.store.hosts.record_hellos(items, self.clock())
+        self.hosts.moved(moved)  # newest wins: the replica that held them lets go
         return [None] * len(items)
 
     async def _read_hellos(self, host_ids: list[str]) -> list[HelloState | None]:

@@ -18,6 +18,7 @@ from rm_core.urls import redact_url
 from rm_core.version import COPY_FEATURE
 from rm_server.security import MasterKey, SealError
 from rm_server.services.jobs import JobService
+from rm_server.services.relay import Relay
 from rm_server.store import SYSTEM, Actor, NotFound, Store
 from rm_server.store.copies import Copies
 from rm_server.store.common import dt
@@ -38,6 +39,7 @@ class CredentialService:
     copies: Copies | None = None  # the copy repository's last report (its stats in GET .../repo/copy)
     # what follows a change of the copy repository (its lag is recomputed)
     copy_changed: list[Callable[[str], Awaitable[object]]] = field(default_factory=list)
+    relay: Relay | None = None  # the other replicas: config.update for an agent another one holds
 
     # ------------------------------------------------------------ sealing
 
@@ -173,3 +175,13 @@ class CredentialService:
         conn = self.hub.get(host_id)
         if conn is not None:
             conn.send(await self.config_update(host_id, conn.features))
+        elif self.relay is not None:  # another replica may hold the agent: it reads and sends
+            self.relay.send({"t": "config", "host": host_id})
+
+    def register(self, relay: Relay) -> None:
+        self.relay = relay
+        relay.handlers["config"] = self._push_here
+
+    async def _push_here(self, message: dict[str, Any]) -> None:
+        if self.hub.get(str(message["host"])) is not None:
+            await self.push_config(str(message["host"]))

@@ -41,12 +41,11 @@ def overdue(now: datetime, row: DrillRow) -> bool:
 
 
 class DrillTicker:
-    def __init__(self, store: Any, jobs: Any, hub: Any, notify: Callable[[bool, dict[str, Any]], None],
+    def __init__(self, store: Any, jobs: Any, notify: Callable[[bool, dict[str, Any]], None],
                  clock: Callable[[], datetime],
                  host_changed: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.jobs = jobs
-        self.hub = hub
         self.notify = notify
         self.clock = clock
         # the host resource carries drill_overdue: operators' consoles follow it by host.updated
@@ -61,12 +60,12 @@ class DrillTicker:
         now = self.clock()
         started: list[str] = []
         for row in await self.store.drills.ticker_rows():
-            if due(now, row) and self.hub.get(row.host_id) is not None:
+            if due(now, row) and row.online:
                 # drills restore from the repository live: never queued for a host that is away
                 await self.store.drills.mark_fired(row.group_id, now)
-                (job,) = await self.jobs.create(SYSTEM, [NewJob(row.host_id, JobKind.drill, ActorKind.system,
-                                                                None, None, row.group_id)])
-                started.append(job.id)
+                tick = now.replace(second=0, microsecond=0).isoformat()  # one per group and minute
+                started += [job.id for job in await self.jobs.create(SYSTEM, [NewJob(
+                    row.host_id, JobKind.drill, ActorKind.system, None, None, row.group_id, tick=tick)])]
             late = overdue(now, row)
             if late != row.overdue and await self.store.drills.set_overdue(row.group_id, late):
                 self.notify(late, {"host_id": row.host_id, "source_group_id": row.group_id,

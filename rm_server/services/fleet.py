@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rm_core.fleet import FleetPolicyBody, FleetPolicyResult
 from rm_server.services.pacing import InFlight, Pacer
+from rm_server.services.relay import Relay
 from rm_server.services.schedules import ScheduleService, send_schedule_sets
 from rm_server.store import Actor, Store
 from rm_server.ws.agent_hub import AgentHub
@@ -31,6 +33,37 @@ class FleetService:
     loop_lag: Callable[[], float] = _no_lag  # seconds: the latest rm_loop_lag_seconds sample
     acks_received: Callable[[], int] = _nothing  # schedule.acks read so far (AgentMessages)
     operators_waiting: Callable[[], int] = _nothing  # operators' HTTP requests in flight
+    relay: Relay | None = None  # the other replicas: they push to the agents they hold
+
+    def register(self, relay: Relay) -> None:
+        """Push schedule sets to the agents this replica holds when another replica changed
+        them (one host, or a fleet policy's slice), paced like a push of our own; and after a
+        lost wake-up, to every agent here whose schedule version is behind."""
+        self.relay = relay
+        self.schedules.relay = relay
+        relay.handlers["schedule"] = self._push_here
+        relay.resync_handlers.append(self._resync)
+
+    async def _push_here(self, message: dict[str, Any]) -> None:
+        await self.push_local([str(h) for h in message["hosts"]])
+
+    async def _resync(self) -> None:
+        await self.push_local(await self.store.fleet.behind([h for h in list(self.hub.connections)]))
+
+    async def push_local(self, host_ids: list[str]) -> int:
+        here = [h for h in host_ids if self.hub.get(h) is not None]
+        if not here:
+            return 0
+        in_flight = InFlight(self.acks_received)
+        pacer = Pacer(self.loop_lag, backlog=in_flight, operators=self.operators_waiting)
+
+        async def paced(sent: bool) -> None:
+            if sent:
+                in_flight.add()
+            await pacer.tick()
+
+        payloads = await self.store.schedule_sets.payloads(here)
+        return await send_schedule_sets(payloads, self.hub.get, paced)
 
     async def apply_policy(self, actor: Actor, name: str, body: FleetPolicyBody) -> FleetPolicyResult:
         """Write the policy to every selected host; each slice of hosts is pushed as soon as it
@@ -56,6 +89,8 @@ class FleetService:
         async def push(committed: list[str]) -> None:
             nonlocal pushed
             online = [h for h in committed if self.hub.get(h) is not None]
+            if self.relay is not None and len(online) < len(committed):  # the rest: other replicas' agents
+                self.relay.send({"t": "schedule", "hosts": [h for h in committed if self.hub.get(h) is None]})
             payloads = await self.store.schedule_sets.payloads(online)
             pushed += await send_schedule_sets(payloads, self.hub.get, paced)
 

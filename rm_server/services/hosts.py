@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from rm_core.api import Host
 from rm_server.services.batching import GroupCommit
+from rm_server.services.relay import Relay
 from rm_server.store import Actor, Store
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
@@ -21,6 +23,23 @@ class HostService:
     events: EventHub
     clock: Callable[[], datetime]
     offline_after: float
+    relay: Relay | None = None  # the other replicas (PostgreSQL)
+
+    def register(self, relay: Relay) -> None:
+        self.relay = relay
+        relay.handlers["drop"] = self._drop_here
+
+    def _drop_here(self, message: dict[str, Any]) -> None:
+        """Another replica says this host's socket here must go (a newer connection reached it,
+        or the host was deleted); not an offline: the host is online there, or gone."""
+        self.hub.disconnect(str(message["host"]), int(message["code"]), str(message["reason"]))
+
+    def moved(self, host_ids: list[str]) -> None:
+        """These hosts' agents said hello here while another replica held them: newest wins."""
+        if self.relay is not None:
+            for host_id in host_ids:
+                self.relay.send({"t": "drop", "host": host_id, "code": 4000,
+                                 "reason": "a newer connection of this agent reached another replica"})
 
     def __post_init__(self) -> None:
         # host.updated reads are batched like a group commit: after a restart 19k hellos each
@@ -35,7 +54,7 @@ class HostService:
         batch of them runs at a time, in order), so the last event of a host always shows
         what its last change committed; changes of one host that wait for the same read
         are published once, with the newest state."""
-        if not self.events.subscribers:
+        if not self.events.subscribers and self.events.forward is None:
             return
         await self._changes.submit(host_id)
 
@@ -61,6 +80,8 @@ class HostService:
         """Remove the host and its history; its agent token is revoked, so drop its socket too."""
         await self.store.hosts.delete(actor, host_id)
         self.hub.disconnect(host_id, 4001, "host deleted; agent token revoked")
+        if self.relay is not None:
+            self.relay.send({"t": "drop", "host": host_id, "code": 4001, "reason": "host deleted; agent token revoked"})
         await self.changed(host_id)
 
     async def sweep(self) -> list[str]:
@@ -76,3 +97,14 @@ class HostService:
         for conn in silent:
             await self.offline(conn.host_id, conn.last_seen)
         return [c.host_id for c in silent]
+
+    async def sweep_replicas(self, alive: set[str] | None) -> list[str]:
+        """The leader's part of the sweep: hosts held by a replica that died (its advisory lock
+        went with its session) are offline; their agents reconnect to the others. Returns them."""
+        if alive is None:
+            return []
+        released = await self.store.hosts.release(alive)
+        for host_id in released:
+            await self.changed(host_id)
+        await self.store.relay_bodies.sweep(self.clock() - timedelta(minutes=5))
+        return released

@@ -13,6 +13,7 @@ from rm_core.jobs import Job, JobBody
 from rm_core.version import COPY_FEATURE
 from rm_server.errors import BadRequest, ConflictError
 from rm_server.services.notify import Notifier
+from rm_server.services.relay import Relay
 from rm_server.store import SYSTEM, Actor, NewJob, NotFound, Store
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.event_hub import EventHub
@@ -46,6 +47,28 @@ class JobService:
     paused_groups: Callable[[str], Awaitable[set[str]]] | None = None
     # /metrics' job outcome counter (Metrics.job_changed, set by the app)
     count_outcome: Callable[[Job], None] | None = None
+    # the other replicas (PostgreSQL): a job for a host whose agent another replica holds goes there
+    relay: Relay | None = None
+
+    def register(self, relay: Relay) -> None:
+        """Take the other replicas' `dispatch` and `cancel` for agents this replica holds."""
+        self.relay = relay
+        relay.handlers["dispatch"] = self._dispatch_here
+        relay.handlers["cancel"] = self._cancel_here
+        relay.resync_handlers.append(self._resync)
+
+    async def _dispatch_here(self, message: dict[str, Any]) -> None:
+        if self.hub.get(str(message["host"])) is not None:
+            await self.dispatch_queued(str(message["host"]))
+
+    def _cancel_here(self, message: dict[str, Any]) -> None:
+        self.hub.send(str(message["host"]), p.CommandCancel(job_id=str(message["job"])))
+
+    async def _resync(self) -> None:
+        """Wake-ups were lost while this replica's listener was away: the queued rows were not."""
+        for host_id in await self.store.jobs.hosts_with_queued():
+            if self.hub.get(host_id) is not None:
+                await self.dispatch_queued(host_id)
 
     def changed(self, job: Job) -> None:
         self.events.publish("job.updated", job)
@@ -139,8 +162,12 @@ class JobService:
         return params
 
     async def dispatch(self, job: Job) -> bool:
+        if job.state != JobState.queued:
+            return False
         conn = self.hub.get(job.host_id)
-        if conn is None or job.state != JobState.queued:
+        if conn is None:  # the agent may be held by another replica: it dispatches from the row
+            if self.relay is not None:
+                self.relay.send({"t": "dispatch", "host": job.host_id})
             return False
         feature = needed_feature(job.kind, job.params)
         try:
@@ -197,10 +224,16 @@ class JobService:
                 return ended
             job = await self.store.jobs.get(job_id)
         await self.store.audit.record(actor, "job.cancel", job_id)
-        if not self.hub.send(job.host_id, p.CommandCancel(job_id=job_id)):
-            raise ConflictError("the host is offline; the job is cancelled when its agent reconnects and reports it",
-                                {"state": job.state.value})
-        return job
+        if self.hub.send(job.host_id, p.CommandCancel(job_id=job_id)):
+            return job
+        if self.relay is not None and self.relay.clustered and (await self.store.hosts.get(job.host_id)).status == "online":
+            # Another replica holds the agent. The request is a row first: if that replica
+            # dies before passing it on, the agent's next hello (anywhere) gets it.
+            await self.store.jobs.request_cancel(job_id)
+            self.relay.send({"t": "cancel", "host": job.host_id, "job": job_id})
+            return job
+        raise ConflictError("the host is offline; the job is cancelled when its agent reconnects and reports it",
+                            {"state": job.state.value})
 
 
 def _group_of(job: Job) -> str:

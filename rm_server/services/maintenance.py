@@ -146,7 +146,9 @@ class Maintainer:
         # Pure work over the whole fleet: ~0.7 s at 19k hosts with cadences, which in the
         # loop's thread would stall every operator for that long each minute.
         decisions = await asyncio.to_thread(plan_maintenance, now, rows, await self.store.jobs.last_runs())
-        jobs = [NewJob(d.host_id, d.kind, ActorKind.system, None, None, None, d.params) for d in decisions]
+        # One job per host, kind and minute, whichever replica leads (jobs_one_per_tick).
+        tick = now.replace(second=0, microsecond=0).isoformat()
+        jobs = [NewJob(d.host_id, d.kind, ActorKind.system, None, None, None, d.params, tick) for d in decisions]
         if jobs:
             await self.jobs.create(SYSTEM, jobs)
         return jobs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,9 @@ class QueryService:
     def __init__(self, hub: AgentHub) -> None:
         self.hub = hub
         self.pending: dict[str, _Pending] = {}
+        # the replica that holds the agent answers instead (services/query_relay.py, PostgreSQL)
+        self.elsewhere: Callable[[str, str, dict[str, Any], int, float],
+                                 Awaitable[tuple[list[dict[str, Any]], dict[str, Any]]]] | None = None
 
     def register(self, handlers: dict[str, Any]) -> None:
         """Join the agent-message table (services/agent_messages.py) and hear of closed sockets."""
@@ -82,6 +86,9 @@ class QueryService:
         """Ask the host's agent; returns (items, info) or raises the API error that explains why not."""
         conn = self.hub.get(host_id)
         if conn is None:
+            if self.elsewhere is not None:
+                return await self.elsewhere(host_id, kind, params.model_dump(mode="json", exclude_none=True),
+                                            max_items, timeout or self.default_timeout)
             raise host_offline(host_id)
         if q.QUERY_FEATURE not in conn.features:
             raise agent_too_old(host_id)

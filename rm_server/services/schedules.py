@@ -16,6 +16,7 @@ from datetime import datetime
 from rm_core import protocol as p
 from rm_core.api import Schedule, ScheduleBody, ScheduleList, SourceGroup, SourceGroupBody
 from rm_core.cron import next_fires
+from rm_server.services.relay import Relay
 from rm_server.store import Actor, Store
 from rm_server.ws.agent_hub import AgentConnection, AgentHub
 from rm_server.ws.event_hub import EventHub
@@ -47,6 +48,8 @@ class ScheduleService:
     clock: Callable[[], datetime]
     # what follows a change of a host's source groups (the copy lag: which groups are copied)
     groups_changed: list[Callable[[str], Awaitable[object]]] = field(default_factory=list)
+    # the other replicas (PostgreSQL): they push to the agents they hold (FleetService takes it)
+    relay: Relay | None = None
 
     # ------------------------------------------------------------ pushes
 
@@ -62,6 +65,8 @@ class ScheduleService:
         conn = self.hub.get(host_id)
         if conn is not None:
             await self.push(conn, [host_id])
+        elif self.relay is not None:
+            self.relay.send({"t": "schedule", "hosts": [host_id]})
         listing = await self.store.schedules.list(host_id)
         crons = [{"cron": s.cron, "timezone": s.timezone} for s in listing.schedules
                  if s.enabled and not s.manual and s.cron]  # as Host.crons has them

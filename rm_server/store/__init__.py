@@ -8,12 +8,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rm_core.ids import new_id
 from rm_core.times import utcnow
 from rm_server.store.audit import Audit
 from rm_server.store.channels import Channels, HostAlerts
 from rm_server.store.common import SYSTEM, Actor, Conflict, Invalid, NotFound
 from rm_server.store.credentials import Credentials
+from rm_server.store.backends import open_database
+from rm_server.store.cluster import Coordination, PgCoordination, Solo
 from rm_server.store.db import Database, SchemaTooNew
+from rm_server.store.lanes import LaneName
 from rm_server.store.drills import Drills
 from rm_server.store.enrollment import Enrollment, TokenRejected
 from rm_server.store.fleet import Fleet
@@ -23,6 +27,7 @@ from rm_server.store.hosts import Hosts
 from rm_server.store.jobs import JobNotOnHost, Jobs, NewJob
 from rm_server.store.maintenance import Maintenance
 from rm_server.store.operators import Operators
+from rm_server.store.relay_bodies import RelayBodies
 from rm_server.store.reports import Reports
 from rm_server.store.schedule_sets import ScheduleSets
 from rm_server.store.schedules import Schedules
@@ -40,6 +45,8 @@ class Store:
 
     def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
+        # This process among the replicas of one database: hosts whose agents it holds carry it.
+        self.replica_id = new_id()
         self.audit_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.ping_fresh = 1.0  # seconds a successful health read answers for
         self._pinged_at = float("-inf")
@@ -48,6 +55,7 @@ class Store:
         self.operators = Operators(*args)
         self.enrollment = Enrollment(*args)
         self.hosts = Hosts(*args)
+        self.hosts.replica_id = self.replica_id
         self.jobs = Jobs(*args)
         self.schedules = Schedules(*args)
         self.credentials = Credentials(*args)
@@ -59,13 +67,35 @@ class Store:
         self.hellos = Hellos(*args)
         self.maintenance = Maintenance(*args)
         self.drills = Drills(*args)
+        self.relay_bodies = RelayBodies(*args)
         self.channels = Channels(*args)
         self.host_alerts = HostAlerts(*args)
         self.host_metrics = HostMetrics(*args)
 
     @classmethod
-    async def open(cls, path: str | Path, clock: Callable[[], datetime] = utcnow) -> "Store":
-        return cls(await Database.open(path), clock)
+    async def open(cls, target: str | Path, clock: Callable[[], datetime] = utcnow,
+                   application_name: str = "rm-server") -> "Store":
+        """A SQLite file (the data dir's server.db) or a postgresql:// URL."""
+        return cls(await open_database(target, application_name), clock)
+
+    def coordination(self) -> Coordination:
+        """How this process coordinates with other replicas of the same database: through
+        PostgreSQL (store/cluster.py), or not at all with SQLite (one process is all)."""
+        if self.db.dialect.name != "postgresql":
+            return Solo(self.replica_id)
+        raw = getattr(self.db.engine, "raw")  # PostgresEngine.raw: a new connection
+        replica = self.replica_id
+        return PgCoordination(lambda: raw(f"cluster {replica}"), replica, self.hosts.clock)
+
+    async def backup_to(self, out: str | Path) -> None:
+        """A consistent copy of a SQLite database while the server keeps writing (SQLite's
+        backup API, on the bulk lane). PostgreSQL is backed up with its own tools."""
+        backup = getattr(self.db.engine, "backup", None)
+        if backup is None:
+            raise Conflict("backup-db copies a SQLite database; back up PostgreSQL with pg_dump or its "
+                           "own backup tooling (docs/operations.md)")
+        target = str(out)
+        await self.db.on_lane(LaneName.BULK, lambda conn: backup(conn, target))
 
     async def close(self) -> None:
         await self.db.close()

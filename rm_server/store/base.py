@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-import aiosqlite
-
-from rm_server.store.common import Actor, audit_row
-from rm_server.store.db import Database
+from rm_server.store.common import Actor, audit_row_sync
+from rm_server.store.db import Conn, Database, Result, Session
 
 T = TypeVar("T")
 
@@ -19,24 +16,27 @@ T = TypeVar("T")
 class Tx:
     """One open write transaction; audit rows it appends are announced after commit."""
 
-    def __init__(self, conn: aiosqlite.Connection, now: datetime) -> None:
-        self.conn = conn
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
         self.now = now
         self.audited: list[dict[str, Any]] = []
 
-    async def execute(self, sql: str, params: tuple = ()) -> aiosqlite.Cursor:
-        return await self.conn.execute(sql, params)
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        return await self.session.execute(sql, params)
 
-    async def fetchone(self, sql: str, params: tuple = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Result:
+        return await self.session.executemany(sql, rows)
 
-    async def fetchall(self, sql: str, params: tuple = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self.session.fetchone(sql, params)
 
-    async def audit(self, actor: Actor, action: str, target: str | None, details: dict | None = None) -> None:
-        self.audited.append(await audit_row(self.conn, self.now, actor, action, target, details))
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self.session.fetchall(sql, params)
+
+    async def audit(self, actor: Actor, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
+        now = self.now
+        self.audited.append(await self.session.run(
+            lambda conn: audit_row_sync(conn, now, actor, action, target, details)))
 
 
 class Table:
@@ -51,19 +51,20 @@ class Table:
         audit_listeners: list[Callable[[dict[str, Any]], None]],
     ) -> None:
         self.db = db
+        self.d = db.dialect  # the few SQL differences between backends (store/dialect.py)
         self.clock = clock
         self._audit_listeners = audit_listeners
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
-        async with self.db.write() as conn:
-            tx = Tx(conn, self.clock())
+        async with self.db.write() as session:
+            tx = Tx(session, self.clock())
             yield tx
         for entry in tx.audited:
             for listener in self._audit_listeners:
                 listener(entry)
 
-    async def tx_in_thread(self, fn: Callable[[sqlite3.Connection, datetime, list[dict[str, Any]]], T]) -> T:
+    async def tx_in_thread(self, fn: Callable[[Conn, datetime, list[dict[str, Any]]], T]) -> T:
         """`fn(conn, now, audited)` as one transaction in one hop to the writer thread
         (Database.write_in_thread); audit entries it appends to `audited` are announced after commit."""
         now = self.clock()

@@ -126,7 +126,7 @@ class HostAlerts(Table):
 
     async def mark_raised(self, event: str, host_ids: list[str]) -> None:
         async with self.tx() as tx:
-            await tx.conn.executemany(
+            await tx.executemany(
                 "INSERT INTO host_alerts (host_id, event, raised_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (host_id, event) DO NOTHING", [(h, event, iso(tx.now)) for h in host_ids])
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiosqlite
+if TYPE_CHECKING:
+    from rm_server.store.db import Conn
+
 
 
 class NotFound(LookupError):
@@ -65,36 +66,18 @@ def loads(value: str | None, default: Any = None) -> Any:
 
 
 _AUDIT_INSERT = ("INSERT INTO audit (ts, actor_kind, actor_id, actor_name, action, target, details)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?)")
+                 " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id")
 
 
-def _audit_entry(row_id: int | None, now: datetime, actor: Actor, action: str, target: str | None,
-                 details: dict[str, Any]) -> dict[str, Any]:
+def audit_row_sync(conn: Conn, now: datetime, actor: Actor, action: str, target: str | None,
+                   details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Append an audit row inside the caller's transaction (run on the writer's thread);
+    returns the entry announced after commit. Never pass secrets in details."""
+    details = details or {}
+    (row_id,) = conn.execute(_AUDIT_INSERT, (iso(now), actor.kind, actor.id, actor.name, action, target,
+                                             dumps(details))).fetchone()
     return {"id": row_id, "ts": iso(now), "actor_kind": actor.kind, "actor_id": actor.id,
             "actor_name": actor.name, "action": action, "target": target, "details": details}
-
-
-async def audit_row(
-    conn: aiosqlite.Connection,
-    now: datetime,
-    actor: Actor,
-    action: str,
-    target: str | None,
-    details: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Append an audit row inside the caller's transaction. Never pass secrets in details."""
-    details = details or {}
-    cur = await conn.execute(_AUDIT_INSERT, (iso(now), actor.kind, actor.id, actor.name, action, target,
-                                             dumps(details)))
-    return _audit_entry(cur.lastrowid, now, actor, action, target, details)
-
-
-def audit_row_sync(conn: sqlite3.Connection, now: datetime, actor: Actor, action: str, target: str | None,
-                   details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`audit_row` for a transaction run in the writer thread (Database.write_in_thread)."""
-    details = details or {}
-    cur = conn.execute(_AUDIT_INSERT, (iso(now), actor.kind, actor.id, actor.name, action, target, dumps(details)))
-    return _audit_entry(cur.lastrowid, now, actor, action, target, details)
 
 
 class Invalid(ValueError):

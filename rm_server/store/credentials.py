@@ -48,5 +48,5 @@ class Credentials(Table):
     async def set_fingerprints(self, changed: list[tuple[str, str, str]]) -> None:
         """Replace fingerprints [(host_id, slot, fingerprint)]; not audited: no secret or setting changes."""
         async with self.tx() as tx:
-            await tx.conn.executemany("UPDATE repo_credentials SET key_fingerprint = ? WHERE host_id = ? AND slot = ?",
+            await tx.executemany("UPDATE repo_credentials SET key_fingerprint = ? WHERE host_id = ? AND slot = ?",
                                       [(fp, host_id, slot) for host_id, slot, fp in changed])

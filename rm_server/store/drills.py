@@ -9,18 +9,20 @@ from typing import Any
 from rm_core.drills import DrillPolicy
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
+from rm_server.store.dialect import Dialect
 
-# the newest finished drill of a host, as the host resource's `last_verified` (JSON built by SQLite)
-LAST_VERIFIED_SQL = (
-    "(SELECT json_object('job_id', j.id, 'state', j.state, 'finished_at', j.finished_at,"
-    " 'source_group_id', j.source_group_id, 'files', json_extract(j.summary, '$.files'),"
-    " 'bytes', json_extract(j.summary, '$.bytes'), 'mismatches', json_extract(j.summary, '$.mismatches'))"
-    " FROM jobs j WHERE j.host_id = h.id AND j.kind = 'drill' AND j.finished_at IS NOT NULL"
-    " AND j.state IN ('succeeded', 'warning', 'failed') ORDER BY j.finished_at DESC LIMIT 1)"
-)
+
+def last_verified_sql(d: Dialect) -> str:
+    """The newest finished drill of a host, as the host resource's `last_verified` (JSON built
+    by the database)."""
+    summary = {k: d.jget("j.summary", k) for k in ("files", "bytes", "mismatches")}
+    return (f"(SELECT {d.obj(job_id='j.id', state='j.state', finished_at='j.finished_at', source_group_id='j.source_group_id', **summary)}"
+            " FROM jobs j WHERE j.host_id = h.id AND j.kind = 'drill' AND j.finished_at IS NOT NULL"
+            " AND j.state IN ('succeeded', 'warning', 'failed') ORDER BY j.finished_at DESC LIMIT 1)")
+
 
 # whether any drill policy of the host is flagged overdue by the ticker (indexed by host_id)
-DRILL_OVERDUE_SQL = "EXISTS (SELECT 1 FROM drill_policies dp WHERE dp.host_id = h.id AND dp.overdue)"
+DRILL_OVERDUE_SQL = "EXISTS (SELECT 1 FROM drill_policies dp WHERE dp.host_id = h.id AND dp.overdue <> 0)"
 
 
 @dataclass
@@ -32,6 +34,7 @@ class DrillRow:
     last_fire: datetime | None
     overdue: bool
     last_success: datetime | None  # newest succeeded drill of the group
+    online: bool = False  # the host's agent is connected (to any replica)
 
 
 class Drills(Table):
@@ -74,10 +77,12 @@ class Drills(Table):
         rows = await self.db.fetchall(
             "SELECT d.host_id, d.source_group_id, d.policy, d.updated_at, d.last_fire, d.overdue,"
             " (SELECT max(j.finished_at) FROM jobs j WHERE j.source_group_id = d.source_group_id"
-            "  AND j.kind = 'drill' AND j.state = 'succeeded') AS last_success"
+            "  AND j.kind = 'drill' AND j.state = 'succeeded') AS last_success,"
+            " (SELECT h.status FROM hosts h WHERE h.id = d.host_id) AS host_status"
             " FROM drill_policies d", bulk=True)
         return [DrillRow(r["host_id"], r["source_group_id"], DrillPolicy.model_validate(loads(r["policy"], {})),
-                         dt(r["updated_at"]), dt(r["last_fire"]), bool(r["overdue"]), dt(r["last_success"]))
+                         dt(r["updated_at"]), dt(r["last_fire"]), bool(r["overdue"]), dt(r["last_success"]),
+                         r["host_status"] == "online")
                 for r in rows]
 
     async def mark_fired(self, group_id: str, at: datetime) -> None:

@@ -66,7 +66,7 @@ class Enrollment(Table):
         async with self.tx() as tx:
             row = await tx.fetchone(
                 "SELECT id, expires_at, max_uses, uses, initial_paths, repo_sealed FROM enrollment_tokens"
-                " WHERE token_hash = ?", (token_hash,),
+                f" WHERE token_hash = ?{self.d.for_update}", (token_hash,),
             )
             if row is None or dt(row["expires_at"]) <= tx.now or row["uses"] >= row["max_uses"]:
                 raise TokenRejected("enrollment token is invalid, expired or already used")

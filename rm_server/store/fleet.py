@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -15,10 +14,11 @@ from rm_core.enums import HostStatus
 from rm_server.store.base import Table
 from rm_server.store.hosts import Hosts
 from rm_server.store.common import Actor, audit_row_sync, dumps, iso, loads
+from rm_server.store.db import Conn
 
 SLICE = 1000  # hosts per transaction: keeps the writer lock short for everyone else
 # What a host's next run is computed from: its enabled schedules that have a cron.
-_CRON_SCHEDULE = "s.enabled AND NOT s.manual AND s.cron IS NOT NULL"
+_CRON_SCHEDULE = "s.enabled <> 0 AND s.manual = 0 AND s.cron IS NOT NULL"
 
 
 class Fleet(Table):
@@ -30,11 +30,21 @@ class Fleet(Table):
             found = [h for h in found if h in wanted]
         return found
 
+    async def behind(self, host_ids: list[str]) -> list[str]:
+        """Those of `host_ids` whose agent has not applied the host's schedule version."""
+        out: list[str] = []
+        for start in range(0, len(host_ids), 900):
+            chunk = host_ids[start:start + 900]
+            out += [r[0] for r in await self.db.fetchall(
+                f"SELECT id FROM hosts WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND applied_schedule_version < schedule_version", chunk, bulk=True)]
+        return out
+
     async def crons(self) -> list[dict[str, Any]]:
         """Every host's enabled cron schedules, one entry per (cron, timezone) with the hosts
         that have it: a fleet under a few policies is a few entries, whatever its size."""
         rows = await self.db.fetchall(
-            f"SELECT s.cron, s.timezone, json_group_array(DISTINCT s.host_id) FROM schedules s"
+            f"SELECT s.cron, s.timezone, {self.d.text(self.d.agg_distinct('s.host_id'))} FROM schedules s"
             f" WHERE {_CRON_SCHEDULE} GROUP BY s.cron, s.timezone ORDER BY s.cron, s.timezone")
         return [{"cron": r[0], "timezone": r[1], "host_ids": loads(r[2], [])} for r in rows]
 
@@ -42,13 +52,14 @@ class Fleet(Table):
         """host_id -> {version, applied_version, crons}: what a schedule.updated event tells
         operators, read in a few queries for a fleet-wide change (missing hosts are left out)."""
         out: dict[str, dict[str, Any]] = {}
+        d = self.d
+        crons = d.text(d.agg(d.obj(cron="s.cron", timezone="s.timezone")))
         for start in range(0, len(host_ids), 900):
             chunk = host_ids[start:start + 900]
             rows = await self.db.fetchall(
-                "SELECT h.id, h.schedule_version, h.applied_schedule_version, (SELECT json_group_array("
-                f"json_object('cron', s.cron, 'timezone', s.timezone)) FROM schedules s WHERE s.host_id = h.id"
-                f" AND {_CRON_SCHEDULE}) FROM hosts h WHERE h.id IN ({','.join('?' * len(chunk))})", tuple(chunk),
-                bulk=True)
+                f"SELECT h.id, h.schedule_version, h.applied_schedule_version, (SELECT {crons} FROM schedules s"
+                f" WHERE s.host_id = h.id AND {_CRON_SCHEDULE}) FROM hosts h"
+                f" WHERE h.id IN ({','.join('?' * len(chunk))})", tuple(chunk), bulk=True)
             out.update({r[0]: {"version": r[1], "applied_version": r[2], "crons": loads(r[3], [])} for r in rows})
         return out
 
@@ -65,45 +76,46 @@ class Fleet(Table):
         scols = (schedule["cron"], schedule["timezone"], int(schedule["enabled"]))
         details = {"cron": schedule["cron"], "includes": group["includes"]}
         pushing: asyncio.Future[None] | None = None  # the previous slice's push
+        ids, pairs_of = self.d.each_text(), self.d.each_json()
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
 
-            def write(conn: sqlite3.Connection, now: datetime, audited: list, chunk: list[str] = chunk) -> None:
+            def write(conn: Conn, now: datetime, audited: list, chunk: list[str] = chunk) -> None:
                 hosts = json.dumps(chunk)
                 # Every statement takes the slice as one JSON text (json_each) instead of a
                 # bound row per host: the writer thread holds the GIL while it binds, and
                 # 1000-row executemany calls made the event loop wait for it mid-push.
                 groups = dict(conn.execute(
                     "SELECT host_id, id FROM source_groups WHERE name = ? AND host_id IN"
-                    " (SELECT value FROM json_each(?))", (name, hosts)).fetchall())
+                    f" (SELECT value FROM {ids})", (name, hosts)).fetchall())
                 scheds = dict(conn.execute(
                     "SELECT host_id, id FROM schedules WHERE name = ? AND host_id IN"
-                    " (SELECT value FROM json_each(?))", (name, hosts)).fetchall())
+                    f" (SELECT value FROM {ids})", (name, hosts)).fetchall())
                 conn.execute(
                     "UPDATE source_groups SET includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
-                    " post_hook = ? WHERE id IN (SELECT value FROM json_each(?))",
-                    (*gcols, json.dumps(list(groups.values()))))
+                    f" post_hook = ? WHERE id IN (SELECT value FROM {ids})",
+                    (*gcols, json.dumps(sorted(groups.values()))))
                 fresh = [h for h in chunk if h not in groups]
                 groups.update(zip(fresh, new_ids(len(fresh))))  # new_ids is thread-safe
                 conn.execute(
                     "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook,"
-                    " post_hook) SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)",
+                    f" post_hook) SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, ?, ?, ? FROM {pairs_of}",
                     (name, *gcols, json.dumps([(groups[h], h) for h in fresh])))
                 fresh = [h for h in chunk if h not in scheds]
                 scheds.update(zip(fresh, new_ids(len(fresh))))
                 conn.execute(
                     "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
-                    " SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, 0, ? FROM json_each(?)",
+                    f" SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, 0, ? FROM {pairs_of}",
                     (name, *scols, iso(now), json.dumps([(scheds[h], h) for h in fresh])))
                 pairs = json.dumps([(scheds[h], groups[h]) for h in chunk])
                 conn.execute("UPDATE schedules SET cron = ?, timezone = ?, enabled = ?, manual = 0"
-                             " WHERE id IN (SELECT value ->> 0 FROM json_each(?))", (*scols, pairs))
+                             f" WHERE id IN (SELECT value ->> 0 FROM {pairs_of})", (*scols, pairs))
                 conn.execute("DELETE FROM schedule_groups WHERE schedule_id IN"
-                             " (SELECT value ->> 0 FROM json_each(?))", (pairs,))
+                             f" (SELECT value ->> 0 FROM {pairs_of})", (pairs,))
                 conn.execute("INSERT INTO schedule_groups (schedule_id, source_group_id, position)"
-                             " SELECT value ->> 0, value ->> 1, 0 FROM json_each(?)", (pairs,))
+                             f" SELECT value ->> 0, value ->> 1, 0 FROM {pairs_of}", (pairs,))
                 conn.execute("UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id IN"
-                             " (SELECT value FROM json_each(?))", (hosts,))
+                             f" (SELECT value FROM {ids})", (hosts,))
                 audited.append(audit_row_sync(conn, now, actor, "fleet.policy", name,
                                               {"hosts": len(chunk), **details}))
 

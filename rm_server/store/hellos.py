@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from rm_server.store.base import Table
 from rm_server.store.jobs import COPY_PARAMS
 from rm_server.store.common import loads
-from rm_server.store.schedule_sets import SCHEDULE_SET_JSON
+from rm_server.store.schedule_sets import schedule_set_json
 
 SLICE = 900  # host ids per query (SQLite's default limit of variables is 999 on old builds)
 
@@ -34,7 +34,7 @@ class Hellos(Table):
             chunk = ids[start:start + SLICE]
             marks = ",".join("?" * len(chunk))
             rows = await self.db.fetchall(
-                f"SELECT h.id, {SCHEDULE_SET_JSON}, h.bandwidth,"
+                f"SELECT h.id, {schedule_set_json(self.d)}, h.bandwidth,"
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.state IN ('dispatched', 'running')),"
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.state = 'queued'),"
                 " EXISTS(SELECT 1 FROM jobs j WHERE j.host_id = h.id AND j.kind = 'init'"

@@ -13,32 +13,37 @@ from rm_core.enums import HostStatus, JobState
 from rm_core.protocol import Hello
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
-from rm_server.store.db import WHOLE_LIST
-from rm_server.store.drills import DRILL_OVERDUE_SQL, LAST_VERIFIED_SQL
+from rm_server.store.dialect import Dialect
+from rm_server.store.drills import DRILL_OVERDUE_SQL, last_verified_sql
+from rm_server.store.lanes import LaneName
 
-_COLS = (
-    "h.id, h.hostname, h.status, h.last_seen, h.os, h.arch, h.agent_version, h.restic_version,"
-    " h.schedule_version, h.applied_schedule_version, h.stale, h.created_at, h.initial_paths,"
-    " h.last_backup_job_id, h.last_backup_state, h.last_backup_at, rs.stats AS repo_stats,"
-    " h.copy_enabled, h.copy_behind_since, h.copy_overdue_at, h.open_anomalies, h.anomaly_reason, h.anomaly_at,"
-    f" {LAST_VERIFIED_SQL} AS last_verified, {DRILL_OVERDUE_SQL} AS drill_overdue"
-)
+
+def _cols(d: Dialect) -> str:
+    return (
+        "h.id, h.hostname, h.status, h.last_seen, h.os, h.arch, h.agent_version, h.restic_version,"
+        " h.schedule_version, h.applied_schedule_version, h.stale, h.created_at, h.initial_paths,"
+        " h.last_backup_job_id, h.last_backup_state, h.last_backup_at, rs.stats AS repo_stats,"
+        " h.copy_enabled, h.copy_behind_since, h.copy_overdue_at, h.open_anomalies, h.anomaly_reason, h.anomaly_at,"
+        f" {d.text(last_verified_sql(d))} AS last_verified, {DRILL_OVERDUE_SQL} AS drill_overdue"
+    )
+
+
 _FROM = "hosts h LEFT JOIN repo_stats rs ON rs.host_id = h.id"
-# Field for field what _host() builds, for list_json().
-_JSON_ROW = (
-    "json_object('id', h.id, 'hostname', h.hostname, 'status', h.status, 'last_seen', h.last_seen,"
-    " 'os', h.os, 'arch', h.arch, 'agent_version', h.agent_version, 'restic_version', h.restic_version,"
-    " 'schedule_version', h.schedule_version, 'applied_schedule_version', h.applied_schedule_version,"
-    " 'stale', json(CASE WHEN h.stale THEN 'true' ELSE 'false' END),"
-    " 'last_backup', CASE WHEN h.last_backup_job_id IS NULL THEN NULL ELSE json_object('job_id', h.last_backup_job_id,"
-    " 'state', h.last_backup_state, 'finished_at', h.last_backup_at) END,"
-    " 'created_at', h.created_at, 'repo_size', json_extract(rs.stats, '$.total_size'),"
-    " 'initial_paths', json(h.initial_paths), 'last_verified', json(" + LAST_VERIFIED_SQL + "),"
-    " 'drill_overdue', json(CASE WHEN " + DRILL_OVERDUE_SQL + " THEN 'true' ELSE 'false' END),"
-    " 'copy_enabled', json(CASE WHEN h.copy_enabled THEN 'true' ELSE 'false' END),"
-    " 'copy_behind_since', h.copy_behind_since, 'copy_overdue_at', h.copy_overdue_at,"
-    " 'open_anomalies', h.open_anomalies, 'anomaly', h.anomaly_reason, 'anomaly_at', h.anomaly_at)"
-)
+
+
+def _json_row(d: Dialect) -> str:
+    """Field for field what _host() builds, for list_json()."""
+    last_backup = d.obj(job_id="h.last_backup_job_id", state="h.last_backup_state", finished_at="h.last_backup_at")
+    return d.obj(
+        id="h.id", hostname="h.hostname", status="h.status", last_seen="h.last_seen", os="h.os", arch="h.arch",
+        agent_version="h.agent_version", restic_version="h.restic_version", schedule_version="h.schedule_version",
+        applied_schedule_version="h.applied_schedule_version", stale=d.jbool("h.stale <> 0"),
+        last_backup=f"CASE WHEN h.last_backup_job_id IS NULL THEN NULL ELSE {last_backup} END",
+        created_at="h.created_at", repo_size=d.jget("rs.stats", "total_size"), initial_paths=d.js("h.initial_paths"),
+        last_verified=last_verified_sql(d), drill_overdue=d.jbool(DRILL_OVERDUE_SQL),
+        copy_enabled=d.jbool("h.copy_enabled <> 0"), copy_behind_since="h.copy_behind_since",
+        copy_overdue_at="h.copy_overdue_at", open_anomalies="h.open_anomalies", anomaly="h.anomaly_reason",
+        anomaly_at="h.anomaly_at")
 
 
 def _host(row) -> Host:
@@ -61,10 +66,13 @@ def _host(row) -> Host:
 
 
 class Hosts(Table):
-    _whole: tuple[int, int, int, bytes] | None = None  # (generation, reader, data_version, body) of the full list
+    replica_id = ""  # this process's (Store sets it): hosts whose agents it holds carry it
+    _whole: tuple[int, LaneName, Any, bytes] | None = None  # (generation, lane, data_version, body) of the full list
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self._cols = _cols(self.d)
+        self._json_row = _json_row(self.d)
         self._token_waits: dict[str, list[asyncio.Future[str | None]]] = {}
         self._token_task: asyncio.Task | None = None
         self._building: tuple[int, asyncio.Future[bytes]] | None = None  # (generation, the full list's build)
@@ -93,7 +101,7 @@ class Hosts(Table):
         after: str | None = None,
     ) -> list[Host]:
         tail, params = self.filters(status, q, limit, after)
-        return [_host(r) for r in await self.db.fetchall(f"SELECT {_COLS} FROM {_FROM}{tail}", params)]
+        return [_host(r) for r in await self.db.fetchall(f"SELECT {self._cols} FROM {_FROM}{tail}", params)]
 
     async def list_json(
         self, *, status: HostStatus | None = None, q: str | None = None, limit: int | None = None,
@@ -111,10 +119,11 @@ class Hosts(Table):
         tail, params = self.filters(status, q, limit, after)
         return await self._list_json(tail, params)
 
-    async def _list_json(self, tail: str, params: list, reader: int | None = None) -> bytes:
+    async def _list_json(self, tail: str, params: list, lane: LaneName | None = None) -> bytes:
+        d = self.d
         row = (await self.db.fetchall(
-            f"SELECT json_object('hosts', json(coalesce(json_group_array(json(j)), '[]'))) FROM"
-            f" (SELECT {_JSON_ROW} AS j FROM {_FROM}{tail})", params, reader=reader,
+            f"SELECT {d.text(d.obj(hosts=d.agg('j', 'hid')))} FROM"
+            f" (SELECT {self._json_row} AS j, h.id AS hid FROM {_FROM}{tail}) AS rows", params, lane=lane,
         ))[0]
         return row[0].encode()
 
@@ -140,7 +149,7 @@ class Hosts(Table):
         return await asyncio.shield(building[1])
 
     async def _build_whole(self, generation: int) -> bytes:
-        reader = WHOLE_LIST
+        reader = LaneName.WHOLE_LIST
         version = await self.db.data_version(reader)
         tail, params = self.filters(None, None, None, None)
         body = await self._list_json(tail, params, reader)
@@ -148,7 +157,7 @@ class Hosts(Table):
         return body
 
     async def get(self, host_id: str) -> Host:
-        row = await self.db.fetchone(f"SELECT {_COLS} FROM {_FROM} WHERE h.id = ?", (host_id,))
+        row = await self.db.fetchone(f"SELECT {self._cols} FROM {_FROM} WHERE h.id = ?", (host_id,))
         if row is None:
             raise NotFound("host", host_id)
         return _host(row)
@@ -159,7 +168,7 @@ class Hosts(Table):
         ids = list(dict.fromkeys(host_ids))
         for start in range(0, len(ids), 900):
             chunk = ids[start:start + 900]
-            rows = await self.db.fetchall(f"SELECT {_COLS} FROM {_FROM} WHERE h.id IN ({','.join('?' * len(chunk))})",
+            rows = await self.db.fetchall(f"SELECT {self._cols} FROM {_FROM} WHERE h.id IN ({','.join('?' * len(chunk))})",
                                           chunk, bulk=True)
             out.update((r["id"], _host(r)) for r in rows)
         return out
@@ -214,29 +223,53 @@ class Hosts(Table):
                     if not f.done():
                         f.set_result(found.get(token_hash))
 
-    async def record_hellos(self, hellos: list[tuple[str, Hello]], now: datetime) -> None:
-        """Mark hosts online with what their hellos say (many at once after a server restart)."""
+    async def record_hellos(self, hellos: list[tuple[str, Hello]], now: datetime) -> list[str]:
+        """Mark hosts online, held by this replica, with what their hellos say (many at once
+        after a server restart). Returns the hosts another replica held until now: the newest
+        connection wins, so that replica must let its socket go."""
+        me = self.replica_id
+        ids = sorted({host_id for host_id, _ in hellos})
         async with self.tx() as tx:
-            await tx.conn.executemany(
-                "UPDATE hosts SET status = 'online', last_seen = ?, os = ?, arch = ?, agent_version = ?,"
-                " restic_version = ?, applied_schedule_version = min(?, schedule_version) WHERE id = ?",
-                [(iso(now), h.os, h.arch, h.agent_version, h.restic_version, h.applied_schedule_version, host_id)
-                 for host_id, h in hellos],
+            moved: list[str] = []
+            for start in range(0, len(ids), 900):
+                chunk = ids[start:start + 900]
+                moved += [r[0] for r in await tx.fetchall(
+                    f"SELECT id FROM hosts WHERE id IN ({','.join('?' * len(chunk))}) AND replica_id IS NOT NULL"
+                    " AND replica_id <> ?", (*chunk, me))]
+            # in id order: two replicas writing overlapping batches lock rows in one order
+            await tx.executemany(
+                "UPDATE hosts SET status = 'online', replica_id = ?, last_seen = ?, os = ?, arch = ?, agent_version = ?,"
+                f" restic_version = ?, applied_schedule_version = {self.d.least('?', 'schedule_version')} WHERE id = ?",
+                sorted(((me, iso(now), h.os, h.arch, h.agent_version, h.restic_version, h.applied_schedule_version,
+                         host_id) for host_id, h in hellos), key=lambda row: row[-1]),
             )
+        return moved
 
     async def set_offline(self, host_id: str, last_seen: datetime | None) -> bool:
-        """Mark one host offline; True when it was online."""
+        """Mark one host offline if this replica holds it (its agent may have moved on to
+        another replica meanwhile); True when it was online here."""
         async with self.tx() as tx:
             cur = await tx.execute(
-                "UPDATE hosts SET status = 'offline', last_seen = coalesce(?, last_seen)"
-                " WHERE id = ? AND status = 'online'", (iso(last_seen), host_id),
+                "UPDATE hosts SET status = 'offline', replica_id = NULL, last_seen = coalesce(?, last_seen)"
+                " WHERE id = ? AND status = 'online' AND replica_id = ?", (iso(last_seen), host_id, self.replica_id),
             )
             return cur.rowcount > 0
 
-    async def all_offline(self) -> None:
-        """At start nobody is connected: every host that was online is offline now."""
+    async def release(self, alive: set[str] | None) -> list[str]:
+        """Hosts held by no live replica are offline; returns them. `alive` None: this process
+        is the only one (SQLite), so at start every host that was online is offline now."""
         async with self.tx() as tx:
-            await tx.execute("UPDATE hosts SET status = 'offline' WHERE status = 'online'")
+            if alive is None:
+                rows = await tx.fetchall("UPDATE hosts SET status = 'offline', replica_id = NULL"
+                                         " WHERE status = 'online' RETURNING id")
+            else:
+                keep = sorted(alive) or [""]
+                marks = ",".join("?" * len(keep))
+                rows = await tx.fetchall(
+                    "UPDATE hosts SET status = 'offline', replica_id = NULL WHERE status = 'online' AND"
+                    f" (replica_id IS NULL OR replica_id NOT IN ({marks})) RETURNING id", keep)
+                await tx.execute(f"DELETE FROM replicas WHERE id NOT IN ({marks})", keep)
+        return [r[0] for r in rows]
 
     async def touch_many(self, seen: list[tuple[str, datetime]]) -> None:
         """Flush in-memory heartbeats in one transaction. The timestamps are formatted in the
@@ -244,7 +277,8 @@ class Hosts(Table):
         if not seen:
             return
         await self.db.write_in_thread(lambda conn: conn.executemany(
-            "UPDATE hosts SET last_seen = ? WHERE id = ?", [(iso(ts), hid) for hid, ts in seen]))
+            "UPDATE hosts SET last_seen = ? WHERE id = ?", sorted(((iso(ts), hid) for hid, ts in seen),
+                                                                   key=lambda row: row[1])))
 
     async def set_applied_versions(self, acked: dict[str, int]) -> dict[str, tuple[int, int]]:
         """Record schedule.acks in one transaction, never above the issued version.
@@ -253,11 +287,13 @@ class Hosts(Table):
         JSON parameter in one hop to the writer thread: binding a row per ack held the GIL in
         the writer thread (19k acks arrive within a second of a fleet push) while the event
         loop waited for it, and each statement was a round trip."""
+        d = self.d
         rows = await self.db.write_in_thread(lambda conn: conn.execute(
-            "UPDATE hosts SET applied_schedule_version = min(j.value, hosts.schedule_version)"
-            " FROM json_each(?) j WHERE hosts.id = j.key"
+            "UPDATE hosts SET applied_schedule_version ="
+            f" {d.least('CAST(j.value ->> 1 AS BIGINT)', 'hosts.schedule_version')}"
+            f" FROM (SELECT value FROM {d.each_json()}) AS j WHERE hosts.id = j.value ->> 0"
             " RETURNING hosts.id, hosts.schedule_version, hosts.applied_schedule_version",
-            (json.dumps(acked),)).fetchall())
+            (json.dumps(sorted(acked.items())),)).fetchall())
         return {r[0]: (r[1], r[2]) for r in rows}
 
     async def counts_by_status(self) -> dict[str, int]:

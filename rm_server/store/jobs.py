@@ -39,6 +39,9 @@ class NewJob:
     schedule_id: str | None = None
     source_group_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # The ticker's instant for a maintenance job: one job per host, kind and tick, whichever
+    # replica ticked (a leader that lost its lock without knowing yet ticks in vain).
+    tick: str | None = None
 
 
 @dataclass
@@ -69,22 +72,26 @@ class Jobs(Table):
         ids = []
         async with self.tx() as tx:
             for j in jobs:
-                ids.append(await self._insert(tx, j, JobState.queued))
+                job_id = await self._insert(tx, j, JobState.queued)
+                if job_id is None:
+                    continue  # this tick's job of that kind exists already
+                ids.append(job_id)
                 await tx.audit(actor, "job.create", ids[-1],
                                {"host_id": j.host_id, "kind": j.kind.value, "source_group_id": j.source_group_id,
                                 "schedule_id": j.schedule_id})
         return [await self.get(i) for i in ids]
 
     async def _insert(self, tx: Tx, j: NewJob, state: JobState, job_id: str | None = None,
-                      started_at: datetime | None = None, created_at: datetime | None = None) -> str:
+                      started_at: datetime | None = None, created_at: datetime | None = None) -> str | None:
         job_id = job_id or new_id()
-        await tx.execute(
+        cur = await tx.execute(
             "INSERT INTO jobs (id, host_id, kind, state, actor_kind, actor_id, schedule_id, source_group_id,"
-            " params, created_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " params, created_at, started_at, tick) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (job_id, j.host_id, j.kind.value, state.value, j.actor_kind.value, j.actor_id, j.schedule_id,
-             j.source_group_id, dumps(j.params), iso(created_at or tx.now), iso(started_at)),
+             j.source_group_id, dumps(j.params), iso(created_at or tx.now), iso(started_at), j.tick),
         )
-        return job_id
+        return job_id if cur.rowcount else None
 
     async def get(self, job_id: str) -> Job:
         row = await self.db.fetchone(f"SELECT {_COLS} FROM jobs WHERE id = ?", (job_id,))
@@ -129,6 +136,21 @@ class Jobs(Table):
         )
         return [_job(r) for r in rows]
 
+    async def hosts_with_queued(self) -> list[str]:
+        rows = await self.db.fetchall("SELECT DISTINCT host_id FROM jobs WHERE state = 'queued'", bulk=True)
+        return [r[0] for r in rows]
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Remember that an operator cancelled a running job (another replica passes it on;
+        a hello, on any replica, passes it on again)."""
+        async with self.tx() as tx:
+            await tx.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+    async def cancels_requested(self, host_id: str) -> list[str]:
+        rows = await self.db.fetchall("SELECT id FROM jobs WHERE host_id = ? AND cancel_requested <> 0"
+                                      " AND state IN ('dispatched', 'running')", (host_id,))
+        return [r[0] for r in rows]
+
     async def mark_dispatched(self, job_id: str) -> Job | None:
         async with self.tx() as tx:
             cur = await tx.execute(
@@ -159,7 +181,8 @@ class Jobs(Table):
             return [], []  # the common case needs no write transaction (a reconnect storm is 19k hellos)
         async with self.tx() as tx:
             rows = await tx.fetchall(
-                "SELECT id, state FROM jobs WHERE host_id = ? AND state IN ('dispatched', 'running')", (host_id,)
+                f"SELECT id, state FROM jobs WHERE host_id = ? AND state IN ('dispatched', 'running')"
+                f" ORDER BY id{self.d.for_update}", (host_id,)
             )
             lost, requeued = [], []
             for row in rows:
@@ -180,7 +203,8 @@ class Jobs(Table):
     # ------------------------------------------------------------ agent events
 
     async def _acked(self, tx: Tx, host_id: str, job_id: str) -> tuple[int, str] | None:
-        row = await tx.fetchone("SELECT acked_seq, state FROM jobs WHERE id = ? AND host_id = ?", (job_id, host_id))
+        row = await tx.fetchone(f"SELECT acked_seq, state FROM jobs WHERE id = ? AND host_id = ?{self.d.for_update}",
+                                (job_id, host_id))
         return None if row is None else (row["acked_seq"], row["state"])
 
     async def apply_started(self, host_id: str, ev: JobStarted, owns: bool) -> Applied:
@@ -229,7 +253,7 @@ class Jobs(Table):
                 chunk = wanted[start:start + 900]
                 for job_id, owner, acked_seq, log_lines, log_bytes in await tx.fetchall(
                         f"SELECT id, host_id, acked_seq, log_lines, log_bytes FROM jobs"
-                        f" WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)):
+                        f" WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id{self.d.for_update}", tuple(chunk)):
                     owners[job_id] = owner
                     state[job_id] = [acked_seq, log_lines, log_bytes]
             for host_id, ev in batch:
@@ -253,11 +277,11 @@ class Jobs(Table):
                 job_state[2] += sum(ln.size for ln in fresh)
                 results.append(Applied(acked, None, fresh))
             if rows:
-                await tx.conn.executemany(
+                await tx.executemany(
                     "INSERT INTO job_logs (job_id, seq, ts, stream, text) VALUES (?, ?, ?, ?, ?)", rows)
-                await tx.conn.executemany(
+                await tx.executemany(
                     "UPDATE jobs SET acked_seq = ?, log_lines = ?, log_bytes = ? WHERE id = ?",
-                    [(acked, lines, size, job_id) for job_id, (acked, lines, size) in state.items()])
+                    [(acked, lines, size, job_id) for job_id, (acked, lines, size) in sorted(state.items())])
                 for job_id, (acked, lines, size) in state.items():
                     if lines > self.log_head + self.log_tail or size > self.log_bytes:
                         await self._cap_log(tx, job_id, acked, size)
@@ -272,14 +296,14 @@ class Jobs(Table):
             # Oldest lines after the head until enough bytes are freed (ties to whole lines).
             excess, freed = size - self.log_bytes, 0
             for r in await tx.fetchall(
-                    "SELECT seq, length(CAST(text AS BLOB)) AS n FROM job_logs WHERE job_id = ? AND seq > ?"
+                    f"SELECT seq, {self.d.octets('text')} AS n FROM job_logs WHERE job_id = ? AND seq > ?"
                     " ORDER BY seq LIMIT 10000", (job_id, head_last_seq)):
                 freed += r["n"]
                 cutoff = max(cutoff, r["seq"])
                 if freed >= excess:
                     break
         gone = await tx.fetchone(
-            "SELECT count(*) AS n, coalesce(sum(length(CAST(text AS BLOB))), 0) AS b FROM job_logs"
+            f"SELECT count(*) AS n, coalesce(sum({self.d.octets('text')}), 0) AS b FROM job_logs"
             " WHERE job_id = ? AND seq > ? AND seq <= ?", (job_id, head_last_seq, cutoff))
         if not gone["n"]:
             return

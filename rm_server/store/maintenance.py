@@ -23,7 +23,7 @@ class Maintenance(Table):
     async def scheduled_groups(self) -> list[dict[str, Any]]:
         return await self.db.fetchall(
             "SELECT s.host_id, sg.source_group_id, s.cron, s.timezone, s.created_at FROM schedules s"
-            " JOIN schedule_groups sg ON sg.schedule_id = s.id WHERE s.enabled = 1 AND s.manual = 0 AND s.cron IS NOT NULL",
+            " JOIN schedule_groups sg ON sg.schedule_id = s.id WHERE s.enabled <> 0 AND s.manual = 0 AND s.cron IS NOT NULL",
             bulk=True,
             convert=lambda rows: [{"host_id": r[0], "group_id": r[1], "cron": r[2], "timezone": r[3],
                                    "since": dt(r[4])} for r in rows])

@@ -16,9 +16,11 @@ class Reports(Table):
     async def replace_snapshots(self, host_id: str, snapshots: list[SnapshotInfo]) -> None:
         async with self.tx() as tx:
             await tx.execute("DELETE FROM snapshots WHERE host_id = ?", (host_id,))
-            await tx.conn.executemany(
-                "INSERT OR REPLACE INTO snapshots (host_id, id, short_id, time, hostname, paths, tags, summary)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            await tx.executemany(
+                "INSERT INTO snapshots (host_id, id, short_id, time, hostname, paths, tags, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host_id, id) DO UPDATE SET short_id = excluded.short_id,"
+                " time = excluded.time, hostname = excluded.hostname, paths = excluded.paths, tags = excluded.tags,"
+                " summary = excluded.summary",
                 [(host_id, s.id, s.short_id or s.id[:8], iso(s.time), s.hostname, dumps(s.paths), dumps(s.tags),
                   dumps(s.summary) if s.summary is not None else None) for s in snapshots],
             )

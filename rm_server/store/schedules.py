@@ -52,7 +52,8 @@ class Schedules(Table):
 
     async def _name_free(self, tx: Tx, host_id: str, name: str, gid: str | None) -> None:
         row = await tx.fetchone(
-            "SELECT id FROM source_groups WHERE host_id = ? AND name = ? AND id IS NOT ?", (host_id, name, gid)
+            "SELECT id FROM source_groups WHERE host_id = ? AND name = ? AND (CAST(? AS TEXT) IS NULL OR id <> ?)",
+            (host_id, name, gid, gid)
         )
         if row is not None:
             raise Conflict(f"a source group named {name!r} already exists on this host",
@@ -155,7 +156,7 @@ class Schedules(Table):
                 # 404 as for any other resource a request names that is not there (or not this host's)
                 raise NotFound("source group of this host", gid)
         await tx.execute("DELETE FROM schedule_groups WHERE schedule_id = ?", (sid,))
-        await tx.conn.executemany(
+        await tx.executemany(
             "INSERT INTO schedule_groups (schedule_id, source_group_id, position) VALUES (?, ?, ?)",
             [(sid, gid, i) for i, gid in enumerate(group_ids)],
         )
@@ -224,7 +225,7 @@ class Schedules(Table):
         """Remember a schedule.fire; False when this fire was seen before (a resend)."""
         async with self.tx() as tx:
             cur = await tx.execute(
-                "INSERT OR IGNORE INTO schedule_fires (fire_id, host_id, schedule_id, scheduled_at, received_at)"
-                " VALUES (?, ?, ?, ?, ?)", (fire_id, host_id, schedule_id, iso(scheduled_at), iso(tx.now)),
+                "INSERT INTO schedule_fires (fire_id, host_id, schedule_id, scheduled_at, received_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (fire_id) DO NOTHING", (fire_id, host_id, schedule_id, iso(scheduled_at), iso(tx.now)),
             )
             return cur.rowcount > 0

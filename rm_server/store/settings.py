@@ -13,6 +13,15 @@ class Settings(Table):
         row = await self.db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
         return default if row is None else loads(row["value"])
 
+    async def put_if_absent(self, key: str, value: Any) -> Any:
+        """Store `value` unless the key holds one already; return what the key holds now (the
+        first of several replicas starting at once wins, the others read its value)."""
+        async with self.tx() as tx:
+            await tx.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                             (key, dumps(value)))
+            row = await tx.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return loads(row["value"])
+
     async def set(self, actor: Actor, key: str, value: Any, *, audit_value: bool = True, shown: Any = None) -> None:
         """`shown` is what the audit records instead of a value it must not (audit_value=False)."""
         async with self.tx() as tx:

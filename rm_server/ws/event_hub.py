@@ -188,6 +188,12 @@ class EventHub:
         self.queue_size = queue_size
         self.subscribers: set[Subscriber] = set()
         self.per_account: dict[str, int] = {}  # operator id -> open events sockets
+        # Replicas (services/relay.py): every frame published here also goes to the other
+        # replicas' operators, and a job's new log lines are announced by job id and seq.
+        self.forward: Callable[[bytes, str | None], None] | None = None
+        self.forward_log: Callable[[str, int], None] | None = None
+        # jobs whose lines another replica stored while a subscriber's backlog was loading
+        self._stale: set[tuple[Subscriber, str]] = set()
 
     def _frame(self, type_: str, payload: Any) -> bytes:
         if isinstance(payload, BaseModel):
@@ -195,14 +201,41 @@ class EventHub:
         return to_json({"type": type_, "ts": self.clock(), "payload": payload})
 
     def publish(self, type_: str, payload: Any) -> None:
-        if not self.subscribers:
+        if not self.subscribers and self.forward is None:
             return
         frame = self._frame(type_, payload)
         key = _coalesce_key(type_, payload)
+        if self.forward is not None:
+            self.forward(frame, key)
+        self.deliver(frame, key)
+
+    def deliver(self, frame: bytes, key: str | None) -> None:
+        """A frame to this replica's operators (published here, or by another replica)."""
         for sub in list(self.subscribers):  # a slow one may leave during the loop
             sub.put(frame, key)
 
+    async def catch_up(self, job_id: str, load: Backlog) -> None:
+        """Another replica stored new lines of `job_id`: subscribers here read them from the
+        database (the rows are the truth; the announcement carried only the job and seq)."""
+        for sub in list(self.subscribers):
+            if job_id in sub.pending:
+                self._stale.add((sub, job_id))  # subscribe() reads again once its backlog is in
+            elif job_id in sub.jobs:
+                await self._read_on(sub, job_id, load)
+
+    async def _read_on(self, sub: Subscriber, job_id: str, load: Backlog) -> None:
+        def frame(fresh: list[AnyLine]) -> bytes:
+            return self._frame("job.log", {"job_id": job_id, "lines": [_line_json(ln) for ln in fresh]})
+
+        async for batch in load(job_id, sub.jobs.get(job_id, 0)):
+            if sub.overflowed or job_id not in sub.jobs:
+                return
+            if batch:
+                sub.log_lines(job_id, batch, frame)
+
     def publish_log(self, job_id: str, lines: list[AnyLine]) -> None:
+        if self.forward_log is not None and lines:
+            self.forward_log(job_id, lines[-1].seq)
         def frame(fresh: list[AnyLine]) -> bytes:
             return self._frame("job.log", {"job_id": job_id, "lines": [_line_json(ln) for ln in fresh]})
 
@@ -234,10 +267,14 @@ class EventHub:
             buffered = sub.unbuffer(job_id)
             sub.pending.pop(job_id, None)
             sub.spilled.discard(job_id)
+            stale = (sub, job_id) in self._stale
+            self._stale.discard((sub, job_id))
         sub.jobs[job_id] = last
         if buffered:
             sub.log_lines(job_id, buffered, lambda fresh: self._frame(
                 "job.log", {"job_id": job_id, "lines": [_line_json(ln) for ln in fresh]}))
+        if stale:
+            await self._read_on(sub, job_id, load_backlog)
 
     async def close_all(self) -> None:
         closing = [sub.close(1001, b"server shutting down") for sub in list(self.subscribers)]

@@ -6,23 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
 from rm_core.enums import Role
-from rm_core.jobs import JobLogLine
 from rm_server.api.common import OPERATOR_KEY, requires, websocket_or_400
 from rm_server.api.doc import documented
 from rm_server.errors import TooManyRequests
 from rm_server.keys import CONFIG, EVENTS, STORE
+from rm_server.services.relay import log_pages
 from rm_server.store import NotFound, Store
 from rm_server.ws.event_hub import EventHub, Subscriber
 
 log = logging.getLogger("rm_server.events")
-
-# Lines per backlog frame: at the 8 KiB line cap one frame stays near 2 MiB.
-BACKLOG_PAGE = 256
 
 
 @requires(Role.viewer)
@@ -57,13 +53,7 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _serve(hub: EventHub, store: Store, sub: Subscriber, ws: web.WebSocketResponse, who: str) -> None:
-    async def backlog(job_id: str, after: int) -> AsyncIterator[list[JobLogLine]]:
-        while True:
-            page = await store.jobs.logs(job_id, after, BACKLOG_PAGE)
-            yield page.lines
-            if not page.lines:
-                return
-            after = page.next_seq
+    backlog = log_pages(store)
 
     async def writer() -> None:
         try:

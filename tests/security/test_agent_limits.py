@@ -10,7 +10,7 @@ from rm_core.bounds import MAX_LOG_LINE
 from rm_core.ids import new_id
 from rm_server.services.agent_messages import MINTED_JOBS_PER_HOUR
 from tests.conftest import wait_for
-from tests.server.server_helpers import now, online_host, started
+from tests.server.server_helpers import database_bytes, now, online_host, started
 
 MIB = 1024 * 1024
 
@@ -22,15 +22,14 @@ async def test_huge_log_lines_are_cut_and_log_pages_capped_in_bytes(server):
     job_id = new_id()
     await agent.send(started(job_id, kind="check"))
     await agent.expect("ack")
-    db = server.store.db.path
-    before = os.path.getsize(db) + os.path.getsize(db + "-wal")
+    before = await database_bytes(server.store)
     big = "A" * MIB
     for first in range(2, 62, 3):  # 3 lines a frame: each frame stays under the 4 MiB socket cap
         await agent.ws.send_str(p.encode(p.message(p.JobLog.model_construct(job_id=job_id, lines=[
             p.LogLine.model_construct(seq=s, ts=now(), stream="stdout", text=big) for s in range(first, first + 3)]))))
         env = await agent.expect("ack", "error")
         assert env.type == "ack", env
-    grown = os.path.getsize(db) + os.path.getsize(db + "-wal") - before
+    grown = await database_bytes(server.store) - before
     assert grown < 6 * MIB, f"database grew {grown / MIB:.1f} MiB for 60 lines"
     status, page = await server.call("GET", f"/jobs/{job_id}/logs?limit=10000", role="viewer")
     assert status == 200

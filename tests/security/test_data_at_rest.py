@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 
+from tests.conftest import sqlite_only
 from tests.security.helpers import custom_server
 
 SEASONS = ["Spring", "Summer", "Autumn", "Fall", "Winter"]
@@ -40,6 +41,7 @@ def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+@sqlite_only
 async def test_database_files_are_private_whatever_made_the_dir(tmp_path):
     data = tmp_path / "data"
     data.mkdir(mode=0o755)  # made by a package or an admin, not by the server
@@ -56,10 +58,10 @@ async def test_database_files_are_private_whatever_made_the_dir(tmp_path):
 
 
 async def test_fingerprints_from_before_the_fix_are_rekeyed_at_start(tmp_path):
-    import sqlite3
-
     import aiohttp
 
+    from rm_server.keys import CONFIG
+    from rm_server.store import Store
     from tests.conftest import ADMIN_PASSWORD, Server, start_server
 
     async with custom_server(tmp_path) as srv:
@@ -68,10 +70,14 @@ async def test_fingerprints_from_before_the_fix_are_rekeyed_at_start(tmp_path):
                        json={"url": "/srv/restic/web-1", "password": "Winter2025!"})
         _, repo = await srv.call("GET", f"/hosts/{host_id}/repo", role="viewer")
         keyed = repo["key_fingerprint"]
-        db_path = srv.store.db.path
+        database = srv.app[CONFIG].database
     old = hashlib.sha256(b"rm-fp:Winter2025!").hexdigest()[:16]
-    with sqlite3.connect(db_path) as db:  # what a database written before the fix holds
-        db.execute("UPDATE repo_credentials SET key_fingerprint = ?", (old,))
+    store = await Store.open(database)
+    try:  # what a database written before the fix holds
+        async with store.db.write() as db:
+            await db.execute("UPDATE repo_credentials SET key_fingerprint = ?", (old,))
+    finally:
+        await store.close()
     runner, url, app = await start_server(tmp_path)
     try:
         async with aiohttp.ClientSession() as http:

@@ -54,3 +54,24 @@ async def job(server, job_id: str) -> dict:
     status, body = await server.call("GET", f"/jobs/{job_id}")
     assert status == 200, body
     return body
+
+
+async def dump_database(store) -> str:
+    """Every row of every table as text, whichever backend: for checks that a secret is stored nowhere."""
+    tables_sql = ("SELECT name FROM sqlite_master WHERE type = 'table'" if store.db.dialect.name == "sqlite"
+                  else "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+    out = []
+    for (table,) in await store.db.fetchall(tables_sql):
+        for row in await store.db.fetchall(f'SELECT * FROM "{table}"'):
+            out.append(f"{table}: {tuple(row)!r}")
+    return "\n".join(out)
+
+
+async def database_bytes(store) -> int:
+    """How much room the database takes (SQLite: the file and its WAL; PostgreSQL: the database)."""
+    import os
+
+    if store.db.dialect.name == "sqlite":
+        path = store.db.where
+        return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+    return (await store.db.fetchall("SELECT pg_database_size(current_database())"))[0][0]

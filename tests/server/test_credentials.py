@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 import bcrypt
 
 from rm_core import protocol as p
 from tests.conftest import TestAgent, wait_for
-from tests.server.server_helpers import online_host
+from tests.server.server_helpers import dump_database, online_host
 
 REPO_PASSWORD = "s3cret-repo-pass-XYZ"
 REST_PASSWORD = "rest-pa55-QQQ"
 
 
-def sealed_blobs(server) -> bytes:
-    with sqlite3.connect(server.store.db.path) as db:
-        rows = db.execute("SELECT sealed FROM repo_credentials").fetchall()
-        dump = "\n".join(db.iterdump())
-    return b"".join(r[0] for r in rows), dump
+async def sealed_blobs(server) -> tuple[bytes, str]:
+    rows = await server.store.db.fetchall("SELECT sealed FROM repo_credentials")
+    return b"".join(bytes(r[0]) for r in rows), await dump_database(server.store)
 
 
 async def test_put_repo_is_write_only_and_sealed(server, caplog):
@@ -37,7 +34,7 @@ async def test_put_repo_is_write_only_and_sealed(server, caplog):
     assert status == 200 and REPO_PASSWORD not in str(body) and REST_PASSWORD not in str(body)
     assert "password" not in body
 
-    blobs, dump = sealed_blobs(server)
+    blobs, dump = await sealed_blobs(server)
     assert blobs and REPO_PASSWORD.encode() not in blobs and REST_PASSWORD.encode() not in blobs
     assert REPO_PASSWORD not in dump and REST_PASSWORD not in dump
 
@@ -83,7 +80,7 @@ async def test_generate_password_returned_once_with_htpasswd(server):
 
     status, again = await server.call("GET", f"/hosts/{host_id}/repo", role="admin")
     assert password not in str(again) and creds.rest_password not in str(again)
-    blobs, dump = sealed_blobs(server)
+    blobs, dump = await sealed_blobs(server)
     assert password.encode() not in blobs and password not in dump and creds.rest_password not in dump
     status, hosts = await server.call("GET", "/hosts")
     assert password not in str(hosts)

@@ -20,7 +20,7 @@ STDLIB = frozenset(sys.stdlib_module_names)
 # Third-party packages each of ours may import, besides the standard library and itself.
 ALLOWED = {
     "rm_core": {"pydantic", "pydantic_core", "croniter"},
-    "rm_server": {"rm_core", "aiohttp", "aiosqlite", "pydantic", "pydantic_core", "bcrypt", "cryptography", "click",
+    "rm_server": {"rm_core", "aiohttp", "psycopg", "pydantic", "pydantic_core", "bcrypt", "cryptography", "click",
                   "apprise"},
     "rm_agent": {"rm_core", "aiohttp", "pydantic", "pydantic_core", "croniter", "cryptography", "click"},
     "rm_tui": {"rm_core", "aiohttp", "pydantic", "pydantic_core", "textual", "rich", "click"},
@@ -103,7 +103,7 @@ def sql_outside_store(root: Path) -> list[str]:
         if name == "rm_server.store" or name.startswith("rm_server.store."):
             continue
         where = str(path.relative_to(root))
-        if top_levels(imported_names(path, name)) & {"sqlite3", "aiosqlite"}:
+        if top_levels(imported_names(path, name)) & {"sqlite3", "aiosqlite", "psycopg"}:
             bad.append(f"{where} imports sqlite")
         for node in ast.walk(ast.parse(path.read_text(), where)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS:

@@ -86,22 +86,22 @@ async def test_full_list_body_is_cached_until_a_write_commits(tmp_path):
 async def test_consoles_asking_for_the_full_list_at_once_share_one_build_off_the_bulk_lane(tmp_path):
     import asyncio
 
-    from rm_server.store.db import BULK, WHOLE_LIST
+    from rm_server.store.lanes import LaneName
     store = await Store.open(tmp_path / "s.db")
     try:
         ids = await three_hosts(store)
         builds = []
         real = store.db.fetchall
 
-        async def counting(sql, params=(), reader=None, *, bulk=False):
+        async def counting(sql, params=(), lane=None, *, bulk=False):
             if "json_group_array" in sql:
-                builds.append((reader, bulk))
-            return await real(sql, params, reader, bulk=bulk)
+                builds.append((lane, bulk))
+            return await real(sql, params, lane, bulk=bulk)
 
         store.db.fetchall = counting
         bodies = await asyncio.gather(*(store.hosts.list_json() for _ in range(5)))
         assert len(builds) == 1 and all(b is bodies[0] for b in bodies)
-        assert builds[0][0] == WHOLE_LIST != BULK and not builds[0][1]  # a push's reads never queue behind it
+        assert builds[0][0] is LaneName.WHOLE_LIST and not builds[0][1]  # a push's reads never queue behind it
         await store.hosts.touch_many([(ids[0], datetime(2026, 5, 1, tzinfo=timezone.utc))])
         again = await asyncio.gather(*(store.hosts.list_json() for _ in range(3)))
         assert len(builds) == 2 and again[0] is not bodies[0] and b"2026-05-01" in again[0]

@@ -54,3 +54,10 @@ async def test_failed_transaction_rolls_back(tmp_path):
         assert await store.db.fetchone("SELECT * FROM settings") is None
     finally:
         await store.close()
+
+
+def test_both_backends_have_the_same_numbered_migrations():
+    """A number means the same change on SQLite and on PostgreSQL: every migration has its twin."""
+    sqlite = [name for _, name, _ in migrations("sqlite")]
+    postgres = [name for _, name, _ in migrations("postgresql")]
+    assert sqlite == postgres, "add the other backend's twin (rm_server/store/migrations[/postgresql]/)"

@@ -7,6 +7,7 @@ import pytest
 
 from rm_server.store import Actor, Store
 from rm_server.store.common import audit_row_sync
+from rm_server.store.lanes import OPERATOR_LANES
 
 ADMIN = Actor("operator", "op1", "admin")
 
@@ -148,7 +149,7 @@ async def test_operators_reads_never_queue_behind_the_bulk_lane(tmp_path):
     # the test lets it go: operators' queries still run, on the other readers, meanwhile.
     import threading
 
-    from rm_server.store.db import BULK
+    from rm_server.store.lanes import LaneName
 
     store = await Store.open(tmp_path / "s.db")
     try:
@@ -159,7 +160,7 @@ async def test_operators_reads_never_queue_behind_the_bulk_lane(tmp_path):
             release.wait(10)
             return 1
 
-        await store.db._readers[BULK].create_function("gate", 0, gate)
+        await store.db.on_lane(LaneName.BULK, lambda conn: conn.create_function("gate", 0, gate))
         bulk = asyncio.ensure_future(store.db.fetchall("SELECT gate()", bulk=True))
         await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
         for _ in range(4):  # operators' queries, one after another and three at once
@@ -192,12 +193,12 @@ async def test_health_probes_share_one_read_per_second_and_a_failure_is_not_reme
         store.ping_fresh = 0
         await store.ping()
         assert len(reads) == 2
-        for reader in store.db._readers[1:]:  # every operators' reader gone (the bulk lane is not theirs)
-            await reader.close()
-        with pytest.raises(ValueError):
+        for lane in OPERATOR_LANES:  # every operators' lane gone (the bulk lane is not theirs)
+            await store.db.lane(lane).close()
+        with pytest.raises(RuntimeError):
             await store.ping()
         store.ping_fresh = 60
-        with pytest.raises(ValueError):  # the failure answered nobody for the next minute
+        with pytest.raises(RuntimeError):  # the failure answered nobody for the next minute
             await store.ping()
     finally:
         store.db.fetchone = real

@@ -1,0 +1,126 @@
+"""The few places where SQLite and PostgreSQL SQL differ, one small class per backend.
+
+Table modules write plain SQL that both accept (`INSERT … ON CONFLICT`, `RETURNING`, `CAST`,
+`?` placeholders, integers for booleans, ISO text for times) and ask the dialect only for
+what differs: building JSON in the database (the fleet list and schedule sets are built as
+JSON text by the database, not as models: docs/benchmarks.md), reading a JSON parameter as
+rows, a two-argument minimum, byte lengths and row locks. No module branches on the backend
+anywhere else (STYLE.md: "one small per-backend module")."""
+
+from __future__ import annotations
+
+
+class SqliteDialect:
+    name = "sqlite"
+    # A row lock for read-then-write transactions: SQLite's BEGIN IMMEDIATE already holds
+    # the one write lock of the database.
+    for_update = ""
+
+    @staticmethod
+    def obj(**fields: str) -> str:
+        """A JSON object from SQL expressions (each key a field name)."""
+        return "json_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+
+    @staticmethod
+    def agg(expr: str, order: str | None = None) -> str:
+        """A JSON array of the JSON values `expr` takes over the group ('[]' for none), in
+        `order` (SQLite keeps the order of the subquery it reads, which must sort by it)."""
+        return f"json(coalesce(json_group_array(json({expr})), '[]'))"
+
+    @staticmethod
+    def agg_distinct(expr: str) -> str:
+        """A JSON array of the distinct scalar values of `expr`."""
+        return f"json_group_array(DISTINCT {expr})"
+
+    @staticmethod
+    def js(expr: str) -> str:
+        """A text column holding JSON, embedded as JSON (not as a string)."""
+        return f"json({expr})"
+
+    @staticmethod
+    def jbool(cond: str) -> str:
+        """A condition as a JSON true/false."""
+        return f"json(CASE WHEN {cond} THEN 'true' ELSE 'false' END)"
+
+    @staticmethod
+    def jget(col: str, key: str) -> str:
+        """The value under `key` of a JSON text column, as a JSON value."""
+        return f"json_extract({col}, '$.{key}')"
+
+    @staticmethod
+    def text(expr: str) -> str:
+        """A JSON expression as text."""
+        return expr
+
+    @staticmethod
+    def each_text(param: str = "?") -> str:
+        """Rows (column `value`, text) of a JSON array of strings given as one parameter."""
+        return f"json_each({param})"
+
+    @staticmethod
+    def each_json(param: str = "?") -> str:
+        """Rows (column `value`, JSON) of a JSON array of arrays: `value ->> 0` is the first item."""
+        return f"json_each({param})"
+
+    @staticmethod
+    def least(a: str, b: str) -> str:
+        return f"min({a}, {b})"
+
+    @staticmethod
+    def octets(expr: str) -> str:
+        """Bytes of a text value in UTF-8."""
+        return f"length(CAST({expr} AS BLOB))"
+
+
+class PostgresDialect:
+    name = "postgresql"
+    # Two replicas may apply events of one job (an agent that moved mid-stream): the row is
+    # locked for the transaction that reads its counters and writes after them.
+    for_update = " FOR UPDATE"
+
+    @staticmethod
+    def obj(**fields: str) -> str:
+        return "json_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+
+    @staticmethod
+    def agg(expr: str, order: str | None = None) -> str:
+        return f"coalesce(json_agg({expr}{' ORDER BY ' + order if order else ''}), '[]'::json)"
+
+    @staticmethod
+    def agg_distinct(expr: str) -> str:
+        return f"coalesce(json_agg(DISTINCT {expr}), '[]'::json)"
+
+    @staticmethod
+    def js(expr: str) -> str:
+        return f"({expr})::json"
+
+    @staticmethod
+    def jbool(cond: str) -> str:
+        return f"({cond})"
+
+    @staticmethod
+    def jget(col: str, key: str) -> str:
+        return f"(({col})::json -> '{key}')"
+
+    @staticmethod
+    def text(expr: str) -> str:
+        return f"({expr})::text"
+
+    @staticmethod
+    def each_text(param: str = "?") -> str:
+        return f"json_array_elements_text(({param})::json) AS value"
+
+    @staticmethod
+    def each_json(param: str = "?") -> str:
+        return f"json_array_elements(({param})::json) AS value"
+
+    @staticmethod
+    def least(a: str, b: str) -> str:
+        return f"LEAST({a}, {b})"
+
+    @staticmethod
+    def octets(expr: str) -> str:
+        return f"octet_length({expr})"
+
+
+Dialect = SqliteDialect | PostgresDialect

@@ -1,0 +1,102 @@
+"""A throwaway PostgreSQL cluster for tests and benches: initdb + pg_ctl on a temp dir, on a
+free port, trust authentication on loopback only, durability off (nothing here must
+survive a crash of the machine, and fsync per commit would measure the disk).
+
+PostgreSQL refuses to run as root: as root the cluster runs as the `postgres` user that
+Debian's package creates (scripts/test installs it when missing)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.processes import free_port
+
+USER = "rm"
+
+
+def pg_bin() -> Path | None:
+    """Where initdb and pg_ctl are: $RM_PG_BIN, PATH, or Debian's /usr/lib/postgresql/N/bin."""
+    if os.environ.get("RM_PG_BIN"):
+        return Path(os.environ["RM_PG_BIN"])
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    return Path(versions[-1]).parent if versions else None
+
+
+class PgCluster:
+    def __init__(self, base: Path | None = None) -> None:
+        self.bin = pg_bin()
+        if self.bin is None:
+            raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql, or set RM_PG_BIN)")
+        self._tmp = None if base is not None else tempfile.mkdtemp(prefix="rm-pg-")
+        self.base = Path(base or self._tmp)
+        self.data = self.base / "pgdata"
+        self.sockets = self.base / "sock"
+        self.port = free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def start(self) -> "PgCluster":
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.sockets.mkdir(exist_ok=True)
+        if self.as_user:
+            pw = pwd.getpwnam("postgres")
+            for path in (self.base, self.sockets):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8",
+                  "--locale=C", "--no-sync")
+        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+                   " -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+                   " -c shared_buffers=128MB")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.base / "log"),
+                  "-w", "-t", "60", "start")
+        return self
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """CREATE DATABASE name [TEMPLATE t]; returns its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.data.exists():
+            subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                            "-w", "stop"], capture_output=True, timeout=60)
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+# The test run's cluster (tests/conftest.py starts it with RM_TEST_DATABASE=postgresql) and the
+# databases made in it, by data dir. Kept here, not in conftest: a test that imports
+# tests.conftest gets a second copy of that module, but one copy of this one.
+SUITE: dict[str, Any] = {}
+
+
+def test_database(data_dir: Path) -> str:
+    """The PostgreSQL URL for the server of this data dir: one database per data dir (from the
+    migrated template), so a server restarted on the same dir finds its data."""
+    key = str(data_dir)
+    databases = SUITE["databases"]
+    if key not in databases:
+        databases[key] = SUITE["cluster"].create_database(f"t{len(databases)}", template="rm_template")
+    return databases[key]

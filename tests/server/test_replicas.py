@@ -1,0 +1,204 @@
+"""Two replicas of rm-server on one PostgreSQL database (issue 19): whatever an operator does
+on one reaches the agent the other holds, and every operator sees every event.
+
+Both replicas are real servers on port 0 in this process, each with its own data dir and the
+same master key file; the database is a real throwaway PostgreSQL cluster's (tests/pgcluster.py),
+whichever backend the rest of the run uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from rm_core import protocol as p
+from rm_core.ids import new_id
+from rm_server.app import WrongMasterKey
+from rm_server.keys import HOSTS, RELAY
+from tests import pgcluster
+from tests.conftest import FakeClock, Server, TestAgent, sign_in_roles, start_server, wait_for
+from tests.server.server_helpers import finished, log, started
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Any:
+    """The run's PostgreSQL cluster, or one of this worker's own when the run uses SQLite."""
+    if "cluster" in pgcluster.SUITE:
+        yield pgcluster.SUITE["cluster"]
+        return
+    own = pgcluster.PgCluster().start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
+async def replica(base: Path, name: str, url: str, key: Path | None) -> tuple[Any, Server]:
+    clock = FakeClock()
+    runner, base_url, app = await start_server(base / name, clock, database_url=url, master_key_file=key)
+    http = aiohttp.ClientSession()
+    return runner, Server(base_url, app, http, base / name / "data", clock)
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path, cluster: Any) -> AsyncIterator[tuple[Server, Server]]:
+    url = cluster.create_database(f"r{new_id().lower()}")
+    key = tmp_path / "master.key"
+    made = []
+    try:
+        made.append(await replica(tmp_path, "a", url, key))
+        made.append(await replica(tmp_path, "b", url, key))
+        a, b = made[0][1], made[1][1]
+        await sign_in_roles(a)
+        b.tokens.update(a.tokens)  # sessions are rows: any replica takes them
+        yield a, b
+    finally:
+        for runner, srv in made:
+            await srv.http.close()
+            await runner.cleanup()
+
+
+def terminate(srv: Server, replica_id: str) -> None:
+    """End a replica's coordination sessions from the database side, as a killed process's end."""
+    import psycopg
+
+    from rm_server.keys import CONFIG
+
+    with psycopg.connect(srv.app[CONFIG].database_url, autocommit=True) as conn:
+        ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                             (f"% cluster {replica_id}",)).fetchall()
+    assert ended, "no session of that replica"
+
+
+async def agent_on(srv: Server, token: str) -> TestAgent:
+    agent = TestAgent(srv, token)
+    assert (await agent.connect(features=["query"])).type == "hello.ok"
+    await agent.expect("schedule.set")
+    await agent.expect("config.update")
+    return agent
+
+
+async def test_a_command_made_on_one_replica_reaches_the_agent_the_other_holds(replicas) -> None:
+    a, b = replicas
+    host_id, token = await a.enroll("web-1")
+    agent = await agent_on(b, token)
+    # run-now on A: B holds the agent and dispatches
+    status, job = await a.call("POST", f"/hosts/{host_id}/jobs", role="operator", json={"kind": "check"})
+    assert status == 202, job
+    run = await agent.expect("command.run")
+    assert run.payload.job_id == job["id"]
+    # cancel on A reaches it too (the job is dispatched, not queued)
+    status, body = await a.call("POST", f"/jobs/{job['id']}/cancel", role="operator")
+    assert status == 202, body
+    assert (await agent.expect("command.cancel")).payload.job_id == job["id"]
+    # a schedule change on A is pushed by B
+    status, group = await a.call("POST", f"/hosts/{host_id}/source-groups", role="operator",
+                                 json={"name": "etc", "includes": ["/etc"]})
+    assert status == 201, group
+    pushed = await agent.expect("schedule.set")
+    assert [g["name"] for s in pushed.payload.schedules for g in s.source_groups] == [] and pushed.payload.version >= 1
+    # credentials on A: B sends the config.update
+    status, body = await a.call("PUT", f"/hosts/{host_id}/repo", role="operator",
+                                json={"url": "/srv/restic/web-1", "password": "correct horse battery"})
+    assert status == 200, body
+    update = await agent.expect("config.update")
+    assert [c.slot for c in update.payload.credentials] == ["repo"]
+
+
+async def test_every_operator_sees_every_event_and_log_line_whichever_replica(replicas) -> None:
+    a, b = replicas
+    host_id, token = await a.enroll("web-1")
+    agent = await agent_on(b, token)
+    ws = await a.http.ws_connect(a.api("/events"), headers=a.auth("viewer"))
+    try:
+        job_id = new_id()
+        await agent.send(started(job_id, kind="check"))
+        await agent.expect("ack")
+        await ws.send_str(json.dumps({"type": "subscribe", "job_id": job_id}))
+        for first in range(2, 202, 20):  # 200 lines in 10 frames, stored by B
+            await agent.send(log(job_id, range(first, first + 20)))
+            await agent.expect("ack")
+        await agent.send(finished(job_id, 202))
+        await agent.expect("ack")
+        seqs: list[int] = []
+        states: list[str] = []
+        while not (states and states[-1] == "succeeded" and len(seqs) >= 200):
+            msg = await ws.receive_json(timeout=10)
+            if msg["type"] == "job.log":
+                seqs += [ln["seq"] for ln in msg["payload"]["lines"]]
+            elif msg["type"] == "job.updated" and msg["payload"]["id"] == job_id:
+                states.append(msg["payload"]["state"])
+        assert seqs == list(range(2, 202)), "every line once, in order, no gap"
+        assert states[0] == "running" and states[-1] == "succeeded"
+    finally:
+        await ws.close()
+
+
+async def test_a_live_query_is_answered_by_the_replica_that_holds_the_agent(replicas) -> None:
+    a, b = replicas
+    host_id, token = await a.enroll("web-1")
+    agent = await agent_on(b, token)
+
+    async def answer() -> None:
+        env = await agent.expect("query")
+        q = env.payload
+        await agent.send(p.QueryResult(query_id=q.query_id, seq=0, done=True, info={"path": "/etc"},
+                                       items=[{"name": f"f{i}", "type": "file", "size": i, "mtime": None,
+                                               "mode": 420} for i in range(300)]))
+
+    answering = asyncio.ensure_future(answer())
+    status, body = await a.call("GET", f"/hosts/{host_id}/snapshots/abcdef01/ls?path=/etc", role="viewer")
+    await answering
+    assert status == 200, body
+    assert len(body["entries"]) == 300 and body["entries"][0]["name"] == "f0"
+
+
+async def test_a_newer_connection_on_another_replica_wins(replicas) -> None:
+    a, b = replicas
+    host_id, token = await a.enroll("web-1")
+    old = await agent_on(b, token)
+    new = await agent_on(a, token)
+    msg = await old.ws.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4000
+    status, host = await a.call("GET", f"/hosts/{host_id}")
+    assert host["status"] == "online"
+    await new.close()
+
+
+async def test_a_dead_replicas_hosts_go_offline_and_another_leads(replicas) -> None:
+    a, b = replicas
+    host_id, token = await a.enroll("web-1")
+    agent = await agent_on(b, token)  # held: its socket stays open on B (B's sessions die, not the agent)
+    coord_a, coord_b = a.app[RELAY].coordination, b.app[RELAY].coordination
+    assert await coord_a.lead() and not await coord_b.lead()  # one leader
+    # B dies: its coordination sessions end (what kill -9 does); its hosts are nobody's now
+    terminate(a, coord_b.replica_id)
+    alive = await coord_a.live_replicas()
+    assert alive == {coord_a.replica_id}
+    assert await a.app[HOSTS].sweep_replicas(alive) == [host_id]
+    status, host = await a.call("GET", f"/hosts/{host_id}")
+    assert host["status"] == "offline"
+    # the leader dies: the other takes its place at its next tries (its own session is new)
+    terminate(a, coord_a.replica_id)
+    await wait_for(coord_b.lead, what="B leads")
+    await agent.close()
+
+
+async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path, cluster: Any) -> None:
+    url = cluster.create_database(f"k{new_id().lower()}")
+    runner, srv = await replica(tmp_path, "a", url, tmp_path / "one.key")
+    try:
+        with pytest.raises(WrongMasterKey, match="master key"):
+            await start_server(tmp_path / "b", FakeClock(), database_url=url, master_key_file=tmp_path / "two.key")
+    finally:
+        await srv.http.close()
+        await runner.cleanup()
+    shutil.rmtree(tmp_path / "b", ignore_errors=True)
