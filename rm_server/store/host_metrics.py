@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rm_server.store.base import Table
+from rm_server.store.lanes import LaneName
 
 T = TypeVar("T")
 
@@ -26,8 +27,13 @@ _SQL = (
 
 class HostMetrics(Table):
     async def render(self, convert: Callable[[list[Any]], T]) -> T:
-        """`convert(rows)` of the per-host read, run in the reader thread (the bulk lane):
-        at 19k hosts turning rows into text is most of the work, and there it never holds
-        the event loop."""
-        result: T = await self.db.fetchall(_SQL, (), bulk=True, convert=convert)
+        """`convert(rows)` of the per-host read, run in the reader thread: at 19k hosts
+        turning rows into text is most of the work, and there it never holds the event loop.
+
+        On the full host list's reader, not the bulk lane: a rebuild takes that reader for a
+        second or so under load, and on the bulk lane agents' token lookups and hello batches
+        would wait behind it; operators' paged reads take the least busy reader and so go
+        around it. Its 17 MB of text at 19k hosts also lands in the malloc arena the full
+        list's buffers already use."""
+        result: T = await self.db.fetchall(_SQL, (), LaneName.WHOLE_LIST, convert=convert)
         return result
