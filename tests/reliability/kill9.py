@@ -163,6 +163,14 @@ async def _api(http: aiohttp.ClientSession, url: str, method: str, path: str, to
         return r.status, await r.json()
 
 
+def second_process(data: Path, copy: Path, cycle: int) -> None:
+    """The admin's commands on the live data dir: `operator list` or `backup-db`, by turns."""
+    args = (["operator", "list"] if cycle % 2 else ["backup-db", str(copy)]) + ["--data-dir", str(data)]
+    done = subprocess.run([str(BIN / "rm-server"), *args], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+
+
 async def run_loop(tmp: Path, cycles: int = 20, hosts: int = 4, lines_per_job: int = 120,
                    lines_per_cycle: int = 150) -> dict[str, Any]:
     """Run the loop; returns figures. Raises AssertionError on any lost or doubled line."""
@@ -193,13 +201,18 @@ async def run_loop(tmp: Path, cycles: int = 20, hosts: int = 4, lines_per_job: i
             return sum(j.acked for a in agents for j in a.jobs)
 
         try:
-            for _ in range(cycles):
+            for cycle in range(cycles):
                 target = acked_lines() + lines_per_cycle
                 deadline = time.monotonic() + 30
                 while acked_lines() < target:  # logs in flight: the agents are mid-stream
                     assert time.monotonic() < deadline, "agents made no progress"
                     await asyncio.sleep(0.01)
+                # A second process opens the live database every cycle (issue 18 item 1: one
+                # such read once cost the server its WAL and writes it had acknowledged):
+                # while the server runs, and again while it is down.
+                await asyncio.to_thread(second_process, data, tmp / f"copy-{cycle}.db", cycle)
                 server.kill(signal.SIGKILL)
+                await asyncio.to_thread(second_process, data, tmp / f"down-{cycle}.db", cycle + 1)
                 await server.start()
             for a in agents:
                 a.stop_new_jobs = True
