@@ -251,6 +251,8 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[DRILLS].tick), "drills")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[NOTIFIER].check_offline),
                                                 "offline alerts")))
+        # channels saved through another replica (every replica sends what its own agents report)
+        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[ALERTS].load, "channel refresh")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[COPIES].tick, "copies")))
     yield
     for task in tasks:

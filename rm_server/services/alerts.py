@@ -67,6 +67,7 @@ class ChannelState:
     groups: dict[AlertEvent, Group] = field(default_factory=dict)
     last_sent: dict[AlertEvent, float] = field(default_factory=dict)
     retry_at: float = 0.0
+    updated_at: datetime | None = None  # the stored row's, to see a change made elsewhere
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -104,8 +105,17 @@ class Alerts:
     # ------------------------------------------------------------ channels
 
     async def load(self) -> None:
-        for row in await self.store.channels.list():
-            self.configure(row)
+        """Follow the stored channels: new and changed ones configured, deleted ones dropped.
+
+        At start, and every few seconds with replicas (app.py): a channel saved through
+        another replica reaches this one's events within that time."""
+        rows = await self.store.channels.list()
+        for row in rows:
+            st = self._channels.get(row.id)
+            if st is None or st.updated_at != row.updated_at:
+                self.configure(row)
+        for gone in set(self._channels) - {r.id for r in rows}:
+            await self.remove(gone)
 
     def configure(self, row: ChannelRow) -> None:
         """A channel was created or changed: follow its events; digests of events it no
@@ -115,7 +125,7 @@ class Alerts:
             st = self._channels[row.id] = ChannelState(
                 row.id, row.name, row.url_redacted, frozenset(), 0.0, Backoff(self.retry_base, self.retry_cap))
             st.task = asyncio.create_task(self._run(st), name=f"alerts:{row.id}")
-        st.name, st.url_redacted = row.name, row.url_redacted
+        st.name, st.url_redacted, st.updated_at = row.name, row.url_redacted, row.updated_at
         st.events = frozenset(AlertEvent(e) for e in row.events)
         st.min_interval = float(row.min_interval_s)
         st.groups = {e: g for e, g in st.groups.items() if e in st.events}

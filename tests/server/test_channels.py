@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from rm_core.ids import new_id
-from rm_server.keys import ALERTS, NOTIFIER
+from rm_server.keys import ALERTS, MASTER_KEY, NOTIFIER
 from rm_server.store.common import iso
 from tests.alert_receivers import json_receiver, smtp_receiver
 from tests.conftest import FakeClock, Server, sign_in_roles, start_server, wait_for
@@ -277,3 +277,24 @@ async def test_each_event_reaches_only_the_channels_that_follow_it(server):
         assert "1 occurrence on 1 host" in by_path["/backup.anomaly"]["message"]
         assert "no good drill in 48 h" in by_path["/drill.overdue"]["message"]
         await agent.close()
+
+
+async def test_a_channel_saved_elsewhere_is_followed_after_a_refresh(server):
+    """Replicas share the store: what another one saved reaches this one's dispatcher when it
+    reloads the channels (every sweep interval), and a deletion stops it."""
+    from rm_core.alerts import AlertEvent, AlertSubject
+    from rm_server.store import SYSTEM
+
+    alerts = server.app[ALERTS]
+    host_id, _ = await server.enroll("h1")
+    async with json_receiver() as rec:
+        row = await server.store.channels.create(  # as another replica's ChannelService would
+            SYSTEM, "elsewhere", lambda cid: server.app[MASTER_KEY].seal(rec.channel_url().encode(), f"channel:{cid}"),
+            "json://127.0.0.1/…", ["host.stale"], 0)
+        assert alerts.raise_event(AlertEvent.host_stale, AlertSubject(host_id)) == 0  # not known yet
+        await alerts.load()
+        assert alerts.raise_event(AlertEvent.host_stale, AlertSubject(host_id)) == 1
+        await wait_for(lambda: rec.received, what="the digest through the refreshed channel")
+        await server.store.channels.delete(SYSTEM, row.id)
+        await alerts.load()
+        assert alerts.raise_event(AlertEvent.host_stale, AlertSubject(host_id)) == 0
