@@ -92,11 +92,19 @@ class PgCluster:
 SUITE: dict[str, Any] = {}
 
 
-def test_database(data_dir: Path) -> str:
+SEED = "rm_seed"  # a database where admin, operator and viewer exist (tests/conftest.py: seeded)
+
+
+def test_database(data_dir: Path, template: str = "rm_template") -> str:
     """The PostgreSQL URL for the server of this data dir: one database per data dir (from the
     migrated template), so a server restarted on the same dir finds its data."""
     key = str(data_dir)
     databases = SUITE["databases"]
     if key not in databases:
-        databases[key] = SUITE["cluster"].create_database(f"t{len(databases)}", template="rm_template")
+        databases[key] = SUITE["cluster"].create_database(f"t{len(databases)}", template=template)
     return databases[key]
+
+
+def seed_database() -> str:
+    """The empty migrated database the seed is made in (then the template of each test's)."""
+    return SUITE["cluster"].create_database(SEED, template="rm_template")

@@ -233,7 +233,7 @@ class PgCoordination:
                     loop.call_soon_threadsafe(on_resync)
                 delay = 0.5
                 while not self._stop.is_set():
-                    for note in conn.notifies(timeout=1.0):
+                    for note in conn.notifies(timeout=0.25):  # a stop waits at most this long
                         try:
                             envelope = json.loads(note.payload)
                         except ValueError:
