@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any, Awaitable, Callable
 
-from rm_agent import restore_kinds
+from rm_agent import key_rotation, restore_kinds
 from rm_agent.backup_log import BackupLog
 from rm_agent.job_run import JobRun
 from rm_agent.jobs import JobFailed, JobResult
@@ -217,4 +217,5 @@ KINDS: dict[JobKind, KindHandler] = {
     JobKind.snapshots: snapshots,
     JobKind.stats: stats,
     JobKind.copy: copy,
+    JobKind.rotate_key: key_rotation.rotate_key,
 }

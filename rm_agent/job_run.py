@@ -48,9 +48,10 @@ class JobRun:
 
     async def restic(
         self, args: list[str], *, on_stdout: Callable[[str], None] | None = None, capture: bool = False,
-        log_stdout: bool = True,
+        log_stdout: bool = True, ctx: ResticContext | None = None, log_stderr: bool = True,
     ) -> RunResult:
-        """Run restic for this job; a timeout or a cancel ends the job (JobFailed)."""
+        """Run restic for this job (with another password or repository: `ctx`); a timeout or
+        a cancel ends the job (JobFailed)."""
         job = self.job
         if on_stdout is None and log_stdout:
             on_stdout = self.line("stdout")
@@ -61,7 +62,8 @@ class JobRun:
                 self.on_pid(job, p)
 
         res = await run_restic(
-            self.ctx, args, on_stdout=on_stdout, on_stderr=self.line("stderr"), capture_stdout=capture,
+            ctx or self.ctx, args, on_stdout=on_stdout, on_stderr=self.line("stderr") if log_stderr else None,
+            capture_stdout=capture,
             cancel=job.cancel, timeout=self.remaining(), grace=self.settings.cancel_grace, on_pid=pid,
         )
         self.errors.note_hidden(self.events, job)

@@ -116,6 +116,10 @@ class Runner:
             return CredentialSlot.copy
         if job.kind == JobKind.prune:
             return CredentialSlot.admin
+        # a key rotation removes a key file: with an append-only repository only the admin
+        # credentials can (the server says so when their password was rotated too)
+        if job.kind == JobKind.rotate_key and job.params.get("admin") and self.credentials(CredentialSlot.admin):
+            return CredentialSlot.admin
         # forget deletes snapshot files: an append-only repository credential cannot, so the
         # admin credentials (same repository, full access) are used when they are set
         if job.kind == JobKind.forget and self.credentials(CredentialSlot.admin) is not None:
@@ -225,7 +229,10 @@ class Runner:
         except (MissingCredentials, UnusableParameters, R.EmptyRetentionPolicy) as exc:
             result = JobResult(JobState.failed, None, None, str(exc))
         except ValidationError as exc:
-            result = JobResult(JobState.failed, None, None, f"invalid job parameters: {exc.errors()[0]['msg']}")
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            result = JobResult(JobState.failed, None, None,
+                               f"invalid job parameters: {where + ': ' if where else ''}{first['msg']}")
         if job.kind in reports.REFRESHED_AFTER and not job.cancel.is_set():
             await reports.refresh(run)
         return result

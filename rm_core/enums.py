@@ -49,6 +49,7 @@ class JobKind(StrEnum):
     snapshots = "snapshots"
     drill = "drill"  # restore a random sample of a source group's latest snapshot and check it
     copy = "copy"  # restic copy of a source group's snapshots into the host's copy repository
+    rotate_key = "rotate_key"  # one phase of a repository key rotation (add / remove / rollback)
 
 
 class ActorKind(StrEnum):

@@ -68,6 +68,14 @@ class JobBody(Body):
             raise ValueError(f"source_group_id is required for a {info.data['kind'].value}")
         return v
 
+    @field_validator("kind")
+    @classmethod
+    def _not_rotate_key(cls, v: JobKind) -> JobKind:
+        if v == JobKind.rotate_key:
+            raise ValueError("a key rotation starts with POST /api/v1/hosts/{id}/repo/rotate-key, which keeps "
+                             "the new password and drives its phases")
+        return v
+
     @field_validator("repo")
     @classmethod
     def _repo_for_kind(cls, v: RepoTarget, info: ValidationInfo) -> RepoTarget:

@@ -12,5 +12,7 @@ MIN_PROTOCOL_VERSION = 1
 AGENT_FEATURES = (
     "query",  # live queries: query -> query.result / query.error
     "copy",  # the `copy` credentials slot, the copy job kind, `repo: "copy"` on a job, copy.report
+    "rotate_key",  # the rotate_key job kind (repository key rotation)
 )
 COPY_FEATURE = "copy"
+ROTATE_FEATURE = "rotate_key"

@@ -13,14 +13,14 @@ from pathlib import Path
 from aiohttp import web
 
 from rm_server.api import (
-    admin, anomalies as anomaly_routes, auth, channels, drills, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules,
+    admin, anomalies as anomaly_routes, auth, channels, drills, rotations as rotation_routes, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules,
     snapshots,
 )
 from rm_server.config import ServerConfig
 from rm_server.keys import (
-    AGENT_MESSAGES, AGENTS, ALERTS, ANOMALIES, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS, FLEET, HOSTS,
-    INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER, OPERATORS, QUERIES, SCHEDULES,
-    RELAY, SIGN_INS, STORE, HOST_METRICS,
+    AGENTS, AGENT_MESSAGES, ALERTS, ANOMALIES, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS,
+    FLEET, HOSTS, HOST_METRICS, INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER,
+    OPERATORS, QUERIES, RELAY, ROTATIONS, SCHEDULES, SIGN_INS, STORE,
 )
 from rm_server.heap import keep_heap_frozen
 from rm_server.host_metrics import HostMetricsCache
@@ -31,6 +31,7 @@ from rm_server.middleware import auth_middleware, error_middleware
 from rm_server.security import MasterKey, hash_token, new_token, write_private
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.anomalies import AnomalyService
+from rm_server.services.rotations import RotationService
 from rm_server.services.alerts import Alerts
 from rm_server.services.channels import ChannelService
 from rm_server.services.copies import CopyService
@@ -51,6 +52,7 @@ from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
 from rm_server.store.anomalies import Anomalies
 from rm_server.store.copies import Copies
+from rm_server.store.rotations import Rotations
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.agents import agent_ws
 from rm_server.ws.event_hub import EventHub
@@ -72,7 +74,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[LIMITER] = LoginLimiter(config.login_failures_allowed, config.login_window_seconds)
     install.setup(app)
     for module in (root, install, auth, operators, enrollment, hosts, jobs, schedules, admin, fleet, reference,
-                   snapshots, drills, channels, anomaly_routes):
+                   snapshots, drills, channels, anomaly_routes, rotation_routes):
         app.router.add_routes(module.routes)
     app.router.add_get("/api/v1/agent/ws", agent_ws)
     app.router.add_get("/api/v1/events", events_ws)
@@ -184,6 +186,10 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     anomalies = app[ANOMALIES] = AnomalyService(store, anomaly_table, hosts, events, notifier.backup_anomaly, cfg.clock)
     anomalies.register(messages)
     jobs.paused_groups = anomaly_table.paused_groups
+    rotations = app[ROTATIONS] = RotationService(store, Rotations(store.db, cfg.clock, store.audit_listeners),
+                                                 credentials, jobs, hub)
+    rotations.register(messages)
+    await rotations.resume()  # rotations a stopped server left half way go on
     relay = app[RELAY] = Relay(store.coordination(), store)
     await _join_replicas(app, relay)
     yield
@@ -254,6 +260,7 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         # channels saved through another replica (every replica sends what its own agents report)
         tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[ALERTS].load, "channel refresh")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[COPIES].tick, "copies")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[ROTATIONS].resume, "key rotations")))
     yield
     for task in tasks:
         task.cancel()

@@ -15,6 +15,7 @@ from rm_server.metrics import Metrics
 from rm_server.security import MasterKey
 from rm_server.services.agent_messages import AgentMessages
 from rm_server.services.anomalies import AnomalyService
+from rm_server.services.rotations import RotationService
 from rm_server.services.alerts import Alerts
 from rm_server.services.channels import ChannelService
 from rm_server.services.copies import CopyService
@@ -66,3 +67,4 @@ CHANNELS = web.AppKey("channels", ChannelService)
 HOST_METRICS = web.AppKey("host_metrics", HostMetricsCache)
 COPIES = web.AppKey("copies", CopyService)
 ANOMALIES = web.AppKey("anomalies", AnomalyService)
+ROTATIONS = web.AppKey("rotations", RotationService)

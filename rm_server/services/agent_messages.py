@@ -76,6 +76,7 @@ class AgentMessages:
         self.after_job: list[Callable[[Job], Awaitable[object]]] = []
         self.after_snapshots: list[Callable[[str], Awaitable[object]]] = []
         self.after_stats: list[Callable[[str, p.RepoStats], Awaitable[object]]] = []
+        self.after_hello: list[Callable[[str], Awaitable[object]]] = []
 
     async def close(self) -> None:
         """Finish the writes gathered for group commit before the store closes."""
@@ -115,6 +116,8 @@ class AgentMessages:
             await self.jobs.auto_init(host_id)
         if state is None or state.queued_jobs or state.active_jobs:  # requeued ones too; auto_init dispatches its own
             await self.jobs.dispatch_queued(host_id)
+        for follow in self.after_hello:  # e.g. a key rotation whose phase job was lost goes on
+            await follow(host_id)
 
     async def _write_hellos(self, items: list[tuple[str, p.Hello]]) -> list[None]:
         moved = await self.store.hosts.record_hellos(items, self.clock())

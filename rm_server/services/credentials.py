@@ -67,6 +67,29 @@ class CredentialService:
         creds = p.RepoCredentials.model_validate_json(self.master_key.open(sealed, ENROLLMENT))
         await self._store(SYSTEM, host_id, creds)
 
+    # ------------------------------------------------------------ key rotation (services/rotations.py)
+
+    async def current(self, host_id: str, slot: CredentialSlot) -> p.RepoCredentials | None:
+        """A slot's credentials, opened (for a rotation to derive the new ones from)."""
+        blob = (await self.store.credentials.all_for_host(host_id)).get(slot.value)
+        return None if blob is None else self._open(host_id, slot.value, blob)
+
+    def seal_rotation(self, rotation_id: str, creds: p.RepoCredentials) -> bytes:
+        """New credentials kept sealed for one rotation until they are proven and committed."""
+        return self.master_key.seal(creds.model_dump_json().encode(), f"rotation:{rotation_id}")
+
+    def open_rotation(self, rotation_id: str, sealed: bytes) -> p.RepoCredentials | None:
+        try:
+            return p.RepoCredentials.model_validate_json(self.master_key.open(sealed, f"rotation:{rotation_id}"))
+        except SealError:
+            log.error("the new credentials of key rotation %s cannot be opened with this master key", rotation_id)
+            return None
+
+    def row(self, host_id: str, creds: p.RepoCredentials) -> tuple[str, str, bytes, str]:
+        """(slot, url_redacted, sealed, fingerprint): what the store keeps of credentials."""
+        return (creds.slot.value, redact_url(creds.url), self._seal(host_id, creds),
+                self.master_key.fingerprint(creds.password or ""))
+
     async def _store(self, actor: Actor, host_id: str, creds: p.RepoCredentials) -> None:
         """The one place credentials are written: URL redacted, secrets sealed, key fingerprinted."""
         await self.store.credentials.put(actor, host_id, creds.slot.value, redact_url(creds.url),

@@ -10,7 +10,7 @@ from typing import Any
 from rm_core import protocol as p
 from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState, RepoTarget
 from rm_core.jobs import Job, JobBody
-from rm_core.version import COPY_FEATURE
+from rm_core.version import COPY_FEATURE, ROTATE_FEATURE
 from rm_server.errors import BadRequest, ConflictError
 from rm_server.services.notify import Notifier
 from rm_server.services.relay import Relay
@@ -25,6 +25,8 @@ class RetentionPaused(Exception):
 
 def needed_feature(kind: JobKind, params: dict[str, Any]) -> str | None:
     """The agent feature a job needs beyond protocol 1 (docs/protocol.md), or None."""
+    if kind == JobKind.rotate_key:
+        return ROTATE_FEATURE
     if kind == JobKind.copy or params.get("repo") == "copy":
         return COPY_FEATURE
     return None
@@ -43,6 +45,8 @@ class JobService:
     notifier: Notifier
     # another host's repository credentials, for a cross-host restore (CredentialService, set after both exist)
     credentials_of: Callable[[str], Awaitable[p.RepoCredentials | None]] | None = None
+    # what a rotate_key phase job carries as it is sent (RotationService, set by app.py)
+    rotation_params: Callable[[Job], Awaitable[dict[str, Any]]] | None = None
     # groups whose retention waits for an acknowledged anomaly (AnomalyService, set by app.py)
     paused_groups: Callable[[str], Awaitable[set[str]]] | None = None
     # /metrics' job outcome counter (Metrics.job_changed, set by the app)
@@ -147,6 +151,10 @@ class JobService:
             params["source_groups"] = [p.SourceGroupSpec(**g.model_dump()).model_dump(mode="json") for g in kept]
             if held:
                 params["paused"] = held
+        elif job.kind == JobKind.rotate_key:
+            if self.rotation_params is None:
+                raise NotFound("key rotation of job", job.id)
+            params.update(await self.rotation_params(job))
         elif job.kind == JobKind.drill:
             group = await self.store.schedules.group(job.host_id, _group_of(job))
             policy = await self.store.drills.get(job.host_id, group.id)
