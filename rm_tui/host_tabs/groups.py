@@ -17,8 +17,9 @@ from rm_tui.host_tabs.base import HostTab
 from rm_tui.screens.forms import SourceGroupForm
 from rm_tui.widgets.table import Column, ResourceTable
 
-# copy_ is the group's `copy` policy: kept as it is when the form saves the group
-GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook", "copy_")
+# copy_ (the group's `copy` policy) and anomaly: kept as they are when the form saves the group
+GROUP_BODY_KEYS = ("name", "includes", "excludes", "tag", "retention", "pre_hook", "post_hook", "copy_",
+                   "anomaly")
 # Narrow enough that the column taking the rest (paths) keeps room at 80-90 columns.
 GROUP_COLUMNS = [Column("name", "Name", 16), Column("paths", "Paths", 0), Column("excludes", "Excludes", 16),
                  Column("tag", "Tag", 10), Column("keep", "Keep", 14)]
