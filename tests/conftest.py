@@ -133,6 +133,22 @@ def _postgres_cluster() -> Any:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """A PostgreSQL cluster for tests about PostgreSQL itself (replicas): the run's own with
+    RM_TEST_DATABASE=postgresql, else one of this worker's, started on first use."""
+    if "cluster" in pgcluster.SUITE:
+        yield pgcluster.SUITE["cluster"]
+        return
+    from tests.pgcluster import PgCluster
+
+    own = PgCluster().start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
 async def start_server(tmp_path: Path, clock: FakeClock | None = None, **cfg) -> tuple[web.AppRunner, str, web.Application]:
     cfg.setdefault("database_url", pgcluster.test_database(tmp_path) if BACKEND == "postgresql" else None)
     config = ServerConfig(data_dir=tmp_path / "data", clock=clock or FakeClock(), run_background=False, **cfg)

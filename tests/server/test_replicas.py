@@ -21,24 +21,10 @@ from rm_core import protocol as p
 from rm_core.ids import new_id
 from rm_server.app import WrongMasterKey
 from rm_server.keys import HOSTS, RELAY
-from tests import pgcluster
 from tests.conftest import FakeClock, Server, TestAgent, sign_in_roles, start_server, wait_for
 from tests.server.server_helpers import finished, log, started
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Any:
-    """The run's PostgreSQL cluster, or one of this worker's own when the run uses SQLite."""
-    if "cluster" in pgcluster.SUITE:
-        yield pgcluster.SUITE["cluster"]
-        return
-    own = pgcluster.PgCluster().start()
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 async def replica(base: Path, name: str, url: str, key: Path | None) -> tuple[Any, Server]:
@@ -49,8 +35,8 @@ async def replica(base: Path, name: str, url: str, key: Path | None) -> tuple[An
 
 
 @pytest.fixture
-async def replicas(tmp_path: Path, cluster: Any) -> AsyncIterator[tuple[Server, Server]]:
-    url = cluster.create_database(f"r{new_id().lower()}")
+async def replicas(tmp_path: Path, pg_cluster: Any) -> AsyncIterator[tuple[Server, Server]]:
+    url = pg_cluster.create_database(f"r{new_id().lower()}")
     key = tmp_path / "master.key"
     made = []
     try:
@@ -192,8 +178,8 @@ async def test_a_dead_replicas_hosts_go_offline_and_another_leads(replicas) -> N
     await agent.close()
 
 
-async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path, cluster: Any) -> None:
-    url = cluster.create_database(f"k{new_id().lower()}")
+async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path, pg_cluster: Any) -> None:
+    url = pg_cluster.create_database(f"k{new_id().lower()}")
     runner, srv = await replica(tmp_path, "a", url, tmp_path / "one.key")
     try:
         with pytest.raises(WrongMasterKey, match="master key"):
