@@ -150,7 +150,7 @@ class Runner:
     def _credentials_for(self, job: Job) -> RepoCredentials | None:
         # A cross-host restore carries the source host's repository credentials in its params:
         # used for this job only, held in memory, never saved with this host's secrets.
-        if job.kind == JobKind.restore and job.params.get("repo"):
+        if job.kind == JobKind.restore and isinstance(job.params.get("repo"), dict):
             return RepoCredentials.model_validate(job.params["repo"])
         return self.credentials(self._slot(job))
 

@@ -19,7 +19,7 @@ from rm_core.protocol import LogLine
 # the kinds that may work on the copy repository (`repo: "copy"`); a copy job reads the
 # primary and writes the copy whatever `repo` says
 ON_COPY = frozenset({JobKind.init, JobKind.forget, JobKind.prune, JobKind.check, JobKind.unlock, JobKind.drill,
-                     JobKind.snapshots, JobKind.stats})
+                     JobKind.snapshots, JobKind.stats, JobKind.restore})
 NEEDS_GROUP = (JobKind.backup, JobKind.drill, JobKind.copy)
 
 
@@ -104,6 +104,8 @@ class JobBody(Body):
     def _only_for_restore(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is not None and info.data.get("kind") not in (JobKind.restore, None):
             raise ValueError("from_host_id is only for a restore")
+        if v is not None and info.data.get("repo") == RepoTarget.copy:
+            raise ValueError("a restore from another host reads that host's primary repository; leave out repo")
         return v
 
 

@@ -45,6 +45,13 @@ class RestoreParams(BaseModel):
     from_host_id: Optional[str] = None
     repo: Optional[RepoCredentials] = None
 
+    @field_validator("repo", mode="before")
+    @classmethod
+    def _repo(cls, v: Any) -> Any:
+        # `repo: "copy"` names the host's copy repository (the runner picked its credentials):
+        # only another host's credentials come as an object
+        return None if isinstance(v, str) else v
+
     @field_validator("paths")
     @classmethod
     def _paths(cls, v: List[str]) -> List[str]:

@@ -5,6 +5,7 @@ the copy on demand."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rm_core import restic as R
@@ -87,6 +88,18 @@ async def test_backup_then_copy_through_the_server(server: Server, tmp_path: Pat
         assert check["state"] == "succeeded" and check["summary"]["no_errors"] is True, check
         for j in await _jobs(server, host_id, "copy"):
             assert PASSWORD not in str(j) and COPY_PASSWORD not in str(j)
+
+        # the primary is gone: restore from the copy alone
+        shutil.rmtree(repo)
+        target = tmp_path / "from-copy"
+        status, body = await server.call("POST", f"/hosts/{host_id}/jobs", json={
+            "kind": "restore", "repo": "copy", "snapshot_id": "latest", "paths": [str(source)], "target": str(target)})
+        assert status == 202, body
+        restore = await wait_for(lambda: job_done(server, body["id"]), 60, "restore from the copy")
+        assert restore["state"] == "succeeded", restore
+        back = target / str(source).lstrip("/")
+        for f in ("a.txt", "sub/b.bin"):
+            assert (back / f).read_bytes() == (source / f).read_bytes()
     finally:
         await run.close()
 
