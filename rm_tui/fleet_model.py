@@ -21,7 +21,9 @@ FAILED = (JobState.failed, JobState.lost)
 VERIFIED_STATES = (JobState.succeeded, JobState.warning, JobState.failed)
 # Most urgent first: a stale host has missed backups, a failed one broke, a failed restore drill
 # means its backups may not come back, offline ones may come back themselves.
-PROBLEMS = ("stale", "failed", "drill", "offline", "drift")
+# A backup far outside its history (an open anomaly) may be an attack in progress: first of all.
+# A copy past its group's max lag leaves one copy of the data.
+PROBLEMS = ("anomaly", "stale", "failed", "drill", "copy", "offline", "drift")
 KEYWORDS = frozenset({*PROBLEMS, "problems", "online", "pending"})
 
 
@@ -35,14 +37,24 @@ def drill_failed(h: Host) -> bool:
     return h.drill_overdue or (h.last_verified is not None and h.last_verified.state in FAILED)
 
 
+def copy_late(h: Host, now: datetime | None = None) -> bool:
+    """The copy has missed a snapshot for longer than its group allows (copy_overdue_at passed)."""
+    due = h.copy_overdue_at
+    return h.copy_enabled and due is not None and (now or datetime.now(timezone.utc)) >= due
+
+
 def problem(h: Host) -> str | None:
     """The most urgent thing wrong with a host, or None."""
+    if h.open_anomalies:
+        return "anomaly"
     if h.stale:
         return "stale"
     if h.last_backup is not None and h.last_backup.state in FAILED:
         return "failed"
     if drill_failed(h):
         return "drill"
+    if copy_late(h):
+        return "copy"
     if h.status == HostStatus.offline:
         return "offline"
     if drift(h):
@@ -74,6 +86,9 @@ SORTS: dict[str, tuple[str, Callable[[Host, int], Any]]] = {
     "activity": ("activity", lambda h, a: -a),
     "next": ("next run", lambda h, a: 0),  # FleetModel._key asks next_runs: a host alone has no crons
     "verified": ("last verified", lambda h, a: _verified_key(h)),
+    # the copy furthest behind first, then copies up to date, then hosts without a copy
+    "copy": ("copy lag", lambda h, a: (not h.copy_enabled, h.copy_behind_since is None,
+                                       h.copy_behind_since.timestamp() if h.copy_behind_since else 0.0)),
 }
 
 
@@ -269,7 +284,7 @@ class FleetModel:
 
 def _tally(h: Host) -> list[str]:
     """What a host adds to the counts in the status line."""
-    keys = [h.status.value] + [p for p in ("stale", "failed", "drill", "drift") if _has(h, p)]
+    keys = [h.status.value] + [p for p in ("anomaly", "stale", "failed", "drill", "copy", "drift") if _has(h, p)]
     if problem(h):
         keys.append("problems")
     return keys
@@ -284,6 +299,10 @@ def _has(h: Host, what: str) -> bool:
         return h.status == HostStatus.offline
     if what == "drill":
         return drill_failed(h)
+    if what == "anomaly":
+        return h.open_anomalies > 0
+    if what == "copy":
+        return copy_late(h)
     return drift(h)
 
 

@@ -19,24 +19,26 @@ from textual.widgets import Footer, Header, Input, Static
 from rm_core.api import Host
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.fleet_model import FAILED, SORTS, FleetModel, drift
-from rm_tui.format import age, plural, size, verified
+from rm_tui.fleet_cells import copy_cell, name_cell, verified_cell
+from rm_tui.fleet_model import SORTS, FleetModel, drift
+from rm_tui.format import age, plural, size
 from rm_tui.next_runs import until
 from rm_tui.screens.base import ApiScreen, console
 from rm_tui.screens.bulk import BulkActionScreen
 from rm_tui.screens.host import HostScreen
 from rm_tui.screens.jobs import FleetJobsScreen
-from rm_tui.styles import STATE_STYLE, STATUS_STYLE, VERIFIED_STYLE
+from rm_tui.styles import STATE_STYLE, STATUS_STYLE
 from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 
 COLUMNS = [Column("host", "Host", 28), Column("status", "Status", 8), Column("backup", "Last backup", 12),
            Column("result", "Result", 10), Column("next", "Next run", 9), Column("drift", "Schedule", 9),
-           Column("repo", "Repo size", 10), Column("verified", "Verified", 12), Column("activity", "Activity", 0)]
+           Column("repo", "Repo size", 10), Column("verified", "Verified", 12), Column("copy", "Copy", 6),
+           Column("activity", "Activity", 0)]
 # what the fleet model follows; the app hands these to `FleetScreen.apply` directly
 FLEET_CHANGES = (m.HostUpdated, m.HostDeleted, m.JobUpdated, m.JobProgress, m.ScheduleUpdated)
 # k9s-style: shift+letter sorts by that column, the same letter again reverses
 SORT_KEYS = {"N": "host", "S": "status", "B": "backup", "R": "result", "V": "drift", "Z": "repo", "A": "activity",
-             "T": "next", "D": "verified"}
+             "T": "next", "D": "verified", "C": "copy"}
 
 
 class FleetScreen(ApiScreen):
@@ -78,8 +80,8 @@ class FleetScreen(ApiScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: hostname, status (online/offline/pending), stale, failed, drill, drift, "
-                                "problems",
+        yield Input(placeholder="filter: hostname, status (online/offline/pending), anomaly, stale, failed, drill, "
+                                "copy, drift, problems",
                     id="filter")
         yield Static("", id="fleet-status")
         yield ResourceTable(COLUMNS, self.cells, markable=True, id="hosts", empty="loading hosts…")
@@ -138,9 +140,7 @@ class FleetScreen(ApiScreen):
         host = self.model.hosts.get(host_id)
         if host is None:
             return []  # deleted since the last tick: drawn blank until the next one drops its row
-        name = Text(host.hostname, style="bold red" if host.stale else "")
-        if host.stale:
-            name.append(" stale", style="reverse red")
+        name = name_cell(host)
         lb = host.last_backup
         if lb is None:
             backup, result = Text("never", style="dim"), Text("—", style="dim")
@@ -155,17 +155,8 @@ class FleetScreen(ApiScreen):
         fire = self.model.next_runs.next(host_id, now)
         return [name, Text(host.status.value, style=STATUS_STYLE.get(host.status, "")), backup, result,
                 Text(until(fire, now), style="" if fire else "dim"), schedule,
-                size(host.repo_size), self._verified(host), ", ".join(self.model.activity.get(host_id, {}).values())]
-
-    @staticmethod
-    def _verified(host: Host) -> Text:
-        lv = host.last_verified
-        if lv is None:
-            return Text("overdue", style="bold red") if host.drill_overdue else Text("")
-        if host.drill_overdue and lv.state not in FAILED:
-            # a good drill long ago, or of another group: the overdue group is what needs action
-            return Text("overdue", style="bold red")
-        return Text(verified(lv.state.value, lv.finished_at), style=VERIFIED_STYLE.get(lv.state, "bold red"))
+                size(host.repo_size), verified_cell(host), copy_cell(host),
+                ", ".join(self.model.activity.get(host_id, {}).values())]
 
     def show_rows(self) -> None:
         """The model's current order into the table (cursor stays on its host), and the counts."""
@@ -200,8 +191,9 @@ class FleetScreen(ApiScreen):
         else:
             parts = [plural(c["hosts"], "host"), f"[green]{c.get('online', 0):,} online[/]",
                      f"[red]{c.get('offline', 0):,} offline[/]", f"[yellow]{c.get('pending', 0):,} pending[/]"]
-            for key, style, label in (("stale", "bold red", "stale"), ("failed", "red", "failed"),
-                                      ("drill", "red", "drill failed"), ("drift", "yellow", "drift")):
+            for key, style, label in (("anomaly", "bold red", "anomaly"), ("stale", "bold red", "stale"),
+                                      ("failed", "red", "failed"), ("drill", "red", "drill failed"),
+                                      ("copy", "red", "copy late"), ("drift", "yellow", "drift")):
                 if c.get(key):
                     parts.append(f"[{style}]{c[key]:,} {label}[/]")
             shown = len(self.model.visible())

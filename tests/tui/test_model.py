@@ -149,3 +149,30 @@ def test_an_overdue_drill_is_a_problem_even_after_a_good_one():
     m.put(host(0, drill_overdue=True))
     m.set_sort("verified")
     assert m.visible()[:2] == [host(0).id, host(1).id]
+
+
+def test_anomaly_and_a_late_copy_are_problems_with_a_copy_lag_sort():
+    from datetime import timedelta
+
+    from rm_tui.fleet_cells import copy_cell, name_cell
+
+    now = datetime.now(timezone.utc)
+    m = FleetModel()
+    hosts = [host(0), host(1, open_anomalies=1, anomaly="41,203 files changed; usual 80–140", stale=True),
+             host(2, copy_enabled=True, copy_behind_since=now - timedelta(hours=30),
+                  copy_overdue_at=now - timedelta(hours=6)),
+             host(3, copy_enabled=True, copy_behind_since=now - timedelta(hours=2),
+                  copy_overdue_at=now + timedelta(hours=22)),
+             host(4, copy_enabled=True), host(5, status="offline")]
+    m.load(hosts)
+    assert [problem(h) for h in hosts] == [None, "anomaly", "copy", None, None, "offline"]
+    c = m.counts()
+    assert (c["anomaly"], c["copy"], c["problems"]) == (1, 1, 3)
+    m.set_filter("copy")
+    assert m.visible() == [hosts[2].id]
+    m.set_filter("")
+    m.set_sort("copy")
+    assert m.visible()[:4] == [hosts[2].id, hosts[3].id, hosts[4].id, hosts[0].id], "furthest behind first"
+    assert copy_cell(hosts[2]).plain == "1d" and "red" in str(copy_cell(hosts[2]).style)
+    assert copy_cell(hosts[3]).plain == "2h" and copy_cell(hosts[4]).plain == "ok" and copy_cell(hosts[0]).plain == ""
+    assert "anomaly" in name_cell(hosts[1]).plain and "stale" in name_cell(hosts[1]).plain
