@@ -69,7 +69,7 @@ def _check(name: str, password: str, role: Role) -> None:
 
 
 async def _find(store: Store, name: str) -> Operator:
-    for op in await store.operators.list():
+    for op in await store.operators.all():
         if op.username == name:
             return op
     raise click.ClickException(f"no operator named {name!r} (rm-server operator list shows them)")
@@ -98,7 +98,7 @@ def operator() -> None:
 @JSON_OUT
 def operator_list(data_dir: Path, as_json: bool) -> None:
     """List operators: name, role, state."""
-    ops = _with_store(data_dir, lambda s: s.operators.list())
+    ops = _with_store(data_dir, lambda s: s.operators.all())
     if as_json:
         _print_json("operators", ops)
         return
@@ -182,7 +182,7 @@ def host() -> None:
 @JSON_OUT
 def host_list(data_dir: Path, as_json: bool) -> None:
     """List hosts: id, name, status, last seen (the server's view of them)."""
-    hosts = _with_store(data_dir, lambda s: s.hosts.list())
+    hosts = _with_store(data_dir, lambda s: s.hosts.page())
     if as_json:
         _print_json("hosts", hosts)
         return

@@ -49,7 +49,7 @@ async def list_audit(request: web.Request) -> web.Response:
     if before is not None and before != "" and not (before.isascii() and before.isdigit()
                                                     and int(before) <= INT64_MAX):
         raise BadRequest("query parameter 'before' must be an audit entry id", {"field": "before"})
-    entries = await request.app[STORE].audit.list(limit=query_int(request, "limit", 100, 1, 1000),
+    entries = await request.app[STORE].audit.page(limit=query_int(request, "limit", 100, 1, 1000),
                                                   before=int(before) if before else None)
     return reply({"entries": entries})
 

@@ -30,7 +30,7 @@ _EXAMPLES = {
                                                       "say how each channel's sending goes.",
             reply=Listing("channels", Channel))
 async def list_channels(request: web.Request) -> web.Response:
-    return reply({"channels": await request.app[CHANNELS].list()})
+    return reply({"channels": await request.app[CHANNELS].all()})
 
 
 @routes.post(PATH)

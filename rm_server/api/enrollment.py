@@ -32,7 +32,7 @@ async def create_token(request: web.Request) -> web.Response:
 @requires(Role.operator)
 @documented("List enrollment tokens (never the token itself)", reply=Listing("tokens", EnrollmentToken))
 async def list_tokens(request: web.Request) -> web.Response:
-    return reply({"tokens": await request.app[STORE].enrollment.list()})
+    return reply({"tokens": await request.app[STORE].enrollment.all()})
 
 
 @routes.delete("/api/v1/enrollment-tokens/{id}")

@@ -56,7 +56,7 @@ async def create_job(request: web.Request) -> web.Response:
     q_str("before", "the page before this job id"),
 ))
 async def list_jobs(request: web.Request) -> web.Response:
-    jobs = await request.app[STORE].jobs.list(
+    jobs = await request.app[STORE].jobs.page(
         host_id=request.query.get("host_id") or None, state=query_enum(request, "state", JobState),
         kind=query_enum(request, "kind", JobKind), limit=query_int(request, "limit", 100, 1, 1000),
         before=request.query.get("before") or None,

@@ -17,7 +17,7 @@ routes = web.RouteTableDef()
 @requires(Role.admin)
 @documented("List operators", reply=Listing("operators", Operator))
 async def list_operators(request: web.Request) -> web.Response:
-    return reply({"operators": await request.app[STORE].operators.list()})
+    return reply({"operators": await request.app[STORE].operators.all()})
 
 
 @routes.post("/api/v1/operators")

@@ -86,7 +86,7 @@ async def run_group(request: web.Request) -> web.Response:
 @documented("The host's schedules, with the version issued and the version the agent applied",
             reply=ScheduleList)
 async def list_schedules(request: web.Request) -> web.Response:
-    return reply(await request.app[SCHEDULES].list(request.match_info["id"]))
+    return reply(await request.app[SCHEDULES].for_host(request.match_info["id"]))
 
 
 @routes.post("/api/v1/hosts/{id}/schedules")

@@ -109,7 +109,7 @@ class Alerts:
 
         At start, and every few seconds with replicas (app.py): a channel saved through
         another replica reaches this one's events within that time."""
-        rows = await self.store.channels.list()
+        rows = await self.store.channels.all()
         for row in rows:
             st = self._channels.get(row.id)
             if st is None or st.updated_at != row.updated_at:

@@ -44,8 +44,8 @@ class ChannelService:
         if problem is not None:
             raise BadRequest(f"url: {problem} (see Apprise's list of services)", {"field": "url"})
 
-    async def list(self) -> list[Channel]:
-        return [self._channel(r) for r in await self.store.channels.list()]
+    async def all(self) -> list[Channel]:
+        return [self._channel(r) for r in await self.store.channels.all()]
 
     async def get(self, channel_id: str) -> Channel:
         return self._channel(await self.store.channels.get(channel_id))

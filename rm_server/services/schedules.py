@@ -67,7 +67,7 @@ class ScheduleService:
             await self.push(conn, [host_id])
         elif self.relay is not None:
             self.relay.send({"t": "schedule", "hosts": [host_id]})
-        listing = await self.store.schedules.list(host_id)
+        listing = await self.store.schedules.for_host(host_id)
         crons = [{"cron": s.cron, "timezone": s.timezone} for s in listing.schedules
                  if s.enabled and not s.manual and s.cron]  # as Host.crons has them
         self.events.publish("schedule.updated", {"host_id": host_id, "version": listing.version,
@@ -96,8 +96,8 @@ class ScheduleService:
             schedule.next_run = next_fires(schedule.cron, schedule.timezone, self.clock(), 1)[0]
         return schedule
 
-    async def list(self, host_id: str) -> ScheduleList:
-        listing = await self.store.schedules.list(host_id)
+    async def for_host(self, host_id: str) -> ScheduleList:
+        listing = await self.store.schedules.for_host(host_id)
         listing.schedules = [self._with_next(s) for s in listing.schedules]
         return listing
 

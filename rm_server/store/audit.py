@@ -8,7 +8,7 @@ from rm_server.store.common import Actor, dt, loads
 
 
 class Audit(Table):
-    async def list(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+    async def page(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         sql, params = "SELECT * FROM audit", []
         if before is not None:
             sql += " WHERE id < ?"

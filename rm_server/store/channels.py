@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +39,7 @@ def _row(r: Any) -> ChannelRow:
 
 
 class Channels(Table):
-    async def list(self) -> list[ChannelRow]:
+    async def all(self) -> list[ChannelRow]:
         return [_row(r) for r in await self.db.fetchall(f"SELECT {_COLS} FROM notification_channels ORDER BY name")]
 
     async def get(self, channel_id: str) -> ChannelRow:
@@ -57,7 +56,7 @@ class Channels(Table):
         return bytes(row["url_sealed"])
 
     async def create(self, actor: Actor, name: str, sealed_for: Callable[[str], bytes], redacted: str,
-                     events: builtins.list[str],
+                     events: list[str],
                      min_interval_s: int) -> ChannelRow:
         """`sealed_for(id)` seals the URL for the new id (the id is the seal's context)."""
         channel_id = new_id()
@@ -74,7 +73,7 @@ class Channels(Table):
         return await self.get(channel_id)
 
     async def update(self, actor: Actor, channel_id: str, name: str, sealed: bytes, redacted: str,
-                     events: builtins.list[str], min_interval_s: int) -> ChannelRow:
+                     events: list[str], min_interval_s: int) -> ChannelRow:
         async with self.tx() as tx:
             await self._name_free(tx, name, channel_id)
             cur = await tx.execute(

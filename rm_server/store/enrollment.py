@@ -48,7 +48,7 @@ class Enrollment(Table):
             raise NotFound("enrollment token", token_id)
         return _token(row)
 
-    async def list(self) -> list[EnrollmentToken]:
+    async def all(self) -> list[EnrollmentToken]:
         rows = await self.db.fetchall(f"SELECT {_COLS} FROM enrollment_tokens ORDER BY id DESC")
         return [_token(r) for r in rows]
 

@@ -96,7 +96,7 @@ class Hosts(Table):
             params.append(limit)
         return sql, params
 
-    async def list(
+    async def page(
         self, *, status: HostStatus | None = None, q: str | None = None, limit: int | None = None,
         after: str | None = None,
     ) -> list[Host]:
@@ -107,7 +107,7 @@ class Hosts(Table):
         self, *, status: HostStatus | None = None, q: str | None = None, limit: int | None = None,
         after: str | None = None,
     ) -> bytes:
-        """The same rows as `list`, as the JSON body `{"hosts": [...]}` built by SQLite itself:
+        """The same rows as `page`, as the JSON body `{"hosts": [...]}` built by SQLite itself:
         the full fleet list is the hottest read, and per-row model building cost ~20 us a host.
 
         The unfiltered list (what consoles poll) is kept until the next committed write:

@@ -104,7 +104,7 @@ class Jobs(Table):
         row = await self.db.fetchone("SELECT host_id FROM jobs WHERE id = ?", (job_id,))
         return None if row is None else row["host_id"]
 
-    async def list(
+    async def page(
         self, *, host_id: str | None = None, state: JobState | None = None, kind: JobKind | None = None,
         limit: int = 100, before: str | None = None,
     ) -> list[Job]:

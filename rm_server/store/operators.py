@@ -44,7 +44,7 @@ class Operators(Table):
         row = await self.db.fetchone("SELECT count(*) FROM operators")
         return row[0]
 
-    async def list(self) -> list[Operator]:
+    async def all(self) -> list[Operator]:
         rows = await self.db.fetchall(f"SELECT {_COLS} FROM operators ORDER BY username")
         return [_operator(r) for r in rows]
 

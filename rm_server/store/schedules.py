@@ -136,7 +136,7 @@ class Schedules(Table):
             for r in rows
         ]
 
-    async def list(self, host_id: str) -> ScheduleList:
+    async def for_host(self, host_id: str) -> ScheduleList:
         row = await self.db.fetchone(
             "SELECT schedule_version, applied_schedule_version FROM hosts WHERE id = ?", (host_id,)
         )
@@ -198,7 +198,7 @@ class Schedules(Table):
 
     async def schedule_set(self, host_id: str) -> ScheduleSet:
         """What the agent must hold: the version and every schedule with its full source groups."""
-        listing = await self.list(host_id)
+        listing = await self.for_host(host_id)
         groups = {g.id: g for g in await self.groups(host_id)}
         specs = [
             ScheduleSpec(

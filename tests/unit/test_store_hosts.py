@@ -35,7 +35,7 @@ async def test_list_json_matches_models(tmp_path):
                 " restic_version = '0.14.0' WHERE id = ?", (ids[1],))
         await store.reports.replace_stats(ids[1], RepoStats(total_size=1234))
         from_sql = [Host.model_validate(h) for h in json.loads(await store.hosts.list_json())["hosts"]]
-        assert from_sql == await store.hosts.list()
+        assert from_sql == await store.hosts.page()
         h1 = next(h for h in from_sql if h.id == ids[1])
         assert h1.repo_size == 1234 and h1.stale and h1.last_backup.state == "warning"
         online = json.loads(await store.hosts.list_json(status=HostStatus.online))["hosts"]
