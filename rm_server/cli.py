@@ -23,6 +23,7 @@ from rm_core.server_urls import ServerUrlError, parse_server_urls
 from rm_core.version import __version__
 from rm_server.app import create_app, data_dir_default
 from rm_server.cli_admin import host, operator
+from rm_server.cli_migrate import migrate_store
 from rm_server.config import ServerConfig
 from rm_server.heap import fix_malloc_thresholds, tune_collector
 from rm_server.security import MasterKey
@@ -226,6 +227,7 @@ async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ss
 
 main.add_command(operator)
 main.add_command(host)
+main.add_command(migrate_store)
 
 
 @main.command("backup-db")

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,16 @@ def test_database(data_dir: Path, template: str = "rm_template") -> str:
 def seed_database() -> str:
     """The empty migrated database the seed is made in (then the template of each test's)."""
     return SUITE["cluster"].create_database(SEED, template="rm_template")
+
+
+def shared_or_own() -> Iterator[PgCluster]:
+    """The run's cluster when the suite runs on PostgreSQL, else one of this worker's own
+    (for tests that need PostgreSQL whichever backend the rest of the run uses)."""
+    if "cluster" in SUITE:
+        yield SUITE["cluster"]
+        return
+    own = PgCluster().start()
+    try:
+        yield own
+    finally:
+        own.stop()

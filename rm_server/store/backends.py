@@ -20,6 +20,17 @@ def shown(target: str | Path) -> str:
     return redacted(str(target))
 
 
+def has_password(url: str) -> bool:
+    """Whether a PostgreSQL URL carries a password (which belongs in ~/.pgpass or the environment,
+    never on a command line: other users can read a process's arguments)."""
+    from psycopg import conninfo
+
+    try:
+        return bool(conninfo.conninfo_to_dict(url).get("password"))
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported when it is used
+        return False
+
+
 async def open_database(target: str | Path, application_name: str = "rm-server") -> Database:
     """Open (and migrate) the database `target` names."""
     if is_postgres(target):

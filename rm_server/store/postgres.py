@@ -70,7 +70,7 @@ def _row_factory(cursor: Any) -> Any:
     return cls
 
 
-def _text_safe(params: Sequence[Any]) -> tuple[Any, ...]:
+def text_safe(params: Sequence[Any]) -> tuple[Any, ...]:
     """PostgreSQL text cannot hold NUL (SQLite's can): a NUL an agent sent in a log line, or
     one in a looked-up id, becomes U+FFFD, so the line is kept and the lookup finds nothing
     (404), as on SQLite, instead of the statement failing. Names and URLs people type never
@@ -87,12 +87,12 @@ class PgConn:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         if params:
-            return self.raw.execute(translate(sql), _text_safe(params))  # type: ignore[arg-type]
+            return self.raw.execute(translate(sql), text_safe(params))  # type: ignore[arg-type]
         return self.raw.execute(sql)  # type: ignore[arg-type]
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         cur = self.raw.cursor()
-        cur.executemany(translate(sql), [_text_safe(r) for r in rows])  # type: ignore[arg-type]
+        cur.executemany(translate(sql), [text_safe(r) for r in rows])  # type: ignore[arg-type]
         return cur
 
     def commit(self) -> None:
