@@ -42,7 +42,7 @@ COPIED = frozenset({
     "operators", "sessions", "enrollment_tokens", "hosts", "agent_tokens", "repo_credentials", "source_groups",
     "schedules", "schedule_groups", "schedule_fires", "jobs", "job_logs", "snapshots", "repo_stats", "audit",
     "settings", "drill_policies", "notification_channels", "host_alerts", "copy_reports", "anomalies",
-    "repo_sizes",
+    "repo_sizes", "key_rotations",
 })
 SKIPPED = {
     "replicas": "the replicas alive now: each server registers itself as it starts",

@@ -27,7 +27,7 @@ from rm_server.store import Store
 from rm_server.store.db import migrations
 from rm_server.store.migrate_store import COPIED, SKIPPED, expected_schema
 from tests import pgcluster
-from tests.conftest import ADMIN_PASSWORD, FakeClock, Server, sign_in_roles, start_server, wait_for
+from tests.conftest import ADMIN_PASSWORD, FakeClock, Server, TestAgent, sign_in_roles, start_server, wait_for
 from tests.server.server_helpers import finished, log, make_group, make_schedule, now, online_host, started
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +84,7 @@ async def backup(srv: Server, agent: Any, host_id: str, group_id: str, changed: 
 
 async def fill(srv: Server) -> dict[str, Any]:
     """Rows in every table a server keeps, made the way the server makes them."""
-    host_id, agent = await online_host(srv, "db-1", features=["query", "copy"])
+    host_id, agent = await online_host(srv, "db-1", features=["query", "copy", "rotate_key"])
     await srv.call("POST", "/enrollment-tokens", json={"name": "spare"})
     status, _ = await srv.call("PUT", f"/hosts/{host_id}/repo", role="operator",
                                json={"url": "rest:https://backup.example:8000/db-1/", "password": "repo-secret-1"})
@@ -109,6 +109,8 @@ async def fill(srv: Server) -> dict[str, Any]:
     for i in range(5):
         await backup(srv, agent, host_id, group["id"], 100 + i, (10 + i) << 30)
     attacked = await backup(srv, agent, host_id, group["id"], 50_000, 20 << 30)
+    status, rotation = await srv.call("POST", f"/hosts/{host_id}/repo/rotate-key", role="operator", json={})
+    assert status == 202 and rotation["state"] == "adding", rotation  # its new password sealed in the row
     snap = {"id": "c" * 64, "time": now().isoformat(), "paths": ["/etc"], "tags": ["etc"]}
     await agent.send(p.SnapshotsReport(snapshots=[p.SnapshotInfo(**snap)]))
     await agent.send(p.CopyReport(snapshots=[p.SnapshotInfo(**snap)], stats=p.RepoStats(total_size=7 << 30)))
@@ -122,7 +124,7 @@ async def fill(srv: Server) -> dict[str, Any]:
     await wait_for(reported, what="snapshots and the copy's report stored")
     await agent.close()
     await wait_for(lambda: _offline(srv, host_id), what="the host offline once its agent left")
-    return {"host": host_id, "group": group["id"], "schedule": schedule["id"], "attacked": attacked,
+    return {"host": host_id, "agent_token": agent.token, "group": group["id"], "schedule": schedule["id"], "attacked": attacked,
             "channel": channel["id"]}
 
 
@@ -137,7 +139,7 @@ def views(ids: dict[str, Any]) -> list[str]:
             f"/hosts/{h}/repo", f"/hosts/{h}/repo/copy", f"/hosts/{h}/source-groups", f"/hosts/{h}/schedules",
             f"/hosts/{h}/source-groups/{g}/drill", f"/hosts/{h}/snapshots", f"/hosts/{h}/anomalies",
             f"/hosts/{h}/source-groups/{g}/history?limit=50", f"/jobs?host_id={h}&limit=50",
-            f"/jobs/{ids['attacked']}/logs", "/audit?limit=500"]
+            f"/jobs/{ids['attacked']}/logs", f"/hosts/{h}/repo/rotate-key", "/audit?limit=500"]
 
 
 def differences(a: Any, b: Any, where: str = "") -> list[str]:
@@ -207,8 +209,15 @@ async def test_every_table_moves_and_the_server_on_postgresql_answers_as_before(
             # PostgreSQL text holds no NUL: the log lines' NUL is U+FFFD, as a server on PostgreSQL stores it
             expected = json.loads(json.dumps(before[path]).replace("\\u0000", "\\ufffd"))
             assert differences(expected, after[path]) == [], path
-        # the password still opens the account; sealed credentials still open (the agent gets them)
+        # the password still opens the account; the agent's token is still good, and the credentials
+        # sealed under the master key open on the new server (the agent is sent them)
         assert await new.login("admin", ADMIN_PASSWORD)
+        agent = TestAgent(new, ids["agent_token"])
+        assert (await agent.connect(features=["query", "copy", "rotate_key"])).type == "hello.ok"
+        update = await agent.expect("config.update")
+        assert {c.slot: c.password for c in update.payload.credentials} == {"repo": "repo-secret-1",
+                                                                            "copy": "copy-secret-2"}
+        await agent.close()
         # a new audit entry continues after the copied ones
         status, _ = await new.call("POST", "/enrollment-tokens", json={"name": "after the move"})
         assert status == 201
