@@ -9,9 +9,11 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from rm_core.alerts import AlertEvent, AlertSubject
 from rm_server.api import (
     admin, anomalies as anomaly_routes, auth, channels, drills, rotations as rotation_routes, enrollment, fleet, hosts, install, jobs, operators, reference, root, schedules,
     snapshots,
@@ -208,12 +210,35 @@ async def _join_replicas(app: web.Application, relay: Relay) -> None:
         service.register(relay)
     QueryRelay(app[QUERIES], relay, store)
     if relay.clustered:
+        _alerts_to_the_leader(app[ALERTS], relay)
         events.forward = lambda frame, key: relay.send({"t": "events", "f": frame.decode(), "k": key})
         events.forward_log = lambda job_id, seq: relay.send({"t": "log", "job": job_id, "seq": seq})
         relay.handlers["events"] = lambda m: events.deliver(str(m["f"]).encode(), m.get("k"))
         relay.handlers["log"] = lambda m: events.catch_up(str(m["job"]), log_pages(store))
     await relay.start()
+    await relay.coordination.lead()  # the first replica leads from its start; the others learn who does
     await store.hosts.release(await relay.coordination.live_replicas())
+
+
+def _alerts_to_the_leader(alerts: Alerts, relay: Relay) -> None:
+    """Digests are sent by the leading replica only: an occurrence seen elsewhere is handed to
+    it, so a storm is one message per channel however many replicas saw a part of it."""
+    coordination = relay.coordination
+
+    def hand_over(event: AlertEvent, subject: AlertSubject, key: str | None) -> bool:
+        if coordination.leading:
+            return False
+        relay.send({"t": "alert", "event": event.value, "host": subject.host_id, "detail": subject.detail,
+                    "key": key})
+        return True
+
+    def take(message: dict[str, Any]) -> None:
+        if coordination.leading:
+            alerts.raise_event(AlertEvent(str(message["event"])),
+                               AlertSubject(str(message["host"]), str(message["detail"])), message.get("key"))
+
+    alerts.hand_over = hand_over
+    relay.handlers["alert"] = take
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -99,6 +99,9 @@ class Alerts:
         self.server_url = server_url
         self._channels: dict[str, ChannelState] = {}
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Replicas (app.py): only the leader sends digests, so a storm seen by three replicas is
+        # still one message per channel; the others hand their occurrences to it (services/relay.py).
+        self.hand_over: Callable[[AlertEvent, AlertSubject, str | None], bool] | None = None
         # Apprise blocks on DNS, HTTP and SMTP: its sends run here, a few at a time.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rm-alerts")
 
@@ -154,6 +157,8 @@ class Alerts:
 
         `key` (a job id, say) makes a repeat of the same occurrence a no-op. Returns how many
         channels took it. The anomaly detector calls this with AlertEvent.backup_anomaly."""
+        if self.hand_over is not None and self.hand_over(event, subject, key):
+            return 0  # the leading replica takes it
         if key is not None:
             if (event.value, key) in self._recent:
                 return 0

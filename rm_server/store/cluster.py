@@ -36,6 +36,10 @@ REPLICA_LOCKS = 0x726D5F72  # first key of every replica's own pg_advisory_lock(
 
 class Coordination(Protocol):
     replica_id: str
+    clustered: bool
+
+    @property
+    def leading(self) -> bool: ...
 
     async def start(self, on_message: Callable[[dict[str, Any]], None], on_resync: Callable[[], None]) -> None: ...
 
@@ -54,6 +58,7 @@ class Solo:
     """One process, one SQLite file: the whole cluster."""
 
     clustered = False
+    leading = True
 
     def __init__(self, replica_id: str) -> None:
         self.replica_id = replica_id
@@ -102,6 +107,11 @@ class PgCoordination:
     """LISTEN on a thread of its own, NOTIFY and the advisory locks on a lane of their own."""
 
     clustered = True
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica held the leader's lock when last asked (lead())."""
+        return self._leading
 
     def __init__(self, connect: Callable[[], Any], replica_id: str, now: Callable[[], datetime]) -> None:
         self.replica_id = replica_id

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.e2e
 
 async def replica(base: Path, name: str, url: str, key: Path | None) -> tuple[Any, Server]:
     clock = FakeClock()
-    runner, base_url, app = await start_server(base / name, clock, database_url=url, master_key_file=key)
+    runner, base_url, app = await start_server(base / name, clock, database_url=url, master_key_file=key,
+                                               alert_group_wait=0.3)
     http = aiohttp.ClientSession()
     return runner, Server(base_url, app, http, base / name / "data", clock)
 
@@ -176,6 +177,26 @@ async def test_a_dead_replicas_hosts_go_offline_and_another_leads(replicas) -> N
     terminate(a, coord_a.replica_id)
     await wait_for(coord_b.lead, what="B leads")
     await agent.close()
+
+
+async def test_a_storm_seen_by_two_replicas_is_one_digest_per_channel(replicas) -> None:
+    from rm_core.alerts import AlertEvent, AlertSubject
+    from rm_server.keys import ALERTS
+    from tests.alert_receivers import json_receiver
+
+    a, b = replicas
+    assert a.app[RELAY].coordination.leading and not b.app[RELAY].coordination.leading
+    async with json_receiver() as rec:
+        status, ch = await a.call("POST", "/notification-channels",
+                                  json={"name": "hook", "url": rec.channel_url(), "events": ["backup.failed"]})
+        assert status == 201, ch
+        for i in range(500):  # half the fleet's failures are seen by each replica
+            srv = a if i % 2 else b
+            srv.app[ALERTS].raise_event(AlertEvent.backup_failed, AlertSubject(new_id(), f"job {i}"), key=f"j{i}")
+        await wait_for(lambda: rec.received, what="a digest")
+        await wait_for(lambda: a.app[ALERTS].pending(ch["id"])[0] == 0, what="nothing left to send")
+        assert len(rec.received) == 1, rec.received
+        assert "500 occurrences" in rec.received[0]["message"]
 
 
 async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path, pg_cluster: Any) -> None:
