@@ -22,7 +22,7 @@ from rm_core.logs import setup_logging
 from rm_core.server_urls import ServerUrlError, parse_server_urls
 from rm_core.version import __version__
 from rm_server.app import create_app, data_dir_default
-from rm_server.cli_admin import host, operator
+from rm_server.cli_admin import DATABASE, host, operator
 from rm_server.cli_migrate import migrate_store
 from rm_server.config import ServerConfig
 from rm_server.heap import fix_malloc_thresholds, tune_collector
@@ -233,8 +233,13 @@ main.add_command(migrate_store)
 @main.command("backup-db")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @DATA_DIR
-def backup_db(out: Path, data_dir: Path) -> None:
-    """Write a consistent copy of the database to OUT (safe while the server runs)."""
+@DATABASE
+def backup_db(out: Path, data_dir: Path, database: str | None) -> None:
+    """Write a consistent copy of the SQLite database to OUT (safe while the server runs)."""
+    if database is not None:
+        raise click.ClickException("backup-db copies a SQLite database; back up PostgreSQL with pg_dump, or base "
+                                   "backups and WAL archiving, and keep the master key beside them "
+                                   "(docs/operations.md)")
     db = data_dir / "server.db"
     if not db.exists():
         raise click.ClickException(f"no database at {db}; is --data-dir right?")

@@ -7,16 +7,8 @@ from pathlib import Path
 
 import click
 
-from rm_server.store.backends import has_password, is_postgres
-
-
-def warn_password_on_argv(ctx: click.Context, param: str, url: str | None) -> None:
-    """A password in a URL given as an argument is readable by every user (ps): say so."""
-    if url is None or ctx.get_parameter_source(param) is not click.core.ParameterSource.COMMANDLINE:
-        return
-    if has_password(url):
-        click.echo("warning: the database password is on the command line, where other users can read it; "
-                   "put it in ~/.pgpass (or RM_DATABASE_URL) instead", err=True)
+from rm_server.cli_admin import warn_password_on_argv
+from rm_server.store.backends import is_postgres
 
 
 @click.command("migrate-store")

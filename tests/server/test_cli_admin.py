@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rm_core.api import Host, Operator
+from rm_server.keys import CONFIG
 from tests.server.test_cli import Running
 
 BIN = Path(sys.executable).parent
@@ -103,8 +104,10 @@ async def test_list_commands_print_json_as_the_rest_api_answers(server):
     host_id, _ = await server.enroll("web-1")
     await server.enroll("db-1")
     printed: dict[str, list] = {}
+    url = server.app[CONFIG].database_url  # the suite on PostgreSQL: the commands go there too
+    where = ("--database", url) if url else ()
     for command, key, model in ((("operator", "list"), "operators", Operator), (("host", "list"), "hosts", Host)):
-        out = await asyncio.to_thread(rm, *command, "--json", data_dir=server.data_dir)
+        out = await asyncio.to_thread(rm, *command, "--json", *where, data_dir=server.data_dir)
         assert out.returncode == 0, out.stderr
         printed[key] = [model.model_validate(item) for item in json.loads(out.stdout)[key]]
         status, answered = await server.call("GET", f"/{key}")
