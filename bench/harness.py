@@ -176,6 +176,19 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def machine(nofile_limit: int) -> dict:
+    """The machine a fleet bench ran on, for its results document."""
+    import aiohttp
+    import platform
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "nofile_limit": nofile_limit, "aiohttp": aiohttp.__version__,
+            "cpu_model": next((ln.split(":", 1)[1].strip() for ln in
+                               Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?"),
+            "mem_total_mb": int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                                     if ln.startswith("MemTotal"))) // 1024}
+
+
 def run_doc(started: float, machine: dict, targets: dict, args: dict, results: list[dict]) -> dict:
     """The results document of a bench run over several sizes (server_scale, tui_scale): the
     keys bench/summarize.py and docs/benchmarks.md read. `started` is time.time() at the start."""

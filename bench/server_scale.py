@@ -42,11 +42,7 @@ verdicts, table).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,53 +51,17 @@ sys.path.insert(0, str(ROOT))
 # spawned children find their entry functions in fleet.*
 sys.path.insert(0, str(ROOT / "bench"))
 
-import aiohttp  # noqa: E402
-
-from fleet.agents import AGENTS_PER_SOURCE  # noqa: E402
 from fleet.driver import raise_nofile  # noqa: E402
 from fleet.phases import run_size  # noqa: E402
 from fleet.report import TARGETS, table, verdicts  # noqa: E402
-from fleet.sizes import run_sizes  # noqa: E402
-from harness import run_doc, write_results  # noqa: E402
-
-
-def machine(nofile_limit: int) -> dict:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "nofile_limit": nofile_limit, "aiohttp": aiohttp.__version__,
-            "cpu_model": next((ln.split(":", 1)[1].strip() for ln in
-                               Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?"),
-            "mem_total_mb": int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
-                                     if ln.startswith("MemTotal"))) // 1024}
+from fleet.sizes import fleet_args, run_bench  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000,19000", help="comma-separated fleet sizes")
     ap.add_argument("--quick", action="store_true", help="200 agents, short windows (< 60 s)")
-    ap.add_argument("--agent-procs", type=int, default=2, help="processes for the simulated agents")
-    ap.add_argument("--agents-freeze-heap", action=argparse.BooleanOptionalAction, default=True,
-                    help="simulated agents freeze their heap like the server does (default; docs/benchmarks.md, "
-                         "issue 13 round 2): thousands of clients in one process made their GC a cost no real "
-                         "agent has")
-    ap.add_argument("--agents-spread-sources", action=argparse.BooleanOptionalAction, default=True,
-                    help=f"simulated agents connect from many loopback addresses, {AGENTS_PER_SOURCE} each "
-                         "(docs/benchmarks.md, issue 13 round 2): from one address the kernel's source-port "
-                         "search dominates storms above ~14k connections; real agents come from their own "
-                         "addresses (default; --no-agents-spread-sources for one address)")
-    ap.add_argument("--agents-nice", type=int, default=10,
-                    help="niceness of the simulated agents' processes (default 10; docs/benchmarks.md, issue 13 "
-                         "round 3): they stand for machines of their own, and at the same priority the kernel "
-                         "preempted the server's event loop for them mid-callback; 0 for the old arrangement")
-    ap.add_argument("--window", type=float, default=10, help="seconds per at-rest probe window")
-    ap.add_argument("--push-concurrency", type=int, default=16, help="mutation requests in flight during the push")
-    ap.add_argument("--per-host-push", action="store_true", help="push with one source-group POST per host instead of the fleet endpoint")
-    ap.add_argument("--log-jobs", type=int, default=64, help="jobs streaming logs at once")
-    ap.add_argument("--log-lines", type=int, default=200_000, help="log lines in total for the ingest test")
-    ap.add_argument("--max-seconds", type=float, default=900, help="child processes exit after this long")
-    ap.add_argument("--profile", metavar="DIR", help="sample the server with py-spy during push and ingest")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
-    ap.add_argument("--out", default=None, help="JSON file (default bench/results/server_scale.json; "
-                    "--quick writes server_scale.quick.json next to it)")
+    fleet_args(ap, "server_scale")
     args = ap.parse_args()
     limit = raise_nofile()
     sizes = [200] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -114,15 +74,7 @@ def main() -> int:
                   file=sys.stderr)
             n = fitted
         runnable.append(n)
-    ctx = mp.get_context("spawn")
-    started = time.time()
-    results = run_sizes(runnable, lambda n: run_size(n, args, ctx), "agents")
-    for r in results:
-        r["verdicts"] = verdicts(r)
-    write_results("server_scale", run_doc(started, machine(limit), TARGETS, vars(args), results),
-                  quick=args.quick, out=args.out, table=table(results))
-    return 0 if all("failed" not in r for r in results) else 1
-
+    return run_bench("server_scale", runnable, run_size, args, limit, TARGETS, verdicts, table)
 
 if __name__ == "__main__":
     sys.exit(main())

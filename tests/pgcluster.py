@@ -33,8 +33,15 @@ def pg_bin() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
+# The test clusters' settings: durability off (see the module's doc), room for every lane of
+# many servers at once.
+SETTINGS = {"listen_addresses": "127.0.0.1", "fsync": "off", "synchronous_commit": "off",
+            "full_page_writes": "off", "max_connections": "400", "shared_buffers": "128MB"}
+
+
 class PgCluster:
-    def __init__(self, base: Path | None = None) -> None:
+    def __init__(self, base: Path | None = None, settings: dict[str, str] | None = None) -> None:
+        """`settings` override SETTINGS (bench/replicas.py turns durability back on)."""
         self.bin = pg_bin()
         if self.bin is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql, or set RM_PG_BIN)")
@@ -43,6 +50,7 @@ class PgCluster:
         self.data = self.base / "pgdata"
         self.sockets = self.base / "sock"
         self.port = free_port()
+        self.settings = {**SETTINGS, **(settings or {})}
         self.as_user: list[str] = []
         if os.geteuid() == 0:
             self.as_user = ["runuser", "-u", "postgres", "--"]
@@ -61,9 +69,7 @@ class PgCluster:
                 os.chown(path, pw.pw_uid, pw.pw_gid)
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8",
                   "--locale=C", "--no-sync")
-        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
-                   " -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
-                   " -c shared_buffers=128MB")
+        options = f"-p {self.port} -k {self.sockets} " + " ".join(f"-c {k}={v}" for k, v in self.settings.items())
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.base / "log"),
                   "-w", "-t", "60", "start")
         return self

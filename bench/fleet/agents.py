@@ -1,6 +1,9 @@
 """Simulated agents: many protocol-speaking agent WebSocket clients in one process (a
 `Swarm`), driven by commands on a queue from the bench (`fleet.driver.Children`). Each
-sends hello, acks every schedule.set, sends heartbeats and streams job logs when told to.
+sends hello, acks every schedule.set, sends heartbeats and streams job logs when told to
+(fleet.outbox). Given several server URLs (replicas), agent i starts at URL i mod their
+number and, like the real agent (rm_agent/connection.py), moves on to the next URL after
+every failed attempt or dropped connection.
 
 The connections are fleet.wsclient's minimal WebSocket client, not aiohttp's: the
 simulation shares the box with the server it measures, and aiohttp's client took as much
@@ -10,6 +13,7 @@ data_received; the agent's coroutine only connects, waits for the close and reco
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import json
@@ -20,24 +24,16 @@ import time
 from datetime import datetime, timezone
 
 from fleet.driver import Children, child_setup
+from fleet.outbox import JobStreams
 from fleet.stats import mono
 from fleet.wsclient import WSClient, upgrade_request
-from rm_core import protocol as p
 from rm_core.ids import new_id
 
 AGENTS_PER_SOURCE = 200  # simulated agents per loopback source address
-# one job.log line as JSON by one format call, not a dict and json.dumps per line (nothing
-# in it needs JSON escaping): seq, ts, then the restic-like text's minute, percent, files
-LOG_LINE = ('{{"seq":{},"ts":"{}","stream":"stdout","text":"[0:{:02d}] {:5.2f}%  {} files 123.456 MiB, '
-            'total 98765 files 4.567 GiB, 0 errors ETA 0:41"}}')
 
 
 AGENT_WS_PATH = "/api/v1/agent/ws"  # rm_agent/connection.py ws_url(), docs/protocol.md
 CONNECT_TIMEOUT = 60  # s, TCP connect + upgrade (what the aiohttp client was given)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def envelope(type_: str, payload_json: str) -> str:
@@ -47,23 +43,18 @@ def envelope(type_: str, payload_json: str) -> str:
     return f'{{"type":"{type_}","id":"{new_id()}","ref":null,"ts":"{ts}","payload":{payload_json}}}'
 
 
-class _JobStream:
-    __slots__ = ("upto", "event")
-
-    def __init__(self) -> None:
-        self.upto = 0
-        self.event = asyncio.Event()
-
-
 class Swarm:
     """Many simulated agents in one process."""
 
-    def __init__(self, idx: int, base: str, creds: list[tuple[str, str]], cmd_q, res_q, lifetime: float,
+    def __init__(self, idx: int, base: str | list[str], creds: list[tuple[str, str]], cmd_q, res_q, lifetime: float,
                  freeze_heap: bool = False, spread_sources: bool = False):
-        self.idx, self.base, self.creds = idx, base, creds
+        self.idx, self.creds = idx, creds
+        self.bases = [base] if isinstance(base, str) else list(base)
         self.freeze_heap, self.spread_sources = freeze_heap, spread_sources
         self.cmd_q, self.res_q, self.lifetime = cmd_q, res_q, lifetime
         self.conns: dict[str, WSClient] = {}
+        self.at: dict[str, int] = {}  # host -> index of the URL (replica) its connection is to
+        self.ready: dict[str, WSClient] = {}  # connections that got hello.ok: job events go there
         self.hello_ok: set[str] = set()
         self.hello_at: dict[str, float] = {}
         self.applied: dict[str, int] = {}
@@ -74,16 +65,12 @@ class Swarm:
         self.stopping = False
         self.wake = asyncio.Event()  # set by "wake": agents in a reconnect backoff retry now
         self.woken = 0  # wakes so far
-        # log ingest
-        self.log_lines_per_job = 0
-        self.log_batch = 200
-        self.log_window = 4
-        self.jobs: dict[str, _JobStream] = {}
-        self.jobs_started = 0
-        self.jobs_done = 0
-        self.lines_acked = 0
-        self.first_send: float | None = None
-        self.last_ack: float | None = None
+        # a replica about to be killed: the agents it holds, and those of them that will not
+        # come back anywhere (their hosts must be marked offline by the leader's sweep)
+        self.victims: set[str] = set()
+        self.victim_at = -1
+        self.pinned: set[str] = set()
+        self.streams = JobStreams(self._send_job_frame, self.errors)
 
     def _gc_timer(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -110,18 +97,20 @@ class Swarm:
         # plain sockets: 19k connects 25 s vs 2 s spread over addresses), which made the 19k
         # connect and restart storms measure the kernel's port search.
         sources: list[tuple[str, int] | None] = [None]
-        if self.spread_sources and self.base.startswith("http://127.0.0.1:"):
+        if self.spread_sources and all(b.startswith("http://127.0.0.1:") for b in self.bases):
             sources = [(f"127.{self.idx + 1}.{k // 250}.{k % 250 + 1}", 0)
                        for k in range(max(1, len(self.creds) // AGENTS_PER_SOURCE))]
-        if not self.base.startswith("http://"):
-            raise ValueError(f"simulated agents speak plain ws:// only, not {self.base}")
-        self.hostport = self.base[len("http://"):].split("/", 1)[0]
-        host, _, port = self.hostport.rpartition(":")
-        self.host, self.port = host.strip("[]"), int(port)
+        self.targets = []  # (host:port, host, port) per URL
+        for base in self.bases:
+            if not base.startswith("http://"):
+                raise ValueError(f"simulated agents speak plain ws:// only, not {base}")
+            hostport = base[len("http://"):].split("/", 1)[0]
+            host, _, port = hostport.rpartition(":")
+            self.targets.append((hostport, host.strip("[]"), int(port)))
         loop = asyncio.get_running_loop()
         deadline = mono() + self.lifetime
         sem = asyncio.Semaphore(64)
-        agents = [asyncio.create_task(self.agent(hid, tok, sem, sources[i % len(sources)]))
+        agents = [asyncio.create_task(self.agent(hid, tok, sem, sources[i % len(sources)], i % len(self.targets)))
                   for i, (hid, tok) in enumerate(self.creds)]
         hb = asyncio.create_task(self.heartbeats())
         try:
@@ -150,7 +139,9 @@ class Swarm:
     def handle(self, cmd: tuple) -> dict:
         kind = cmd[0]
         if kind == "status":
+            per_url = collections.Counter(self.at.values())
             return {"connected": len(self.conns), "hello_ok": len(self.hello_ok), "acked": len(self.applied),
+                    "per_url": [per_url.get(i, 0) for i in range(len(self.bases))],
                     "gc_s": round(self.gc_s, 2),
                     "connect_failures": self.connect_failures, "disconnects": self.disconnects,
                     "errors": self.errors[-3:], "n_errors": len(self.errors)}
@@ -173,37 +164,67 @@ class Swarm:
                     "gc_s": round(self.gc_s, 2),
                     "hello_times": sorted(t - t0 for t in self.hello_at.values() if t >= t0)
                     if len(cmd) > 2 and cmd[2] else [],
-                    "connected": len(self.conns)}
-        if kind == "logmode":
-            self.log_lines_per_job, self.log_batch, self.log_window = cmd[1], cmd[2], cmd[3]
+                    "connected": len(self.conns), **self.victims_since(t0)}
+        if kind == "victim":  # ("victim", url index, how many of its agents never come back)
+            self.victim_at = cmd[1]
+            held = sorted(h for h, i in self.at.items() if i == cmd[1])
+            self.victims = set(held)
+            self.pinned = set(held[:cmd[2]])
+            return {"held": held, "pinned": sorted(self.pinned)}
+        if kind == "logmode":  # (lines per job, batch, window[, hosts]): a new ingest phase
+            st = self.streams
+            st.lines_per_job, st.batch, st.window = cmd[1], cmd[2], cmd[3]
+            st.hosts = set(cmd[4]) if len(cmd) > 4 and cmd[4] is not None else None
+            st.new_phase()
             return {"ok": True}
         if kind == "logstatus":
-            return {"started": self.jobs_started, "done": self.jobs_done, "lines": self.lines_acked,
-                    "first_send": self.first_send, "last_ack": self.last_ack}
+            return self.streams.status()
+        if kind == "jobs":
+            return self.streams.report()
         return {"error": f"unknown command {kind}"}
+
+    def victims_since(self, t0: float) -> dict:
+        """The victim's agents (less the pinned) that said hello to another replica since t0."""
+        back = [self.hello_at[h] for h in self.victims - self.pinned
+                if self.hello_at.get(h, 0) >= t0 and self.at.get(h, self.victim_at) != self.victim_at]
+        return {"victims_back": len(back), "victims_last": max(back, default=None)}
 
     def hello_frame(self, hid: str) -> str:
         """hello with the fields the swarm always sent (rm_core.protocol.Hello)."""
         return envelope("hello", json.dumps(
             {"protocol_version": 1, "agent_version": "bench", "hostname": f"bench-{hid[-6:]}", "os": "linux",
              "arch": "x86_64", "restic_version": "0.17.3", "applied_schedule_version": self.applied.get(hid, 0),
-             "running_jobs": [], "outbox_high_seq": 0, "features": []}, separators=(",", ":")))
+             "running_jobs": self.streams.running(hid), "outbox_high_seq": 0, "features": []},
+            separators=(",", ":")))
 
-    async def agent(self, hid: str, tok: str, sem: asyncio.Semaphore, local_addr: tuple[str, int] | None) -> None:
+    def _send_job_frame(self, hid: str, frame: str) -> bool:
+        ws = self.ready.get(hid)
+        if ws is None:
+            return False
+        try:
+            ws.send_text(frame)
+        except ConnectionResetError:  # dropping: the frame stays pending, resent after the next hello.ok
+            return False
+        return True
+
+    async def agent(self, hid: str, tok: str, sem: asyncio.Semaphore, local_addr: tuple[str, int] | None,
+                    url: int = 0) -> None:
         loop = asyncio.get_running_loop()
         backoff = 1.0
         while not self.stopping:
             woken = self.woken
             ws = None
+            hostport, host, port = self.targets[url]
             try:
                 async with sem:
-                    request, accept = upgrade_request(self.hostport, AGENT_WS_PATH, tok)
+                    request, accept = upgrade_request(hostport, AGENT_WS_PATH, tok)
                     ws = WSClient(loop, request, accept, self.on_text, hid)
                     async with asyncio.timeout(CONNECT_TIMEOUT):
-                        await loop.create_connection(lambda: ws, self.host, self.port, local_addr=local_addr)
+                        await loop.create_connection(lambda: ws, host, port, local_addr=local_addr)
                         await ws.ready  # a 401 or 503 instead of the 101 raises HandshakeError
                     ws.send_text(self.hello_frame(hid))
                 self.conns[hid] = ws
+                self.at[hid] = url
                 backoff = 1.0
                 await ws.closed
                 if not self.stopping:
@@ -216,8 +237,14 @@ class Swarm:
                 self.errors.append(f"{type(exc).__name__}: {str(exc)[:120]}")
             finally:
                 self.conns.pop(hid, None)
+                self.at.pop(hid, None)
+                if self.ready.get(hid) is ws:
+                    del self.ready[hid]
                 if ws is not None:
                     await ws.close()
+            if hid in self.pinned:
+                return  # an agent that knew only the killed replica: away until someone acts
+            url = (url + 1) % len(self.targets)  # the next replica, as rm_agent/connection.py does
             # A wake during this attempt (a connect refused just before the server listened)
             # means "retry now": waiting for the next wake left such agents in a backoff of
             # up to 15 s, which the storm time then measured.
@@ -240,11 +267,10 @@ class Swarm:
             elif t == "hello.ok":
                 self.hello_ok.add(hid)
                 self.hello_at[hid] = mono()
+                self.ready[hid] = ws
+                self.streams.resend(hid)  # the outbox: what the last connection left unacked
             elif t == "ack":
-                st = self.jobs.get(pl.get("job_id"))
-                if st is not None:
-                    st.upto = max(st.upto, pl["upto_seq"])
-                    st.event.set()
+                self.streams.acked(pl.get("job_id"), pl["upto_seq"])
             elif t == "command.run":
                 self.on_command_run(ws, pl)
             elif t == "error":
@@ -254,9 +280,10 @@ class Swarm:
             ws.abort()
 
     def on_command_run(self, ws: WSClient, pl: dict) -> None:
-        """A job the server started: stream its log when log ingest is on (subclasses run others)."""
-        if self.log_lines_per_job:
-            asyncio.create_task(self.stream_job(ws, pl["job_id"], pl["kind"]))
+        """A job the server started: stream its log when log ingest is on for its host
+        (subclasses run others); a job already streaming (sent again after a failover) goes on."""
+        if self.streams.wants(ws.tag, pl["job_id"]):
+            asyncio.create_task(self.streams.stream(ws.tag, pl["job_id"], pl["kind"]))
 
     async def heartbeats(self) -> None:
         tick = 0
@@ -271,40 +298,6 @@ class Swarm:
                         ws.send_text(frame)
                     except Exception:
                         pass
-
-    async def stream_job(self, ws: WSClient, job_id: str, kind: str) -> None:
-        st = _JobStream()
-        self.jobs[job_id] = st
-        self.jobs_started += 1
-        if self.first_send is None:
-            self.first_send = mono()
-        total, batch, window = self.log_lines_per_job, self.log_batch, self.log_window
-        try:
-            started = p.JobStarted(job_id=job_id, started_at=datetime.now(timezone.utc), kind=kind)
-            ws.send_text(p.encode(p.message(started)))
-            seq = 1
-            sent = 0
-            while sent < total:
-                n = min(batch, total - sent)
-                ts = now_iso()
-                lines = ",".join([LOG_LINE.format(seq + k + 1, ts, (sent + k) % 60, (sent + k) * 100 / total, sent + k)
-                                  for k in range(n)])
-                seq += n
-                sent += n
-                while seq - st.upto > window * batch:
-                    st.event.clear()
-                    await asyncio.wait_for(st.event.wait(), 60)
-                ws.send_text(f'{{"type":"job.log","id":"{new_id()}","ref":null,"ts":"{ts}",'
-                             f'"payload":{{"job_id":"{job_id}","lines":[{lines}]}}}}')
-            while st.upto < seq:
-                st.event.clear()
-                await asyncio.wait_for(st.event.wait(), 60)
-            self.lines_acked += total
-            self.jobs_done += 1
-            t = mono()
-            self.last_ack = t if self.last_ack is None else max(self.last_ack, t)
-        except Exception as exc:
-            self.errors.append(f"log stream {job_id}: {type(exc).__name__} {exc}")
 
 
 def swarm_main(idx, base, creds, cmd_q, res_q, lifetime, freeze_heap=False, spread_sources=False, *,

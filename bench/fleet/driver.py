@@ -40,13 +40,21 @@ def child_setup() -> None:
 
 
 class Server:
-    def __init__(self, data_dir: Path, max_agents: int, listen: str = "127.0.0.1:0", log_name: str = "server.log"):
+    """A real `rm-server serve`: on SQLite in data_dir, or a replica of the PostgreSQL database
+    `database` (each replica its own data dir, all of them one `master_key_file`)."""
+
+    def __init__(self, data_dir: Path, max_agents: int, listen: str = "127.0.0.1:0", log_name: str = "server.log",
+                 database: str | None = None, master_key_file: Path | None = None):
         self.data_dir = data_dir
         self.log_path = data_dir.parent / log_name
         self.log = open(self.log_path, "wb")
         exe = ROOT / ".venv" / "bin" / "rm-server"
         cmd = [str(exe) if exe.exists() else "rm-server", "serve", "--data-dir", str(data_dir),
                "--listen", listen, "--max-agents", str(max_agents)]
+        if database:
+            cmd += ["--database", database]
+        if master_key_file:
+            cmd += ["--master-key-file", str(master_key_file)]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(ROOT))
         self.base = None
 
@@ -140,23 +148,29 @@ async def rest_setup(base: str, data_dir: Path) -> str:
             return (await r.json())["token"]
 
 
-async def fan_out(base: str, token: str, items: list, make, concurrency: int = 16) -> tuple[int, list[str]]:
-    """Run (method, path, body) requests made by make(item) with bounded concurrency."""
+async def fan_out(base: str | list[str], token: str, items: list, make, concurrency: int = 16,
+                  replies: list | None = None) -> tuple[int, list[str]]:
+    """Run (method, path, body) requests made by make(item) with bounded concurrency; with
+    several bases (replicas) item i goes to base i mod their number. Successful replies'
+    JSON bodies are appended to `replies` when given."""
+    bases = [base] if isinstance(base, str) else base
     errors: list[str] = []
     ok = 0
-    it = iter(items)
+    it = iter(enumerate(items))
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=concurrency),
                                      timeout=aiohttp.ClientTimeout(total=120)) as s:
         async def worker():
             nonlocal ok
-            for item in it:
+            for i, item in it:
                 method, path, body = make(item)
                 try:
-                    async with s.request(method, f"{base}{path}", json=body) as r:
+                    async with s.request(method, f"{bases[i % len(bases)]}{path}", json=body) as r:
                         await r.read()
                         if r.status < 300:
                             ok += 1
+                            if replies is not None:
+                                replies.append(await r.json())
                         else:
                             errors.append(f"{r.status} {path}: {(await r.text())[:160]}")
                 except Exception as exc:

@@ -1,26 +1,193 @@
-"""One fleet size of bench/server_scale.py, phase by phase: seed the database, start the
-server, the simulated agents and the probe; connect storm, at rest (with and without full
-host lists), fleet push, log ingest, and a crash + restart storm. Returns the figures the
-results JSON holds for that size."""
+"""The fleet benches' phases, each over a `Fleet` (one server, or several replicas of one
+PostgreSQL database): connect storm, probe windows, fleet push, log ingest; and one size of
+bench/server_scale.py built from them (seed, at rest with and without full host lists,
+push, ingest, a crash + restart storm). bench/replicas.py builds its run from the same
+phases (fleet/replica_run.py). Each phase writes its figures into the results dict."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import shutil
-import sqlite3
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fleet.agents import start_swarms
-from fleet.driver import Profiler, Server, fan_out, rest_setup, server_ack_check
-from fleet.probe import probe_cmd, probe_main
-from fleet.seed import prepare_db
-from fleet.sizes import size_log, size_work_dir
+from fleet.driver import Children, Profiler, Server, fan_out, rest_setup, server_ack_check
+from fleet.probe import Probes
+from fleet.seed import prepare_db, query, target_of
+from fleet.sizes import size_log, size_work_dir, tear_down
 from fleet.stats import mono, pct, phase_stats, proc_cpu_s, proc_status, procs_cpu_s, rounded
+
+PUSH_BODY = {"includes": ["/etc", "/home"], "excludes": ["*.tmp"], "cron": "0 3 * * *",
+             "retention": {"keep_daily": 7, "keep_weekly": 4}}
+
+
+@dataclass
+class Fleet:
+    """What the phases drive: the servers' URLs and pids (one, or every replica), an admin
+    token, the simulated agents, one probe process per server, the database they share."""
+    bases: list[str]
+    pids: list[int]
+    token: str
+    host_ids: list[str]
+    children: Children
+    probes: Probes
+    database: Any  # what fleet.seed.query reads: the SQLite file or the PostgreSQL URL
+    args: Any
+    log: Callable[..., None]
+
+    def cpu(self) -> float:
+        return sum(proc_cpu_s(pid) or 0 for pid in self.pids)
+
+    def each(self, stats: list[dict]) -> Any:
+        """Per-server figures: one server's dict, or a list with one per replica."""
+        return stats[0] if len(self.pids) == 1 else stats
+
+    def profile(self, name: str) -> list[Profiler]:
+        return [Profiler(self.args.profile, pid, name if len(self.pids) == 1 else f"{name}-r{i}")
+                for i, pid in enumerate(self.pids)]
+
+    def window(self, seconds: float, full_list: bool = False) -> Any:
+        """The probes for `seconds`: per-server phase figures."""
+        self.probes.start(full_list)
+        time.sleep(seconds)
+        return self.each([phase_stats(s) for s in self.probes.stop()])
+
+    def log_rows(self) -> int:
+        return query(self.database, "SELECT count(*) FROM job_logs")[0][0]
+
+
+def connect_storm(fleet: Fleet, res: dict) -> None:
+    """Wait until every agent said hello and acked its schedule."""
+    n, children = len(fleet.host_ids), fleet.children
+    t0, cpu0, acpu0 = mono(), fleet.cpu(), procs_cpu_s(children.procs)
+    st = []
+    while mono() - t0 < 60 + n / 100:
+        time.sleep(0.5)
+        st = children.ask(("status",))
+        if sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n:
+            break
+    res["connect_s"] = round(mono() - t0, 2)
+    res["connected"] = sum(s["connected"] for s in st)
+    res["connected_per_server"] = [sum(x) for x in zip(*(s["per_url"] for s in st))]
+    res["connect_failures"] = sum(s["connect_failures"] for s in st)
+    res["agent_errors"] = [e for s in st for e in s["errors"]][:5]
+    res["server_cpu_connect_s"] = rounded(fleet.cpu() - cpu0, 2)
+    res["agents_cpu_connect_s"] = rounded(procs_cpu_s(children.procs) - acpu0, 2)
+    res["agents_gc_connect_s"] = rounded(sum(s.get("gc_s", 0) for s in st), 2)
+    fleet.log(f"{res['connected']}/{n} agents connected and acked in {res['connect_s']}s "
+              f"(per server {res['connected_per_server']}; connect failures {res['connect_failures']})")
+    if res["connected"] < n:
+        fleet.log("not every agent connected:", res["agent_errors"])
+
+
+def fleet_push(fleet: Fleet, res: dict, push_base: str, check_base: str) -> None:
+    """One PUT /api/v1/fleet/policies/{name} on push_base reaching every host (or one POST per
+    host, --per-host-push), timed until every agent acked; then check_base's host list must
+    show every ack recorded."""
+    args, children, host_ids, n = fleet.args, fleet.children, fleet.host_ids, len(fleet.host_ids)
+    version = 1
+    fleet.probes.start(full_list=True)
+    profs = fleet.profile(f"push-{n}")
+    cpu0 = fleet.cpu()
+    t_push = mono()
+    if args.per_host_push:
+        body = {"name": "bench-fleet", **{k: v for k, v in PUSH_BODY.items() if k != "cron"}}
+        ok, errs = asyncio.run(fan_out(push_base, fleet.token, host_ids,
+                                       lambda h: ("POST", f"/api/v1/hosts/{h}/source-groups", body),
+                                       concurrency=args.push_concurrency))
+    else:
+        ok, errs = asyncio.run(fan_out(push_base, fleet.token, [None],
+                                       lambda _: ("PUT", "/api/v1/fleet/policies/bench-fleet", PUSH_BODY),
+                                       concurrency=1))
+        ok = n if ok else 0
+    t_requests = mono() - t_push
+    fleet.log(f"push: {ok} mutations accepted in {t_requests:.2f}s ({len(errs)} errors {errs[:3]})")
+    acked = last = None
+    while mono() - t_push < 60 + n / 50:
+        a = children.ask(("acks", version))
+        acked = sum(x["count"] for x in a)
+        lasts = [x["last"] for x in a if x["last"] is not None]
+        last = max(lasts) if lasts else None
+        if acked >= ok:
+            break
+        time.sleep(0.2)
+    probes = [phase_stats(s) for s in fleet.probes.stop()]
+    for prof in profs:
+        prof.stop()
+    res["server_cpu_push_s"] = rounded(fleet.cpu() - cpu0, 2)
+    push = res["push"] = {"mutations_ok": ok, "mutation_errors": len(errs), "requests_s": round(t_requests, 2),
+                          "agents_acked": acked, "acked_s": rounded(last - t_push, 2) if last else None,
+                          "acked_after_last_request_s": rounded(last - t_push - t_requests, 2) if last else None,
+                          "probes": fleet.each(probes)}
+    t_srv = mono()
+    srv_acked = 0
+    while mono() - t_srv < 60:
+        srv_acked = asyncio.run(server_ack_check(check_base, fleet.token, version))
+        if srv_acked >= ok:
+            break
+        time.sleep(1)
+    push["server_recorded_acks"] = srv_acked
+    push["server_recorded_all_s"] = rounded(mono() - t_push, 2) if srv_acked >= ok else None
+    fleet.log(f"push acked by {acked} agents {push['acked_s']}s after the first request; server recorded "
+              f"{srv_acked}; probes p99:", json.dumps([{k: s[k]["p99_ms"] for k in ("healthz", "hosts_page",
+                                                                                   "jobs_page", "hosts_full")}
+                                                      for s in probes]))
+
+
+def start_log_jobs(fleet: Fleet, hosts: list[str], total: int, job_bases: list[str]) -> tuple[int, list[str], list[str]]:
+    """Log mode on for `hosts` (a new ingest phase in the agents' counters), then an `init` job
+    on each, created round robin on job_bases. Returns (jobs made, errors, their ids)."""
+    fleet.children.ask(("logmode", max(1, total // len(hosts)), 200, 4, hosts))
+    jobs: list[dict] = []
+    ok, errors = asyncio.run(fan_out(job_bases, fleet.token, hosts,
+                                     lambda h: ("POST", f"/api/v1/hosts/{h}/jobs", {"kind": "init"}),
+                                     concurrency=8, replies=jobs))
+    return ok, errors, [j["id"] for j in jobs]
+
+
+def log_ingest(fleet: Fleet, hosts: list[str], total: int, job_bases: list[str], timeout: float = 120) -> dict:
+    """An `init` job on each of `hosts` (created round robin on job_bases); their agents stream
+    `total` lines between them (200 a batch, 4 batches unacked at most) and finish the job.
+    lines/s: lines acked over the time from the first send to the last ack, cross-checked
+    against the rows job_logs gained. Returns the figures, with the jobs' ids."""
+    children = fleet.children
+    fleet.probes.start()
+    profs = fleet.profile(f"ingest-{len(fleet.host_ids)}")
+    cpu0, acpu0, rows0 = fleet.cpu(), procs_cpu_s(children.procs), fleet.log_rows()
+    ok_jobs, jerrs, job_ids = start_log_jobs(fleet, hosts, total, job_bases)
+    t_log = mono()
+    ls = []
+    while mono() - t_log < timeout:
+        ls = children.ask(("logstatus",))
+        if sum(x["done"] for x in ls) >= ok_jobs:
+            break
+        time.sleep(0.2)
+    probes = [phase_stats(s) for s in fleet.probes.stop()]
+    for prof in profs:
+        prof.stop()
+    firsts = [x["first_send"] for x in ls if x["first_send"]]
+    lasts = [x["last_ack"] for x in ls if x["last_ack"]]
+    lines = sum(x["lines"] for x in ls)
+    dur = (max(lasts) - min(firsts)) if firsts and lasts else None
+    stored = fleet.log_rows() - rows0
+    out = {"jobs": ok_jobs, "job_errors": len(jerrs), "jobs_done": sum(x["done"] for x in ls),
+           "lines_acked": lines, "lines_in_db": stored, "seconds": rounded(dur, 2),
+           "lines_per_s": int(lines / dur) if dur else None,
+           "db_lines_per_s": int(stored / dur) if dur else None,
+           "server_cpu_s": rounded(fleet.cpu() - cpu0, 2),
+           "agents_cpu_s": rounded(procs_cpu_s(children.procs) - acpu0, 2),
+           "probes": fleet.each(probes), "job_ids": job_ids}
+    fleet.log(f"log ingest: {lines} lines from {ok_jobs} jobs in {out['seconds']}s = {out['lines_per_s']} lines/s "
+              f"(rows job_logs gained: {stored}); healthz p99 {[s['healthz']['p99_ms'] for s in probes]} ms")
+    return out
 
 
 def run_size(n: int, args, ctx) -> dict:
+    """One size of bench/server_scale.py: one server on SQLite."""
     log = size_log(n)
     res: dict = {"agents": n, "loadavg_before": os.getloadavg()}
     work, data_dir = size_work_dir(n, "rm-bench")
@@ -28,205 +195,98 @@ def run_size(n: int, args, ctx) -> dict:
     creds = prepare_db(data_dir, n)
     log(f"wrote {n} hosts + tokens + {2 * n} jobs into SQLite in {mono() - t:.1f}s")
     server = Server(data_dir, max_agents=n + 200)
-    children = probe_q = probe_res = probe_proc = None
+    children = probes = None
     quick = args.quick
     try:
         base = server.wait_ready()
         pid = server.proc.pid
         res["rss_idle_mb"] = proc_status(pid).get("VmRSS")
         token = asyncio.run(rest_setup(base, data_dir))
-        lifetime = args.max_seconds
-        children = start_swarms(ctx, base, creds, args.agent_procs, lifetime, nice=getattr(args, "agents_nice", 0),
-                                freeze_heap=args.agents_freeze_heap, spread_sources=args.agents_spread_sources)
-        probe_q, probe_res = ctx.Queue(), ctx.Queue()
-        probe_proc = ctx.Process(target=probe_main, args=(base, token, [h for h, _ in creds], probe_q, probe_res,
-                                                          lifetime), daemon=True)
-        probe_proc.start()
-
-        # ---- connect storm
-        t0 = mono()
-        cpu0 = proc_cpu_s(pid)
-        acpu0 = procs_cpu_s(children.procs)
-        connect_timeout = 60 + n / 100
-        st = []
-        while mono() - t0 < connect_timeout:
-            time.sleep(0.5)
-            st = children.ask(("status",))
-            if sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n:
-                break
-        res["connect_s"] = round(mono() - t0, 2)
-        res["connected"] = sum(s["connected"] for s in st)
-        res["connect_failures"] = sum(s["connect_failures"] for s in st)
-        res["agent_errors"] = [e for s in st for e in s["errors"]][:5]
-        res["server_cpu_connect_s"] = rounded((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2)
-        res["agents_cpu_connect_s"] = rounded(procs_cpu_s(children.procs) - acpu0, 2)
-        res["agents_gc_connect_s"] = rounded(sum(s.get("gc_s", 0) for s in st), 2)
-        log(f"{res['connected']}/{n} agents connected and acked in {res['connect_s']}s "
-            f"(connect failures {res['connect_failures']})")
-        if res["connected"] < n:
-            log("not every agent connected:", res["agent_errors"])
+        children = start_swarms(ctx, base, creds, args.agent_procs, args.max_seconds,
+                                nice=getattr(args, "agents_nice", 0), freeze_heap=args.agents_freeze_heap,
+                                spread_sources=args.agents_spread_sources)
+        host_ids = [h for h, _ in creds]
+        probes = Probes(ctx, [base], token, host_ids, args.max_seconds)
+        fleet = Fleet([base], [pid], token, host_ids, children, probes, target_of(data_dir), args, log)
+        connect_storm(fleet, res)
         time.sleep(2)
         res["rss_connected_mb"] = proc_status(pid).get("VmRSS")
         log(f"server RSS with {res['connected']} agents: {res['rss_connected_mb']} MB")
 
         win = 5 if quick else args.window
-
-        # ---- at rest: paged + healthz only
-        probe_cmd(probe_q, probe_res, ("start", {"full_list": False}))
-        time.sleep(win)
-        rest = phase_stats(probe_cmd(probe_q, probe_res, ("stop",)))
-        res["rest"] = rest
+        rest = res["rest"] = fleet.window(win)
         log("at rest:", json.dumps({k: rest[k]["p99_ms"] for k in ("healthz", "hosts_page", "jobs_page")}))
-
-        # ---- at rest with full host lists
         prof = Profiler(args.profile, pid, f"full-list-{n}")
-        probe_cmd(probe_q, probe_res, ("start", {"full_list": True}))
-        time.sleep(win)
-        rest_full = phase_stats(probe_cmd(probe_q, probe_res, ("stop",)))
+        rest_full = res["rest_full_list"] = fleet.window(win, full_list=True)
         prof.stop()
-        res["rest_full_list"] = rest_full
         log("at rest + full lists:", json.dumps({k: rest_full[k]["p99_ms"] for k in
                                                   ("healthz", "hosts_page", "jobs_page", "hosts_full")}))
-
-        # ---- fleet push: one PUT /api/v1/fleet/policies/{name} reaching every host
-        version = 1
-        host_ids = [h for h, _ in creds]
-        probe_cmd(probe_q, probe_res, ("start", {"full_list": True}))
-        prof = Profiler(args.profile, pid, f"push-{n}")
-        cpu0 = proc_cpu_s(pid)
-        t_push = mono()
-        body = {"includes": ["/etc", "/home"], "excludes": ["*.tmp"], "cron": "0 3 * * *",
-                "retention": {"keep_daily": 7, "keep_weekly": 4}}
-        if args.per_host_push:
-            ok, errs = asyncio.run(fan_out(base, token, host_ids,
-                                           lambda h: ("POST", f"/api/v1/hosts/{h}/source-groups",
-                                                      {"name": "bench-fleet", **{k: v for k, v in body.items()
-                                                                                 if k != "cron"}}),
-                                           concurrency=args.push_concurrency))
-        else:
-            ok, errs = asyncio.run(fan_out(base, token, [None],
-                                           lambda _: ("PUT", "/api/v1/fleet/policies/bench-fleet", body),
-                                           concurrency=1))
-            ok = len(host_ids) if ok else 0
-        t_requests = mono() - t_push
-        log(f"push: {ok} mutations accepted in {t_requests:.2f}s ({len(errs)} errors {errs[:3]})")
-        acked = last = None
-        push_timeout = 60 + n / 50
-        while mono() - t_push < push_timeout:
-            a = children.ask(("acks", version))
-            acked = sum(x["count"] for x in a)
-            lasts = [x["last"] for x in a if x["last"] is not None]
-            last = max(lasts) if lasts else None
-            if acked >= ok:
-                break
-            time.sleep(0.2)
-        push = phase_stats(probe_cmd(probe_q, probe_res, ("stop",)))
-        prof.stop()
-        res["server_cpu_push_s"] = rounded((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2)
-        res["push"] = {"mutations_ok": ok, "mutation_errors": len(errs), "requests_s": round(t_requests, 2),
-                       "agents_acked": acked, "acked_s": rounded(last - t_push, 2) if last else None,
-                       "acked_after_last_request_s": rounded(last - t_push - t_requests, 2) if last else None,
-                       "probes": push}
-        t_srv = mono()
-        srv_acked = 0
-        while mono() - t_srv < 60:
-            srv_acked = asyncio.run(server_ack_check(base, token, version))
-            if srv_acked >= ok:
-                break
-            time.sleep(1)
-        res["push"]["server_recorded_acks"] = srv_acked
-        res["push"]["server_recorded_all_s"] = rounded(mono() - t_push, 2) if srv_acked >= ok else None
-        log(f"push acked by {acked} agents {res['push']['acked_s']}s after the first request; "
-            f"server recorded {srv_acked}; probes p99:",
-            json.dumps({k: push[k]["p99_ms"] for k in ("healthz", "hosts_page", "jobs_page", "hosts_full")}))
+        fleet_push(fleet, res, base, base)
         res["rss_after_push_mb"] = proc_status(pid).get("VmRSS")
-
-        # ---- log ingest
-        k = min(n, args.log_jobs)
-        total = 50_000 if quick else args.log_lines
-        per_job = max(1, total // k)
-        children.ask(("logmode", per_job, 200, 4))
-        probe_cmd(probe_q, probe_res, ("start", {"full_list": False}))
-        prof = Profiler(args.profile, pid, f"ingest-{n}")
-        cpu0 = proc_cpu_s(pid)
-        acpu0 = procs_cpu_s(children.procs)
-        log_hosts = host_ids[:k]
-        ok_jobs, jerrs = asyncio.run(fan_out(base, token, log_hosts,
-                                             lambda h: ("POST", f"/api/v1/hosts/{h}/jobs", {"kind": "init"}),
-                                             concurrency=8))
-        t_log = mono()
-        ls = []
-        while mono() - t_log < 120:
-            ls = children.ask(("logstatus",))
-            if sum(x["done"] for x in ls) >= ok_jobs:
-                break
-            time.sleep(0.2)
-        ingest_probes = phase_stats(probe_cmd(probe_q, probe_res, ("stop",)))
-        prof.stop()
-        firsts = [x["first_send"] for x in ls if x["first_send"]]
-        lasts = [x["last_ack"] for x in ls if x["last_ack"]]
-        lines = sum(x["lines"] for x in ls)
-        dur = (max(lasts) - min(firsts)) if firsts and lasts else None
-        con = sqlite3.connect(f"file:{data_dir / 'server.db'}?mode=ro", uri=True)
-        stored = con.execute("SELECT count(*) FROM job_logs").fetchone()[0]
-        con.close()
-        res["log_ingest"] = {"jobs": ok_jobs, "job_errors": len(jerrs), "lines_acked": lines,
-                             "lines_in_db": stored, "seconds": rounded(dur, 2),
-                             "lines_per_s": int(lines / dur) if dur else None,
-                             "server_cpu_s": rounded((proc_cpu_s(pid) or 0) - (cpu0 or 0), 2),
-                             "agents_cpu_s": rounded(procs_cpu_s(children.procs) - acpu0, 2),
-                             "probes": ingest_probes}
-        log(f"log ingest: {lines} lines from {ok_jobs} jobs in {res['log_ingest']['seconds']}s = "
-            f"{res['log_ingest']['lines_per_s']} lines/s (rows in job_logs: {stored}); healthz p99 "
-            f"{ingest_probes['healthz']['p99_ms']} ms")
-
+        res["log_ingest"] = log_ingest(fleet, host_ids[:min(n, args.log_jobs)],
+                                       50_000 if quick else args.log_lines, [base])
+        del res["log_ingest"]["job_ids"]
         server_status = proc_status(pid)
         res["rss_end_mb"] = server_status.get("VmRSS")
         res["rss_peak_mb"] = server_status.get("VmHWM")
-
         final = children.ask(("status",))
         res["disconnects"] = sum(s["disconnects"] for s in final)
         res["still_connected"] = sum(s["connected"] for s in final)
+        server = restart_storm(server, data_dir, base, children, n, args, res, log)
+        res["loadavg_after"] = os.getloadavg()
+    finally:
+        tear_down(work, args.keep, log, probes, children, server)
+    return res
 
-        # ---- restart: the same data dir and port; every agent reconnects at once
-        listen = base.split("//", 1)[1].split("/", 1)[0]
-        # A crash (SIGKILL), then the new server; agents waiting in their reconnect backoff are
-        # woken the moment it listens, so the storm is every agent at once and the time is the
-        # server's, not the simulated backoff's.
-        t_stop = mono()
-        server.proc.kill()
-        server.proc.wait(10)
+
+def restart_storm(server: Server, data_dir, base: str, children: Children, n: int, args, res: dict, log) -> Server:
+    """A crash (SIGKILL), then a new server on the same data dir and port; agents waiting in
+    their reconnect backoff are woken the moment it listens, so the storm is every agent at
+    once and the time is the server's, not the simulated backoff's. Returns the new server."""
+    listen = base.split("//", 1)[1].split("/", 1)[0]
+    t_stop = mono()
+    server.proc.kill()
+    server.proc.wait(10)
+    server.stop()
+    server = Server(data_dir, max_agents=n + 200, listen=listen, log_name="server-restarted.log")
+    try:
+        measure_restart(server, t_stop, children, n, args, res, log)
+    except BaseException:
         server.stop()
-        server = Server(data_dir, max_agents=n + 200, listen=listen, log_name="server-restarted.log")
-        server.wait_ready()
-        t_up = mono()
-        pid = server.proc.pid
-        prof = Profiler(args.profile, pid, f"restart-{n}")
-        agent_profs = [Profiler(args.profile, pr.pid, f"restart-{n}-agents{i}") for i, pr in enumerate(children.procs)]
-        acpu0 = procs_cpu_s(children.procs)
-        agc0 = sum(s.get("gc_s", 0) for s in children.ask(("status",)))
-        children.ask(("wake",))
-        cpu0 = proc_cpu_s(pid)
-        st = []
-        while mono() - t_up < connect_timeout:
-            time.sleep(0.25)
-            # Hellos since the kill, not since t_up: an agent whose own backoff retry lands
-            # between the new server's bind and the bench reading its "listening" line is
-            # back before t_up, and counting from t_up waited for it until the timeout
-            # (the "13 of 200 agents had not reconnected" of the first round).
-            st = children.ask(("since", t_stop))
-            if sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n:
-                break
-        prof.stop()
-        for ap in agent_profs:
-            ap.stop()
-        lasts = [s["last"] for s in st if s["last"]]
-        hello_lasts = [s["hello_last"] for s in st if s.get("hello_last")]
-        hello_times = sorted(t - (t_up - t_stop) for s in children.ask(("since", t_stop, True))
-                             for t in s["hello_times"])
-        hello_pcts = {f"p{q}": rounded(pct(hello_times, q), 2) for q in (50, 90, 99)}
-        done = sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n
-        res["restart"] = {"down_s": rounded(t_up - t_stop, 2), "hello_ok": sum(s["hello_ok"] for s in st),
+        raise
+    return server
+
+
+def measure_restart(server: Server, t_stop: float, children: Children, n: int, args, res: dict, log) -> None:
+    server.wait_ready()
+    t_up = mono()
+    pid = server.proc.pid
+    prof = Profiler(args.profile, pid, f"restart-{n}")
+    agent_profs = [Profiler(args.profile, pr.pid, f"restart-{n}-agents{i}") for i, pr in enumerate(children.procs)]
+    acpu0 = procs_cpu_s(children.procs)
+    agc0 = sum(s.get("gc_s", 0) for s in children.ask(("status",)))
+    children.ask(("wake",))
+    cpu0 = proc_cpu_s(pid)
+    st = []
+    while mono() - t_up < 60 + n / 100:
+        time.sleep(0.25)
+        # Hellos since the kill, not since t_up: an agent whose own backoff retry lands
+        # between the new server's bind and the bench reading its "listening" line is
+        # back before t_up, and counting from t_up waited for it until the timeout
+        # (the "13 of 200 agents had not reconnected" of the first round).
+        st = children.ask(("since", t_stop))
+        if sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n:
+            break
+    prof.stop()
+    for ap in agent_profs:
+        ap.stop()
+    lasts = [s["last"] for s in st if s["last"]]
+    hello_lasts = [s["hello_last"] for s in st if s.get("hello_last")]
+    hello_times = sorted(t - (t_up - t_stop) for s in children.ask(("since", t_stop, True))
+                         for t in s["hello_times"])
+    hello_pcts = {f"p{q}": rounded(pct(hello_times, q), 2) for q in (50, 90, 99)}
+    done = sum(s["acked"] for s in st) >= n and sum(s["hello_ok"] for s in st) >= n
+    r = res["restart"] = {"down_s": rounded(t_up - t_stop, 2), "hello_ok": sum(s["hello_ok"] for s in st),
                           "acked": sum(s["acked"] for s in st),
                           "storm_s": rounded(max(lasts) - t_up, 2) if done and lasts else None,
                           "last_hello_s": rounded(max(hello_lasts) - t_up, 2) if hello_lasts else None,
@@ -235,22 +295,6 @@ def run_size(n: int, args, ctx) -> dict:
                           "agents_cpu_s": rounded(procs_cpu_s(children.procs) - acpu0, 2),
                           "agents_gc_s": rounded(sum(s.get("gc_s", 0) for s in st) - agc0, 2),
                           "rss_mb": proc_status(pid).get("VmRSS")}
-        log(f"restart: server down {res['restart']['down_s']}s; {res['restart']['hello_ok']} hellos, "
-            f"{res['restart']['acked']} acks; all hello'd and acked {res['restart']['storm_s']}s after it listened "
-            f"(last hello.ok {res['restart']['last_hello_s']}s; {hello_pcts}); CPU s server {res['restart']['server_cpu_s']}, "
-            f"agents {res['restart']['agents_cpu_s']} (GC {res['restart']['agents_gc_s']})")
-        res["loadavg_after"] = os.getloadavg()
-    finally:
-        if probe_q is not None:
-            probe_q.put(("exit",))
-            probe_proc.join(10)
-            if probe_proc.is_alive():
-                probe_proc.terminate()
-        if children is not None:
-            children.stop()
-        server.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            log(f"kept {work}")
-    return res
+    log(f"restart: server down {r['down_s']}s; {r['hello_ok']} hellos, {r['acked']} acks; all hello'd and acked "
+        f"{r['storm_s']}s after it listened (last hello.ok {r['last_hello_s']}s; {hello_pcts}); CPU s server "
+        f"{r['server_cpu_s']}, agents {r['agents_cpu_s']} (GC {r['agents_gc_s']})")

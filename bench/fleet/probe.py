@@ -134,3 +134,38 @@ def probe_cmd(probe_q, probe_res, cmd: tuple, timeout: float = 60):
     probe_q.put(cmd)
     tag, res = probe_res.get(timeout=timeout)
     return res
+
+
+class Probes:
+    """The bench's side of one probe process per server (each replica measured from its own
+    process, so one replica's slowness never delays another's samples)."""
+
+    def __init__(self, ctx, bases: list[str], token: str, host_ids: list[str], lifetime: float):
+        self.queues: list[tuple] = []
+        self.procs: list = []
+        try:
+            for base in bases:
+                q, res = ctx.Queue(), ctx.Queue()
+                proc = ctx.Process(target=probe_main, args=(base, token, host_ids, q, res, lifetime), daemon=True)
+                proc.start()
+                self.queues.append((q, res))
+                self.procs.append(proc)
+        except BaseException:
+            self.close()
+            raise
+
+    def start(self, full_list: bool = False) -> None:
+        for q, res in self.queues:
+            probe_cmd(q, res, ("start", {"full_list": full_list}))
+
+    def stop(self) -> list[dict]:
+        """Each server's samples since start(), in the order of `bases`."""
+        return [probe_cmd(q, res, ("stop",)) for q, res in self.queues]
+
+    def close(self) -> None:
+        for q, _ in self.queues:
+            q.put(("exit",))
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()

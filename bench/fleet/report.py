@@ -37,12 +37,29 @@ def verdicts(r: dict) -> dict:
     return v
 
 
-def table(results: list[dict]) -> str:
-    def g(r, *path):
-        for k in path:
-            r = r.get(k, {}) if isinstance(r, dict) else {}
-        return "-" if r in ({}, None) else r
+def g(r, *path):
+    """r[path[0]][path[1]]…, or "-" where any of it is missing."""
+    for k in path:
+        r = r.get(k, {}) if isinstance(r, dict) else {}
+    return "-" if r in ({}, None) else r
 
+
+def render(rows: list, results: list[dict], head: str = "agents", width: int = 16) -> str:
+    """A table of (metric name, fn(result)) rows, one column per result headed by its `head`."""
+    w0 = max(len(a) for a, _ in rows) + 2
+    out = ["metric".ljust(w0) + "".join(f"{r[head]:>{width}}" for r in results)]
+    for name, fn in rows:
+        cells = []
+        for r in results:
+            try:
+                cells.append(f"{fn(r)!s:>{width}}")
+            except Exception:
+                cells.append(f"{'-':>{width}}")
+        out.append(name.ljust(w0) + "".join(cells))
+    return "\n".join(out)
+
+
+def table(results: list[dict]) -> str:
     rows = [
         ("agents connected", lambda r: f"{r.get('connected')}/{r['agents']}"),
         ("connect storm, first start (s)", lambda r: g(r, "connect_s")),
@@ -70,14 +87,4 @@ def table(results: list[dict]) -> str:
         ("server CPU s: restart", lambda r: g(r, "restart", "server_cpu_s")),
         ("agents CPU s: connect/ingest/restart", lambda r: f"{g(r, 'agents_cpu_connect_s')}/{g(r, 'log_ingest', 'agents_cpu_s')}/{g(r, 'restart', 'agents_cpu_s')}"),
     ]
-    w0 = max(len(a) for a, _ in rows) + 2
-    out = ["metric".ljust(w0) + "".join(f"{r['agents']:>16}" for r in results)]
-    for name, fn in rows:
-        cells = []
-        for r in results:
-            try:
-                cells.append(f"{fn(r)!s:>16}")
-            except Exception:
-                cells.append(f"{'-':>16}")
-        out.append(name.ljust(w0) + "".join(cells))
-    return "\n".join(out)
+    return render(rows, results)

@@ -1,6 +1,8 @@
 """A fleet written straight into the server's database: N hosts, their agent tokens and
 finished jobs. Enrolling 19k hosts over REST would only measure token minting, not what
-the fleet benches are about."""
+the fleet benches are about. The rows go in through the store's own backend-neutral
+Database (its migrations build the schema first), so one path seeds a SQLite data dir and
+a PostgreSQL database alike; `query` reads either back for the benches' cross-checks."""
 
 from __future__ import annotations
 
@@ -10,22 +12,19 @@ import secrets
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Sequence
 
 from rm_core.ids import new_id
 
 
-def prepare_db(data_dir: Path, n: int, jobs_per_host: int = 2) -> list[tuple[str, str]]:
-    """Let the server's migrations build the schema, then write hosts, tokens and jobs.
-    Returns (host id, agent token) per host."""
-    from rm_server.store.db import Database
+def target_of(data_dir: Path, database: str | None = None) -> str | Path:
+    """What the server opens: the PostgreSQL URL, or the data dir's SQLite file."""
+    return database or data_dir / "server.db"
 
-    db_path = data_dir / "server.db"
 
-    async def migrate() -> None:
-        db = await Database.open(db_path)
-        await db.close()
-
-    asyncio.run(migrate())
+def prepare_db(data_dir: Path, n: int, jobs_per_host: int = 2, database: str | None = None) -> list[tuple[str, str]]:
+    """Let the server's migrations build the schema, then write hosts, tokens and jobs (into
+    `database`, a postgresql:// URL, when given). Returns (host id, agent token) per host."""
     base = datetime.now(timezone.utc) - timedelta(days=2)
     created = base.isoformat(timespec="microseconds")
     hosts, tokens, jobs, creds = [], [], [], []
@@ -41,15 +40,42 @@ def prepare_db(data_dir: Path, n: int, jobs_per_host: int = 2) -> list[tuple[str
         t = base + timedelta(seconds=j)
         ts = t.isoformat(timespec="microseconds")
         jobs.append((new_id(ms0 + 10_000_000 + j), hid, "backup", "succeeded", "schedule", ts, ts, ts, 0))
-    con = sqlite3.connect(db_path)
-    with con:
-        con.executemany("INSERT INTO hosts (id, hostname, status, os, arch, agent_version, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)", hosts)
-        con.executemany("INSERT INTO agent_tokens (token_hash, host_id, created_at) VALUES (?, ?, ?)", tokens)
-        con.executemany("INSERT INTO jobs (id, host_id, kind, state, actor_kind, created_at, started_at,"
-                        " finished_at, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
-    con.close()
+
+    def insert(conn) -> None:  # in the writer's thread, one transaction
+        conn.executemany("INSERT INTO hosts (id, hostname, status, os, arch, agent_version, created_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", hosts)
+        conn.executemany("INSERT INTO agent_tokens (token_hash, host_id, created_at) VALUES (?, ?, ?)", tokens)
+        conn.executemany("INSERT INTO jobs (id, host_id, kind, state, actor_kind, created_at, started_at,"
+                         " finished_at, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
+
+    async def seed() -> None:
+        from rm_server.store.backends import open_database
+
+        db = await open_database(target_of(data_dir, database), "rm-bench seed")
+        try:
+            await db.write_in_thread(insert)
+        finally:
+            await db.close()
+
+    asyncio.run(seed())
     return creds
+
+
+def query(target: str | Path, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """Rows of one read-only query (? placeholders, as the store writes them) on the database
+    a server runs on, from a connection of its own."""
+    if str(target).startswith("postgresql://"):
+        import psycopg
+
+        from rm_server.store.postgres import translate
+
+        with psycopg.connect(str(target), autocommit=True, application_name="rm-bench") as conn:
+            return conn.execute(translate(sql), params).fetchall()
+    con = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
 
 
 def prepare_main(data_dir: str, n: int, out_q) -> None:
