@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 from datetime import datetime, timezone
 
@@ -89,6 +90,7 @@ def kill_leader(fleet: Fleet, servers: list[Server], maint_hosts: list[str], arg
     while not maintenance_jobs(fleet.database) and mono() - t0 < MAINTENANCE_TICK + 30:
         time.sleep(1)  # the leader ticked at least once: what resumes after the kill is seen to stop
     leader = None
+    t0 = mono()
     while mono() - t0 < 2 * SWEEP_TICK + 10 and leader not in pids:
         leader = leader_pid(fleet.database)
         if leader not in pids:
@@ -107,6 +109,10 @@ def kill_leader(fleet: Fleet, servers: list[Server], maint_hosts: list[str], arg
     before = maintenance_jobs(fleet.database)
     res["maintenance_jobs_before"] = len(before)
 
+    # The kill at a random moment of the survivors' sweep ticks: the bench's own pace (the
+    # maintenance wait above ends on the leader's tick) must not pick a lucky one.
+    res["random_delay_s"] = round(random.uniform(0, SWEEP_TICK), 2)
+    time.sleep(res["random_delay_s"])
     # log streams on the victim's agents, killed a quarter of the way through
     ok_jobs, errs, job_ids = start_log_jobs(fleet, log_hosts, args.kill_log_lines, survivors)
     res.update(log_jobs=ok_jobs, log_job_errors=len(errs))
