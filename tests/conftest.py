@@ -102,55 +102,58 @@ class Server:
         return body["host_id"], body["agent_token"]
 
 
-# The database backend the in-process servers of this run use: `sqlite` (a file in the data
-# dir) or `postgresql` (a database of a throwaway cluster, one per test): scripts/test runs the
-# suite once with each (RM_TEST_DATABASE).
-BACKEND = os.environ.get("RM_TEST_DATABASE", "sqlite")
-# For tests of SQLite's own files (modes, WAL, a second process on the file).
-sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="about SQLite's database file")
+# Which database the in-process servers use (tests/pgcluster.py has the PostgreSQL cluster):
+# every test of the server suites (tests/server, tests/security) runs once on each backend,
+# `[sqlite]` and `[postgresql]` in its id, in one run so the workers share the load.
+# RM_TEST_DATABASE=sqlite or =postgresql runs the whole suite on that one backend instead.
+FORCED = os.environ.get("RM_TEST_DATABASE")
+BOTH_BACKENDS = ("tests/server/", "tests/security/")
+BACKEND = {"now": FORCED or "sqlite"}  # the running test's (set by the autouse `database` fixture)
+# For tests of SQLite's own files (modes, WAL, a second process on the file): SQLite only.
+sqlite_only = pytest.mark.sqlite_only
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: about SQLite's own database file; never run on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if FORCED or "database" not in metafunc.fixturenames:
+        return
+    where = metafunc.definition.path.relative_to(metafunc.config.rootpath).as_posix()
+    postgres_itself = {"pg_cluster", "cluster"} & set(metafunc.fixturenames)  # replicas, migrate-store
+    if where.startswith(BOTH_BACKENDS) and not postgres_itself and not metafunc.definition.get_closest_marker(
+            "sqlite_only"):
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def database(request: pytest.FixtureRequest) -> str:
+    """The backend of this test's servers."""
+    backend = getattr(request, "param", None) or FORCED or "sqlite"
+    if backend != "sqlite" and request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about SQLite's database file")
+    BACKEND["now"] = backend
+    return backend
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _postgres_cluster() -> Any:
-    """With RM_TEST_DATABASE=postgresql: one cluster per test worker, a migrated template database."""
-    if BACKEND != "postgresql":
-        yield None
-        return
-    from rm_server.store import Store
-    from tests.pgcluster import PgCluster
-
-    cluster = PgCluster().start()
-    try:
-        url = cluster.create_database("rm_template")
-
-        async def migrate() -> None:
-            await (await Store.open(url)).close()
-
-        asyncio.run(migrate())
-        pgcluster.SUITE.update(cluster=cluster, databases={})
-        yield cluster
-    finally:
+def _stop_postgres() -> Any:
+    """The worker's PostgreSQL cluster (started by the first test that needs it) ends with the session."""
+    yield
+    cluster = pgcluster.SUITE.pop("cluster", None)
+    if cluster is not None:
         cluster.stop()
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Any:
-    """A PostgreSQL cluster for tests about PostgreSQL itself (replicas): the run's own with
-    RM_TEST_DATABASE=postgresql, else one of this worker's, started on first use."""
-    if "cluster" in pgcluster.SUITE:
-        yield pgcluster.SUITE["cluster"]
-        return
-    from tests.pgcluster import PgCluster
-
-    own = PgCluster().start()
-    try:
-        yield own
-    finally:
-        own.stop()
+    """A PostgreSQL cluster for tests about PostgreSQL itself (replicas): this worker's."""
+    yield from pgcluster.shared_or_own()
 
 
 async def start_server(tmp_path: Path, clock: FakeClock | None = None, **cfg) -> tuple[web.AppRunner, str, web.Application]:
-    cfg.setdefault("database_url", pgcluster.test_database(tmp_path) if BACKEND == "postgresql" else None)
+    cfg.setdefault("database_url", pgcluster.test_database(tmp_path) if BACKEND["now"] == "postgresql" else None)
     config = ServerConfig(data_dir=tmp_path / "data", clock=clock or FakeClock(), run_background=False, **cfg)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
@@ -187,9 +190,10 @@ async def seeded(tmp_path: Path) -> dict[str, str]:
     tests); they run once per test worker instead, on a server that is then stopped, and each
     test starts from a copy: SQLite's backup API for the file, PostgreSQL's CREATE DATABASE …
     TEMPLATE for a database."""
-    if not _SEED:
+    backend = BACKEND["now"]
+    if backend not in _SEED:
         base = Path(tempfile.mkdtemp(prefix="rm-seed-"))
-        url = pgcluster.seed_database() if BACKEND == "postgresql" else None
+        url = pgcluster.seed_database() if backend == "postgresql" else None
         runner, base_url, app = await start_server(base, FakeClock(), database_url=url)
         try:
             async with aiohttp.ClientSession() as http:
@@ -197,17 +201,18 @@ async def seeded(tmp_path: Path) -> dict[str, str]:
                 await sign_in_roles(srv)
         finally:
             await runner.cleanup()
-        _SEED.update(dir=base / "data", tokens=dict(srv.tokens))
+        _SEED[backend] = {"dir": base / "data", "tokens": dict(srv.tokens)}
+    seed = _SEED[backend]
     data = tmp_path / "data"
     data.mkdir(parents=True, mode=0o700)
     for name in ("master.key", "metrics-token"):
-        shutil.copy2(_SEED["dir"] / name, data / name)
-    if BACKEND == "postgresql":
+        shutil.copy2(seed["dir"] / name, data / name)
+    if backend == "postgresql":
         pgcluster.test_database(tmp_path, template=pgcluster.SEED)
     else:
-        with sqlite3.connect(_SEED["dir"] / "server.db") as src, sqlite3.connect(data / "server.db") as dst:
+        with sqlite3.connect(seed["dir"] / "server.db") as src, sqlite3.connect(data / "server.db") as dst:
             src.backup(dst)
-    return dict(_SEED["tokens"])
+    return dict(seed["tokens"])
 
 
 @pytest.fixture

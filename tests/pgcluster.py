@@ -102,29 +102,76 @@ SUITE: dict[str, Any] = {}
 SEED = "rm_seed"  # a database where admin, operator and viewer exist (tests/conftest.py: seeded)
 
 
+def suite_cluster() -> PgCluster:
+    """This worker's cluster, started on first use with a migrated template database
+    (rm_template); tests/conftest.py stops it when the session ends."""
+    if "cluster" not in SUITE:
+        import asyncio
+
+        from rm_server.store import Store
+
+        cluster = PgCluster().start()
+        try:
+            url = cluster.create_database("rm_template")
+
+            async def migrate() -> None:
+                await (await Store.open(url)).close()
+
+            asyncio.run(migrate()) if not _loop_running() else _migrate_in_thread(migrate)
+        except BaseException:
+            cluster.stop()
+            raise
+        SUITE.update(cluster=cluster, databases={})
+    return SUITE["cluster"]  # type: ignore[no-any-return]
+
+
+def _loop_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _migrate_in_thread(migrate: Any) -> None:
+    """asyncio.run() cannot nest inside a running loop (a test's): run it on a thread."""
+    import asyncio
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(migrate())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
 def test_database(data_dir: Path, template: str = "rm_template") -> str:
     """The PostgreSQL URL for the server of this data dir: one database per data dir (from the
     migrated template), so a server restarted on the same dir finds its data."""
+    cluster = suite_cluster()
     key = str(data_dir)
     databases = SUITE["databases"]
     if key not in databases:
-        databases[key] = SUITE["cluster"].create_database(f"t{len(databases)}", template=template)
-    return databases[key]
+        databases[key] = cluster.create_database(f"t{len(databases)}", template=template)
+    return databases[key]  # type: ignore[no-any-return]
 
 
 def seed_database() -> str:
     """The empty migrated database the seed is made in (then the template of each test's)."""
-    return SUITE["cluster"].create_database(SEED, template="rm_template")
+    return suite_cluster().create_database(SEED, template="rm_template")
 
 
 def shared_or_own() -> Iterator[PgCluster]:
-    """The run's cluster when the suite runs on PostgreSQL, else one of this worker's own
-    (for tests that need PostgreSQL whichever backend the rest of the run uses)."""
-    if "cluster" in SUITE:
-        yield SUITE["cluster"]
-        return
-    own = PgCluster().start()
-    try:
-        yield own
-    finally:
-        own.stop()
+    """This worker's cluster, for tests that need PostgreSQL whichever backend the rest of
+    the run uses (replicas, migrate-store)."""
+    yield suite_cluster()

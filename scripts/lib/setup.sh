@@ -6,6 +6,9 @@ ensure_system_packages() {
   command -v restic >/dev/null || missing+=(restic)
   command -v rclone >/dev/null || missing+=(rclone)
   command -v tmux >/dev/null || missing+=(tmux)
+  # PostgreSQL's server binaries (initdb, pg_ctl): the server suites run on both backends,
+  # each test worker on a throwaway cluster of its own (tests/pgcluster.py)
+  command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} from Debian packages" >&2
     local sudo=""
