@@ -199,6 +199,43 @@ async def test_a_storm_seen_by_two_replicas_is_one_digest_per_channel(replicas) 
         assert "500 occurrences" in rec.received[0]["message"]
 
 
+async def test_a_fleet_policy_on_one_replica_reaches_agents_on_both(replicas) -> None:
+    a, b = replicas
+    agents = []
+    for i, srv in enumerate((a, b, b)):
+        _, token = await a.enroll(f"web-{i}")
+        agents.append(await agent_on(srv, token))
+    status, body = await a.call("PUT", "/fleet/policies/nightly", json={
+        "includes": ["/etc"], "retention": {"keep_daily": 7}, "cron": "0 3 * * *", "hosts": {"q": "web"}})
+    assert status == 200 and body["hosts"] == 3, body
+    for agent in agents:  # one pushed by A itself, two by B
+        pushed = await agent.expect("schedule.set", timeout=10)
+        assert [s.name for s in pushed.payload.schedules] == ["nightly"]
+
+
+async def test_two_leaders_in_one_minute_make_one_maintenance_job_per_host_and_kind(replicas) -> None:
+    """A leader that lost its lock without knowing yet may tick beside the new one: the jobs
+    of one host, kind and minute are made once (jobs_one_per_tick)."""
+    from rm_server.keys import MAINTAINER
+
+    a, b = replicas
+    host_id, token = await a.enroll("web-1")
+    agent = await agent_on(b, token)
+    status, _ = await a.call("POST", f"/hosts/{host_id}/source-groups", role="operator",
+                             json={"name": "etc", "includes": ["/etc"], "retention": {"keep_daily": 7}})
+    await a.call("PUT", f"/hosts/{host_id}/repo", role="operator", json={"url": "/srv/r", "password": "pw-123456"})
+    assert (await agent.expect("command.run")).payload.kind == "init"
+    b.clock.now = a.clock.now
+    cron = f"{(a.clock.now.minute - 1) % 60} * * * *"  # fired within the last hour
+    status, body = await a.call("PUT", f"/hosts/{host_id}/maintenance", role="operator", json={
+        "forget": {"cron": cron, "enabled": True}, "check": {"cron": cron, "enabled": True}})
+    assert status == 200, body
+    await asyncio.gather(a.app[MAINTAINER].run_maintenance(), b.app[MAINTAINER].run_maintenance())
+    status, jobs = await a.call("GET", "/jobs", params={"host_id": host_id})
+    kinds = sorted(j["kind"] for j in jobs["jobs"] if j["kind"] != "init")
+    assert kinds == ["check", "forget"], kinds
+
+
 async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path, pg_cluster: Any) -> None:
     url = pg_cluster.create_database(f"k{new_id().lower()}")
     runner, srv = await replica(tmp_path, "a", url, tmp_path / "one.key")
