@@ -41,9 +41,10 @@ def changes_groups(event: m.ScheduleUpdated) -> bool:
 
 
 class GroupsTab(HostTab):
-    MUTATING = frozenset({"run_now", "new", "edit", "delete"})
+    MUTATING = frozenset({"run_now", "copy_now", "new", "edit", "delete"})
     BINDINGS = [
         Binding("r", "run_now", "Run now"),
+        Binding("C", "copy_now", "Copy now"),
         Binding("n", "new", "New"),
         Binding("e", "edit", "Edit"),
         Binding("ctrl+d", "delete", "Delete"),
@@ -107,6 +108,24 @@ class GroupsTab(HostTab):
             self.report(exc, f"Cannot back up {name}")
             return
         self.notify(f"backup of {name} {job.state.value} (job {short_id(job.id)})")
+        self.post_message(m.JobsStarted([job]))
+
+    def action_copy_now(self) -> None:
+        gid = self.selected()
+        if gid:
+            self.copy_group(gid)
+        else:
+            self.notify("This host has no source group to copy", severity="warning")
+
+    @work(exclusive=True, group="run-now")
+    async def copy_group(self, group_id: str) -> None:
+        name = self.groups[group_id].name if group_id in self.groups else group_id
+        try:
+            job = await self.client.create_job(self.host.id, {"kind": "copy", "source_group_id": group_id})
+        except ApiError as exc:
+            self.report(exc, f"Cannot copy {name}")
+            return
+        self.notify(f"copy of {name} {job.state.value} (job {short_id(job.id)})")
         self.post_message(m.JobsStarted([job]))
 
     # ------------------------------------------------------------ new / edit / delete

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -12,6 +13,7 @@ from textual.widgets import Static
 
 from rm_core.api import Host, RepoInfo, Schedule
 from rm_core.jobs import Job
+from rm_tui.fleet_model import copy_late
 from rm_tui.format import age, plural, size, when, zoned
 from rm_tui.host_tabs.base import HostTab
 from rm_tui.host_tabs.schedules import next_run
@@ -65,6 +67,12 @@ class OverviewTab(HostTab, can_focus=True):
             lines.append(f"last restore drill [{STATE_STYLE.get(lv.state) or 'bold'}]{lv.state.value}[/] "
                          f"{age(lv.finished_at)} ago: {plural(lv.files or 0, 'file')}, {size(lv.bytes)}, "
                          f"{plural(lv.mismatches or 0, 'mismatch', 'mismatches')}")
+        if h.open_anomalies:
+            lines.append(f"[bold red]anomaly[/]: {escape(h.anomaly or '')}  [dim](history tab: 8, a acknowledges)[/]")
+        if h.copy_enabled:
+            lines.append("copy up to date" if h.copy_behind_since is None else
+                         f"copy [{'bold red' if copy_late(h) else 'yellow'}]missing snapshots for "
+                         f"{age(h.copy_behind_since)}[/]")
         if self.readonly:
             lines.append("[dim]read-only console: actions are disabled[/]")
         self.query_one("#overview-text", Static).update("\n".join(lines))
@@ -87,5 +95,5 @@ class OverviewTab(HostTab, can_focus=True):
                 more.append(f"  {when(j.created_at)}  {j.kind.value:<8} ")
                 more.append(j.state.value, style=STATE_STYLE.get(j.state, ""))
                 more.append(f"  {(j.error or '')[:80]}\n")
-        more.append("\n1-7 or tab/arrows switch tabs", style="dim")
+        more.append("\n1-8 or tab/arrows switch tabs", style="dim")
         return more

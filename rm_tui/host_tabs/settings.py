@@ -1,8 +1,10 @@
-"""The settings tab: bandwidth (`e`), repository (`p`), admin credentials for prune (`a`) and
-deleting the host (`ctrl+d`). Every setting a host needs, in the console."""
+"""The settings tab: bandwidth (`e`), repository (`p`), admin credentials for prune (`a`), the
+copy repository (`c`), a key rotation (`k`) and deleting the host (`ctrl+d`). Every setting a
+host needs, in the console."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.markup import escape
@@ -21,6 +23,10 @@ from rm_tui.screens.forms import BandwidthForm
 from rm_tui.screens.repo_form import RepoForm
 from rm_tui.screens.shown_once import Secret, ShownOnceDialog
 
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
 # restic stats keys as the settings tab names them (others are not shown raw)
 STAT_NAMES = {"total_size": "stored", "total_file_count": "files", "snapshots_count": "snapshots",
               "total_uncompressed_size": "uncompressed"}
@@ -31,11 +37,14 @@ def kbps(bw: dict[str, Any], key: str) -> str:
 
 
 class SettingsTab(HostTab, can_focus=True):
-    MUTATING = frozenset({"edit", "repo", "admin_creds", "delete"})
+    MUTATING = frozenset({"edit", "repo", "admin_creds", "copy_repo", "rotate_key", "delete"})
     BINDINGS = [
         Binding("e", "edit", "Bandwidth"),
         Binding("p", "repo", "Repository"),
         Binding("a", "admin_creds", "Admin creds"),
+        # out of the footer (80 columns): the tab's text names them
+        Binding("c", "copy_repo", "Copy repository", show=False),
+        Binding("k", "rotate_key", "Rotate key", show=False),
         Binding("ctrl+d", "delete", "Delete"),
     ]
 
@@ -43,6 +52,8 @@ class SettingsTab(HostTab, can_focus=True):
         super().__init__(host, id=id)
         self.bandwidth: dict[str, Any] | None = None
         self.repo: RepoInfo | None = None
+        self.copy_repo: RepoInfo | None = None
+        self.rotation: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="settings-text", classes="pane-text")
@@ -55,12 +66,24 @@ class SettingsTab(HostTab, can_focus=True):
         try:
             self.bandwidth = await self.client.bandwidth(self.host.id)
             self.repo = await self.client.repo(self.host.id)
+            self.copy_repo = await self._optional(f"/hosts/{self.host.id}/repo/copy", RepoInfo)
+            self.rotation = await self._optional(f"/hosts/{self.host.id}/repo/rotate-key", None)
         except ApiError as exc:
             self.report(exc, "Cannot load host settings")
             return
         self.loaded = True
         self.render_text()
         self.post_message(m.RepoChanged(self.repo))
+
+    async def _optional(self, path: str, model: Any) -> Any:
+        """A resource that may not exist (404: None)."""
+        try:
+            body = await self.client.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return model.model_validate(body) if model is not None else body
 
     def apply(self, event: m.ServerEvent) -> None:
         super().apply(event)
@@ -85,8 +108,22 @@ class SettingsTab(HostTab, can_focus=True):
                 if key in STAT_NAMES:
                     shown = size(value) if "size" in key else f"{value:,}" if isinstance(value, int) else value
                     lines.append(f"  {STAT_NAMES[key]:<12} {escape(str(shown))}")
+        lines += ["", "[b]Copy repository[/]"]
+        if self.copy_repo is None:
+            lines.append("  none: press c to set one (a second copy of the groups whose copy is on)")
+        else:
+            cstats = self.copy_repo.stats or {}
+            lines += [f"  url          {escape(self.copy_repo.url)}", f"  key          {self.copy_repo.key_fingerprint}",
+                      f"  stored       {size(cstats.get('total_size'))}  ·  "
+                      f"{cstats.get('snapshots_count') if cstats.get('snapshots_count') is not None else '?'} snapshots"]
+        if self.rotation is not None:
+            r = self.rotation
+            lines += ["", "[b]Key rotation[/]",
+                      f"  {r.get('repo')}: {r.get('state')}  ·  started {when(_dt(r.get('created_at')))}"
+                      + (f"  ·  [red]{escape(str(r['error']))}[/]" if r.get("error") else "")]
         if not self.readonly:
-            lines += ["", "[dim]e bandwidth · p repository · a admin credentials (prune) · ctrl+d delete this host[/]"]
+            lines += ["", "[dim]e bandwidth · p repository · a admin credentials (prune) · c copy repository · "
+                          "k rotate the repository key · ctrl+d delete this host[/]"]
         self.query_one("#settings-text", Static).update("\n".join(lines))
 
     # ------------------------------------------------------------ bandwidth
@@ -136,6 +173,45 @@ class SettingsTab(HostTab, can_focus=True):
             ("htpasswd line for the REST server", "htpasswd_line", "htpasswd line")) if resp.get(key)]
         if shown:
             self.app.push_screen(ShownOnceDialog(f"{what.capitalize()} saved", shown))
+        self.load()
+
+    # ------------------------------------------------------------ copy repository, key rotation
+
+    def action_copy_repo(self, values: dict[str, Any] | None = None, error: str | None = None) -> None:
+        if values is None and self.copy_repo is not None:
+            values = {"generate_password": False}
+        self.push_form(RepoForm(False, values, error, title="Copy repository"), self.save_copy_repo)
+
+    @work(group="host-save")
+    async def save_copy_repo(self, body: dict[str, Any]) -> None:
+        try:
+            resp = await self.client.request("PUT", f"/hosts/{self.host.id}/repo/copy", json=body)
+        except ApiError as exc:
+            if self.refused(exc, "Cannot save the copy repository"):
+                self.action_copy_repo({**body, "password": ""}, exc.message)
+            return
+        self.notify(f"copy repository saved: {resp.get('url', body['url'])}")
+        if resp.get("password"):
+            self.app.push_screen(ShownOnceDialog("Copy repository saved",
+                                                 [Secret("Copy repository password", resp["password"], "password")]))
+        self.load()
+
+    def action_rotate_key(self) -> None:
+        if self.repo is None:
+            self.notify("This host has no repository key to rotate", severity="warning")
+            return
+        self.ask(f"Rotate the repository key of {self.host.hostname}? The agent adds a new key, the server keeps "
+                 "its password, then the old key is removed. Back up the server's data afterwards.",
+                 self.rotate_key, yes="Rotate")
+
+    @work(group="host-save")
+    async def rotate_key(self) -> None:
+        try:
+            body = await self.client.request("POST", f"/hosts/{self.host.id}/repo/rotate-key", json={})
+        except ApiError as exc:
+            self.report(exc, "Cannot rotate the key")
+            return
+        self.notify(f"key rotation started ({body.get('state')})")
         self.load()
 
     # ------------------------------------------------------------ delete the host

@@ -1,5 +1,5 @@
 """One host as tabs: overview · source groups · schedules · jobs · snapshots · maintenance ·
-settings. Each tab is a widget of rm_tui/host_tabs/ that owns its data and its keys; this
+settings · history. Each tab is a widget of rm_tui/host_tabs/ that owns its data and its keys; this
 screen composes them, switches between them, hands the host and the server's events down
 (`hand_down`) and passes on what one tab posts up that another shows (`on_*_changed`)."""
 
@@ -16,6 +16,7 @@ from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.host_tabs.base import HostTab
 from rm_tui.host_tabs.groups import GroupsTab
+from rm_tui.host_tabs.history import HistoryTab
 from rm_tui.host_tabs.jobs import JobsTab
 from rm_tui.host_tabs.maintenance import MaintenanceTab
 from rm_tui.host_tabs.overview import OverviewTab
@@ -25,11 +26,12 @@ from rm_tui.host_tabs.snapshots import SnapshotsTab
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.job_log import JobLogScreen
 
-# (id, title, widget): the order of the tab bar and of the keys 1-7
+# (id, title, widget): the order of the tab bar and of the keys 1-8
 TABS: tuple[tuple[str, str, type[HostTab]], ...] = (
     ("overview", "Overview", OverviewTab), ("groups", "Source groups", GroupsTab),
     ("schedules", "Schedules", SchedulesTab), ("jobs", "Jobs", JobsTab), ("snapshots", "Snapshots", SnapshotsTab),
-    ("maintenance", "Maintenance", MaintenanceTab), ("settings", "Settings", SettingsTab))
+    ("maintenance", "Maintenance", MaintenanceTab), ("settings", "Settings", SettingsTab),
+    ("history", "History", HistoryTab))
 TAB_IDS = tuple(tab for tab, _, _ in TABS)
 # what the first full load of the screen waits for (tests, `loaded`), and the tabs read on open
 FIRST = ("overview", "groups", "schedules", "jobs")

@@ -15,11 +15,12 @@ class RepoForm(FormScreen):
     """PUT /hosts/{id}/repo (or /repo/admin-credentials): URL, a generated or typed password,
     optional REST server user/password. The password is never read back from the server."""
 
-    def __init__(self, admin: bool, values: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def __init__(self, admin: bool, values: dict[str, Any] | None = None, error: str | None = None,
+                 title: str | None = None) -> None:
         super().__init__(values, error)
         self.admin = admin
-        self.title_text = ("Admin credentials (append-only repositories: prune needs them)" if admin
-                           else "Repository")
+        self.title_text = title or ("Admin credentials (append-only repositories: prune needs them)" if admin
+                                    else "Repository")
 
     def fields(self) -> ComposeResult:
         v = self.values

@@ -79,8 +79,8 @@ async def walk(server, size: tuple[int, int]) -> tuple[Footers, dict[str, int]]:
 
         host = await open_host(pilot, app, fleet, host_id)
         await wait_for(lambda: host.settings_loaded, what="host settings")
-        for key, tab in zip("1234567", ("overview", "source groups", "schedules", "jobs", "snapshots",
-                                        "maintenance", "settings")):
+        for key, tab in zip("12345678", ("overview", "source groups", "schedules", "jobs", "snapshots",
+                                         "maintenance", "settings", "history")):
             await press(key)
             await seen(f"Host, {tab}")
         await press("5", "d")

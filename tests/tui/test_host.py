@@ -356,7 +356,7 @@ async def test_tab_cycles_tabs_and_focus_stays_on_the_tables(server):
     async with app.run_test(size=SIZE) as pilot:
         host = await signed_in_at_host(pilot, app, host_id)
         seen = []
-        for _ in range(7):
+        for _ in range(8):
             await pilot.press("tab")
             seen.append(host.tab)
             focused = app.focused
@@ -364,9 +364,9 @@ async def test_tab_cycles_tabs_and_focus_stays_on_the_tables(server):
             expected = host.query(f"#{host.tab}-table")
             # a table tab: its table; a text tab: the tab itself (its keys lead the footer)
             assert focused is (expected.first() if expected else host.pane(host.tab)), host.tab
-        assert seen == ["groups", "schedules", "jobs", "snapshots", "maintenance", "settings", "overview"]
+        assert seen == ["groups", "schedules", "jobs", "snapshots", "maintenance", "settings", "history", "overview"]
         await pilot.press("shift+tab")
-        assert host.tab == "settings"
+        assert host.tab == "history"
 
 
 async def test_schedule_next_run_names_its_zone_and_the_zone_column_fits(server):
