@@ -284,8 +284,9 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
                                                 "offline alerts")))
         # channels saved through another replica (every replica sends what its own agents report)
         tasks.append(asyncio.create_task(_every(cfg.sweep_interval, app[ALERTS].load, "channel refresh")))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[COPIES].tick, "copies")))
-        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, app[ROTATIONS].resume, "key rotations")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[COPIES].tick), "copies")))
+        tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[ROTATIONS].resume),
+                                                "key rotations")))
     yield
     for task in tasks:
         task.cancel()
