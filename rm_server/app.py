@@ -211,6 +211,9 @@ async def _join_replicas(app: web.Application, relay: Relay) -> None:
     QueryRelay(app[QUERIES], relay, store)
     if relay.clustered:
         _alerts_to_the_leader(app[ALERTS], relay)
+        limiter = app[LIMITER]
+        limiter.on_failure = lambda keys: relay.send({"t": "login.failed", "keys": keys})
+        relay.handlers["login.failed"] = lambda m: limiter.failed_elsewhere([str(k) for k in m["keys"]])
         events.forward = lambda frame, key: relay.send({"t": "events", "f": frame.decode(), "k": key})
         events.forward_log = lambda job_id, seq: relay.send({"t": "log", "job": job_id, "seq": seq})
         relay.handlers["events"] = lambda m: events.deliver(str(m["f"]).encode(), m.get("k"))

@@ -40,6 +40,9 @@ class LoginLimiter:
         self.clock = clock
         self.failures: dict[str, deque[float]] = {}
         self.inflight: dict[str, int] = {}
+        # Replicas (app.py): a failure here is told to the others, so spreading guesses over
+        # replicas buys nothing; theirs arrive through failed_elsewhere().
+        self.on_failure: Callable[[list[str]], None] | None = None
 
     def _recent(self, key: str, now: float) -> deque[float]:
         q = self.failures.get(key)
@@ -93,6 +96,14 @@ class LoginLimiter:
                 self.failures.setdefault(key, deque()).append(now)
         if ok:
             self.failures.pop(attempt.pair, None)
+        elif self.on_failure is not None:
+            self.on_failure([key for key, _ in attempt.keys])
+
+    def failed_elsewhere(self, keys: list[str]) -> None:
+        """Failures another replica saw count here too, from now."""
+        now = self.clock()
+        for key in keys:
+            self.failures.setdefault(key, deque()).append(now)
 
 
 def limited_as(address: str) -> str:

@@ -236,6 +236,25 @@ async def test_two_leaders_in_one_minute_make_one_maintenance_job_per_host_and_k
     assert kinds == ["check", "forget"], kinds
 
 
+async def test_failed_sign_ins_count_on_every_replica(replicas) -> None:
+    """Spreading password guesses over replicas buys nothing: the 11th in the window is
+    refused whichever replica it reaches."""
+    a, b = replicas
+    for i in range(10):
+        srv = (a, b)[i % 2]
+        status, _ = await srv.call("POST", "/auth/login", role=None, json={"username": "admin", "password": f"no{i}"})
+        assert status == 401
+    from rm_server.keys import LIMITER
+
+    def seen(srv: Server) -> int:  # failures the replica counts for this address and name
+        return max((len(q) for key, q in srv.app[LIMITER].failures.items() if key.endswith("|admin")), default=0)
+
+    await wait_for(lambda: seen(a) == 10 and seen(b) == 10, what="each replica counts all ten")
+    for srv in (a, b):  # without the sharing each would have counted 5 and let this one through
+        status, body = await srv.call("POST", "/auth/login", role=None, json={"username": "admin", "password": "x"})
+        assert status == 429, body
+
+
 async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path, pg_cluster: Any) -> None:
     url = pg_cluster.create_database(f"k{new_id().lower()}")
     runner, srv = await replica(tmp_path, "a", url, tmp_path / "one.key")
