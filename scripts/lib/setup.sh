@@ -9,6 +9,9 @@ ensure_system_packages() {
   # PostgreSQL's server binaries (initdb, pg_ctl): the server suites run on both backends,
   # each test worker on a throwaway cluster of its own (tests/pgcluster.py)
   command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  # haproxy: tests/server/test_haproxy.py checks and runs packaging/haproxy/haproxy.cfg
+  # (Debian's package; its service is not needed and stays as the distribution leaves it)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} from Debian packages" >&2
     local sudo=""
