@@ -10,23 +10,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from rm_core.ids import new_id
-from tests import pgcluster
 from tests.conftest import FakeClock, Server, sign_in_roles, start_server
 
 BIN = Path(sys.executable).parent
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[pgcluster.PgCluster]:
-    yield from pgcluster.shared_or_own()
 
 
 def rm(*args: str, data_dir: Path, url: str | None = None, password: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -41,8 +34,8 @@ def rm(*args: str, data_dir: Path, url: str | None = None, password: str | None 
                           stdin=subprocess.DEVNULL)
 
 
-async def test_operator_and_host_commands_reach_the_running_servers_database(tmp_path, cluster):
-    url = cluster.create_database(f"a{new_id().lower()}")
+async def test_operator_and_host_commands_reach_the_running_servers_database(tmp_path, pg_cluster):
+    url = pg_cluster.create_database(f"a{new_id().lower()}")
     runner, base, app = await start_server(tmp_path / "replica", FakeClock(), database_url=url)
     srv = Server(base, app, aiohttp.ClientSession(), tmp_path / "replica" / "data", FakeClock())
     elsewhere = tmp_path / "admin-home"  # not the server's data dir: the commands go to PostgreSQL
@@ -80,8 +73,8 @@ async def test_operator_and_host_commands_reach_the_running_servers_database(tmp
         await runner.cleanup()
 
 
-def test_a_password_on_the_command_line_is_warned_about_and_never_printed(tmp_path, cluster):
-    url = cluster.create_database(f"a{new_id().lower()}")
+def test_a_password_on_the_command_line_is_warned_about_and_never_printed(tmp_path, pg_cluster):
+    url = pg_cluster.create_database(f"a{new_id().lower()}")
     # trust authentication ignores the password: the command works, and says where it belongs
     with_password = url.replace("postgresql://rm@", "postgresql://rm:s3cret-pw@")
     done = rm("operator", "add", "bob", "--role", "admin", "--database", with_password, data_dir=tmp_path,
@@ -93,7 +86,7 @@ def test_a_password_on_the_command_line_is_warned_about_and_never_printed(tmp_pa
     listed = rm("operator", "list", data_dir=tmp_path, url=with_password)
     assert listed.returncode == 0 and "bob" in listed.stdout and "warning" not in listed.stderr
 
-    down = with_password.replace(f":{cluster.port}/", ":1/")  # nothing listens there
+    down = with_password.replace(f":{pg_cluster.port}/", ":1/")  # nothing listens there
     failed = rm("host", "list", data_dir=tmp_path, url=down)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
     assert failed.stderr.startswith("Error: cannot use the database postgresql://rm@127.0.0.1:1/"), failed.stderr

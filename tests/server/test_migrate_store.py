@@ -13,7 +13,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from rm_core.ids import new_id
 from rm_server.store import Store
 from rm_server.store.db import migrations
 from rm_server.store.migrate_store import COPIED, SKIPPED, expected_schema
-from tests import pgcluster
 from tests.conftest import ADMIN_PASSWORD, FakeClock, Server, TestAgent, sign_in_roles, start_server, wait_for
 from tests.server.server_helpers import finished, log, make_group, make_schedule, now, online_host, started
 
@@ -34,11 +32,6 @@ pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[pgcluster.PgCluster]:
-    yield from pgcluster.shared_or_own()
 
 
 def migrate_store(data_dir: Path, url: str) -> subprocess.CompletedProcess[str]:
@@ -160,7 +153,7 @@ async def read_all(srv: Server, ids: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def test_every_table_moves_and_the_server_on_postgresql_answers_as_before(tmp_path, cluster):
+async def test_every_table_moves_and_the_server_on_postgresql_answers_as_before(tmp_path, pg_cluster):
     # every table this rm-server makes has a rule: copied, or skipped with a reason
     tables = set(expected_schema())
     assert tables == COPIED | set(SKIPPED), f"tables without a copy rule: {sorted(tables - COPIED - set(SKIPPED))}"
@@ -181,7 +174,7 @@ async def test_every_table_moves_and_the_server_on_postgresql_answers_as_before(
         source.close()
     assert empty == [], f"the test data leaves these tables empty, so their copy is untested: {empty}"
 
-    url = cluster.create_database(f"m{new_id().lower()}")
+    url = pg_cluster.create_database(f"m{new_id().lower()}")
     done = migrate_store(old.data_dir, url)
     assert done.returncode == 0, done.stderr + done.stdout
     assert "Traceback" not in done.stderr
@@ -228,11 +221,11 @@ async def test_every_table_moves_and_the_server_on_postgresql_answers_as_before(
         await runner.cleanup()
 
 
-async def test_a_target_with_rows_is_refused_naming_them(tmp_path, cluster):
+async def test_a_target_with_rows_is_refused_naming_them(tmp_path, pg_cluster):
     runner, old = await sqlite_server(tmp_path / "old")
     await old.http.close()
     await runner.cleanup()
-    url = cluster.create_database(f"m{new_id().lower()}")
+    url = pg_cluster.create_database(f"m{new_id().lower()}")
     # a server that ran on the target once: it wrote its settings and a replica row
     runner, _, _ = await start_server(tmp_path / "other", FakeClock(), database_url=url)
     await runner.cleanup()
@@ -241,18 +234,18 @@ async def test_a_target_with_rows_is_refused_naming_them(tmp_path, cluster):
     assert "is not empty: " in done.stderr and "settings (" in done.stderr, done.stderr
     assert "drop and create it again" in done.stderr
 
-    with psycopg.connect(cluster.create_database(f"f{new_id().lower()}"), autocommit=True) as conn:
+    with psycopg.connect(pg_cluster.create_database(f"f{new_id().lower()}"), autocommit=True) as conn:
         conn.execute("CREATE TABLE invoices (id int)")
         foreign = conn.info.dbname
-    done = migrate_store(old.data_dir, cluster.url(foreign))
+    done = migrate_store(old.data_dir, pg_cluster.url(foreign))
     assert done.returncode == 1 and "tables rm-server does not make (invoices)" in done.stderr, done.stderr
 
 
-async def test_a_running_server_is_refused_and_a_copy_that_reads_back_differently_is_rolled_back(tmp_path, cluster):
+async def test_a_running_server_is_refused_and_a_copy_that_reads_back_differently_is_rolled_back(tmp_path, pg_cluster):
     runner, old = await sqlite_server(tmp_path / "old")
     try:
         await old.enroll("web-1")
-        url = cluster.create_database(f"m{new_id().lower()}")
+        url = pg_cluster.create_database(f"m{new_id().lower()}")
         running = migrate_store(old.data_dir, url)
         assert running.returncode == 1, running.stdout
         assert "is in use" in running.stderr and "Stop it first" in running.stderr, running.stderr
@@ -278,8 +271,8 @@ async def test_a_running_server_is_refused_and_a_copy_that_reads_back_differentl
     assert rows_of(url, "SELECT count(*) FROM operators")[0][0] == 0
 
 
-def test_a_source_of_another_schema_is_refused(tmp_path, cluster):
-    url = cluster.create_database(f"m{new_id().lower()}")
+def test_a_source_of_another_schema_is_refused(tmp_path, pg_cluster):
+    url = pg_cluster.create_database(f"m{new_id().lower()}")
     known = migrations("sqlite")
     older = tmp_path / "older"
     older.mkdir()

@@ -14,13 +14,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rm_core.ids import new_id
-from tests import pgcluster
 from tests.processes import Proc, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,11 +26,6 @@ CONFIG = ROOT / "packaging" / "haproxy" / "haproxy.cfg"
 HAPROXY = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if Path(p).exists()), None)
 needs_haproxy = pytest.mark.skipif(not HAPROXY, reason="haproxy missing (scripts/test installs Debian's package)")
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[pgcluster.PgCluster]:
-    yield from pgcluster.shared_or_own()
 
 
 @needs_haproxy
@@ -60,8 +53,8 @@ def get(port: int, cert: Path, path: str = "/healthz") -> tuple[int, bytes]:
 
 @needs_haproxy
 @pytest.mark.e2e
-def test_replicas_behind_the_packaged_config_and_one_killed(tmp_path, cluster):
-    url = cluster.create_database(f"h{new_id().lower()}")
+def test_replicas_behind_the_packaged_config_and_one_killed(tmp_path, pg_cluster):
+    url = pg_cluster.create_database(f"h{new_id().lower()}")
     first, port1 = replica(tmp_path / "r1", url, "--self-signed")
     cert, key = tmp_path / "r1" / "tls-cert.pem", tmp_path / "r1" / "tls-key.pem"
     second, port2 = replica(tmp_path / "r2", url, "--tls-cert", str(cert), "--tls-key", str(key),
