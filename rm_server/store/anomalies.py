@@ -43,7 +43,7 @@ class Anomalies(Table):
             "SELECT j.id, j.state, j.finished_at, j.summary, j.repo_size,"
             " (SELECT a.reason FROM anomalies a WHERE a.job_id = j.id ORDER BY a.id DESC LIMIT 1) AS reason"
             " FROM jobs j WHERE j.source_group_id = ? AND j.kind = 'backup' AND j.state IN ('succeeded', 'warning')"
-            " AND j.finished_at IS NOT NULL AND j.id <> ? ORDER BY j.finished_at DESC LIMIT ?",
+            " AND j.finished_at IS NOT NULL AND j.id <> ? ORDER BY j.finished_at DESC, j.id DESC LIMIT ?",
             (group_id, before_job or "", limit))
         return [PastRun(r["id"], r["state"], dt(r["finished_at"]), loads(r["summary"], None), r["repo_size"],
                         r["reason"]) for r in rows]

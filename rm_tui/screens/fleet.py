@@ -25,6 +25,7 @@ from rm_tui.format import age, plural, size
 from rm_tui.next_runs import until
 from rm_tui.screens.base import ApiScreen, console
 from rm_tui.screens.bulk import BulkActionScreen
+from rm_tui.screens.growth import GrowthScreen
 from rm_tui.screens.host import HostScreen
 from rm_tui.screens.jobs import FleetJobsScreen
 from rm_tui.styles import STATE_STYLE, STATUS_STYLE
@@ -58,6 +59,7 @@ class FleetScreen(ApiScreen):
         Binding("space", "mark", "Mark"),
         Binding("x", "bulk", "Run…"),
         Binding("J", "jobs", "Jobs", key_display="J"),
+        Binding("W", "growth", "Repository growth", show=False),  # G is the table's last row
         Binding("n", "new_token", "New enrollment token", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
@@ -352,6 +354,9 @@ class FleetScreen(ApiScreen):
 
     def action_jobs(self) -> None:
         self.app.push_screen(FleetJobsScreen({h.id: h.hostname for h in self.model.hosts.values()}))
+
+    def action_growth(self) -> None:
+        self.app.push_screen(GrowthScreen())
 
     def action_reload(self) -> None:
         self.load(fresh=True)
