@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -23,6 +24,12 @@ RECENT_JOBS = 5
 
 
 class OverviewTab(HostTab, can_focus=True):
+    # the screen's keys (they work on every tab), shown here where a failed backup is read first
+    BINDINGS = [
+        Binding("i", "screen.init_repo", "Init repo"),
+        Binding("p", "screen.repo", "Repository"),
+    ]
+
     def __init__(self, host: Host, *, id: str | None = None) -> None:
         super().__init__(host, id=id)
         # what the other tabs posted up (the screen sets these; each tab owns the original)

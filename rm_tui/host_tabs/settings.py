@@ -1,6 +1,8 @@
-"""The settings tab: bandwidth (`e`), repository (`p`), admin credentials for prune (`a`), the
-copy repository (`c`), a key rotation (`k`) and deleting the host (`ctrl+d`). Every setting a
-host needs, in the console."""
+"""The settings tab: bandwidth (`e`), repository (`p`), admin credentials for prune (`a`),
+initialising the repository (`i`), the copy repository (`c`), a key rotation (`k`) and deleting
+the host (`ctrl+d`). Every setting a host needs, in the console. `i`, `p` and `a` work from every
+tab (HostScreen hands them here): the server's errors name them ("press i on the host in the
+console", rm_core.restic.ADVICE_*)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from textual.widgets import Static
 from rm_core.api import Host, RepoInfo
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.format import size, when
+from rm_tui.format import short_id, size, when
 from rm_tui.host_tabs.base import HostTab
 from rm_tui.host_tabs.snapshots import CHANGES_REPO
 from rm_tui.screens.forms import BandwidthForm
@@ -37,11 +39,13 @@ def kbps(bw: dict[str, Any], key: str) -> str:
 
 
 class SettingsTab(HostTab, can_focus=True):
-    MUTATING = frozenset({"edit", "repo", "admin_creds", "copy_repo", "rotate_key", "delete"})
+    MUTATING = frozenset({"edit", "repo", "admin_creds", "init_repo", "copy_repo", "rotate_key", "delete"})
     BINDINGS = [
         Binding("e", "edit", "Bandwidth"),
-        Binding("p", "repo", "Repository"),
-        Binding("a", "admin_creds", "Admin creds"),
+        # short words: these and esc/q/? fit 80 columns; the text below says them in full
+        Binding("p", "repo", "Repo"),
+        Binding("a", "admin_creds", "Admin"),
+        Binding("i", "init_repo", "Init"),
         # out of the footer (80 columns): the tab's text names them
         Binding("c", "copy_repo", "Copy repository", show=False),
         Binding("k", "rotate_key", "Rotate key", show=False),
@@ -122,7 +126,8 @@ class SettingsTab(HostTab, can_focus=True):
                       f"  {r.get('repo')}: {r.get('state')}  ·  started {when(_dt(r.get('created_at')))}"
                       + (f"  ·  [red]{escape(str(r['error']))}[/]" if r.get("error") else "")]
         if not self.readonly:
-            lines += ["", "[dim]e bandwidth · p repository · a admin credentials (prune) · c copy repository · "
+            lines += ["", "[dim]e bandwidth · p repository · a admin credentials (prune) · i initialise the repository "
+                          "(on an existing one: checks the password opens it) · c copy repository · "
                           "k rotate the repository key · ctrl+d delete this host[/]"]
         self.query_one("#settings-text", Static).update("\n".join(lines))
 
@@ -213,6 +218,30 @@ class SettingsTab(HostTab, can_focus=True):
             return
         self.notify(f"key rotation started ({body.get('state')})")
         self.load()
+
+    # ------------------------------------------------------------ init
+
+    def action_init_repo(self) -> None:
+        """Init the repository as configured: what recovers a typo'd URL or a wiped repository.
+        Asks first; on an existing repository restic's init changes nothing (the agent then
+        only checks that the password opens it)."""
+        if self.repo is None:
+            self.notify(f"{self.host.hostname} has no repository configured yet: press p to set one",
+                        severity="warning")
+            return
+        self.ask(f"Initialise the repository of {self.host.hostname!r} at {self.repo.url}? An existing repository "
+                 "is left as it is (init then only checks that the password opens it).", self.run_init,
+                 yes="Init")
+
+    @work(group="host-save")
+    async def run_init(self) -> None:
+        try:
+            job = await self.client.create_job(self.host.id, {"kind": "init"})
+        except ApiError as exc:
+            self.report(exc, "Cannot start init")
+            return
+        self.notify(f"init {job.state.value} (job {short_id(job.id)})")
+        self.post_message(m.JobsStarted([job]))  # the screen lists it and opens its live log
 
     # ------------------------------------------------------------ delete the host
 

@@ -48,6 +48,7 @@ def concerns(event: m.ServerEvent, host_id: str) -> bool:
 
 class HostScreen(ApiScreen):
     CSS_PATH = "host.tcss"
+    MUTATING = frozenset({"init_repo", "repo", "admin_creds"})
     BINDINGS = [
         Binding("escape", "back", "Back"),
         # tab always means "next tab" here: focus stays on the table of the tab in front
@@ -55,6 +56,11 @@ class HostScreen(ApiScreen):
         Binding("tab,right", "cycle_tab(1)", "Next tab", show=False),
         Binding("shift+tab,left", "cycle_tab(-1)", "Previous tab", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
+        # named by the server's errors ("press i on the host in the console", rm_core.restic
+        # ADVICE_*): they work from every tab, the settings tab (which owns the repository) acts
+        Binding("i", "init_repo", "Init repository", show=False),
+        Binding("p", "repo", "Repository", show=False),
+        Binding("a", "admin_creds", "Admin credentials", show=False),
         *(Binding(str(i + 1), f"tab('{tab}')", f"{title} tab", show=False) for i, (tab, title, _) in enumerate(TABS)),
     ]
 
@@ -163,6 +169,15 @@ class HostScreen(ApiScreen):
             self.report(exc, "Cannot load host")
             return
         self.set_host(host)
+
+    def action_init_repo(self) -> None:
+        self.query_one(SettingsTab).action_init_repo()
+
+    def action_repo(self) -> None:
+        self.query_one(SettingsTab).action_repo()
+
+    def action_admin_creds(self) -> None:
+        self.query_one(SettingsTab).action_admin_creds()
 
     def action_reload(self) -> None:
         self.load_host()
