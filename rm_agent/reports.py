@@ -59,7 +59,9 @@ async def _stats(run: JobRun) -> dict[str, Any]:
     raw = R.parse_stats(res.stdout)
     payload = {
         "total_size": raw.get("total_size"),
-        "total_file_count": raw.get("total_file_count"),
+        # raw-data mode counts blobs, not files: restic 0.14 prints total_file_count 0 anyway
+        # (newer versions leave it out). Not sent as a count it is not.
+        "total_file_count": None,
         "snapshots_count": raw.get("snapshots_count"),
         "raw": raw,
     }

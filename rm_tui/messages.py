@@ -11,7 +11,7 @@ from typing import Any
 
 from textual.message import Message
 
-from rm_core.api import AuditEntry, Host, Operator, RepoInfo, Schedule, SourceGroup
+from rm_core.api import AuditEntry, Host, Operator, RepoInfo, Schedule, Snapshot, SourceGroup
 from rm_core.jobs import Job
 
 
@@ -127,9 +127,12 @@ class JobsStarted(Message):
 
 
 class SnapshotsChanged(Message):
-    def __init__(self, count: int) -> None:
+    """The snapshots tab (re)loaded: how many, and the newest (its files, for settings)."""
+
+    def __init__(self, count: int, newest: Snapshot | None = None) -> None:
         super().__init__()
         self.count = count
+        self.newest = newest
 
 
 class RepoChanged(Message):

@@ -143,7 +143,9 @@ async def get_bandwidth(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/hosts/{id}/snapshots")
 @requires(Role.viewer)
-@documented("The host's snapshots, as its agent last reported them", reply=Listing("snapshots", Snapshot), query=(
+@documented("The host's snapshots, as its agent last reported them. `summary` is restic's own (0.17 and "
+            "newer); on older restic, which keeps none in a snapshot, it is the summary of the backup job that "
+            "made it (null for a snapshot no job of this server made)", reply=Listing("snapshots", Snapshot), query=(
     q_enum("repo", RepoTarget, "`copy`: the copy repository's snapshots (a copied one names its source as "
                                "`original`)"),
 ))

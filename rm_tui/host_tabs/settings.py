@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from rm_core.api import Host, RepoInfo
+from rm_core.api import Host, RepoInfo, Snapshot
 from rm_tui import messages as m
 from rm_tui.client import ApiError
 from rm_tui.format import short_id, size, when
@@ -29,9 +29,10 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-# restic stats keys as the settings tab names them (others are not shown raw)
-STAT_NAMES = {"total_size": "stored", "total_file_count": "files", "snapshots_count": "snapshots",
-              "total_uncompressed_size": "uncompressed"}
+# restic stats keys as the settings tab names them (others are not shown raw). Not
+# total_file_count: the agent asks for raw-data stats, which count no files (restic 0.14 says 0);
+# the files shown are the newest snapshot's, from the snapshots tab.
+STAT_NAMES = {"total_size": "stored", "snapshots_count": "snapshots", "total_uncompressed_size": "uncompressed"}
 
 
 def kbps(bw: dict[str, Any], key: str) -> str:
@@ -58,6 +59,7 @@ class SettingsTab(HostTab, can_focus=True):
         self.repo: RepoInfo | None = None
         self.copy_repo: RepoInfo | None = None
         self.rotation: dict[str, Any] | None = None
+        self.newest: Snapshot | None = None  # the snapshots tab's newest, handed across by the screen
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="settings-text", classes="pane-text")
@@ -94,6 +96,11 @@ class SettingsTab(HostTab, can_focus=True):
         if isinstance(event, m.JobUpdated) and event.job.state.terminal and event.job.kind in CHANGES_REPO:
             self.load()  # the repository's stats changed
 
+    def set_newest(self, newest: Snapshot | None) -> None:
+        self.newest = newest
+        if self.loaded:
+            self.render_text()
+
     def render_text(self) -> None:
         bw = self.bandwidth or {}
         lines = ["[b]Bandwidth[/]", f"  upload {kbps(bw, 'upload_kbps')}  ·  download {kbps(bw, 'download_kbps')}", "",
@@ -112,6 +119,11 @@ class SettingsTab(HostTab, can_focus=True):
                 if key in STAT_NAMES:
                     shown = size(value) if "size" in key else f"{value:,}" if isinstance(value, int) else value
                     lines.append(f"  {STAT_NAMES[key]:<12} {escape(str(shown))}")
+            newest = self.newest
+            files = (newest.summary or {}).get("total_files_processed") if newest else None
+            if newest is not None and isinstance(files, int):
+                lines.append(f"  {'files':<12} {files:,} in the newest snapshot "
+                             f"({newest.short_id or newest.id[:8]}, {when(newest.time)})")
         lines += ["", "[b]Copy repository[/]"]
         if self.copy_repo is None:
             lines.append("  none: press c to set one (a second copy of the groups whose copy is on)")

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
+from rm_core import restic as R
 from rm_core.api import Host, Snapshot
 from rm_core.enums import JobKind
 from rm_tui import messages as m
@@ -57,7 +58,7 @@ class SnapshotsTab(HostTab):
         self.snapshots = {s.id: s for s in snapshots}
         self.loaded = True
         self.render_rows()
-        self.post_message(m.SnapshotsChanged(len(snapshots)))
+        self.post_message(m.SnapshotsChanged(len(snapshots), max(snapshots, key=lambda s: s.time, default=None)))
 
     def apply(self, event: m.ServerEvent) -> None:
         super().apply(event)
@@ -70,9 +71,23 @@ class SnapshotsTab(HostTab):
         added = summary.get("data_added")
         total = summary.get("total_bytes_processed")
         short = s.short_id or s.id[:8]
+        # no summary: restic < 0.17 keeps none in a snapshot, and no backup job of this server
+        # made it (the server lends a job's summary to its snapshot): "n/a", said in the hint
+        unknown = "n/a" if s.summary is None else "—"
         return [f"◆ {short}" if s.id == self.diff_from else short, when(s.time), ", ".join(s.paths),
-                ", ".join(s.tags), size(added) if isinstance(added, int) else "—",
-                size(total) if isinstance(total, int) else "—"]
+                ", ".join(s.tags), size(added) if isinstance(added, int) else unknown,
+                size(total) if isinstance(total, int) else unknown]
+
+    def hint(self) -> str:
+        if self.diff_from:
+            return (f"[reverse] diff from {self.diff_from[:8]} [/] move to the other snapshot and press d "
+                    "(d on the same one or esc cancels)")
+        if not any(s.summary is None for s in self.snapshots.values()):
+            return HINT
+        version = R.parse_version(f"restic {self.host.restic_version or ''}")
+        on = f"restic {self.host.restic_version}" if version and version < (0, 17, 0) else "restic before 0.17"
+        return (f"{HINT}\nAdded and Size n/a on {on}: a snapshot keeps no sizes there; "
+                "they are shown for the backups this server ran")
 
     def render_rows(self) -> None:
         """Newest first; the cursor stays on its snapshot when a newer one arrives above it."""
@@ -80,12 +95,7 @@ class SnapshotsTab(HostTab):
         table.empty = "no snapshots yet"
         table.set_rows([s.id for s in sorted(self.snapshots.values(), key=lambda s: s.time, reverse=True)])
         table.invalidate(None)
-        hint = self.query_one("#snapshots-hint", Static)
-        if self.diff_from:
-            hint.update(f"[reverse] diff from {self.diff_from[:8]} [/] move to the other snapshot and press d "
-                        "(d on the same one or esc cancels)")
-        else:
-            hint.update(HINT)
+        self.query_one("#snapshots-hint", Static).update(self.hint())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("diff_from", "diff_to") and (self.diff_from is None) != (action == "diff_from"):

@@ -201,6 +201,7 @@ class HostScreen(ApiScreen):
         overview.render_overview()
 
     def on_snapshots_changed(self, message: m.SnapshotsChanged) -> None:
+        self.query_one(SettingsTab).set_newest(message.newest)
         overview = self.query_one(OverviewTab)
         overview.snapshot_count = message.count
         overview.render_overview()
