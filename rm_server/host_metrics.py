@@ -14,9 +14,9 @@ import re
 import zlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 from rm_core.enums import JobKind
+from rm_server.store.db import Row
 
 log = logging.getLogger("rm_server.metrics")
 
@@ -65,7 +65,7 @@ def _number(raw: str | None, key: str) -> str | None:
     return None if m is None else m.group(1)
 
 
-def render(rows: list[Any]) -> str:
+def render(rows: list[Row]) -> str:
     """The per-host families for rows of store.host_metrics (in its column order)."""
     series: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
     info, online, stale, created = (series["rm_host_info"], series["rm_host_online"], series["rm_host_stale"],

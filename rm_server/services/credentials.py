@@ -21,7 +21,6 @@ from rm_server.services.jobs import JobService
 from rm_server.services.relay import Relay
 from rm_server.store import SYSTEM, Actor, NotFound, Store
 from rm_server.store.copies import Copies
-from rm_server.store.common import dt
 from rm_server.ws.agent_hub import AgentHub
 
 log = logging.getLogger("rm_server.services")
@@ -143,16 +142,16 @@ class CredentialService:
     async def info(self, host_id: str, slot: CredentialSlot) -> RepoInfo:
         """What an operator may see of stored credentials: never a secret."""
         await self.store.hosts.get(host_id)
-        row = await self.store.credentials.get(host_id, slot.value)
-        if row is None:
+        stored = await self.store.credentials.get(host_id, slot.value)
+        if stored is None:
             raise NotFound(f"{slot.value} credentials for host", host_id)
         admin = slot == CredentialSlot.admin or await self.store.credentials.get(host_id, "admin") is not None
         if slot == CredentialSlot.copy:
             stats = await self.copies.stats(host_id) if self.copies is not None else None
         else:
             stats = await self.store.reports.stats(host_id)
-        return RepoInfo(url=row["url_redacted"], key_fingerprint=row["key_fingerprint"],
-                        updated_at=dt(row["updated_at"]), stats=stats,
+        return RepoInfo(url=stored.url_redacted, key_fingerprint=stored.key_fingerprint,
+                        updated_at=stored.updated_at, stats=stats,
                         has_admin_credentials=admin)
 
     async def delete(self, actor: Actor, host_id: str, slot: CredentialSlot) -> None:

@@ -16,7 +16,7 @@ from rm_server.store.common import SYSTEM, Actor, Conflict, Invalid, NotFound
 from rm_server.store.credentials import Credentials
 from rm_server.store.backends import open_database
 from rm_server.store.cluster import Coordination, PgCoordination, Solo
-from rm_server.store.db import Database, SchemaTooNew
+from rm_server.store.db import Database, Row, SchemaTooNew
 from rm_server.store.lanes import LaneName
 from rm_server.store.drills import Drills
 from rm_server.store.enrollment import Enrollment, TokenRejected
@@ -50,7 +50,7 @@ class Store:
         self.audit_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.ping_fresh = 1.0  # seconds a successful health read answers for
         self._pinged_at = float("-inf")
-        self._ping: asyncio.Future | None = None
+        self._ping: asyncio.Future[Row | None] | None = None
         args = (db, clock, self.audit_listeners)
         self.operators = Operators(*args)
         self.enrollment = Enrollment(*args)

@@ -11,6 +11,7 @@ from rm_core.history import Anomaly
 from rm_core.ids import new_id
 from rm_server.store.base import Table, Tx
 from rm_server.store.common import SYSTEM, Actor, dt, dumps, iso, loads
+from rm_server.store.db import Row
 
 KEEP_SIZES = 400  # repository sizes kept per host (a few a day: months of growth)
 
@@ -18,7 +19,7 @@ _ANOMALY_COLS = ("id, host_id, source_group_id, job_id, detected_at, measure, re
                  " acknowledged_by, note")
 
 
-def _anomaly(r: Any) -> Anomaly:
+def _anomaly(r: Row) -> Anomaly:
     return Anomaly(id=r["id"], host_id=r["host_id"], source_group_id=r["source_group_id"], job_id=r["job_id"],
                    detected_at=dt(r["detected_at"]), measure=r["measure"], reason=r["reason"],
                    details=loads(r["details"], {}), acknowledged_at=dt(r["acknowledged_at"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rm_core.api import AuditEntry
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, dt, loads
@@ -23,6 +25,6 @@ class Audit(Table):
             for r in rows
         ]
 
-    async def record(self, actor: Actor, action: str, target: str | None, details: dict | None = None) -> None:
+    async def record(self, actor: Actor, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:
         async with self.tx() as tx:
             await tx.audit(actor, action, target, details)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from rm_server.store.common import Actor, audit_row_sync
-from rm_server.store.db import Conn, Database, Result, Session
+from rm_server.store.db import Conn, Database, Result, Row, Session
 
 T = TypeVar("T")
 
@@ -27,10 +27,10 @@ class Tx:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Result:
         return await self.session.executemany(sql, rows)
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return await self.session.fetchone(sql, params)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self.session.fetchall(sql, params)
 
     async def audit(self, actor: Actor, action: str, target: str | None, details: dict[str, Any] | None = None) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from rm_core.ids import new_id
-from rm_server.store.base import Table
+from rm_server.store.base import Table, Tx
 from rm_server.store.common import Actor, Conflict, NotFound, dt, dumps, iso, loads
+from rm_server.store.db import Row
 
 _COLS = ("id, name, url_redacted, events, min_interval_s, created_at, updated_at, last_sent_at, last_error,"
          " last_error_at, failures")
@@ -32,7 +32,7 @@ class ChannelRow:
     failures: int
 
 
-def _row(r: Any) -> ChannelRow:
+def _row(r: Row) -> ChannelRow:
     return ChannelRow(r["id"], r["name"], r["url_redacted"], loads(r["events"], []), r["min_interval_s"],
                       datetime.fromisoformat(r["created_at"]), datetime.fromisoformat(r["updated_at"]), dt(r["last_sent_at"]), r["last_error"],
                       dt(r["last_error_at"]), r["failures"])
@@ -87,7 +87,7 @@ class Channels(Table):
         return await self.get(channel_id)
 
     @staticmethod
-    async def _name_free(tx: Any, name: str, channel_id: str | None) -> None:
+    async def _name_free(tx: Tx, name: str, channel_id: str | None) -> None:
         row = await tx.fetchone("SELECT id FROM notification_channels WHERE name = ?", (name,))
         if row is not None and row["id"] != channel_id:
             raise Conflict(f"a notification channel named {name!r} already exists", {"field": "name"})

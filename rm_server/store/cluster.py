@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from rm_server.store.common import iso
-from rm_server.store.db import Conn
+from rm_server.store.db import Conn, one
 from rm_server.store.lanes import Lane
 
 log = logging.getLogger("rm_server.cluster")
@@ -139,7 +139,7 @@ class PgCoordination:
         def register(conn: Conn) -> int:
             for _ in range(20):  # a number nobody holds: random, so two replicas starting at once do not collide
                 number = random.randrange(1, 2**31 - 1)
-                got = conn.execute("SELECT pg_try_advisory_lock(?, ?)", (REPLICA_LOCKS, number)).fetchone()[0]
+                got = one(conn.execute("SELECT pg_try_advisory_lock(?, ?)", (REPLICA_LOCKS, number)).fetchone())[0]
                 if got:
                     conn.execute("INSERT INTO replicas (id, lock_no, started_at) VALUES (?, ?, ?)"
                                  " ON CONFLICT (id) DO UPDATE SET lock_no = excluded.lock_no",
@@ -161,7 +161,7 @@ class PgCoordination:
                 await self._locks.call(lambda c: c.execute("SELECT 1").fetchone())
             else:
                 self._leading = bool(await self._locks.call(
-                    lambda c: c.execute("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)).fetchone()[0]))
+                    lambda c: one(c.execute("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)).fetchone())[0]))
                 if self._leading:
                     log.info("replica %s leads the fleet-wide duties", self.replica_id)
         except Exception as exc:  # noqa: BLE001 - the session is gone: so is every lock it held

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, overload
 
-if TYPE_CHECKING:
-    from rm_server.store.db import Conn
+from rm_server.store.db import Conn, one
 
 
 
@@ -37,6 +36,18 @@ class Actor:
 SYSTEM = Actor("system", None, "system")
 
 
+
+
+@overload
+def iso(dt: datetime) -> str: ...
+
+
+@overload
+def iso(dt: None) -> None: ...
+
+
+@overload
+def iso(dt: datetime | None) -> str | None: ...
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -74,8 +85,8 @@ def audit_row_sync(conn: Conn, now: datetime, actor: Actor, action: str, target:
     """Append an audit row inside the caller's transaction (run on the writer's thread);
     returns the entry announced after commit. Never pass secrets in details."""
     details = details or {}
-    (row_id,) = conn.execute(_AUDIT_INSERT, (iso(now), actor.kind, actor.id, actor.name, action, target,
-                                             dumps(details))).fetchone()
+    (row_id,) = one(conn.execute(_AUDIT_INSERT, (iso(now), actor.kind, actor.id, actor.name, action, target,
+                                                 dumps(details))).fetchone())
     return {"id": row_id, "ts": iso(now), "actor_kind": actor.kind, "actor_id": actor.id,
             "actor_name": actor.name, "action": action, "target": target, "details": details}
 

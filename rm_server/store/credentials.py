@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, iso
+
+
+@dataclass(frozen=True)
+class StoredCredentials:
+    """What may be shown of one slot's credentials: never the sealed secret."""
+
+    url_redacted: str
+    key_fingerprint: str
+    updated_at: datetime
 
 
 class Credentials(Table):
@@ -30,11 +42,14 @@ class Credentials(Table):
                 await tx.audit(actor, f"repo.{slot}_credentials_removed", host_id)
         return cur.rowcount > 0
 
-    async def get(self, host_id: str, slot: str):
-        return await self.db.fetchone(
-            "SELECT url_redacted, sealed, key_fingerprint, updated_at FROM repo_credentials WHERE host_id = ? AND slot = ?",
+    async def get(self, host_id: str, slot: str) -> StoredCredentials | None:
+        row = await self.db.fetchone(
+            "SELECT url_redacted, key_fingerprint, updated_at FROM repo_credentials WHERE host_id = ? AND slot = ?",
             (host_id, slot),
         )
+        if row is None:
+            return None
+        return StoredCredentials(row["url_redacted"], row["key_fingerprint"], datetime.fromisoformat(row["updated_at"]))
 
     async def all_for_host(self, host_id: str) -> dict[str, bytes]:
         rows = await self.db.fetchall("SELECT slot, sealed FROM repo_credentials WHERE host_id = ?", (host_id,))

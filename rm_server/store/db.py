@@ -8,14 +8,15 @@ module is the same for both."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 import re
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
-from rm_server.store.dialect import PostgresDialect, SqliteDialect
+from rm_server.store.dialect import Dialect
 from rm_server.store.lanes import OPERATOR_LANES, READERS, Lane, LaneName
 
 T = TypeVar("T")
@@ -27,22 +28,46 @@ class SchemaTooNew(RuntimeError):
     """The database was written by a newer rm-server than this one."""
 
 
+class Row(Protocol):
+    """One result row, read by index, by column name or by unpacking: `sqlite3.Row` and
+    store/postgres.py's `Row` both are one. `fetchone()` gives `Row | None`: a lookup that
+    may find nothing must say what then (usually NotFound); a statement that always returns
+    a row (an aggregate, `INSERT … RETURNING`) goes through `one()`."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+def one(row: Row | None) -> Row:
+    """The row of a statement that always returns one (`count(*)`, `INSERT … RETURNING`,
+    an UPDATE's RETURNING of a row the transaction just read): none is a bug, said so."""
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
+
+
 class Cursor(Protocol):
     """What a lane's connection returns from execute(): DB-API, as sqlite3 and psycopg give it."""
 
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
-    def fetchone(self) -> Any: ...
+    def fetchone(self) -> Row | None: ...
 
-    def fetchall(self) -> list[Any]: ...
+    def fetchall(self) -> list[Row]: ...
 
 
 class Conn(Protocol):
     """A lane's connection as functions run on its thread see it: `?` placeholders, both backends."""
 
-    def execute(self, sql: str, params: Sequence[Any] = ...) -> Cursor: ...
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Cursor: ...
 
     def commit(self) -> None: ...
 
@@ -52,7 +77,9 @@ class Conn(Protocol):
 class Engine(Protocol):
     """A backend: how to connect a lane, migrate, begin a write, read the data version."""
 
-    dialect: SqliteDialect | PostgresDialect
+    @property
+    def dialect(self) -> Dialect: ...  # read-only: each engine holds its own kind
+
     begin: str  # the statement that starts a write transaction
     version_sql: str  # a value that changes whenever any connection commits
     where: str  # what to name in messages (a path, or a URL without credentials)
@@ -89,14 +116,14 @@ class Result:
 
     __slots__ = ("rowcount", "rows")
 
-    def __init__(self, rowcount: int, rows: list[Any]) -> None:
+    def __init__(self, rowcount: int, rows: list[Row]) -> None:
         self.rowcount = rowcount
         self.rows = rows
 
-    def fetchone(self) -> Any:
+    def fetchone(self) -> Row | None:
         return self.rows[0] if self.rows else None
 
-    def fetchall(self) -> list[Any]:
+    def fetchall(self) -> list[Row]:
         return self.rows
 
 
@@ -120,14 +147,14 @@ class Session:
         rows = list(rows)
         return await self._lane.call(lambda c: Result(c.executemany(sql, rows).rowcount, []))
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return (await self.execute(sql, params)).fetchone()
 
     async def run(self, fn: Callable[[Conn], T]) -> T:
         """`fn(conn)` inside this transaction, in one hop (several statements at once)."""
         return await self._lane.call(fn)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return (await self.execute(sql, params)).rows
 
 
@@ -152,7 +179,7 @@ class Database:
         lanes: dict[LaneName, Lane[Conn]] = {}
         try:
             for name in (LaneName.WRITER, *READERS):
-                lane: Lane[Conn] = Lane(name.value, lambda name=name: engine.connect(name), engine.close)
+                lane: Lane[Conn] = Lane(name.value, functools.partial(engine.connect, name), engine.close)
                 await lane.open()
                 lanes[name] = lane
                 if name is LaneName.WRITER:
@@ -239,8 +266,16 @@ class Database:
         rows = await self.fetchall(self.engine.version_sql, lane=lane)
         return rows[0][0]
 
+    @overload
     async def fetchall(self, sql: str, params: Iterable[Any] = (), lane: LaneName | None = None, *,
-                       bulk: bool = False, convert: Callable[[list[Any]], T] | None = None) -> Any:
+                       bulk: bool = False) -> list[Row]: ...
+
+    @overload
+    async def fetchall(self, sql: str, params: Iterable[Any] = (), lane: LaneName | None = None, *,
+                       bulk: bool = False, convert: Callable[[list[Row]], T]) -> T: ...
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = (), lane: LaneName | None = None, *,
+                       bulk: bool = False, convert: Callable[[list[Row]], T] | None = None) -> list[Row] | T:
         """Rows of one query on a reader lane; `bulk` for fleet-wide reads (the bulk lane).
 
         One call per query: a cursor left open between two awaits would keep the lane's
@@ -253,7 +288,7 @@ class Database:
             return await self._lanes[name].call(lambda c: c.execute(sql, args).fetchall())
         return await self._lanes[name].call(lambda c: convert(c.execute(sql, args).fetchall()))
 
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 

@@ -81,7 +81,7 @@ class Drills(Table):
             " (SELECT h.status FROM hosts h WHERE h.id = d.host_id) AS host_status"
             " FROM drill_policies d", bulk=True)
         return [DrillRow(r["host_id"], r["source_group_id"], DrillPolicy.model_validate(loads(r["policy"], {})),
-                         dt(r["updated_at"]), dt(r["last_fire"]), bool(r["overdue"]), dt(r["last_success"]),
+                         datetime.fromisoformat(r["updated_at"]), dt(r["last_fire"]), bool(r["overdue"]), dt(r["last_success"]),
                          r["host_status"] == "online")
                 for r in rows]
 

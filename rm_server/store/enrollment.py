@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rm_core.api import EnrollmentToken
 from rm_core.ids import new_id
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
+from rm_server.store.db import Row
 
 _COLS = "id, name, created_at, expires_at, max_uses, uses, initial_paths, repo_sealed IS NOT NULL AS has_repo"
 
@@ -16,7 +17,7 @@ class TokenRejected(Exception):
     """The enrollment token is unknown, expired or used up (one message for all: no oracle)."""
 
 
-def _token(row) -> EnrollmentToken:
+def _token(row: Row) -> EnrollmentToken:
     return EnrollmentToken(
         id=row["id"], name=row["name"], created_at=dt(row["created_at"]), expires_at=dt(row["expires_at"]),
         max_uses=row["max_uses"], uses=row["uses"], initial_paths=loads(row["initial_paths"], []),
@@ -68,7 +69,7 @@ class Enrollment(Table):
                 "SELECT id, expires_at, max_uses, uses, initial_paths, repo_sealed FROM enrollment_tokens"
                 f" WHERE token_hash = ?{self.d.for_update}", (token_hash,),
             )
-            if row is None or dt(row["expires_at"]) <= tx.now or row["uses"] >= row["max_uses"]:
+            if row is None or datetime.fromisoformat(row["expires_at"]) <= tx.now or row["uses"] >= row["max_uses"]:
                 raise TokenRejected("enrollment token is invalid, expired or already used")
             await tx.execute("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = ?", (row["id"],))
             host_id = new_id()

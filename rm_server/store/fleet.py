@@ -80,17 +80,17 @@ class Fleet(Table):
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
 
-            def write(conn: Conn, now: datetime, audited: list, chunk: list[str] = chunk) -> None:
+            def write(conn: Conn, now: datetime, audited: list[dict[str, Any]], chunk: list[str] = chunk) -> None:
                 hosts = json.dumps(chunk)
                 # Every statement takes the slice as one JSON text (json_each) instead of a
                 # bound row per host: the writer thread holds the GIL while it binds, and
                 # 1000-row executemany calls made the event loop wait for it mid-push.
-                groups = dict(conn.execute(
+                groups: dict[str, str] = {host: gid for host, gid in conn.execute(
                     "SELECT host_id, id FROM source_groups WHERE name = ? AND host_id IN"
-                    f" (SELECT value FROM {ids})", (name, hosts)).fetchall())
-                scheds = dict(conn.execute(
+                    f" (SELECT value FROM {ids})", (name, hosts)).fetchall()}
+                scheds: dict[str, str] = {host: sid for host, sid in conn.execute(
                     "SELECT host_id, id FROM schedules WHERE name = ? AND host_id IN"
-                    f" (SELECT value FROM {ids})", (name, hosts)).fetchall())
+                    f" (SELECT value FROM {ids})", (name, hosts)).fetchall()}
                 conn.execute(
                     "UPDATE source_groups SET includes = ?, excludes = ?, tag = ?, retention = ?, pre_hook = ?,"
                     f" post_hook = ? WHERE id IN (SELECT value FROM {ids})",

@@ -6,6 +6,7 @@ bandwidth, credentials and job flags one host at a time was ~6 reader round trip
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rm_server.store.base import Table
 from rm_server.store.jobs import COPY_PARAMS
@@ -18,7 +19,7 @@ SLICE = 900  # host ids per query (SQLite's default limit of variables is 999 on
 @dataclass
 class HelloState:
     schedule_set: str  # the schedule.set payload as JSON text
-    bandwidth: dict
+    bandwidth: dict[str, Any]
     sealed: dict[str, bytes] = field(default_factory=dict)  # credential slot -> sealed blob
     active_jobs: bool = False  # dispatched or running: the hello must reconcile them
     queued_jobs: bool = False

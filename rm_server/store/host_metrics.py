@@ -4,9 +4,10 @@ repository statistics and its last check and drill, in a single query."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from rm_server.store.base import Table
+from rm_server.store.db import Row
 from rm_server.store.lanes import LaneName
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ _SQL = (
 
 
 class HostMetrics(Table):
-    async def render(self, convert: Callable[[list[Any]], T]) -> T:
+    async def render(self, convert: Callable[[list[Row]], T]) -> T:
         """`convert(rows)` of the per-host read, run in the reader thread: at 19k hosts
         turning rows into text is most of the work, and there it never holds the event loop.
 

@@ -13,6 +13,7 @@ from rm_core.enums import HostStatus, JobState
 from rm_core.protocol import Hello
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
+from rm_server.store.db import Row
 from rm_server.store.dialect import Dialect
 from rm_server.store.drills import DRILL_OVERDUE_SQL, last_verified_sql
 from rm_server.store.lanes import LaneName
@@ -46,7 +47,7 @@ def _json_row(d: Dialect) -> str:
         anomaly_at="h.anomaly_at")
 
 
-def _host(row) -> Host:
+def _host(row: Row) -> Host:
     stats = loads(row["repo_stats"], None)
     last = None
     if row["last_backup_job_id"]:
@@ -74,12 +75,13 @@ class Hosts(Table):
         self._cols = _cols(self.d)
         self._json_row = _json_row(self.d)
         self._token_waits: dict[str, list[asyncio.Future[str | None]]] = {}
-        self._token_task: asyncio.Task | None = None
+        self._token_task: asyncio.Task[None] | None = None
         self._building: tuple[int, asyncio.Future[bytes]] | None = None  # (generation, the full list's build)
 
     @staticmethod
-    def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list]:
-        where, params = [], []
+    def filters(status: HostStatus | None, q: str | None, limit: int | None, after: str | None) -> tuple[str, list[str | int]]:
+        where: list[str] = []
+        params: list[str | int] = []
         if status is not None:
             where.append("h.status = ?")
             params.append(status.value)
@@ -119,13 +121,14 @@ class Hosts(Table):
         tail, params = self.filters(status, q, limit, after)
         return await self._list_json(tail, params)
 
-    async def _list_json(self, tail: str, params: list, lane: LaneName | None = None) -> bytes:
+    async def _list_json(self, tail: str, params: list[str | int], lane: LaneName | None = None) -> bytes:
         d = self.d
         row = (await self.db.fetchall(
             f"SELECT {d.text(d.obj(hosts=d.agg('j', 'hid')))} FROM"
             f" (SELECT {self._json_row} AS j, h.id AS hid FROM {_FROM}{tail}) AS rows", params, lane=lane,
         ))[0]
-        return row[0].encode()
+        body: str = row[0]
+        return body.encode()
 
     async def _whole_list(self) -> bytes:
         """The unfiltered list, served again while no connection has committed since it was
@@ -309,7 +312,8 @@ class Hosts(Table):
         row = await self.db.fetchone(f"SELECT {column} FROM hosts WHERE id = ?", (host_id,))
         if row is None:
             raise NotFound("host", host_id)
-        return loads(row[0], {})
+        value: dict[str, Any] = loads(row[0], {})
+        return value
 
     async def set_json(self, actor: Actor, host_id: str, column: str, value: dict[str, Any]) -> None:
         assert column in ("bandwidth", "maintenance")

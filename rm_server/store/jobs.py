@@ -13,6 +13,7 @@ from rm_core.log_frames import WireJobLog, WireLine, as_wire
 from rm_core.protocol import JobFinished, JobLog, JobStarted
 from rm_server.store.base import Table, Tx
 from rm_server.store.common import Actor, NotFound, dt, dumps, iso, loads
+from rm_server.store.db import Row, one
 
 _COLS = (
     "id, host_id, kind, state, actor_kind, actor_id, schedule_id, source_group_id, params, created_at,"
@@ -20,7 +21,7 @@ _COLS = (
 )
 
 
-def _job(row) -> Job:
+def _job(row: Row) -> Job:
     return Job(
         id=row["id"], host_id=row["host_id"], kind=JobKind(row["kind"]), state=JobState(row["state"]),
         actor_kind=ActorKind(row["actor_kind"]), actor_id=row["actor_id"], schedule_id=row["schedule_id"],
@@ -108,7 +109,8 @@ class Jobs(Table):
         self, *, host_id: str | None = None, state: JobState | None = None, kind: JobKind | None = None,
         limit: int = 100, before: str | None = None,
     ) -> list[Job]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[str | int] = []
         for col, val in (("host_id", host_id), ("state", state), ("kind", kind)):
             if val is not None:
                 where.append(f"{col} = ?")
@@ -241,14 +243,14 @@ class Jobs(Table):
         lock and its thread hops the bottleneck. Each result is the event's Applied, or
         JobNotOnHost when the job is not the sending host's. Timestamps are stored as the agent
         wrote them (rm_core.log_frames checked that they read back as datetimes)."""
-        batch = [(host_id, as_wire(ev)) for host_id, ev in batch]
+        wire = [(host_id, as_wire(ev)) for host_id, ev in batch]
         results: list[Applied | JobNotOnHost] = []
         state: dict[str, list[int]] = {}  # job_id -> [acked, log_lines, log_bytes]
         owners: dict[str, str] = {}  # job_id -> host_id
-        rows: list[tuple] = []
+        rows: list[tuple[str, int, str, str, str]] = []
         async with self.tx() as tx:
             # One read for every job in the batch: a query per job was a thread hop each.
-            wanted = list({ev.job_id for _, ev in batch})
+            wanted = list({ev.job_id for _, ev in wire})
             for start in range(0, len(wanted), 900):
                 chunk = wanted[start:start + 900]
                 for job_id, owner, acked_seq, log_lines, log_bytes in await tx.fetchall(
@@ -256,7 +258,7 @@ class Jobs(Table):
                         f" WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id{self.d.for_update}", tuple(chunk)):
                     owners[job_id] = owner
                     state[job_id] = [acked_seq, log_lines, log_bytes]
-            for host_id, ev in batch:
+            for host_id, ev in wire:
                 if owners.get(ev.job_id) != host_id:
                     results.append(JobNotOnHost(ev.job_id))
                     continue
@@ -302,9 +304,9 @@ class Jobs(Table):
                 cutoff = max(cutoff, r["seq"])
                 if freed >= excess:
                     break
-        gone = await tx.fetchone(
+        gone = one(await tx.fetchone(
             f"SELECT count(*) AS n, coalesce(sum({self.d.octets('text')}), 0) AS b FROM job_logs"
-            " WHERE job_id = ? AND seq > ? AND seq <= ?", (job_id, head_last_seq, cutoff))
+            " WHERE job_id = ? AND seq > ? AND seq <= ?", (job_id, head_last_seq, cutoff)))
         if not gone["n"]:
             return
         await tx.execute("DELETE FROM job_logs WHERE job_id = ? AND seq > ? AND seq <= ?",
@@ -332,7 +334,7 @@ class Jobs(Table):
                 (ev.seq, ev.state.value, ev.exit_code, dumps(ev.summary) if ev.summary is not None else None,
                  ev.error, iso(finished_at), iso(finished_at), ev.job_id),
             )
-            row = await tx.fetchone("SELECT kind FROM jobs WHERE id = ?", (ev.job_id,))
+            row = one(await tx.fetchone("SELECT kind FROM jobs WHERE id = ?", (ev.job_id,)))  # _acked read it
             if row["kind"] == "backup" and ev.state.terminal:
                 await tx.execute(
                     "UPDATE hosts SET last_backup_job_id = ?, last_backup_state = ?, last_backup_at = ?,"
@@ -366,7 +368,7 @@ class Jobs(Table):
         """(host_id, kind) -> created_at of the newest job of that kind, for the maintenance ticker."""
         return await self.db.fetchall(
             "SELECT host_id, kind, max(created_at) AS at FROM jobs WHERE kind IN ('forget', 'prune', 'check')"
-            " GROUP BY host_id, kind", bulk=True, convert=lambda rows: {(r[0], r[1]): dt(r[2]) for r in rows})
+            " GROUP BY host_id, kind", bulk=True, convert=lambda rows: {(r[0], r[1]): datetime.fromisoformat(r[2]) for r in rows})
 
     async def counts_by_state(self) -> dict[str, int]:
         rows = await self.db.fetchall("SELECT state, count(*) FROM jobs GROUP BY state")

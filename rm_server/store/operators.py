@@ -9,8 +9,9 @@ from typing import Any
 from rm_core.api import Operator
 from rm_core.enums import Role
 from rm_core.ids import new_id
-from rm_server.store.base import Table
+from rm_server.store.base import Table, Tx
 from rm_server.store.common import Actor, Conflict, NotFound, dt, iso
+from rm_server.store.db import Row, one
 
 _COLS = "id, username, role, created_at, disabled"
 # Every REST request checks its session; during a 19k fleet push that query was one of a
@@ -22,7 +23,7 @@ SESSION_CACHE_SECONDS = 2.0
 SESSION_CACHE_MAX = 10_000
 
 
-def _operator(row) -> Operator:
+def _operator(row: Row) -> Operator:
     return Operator(
         id=row["id"], username=row["username"], role=Role(row["role"]),
         created_at=dt(row["created_at"]), disabled=bool(row["disabled"]),
@@ -41,8 +42,7 @@ class Operators(Table):
         self._generation += 1
 
     async def count(self) -> int:
-        row = await self.db.fetchone("SELECT count(*) FROM operators")
-        return row[0]
+        return int(one(await self.db.fetchone("SELECT count(*) FROM operators"))[0])
 
     async def all(self) -> list[Operator]:
         rows = await self.db.fetchall(f"SELECT {_COLS} FROM operators ORDER BY username")
@@ -65,8 +65,7 @@ class Operators(Table):
     ) -> Operator:
         async with self.tx() as tx:
             if only_if_none:
-                row = await tx.fetchone("SELECT count(*) FROM operators")
-                if row[0]:
+                if one(await tx.fetchone("SELECT count(*) FROM operators"))[0]:
                     raise Conflict("an operator already exists; bootstrap is closed")
             if await tx.fetchone("SELECT 1 FROM operators WHERE username = ?", (username,)):
                 raise Conflict(f"operator {username!r} already exists", {"field": "username"})
@@ -127,10 +126,10 @@ class Operators(Table):
         self._forget_sessions()
 
     @staticmethod
-    async def _keep_an_admin(tx, operator_id: str) -> None:
-        row = await tx.fetchone(
+    async def _keep_an_admin(tx: Tx, operator_id: str) -> None:
+        row = one(await tx.fetchone(
             "SELECT count(*) FROM operators WHERE role = 'admin' AND disabled = 0 AND id != ?", (operator_id,)
-        )
+        ))
         if row[0] == 0:
             raise Conflict("this is the last active admin; make another admin first")
 

@@ -11,8 +11,8 @@ advisory lock, so replicas that start together migrate once."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, SupportsIndex, overload
 
 import psycopg
 from psycopg import conninfo
@@ -42,13 +42,20 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
-class Row(tuple):  # type: ignore[type-arg]
-    """A row read by index, by column name or by unpacking, as sqlite3.Row is."""
+class Row(tuple[Any, ...]):
+    """A row read by index, by column name or by unpacking, as sqlite3.Row is (store/db.py's
+    `Row` protocol)."""
 
     __slots__ = ()
     names: dict[str, int] = {}
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    @overload
+    def __getitem__(self, key: SupportsIndex | str, /) -> Any: ...
+
+    @overload
+    def __getitem__(self, key: slice, /) -> tuple[Any, ...]: ...
+
+    def __getitem__(self, key: SupportsIndex | str | slice, /) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self.names[key])
         return tuple.__getitem__(self, key)
@@ -62,12 +69,11 @@ def _row_class(names: tuple[str, ...]) -> type[Row]:
     return type("Row", (Row,), {"names": {n: i for i, n in enumerate(names)}, "__slots__": ()})
 
 
-def _row_factory(cursor: Any) -> Any:
+def _row_factory(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     description = cursor.description
     if description is None:
         return tuple
-    cls = _row_class(tuple(c.name for c in description))
-    return cls
+    return _row_class(tuple(c.name for c in description))
 
 
 def text_safe(params: Sequence[Any]) -> tuple[Any, ...]:
@@ -87,12 +93,12 @@ class PgConn:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         if params:
-            return self.raw.execute(translate(sql), text_safe(params))  # type: ignore[arg-type]
-        return self.raw.execute(sql)  # type: ignore[arg-type]
+            return self.raw.execute(translate(sql), text_safe(params))
+        return self.raw.execute(sql)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         cur = self.raw.cursor()
-        cur.executemany(translate(sql), [text_safe(r) for r in rows])  # type: ignore[arg-type]
+        cur.executemany(translate(sql), [text_safe(r) for r in rows])
         return cur
 
     def commit(self) -> None:
@@ -111,7 +117,7 @@ def redacted(url: str) -> str:
     user = params.get("user")
     host = params.get("host") or "localhost"
     port = params.get("port")
-    return f"postgresql://{user + '@' if user else ''}{host}{':' + str(port) if port else ''}/{params.get('dbname') or ''}"
+    return f"postgresql://{f'{user}@' if user else ''}{host}{':' + str(port) if port else ''}/{params.get('dbname') or ''}"
 
 
 class PostgresEngine:
@@ -157,7 +163,7 @@ class PostgresEngine:
                     f"database schema version {current} is newer than this rm-server understands "
                     f"({len(known)}); run the newer rm-server or restore a backup")
             for number, _name, sql in known[current:]:
-                raw.execute(sql)  # type: ignore[arg-type]  # a script: several statements, no parameters
+                raw.execute(sql)  # a script: several statements, no parameters
                 raw.execute("DELETE FROM rm_schema_version")
                 raw.execute(translate("INSERT INTO rm_schema_version (version) VALUES (?)"), (number,))
             raw.execute("COMMIT")

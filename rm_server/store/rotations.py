@@ -4,20 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from rm_core.enums import RepoTarget
 from rm_core.ids import new_id
 from rm_core.rotation import ACTIVE_STATES, KeyRotation
 from rm_server.store.base import Table
 from rm_server.store.common import SYSTEM, Actor, Conflict, dt, iso
+from rm_server.store.db import Row
 
 _COLS = ("id, host_id, slot, state, keep_old, sealed, old_key_id, new_key_id, job_id, attempts, error, created_at,"
          " updated_at")
 _ACTIVE = "(" + ", ".join(f"'{s}'" for s in ACTIVE_STATES) + ")"
 
 
-def _rotation(r: Any) -> KeyRotation:
+def _rotation(r: Row) -> KeyRotation:
     return KeyRotation(id=r["id"], host_id=r["host_id"], repo=RepoTarget.copy if r["slot"] == "copy" else RepoTarget.primary,
                        state=r["state"], keep_old_key=bool(r["keep_old"]), old_key_id=r["old_key_id"],
                        new_key_id=r["new_key_id"], job_id=r["job_id"], attempts=r["attempts"], error=r["error"],

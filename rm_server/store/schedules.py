@@ -12,9 +12,10 @@ from rm_core.protocol import Retention, ScheduleSet, ScheduleSpec, SourceGroupSp
 from rm_core.ids import new_id
 from rm_server.store.base import Table, Tx
 from rm_server.store.common import Actor, Conflict, NotFound, dumps, iso, loads
+from rm_server.store.db import Row
 
 
-def _group(row) -> SourceGroup:
+def _group(row: Row) -> SourceGroup:
     copy = CopyPolicy.model_construct(enabled=bool(row["copy_enabled"]), timezone=row["copy_timezone"],
                                       cron=row["copy_cron"], max_lag_hours=row["copy_max_lag_hours"])
     return SourceGroup(
@@ -118,7 +119,7 @@ class Schedules(Table):
 
     async def _schedules(self, host_id: str, sid: str | None = None) -> list[Schedule]:
         sql = "SELECT * FROM schedules WHERE host_id = ?"
-        params: list = [host_id]
+        params = [host_id]
         if sid is not None:
             sql += " AND id = ?"
             params.append(sid)

@@ -6,6 +6,7 @@ from typing import Any
 
 from rm_server.store.base import Table
 from rm_server.store.common import Actor, dumps, loads
+from rm_server.store.db import one
 
 
 class Settings(Table):
@@ -19,7 +20,7 @@ class Settings(Table):
         async with self.tx() as tx:
             await tx.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                              (key, dumps(value)))
-            row = await tx.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+            row = one(await tx.fetchone("SELECT value FROM settings WHERE key = ?", (key,)))  # inserted or kept above
         return loads(row["value"])
 
     async def set(self, actor: Actor, key: str, value: Any, *, audit_value: bool = True, shown: Any = None) -> None:

@@ -5,7 +5,7 @@ per-job log subscriptions with backlog + live tail. The socket route is in ws/ev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -148,7 +148,7 @@ class Subscriber:
         self._drained.set()
         return frame
 
-    def log_lines(self, job_id: str, lines: list[AnyLine], frame: Callable[[list[AnyLine]], bytes]) -> None:
+    def log_lines(self, job_id: str, lines: Sequence[AnyLine], frame: Callable[[list[AnyLine]], bytes]) -> None:
         if job_id in self.pending:
             if job_id in self.spilled:
                 return
@@ -177,7 +177,7 @@ class Subscriber:
         return lines
 
 
-def _lines_size(lines: list[AnyLine]) -> int:
+def _lines_size(lines: Sequence[AnyLine]) -> int:
     # The text and a line's bookkeeping (seq, ts, stream, the tuple): ~100 bytes each.
     return sum(len(ln.text) + 100 for ln in lines)
 
@@ -233,7 +233,7 @@ class EventHub:
             if batch:
                 sub.log_lines(job_id, batch, frame)
 
-    def publish_log(self, job_id: str, lines: list[AnyLine]) -> None:
+    def publish_log(self, job_id: str, lines: Sequence[AnyLine]) -> None:
         if self.forward_log is not None and lines:
             self.forward_log(job_id, lines[-1].seq)
         def frame(fresh: list[AnyLine]) -> bytes:

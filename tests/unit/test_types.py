@@ -13,8 +13,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Packages the check covers today; the rest join as their errors are fixed (issue 22).
-CHECKED = {"rm_core", "rm_agent", "rm_tui"}
+# Every package of the product (issue 22).
+CHECKED = {"rm_core", "rm_server", "rm_agent", "rm_tui"}
 
 
 def mypy(*args: str) -> subprocess.CompletedProcess[str]:
@@ -92,3 +92,46 @@ def test_probe_the_settings_catch_what_they_are_for(tmp_path):
         '"App" has no attribute "client"  [attr-defined]',
         "Function is missing a type annotation  [no-untyped-def]",
     }, res.stdout
+
+
+# The store's rows (rm_server/store/db.py's Row): a lookup that may find nothing gives
+# `Row | None`, whichever way it is read; the lines marked `# caught` must be errors, and a
+# checked row or one() must not be.
+STORE_PROBE = '''
+from rm_server.store.base import Tx
+from rm_server.store.db import Conn, Database, one
+
+
+async def on_a_reader(db: Database) -> int:
+    row = await db.fetchone("SELECT count(*) FROM hosts")
+    return int(row[0])  # caught
+
+
+async def in_a_transaction(tx: Tx) -> str:
+    row = await tx.fetchone("SELECT kind FROM jobs WHERE id = ?", ("j",))
+    return str(row["kind"])  # caught
+
+
+def on_the_writer_thread(conn: Conn) -> int:
+    (n,) = conn.execute("SELECT count(*) FROM hosts").fetchone()  # caught
+    return int(n)
+
+
+async def checked(db: Database) -> int:
+    row = await db.fetchone("SELECT hostname FROM hosts WHERE id = ?", ("h",))
+    if row is None:
+        return 0
+    return len(row["hostname"]) + int(one(await db.fetchone("SELECT count(*) FROM hosts"))[0])
+'''
+
+
+def test_probe_store_rows_may_be_none(tmp_path):
+    probe = tmp_path / "store_probe.py"
+    probe.write_text(STORE_PROBE)
+    res = mypy("--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(ROOT / ".cache/mypy-probe"),
+               str(probe))
+    assert res.returncode == 1, res.stdout + res.stderr
+    caught = {n for n, line in enumerate(STORE_PROBE.splitlines(), start=1) if line.endswith("# caught")}
+    errors = {int(line.split(":")[1]) for line in res.stdout.splitlines()
+              if ": error: " in line and Path(line.split(":")[0]).name == probe.name}
+    assert errors == caught, res.stdout
