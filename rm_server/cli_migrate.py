@@ -4,11 +4,15 @@ then say what the operator does next (docs/operations.md, "PostgreSQL and replic
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rm_server.cli_admin import warn_password_on_argv
 from rm_server.store.backends import is_postgres
+
+if TYPE_CHECKING:  # at run time imported by the command only: other commands never load psycopg
+    from rm_server.store.migrate_store import Report
 
 
 @click.command("migrate-store")

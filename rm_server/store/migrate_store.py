@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from rm_server.store.db import SchemaTooNew, migrations
+from rm_server.store.db import SchemaTooNew, migrations, one
 from rm_server.store.postgres import PgConn, PostgresEngine, text_safe
 
 BATCH = 5000  # rows fetched from SQLite at a time (and read back from PostgreSQL)
@@ -228,12 +228,12 @@ class Target:
             self.engine.migrate(PgConn(self.raw), migrations("postgresql"))
         except SchemaTooNew as exc:
             raise Refused(f"{self.where}: {exc}") from None
-        (now,) = self.raw.execute("SELECT max(version) FROM rm_schema_version").fetchone()
+        (now,) = one(self.raw.execute("SELECT max(version) FROM rm_schema_version").fetchone())
         if now != version:
             raise Refused(f"{self.where} has schema version {now}, the source {version}")
         rows = []
         for t in sorted(tables):
-            (count,) = self.raw.execute(f'SELECT count(*) FROM "{t}"').fetchone()
+            (count,) = one(self.raw.execute(f'SELECT count(*) FROM "{t}"').fetchone())
             if count:
                 rows.append(f"{t} ({count} rows)")
         if rows:
@@ -285,7 +285,7 @@ def _read_back(target: Target, table: Table, columns: Columns) -> None:
     digest, rows = hashlib.sha256(), 0
     with target.raw.cursor(name=f"verify_{table.name}") as cur:
         cur.itersize = BATCH
-        cur.execute(f'SELECT {names} FROM "{table.name}" ORDER BY {_order_by(columns)}')  # type: ignore[arg-type]
+        cur.execute(f'SELECT {names} FROM "{table.name}" ORDER BY {_order_by(columns)}')
         for row in cur:
             digest.update(_row_text(tuple(row)))
             rows += 1
@@ -314,7 +314,7 @@ def migrate(db_file: Path, url: str, say: Callable[[str], None] = lambda _: None
                         _copy(source, target, table, schema[name])
                         say(f"  {name}: {table.rows} rows")
                 for t, column in target.identities():
-                    (top,) = raw.execute(f'SELECT max("{column}") FROM "{t}"').fetchone()
+                    (top,) = one(raw.execute(f'SELECT max("{column}") FROM "{t}"').fetchone())
                     last = max(top or 0, source.autoincrement(t))
                     if last:
                         raw.execute("SELECT setval(pg_get_serial_sequence(%s, %s), %s)", (f'"{t}"', column, last))
