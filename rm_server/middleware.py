@@ -17,7 +17,7 @@ from rm_server.api.common import (
 )
 from rm_server.keys import CONFIG, METRICS, STORE
 from rm_server.security import hash_token
-from rm_server.store import Conflict, Invalid, NotFound, TokenRejected
+from rm_server.store import Conflict, DatabaseUnavailable, Invalid, NotFound, TokenRejected
 
 log = logging.getLogger("rm_server.http")
 
@@ -68,6 +68,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, "invalid", str(exc), {"field": exc.field} if exc.field else {})
     except TokenRejected as exc:
         return error_response(401, "invalid_token", str(exc))
+    except DatabaseUnavailable:
+        log.warning("%s %s: the database cannot be reached", request.method, request.path)
+        return error_response(503, "database_unavailable", "the database cannot be reached; try again shortly")
     except ValidationError as exc:
         return error_response(400, "invalid", validation_message(exc), validation_details(exc))
     except web.HTTPException as exc:

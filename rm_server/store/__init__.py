@@ -16,7 +16,7 @@ from rm_server.store.common import SYSTEM, Actor, Conflict, Invalid, NotFound
 from rm_server.store.credentials import Credentials
 from rm_server.store.backends import open_database
 from rm_server.store.cluster import Coordination, PgCoordination, Solo
-from rm_server.store.db import Database, Row, SchemaTooNew
+from rm_server.store.db import Database, DatabaseUnavailable, Row, SchemaTooNew
 from rm_server.store.lanes import LaneName
 from rm_server.store.drills import Drills
 from rm_server.store.enrollment import Enrollment, TokenRejected
@@ -34,7 +34,8 @@ from rm_server.store.schedules import Schedules
 from rm_server.store.settings import Settings
 
 __all__ = [
-    "Actor", "Conflict", "Invalid", "NotFound", "SYSTEM", "SchemaTooNew", "Store", "TokenRejected", "NewJob",
+    "Actor", "Conflict", "DatabaseUnavailable", "Invalid", "NotFound", "SYSTEM", "SchemaTooNew", "Store",
+    "TokenRejected", "NewJob",
     "JobNotOnHost", "HelloState",
 ]
 

@@ -8,6 +8,7 @@ module is the same for both."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ import re
 from typing import Any, Protocol, TypeVar, overload
 
 from rm_server.store.dialect import Dialect
-from rm_server.store.lanes import OPERATOR_LANES, READERS, Lane, LaneName
+from rm_server.store.lanes import OPERATOR_LANES, READERS, ConnectionLost, Lane, LaneName
 
 T = TypeVar("T")
 
@@ -49,6 +50,11 @@ def one(row: Row | None) -> Row:
     if row is None:
         raise RuntimeError("the statement returned no row")
     return row
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached now (it restarted, the network is cut): a 503, and the
+    next call connects again."""
 
 
 class Cursor(Protocol):
@@ -88,6 +94,10 @@ class Engine(Protocol):
 
     def close(self, conn: Conn) -> None: ...
 
+    def broken(self, conn: Conn) -> bool: ...
+
+    def disconnected(self, exc: BaseException) -> bool: ...
+
     def migrate(self, conn: Conn, known: list[tuple[int, str, str]]) -> None: ...
 
 
@@ -109,6 +119,10 @@ def migrations(backend: str = "sqlite") -> list[tuple[int, str, str]]:
         if number != expected:
             raise RuntimeError(f"migration {name} out of sequence: expected {expected:04d}")
     return found
+
+
+class _NotBegun(Exception):
+    """A write transaction's BEGIN failed: nothing of it ran."""
 
 
 class Result:
@@ -137,22 +151,29 @@ class Session:
     """The open write transaction as `Database.write()` hands it out: each call is one hop to
     the writer's thread. For many statements prefer `Database.write_in_thread`: one hop."""
 
-    def __init__(self, lane: Lane[Conn]) -> None:
+    def __init__(self, lane: Lane[Conn], epoch: int) -> None:
         self._lane = lane
+        self._epoch = epoch  # the connection the transaction began on: every statement goes there
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
-        return await self._lane.call(lambda c: _run(c, sql, params))
+        return await self._call(lambda c: _run(c, sql, params))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Result:
         rows = list(rows)
-        return await self._lane.call(lambda c: Result(c.executemany(sql, rows).rowcount, []))
+        return await self._call(lambda c: Result(c.executemany(sql, rows).rowcount, []))
+
+    async def _call(self, fn: Callable[[Conn], T]) -> T:
+        try:
+            return await self._lane.call(fn, self._epoch)
+        except ConnectionLost as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return (await self.execute(sql, params)).fetchone()
 
     async def run(self, fn: Callable[[Conn], T]) -> T:
         """`fn(conn)` inside this transaction, in one hop (several statements at once)."""
-        return await self._lane.call(fn)
+        return await self._call(fn)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return (await self.execute(sql, params)).rows
@@ -179,7 +200,8 @@ class Database:
         lanes: dict[LaneName, Lane[Conn]] = {}
         try:
             for name in (LaneName.WRITER, *READERS):
-                lane: Lane[Conn] = Lane(name.value, functools.partial(engine.connect, name), engine.close)
+                lane: Lane[Conn] = Lane(name.value, functools.partial(engine.connect, name), engine.close,
+                                        engine.broken)
                 await lane.open()
                 lanes[name] = lane
                 if name is LaneName.WRITER:
@@ -200,16 +222,22 @@ class Database:
     async def write(self) -> AsyncIterator[Session]:
         """A short write transaction on the writer lane, one hop per statement."""
         async with self._lock:
-            begin = self.engine.begin
-            await self._writer.call(lambda c: c.execute(begin))
+            begin, lane = self.engine.begin, self._writer
+
+            def start(c: Conn) -> int:
+                c.execute(begin)
+                return lane.epoch
+
+            epoch = await self._again_if_dropped(lane, start)
             try:
-                yield Session(self._writer)
+                yield Session(lane, epoch)
             except BaseException:
-                await self._writer.call(lambda c: c.rollback())
+                with contextlib.suppress(ConnectionLost):  # gone with its connection: nothing to undo
+                    await lane.call(lambda c: c.rollback(), epoch)
                 raise
             else:
                 try:
-                    await self._writer.call(lambda c: c.commit())
+                    await lane.call(lambda c: c.commit(), epoch)
                 finally:
                     self._bump()
 
@@ -224,7 +252,10 @@ class Database:
         begin = self.engine.begin
 
         def run(conn: Conn) -> T:
-            conn.execute(begin)
+            try:
+                conn.execute(begin)
+            except Exception as exc:
+                raise _NotBegun(exc) from exc  # nothing ran: safe to try on a new connection
             try:
                 result = fn(conn)
             except BaseException:
@@ -235,9 +266,24 @@ class Database:
 
         async with self._lock:
             try:
-                return await self._writer.call(run)
+                return await self._again_if_dropped(self._writer, run)
             finally:
                 self._bump()
+
+    async def _again_if_dropped(self, lane: Lane[Conn], fn: Callable[[Conn], T]) -> T:
+        """`fn` on the lane; once more on a new connection if the database had dropped the
+        lane's (a PostgreSQL restart ends every session: the first call after it meets the dead
+        one). Only for calls that did nothing before failing: a read, or a transaction's BEGIN."""
+        for attempt in (1, 2):
+            try:
+                return await lane.call(fn)
+            except Exception as exc:
+                cause = exc.__cause__ if isinstance(exc, _NotBegun) else exc
+                if cause is None or not self.engine.disconnected(cause):
+                    raise cause if isinstance(exc, _NotBegun) and cause is not None else exc
+                if attempt == 2:
+                    raise DatabaseUnavailable(f"the database cannot be reached: {cause}") from cause
+        raise AssertionError("unreachable")
 
     def _bump(self) -> None:
         # On the loop, once per write: a 19k fleet push commits thousands of times a second,
@@ -285,8 +331,8 @@ class Database:
         name = (LaneName.BULK if bulk else self.least_busy_reader()) if lane is None else lane
         args = tuple(params)
         if convert is None:
-            return await self._lanes[name].call(lambda c: c.execute(sql, args).fetchall())
-        return await self._lanes[name].call(lambda c: convert(c.execute(sql, args).fetchall()))
+            return await self._again_if_dropped(self._lanes[name], lambda c: c.execute(sql, args).fetchall())
+        return await self._again_if_dropped(self._lanes[name], lambda c: convert(c.execute(sql, args).fetchall()))
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         rows = await self.fetchall(sql, params)

@@ -43,14 +43,21 @@ _STOP = object()
 class Lane(Generic[C]):
     """One thread, one connection, a queue of functions to run on it."""
 
-    def __init__(self, name: str, connect: Callable[[], C], close: Callable[[C], None]) -> None:
+    def __init__(self, name: str, connect: Callable[[], C], close: Callable[[C], None],
+                 broken: Callable[[C], bool] = lambda conn: False) -> None:
         self.name = name
         self.busy = 0  # calls queued or running: the store routes operators' reads by it
         self._connect = connect
         self._close = close
+        # A connection the database dropped (PostgreSQL restarted, a network cut): the call
+        # that met it fails, the next one connects again.
+        self._broken = broken
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Which connection of this lane is open: a transaction begun on one must never go on
+        # on the next (its later statements would run outside it). Read on the lane's thread.
+        self.epoch = 0
 
     async def open(self) -> None:
         """Start the thread and open the connection on it; raises what connecting raised."""
@@ -67,32 +74,47 @@ class Lane(Generic[C]):
             loop.call_soon_threadsafe(_settle, ready, None, exc)
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
+        current: C | None = conn
         try:
             while True:
                 job = self._jobs.get()
                 if job is _STOP:
                     return
-                fut, fn, loop = job
+                fut, fn, loop, epoch = job
                 try:
-                    result, error = fn(conn), None
+                    if epoch is not None and epoch != self.epoch:
+                        raise ConnectionLost(f"the database connection of lane {self.name} was lost "
+                                             "during this transaction; nothing of it was committed")
+                    if current is None:
+                        current = self._connect()
+                    result, error = fn(current), None
                 except BaseException as exc:  # noqa: BLE001 - the caller's future carries it
                     result, error = None, exc
+                    if current is not None and self._broken(current):
+                        self._quietly_close(current)
+                        current = None
+                        self.epoch += 1
                 loop.call_soon_threadsafe(_settle, fut, result, error)
         finally:
-            try:
-                self._close(conn)
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-                pass
+            if current is not None:
+                self._quietly_close(current)
 
-    async def call(self, fn: Callable[[C], T]) -> T:
-        """Run `fn(conn)` on the lane's thread, in order with every other call."""
+    def _quietly_close(self, conn: C) -> None:
+        try:
+            self._close(conn)
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+            pass
+
+    async def call(self, fn: Callable[[C], T], epoch: int | None = None) -> T:
+        """Run `fn(conn)` on the lane's thread, in order with every other call; with `epoch`,
+        only on that connection (ConnectionLost if the lane had to connect again since)."""
         if self._closed:
             raise RuntimeError(f"database lane {self.name} is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self.busy += 1
         try:
-            self._jobs.put((fut, fn, loop))
+            self._jobs.put((fut, fn, loop, epoch))
             return await fut
         finally:
             self.busy -= 1
@@ -105,6 +127,10 @@ class Lane(Generic[C]):
         self._closed = True
         self._jobs.put(_STOP)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+
+class ConnectionLost(RuntimeError):
+    """A transaction's connection went away under it (the database restarted)."""
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

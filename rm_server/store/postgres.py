@@ -149,6 +149,18 @@ class PostgresEngine:
         assert isinstance(conn, PgConn)
         conn.raw.close()
 
+    def disconnected(self, exc: BaseException) -> bool:
+        """The error is the session's end (restart, termination, network), not the statement's."""
+        if not isinstance(exc, psycopg.OperationalError):
+            return False
+        state = exc.sqlstate  # None: the client found the session gone; 08: connection; 57P: shutdown
+        return state is None or state.startswith(("08", "57P"))
+
+    def broken(self, conn: Conn) -> bool:
+        """The server closed the session (a restart, a terminated backend, a network cut)."""
+        assert isinstance(conn, PgConn)
+        return bool(conn.raw.broken or conn.raw.closed)
+
     def migrate(self, conn: Conn, known: list[tuple[int, str, str]]) -> None:
         assert isinstance(conn, PgConn)
         raw = conn.raw

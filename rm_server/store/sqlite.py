@@ -67,6 +67,12 @@ class SqliteEngine:
         assert isinstance(conn, sqlite3.Connection)
         conn.close()
 
+    def broken(self, conn: Conn) -> bool:
+        return False  # a file does not go away under an open connection
+
+    def disconnected(self, exc: BaseException) -> bool:
+        return False
+
     def migrate(self, conn: Conn, known: list[tuple[int, str, str]]) -> None:
         assert isinstance(conn, sqlite3.Connection)
         (current,) = conn.execute("PRAGMA user_version").fetchone()

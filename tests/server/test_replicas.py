@@ -60,8 +60,9 @@ def terminate(srv: Server, replica_id: str) -> None:
     from rm_server.keys import CONFIG
 
     with psycopg.connect(srv.app[CONFIG].database_url, autocommit=True) as conn:
-        ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
-                             (f"% cluster {replica_id}",)).fetchall()
+        # the 5 s: wait until the session is gone (and its advisory locks with it)
+        ended = conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                             " WHERE application_name LIKE %s", (f"% cluster {replica_id}",)).fetchall()
     assert ended, "no session of that replica"
 
 
@@ -253,6 +254,32 @@ async def test_failed_sign_ins_count_on_every_replica(replicas) -> None:
     for srv in (a, b):  # without the sharing each would have counted 5 and let this one through
         status, body = await srv.call("POST", "/auth/login", role=None, json={"username": "admin", "password": "x"})
         assert status == 429, body
+
+
+async def test_a_replica_serves_again_once_its_database_sessions_come_back(replicas) -> None:
+    """Every session of the database ended (what a PostgreSQL restart does to a replica): the
+    next requests fail, then each lane connects again and the replica serves as before."""
+    import psycopg
+
+    from rm_server.keys import CONFIG
+
+    a, _ = replicas
+    a.store.ping_fresh = 0  # every probe reads
+    with psycopg.connect(a.app[CONFIG].database_url, autocommit=True) as conn:
+        ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                             " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+    assert len(ended) >= 10  # both replicas' lanes, listeners and locks
+
+    async def healthy() -> bool:
+        status, _ = await a.call("GET", f"{a.url}/healthz", role=None)
+        return status == 200
+
+    await wait_for(healthy, what="the replica reconnected")
+    status, body = await a.call("POST", "/operators", json={"username": "after", "password": "correct horse battery",
+                                                            "role": "viewer"})
+    assert status == 201, body  # the writer lane too
+    status, body = await a.call("GET", "/operators")
+    assert "after" in {o["username"] for o in body["operators"]}
 
 
 async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path, pg_cluster: Any) -> None:
