@@ -27,7 +27,7 @@ For each fleet size N it:
 
 Do not run the full size on a shared machine: it takes the whole box for ~5 minutes.
 
-    .venv/bin/python bench/replicas.py --quick                  # 300 agents, 3 replicas, ~4 min
+    .venv/bin/python bench/replicas.py --quick                  # 300 agents, 3 replicas, ~2-3 min
     .venv/bin/python bench/replicas.py                          # 19,000 agents, 3 replicas
 
 Results: a table on stdout and bench/results/replicas.json (--quick: replicas.quick.json).

@@ -65,17 +65,27 @@ def query(target: str | Path, sql: str, params: Sequence[Any] = ()) -> list[tupl
     """Rows of one read-only query (? placeholders, as the store writes them) on the database
     a server runs on, from a connection of its own."""
     if str(target).startswith("postgresql://"):
-        import psycopg
-
         from rm_server.store.postgres import translate
 
-        with psycopg.connect(str(target), autocommit=True, application_name="rm-bench") as conn:
-            return conn.execute(translate(sql), params).fetchall()
+        conn = _pg_conn(str(target))
+        return conn.execute(translate(sql), params).fetchall()
     con = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
     try:
         return con.execute(sql, params).fetchall()
     finally:
         con.close()
+
+
+_PG: dict[str, Any] = {}  # one connection per database for the bench's reads: the kill phase polls
+
+
+def _pg_conn(url: str) -> Any:
+    import psycopg
+
+    conn = _PG.get(url)
+    if conn is None or conn.closed:
+        conn = _PG[url] = psycopg.connect(url, autocommit=True, application_name="rm-bench")
+    return conn
 
 
 def prepare_main(data_dir: str, n: int, out_q) -> None:
