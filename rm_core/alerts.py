@@ -48,7 +48,7 @@ MAX_INTERVAL_S = 86_400
 DEFAULT_INTERVAL_S = 300  # Alertmanager's group_interval default
 
 
-_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]{1,31}://"  # ASCII: re.I would also take the Kelvin sign for a k
+_SCHEME = r"^[A-Za-z][A-Za-z0-9+.-]{0,31}://"  # ASCII: re.I would also take the Kelvin sign for a k; x:// is X
 
 
 def _channel_url(url: str) -> str:

@@ -12,10 +12,12 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from rm_core.alerts import CHANNEL_URL_PATTERN
 from rm_core.api import ErrorBody
 from rm_core.bounds import NAMED_KEY
 from rm_core.enums import Role
 from rm_core.version import __version__
+from rm_server.alert_send import known_schemes
 from rm_server.api.common import AGENT, PUBLIC, route_role
 from rm_server.api.doc import Accepted, Listing, Raw, RouteDoc, route_doc
 
@@ -208,6 +210,22 @@ def _lift_named(node: Any, schemas: dict[str, Any]) -> None:
         _lift_named(value, schemas)
 
 
+def _name_apprise_schemes(node: Any) -> None:
+    """A channel URL's scheme must be one the installed Apprise has a service for (the server
+    checks it: services/channels.py); rm_core cannot know that list, the document states it."""
+    if isinstance(node, dict):
+        if node.get("pattern") == CHANNEL_URL_PATTERN:
+            schemes = "|".join(re.escape(s) for s in sorted(known_schemes()))
+            node["pattern"] = f"^(?:{schemes})://" + CHANNEL_URL_PATTERN.split("://", 1)[1]
+            node["description"] = (node.get("description", "") + "; its scheme one of Apprise's services "
+                                   "(see Apprise's list; the pattern names them all)").lstrip("; ")
+        for value in node.values():
+            _name_apprise_schemes(value)
+    elif isinstance(node, list):
+        for value in node:
+            _name_apprise_schemes(value)
+
+
 def build(app: web.Application) -> dict[str, Any]:
     """The whole document. Routes without a reference are left out (missing_docs names them)."""
     docs = [(m, p, h, doc) for m, p, h in real_routes(app) if (doc := route_doc(h)) is not None]
@@ -226,6 +244,7 @@ def build(app: web.Application) -> dict[str, Any]:
         tags.setdefault(name, text)
     _lift_named(paths, schemas)
     _lift_named(list(schemas.values()), schemas)
+    _name_apprise_schemes(schemas)
     schemas = dict(sorted(schemas.items()))
     responses = {name: {"description": text, "content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/Error"}}}} for name, text in ERRORS.values()}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from rm_core.alerts import Channel, ChannelBody, ChannelTestResult, redact_channel_url
 from rm_core.urls import LINK_LOCAL_REFUSED
-from rm_server.alert_send import literal_link_local, understood
+from rm_server.alert_send import known_schemes, literal_link_local, scheme_of
 from rm_server.errors import BadGateway, BadRequest
 from rm_server.security import MasterKey
 from rm_server.services.alerts import Alerts, seal_context
@@ -40,9 +40,10 @@ class ChannelService:
         # the URL: it is a secret.
         if not self.allow_link_local and literal_link_local(body.url):
             raise BadRequest("url " + LINK_LOCAL_REFUSED, {"field": "url"})
-        problem = await asyncio.to_thread(understood, body.url)
-        if problem is not None:
-            raise BadRequest(f"url: {problem} (see Apprise's list of services)", {"field": "url"})
+        scheme = scheme_of(body.url)
+        if scheme not in await asyncio.to_thread(known_schemes):
+            raise BadRequest(f"url: Apprise has no service for the scheme {scheme!r} (schemes are lower case; "
+                             "see Apprise's list of services)", {"field": "url"})
 
     async def all(self) -> list[Channel]:
         return [self._channel(r) for r in await self.store.channels.all()]
