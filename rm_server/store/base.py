@@ -27,6 +27,9 @@ class Tx:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Result:
         return await self.session.executemany(sql, rows)
 
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        return await self.session.insert_rows(table, columns, rows)
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return await self.session.fetchone(sql, params)
 

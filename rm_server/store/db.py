@@ -171,12 +171,25 @@ class Session:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return (await self.execute(sql, params)).fetchone()
 
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        """Many rows into one table at once: PostgreSQL's COPY, SQLite's executemany."""
+        return await self._call(lambda c: insert_rows(c, table, columns, rows))
+
     async def run(self, fn: Callable[[Conn], T]) -> T:
         """`fn(conn)` inside this transaction, in one hop (several statements at once)."""
         return await self._call(fn)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return (await self.execute(sql, params)).rows
+
+
+def insert_rows(conn: Conn, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Rows into a table the fastest way the connection has (PgConn: COPY)."""
+    copy = getattr(conn, "insert_rows", None)
+    if copy is not None:
+        return int(copy(table, columns, rows))
+    marks = ", ".join("?" * len(columns))
+    return conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows).rowcount
 
 
 class Database:

@@ -279,8 +279,7 @@ class Jobs(Table):
                 job_state[2] += sum(ln.size for ln in fresh)
                 results.append(Applied(acked, None, fresh))
             if rows:
-                await tx.executemany(
-                    "INSERT INTO job_logs (job_id, seq, ts, stream, text) VALUES (?, ?, ?, ?, ?)", rows)
+                await tx.insert_rows("job_logs", ("job_id", "seq", "ts", "stream", "text"), rows)
                 await tx.executemany(
                     "UPDATE jobs SET acked_seq = ?, log_lines = ?, log_bytes = ? WHERE id = ?",
                     [(acked, lines, size, job_id) for job_id, (acked, lines, size) in sorted(state.items())])
