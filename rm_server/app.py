@@ -52,9 +52,6 @@ from rm_server.services.relay import Relay, log_pages
 from rm_server.services.schedules import ScheduleService
 from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Store
-from rm_server.store.anomalies import Anomalies
-from rm_server.store.copies import Copies
-from rm_server.store.rotations import Rotations
 from rm_server.ws.agent_hub import AgentHub
 from rm_server.ws.agents import agent_ws
 from rm_server.ws.event_hub import EventHub
@@ -177,23 +174,22 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[QUERIES] = QueryService(hub)
     app[QUERIES].register(messages.handlers)
     app[DRILLS] = DrillTicker(store, jobs, notifier.drill_overdue_changed, cfg.clock, hosts.changed)
-    # the copy's table is made here until the store's own list names it (store/__init__.py)
-    copy_table = Copies(store.db, cfg.clock, store.audit_listeners)
+    copy_table = store.copies
     copies = app[COPIES] = CopyService(store, copy_table, jobs, hosts, cfg.clock)
     credentials.copies = copy_table
     credentials.copy_changed.append(copies.refresh)
     schedules.groups_changed.append(copies.refresh)
     copies.register(messages)
-    anomaly_table = Anomalies(store.db, cfg.clock, store.audit_listeners)
+    anomaly_table = store.anomalies
     anomalies = app[ANOMALIES] = AnomalyService(store, anomaly_table, hosts, events, notifier.backup_anomaly, cfg.clock)
     anomalies.register(messages)
     jobs.paused_groups = anomaly_table.paused_groups
-    rotations = app[ROTATIONS] = RotationService(store, Rotations(store.db, cfg.clock, store.audit_listeners),
-                                                 credentials, jobs, hub)
+    rotations = app[ROTATIONS] = RotationService(store, store.rotations, credentials, jobs, hub)
     rotations.register(messages)
-    await rotations.resume()  # rotations a stopped server left half way go on
     relay = app[RELAY] = Relay(store.coordination(), store)
     await _join_replicas(app, relay)
+    if relay.coordination.leading:  # a fleet-wide duty, like its ticker
+        await rotations.resume()  # rotations a stopped server left half way go on
     yield
     await relay.close()
     await sign_ins.close_window()

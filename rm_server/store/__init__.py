@@ -28,7 +28,10 @@ from rm_server.store.jobs import JobNotOnHost, Jobs, NewJob
 from rm_server.store.maintenance import Maintenance
 from rm_server.store.operators import Operators
 from rm_server.store.relay_bodies import RelayBodies
+from rm_server.store.anomalies import Anomalies
+from rm_server.store.copies import Copies
 from rm_server.store.reports import Reports
+from rm_server.store.rotations import Rotations
 from rm_server.store.schedule_sets import ScheduleSets
 from rm_server.store.schedules import Schedules
 from rm_server.store.settings import Settings
@@ -72,6 +75,9 @@ class Store:
         self.channels = Channels(*args)
         self.host_alerts = HostAlerts(*args)
         self.host_metrics = HostMetrics(*args)
+        self.copies = Copies(*args)
+        self.anomalies = Anomalies(*args)
+        self.rotations = Rotations(*args)
 
     @classmethod
     async def open(cls, target: str | Path, clock: Callable[[], datetime] = utcnow,
