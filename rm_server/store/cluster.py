@@ -14,6 +14,7 @@ With SQLite one process is the whole cluster: `Solo` leads, has no one to wake, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -249,6 +250,8 @@ class PgCoordination:
                         except ValueError:
                             continue
                         if envelope.get("from") == self.replica_id:
+                            if self._stop.is_set():
+                                break  # our own wake-up from close()
                             continue
                         for message in envelope.get("m", []):
                             loop.call_soon_threadsafe(on_message, message)
@@ -263,6 +266,10 @@ class PgCoordination:
     async def close(self) -> None:
         self._stop.set()
         if self._listener is not None:
+            if self._locks is not None:  # wake the listener now rather than at its next timeout
+                stop = json.dumps({"from": self.replica_id, "m": []})
+                with contextlib.suppress(Exception):
+                    await self._locks.call(lambda c: c.execute("SELECT pg_notify(?, ?)", (CHANNEL, stop)))
             await asyncio.get_running_loop().run_in_executor(None, self._listener.join, 5)
         if self._locks is not None:
             lane, self._locks = self._locks, None
