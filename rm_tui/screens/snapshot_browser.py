@@ -17,12 +17,13 @@ from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, 
 from rm_core.jobs import Job
 from rm_core.queries import LsEntry, LsPage
 from rm_tui.client import ApiError
-from rm_tui.format import size
+from rm_tui.format import query_problem, size
 from rm_tui.screens.base import ApiScreen
 from rm_tui.widgets.check import Check
 
 PAGE = 1000
 FIRST = "\0first"  # render_table(cursor_on=FIRST): the first entry of a directory just entered
+PROBLEM = "\0problem"  # the row that says why nothing is listed (host offline …): no entry
 
 
 def parent(path: str) -> str:
@@ -59,6 +60,7 @@ class SnapshotBrowser(ApiScreen):
         Binding("space", "mark", "Mark"),
         Binding("m", "more", "More entries", show=False),  # the path line says when there are more
         Binding("r", "restore", "Restore"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
         Binding("j", "cursor(1)", "Cursor down", show=False),
         Binding("k", "cursor(-1)", "Cursor up", show=False),
         Binding("escape", "app.pop_screen", "Back"),
@@ -74,6 +76,7 @@ class SnapshotBrowser(ApiScreen):
         self.next_after: str | None = None
         self.marked: set[str] = set()
         self.loads = 0
+        self.problem: str | None = None  # why the last listing was refused, shown in the table
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -105,7 +108,11 @@ class SnapshotBrowser(ApiScreen):
                                              params=params)
         except ApiError as exc:
             self.report(exc, f"cannot list {path}")
+            if exc.status != 401:
+                self.show_problem(query_problem(exc.code, exc.status, exc.message, self.hostname, self.host_id),
+                                  "host offline" if exc.code == "host_offline" else "not listed")
             return
+        self.problem = None
         page = LsPage.model_validate(body)
         if after is None:
             self.path, self.entries = page.path, []
@@ -137,6 +144,18 @@ class SnapshotBrowser(ApiScreen):
             f"marked: {len(self.marked)} — " + ", ".join(sorted(self.marked)[:4]) if self.marked else
             "space marks files and directories; r restores them")
 
+    def show_problem(self, problem: str, short: str) -> None:
+        """The refusal stays in the table (the toast fades): "host offline" there, the path
+        line says it in full; ctrl+r asks again."""
+        self.problem = problem
+        table = self.query_one("#entries", DataTable)
+        table.clear()
+        table.add_row("", f"{short} · ctrl+r tries again", "", "", "", "", key=PROBLEM)
+        self.query_one("#browse-path", Static).update(f"{self.path} · {problem}")
+
+    def action_reload(self) -> None:
+        self.load(self.path)
+
     def keys(self) -> set[str]:
         return {child(self.path, e.name) for e in self.entries}
 
@@ -145,6 +164,8 @@ class SnapshotBrowser(ApiScreen):
         if table.row_count == 0:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if key == PROBLEM:
+            return None
         if key == "..":
             return "..", None
         if key is None:

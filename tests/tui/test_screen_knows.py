@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.widgets import DataTable
+
+from rm_agent.agent import Agent
+from rm_agent.config import load_config
 from rm_tui.format import size
+from rm_tui.screens.snapshot_browser import SnapshotBrowser
 from rm_tui.widgets.table import ResourceTable
 from tests.agent.conftest import restic_cli
-from tests.agent.test_agent_server import job_done
+from tests.agent.test_agent_server import AgentClock, Running, host_state, job_done
 from tests.agent.test_restore_drills import PW_B, backup, make_source, start_agent
 from tests.conftest import Server, wait_for
 from tests.tui.helpers import SIZE, cell, new_app, open_host, quick_sign_in
@@ -66,3 +71,38 @@ async def test_added_size_and_files_on_restic_014(server: Server, tmp_path: Path
             assert files in text, text
     finally:
         await run.close()
+
+
+async def test_browsing_an_offline_host_says_so_in_the_table(server: Server, tmp_path: Path) -> None:
+    host_id, run, agent_dir = await start_agent(server, tmp_path, "web-1", tmp_path / "repo", PW_B, RESTIC_014)
+    src = make_source(tmp_path / "src")
+    try:
+        _, snap = await backup(server, host_id, src)
+    finally:
+        await run.close()
+    await wait_for(lambda: host_state(server, host_id, "offline"), 15, "host offline")
+
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        await quick_sign_in(pilot, app)
+        app.push_screen(SnapshotBrowser(host_id, "web-1", snap, str(src)))
+        await wait_for(lambda: isinstance(app.screen, SnapshotBrowser) and app.screen.problem, what="refusal")
+        browser = app.screen
+        table = browser.query_one("#entries", DataTable)
+        shown = [" ".join(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+        assert len(shown) == 1 and "host offline" in shown[0], shown  # there once the toast has gone
+        assert "web-1" in str(browser.query_one("#browse-path").render())
+        await pilot.press("enter", "space", "r")  # the message row is no entry: nothing to open or mark
+        assert browser.marked == set() and app.screen is browser
+
+        agent = Agent(load_config(agent_dir / "agent.json"), agent_dir / "agent.json", clock=AgentClock(),
+                      hostname="web-1")
+        run = Running(agent)
+        try:
+            await wait_for(lambda: host_state(server, host_id, "online"), 15, "host back")
+            await pilot.press("ctrl+r")  # try again
+            await wait_for(lambda: browser.loads >= 1, 30, "listing once the host is back")
+            assert browser.problem is None
+            assert [e.name for e in browser.entries] == ["etc", "var"]
+        finally:
+            await run.close()
