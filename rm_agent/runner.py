@@ -59,6 +59,15 @@ class Runner:
         job = self.jobs.get(job_id)
         if job is None:
             return False
+        if not job.cancel.is_set():
+            # said at once: restic ends the uploads in flight before it exits, which under an
+            # upload limit can take the whole grace (the log said nothing and looked stuck)
+            note = (f"cancel requested: restic is interrupted; it ends the uploads in flight first and is "
+                    f"killed if still running after {self.settings.cancel_grace:.0f} s")
+            if job.started_at is None:
+                job.notes.append(note)
+            else:
+                agent_line(self.events, job, note)
         job.cancel.set()
         return True
 

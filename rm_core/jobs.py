@@ -126,6 +126,9 @@ class Job(Out):
     error: str | None = None
     params: dict[str, Any] = {}
     log_dropped: int = 0
+    # an operator cancelled it and the agent was told: it ends as `cancelled` once restic has
+    # stopped (restic first ends its uploads in flight; under an upload limit that takes a while)
+    cancel_requested: bool = False
 
 
 class JobLogLine(LogLine):

@@ -74,7 +74,10 @@ async def get_job(request: web.Request) -> web.Response:
 @routes.post("/api/v1/jobs/{id}/cancel")
 @requires(Role.operator)
 @documented("Cancel a job", description="A queued job ends at once; a running one when its agent stops "
-                                        "restic. 409 when the job already ended.",
+                                        "restic (which first ends its uploads in flight: up to the agent's "
+                                        "grace, 30 s by default). Meanwhile the job says `cancel_requested: "
+                                        "true`, in this reply and in a `job.updated` event. 409 when the job "
+                                        "already ended.",
             reply=Job, status=202, errors=(409,))
 async def cancel_job(request: web.Request) -> web.Response:
     job = await request.app[JOBS].cancel(actor(request), request.match_info["id"])

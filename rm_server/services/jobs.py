@@ -233,16 +233,27 @@ class JobService:
             job = await self.store.jobs.get(job_id)
         await self.store.audit.record(actor, "job.cancel", job_id)
         if self.hub.send(job.host_id, p.CommandCancel(job_id=job_id)):
-            return job
+            return await self._cancel_requested(job_id)
         if self.relay is not None and self.relay.clustered and (await self.store.hosts.get(job.host_id)).status == "online":
             # Another replica holds the agent. The request is a row first: if that replica
             # dies before passing it on, the agent's next hello (anywhere) gets it.
             await self.store.jobs.request_cancel(job_id)
             self.relay.send({"t": "cancel", "host": job.host_id, "job": job_id})
-            return job
+            return await self._cancel_requested(job_id, stored=True)
         raise ConflictError("the host is offline; the job is cancelled when its agent reconnects and reports it",
                             {"state": job.state.value})
 
+
+    async def _cancel_requested(self, job_id: str, stored: bool = False) -> Job:
+        """The agent was told (or will be, by the replica holding it): every console learns it
+        now (job.updated, cancel_requested), not once restic has stopped — which under an
+        upload limit takes up to the agent's grace, its bar frozen meanwhile."""
+        if not stored:
+            await self.store.jobs.request_cancel(job_id)
+        job = await self.store.jobs.get(job_id)
+        if not job.state.terminal:
+            self.changed(job)
+        return job
 
 def _group_of(job: Job) -> str:
     """The source group a backup or drill runs (its body names one; dispatch fails the job if not)."""

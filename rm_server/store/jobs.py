@@ -17,7 +17,7 @@ from rm_server.store.db import Row, one
 
 _COLS = (
     "id, host_id, kind, state, actor_kind, actor_id, schedule_id, source_group_id, params, created_at,"
-    " started_at, finished_at, exit_code, summary, error, log_dropped"
+    " started_at, finished_at, exit_code, summary, error, log_dropped, cancel_requested"
 )
 
 
@@ -28,6 +28,7 @@ def _job(row: Row) -> Job:
         source_group_id=row["source_group_id"], params=loads(row["params"], {}), created_at=dt(row["created_at"]),
         started_at=dt(row["started_at"]), finished_at=dt(row["finished_at"]), exit_code=row["exit_code"],
         summary=loads(row["summary"], None), error=row["error"], log_dropped=row["log_dropped"],
+        cancel_requested=bool(row["cancel_requested"]),
     )
 
 

@@ -14,7 +14,7 @@ from rm_tui.client import ApiError
 from rm_tui.format import duration, short_id, size, when
 from rm_tui.host_tabs.base import HostTab
 from rm_tui.screens.job_log import JobLogScreen
-from rm_tui.styles import STATE_STYLE
+from rm_tui.styles import job_state
 from rm_tui.widgets.table import Column, ResourceTable
 
 JOB_LIMIT = 50
@@ -76,7 +76,7 @@ class JobsTab(HostTab):
         info = self.progress.get(job.id, "") if not job.state.terminal else (job.error or "")
         if job.state.terminal and job.exit_code is not None and not info:
             info = f"exit {job.exit_code}"
-        return [short_id(job.id), job.kind.value, Text(job.state.value, style=STATE_STYLE.get(job.state, "")),
+        return [short_id(job.id), job.kind.value, job_state(job),
                 group.name if group else "—", job.actor_kind.value, when(job.created_at), when(job.finished_at),
                 info]
 

@@ -18,7 +18,7 @@ from rm_tui.fleet_model import copy_late
 from rm_tui.format import age, plural, size, when, zoned
 from rm_tui.host_tabs.base import HostTab
 from rm_tui.host_tabs.schedules import next_run
-from rm_tui.styles import STATE_STYLE, STATUS_STYLE
+from rm_tui.styles import STATE_STYLE, STATUS_STYLE, job_state
 
 RECENT_JOBS = 5
 
@@ -100,7 +100,7 @@ class OverviewTab(HostTab, can_focus=True):
             more.append("\nrecent jobs\n", style="bold")
             for j in self.recent[:RECENT_JOBS]:
                 more.append(f"  {when(j.created_at)}  {j.kind.value:<8} ")
-                more.append(j.state.value, style=STATE_STYLE.get(j.state, ""))
+                more.append(job_state(j))
                 more.append(f"  {(j.error or '')[:80]}\n")
         more.append("\n1-8 or tab/arrows switch tabs", style="dim")
         return more

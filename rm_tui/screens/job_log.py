@@ -20,7 +20,7 @@ from rm_tui.client import RECONNECT_MAX, ApiError
 from rm_tui.format import duration, human_summary, plural, short_id, size, when
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.confirm import ConfirmDialog
-from rm_tui.styles import STATE_STYLE
+from rm_tui.styles import job_state
 from rm_tui.widgets.log_view import LogView
 
 
@@ -112,7 +112,7 @@ class JobLogScreen(ApiScreen):
 
     def render_info(self) -> None:
         j = self.job
-        state = Text(j.state.value, style=STATE_STYLE.get(j.state, "bold"))
+        state = job_state(j, "bold")
         info = Text.assemble(
             (f"{self.hostname}  ", "bold"), f"{j.kind.value}  ", state,
             f"  ·  created {when(j.created_at)}",
@@ -123,6 +123,9 @@ class JobLogScreen(ApiScreen):
         if self.host_offline_since is not None and not j.state.terminal:
             info.append(f"\nhost offline since {self.host_offline_since.astimezone():%H:%M} — outcome unknown until it "
                         "returns", style="bold yellow")
+        elif j.cancel_requested and not j.state.terminal:
+            info.append("\ncancel requested: restic ends the uploads in flight, then stops (under an upload limit "
+                        "that can take the agent's grace, 30 s by default, after which it is killed)", style="yellow")
         elif self.progress_text and not j.state.terminal:
             info.append(f"\n{self.progress_text}")
         if j.error:
@@ -143,8 +146,10 @@ class JobLogScreen(ApiScreen):
         bar = self.query_one("#job-progress", ProgressBar)
         if j.state in (JobState.succeeded, JobState.warning):
             bar.update(total=100, progress=100)
-        # lost, cancelled or failed: a full bar would claim it finished; show no bar
-        bar.display = not j.state.terminal or j.state in (JobState.succeeded, JobState.warning)
+        # lost, cancelled or failed: a full bar would claim it finished; show no bar. Nor while a
+        # cancel is under way: restic reports no progress then, the bar would only look frozen
+        bar.display = (not j.state.terminal and not j.cancel_requested) or j.state in (JobState.succeeded,
+                                                                                      JobState.warning)
 
     def on_job_updated(self, message: m.JobUpdated) -> None:
         if message.job.id == self.job.id:
@@ -229,7 +234,7 @@ class JobLogScreen(ApiScreen):
     # ------------------------------------------------------------ cancel and unlock
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cancel" and self.job.state.terminal:
+        if action == "cancel" and (self.job.state.terminal or self.job.cancel_requested):
             return False
         if action == "unlock" and self.job.state != JobState.lost:
             return False
@@ -250,8 +255,10 @@ class JobLogScreen(ApiScreen):
         except ApiError as exc:
             self.report(exc, "Cannot cancel")
             return
-        self.job = job
+        if not self.job.state.terminal:  # the job.updated that ended it may have come first
+            self.job = job
         self.render_info()
+        self.refresh_bindings()
         self.notify("cancel requested" if not job.state.terminal else f"job {job.state.value}")
 
     def action_unlock(self) -> None:

@@ -17,7 +17,7 @@ from rm_tui.client import ApiError
 from rm_tui.format import age, plural, short_id
 from rm_tui.screens.base import ApiScreen
 from rm_tui.screens.job_log import JobLogScreen
-from rm_tui.styles import STATE_STYLE
+from rm_tui.styles import job_state
 from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 
 ACTIVE = (JobState.queued, JobState.dispatched, JobState.running)
@@ -100,7 +100,7 @@ class FleetJobsScreen(ApiScreen):
             detail = Text(j.error or "", style="red")
             since = j.finished_at or j.created_at
         return [short_id(j.id), self.hostnames.get(j.host_id, short_id(j.host_id)), j.kind.value,
-                Text(j.state.value, style=STATE_STYLE.get(j.state, "")), age(since) + " ago", detail]
+                job_state(j), age(since) + " ago", detail]
 
     def show_rows(self) -> None:
         self._order_stale = False

@@ -5,18 +5,22 @@ browser's table, a cancelled job at once. Real server, real agent, real restic."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from textual.widgets import DataTable
 
 from rm_agent.agent import Agent
-from rm_agent.config import load_config
+from rm_agent.config import AgentConfig, load_config, save_config
+from rm_core.enums import JobState
 from rm_tui.format import size
+from rm_tui.screens.confirm import ConfirmDialog
+from rm_tui.screens.job_log import JobLogScreen
 from rm_tui.screens.snapshot_browser import SnapshotBrowser
 from rm_tui.widgets.table import ResourceTable
 from tests.agent.conftest import restic_cli
 from tests.agent.test_agent_server import AgentClock, Running, host_state, job_done
-from tests.agent.test_restore_drills import PW_B, backup, make_source, start_agent
+from tests.agent.test_restore_drills import PW_B, backup, init_done, make_source, start_agent
 from tests.conftest import Server, wait_for
 from tests.tui.helpers import SIZE, cell, new_app, open_host, quick_sign_in
 from tests.tui.test_repo_keys import RESTIC_014
@@ -106,3 +110,58 @@ async def test_browsing_an_offline_host_says_so_in_the_table(server: Server, tmp
             assert [e.name for e in browser.entries] == ["etc", "var"]
         finally:
             await run.close()
+
+
+async def test_a_cancel_shows_at_once_not_running_with_a_frozen_bar(server: Server, tmp_path: Path) -> None:
+    """restic ends the uploads in flight before it exits on SIGINT: under an upload limit that
+    takes longer than the agent's grace, after which it is killed. Meanwhile the job was
+    `running` with a bar that no longer moved; now every console says the cancel is under way."""
+    host_id, token = await server.enroll("web-1")
+    status, body = await server.call("PUT", f"/hosts/{host_id}/repo", json={"url": str(tmp_path / "repo"),
+                                                                           "password": PW_B})
+    assert status == 200, body
+    cfg = tmp_path / "agent" / "agent.json"
+    save_config(cfg, AgentConfig(server_url=server.url, host_id=host_id, agent_token=token, cancel_grace_seconds=6))
+    agent = Agent(load_config(cfg), cfg, clock=AgentClock(), hostname="web-1")
+    agent.first_connect_grace = 0.5
+    run = Running(agent)
+    try:
+        await wait_for(lambda: init_done(server, host_id), 60, "repository initialised")
+        src = tmp_path / "src"
+        src.mkdir()
+        for i in range(20):
+            (src / f"f{i}").write_bytes(os.urandom(1_000_000))
+        status, _ = await server.call("PUT", f"/hosts/{host_id}/bandwidth", json={"upload_kbps": 100})
+        assert status == 200
+        status, group = await server.call("POST", f"/hosts/{host_id}/source-groups",
+                                          json={"name": "big", "includes": [str(src)]})
+        assert status == 201, group
+
+        app = new_app(server)
+        async with app.run_test(size=SIZE) as pilot:
+            fleet = await quick_sign_in(pilot, app)
+            host = await open_host(pilot, app, fleet, host_id)
+            await pilot.press("2", "r")  # run now: the live log opens
+            await wait_for(lambda: isinstance(app.screen, JobLogScreen), what="the backup's log")
+            log = app.screen
+            await wait_for(lambda: log.job.state == JobState.running and log.progress_text, 30, "progress")
+            await pilot.press("c")
+            await wait_for(lambda: isinstance(app.screen, ConfirmDialog), what="cancel asks first")
+            await pilot.press("y")
+            # within a second or two, not after the grace: the job says it is being cancelled
+            await wait_for(lambda: "cancelling" in info(log), 3, "cancelling shown")
+            assert log.job.state == JobState.running, "restic still runs (finishing its uploads)"
+            assert not log.query_one("#job-progress").display, "no frozen bar"
+            await wait_for(lambda: any("cancel" in ln.text for ln in log.lines), 5, "the agent says what it does")
+            await pilot.press("escape")
+            await wait_for(lambda: app.screen is host, what="back on the host")
+            jobs = host.pane("jobs").table
+            assert cell(jobs, log.job.id, "state") == "cancelling"
+            await wait_for(lambda: host.pane("jobs").jobs[log.job.id].state == JobState.cancelled, 30, "cancelled")
+            assert cell(jobs, log.job.id, "state") == "cancelled"
+    finally:
+        await run.close()
+
+
+def info(log: JobLogScreen) -> str:
+    return str(log.query_one("#job-info").render())
