@@ -136,6 +136,8 @@ class HistoryTab(HostTab, can_focus=True):
         await self.show()
 
     async def show(self) -> None:
+        if not self.is_mounted:
+            return  # the load ended as the screen was being closed
         plots = self.query_one("#history-plots", VerticalScroll)
         await plots.remove_children()
         if not self.histories:
