@@ -67,6 +67,8 @@ class GroupsTab(HostTab):
         except ApiError as exc:
             self.report(exc, "Cannot load source groups")
             return
+        if not self.is_mounted:
+            return  # the screen closed while this loaded
         self.groups = {g.id: g for g in groups}
         self.loaded = True
         self.changed()

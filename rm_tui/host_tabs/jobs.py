@@ -62,6 +62,8 @@ class JobsTab(HostTab):
         except ApiError as exc:
             self.report(exc, "Cannot load jobs")
             return
+        if not self.is_mounted:
+            return  # the screen closed while this loaded
         self.jobs = {j.id: j for j in jobs}
         self.loaded = True
         self.render_rows()

@@ -46,6 +46,8 @@ class MaintenanceTab(HostTab, can_focus=True):
         except ApiError as exc:
             self.report(exc, "Cannot load maintenance")
             return
+        if not self.is_mounted:
+            return  # the screen closed while this loaded
         self.loaded = True
         self.render_text()
 

@@ -65,6 +65,8 @@ class SchedulesTab(HostTab):
         except ApiError as exc:
             self.report(exc, "Cannot load schedules")
             return
+        if not self.is_mounted:
+            return  # the screen closed while this loaded
         self.schedules = {s.id: s for s in listing.schedules}
         self.loaded = True
         self.changed()

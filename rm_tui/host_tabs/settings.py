@@ -77,6 +77,8 @@ class SettingsTab(HostTab, can_focus=True):
         except ApiError as exc:
             self.report(exc, "Cannot load host settings")
             return
+        if not self.is_mounted:
+            return  # the screen closed while this loaded
         self.loaded = True
         self.render_text()
         self.post_message(m.RepoChanged(self.repo))

@@ -55,6 +55,8 @@ class SnapshotsTab(HostTab):
         except ApiError as exc:
             self.report(exc, "Cannot load snapshots")
             return
+        if not self.is_mounted:
+            return  # the screen closed while this loaded
         self.snapshots = {s.id: s for s in snapshots}
         self.loaded = True
         self.render_rows()
