@@ -1,7 +1,9 @@
-"""The audit log, newest first, a page at a time; the newest page follows new entries live."""
+"""The audit log, newest first, a page at a time; the newest page follows new entries live.
+Under the table the entry under the cursor in full; `enter` opens it (AuditEntryScreen)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +11,8 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Static
 
 from rm_core.api import AuditEntry
@@ -44,6 +48,7 @@ class AuditScreen(TableScreen):
     CSS_PATH = "tables.tcss"
     TABLE_ID = "audit"
     BINDINGS = [  # the screen's own keys first in the footer, esc (back) after them
+        Binding("enter", "open", "Open", key_display="enter"),
         Binding("right_square_bracket", "older", "Older", key_display="]"),
         Binding("left_square_bracket", "newer", "Newer", key_display="["),
         Binding("ctrl+r", "reload", "Newest"),
@@ -61,6 +66,7 @@ class AuditScreen(TableScreen):
         yield Header()
         yield Static("", id="audit-status", classes="screen-hint")
         yield ResourceTable(AUDIT_COLUMNS, self.cells, id="audit", empty="loading the audit log…")
+        yield Static("", id="audit-detail", classes="screen-hint")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -96,6 +102,25 @@ class AuditScreen(TableScreen):
         live = "  ·  live" if len(self.cursors) == 1 else ""
         self.query_one("#audit-status", Static).update(
             f"page {len(self.cursors)} ({span}, newest first){live}  ·  ] older  ·  [ newer")
+        self.describe(self.table.cursor_key)
+
+    def on_resource_table_highlighted(self, message: ResourceTable.Highlighted) -> None:
+        self.describe(message.key)
+
+    def describe(self, key: str | None) -> None:
+        """The entry under the cursor, below the table: the Details a narrow column cuts short."""
+        e = self.by_key.get(key or "")
+        text = Text()
+        if e is not None:
+            text.append(f"#{e.id} · {e.action} {e.target or ''} · ", style="bold")
+            text.append(detail_text(e.details) or "no details")
+            text.append("  (enter: the entry in full)", style="dim")
+        self.query_one("#audit-detail", Static).update(text)
+
+    def action_open(self) -> None:
+        e = self.by_key.get(self.table.cursor_key or "")
+        if e is not None:
+            self.app.push_screen(AuditEntryScreen(e))
 
     def on_audit_appended(self, message: m.AuditAppended) -> None:
         if len(self.cursors) > 1 or any(e.id == message.entry.id for e in self.entries):
@@ -121,3 +146,40 @@ class AuditScreen(TableScreen):
     def action_reload(self) -> None:
         self.cursors = [None]
         self.load(keep_key=True)
+
+
+def entry_text(e: AuditEntry) -> Text:
+    """Every field of one entry, ids in full, one detail a line (nested values as JSON)."""
+    text = Text()
+    rows = [("#", str(e.id)), ("when", f"{e.ts.isoformat()} ({stamp(e.ts)})"),
+            ("who", f"{e.actor_kind}:{e.actor_name or ''}" + (f" (id {e.actor_id})" if e.actor_id else "")),
+            ("action", e.action), ("target", e.target or "—")]
+    for label, value in rows:
+        text.append(f"{label:<8}", style="bold")
+        text.append(f"{value}\n")
+    text.append("details\n" if e.details else "details none\n", style="bold")
+    for k, v in e.details.items():
+        shown = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        text.append(f"  {k}: ", style="bold")
+        text.append(f"{shown}\n")
+    return text
+
+
+class AuditEntryScreen(ModalScreen[None]):
+    """One audit entry in full: nothing cut, ids as they are stored."""
+
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("enter", "close", "Close", show=False)]
+
+    def __init__(self, entry: AuditEntry) -> None:
+        super().__init__()
+        self.entry = entry
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="audit-entry-box", classes="dialog"):
+            yield Static(f"Audit entry #{self.entry.id}", classes="form-title")
+            yield Static(entry_text(self.entry), id="audit-entry")
+        yield Footer()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
