@@ -117,6 +117,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: about SQLite's own database file; never run on PostgreSQL")
 
 
+# Slowest first: xdist hands tests out in collection order, and a run ends when its last long
+# test does; started first, the long ones (real processes, real restic) overlap the many short
+# ones instead of running alone at the end.
+FIRST = ("tests/reliability/", "tests/e2e/", "tests/agent/", "tests/tui/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        where = item.path.relative_to(config.rootpath).as_posix()
+        return next((i for i, prefix in enumerate(FIRST) if where.startswith(prefix)), len(FIRST))
+
+    items.sort(key=rank)  # stable: within a folder, the files' own order
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if FORCED or "database" not in metafunc.fixturenames:
         return
