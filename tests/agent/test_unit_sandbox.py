@@ -57,9 +57,19 @@ def real_tmp_data() -> Path:
 
 def sandboxed_agent(work: Path, config: Path) -> Proc:
     private = next(work.glob("systemd-private-*/tmp"))
-    script = (f"mount --bind -o ro {shlex.quote(str(work / 'ro'))} {shlex.quote(str(work / 'ro'))} && "
-              f"mount --bind {shlex.quote(str(private))} /tmp && "
-              f"exec {shlex.quote(str(BIN / 'rm-agent'))} run --config {shlex.quote(str(config))}")
+    q = shlex.quote
+    script = f"mount --bind -o ro {q(str(work / 'ro'))} {q(str(work / 'ro'))} && "
+    # A checkout (or its venv) under /tmp would vanish behind the private /tmp: keep the old
+    # /tmp reachable and put the checkout back where it was, as a unit's ExecStart sees it.
+    repo = Path(BIN).resolve().parents[1] if Path(BIN).is_relative_to("/tmp") else None
+    if repo is not None:
+        old = work / "old-tmp"
+        old.mkdir(exist_ok=True)
+        script += (f"mount --bind /tmp {q(str(old))} && mount --bind {q(str(private))} /tmp && "
+                   f"mkdir -p {q(str(repo))} && mount --bind {q(str(old / repo.relative_to('/tmp')))} {q(str(repo))} && ")
+    else:
+        script += f"mount --bind {q(str(private))} /tmp && "
+    script += f"exec {q(str(BIN / 'rm-agent'))} run --config {q(str(config))}"
     return Proc(["unshare", "-m", "--propagation", "private", "sh", "-c", script])
 
 
