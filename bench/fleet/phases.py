@@ -206,7 +206,7 @@ def run_size(n: int, args, ctx) -> dict:
                                 nice=getattr(args, "agents_nice", 0), freeze_heap=args.agents_freeze_heap,
                                 spread_sources=args.agents_spread_sources)
         host_ids = [h for h, _ in creds]
-        probes = Probes(ctx, [base], token, host_ids, args.max_seconds)
+        probes = Probes(ctx, [base], token, host_ids, args.max_seconds, args.scrape_every)
         fleet = Fleet([base], [pid], token, host_ids, children, probes, target_of(data_dir), args, log)
         connect_storm(fleet, res)
         time.sleep(2)

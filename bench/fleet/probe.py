@@ -18,9 +18,11 @@ from fleet.stats import mono
 class Probe:
     """Latency probes against the server from their own process (own core share, own loop)."""
 
-    def __init__(self, base: str, token: str, host_ids: list[str], cmd_q, res_q, lifetime: float):
+    def __init__(self, base: str, token: str, host_ids: list[str], cmd_q, res_q, lifetime: float,
+                 scrape_every: float = 0.0):
         self.base, self.token, self.host_ids = base, token, host_ids
         self.cmd_q, self.res_q, self.lifetime = cmd_q, res_q, lifetime
+        self.scrape_every = scrape_every
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -40,10 +42,12 @@ class Probe:
                     continue
                 if cmd[0] == "start":
                     opts = cmd[1]
-                    samples = {"healthz": [], "hosts_page": [], "jobs_page": [], "hosts_full": [], "errors": [],
-                               "lag_before": await self.lag_buckets()}
+                    samples = {"healthz": [], "hosts_page": [], "jobs_page": [], "hosts_full": [], "scrape": [],
+                               "errors": [], "lag_before": await self.lag_buckets()}
                     tasks = [asyncio.create_task(self.healthz(samples)),
                              asyncio.create_task(self.paged(samples))]
+                    if self.scrape_every:
+                        tasks.append(asyncio.create_task(self.scrape(samples)))
                     if opts.get("full_list"):
                         tasks.append(asyncio.create_task(self.full(samples)))
                     self.res_q.put(("probe", {"ok": True}))
@@ -117,16 +121,22 @@ class Probe:
             i += 1
             await asyncio.sleep(0.025)
 
+    async def scrape(self, samples) -> None:
+        """Prometheus' scrape of /metrics (gzip, as it asks), every scrape_every seconds."""
+        while True:
+            await self._timed(samples, "scrape", f"{self.base}/metrics")
+            await asyncio.sleep(self.scrape_every)
+
     async def full(self, samples) -> None:
         while True:
             await self._timed(samples, "hosts_full", f"{self.base}/api/v1/hosts")
             await asyncio.sleep(2.0)  # a TUI-like refresh; faster polling itself saturates the server
 
 
-def probe_main(base, token, host_ids, cmd_q, res_q, lifetime) -> None:
+def probe_main(base, token, host_ids, cmd_q, res_q, lifetime, scrape_every=0.0) -> None:
     """A child process's entry: one probe until told to exit."""
     child_setup()
-    asyncio.run(Probe(base, token, host_ids, cmd_q, res_q, lifetime).run())
+    asyncio.run(Probe(base, token, host_ids, cmd_q, res_q, lifetime, scrape_every).run())
 
 
 def probe_cmd(probe_q, probe_res, cmd: tuple, timeout: float = 60):
@@ -140,13 +150,15 @@ class Probes:
     """The bench's side of one probe process per server (each replica measured from its own
     process, so one replica's slowness never delays another's samples)."""
 
-    def __init__(self, ctx, bases: list[str], token: str, host_ids: list[str], lifetime: float):
+    def __init__(self, ctx, bases: list[str], token: str, host_ids: list[str], lifetime: float,
+                 scrape_every: float = 0.0):
         self.queues: list[tuple] = []
         self.procs: list = []
         try:
             for base in bases:
                 q, res = ctx.Queue(), ctx.Queue()
-                proc = ctx.Process(target=probe_main, args=(base, token, host_ids, q, res, lifetime), daemon=True)
+                proc = ctx.Process(target=probe_main, args=(base, token, host_ids, q, res, lifetime, scrape_every),
+                                   daemon=True)
                 proc.start()
                 self.queues.append((q, res))
                 self.procs.append(proc)

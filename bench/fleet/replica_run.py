@@ -80,7 +80,7 @@ def run_replicas(n: int, args, ctx) -> dict:
         children = start_swarms(ctx, bases, creds, args.agent_procs, args.max_seconds, nice=args.agents_nice,
                                 freeze_heap=args.agents_freeze_heap, spread_sources=args.agents_spread_sources)
         host_ids = [h for h, _ in creds]
-        probes = Probes(ctx, bases, token, host_ids, args.max_seconds)
+        probes = Probes(ctx, bases, token, host_ids, args.max_seconds, getattr(args, "scrape_every", 0))
         fleet = Fleet(bases, pids, token, host_ids, children, probes, url, args, log)
         connect_storm(fleet, res)
         maint_hosts = host_ids[-MAINTENANCE_HOSTS:]

@@ -70,6 +70,9 @@ def fleet_args(ap: argparse.ArgumentParser, name: str) -> None:
     ap.add_argument("--log-jobs", type=int, default=64, help="jobs streaming logs at once")
     ap.add_argument("--log-lines", type=int, default=200_000, help="log lines in total for the ingest test")
     ap.add_argument("--max-seconds", type=float, default=900, help="child processes exit after this long")
+    ap.add_argument("--scrape-every", type=float, default=0, metavar="SECONDS",
+                    help="the probes also scrape /metrics as Prometheus does, every SECONDS during every phase "
+                         "(0: not at all; issue 20: a scrape must not move the push or paged p99s)")
     ap.add_argument("--profile", metavar="DIR", help="sample the server with py-spy during push and ingest")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
     ap.add_argument("--out", default=None, help=f"JSON file (default bench/results/{name}.json; "

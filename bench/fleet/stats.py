@@ -50,7 +50,7 @@ def lag_stats(before: dict, after: dict) -> dict:
 
 def phase_stats(samples: dict) -> dict:
     """One phase's probe samples (fleet.probe.Probe) as the figures the results JSON holds."""
-    out = {k: summary_ms(samples.get(k, [])) for k in ("healthz", "hosts_page", "jobs_page", "hosts_full")}
+    out = {k: summary_ms(samples.get(k, [])) for k in ("healthz", "hosts_page", "jobs_page", "hosts_full", "scrape")}
     out["server_loop_lag"] = lag_stats(samples.get("lag_before") or {}, samples.get("lag_after") or {})
     out["errors"] = len(samples.get("errors", []))
     out["error_examples"] = sorted(set(samples.get("errors", [])))[:5]
