@@ -1,13 +1,13 @@
 """Cells of the fleet table that take more than one line to say: a host's last verification
-and its copy lag (pure: a host in, rich Text out)."""
+and its copy lag (pure: a host in, rich Text out); and the status line above the table."""
 
 from __future__ import annotations
 
 from rich.text import Text
 
 from rm_core.api import Host
-from rm_tui.fleet_model import FAILED, copy_late
-from rm_tui.format import age, verified
+from rm_tui.fleet_model import FAILED, FleetModel, copy_late
+from rm_tui.format import age, plural, verified
 from rm_tui.styles import VERIFIED_STYLE
 
 
@@ -38,3 +38,29 @@ def name_cell(host: Host) -> Text:
     if host.stale:
         name.append(" stale", style="reverse red")
     return name
+
+
+def status_line(model: FleetModel, marked: int, live: bool) -> str:
+    """Counts per status, how many are shown, the sort, the filter, the marks (console markup)."""
+    c = model.counts()
+    if not c["hosts"]:
+        return "no hosts enrolled yet: create an enrollment token (n) and run its install command on the host"
+    parts = []
+    shown = len(model.visible())
+    if shown != c["hosts"] or model.filter_text:  # first: the line shares its row with the filter box
+        parts.append(f"{shown:,} shown")
+    if model.filter_text:
+        parts.append(f"filter: {model.filter_text!r}")
+    parts += [plural(c["hosts"], "host"), f"[green]{c.get('online', 0):,} online[/]",
+              f"[red]{c.get('offline', 0):,} offline[/]", f"[yellow]{c.get('pending', 0):,} pending[/]"]
+    for key, style, label in (("anomaly", "bold red", "anomaly"), ("stale", "bold red", "stale"),
+                              ("failed", "red", "failed"), ("drill", "red", "drill failed"),
+                              ("copy", "red", "copy late"), ("drift", "yellow", "drift")):
+        if c.get(key):
+            parts.append(f"[{style}]{c[key]:,} {label}[/]")
+    parts.append(f"sorted by {model.sort_label()}")
+    if marked:
+        parts.append(f"[reverse]{plural(marked, 'host')} marked[/]")
+    if not live:
+        parts.append("[reverse yellow] live updates paused [/]")
+    return "  ·  ".join(parts)

@@ -10,16 +10,17 @@ import gc
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static
+from textual.containers import Horizontal
+from textual.widgets import Footer, Header, Static
 
 from rm_core.api import Host
 from rm_tui import messages as m
 from rm_tui.client import ApiError
-from rm_tui.fleet_cells import copy_cell, name_cell, verified_cell
+from rm_tui.fleet_cells import copy_cell, name_cell, status_line, verified_cell
 from rm_tui.fleet_model import SORTS, FleetModel, drift
 from rm_tui.format import age, plural, size
 from rm_tui.next_runs import until
@@ -29,6 +30,7 @@ from rm_tui.screens.growth import GrowthScreen
 from rm_tui.screens.host import HostScreen
 from rm_tui.screens.jobs import FleetJobsScreen
 from rm_tui.styles import STATE_STYLE, STATUS_STYLE
+from rm_tui.widgets.filter_box import FilterBox
 from rm_tui.widgets.table import REPAINT_HZ, Column, ResourceTable
 
 COLUMNS = [Column("host", "Host", 28), Column("status", "Status", 8), Column("backup", "Last backup", 12),
@@ -75,6 +77,7 @@ class FleetScreen(ApiScreen):
         self._replay: list[Any] | None = None  # events that arrived while a load was in flight
         self._status_text = ""
         self._clearable = False  # what the footer last said of esc
+        self.filtering = False  # keys typed go to the filter box (after "/", until enter or esc)
 
     @property
     def hosts(self) -> dict[str, Host]:
@@ -82,15 +85,17 @@ class FleetScreen(ApiScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: hostname, status (online/offline/pending), anomaly, stale, failed, drill, "
-                                "copy, drift, problems",
-                    id="filter")
-        yield Static("", id="fleet-status")
+        # one line, the box always there beside the status line: opening or closing a box
+        # moved the table, a layout that drew every row twice (bench/tty_bytes.py)
+        with Horizontal(id="fleet-bar"):
+            yield Static("", id="fleet-status")
+            yield FilterBox(self.filter_changed, id="filter", placeholder="/ filter: hostname, online, offline, "
+                                                                          "pending, anomaly, stale, failed, drill, copy, "
+                                                                          "drift, problems")
         yield ResourceTable(COLUMNS, self.cells, markable=True, id="hosts", empty="loading hosts…")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
         self.table.focus()
         if getattr(self.app, "events_connected", False):
             self.load()
@@ -187,28 +192,7 @@ class FleetScreen(ApiScreen):
         if self.clearable() != self._clearable:
             self._clearable = not self._clearable
             self.refresh_bindings()  # esc comes into the footer, or leaves it
-        c = self.model.counts()
-        if not c["hosts"]:
-            text = "no hosts enrolled yet: create an enrollment token (n) and run its install command on the host"
-        else:
-            parts = [plural(c["hosts"], "host"), f"[green]{c.get('online', 0):,} online[/]",
-                     f"[red]{c.get('offline', 0):,} offline[/]", f"[yellow]{c.get('pending', 0):,} pending[/]"]
-            for key, style, label in (("anomaly", "bold red", "anomaly"), ("stale", "bold red", "stale"),
-                                      ("failed", "red", "failed"), ("drill", "red", "drill failed"),
-                                      ("copy", "red", "copy late"), ("drift", "yellow", "drift")):
-                if c.get(key):
-                    parts.append(f"[{style}]{c[key]:,} {label}[/]")
-            shown = len(self.model.visible())
-            if shown != c["hosts"]:
-                parts.append(f"{shown:,} shown")
-            parts.append(f"sorted by {self.model.sort_label()}")
-            if self.model.filter_text:
-                parts.append(f"filter: {self.model.filter_text!r}")
-            if self.table.marks:
-                parts.append(f"[reverse]{plural(len(self.table.marks), 'host')} marked[/]")
-            if not getattr(self.app, "events_connected", False):
-                parts.append("[reverse yellow] live updates paused [/]")
-            text = "  ·  ".join(parts)
+        text = status_line(self.model, len(self.table.marks), getattr(self.app, "events_connected", False))
         if text != self._status_text:  # most ticks change rows, not counts
             self._status_text = text
             self.query_one("#fleet-status", Static).update(text, layout=False)  # one line, fixed height
@@ -285,52 +269,64 @@ class FleetScreen(ApiScreen):
             self.app.push_screen(HostScreen(self.model.hosts[host_id]))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "filter" and isinstance(self.focused, Input):
-            return False  # a "/" typed into the filter box itself
+        if action in ("filter", "open_host") and self.filtering:
+            return False  # "/" is text now; enter ends the typing (on_key)
         if action == "clear_filter" and not self.clearable():
             return False  # nothing to clear: esc stays out of the footer
         return super().check_action(action, parameters)
 
     def clearable(self) -> bool:
-        """A filter (typed, or its box open) or marks: what esc clears (nothing, while being removed)."""
+        """A filter (typed, or its box in use) or marks: what esc clears (nothing, while being removed)."""
         boxes, tables = self.query("#filter"), self.query(ResourceTable)
-        return bool(boxes and tables and (self.model.filter_text or boxes.first().display or tables.first().marks))
+        return bool(boxes and tables and (self.model.filter_text or self.filtering or tables.first().marks))
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        self.set_focus(box)  # now, not after the keys already queued
+        """Typing goes to the box from the next key on (a priority binding: keys typed right
+        after "/" are already the filter's); the table keeps focus and the arrows move it."""
+        self.set_filtering(True)
+
+    def set_filtering(self, on: bool) -> None:
+        self.filtering = on
+        self.query_one("#filter", FilterBox).set_class(on, "-typing")
+        self.table.consumes_text = on  # the footer leaves out the keys that are text now
+        if self.focused is not self.table:
+            self.table.focus()  # (focus() draws the whole widget again, even when it had focus)
+        self.refresh_bindings()
         self.update_status()
 
-    @on(Input.Changed, "#filter")
-    def filter_changed(self, event: Input.Changed) -> None:
-        self.model.set_filter(event.value)
+    def on_key(self, event: events.Key) -> None:
+        if not self.filtering:
+            return
+        if event.key == "enter":
+            self.set_filtering(False)  # the filter stays; enter again opens the host
+        elif not self.query_one("#filter", FilterBox).take(event):
+            return
+        event.stop()
+        event.prevent_default()
+
+    def on_paste(self, event: events.Paste) -> None:
+        if self.filtering:
+            self.query_one("#filter", FilterBox).paste(event.text)
+            event.stop()
+
+    def filter_changed(self, value: str) -> None:
+        """As typed (FilterBox: in the turn of the echo). Only rows whose line shows another host
+        are drawn; the first match is on top, not under an old offset."""
+        if not self.is_mounted or value == self.model.filter_text:
+            return
+        self.model.set_filter(value)
         self._order_stale = False
-        self.table.set_rows(self.model.visible())  # rows keep their cached strips: only the order changed
-        self.update_status()
-        # The box, the rows and the status line in the next frame together: each widget would
-        # otherwise tell the screen on its own turn, and the echo went out a frame before the
-        # rows it filters (their content is already fresh; this only says where to repaint).
-        self.refresh(event.input.region, self.table.region, self.query_one("#fleet-status").region)
-
-    @on(Input.Submitted, "#filter")
-    def filter_done(self) -> None:
-        if not self.model.filter_text:
-            self.query_one("#filter", Input).display = False
-        self.table.focus()
+        # typed: from the first match; cleared: the cursor's host stays where it is on screen
+        self.table.set_rows(self.model.visible(), from_top=bool(value))  # strips kept: only the order changed
         self.update_status()
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if not self.model.filter_text and not box.display and self.table.marks:
+        if not self.model.filter_text and not self.filtering and self.table.marks:
             self.table.clear_marks()
             self.update_status()
             return
-        box.value = ""
-        box.display = False
-        self.model.set_filter("")
-        self.show_rows()
-        self.table.focus()
+        self.query_one("#filter", FilterBox).value = ""  # the rows follow (filter_changed)
+        self.set_filtering(False)
 
     def action_sort(self, column: str) -> None:
         self.model.set_sort(column)
