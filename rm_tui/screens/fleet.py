@@ -136,8 +136,6 @@ class FleetScreen(ApiScreen):
         # shared box, several during the load itself). Frozen, they are skipped; they are still
         # freed by reference counting when replaced.
         gc.freeze()
-        self.table.empty = ("no hosts enrolled yet: press n for an enrollment token and run its install command "
-                            "on the host")
         self.show_rows()
         self.load_crons()
 
@@ -168,6 +166,7 @@ class FleetScreen(ApiScreen):
     def show_rows(self) -> None:
         """The model's current order into the table (cursor stays on its host), and the counts."""
         self._order_stale = False
+        self.table.empty = self.empty_text()
         self.table.set_rows(self.model.visible())
         self.table.invalidate(None)
         self.update_status()
@@ -309,6 +308,11 @@ class FleetScreen(ApiScreen):
             self.query_one("#filter", FilterBox).paste(event.text)
             event.stop()
 
+    def empty_text(self) -> str:
+        if self.model.hosts and self.model.filter_text:
+            return f"no host matches {self.model.filter_text!r} (esc clears the filter)"
+        return "no hosts enrolled yet: press n for an enrollment token and run its install command on the host"
+
     def filter_changed(self, value: str) -> None:
         """As typed (FilterBox: in the turn of the echo). Only rows whose line shows another host
         are drawn; the first match is on top, not under an old offset."""
@@ -316,6 +320,7 @@ class FleetScreen(ApiScreen):
             return
         self.model.set_filter(value)
         self._order_stale = False
+        self.table.empty = self.empty_text()
         # typed: from the first match; cleared: the cursor's host stays where it is on screen
         self.table.set_rows(self.model.visible(), from_top=bool(value))  # strips kept: only the order changed
         self.update_status()

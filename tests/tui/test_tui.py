@@ -55,6 +55,10 @@ async def test_filter_hides_rows(server):
         await pilot.press("escape")
         assert table.row_count == 2
         assert [fleet.hosts[k].hostname for k in table.keys] == ["db-1", "web-1"]
+        await pilot.press("slash", "z", "z")
+        assert table.row_count == 0 and "no host matches 'zz'" in table.empty, table.empty
+        await pilot.press("escape")
+        assert table.row_count == 2
 
 
 async def test_wrong_password_is_a_toast(server):
