@@ -113,8 +113,14 @@ BACKEND = {"now": FORCED or "sqlite"}  # the running test's (set by the autouse 
 sqlite_only = pytest.mark.sqlite_only
 
 
+# For a test about the HTTP surface alone, whose every call is checked on both backends by the
+# rest of the suite (the schemathesis run): once, on the run's default backend.
+one_backend = pytest.mark.one_backend
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: about SQLite's own database file; never run on PostgreSQL")
+    config.addinivalue_line("markers", "one_backend: runs once, not once per database backend")
 
 
 # Slowest first: xdist hands tests out in collection order, and a run ends when its last long
@@ -136,8 +142,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     where = metafunc.definition.path.relative_to(metafunc.config.rootpath).as_posix()
     postgres_itself = {"pg_cluster", "cluster"} & set(metafunc.fixturenames)  # replicas, migrate-store
-    if where.startswith(BOTH_BACKENDS) and not postgres_itself and not metafunc.definition.get_closest_marker(
-            "sqlite_only"):
+    once = any(metafunc.definition.get_closest_marker(m) for m in ("sqlite_only", "one_backend"))
+    if where.startswith(BOTH_BACKENDS) and not postgres_itself and not once:
         metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 
 

@@ -195,8 +195,8 @@ class PgCoordination:
     # ------------------------------------------------------------ NOTIFY / LISTEN
 
     async def send(self, messages: list[dict[str, Any]]) -> None:
-        if not messages:
-            return
+        if not messages or self._stop.is_set():
+            return  # closed: no new session (it would register this replica as alive again)
         if self._locks is None:
             await self._open_locks()
         assert self._locks is not None

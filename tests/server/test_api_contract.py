@@ -21,6 +21,7 @@ import pytest
 
 from rm_server.api.doc import route_doc
 from rm_server.openapi import real_routes
+from tests.conftest import one_backend
 
 pytest.importorskip("schemathesis", reason="a test dependency: pip install -e '.[test]'")
 
@@ -107,6 +108,7 @@ def gateway_answers(doc: dict) -> dict[str, list[int]]:
     return found
 
 
+@one_backend
 async def test_schemathesis_finds_nothing(server, tmp_path: Path):
     host_id, _ = await server.enroll()
     _, group = await server.call("POST", f"/hosts/{host_id}/source-groups", json={"name": "etc", "includes": ["/etc"]})

@@ -167,8 +167,12 @@ async def test_a_dead_replicas_hosts_go_offline_and_another_leads(replicas) -> N
     agent = await agent_on(b, token)  # held: its socket stays open on B (B's sessions die, not the agent)
     coord_a, coord_b = a.app[RELAY].coordination, b.app[RELAY].coordination
     assert await coord_a.lead() and not await coord_b.lead()  # one leader
-    # B dies: its coordination sessions end (what kill -9 does); its hosts are nobody's now
+    # B dies: its coordination sessions end (what kill -9 does); its hosts are nobody's now.
+    # B's coordination is closed first: alive in this process, it would open a new session
+    # (and be alive again) at its next message, which a killed process never sends.
+    coord_b_close = asyncio.ensure_future(coord_b.close())
     terminate(a, coord_b.replica_id)
+    await coord_b_close
     alive = await coord_a.live_replicas()
     assert alive == {coord_a.replica_id}
     assert await a.app[HOSTS].sweep_replicas(alive) == [host_id]
