@@ -96,12 +96,12 @@ class AgentMessages:
         await self._hellos.submit((host_id, hello))
         state = await self._hello_reads.submit(host_id)
         if state is None:  # the host went away meanwhile: the slow path says what is left
-            conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
+            conn.welcome(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
             await self.schedules.push(conn, [host_id])
             conn.send(await self.credentials.config_update(host_id, conn.features))
         else:
             with conn.corked():  # three frames, one transmit (a reconnect storm sends 19k of these)
-                conn.send(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
+                conn.welcome(p.HelloOk(server_version=__version__, protocol_version=PROTOCOL_VERSION), env.id)
                 await send_schedule_sets({host_id: state.schedule_set}, lambda _: conn)  # never suspends
                 conn.send(self.credentials.config_from(host_id, state.bandwidth, state.sealed, conn.features))
         if state is None or state.active_jobs:

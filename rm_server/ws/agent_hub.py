@@ -26,7 +26,7 @@ class AgentConnection:
     queue per agent cost more memory than anything else the server keeps per connection."""
 
     __slots__ = ("host_id", "ws", "sock", "last_seen", "seen_stored", "limit", "pending", "flusher", "closing",
-                 "closer", "features")
+                 "closer", "features", "welcomed")
 
     def __init__(self, host_id: str, ws: web.WebSocketResponse, now: datetime, limit: int, sock: Any = None):
         self.host_id = host_id
@@ -41,6 +41,10 @@ class AgentConnection:
         self.closer: asyncio.Future[bool] | None = None
         # announced in hello: messages of a feature go only to agents that know them
         self.features: frozenset[str] = frozenset()
+        # The connection is reachable (hub.connections) while its hello is still being
+        # recorded; anything sent then (a query, a cancel) waits here until hello.ok has gone,
+        # since an agent takes any other first frame for a broken handshake and reconnects.
+        self.welcomed = False
 
     def send(self, payload: p.Payload, ref: str | None = None) -> bool:
         """Buffer a message; an agent that lets the buffer fill cannot keep up and is dropped."""
@@ -53,6 +57,9 @@ class AgentConnection:
             log.warning("agent %s send buffer full; closing its connection", self.host_id)
             self.close(1013, "send queue overflowed")
             return False
+        if not self.welcomed:
+            self.pending.append(frame)
+            return True
         idle = self.flusher is None or self.flusher.done()
         if idle and not self.pending:
             self._send_now(frame)
@@ -61,6 +68,17 @@ class AgentConnection:
         if idle:
             self.flusher = asyncio.ensure_future(self._flush())
         return True
+
+    def welcome(self, payload: p.Payload, ref: str | None = None) -> None:
+        """Send hello.ok first, then whatever waited for it."""
+        self.welcomed = True
+        frame = p.encode(p.message(payload, ref))
+        if not self.pending:
+            self._send_now(frame)
+            return
+        self.pending.appendleft(frame)
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.ensure_future(self._flush())
 
     def _send_now(self, frame: str) -> None:
         """Write the frame without a task: an uncompressed send only suspends when the socket

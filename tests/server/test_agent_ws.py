@@ -1,9 +1,13 @@
 """The agent WebSocket: hello phase, version gate, newest wins, liveness."""
 
+import asyncio
+import threading
+
 import aiohttp
 
 from rm_core import protocol as p
-from rm_server.keys import CONFIG, HOSTS
+from rm_server.keys import AGENTS, CONFIG, HOSTS, STORE
+from rm_server.store.lanes import LaneName
 from tests.conftest import TestAgent, wait_for
 
 
@@ -45,6 +49,32 @@ async def test_enrollment_token_single_use_and_expiry(server):
     assert status == 401
     status, listed = await server.call("GET", "/enrollment-tokens")
     assert all("token" not in t for t in listed["tokens"]), "tokens are shown once only"
+
+
+async def test_nothing_reaches_an_agent_before_its_hello_ok(server):
+    """The connection is reachable while its hello is being written; a command sent then
+    (CI saw an `ls` query) must follow hello.ok, or the agent drops the connection as a
+    broken handshake and the host reads offline. The writer lane is held so the hello's
+    write cannot finish before the command is sent."""
+    host_id, token = await server.enroll()
+    gate = threading.Event()
+    writer = server.app[STORE].db.lane(LaneName.WRITER)
+    held = asyncio.ensure_future(writer.call(lambda _conn: gate.wait(10)))
+    try:
+        agent = TestAgent(server, token)
+        await agent.connect(hello=False)
+        await agent.send(p.Hello(protocol_version=1, agent_version="test", hostname="web-1", os="linux",
+                                 arch="x86_64", restic_version="0.14.0"))
+        hub = server.app[AGENTS]
+        await wait_for(lambda: host_id in hub.connections, what="the connection registered")
+        assert hub.send(host_id, p.CommandCancel(job_id="01J00000000000000000000000"))
+    finally:
+        gate.set()
+        await held
+    first = await agent.recv()
+    assert first is not None and first.type == "hello.ok", first
+    assert (await agent.expect("command.cancel")).payload.job_id == "01J00000000000000000000000"
+    await agent.close()
 
 
 async def test_protocol_too_old_is_refused(server):

@@ -4,6 +4,7 @@ a write has to wait for the socket (back-pressure)."""
 import asyncio
 from datetime import datetime, timezone
 
+from rm_core import protocol as p
 from rm_server.ws.agent_hub import AgentConnection
 
 
@@ -26,6 +27,7 @@ class Socket:
 async def test_frames_go_out_at_once_and_in_order_under_back_pressure():
     ws = Socket()
     conn = AgentConnection("h", ws, datetime.now(timezone.utc), limit=10)
+    conn.welcomed = True  # past hello.ok (below: what waits for it)
     conn.send_frame("a")
     assert ws.sent == ["a"] and conn.flusher is None  # written without a task
 
@@ -47,12 +49,27 @@ async def test_stopping_cancels_a_waiting_send():
     ws = Socket()
     ws.paused = asyncio.get_running_loop().create_future()
     conn = AgentConnection("h", ws, datetime.now(timezone.utc), limit=10)
+    conn.welcomed = True  # past hello.ok (below: what waits for it)
     conn.send_frame("a")
     flusher = conn.flusher
     await conn.stop()
     await asyncio.gather(flusher, return_exceptions=True)
     assert flusher.cancelled()
     assert conn.send_frame("b") is False
+
+
+async def test_frames_sent_before_hello_ok_wait_for_it():
+    """A query or cancel for a host whose hello is still being recorded must not arrive
+    first: the agent would take it for a broken handshake and reconnect."""
+    ws = Socket()
+    conn = AgentConnection("h", ws, datetime.now(timezone.utc), limit=10)
+    assert conn.send_frame("query") is True
+    assert ws.sent == []
+    conn.welcome(p.HelloOk(server_version="t", protocol_version=1), "ref")
+    await conn.flusher
+    assert [p.parse_server_message(f).type for f in ws.sent[:1]] == ["hello.ok"] and ws.sent[1:] == ["query"]
+    conn.send_frame("later")
+    assert ws.sent[-1] == "later"
 
 
 class TcpSocket(Socket):
@@ -76,6 +93,7 @@ async def test_frames_sent_corked_leave_together_when_the_block_ends():
         ours.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio sets it
         with peer, ours:
             conn = AgentConnection("h", TcpSocket(ours), datetime.now(timezone.utc), limit=10, sock=ours)
+            conn.welcomed = True
             conn.send_frame("uncorked;")
             assert select.select([peer], [], [], 5)[0]  # uncorked: on its way at once
             assert peer.recv(100) == b"uncorked;"
