@@ -15,6 +15,8 @@ class SqliteDialect:
     # A row lock for read-then-write transactions: SQLite's BEGIN IMMEDIATE already holds
     # the one write lock of the database.
     for_update = ""
+    # SQLite plans the schedule-set subqueries by their indexes whatever its statistics say
+    analyze_after_bulk = ""
 
     @staticmethod
     def obj(**fields: str) -> str:
@@ -77,6 +79,12 @@ class PostgresDialect:
     # Two replicas may apply events of one job (an agent that moved mid-stream): the row is
     # locked for the transaction that reads its counters and writes after them.
     for_update = " FOR UPDATE"
+    # PostgreSQL plans by its statistics, which autovacuum refreshes up to a minute later: a
+    # fleet's first policy (19k schedules where there were none) left them saying "empty",
+    # and the push's schedule-set read scanned every source group once per host (70 s at
+    # 19k; 0.85 s after ANALYZE, docs/benchmarks.md). ANALYZE runs in the writer's own
+    # transaction, which counts its own new rows.
+    analyze_after_bulk = "ANALYZE source_groups, schedules, schedule_groups"
 
     @staticmethod
     def obj(**fields: str) -> str:

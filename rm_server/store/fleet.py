@@ -76,11 +76,13 @@ class Fleet(Table):
         scols = (schedule["cron"], schedule["timezone"], int(schedule["enabled"]))
         details = {"cron": schedule["cron"], "includes": group["includes"]}
         pushing: asyncio.Future[None] | None = None  # the previous slice's push
+        stale_stats = bool(self.d.analyze_after_bulk)  # refreshed once, by the first slice that adds rows
         ids, pairs_of = self.d.each_text(), self.d.each_json()
         for start in range(0, len(host_ids), SLICE):
             chunk = host_ids[start:start + SLICE]
 
             def write(conn: Conn, now: datetime, audited: list[dict[str, Any]], chunk: list[str] = chunk) -> None:
+                nonlocal stale_stats
                 hosts = json.dumps(chunk)
                 # Every statement takes the slice as one JSON text (json_each) instead of a
                 # bound row per host: the writer thread holds the GIL while it binds, and
@@ -114,6 +116,9 @@ class Fleet(Table):
                              f" (SELECT value ->> 0 FROM {pairs_of})", (pairs,))
                 conn.execute("INSERT INTO schedule_groups (schedule_id, source_group_id, position)"
                              f" SELECT value ->> 0, value ->> 1, 0 FROM {pairs_of}", (pairs,))
+                if fresh and stale_stats:
+                    conn.execute(self.d.analyze_after_bulk)
+                    stale_stats = False
                 conn.execute("UPDATE hosts SET schedule_version = schedule_version + 1 WHERE id IN"
                              f" (SELECT value FROM {ids})", (hosts,))
                 audited.append(audit_row_sync(conn, now, actor, "fleet.policy", name,
