@@ -26,6 +26,9 @@ class JsonReceiver:
     statuses: list[int] = field(default_factory=list)
     hang: asyncio.Event | None = None
     paths: list[str] = field(default_factory=list)
+    # (path, body) of each accepted POST, recorded together: two posts in flight at once
+    # would pair `paths` and `received` wrongly (each is appended at a different await)
+    messages: list[tuple[str, dict]] = field(default_factory=list)
 
     def channel_url(self, path: str = "hook") -> str:
         return self.url.replace("http://", "json://") + "/" + path
@@ -39,6 +42,7 @@ class JsonReceiver:
         status = self.statuses.pop(0) if self.statuses else 200
         if status < 300:
             self.received.append(body)
+            self.messages.append((request.path, body))
         if status in (301, 302, 307, 308):
             raise web.HTTPFound(location="/elsewhere") if status == 302 else web.HTTPTemporaryRedirect("/elsewhere")
         return web.json_response({}, status=status)

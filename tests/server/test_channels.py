@@ -269,7 +269,7 @@ async def test_each_event_reaches_only_the_channels_that_follow_it(server):
         for event in events:
             await wait_for(lambda: server.app[ALERTS].pending(ids[event])[0] == 0, what=f"{event} sent")
         assert sorted(rec.paths) == sorted(f"/{e}" for e in events), rec.paths  # one each, nothing else
-        by_path = dict(zip(rec.paths, rec.received))
+        by_path = dict(rec.messages)
         assert by_path["/check.failed"]["title"] == "[restic-manager] app-3: repository check failed"
         assert "pack 0a1b is damaged" in by_path["/check.failed"]["message"]
         assert "2 of 20 restored files differ" in by_path["/drill.failed"]["message"]
