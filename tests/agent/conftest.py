@@ -16,6 +16,7 @@ import pytest
 from rm_agent.jobs import Job, JobResult
 from rm_core.protocol import Bandwidth, RepoCredentials
 from rm_core.restic import Progress
+from tests.restic_keys import cheapen
 
 PASSWORD = "correct horse battery staple"
 RESTIC = shutil.which("restic") or "/usr/bin/restic"
@@ -43,6 +44,7 @@ def _template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("template")
     repo = base / "repo"
     restic_cli(str(repo), base, "init")
+    cheapen(repo, PASSWORD)  # every test opens its copy many times (tests/restic_keys.py)
     return repo
 
 

@@ -19,6 +19,8 @@ from rm_core.enums import ActorKind, CredentialSlot, JobKind, JobState
 from rm_core.ids import new_id
 from rm_core.protocol import RepoCredentials
 
+from tests.restic_keys import cheapen
+
 from .conftest import PASSWORD, Recorder, big_source
 from .test_restic_versions import (  # noqa: F401  (the restic fixture)
     Restic, _stop, group, htpasswd, make_runner, make_source, poll, restic, restic_env, run_job, start_rclone,
@@ -63,6 +65,8 @@ async def test_copy_takes_only_the_groups_snapshots_once(tmp_path: Path, restic:
         jid, res = await run_job(runner, rec, JobKind.init, params)
         assert res.state == JobState.succeeded, (res, rec.text(jid))
     assert (copy_dir / "config").is_file() and (tmp_path / "primary" / "config").is_file()
+    cheapen(tmp_path / "primary", PASSWORD)  # see tests/restic_keys.py
+    cheapen(copy_dir, COPY_PASSWORD)
     docs, other = make_source(tmp_path / "docs"), make_source(tmp_path / "other")
     for src, tag in ((docs, "docs"), (other, "other"), (docs, "docs")):
         _, res = await run_job(runner, rec, JobKind.backup, {"source_group": group(src, tag)})
@@ -123,6 +127,8 @@ async def test_bandwidth_cap_slows_the_copy(tmp_path: Path, restic: Restic) -> N
     runner = make_runner(tmp_path, rec, restic, {CredentialSlot.repo: primary, CredentialSlot.copy: copy})
     await run_job(runner, rec, JobKind.init)
     await run_job(runner, rec, JobKind.init, {"repo": "copy"})
+    cheapen(tmp_path / "primary", PASSWORD)  # see tests/restic_keys.py
+    cheapen(tmp_path / "copy", COPY_PASSWORD)
     src = tmp_path / "data"
     src.mkdir()
     (src / "blob").write_bytes(os.urandom(3 << 20))
@@ -144,6 +150,8 @@ async def test_a_copy_killed_part_way_is_finished_by_the_next(tmp_path: Path, re
     runner = make_runner(tmp_path, rec, restic, {CredentialSlot.repo: primary, CredentialSlot.copy: copy})
     await run_job(runner, rec, JobKind.init)
     await run_job(runner, rec, JobKind.init, {"repo": "copy"})
+    cheapen(tmp_path / "primary", PASSWORD)  # see tests/restic_keys.py
+    cheapen(tmp_path / "copy", COPY_PASSWORD)
     src = big_source(tmp_path / "big", 100)
     _, res = await run_job(runner, rec, JobKind.backup, {"source_group": group(src, "big")})
     assert res.state == JobState.succeeded, res
