@@ -65,61 +65,73 @@ def _number(raw: str | None, key: str) -> str | None:
     return None if m is None else m.group(1)
 
 
-def render(rows: list[Row]) -> str:
-    """The per-host families for rows of store.host_metrics (in its column order)."""
-    series: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
-    info, online, stale, created = (series["rm_host_info"], series["rm_host_online"], series["rm_host_stale"],
-                                    series["rm_host_created_timestamp_seconds"])
-    success = series["rm_host_last_backup_success_timestamp_seconds"]
-    duration = series["rm_host_last_backup_duration_seconds"]
-    added, size = series["rm_host_last_backup_added_bytes"], series["rm_host_repository_size_bytes"]
-    outcome, overdue = series["rm_host_last_job_success"], series["rm_host_drill_overdue"]
-    for (host_id, hostname, status, is_stale, created_at, last_success, backup_state, started, finished, summary,
-         stats, check_state, drill_state, is_overdue) in rows:
-        host = _escape(host_id)
-        label = f'{{host_id="{host}"}}'
-        info.append(f'rm_host_info{{host_id="{host}",hostname="{_escape(hostname)}"}} 1')
-        online.append(f"rm_host_online{label} {1 if status == 'online' else 0}")
-        stale.append(f"rm_host_stale{label} {1 if is_stale else 0}")
-        overdue.append(f"rm_host_drill_overdue{label} {1 if is_overdue else 0}")
-        created.append(f"rm_host_created_timestamp_seconds{label} {_seconds(created_at) or 0}")
-        if last_success:
-            success.append(f"rm_host_last_backup_success_timestamp_seconds{label} {_seconds(last_success)}")
-        took = _number(summary, "total_duration")
-        if took is None and started and finished:
-            took = f"{(datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds():.3f}"
-        if took is not None:
-            duration.append(f"rm_host_last_backup_duration_seconds{label} {took}")
-        bytes_added = _number(summary, "data_added")
-        if bytes_added is not None:
-            added.append(f"rm_host_last_backup_added_bytes{label} {bytes_added}")
-        total = _number(stats, "total_size")
-        if total is not None:
-            size.append(f"rm_host_repository_size_bytes{label} {total}")
-        for kind, state in ((_BACKUP, backup_state), (_CHECK, check_state), (_DRILL, drill_state)):
-            if state in _OK:
-                outcome.append(f'rm_host_last_job_success{{host_id="{host}",kind="{kind}"}} {_OK[state]}')
-    out = []
+# Column positions in a row of store.host_metrics (rows stay tuples: no per-row dict).
+(_HOST, _NAME, _STATUS, _STALE, _CREATED, _SUCCESS, _BACKUP_STATE, _STARTED, _FINISHED, _SUMMARY, _STATS,
+ _CHECK_STATE, _DRILL_STATE, _OVERDUE) = range(14)
+_OUTCOMES = ((_BACKUP, _BACKUP_STATE), (_CHECK, _CHECK_STATE), (_DRILL, _DRILL_STATE))
+
+
+def _duration(row: Row) -> str | None:
+    took = _number(row[_SUMMARY], "total_duration")
+    if took is None and row[_STARTED] and row[_FINISHED]:
+        took = f"{(datetime.fromisoformat(row[_FINISHED]) - datetime.fromisoformat(row[_STARTED])).total_seconds():.3f}"
+    return took
+
+
+# A family labelled by host_id alone -> its value for a row (None: no sample for that host).
+_VALUE: dict[str, Callable[[Row], str | None]] = {
+    "rm_host_online": lambda r: "1" if r[_STATUS] == "online" else "0",
+    "rm_host_stale": lambda r: "1" if r[_STALE] else "0",
+    "rm_host_created_timestamp_seconds": lambda r: _seconds(r[_CREATED]) or "0",
+    "rm_host_last_backup_success_timestamp_seconds": lambda r: _seconds(r[_SUCCESS]),
+    "rm_host_last_backup_duration_seconds": _duration,
+    "rm_host_last_backup_added_bytes": lambda r: _number(r[_SUMMARY], "data_added"),
+    "rm_host_repository_size_bytes": lambda r: _number(r[_STATS], "total_size"),
+    "rm_host_drill_overdue": lambda r: "1" if r[_OVERDUE] else "0",
+}
+
+
+def _samples(name: str, rows: list[Row]) -> list[str]:
+    if name == "rm_host_info":
+        return [f'rm_host_info{{host_id="{_escape(r[_HOST])}",hostname="{_escape(r[_NAME])}"}} 1' for r in rows]
+    if name == "rm_host_last_job_success":
+        return [f'{name}{{host_id="{_escape(r[_HOST])}",kind="{kind}"}} {_OK[r[at]]}'
+                for r in rows for kind, at in _OUTCOMES if r[at] in _OK]
+    value = _VALUE[name]
+    return [f'{name}{{host_id="{_escape(r[_HOST])}"}} {v}' for r in rows if (v := value(r)) is not None]
+
+
+def render(rows: list[Row]) -> bytes:
+    """The per-host families for rows of store.host_metrics, as one gzip member.
+
+    Built and compressed one family at a time: at 19k hosts the whole text is 17 MB, and
+    holding every family's 228k lines, then their join, then its encoding (the first
+    version) raised the server's RSS peak by ~45 MB in the 19k bench (item 29 of
+    docs/benchmarks.md). Only the compressed 3 MB is kept; a plain-text scrape unpacks it."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    packed = []
     for name, kind, help_text in FAMILIES:
-        out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *series[name]]
-    return "\n".join(out) + "\n"
+        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *_samples(name, rows)]
+        packed.append(compressor.compress(("\n".join(lines) + "\n").encode()))
+    packed.append(compressor.flush())
+    return b"".join(packed)
 
 
 class HostMetricsCache:
-    """The rendered per-host text (and its gzip), served at once and rebuilt in the
+    """The rendered per-host text (gzip), served at once and rebuilt in the
     background once older than `ttl` seconds (stale-while-revalidate): a scrape never waits
     for a rebuild, except the very first one. At 19k hosts a rebuild takes a few hundred ms
     of a reader thread; a scrape served from here takes a few ms."""
 
-    def __init__(self, build: Callable[[], Awaitable[str]], ttl: float = 10.0) -> None:
+    def __init__(self, build: Callable[[], Awaitable[bytes]], ttl: float = 10.0) -> None:
         self.build = build
         self.ttl = ttl
         self._made_at = float("-inf")
-        self._value: tuple[bytes, bytes] | None = None
-        self._building: asyncio.Future[tuple[bytes, bytes]] | None = None
+        self._value: bytes | None = None
+        self._building: asyncio.Future[bytes] | None = None
 
-    async def get(self) -> tuple[bytes, bytes]:
-        """(text, the same text as one gzip member)."""
+    async def get(self) -> bytes:
+        """The per-host text as one gzip member."""
         loop = asyncio.get_running_loop()
         if self._value is not None and loop.time() - self._made_at < self.ttl:
             return self._value
@@ -130,15 +142,13 @@ class HostMetricsCache:
             return self._value  # the rebuild's result serves the next scrape
         return await asyncio.shield(self._building)
 
-    async def _build(self) -> tuple[bytes, bytes]:
-        text = (await self.build()).encode()
-        packed = await asyncio.to_thread(gzip_member, text)
-        self._value = (text, packed)
+    async def _build(self) -> bytes:
+        value = self._value = await self.build()
         self._made_at = asyncio.get_running_loop().time()
-        return self._value
+        return value
 
 
-def _log_failure(future: asyncio.Future[tuple[bytes, bytes]]) -> None:
+def _log_failure(future: asyncio.Future[bytes]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("rebuilding the per-host metrics failed; the last ones are served: %s", future.exception())
 
