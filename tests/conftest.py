@@ -126,10 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # Slowest first: xdist hands tests out in collection order, and a run ends when its last long
 # test does; started first, the long ones (real processes, real restic) overlap the many short
 # ones instead of running alone at the end.
-# The two longest single tests outside those folders (schemathesis ~60 s, mypy ~40 s) go
-# first too: started last, each ran alone at the end of the run.
-FIRST = ("tests/server/test_api_contract.py", "tests/unit/test_types.py", "tests/reliability/", "tests/e2e/",
-         "tests/agent/", "tests/tui/")
+FIRST = ("tests/reliability/", "tests/e2e/", "tests/agent/", "tests/tui/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
