@@ -30,6 +30,7 @@ from rm_core.enums import ActorKind, JobKind
 from rm_core.ids import new_id
 from rm_core.times import iso, utcnow
 from rm_core.version import AGENT_FEATURES, PROTOCOL_VERSION, __version__
+from rm_core.waiting import wait_event
 
 log = logging.getLogger("rm_agent")
 
@@ -100,10 +101,7 @@ class Agent:
             self.outbox.close()
 
     async def _run_scheduler(self) -> None:
-        try:
-            await asyncio.wait_for(self.session.first_attempt_done.wait(), self.first_connect_grace)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(self.session.first_attempt_done, self.first_connect_grace)
         await self.scheduler.run()
 
     def _status(self, state: str, error: str | None = None) -> None:

@@ -17,6 +17,7 @@ from rm_agent.outbox import Outbox
 from rm_core import cron
 from rm_core.protocol import ScheduleSet, ScheduleSpec
 from rm_core.times import utcnow
+from rm_core.waiting import wait_event
 
 log = logging.getLogger("rm_agent.scheduler")
 
@@ -113,9 +114,7 @@ class Scheduler:
             wake = self.next_wakeup()
             delay = 60.0 if wake is None else max(0.05, (wake - self.clock()).total_seconds())
             self._changed.clear()
-            try:
-                # re-check at least once a minute: wall clocks jump (NTP, suspend)
-                await asyncio.wait_for(self._changed.wait(), min(delay, 60.0))
-            except asyncio.TimeoutError:
-                pass
+            # re-check at least once a minute: wall clocks jump (NTP, suspend); a cancel (the
+            # agent stopping) always ends the loop (rm_core/waiting.py)
+            await wait_event(self._changed, min(delay, 60.0))
 

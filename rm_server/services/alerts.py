@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from rm_core.alerts import MAX_LISTED, AlertEvent, AlertSubject, digest_text
 from rm_core.backoff import Backoff
+from rm_core.waiting import wait_event
 from rm_server import alert_send
 from rm_server.security import MasterKey, SealError
 from rm_server.store import Store
@@ -183,10 +184,7 @@ class Alerts:
             due = st.next_due(self.group_wait)
             if due is None or due > now:
                 st.wake.clear()
-                try:
-                    await asyncio.wait_for(st.wake.wait(), None if due is None else due - now)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event(st.wake, None if due is None else due - now)  # a cancel always ends the task
                 continue
             ready = [(e, g) for e, g in st.groups.items() if st.due(e, g, self.group_wait) <= now]
             for event, _ in ready:
