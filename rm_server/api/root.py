@@ -60,7 +60,7 @@ async def metrics(request: web.Request) -> web.Response:
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         # The per-host part (megabytes at 19k hosts) is compressed once per rebuild, not per scrape.
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=gzip_member(text.encode()) + per_host_gzip, headers=headers)
+        return web.Response(body=gzip_member([text.encode()]) + per_host_gzip, headers=headers)
     return web.Response(body=text.encode() + zlib.decompress(per_host_gzip, 31), headers=headers)  # kept packed only
 
 
