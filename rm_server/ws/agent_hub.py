@@ -70,15 +70,12 @@ class AgentConnection:
         return True
 
     def welcome(self, payload: p.Payload, ref: str | None = None) -> None:
-        """Send hello.ok first, then whatever waited for it."""
+        """Send hello.ok first, then whatever waited for it, the way every frame is sent."""
         self.welcomed = True
-        frame = p.encode(p.message(payload, ref))
-        if not self.pending:
-            self._send_now(frame)
-            return
-        self.pending.appendleft(frame)
-        if self.flusher is None or self.flusher.done():
-            self.flusher = asyncio.ensure_future(self._flush())
+        held, self.pending = self.pending, deque()
+        self.send(payload, ref)
+        for frame in held:
+            self.send_frame(frame)
 
     def _send_now(self, frame: str) -> None:
         """Write the frame without a task: an uncompressed send only suspends when the socket

@@ -66,7 +66,8 @@ async def test_frames_sent_before_hello_ok_wait_for_it():
     assert conn.send_frame("query") is True
     assert ws.sent == []
     conn.welcome(p.HelloOk(server_version="t", protocol_version=1), "ref")
-    await conn.flusher
+    if conn.flusher is not None:  # a socket that took the frames at once needs no task
+        await conn.flusher
     assert [p.parse_server_message(f).type for f in ws.sent[:1]] == ["hello.ok"] and ws.sent[1:] == ["query"]
     conn.send_frame("later")
     assert ws.sent[-1] == "later"
