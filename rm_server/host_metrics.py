@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 from rm_core.enums import JobKind
+from rm_server.packed_text import PackedText
 from rm_server.store.db import Row
 
 log = logging.getLogger("rm_server.metrics")
@@ -101,36 +101,35 @@ def _samples(name: str, rows: list[Row]) -> list[str]:
     return [f'{name}{{host_id="{_escape(r[_HOST])}"}} {v}' for r in rows if (v := value(r)) is not None]
 
 
-def render(rows: list[Row]) -> bytes:
-    """The per-host families for rows of store.host_metrics, as one gzip member.
+def render(rows: list[Row]) -> PackedText:
+    """The per-host families for rows of store.host_metrics, deflated.
 
     Built and compressed one family at a time: at 19k hosts the whole text is 17 MB, and
     holding every family's 228k lines, then their join, then its encoding at once took 45 MB
     of Python's memory for a 21k-host build (11 MB this way). Only the compressed 3 MB is
-    kept; a plain-text scrape unpacks it."""
+    kept (packed_text.py); a plain-text scrape unpacks it."""
     def families() -> Iterator[bytes]:
         for name, kind, help_text in FAMILIES:
             lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *_samples(name, rows)]
             yield ("\n".join(lines) + "\n").encode()
 
-    return gzip_member(families())
+    return PackedText.pack(families())
 
 
 class HostMetricsCache:
-    """The rendered per-host text (gzip), served at once and rebuilt in the
+    """The rendered per-host text (deflated), served at once and rebuilt in the
     background once older than `ttl` seconds (stale-while-revalidate): a scrape never waits
     for a rebuild, except the very first one. At 19k hosts a rebuild takes a few hundred ms
     of a reader thread; a scrape served from here takes a few ms."""
 
-    def __init__(self, build: Callable[[], Awaitable[bytes]], ttl: float = 10.0) -> None:
+    def __init__(self, build: Callable[[], Awaitable[PackedText]], ttl: float = 10.0) -> None:
         self.build = build
         self.ttl = ttl
         self._made_at = float("-inf")
-        self._value: bytes | None = None
-        self._building: asyncio.Future[bytes] | None = None
+        self._value: PackedText | None = None
+        self._building: asyncio.Future[PackedText] | None = None
 
-    async def get(self) -> bytes:
-        """The per-host text as one gzip member."""
+    async def get(self) -> PackedText:
         loop = asyncio.get_running_loop()
         if self._value is not None and loop.time() - self._made_at < self.ttl:
             return self._value
@@ -141,21 +140,13 @@ class HostMetricsCache:
             return self._value  # the rebuild's result serves the next scrape
         return await asyncio.shield(self._building)
 
-    async def _build(self) -> bytes:
+    async def _build(self) -> PackedText:
         value = self._value = await self.build()
         self._made_at = asyncio.get_running_loop().time()
         return value
 
 
-def _log_failure(future: asyncio.Future[bytes]) -> None:
+def _log_failure(future: asyncio.Future[PackedText]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("rebuilding the per-host metrics failed; the last ones are served: %s", future.exception())
 
-
-def gzip_member(parts: Iterable[bytes]) -> bytes:
-    """`parts`, one after another, as one gzip member, each part compressed as it comes (a
-    generator's parts need not all exist at once). Members written one after another are one
-    valid gzip stream (RFC 1952 §2.2), so a scrape sends the fleet part's member followed by
-    the cached per-host one."""
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-    return b"".join([*(compressor.compress(part) for part in parts), compressor.flush()])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import zlib
 
 from aiohttp import web
 
@@ -11,7 +10,6 @@ from rm_core.version import __version__
 from rm_server.api.common import PUBLIC, reply, requires
 from rm_server.api.doc import Raw, documented
 from rm_server.errors import Unauthorized, Unavailable
-from rm_server.host_metrics import gzip_member
 from rm_server.keys import AGENTS, CONFIG, EVENTS, HOST_METRICS, METRICS, METRICS_TOKEN, STORE
 from rm_server.security import hash_token
 
@@ -55,13 +53,13 @@ async def metrics(request: web.Request) -> web.Response:
         queue_depths={"agent_send": sum(len(c.pending) for c in agents.connections.values()),
                       "operator_send": sum(s.queue.qsize() for s in events.subscribers)},
     )
-    per_host_gzip = await request.app[HOST_METRICS].get()
+    per_host = await request.app[HOST_METRICS].get()
     headers = {"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         # The per-host part (megabytes at 19k hosts) is compressed once per rebuild, not per scrape.
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=gzip_member([text.encode()]) + per_host_gzip, headers=headers)
-    return web.Response(body=text.encode() + zlib.decompress(per_host_gzip, 31), headers=headers)  # kept packed only
+        return web.Response(body=per_host.gzip_after(text.encode()), headers=headers)
+    return web.Response(body=text.encode() + per_host.text(), headers=headers)  # kept packed only
 
 
 async def _metrics_reader(request: web.Request) -> None:

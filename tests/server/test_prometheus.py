@@ -3,12 +3,14 @@ and Grafana dashboard (packaging/prometheus/) checked against what the server ex
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
 import re
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,12 @@ async def scrape(server, **headers: str) -> tuple[int, str, dict]:
                                auto_decompress=False) as resp:
         raw = await resp.read()
         if resp.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)  # every member, as Prometheus' Go reader does
+            # One member, read as curl --compressed reads it: a reader that stops after the
+            # first member would show only part of the text.
+            one = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            raw = one.decompress(raw)
+            assert one.eof and not one.unused_data, "the reply is not exactly one gzip member"
+            assert gzip.decompress(await resp.read()) == raw  # as Prometheus' Go reader reads it
         return resp.status, raw.decode(), dict(resp.headers)
 
 
@@ -116,6 +123,21 @@ async def test_gzip_when_asked_is_the_same_text(server):
     assert status == 200 and headers["Content-Encoding"] == "gzip"
     drop = re.compile(r"^rm_(http_request|loop_lag).*$", re.M)  # these move between two scrapes
     assert drop.sub("", unpacked) == drop.sub("", plain)
+    assert "rm_host_info{" in plain and "rm_hosts{" in plain
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl missing")
+async def test_curl_compressed_shows_the_whole_text(server):
+    """curl --compressed reads one gzip member only: it must get the per-host series too."""
+    await server.enroll("h1")
+    token = (server.data_dir / "metrics-token").read_text().strip()
+    curl = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "--compressed", "-H", "@-", f"{server.url}/metrics",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # the token via stdin, not argv
+    out, err = await curl.communicate(f"Authorization: Bearer {token}\n".encode())
+    assert curl.returncode == 0, err
+    text = out.decode()
+    assert "rm_hosts{" in text and "rm_host_info{" in text and text.endswith("\n"), text[-300:]
 
 
 @needs_promtool
