@@ -4,7 +4,10 @@ Not `asyncio.wait_for(event.wait(), timeout)`: before Python 3.12 it could swall
 cancellation that arrived in the same loop turn as the event was set (CPython gh-86296); a
 `while True` loop around it then never ended, and whoever cancelled it and awaited it hung
 (seen: the alert dispatcher's channel task, removing a channel in a test). The agent runs on
-3.9+, the server on 3.11+: both have it."""
+3.9+, the server on 3.11+: both have it. The same holds for wait_for around any awaitable that
+finishes as the cancel arrives (seen again: an alert send ending in the turn its channel was
+removed), so rm_server bounds its waits with `asyncio.timeout` (3.11+; it delivers that
+cancel) and never calls wait_for (tests/unit/test_waiting.py checks)."""
 
 from __future__ import annotations
 

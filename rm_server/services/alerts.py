@@ -230,8 +230,13 @@ class Alerts:
                 url, title, body, timeout=self.send_timeout, allow_link_local=self.allow_link_local))
             try:
                 # Apprise bounds its own call; this bounds the wait should a plugin ignore that.
-                error = await asyncio.wait_for(work, self.send_timeout + 5)
-            except asyncio.TimeoutError:
+                # Not wait_for: on 3.11 it returns the result of a send that ends in the same
+                # turn as remove()'s cancel and drops the cancel; the channel task then waits
+                # for a wake that never comes and remove() for it, forever (seen in a test run:
+                # deleting a channel right after its digest went out hung the test).
+                async with asyncio.timeout(self.send_timeout + 5):
+                    error = await work
+            except TimeoutError:
                 error = f"no answer within {self.send_timeout + 5:.0f} s"
         await self.store.channels.record_send(channel_id, error)
         return error

@@ -104,8 +104,9 @@ class QueryService:
         try:
             if not conn.send_frame(p.encode(env)):
                 raise host_offline(host_id)
-            return await asyncio.wait_for(asyncio.shield(pend.future), timeout + self.margin)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout + self.margin):  # not wait_for: see rm_core/waiting.py
+                return await asyncio.shield(pend.future)
+        except TimeoutError:
             raise GatewayTimeout(f"the agent of host {host_id} did not answer {kind} within {timeout + self.margin:.0f} s",
                                  {"kind": kind}) from None
         finally:

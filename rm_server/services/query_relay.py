@@ -46,8 +46,9 @@ class QueryRelay:
         # the holder's own deadline answers first; this covers a holder that died meanwhile
         limit = timeout + 2 * self.queries.margin
         try:
-            return await asyncio.wait_for(future, limit)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(limit):  # not wait_for: see rm_core/waiting.py
+                return await future
+        except TimeoutError:
             raise GatewayTimeout(f"no replica answered {kind} for host {host_id} within {limit:.0f} s",
                                  {"kind": kind}) from None
         finally:

@@ -128,8 +128,9 @@ class Subscriber:
         # A reader that does not read cannot take the close frame either: ws.close() would
         # wait on the drain forever. Cancelled after `wait`, aiohttp drops the transport.
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=message), wait)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(wait):  # not wait_for: see rm_core/waiting.py
+                await self.ws.close(code=code, message=message)
+        except TimeoutError:
             pass
 
     async def closed(self) -> None:

@@ -57,3 +57,29 @@ async def test_timeout_and_set() -> None:
     asyncio.get_running_loop().call_later(0.01, event.set)
     assert await wait_event(event, 5) is True
     assert await wait_event(event, 0) is True  # already set
+
+
+async def timeout_block(event: asyncio.Event, timeout: float) -> bool:  # the server's way (3.11+)
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
+    return event.is_set()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+ (the server's Pythons)")
+async def test_asyncio_timeout_keeps_that_cancel() -> None:
+    assert await ends_when_cancelled(timeout_block)
+
+
+def test_the_server_never_uses_wait_for() -> None:
+    """rm_server runs on 3.11, where wait_for can drop a cancel (above): a task that loops
+    then never ends, and whoever cancels it and awaits it hangs (seen: removing an alert
+    channel right after its digest went out). The server bounds waits with asyncio.timeout."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "rm_server"
+    found = [f"{path.relative_to(root.parent)}:{n}" for path in sorted(root.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if "wait_for(" in line]
+    assert not found, found
