@@ -293,6 +293,3 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-
-def data_dir_default() -> str:
-    return os.environ.get("RM_DATA_DIR") or os.path.expanduser("~/.local/share/restic-manager")

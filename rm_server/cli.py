@@ -16,15 +16,13 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import click
-from aiohttp import web
 
 from rm_core.logs import setup_logging
 from rm_core.server_urls import ServerUrlError, parse_server_urls
 from rm_core.version import __version__
-from rm_server.app import create_app, data_dir_default
 from rm_server.cli_admin import DATABASE, host, operator
 from rm_server.cli_migrate import migrate_store
-from rm_server.config import ServerConfig
+from rm_server.config import ServerConfig, data_dir_default
 from rm_server.heap import fix_malloc_thresholds, tune_collector
 from rm_server.security import MasterKey
 from rm_server.startup import BACKLOG, database_error, fail, listen_sockets, why
@@ -187,6 +185,12 @@ def _run_workers(config: ServerConfig, reserved: list[socket.socket], host: str,
 
 async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ssl_ctx: ssl.SSLContext | None,
                  public_url: str | None) -> None:
+    # Imported here, not at the top: the app (aiohttp, every API model, apprise) is most of
+    # a second of imports that the admin commands (operator, host, backup-db) never use.
+    from aiohttp import web
+
+    from rm_server.app import create_app
+
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     try:

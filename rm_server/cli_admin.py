@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from rm_core.api import Operator, OperatorCreate
 from rm_core.enums import Role
-from rm_server.app import data_dir_default
+from rm_server.config import data_dir_default
 from rm_server.security import hash_password
 from rm_server.startup import database_error, why
 from rm_server.store import Actor, Conflict, NotFound, SchemaTooNew, Store

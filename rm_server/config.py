@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,3 +88,7 @@ class ServerConfig:
     def database(self) -> str | Path:
         """What Store.open() is given: the PostgreSQL URL, or the SQLite file."""
         return self.database_url or self.db_path
+
+
+def data_dir_default() -> str:
+    return os.environ.get("RM_DATA_DIR") or os.path.expanduser("~/.local/share/restic-manager")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -39,9 +40,12 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(derived, base64.b64decode(key))
 
 
-# A hash that costs as much to check as a real one, so a login for an unknown user
-# takes as long as one with a wrong password.
-DUMMY_HASH = hash_password(secrets.token_hex(8))
+@functools.cache
+def dummy_hash() -> str:
+    """A hash that costs as much to check as a real one, so a login for an unknown user
+    takes as long as one with a wrong password. Made on first use: at import it cost every
+    admin command a scrypt run (50 ms) it never needed."""
+    return hash_password(secrets.token_hex(8))
 
 
 def new_token(prefix: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from rm_core.api import LoginResponse, Operator, OperatorCreate, OperatorPatch
 from rm_core.enums import Role
 from rm_server.errors import Unauthorized
-from rm_server.security import DUMMY_HASH, hash_password, hash_token, new_token, verify_password
+from rm_server.security import dummy_hash, hash_password, hash_token, new_token, verify_password
 from rm_server.services.sign_ins import FailedSignIns
 from rm_server.store import Actor, Conflict, Store
 
@@ -53,10 +53,10 @@ class OperatorService:
         """A new session for the right password of an enabled operator, else None (and the
         failure recorded, with its reason, for the admin: sign_ins.py).
 
-        An unknown username costs as long as a wrong password (DUMMY_HASH), so the answer's
+        An unknown username costs as long as a wrong password (dummy_hash), so the answer's
         time does not tell which usernames exist."""
         found = await self.store.operators.password_hash(username)
-        matches = await _verify(password, found[1] if found else DUMMY_HASH)
+        matches = await _verify(password, found[1] if found else dummy_hash())
         if not matches or found is None or found[0].disabled:
             # Recorded for the admin (audit and log) with the reason; the client learns none of it.
             reason = "unknown_user" if found is None else "wrong_password" if not matches else "disabled"
