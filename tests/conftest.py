@@ -123,10 +123,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "one_backend: runs once, not once per database backend")
 
 
-# Slowest first: xdist hands tests out in collection order, and a run ends when its last long
-# test does; started first, the long ones (real processes, real restic) overlap the many short
-# ones instead of running alone at the end.
-FIRST = ("tests/reliability/", "tests/e2e/", "tests/agent/", "tests/tui/")
+# Slowest first: xdist hands tests out in collection order (one at a time: scripts/test), and a
+# run ends when its last long test does; started first, the long ones (real processes, real
+# restic) overlap the many short ones instead of running alone at the end. The three files
+# with a test over a minute come before their folders.
+FIRST = ("tests/reliability/", "tests/e2e/test_install.py", "tests/server/test_api_contract.py", "tests/e2e/",
+         "tests/agent/", "tests/tui/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

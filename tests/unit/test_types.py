@@ -14,7 +14,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every package of the product (issue 22).
@@ -26,15 +25,10 @@ def mypy(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=900)
 
 
-# One mypy run for the packages and both probes below: on a fresh clone each run costs tens of
-# CPU seconds, mostly loading the same packages and plugin (three runs took 26 + 36 + 30 s).
-# Its tests share one xdist group, so one worker runs it once.
-types_check = pytest.mark.xdist_group("mypy")
-
-
-@pytest.fixture(scope="module")
-def checked(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
-    probes = tmp_path_factory.mktemp("probes")
+def check_with_probes(probes: Path) -> subprocess.CompletedProcess[str]:
+    """One mypy run for the packages and both probes below: on a fresh clone each run costs
+    tens of CPU seconds, mostly loading the same packages and plugin (three runs took 26 + 36
+    + 30 s), so one test makes it and checks the three things it shows."""
     (probes / "probe.py").write_text(PROBE)
     (probes / "store_probe.py").write_text(STORE_PROBE)
     # The packages as directories: mypy takes packages (-p) or files, not both in one run.
@@ -58,8 +52,14 @@ def test_the_configuration_exempts_nothing():
         assert not set(override) & {"ignore_errors", "disable_error_code", "follow_imports"}, override
 
 
-@types_check
-def test_mypy_finds_no_error(checked):
+def test_mypy_finds_no_error_and_the_probes_are_caught(tmp_path):
+    checked = check_with_probes(tmp_path)
+    packages_have_no_error(checked)
+    the_settings_catch_what_they_are_for(checked)
+    store_rows_may_be_none(checked)
+
+
+def packages_have_no_error(checked: subprocess.CompletedProcess[str]) -> None:
     assert checked.returncode == 1 and not checked.stderr.strip(), checked.stdout + checked.stderr  # the probes' errors
     errors = [line for line in checked.stdout.splitlines() if ": error: " in line]
     outside = [line for line in errors if Path(line.split(":")[0]).name not in ("probe.py", "store_probe.py")]
@@ -110,8 +110,7 @@ def untyped(x):
 '''
 
 
-@types_check
-def test_probe_the_settings_catch_what_they_are_for(checked):
+def the_settings_catch_what_they_are_for(checked: subprocess.CompletedProcess[str]) -> None:
     found = {line.split(": error: ", 1)[1] for line in errors_in(checked, "probe.py")}
     assert found >= {
         '"Tab" has no attribute "hostname"  [attr-defined]',
@@ -153,8 +152,7 @@ async def checked(db: Database) -> int:
 '''
 
 
-@types_check
-def test_probe_store_rows_may_be_none(checked):
+def store_rows_may_be_none(checked: subprocess.CompletedProcess[str]) -> None:
     caught = {n for n, line in enumerate(STORE_PROBE.splitlines(), start=1) if line.endswith("# caught")}
     errors = {int(line.split(":")[1]) for line in errors_in(checked, "store_probe.py")}
     assert errors == caught, checked.stdout
