@@ -103,17 +103,22 @@ class Fleet(Table):
                     "INSERT INTO source_groups (id, host_id, name, includes, excludes, tag, retention, pre_hook,"
                     f" post_hook) SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, ?, ?, ? FROM {pairs_of}",
                     (name, *gcols, json.dumps([(groups[h], h) for h in fresh])))
+                # Only the schedules that existed are updated and lose their groups: a fresh one
+                # is inserted as it should be (on PostgreSQL an UPDATE of a row just inserted
+                # writes it again, with its index entries: a fleet's first policy wrote every
+                # schedule twice).
+                existing = json.dumps(sorted(scheds.values()))
                 fresh = [h for h in chunk if h not in scheds]
                 scheds.update(zip(fresh, new_ids(len(fresh))))
                 conn.execute(
                     "INSERT INTO schedules (id, host_id, name, cron, timezone, enabled, manual, created_at)"
                     f" SELECT value ->> 0, value ->> 1, ?, ?, ?, ?, 0, ? FROM {pairs_of}",
                     (name, *scols, iso(now), json.dumps([(scheds[h], h) for h in fresh])))
-                pairs = json.dumps([(scheds[h], groups[h]) for h in chunk])
                 conn.execute("UPDATE schedules SET cron = ?, timezone = ?, enabled = ?, manual = 0"
-                             f" WHERE id IN (SELECT value ->> 0 FROM {pairs_of})", (*scols, pairs))
-                conn.execute("DELETE FROM schedule_groups WHERE schedule_id IN"
-                             f" (SELECT value ->> 0 FROM {pairs_of})", (pairs,))
+                             f" WHERE id IN (SELECT value FROM {ids})", (*scols, existing))
+                conn.execute(f"DELETE FROM schedule_groups WHERE schedule_id IN (SELECT value FROM {ids})",
+                             (existing,))
+                pairs = json.dumps([(scheds[h], groups[h]) for h in chunk])
                 conn.execute("INSERT INTO schedule_groups (schedule_id, source_group_id, position)"
                              f" SELECT value ->> 0, value ->> 1, 0 FROM {pairs_of}", (pairs,))
                 if fresh and stale_stats:
