@@ -35,7 +35,7 @@ from harness import write_results
 from rm_core.ids import new_id
 from rm_server.app import create_app
 from rm_server.config import ServerConfig
-from rm_server.store.db import Database
+from rm_server.store.backends import open_database
 
 TARGET_MS = 250.0
 
@@ -76,7 +76,7 @@ def seed(db_path: Path, n: int) -> None:
 
 
 async def _migrate(path: Path) -> None:
-    db = await Database.open(path)
+    db = await open_database(path)  # the server's own opening: migrates an empty file
     await db.close()
 
 
