@@ -4,7 +4,9 @@ as screens have it), and the server events the screen hands down (`apply`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -15,6 +17,8 @@ from rm_tui.client import ApiError
 from rm_tui.screens.base import ApiAccess
 from rm_tui.screens.confirm import ConfirmDialog
 from rm_tui.widgets.table import ResourceTable
+
+W = TypeVar("W", bound=Widget)
 
 
 class HostTab(Widget, ApiAccess):
@@ -46,6 +50,20 @@ class HostTab(Widget, ApiAccess):
     def table(self) -> ResourceTable | None:
         tables = self.query(ResourceTable)
         return tables.first() if tables else None
+
+    def part(self, selector: str, expect_type: type[W]) -> W | None:
+        """One of this tab's own widgets, or None while the tab is being taken down.
+
+        What redraws a tab runs when a load, a timer or an event ends, and that can be while
+        its screen is being closed: Textual removes a tab's children before the tab, so the tab
+        is still mounted but its parts are gone, and query_one's NoMatches in a worker ended
+        the whole console (seen: a history load finishing as a test's app shut down)."""
+        if not self.is_mounted:
+            return None
+        try:
+            return self.query_one(selector, expect_type)
+        except NoMatches:
+            return None
 
     def focus_target(self) -> Widget:
         """Where focus goes when the tab comes to the front: its table, else the tab itself."""

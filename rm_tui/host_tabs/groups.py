@@ -86,7 +86,9 @@ class GroupsTab(HostTab):
 
     def changed(self) -> None:
         """By name; the cursor stays on its group when others are added or removed around it."""
-        table = self.query_one(ResourceTable)
+        table = self.part("ResourceTable", ResourceTable)
+        if table is None:
+            return  # the tab is being taken down
         table.empty = "no source groups yet: press n to add one"
         table.set_rows([g.id for g in sorted(self.groups.values(), key=lambda g: g.name.lower())])
         table.invalidate(None)
@@ -159,7 +161,8 @@ class GroupsTab(HostTab):
             return
         self.groups[group.id] = group
         self.changed()
-        self.query_one(ResourceTable).move_to(group.id)  # on the group just saved
+        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+            table.move_to(group.id)  # on the group just saved
         self.notify(f"source group {group.name} saved")
 
     def action_delete(self) -> None:

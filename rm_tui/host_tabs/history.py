@@ -103,15 +103,16 @@ class HistoryTab(HostTab, can_focus=True):
         self.render_head()
 
     def render_head(self) -> None:
-        if not self.is_mounted:
-            return
+        head = self.part("#history-head", Static)
+        if head is None:
+            return  # not mounted yet, or being taken down
         h = self.host
         if h.open_anomalies:
             text = (f"[bold red]{plural(h.open_anomalies, 'open anomaly', 'open anomalies')}[/]: "
                     f"{escape(h.anomaly or '')}" + ("" if self.readonly else "  [dim](a acknowledges)[/]"))
         else:
             text = "[dim]no open anomaly · the last 30 backups of each group; red bars passed the anomaly line[/]"
-        self.query_one("#history-head", Static).update(text)
+        head.update(text)
 
     def apply(self, event: m.ServerEvent) -> None:
         super().apply(event)
@@ -136,9 +137,9 @@ class HistoryTab(HostTab, can_focus=True):
         await self.show()
 
     async def show(self) -> None:
-        if not self.is_mounted:
+        plots = self.part("#history-plots", VerticalScroll)
+        if plots is None:
             return  # the load ended as the screen was being closed
-        plots = self.query_one("#history-plots", VerticalScroll)
         await plots.remove_children()
         if not self.histories:
             await plots.mount(Static("no source groups yet", classes="pane-text"))

@@ -70,7 +70,8 @@ class JobsTab(HostTab):
 
     def set_groups(self, groups: dict[str, SourceGroup]) -> None:
         self.groups = groups
-        self.query_one(ResourceTable).invalidate(None)
+        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+            table.invalidate(None)
 
     def cells(self, job_id: str) -> list[Text | str]:
         job = self.jobs[job_id]
@@ -84,7 +85,9 @@ class JobsTab(HostTab):
 
     def render_rows(self) -> None:
         """Newest first; the cursor stays on its job when new ones arrive above it."""
-        table = self.query_one(ResourceTable)
+        table = self.part("ResourceTable", ResourceTable)
+        if table is None:
+            return  # the tab is being taken down
         table.set_rows(sorted(self.jobs, reverse=True)[:JOB_LIMIT])
         table.invalidate(None)
         self.post_message(m.JobsChanged([self.jobs[k] for k in table.keys]))
@@ -94,7 +97,8 @@ class JobsTab(HostTab):
         for job in jobs:
             self.jobs[job.id] = job
         self.render_rows()
-        self.query_one(ResourceTable).move_to(jobs[0].id)
+        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+            table.move_to(jobs[0].id)
 
     def apply(self, event: m.ServerEvent) -> None:
         super().apply(event)
@@ -102,14 +106,16 @@ class JobsTab(HostTab):
             self.job_updated(event.job)
         elif isinstance(event, m.JobProgress) and event.job_id in self.jobs:
             self.progress[event.job_id] = progress_text(event.progress)
-            table = self.query_one(ResourceTable)
-            table.invalidate([event.job_id])
-            table.repaint_dirty()
+            if (table := self.part("ResourceTable", ResourceTable)) is not None:
+                table.invalidate([event.job_id])
+                table.repaint_dirty()
 
     def job_updated(self, job: Job) -> None:
         known = job.id in self.jobs
         self.jobs[job.id] = job
-        table = self.query_one(ResourceTable)
+        table = self.part("ResourceTable", ResourceTable)
+        if table is None:
+            return  # the tab is being taken down
         if known and job.id in table.index:
             table.invalidate([job.id])
             table.repaint_dirty()

@@ -68,7 +68,8 @@ class MaintenanceTab(HostTab, can_focus=True):
             lines.append(f"  {name:<7} {state:<16} {escape(task.cron or '—')}{nxt}{extra}")
         if not self.readonly:
             lines += ["", "[dim]e edit[/]"]
-        self.query_one("#maintenance-text", Static).update("\n".join(lines))
+        if (text := self.part("#maintenance-text", Static)) is not None:
+            text.update("\n".join(lines))
 
     def action_edit(self) -> None:
         self.form((self.maintenance or Maintenance()).model_dump(mode="json"))

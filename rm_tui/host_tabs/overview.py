@@ -82,8 +82,10 @@ class OverviewTab(HostTab, can_focus=True):
                          f"{age(h.copy_behind_since)}[/]")
         if self.readonly:
             lines.append("[dim]read-only console: actions are disabled[/]")
-        self.query_one("#overview-text", Static).update("\n".join(lines))
-        self.query_one("#overview-more", Static).update(self.summary())
+        text, more = self.part("#overview-text", Static), self.part("#overview-more", Static)
+        if text is not None and more is not None:  # else the tab is being taken down
+            text.update("\n".join(lines))
+            more.update(self.summary())
 
     def summary(self) -> Text:
         more = Text()

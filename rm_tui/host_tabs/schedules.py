@@ -90,9 +90,9 @@ class SchedulesTab(HostTab):
 
     def render_rows(self) -> None:
         """By name; also the minute timer's repaint, as "next run" moves on with the clock."""
-        if not self.is_mounted:
-            return
-        table = self.query_one(ResourceTable)
+        table = self.part("ResourceTable", ResourceTable)
+        if table is None:
+            return  # not mounted yet, or being taken down
         if self.loaded:
             table.empty = "no schedules yet: press n to add one"
         longest = max((len(s.timezone) for s in self.schedules.values()), default=0)
@@ -158,7 +158,8 @@ class SchedulesTab(HostTab):
             return
         self.schedules[schedule.id] = schedule
         self.changed()
-        self.query_one(ResourceTable).move_to(schedule.id)
+        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+            table.move_to(schedule.id)
         self.notify(f"schedule {schedule.name} saved")
 
     def action_delete(self) -> None:

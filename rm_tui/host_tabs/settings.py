@@ -143,7 +143,8 @@ class SettingsTab(HostTab, can_focus=True):
             lines += ["", "[dim]e bandwidth · p repository · a admin credentials (prune) · i initialise the repository "
                           "(on an existing one: checks the password opens it) · c copy repository · "
                           "k rotate the repository key · ctrl+d delete this host[/]"]
-        self.query_one("#settings-text", Static).update("\n".join(lines))
+        if (text := self.part("#settings-text", Static)) is not None:
+            text.update("\n".join(lines))
 
     # ------------------------------------------------------------ bandwidth
 

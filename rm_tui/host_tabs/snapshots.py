@@ -93,11 +93,13 @@ class SnapshotsTab(HostTab):
 
     def render_rows(self) -> None:
         """Newest first; the cursor stays on its snapshot when a newer one arrives above it."""
-        table = self.query_one(ResourceTable)
+        table, hint = self.part("ResourceTable", ResourceTable), self.part("#snapshots-hint", Static)
+        if table is None or hint is None:
+            return  # the tab is being taken down
         table.empty = "no snapshots yet"
         table.set_rows([s.id for s in sorted(self.snapshots.values(), key=lambda s: s.time, reverse=True)])
         table.invalidate(None)
-        self.query_one("#snapshots-hint", Static).update(self.hint())
+        hint.update(self.hint())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("diff_from", "diff_to") and (self.diff_from is None) != (action == "diff_from"):

@@ -392,3 +392,27 @@ async def test_schedule_next_run_names_its_zone_and_the_zone_column_fits(server)
         zone = datetime.now(ZoneInfo("America/New_York")).strftime("%Z")  # EST or EDT
         assert next_run.endswith(f"02:00 {zone}"), next_run
         assert f"02:00 {zone}" in shown, shown
+
+
+async def test_a_tab_redrawn_while_its_screen_is_taken_down_is_quiet(server):
+    """A load, timer or event can end while the host screen closes: Textual removes a tab's
+    children before the tab, so the tab is still mounted but its parts are gone. Redrawing
+    then must do nothing; query_one's NoMatches in a worker ended the console (seen in a run:
+    a history load finishing as the app shut down)."""
+    host_id, _ = await server.enroll("web-1")
+    await make_group(server, host_id)
+    app = new_app(server)
+    async with app.run_test(size=SIZE) as pilot:
+        host = await signed_in_at_host(pilot, app, host_id)
+        await wait_for(lambda: host.loaded and host.settings_loaded, what="every tab loaded")
+        redraws = {"overview": "render_overview", "groups": "changed", "schedules": "render_rows", "jobs": "render_rows",
+                   "snapshots": "render_rows", "maintenance": "render_text", "settings": "render_text",
+                   "history": "render_head"}
+        for tab in host.tabs:
+            await tab.remove_children()  # as the screen's removal does first
+            assert tab.is_mounted
+        for tab in host.tabs:
+            name = tab.id.removesuffix("-tab")
+            getattr(tab, redraws[name])()  # raised NoMatches before
+        await host.pane("history").show()
+        assert all(not tab.children for tab in host.tabs), "a redraw mounted into a tab being taken down"
