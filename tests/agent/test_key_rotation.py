@@ -14,6 +14,8 @@ from rm_core.enums import CredentialSlot, JobKind, JobState
 from rm_core.protocol import RepoCredentials
 from rm_core.restic_keys import current_key, parse_keys, same_key
 
+from tests.restic_keys import cheapen
+
 from .conftest import PASSWORD, Recorder
 from .test_restic_versions import (  # noqa: F401  (the restic fixture)
     Restic, _stop, htpasswd, make_runner, restic, restic_env, run_job, start_rest_server,
@@ -28,9 +30,12 @@ def keys(restic: Restic, creds: RepoCredentials, tmp: Path) -> list[dict] | None
     return parse_keys(res.stdout) if res.returncode == 0 else None
 
 
-def init(restic: Restic, creds: RepoCredentials, tmp: Path) -> None:
+def init(restic: Restic, creds: RepoCredentials, tmp: Path, repo_dir: Path | None = None) -> None:
+    """restic's own init, then its first key made cheap to open (tests/restic_keys.py): the
+    keys the rotation adds are restic's own, calibrated as for any user."""
     subprocess.run([restic.binary, "init"], env=restic_env(creds, tmp), capture_output=True, check=True, timeout=120,
                    stdin=subprocess.DEVNULL)
+    cheapen(repo_dir or Path(creds.url), creds.password)
 
 
 async def test_add_remove_and_their_reruns(tmp_path: Path, restic: Restic) -> None:
@@ -106,7 +111,7 @@ async def test_append_only_repository_removes_the_old_key_with_admin_credentials
                                rest_password="rest-secret-1")
         admin = RepoCredentials(slot=CredentialSlot.admin, url=f"rest:{full_base}/repo/", password=PASSWORD,
                                 rest_user="admin", rest_password="admin-secret-2")
-        init(restic, repo, tmp_path)
+        init(restic, repo, tmp_path, data / "repo")
         rec = Recorder()
         runner = make_runner(tmp_path, rec, restic, {CredentialSlot.repo: repo, CredentialSlot.admin: admin})
         jid, res = await run_job(runner, rec, JobKind.rotate_key, {"phase": "add", "new_password": NEW})

@@ -20,6 +20,8 @@ from rm_core.enums import CredentialSlot
 from rm_core.ids import new_id
 from rm_core.protocol import Payload, Query, QueryError, QueryResult, RepoCredentials
 
+from tests.restic_keys import cheapen
+
 from .conftest import PASSWORD
 from .test_restic_versions import Backend, Restic, backend, restic, restic_env  # noqa: F401 (fixtures)
 
@@ -93,6 +95,7 @@ def tree(tmp_path: Path) -> Path:
 async def test_ls_diff_and_preview(tmp_path: Path, restic: Restic, backend: Backend, tree: Path) -> None:
     creds = backend.creds()
     cli(restic, creds, tmp_path, "init")
+    cheapen(backend.repo_dir(), creds.password)  # ~20 opens follow; init is not what this tests
     cli(restic, creds, tmp_path, "backup", "--tag", "docs", str(tree))
     (tree / "a.txt").write_text("alpha changed\n")
     (tree / "d1" / "b.txt").unlink()
@@ -185,6 +188,7 @@ async def test_ls_stops_restic_once_the_page_is_full(tmp_path: Path, restic: Res
         (src / f"n{i:05d}").touch()
     creds = RepoCredentials(url=str(tmp_path / "repo"), password=PASSWORD)
     cli(restic, creds, tmp_path, "init")
+    cheapen(tmp_path / "repo", PASSWORD)
     cli(restic, creds, tmp_path, "backup", str(src))
     (snap,) = snapshot_ids(restic, creds, tmp_path)
     frames = Frames()

@@ -30,6 +30,7 @@ from rm_core.ids import new_id
 from rm_core.protocol import Bandwidth, RepoCredentials
 from rm_core.urls import repository_url
 from tests.processes import free_port
+from tests.restic_keys import cheapen
 
 from .conftest import PASSWORD, RESTIC, Recorder
 
@@ -299,6 +300,7 @@ async def test_cancel_leaves_no_lock(tmp_path: Path, restic: Restic, backend: Ba
     env = restic_env(creds, tmp_path)
     subprocess.run([restic.binary, "init"], env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True,
                    timeout=60)
+    cheapen(backend.repo_dir(), creds.password)  # init is not what this tests
     src = tmp_path / "slow"
     src.mkdir()
     for i in range(4):
@@ -341,6 +343,7 @@ async def test_append_only_forget_and_prune_need_admin_credentials(tmp_path: Pat
             only_repo = make_runner(tmp_path, rec, restic, {CredentialSlot.repo: repo.creds()})
             _, res = await run_job(only_repo, rec, JobKind.init)
             assert res.state == JobState.succeeded, res
+            cheapen(repo.repo_dir(), PASSWORD)  # the init above is restic's own; a dozen opens follow
             src = make_source(tmp_path / "src")
             for _ in range(2):
                 _, res = await run_job(only_repo, rec, JobKind.backup, {"source_group": group(src)})
