@@ -300,7 +300,6 @@ async def test_cancel_leaves_no_lock(tmp_path: Path, restic: Restic, backend: Ba
     env = restic_env(creds, tmp_path)
     subprocess.run([restic.binary, "init"], env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True,
                    timeout=60)
-    cheapen(backend.repo_dir(), creds.password)  # init is not what this tests
     src = tmp_path / "slow"
     src.mkdir()
     for i in range(4):
