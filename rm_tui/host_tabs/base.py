@@ -57,7 +57,8 @@ class HostTab(Widget, ApiAccess):
         What redraws a tab runs when a load, a timer or an event ends, and that can be while
         its screen is being closed: Textual removes a tab's children before the tab, so the tab
         is still mounted but its parts are gone, and query_one's NoMatches in a worker ended
-        the whole console (seen: a history load finishing as a test's app shut down)."""
+        the whole console (seen: a history load finishing as a test's app shut down). A tab's
+        table is `table`, which is None then too."""
         if not self.is_mounted:
             return None
         try:

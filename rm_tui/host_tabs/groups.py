@@ -86,7 +86,7 @@ class GroupsTab(HostTab):
 
     def changed(self) -> None:
         """By name; the cursor stays on its group when others are added or removed around it."""
-        table = self.part("ResourceTable", ResourceTable)
+        table = self.table
         if table is None:
             return  # the tab is being taken down
         table.empty = "no source groups yet: press n to add one"
@@ -161,7 +161,7 @@ class GroupsTab(HostTab):
             return
         self.groups[group.id] = group
         self.changed()
-        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+        if (table := self.table) is not None:
             table.move_to(group.id)  # on the group just saved
         self.notify(f"source group {group.name} saved")
 

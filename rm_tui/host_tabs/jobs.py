@@ -70,7 +70,7 @@ class JobsTab(HostTab):
 
     def set_groups(self, groups: dict[str, SourceGroup]) -> None:
         self.groups = groups
-        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+        if (table := self.table) is not None:
             table.invalidate(None)
 
     def cells(self, job_id: str) -> list[Text | str]:
@@ -85,7 +85,7 @@ class JobsTab(HostTab):
 
     def render_rows(self) -> None:
         """Newest first; the cursor stays on its job when new ones arrive above it."""
-        table = self.part("ResourceTable", ResourceTable)
+        table = self.table
         if table is None:
             return  # the tab is being taken down
         table.set_rows(sorted(self.jobs, reverse=True)[:JOB_LIMIT])
@@ -97,7 +97,7 @@ class JobsTab(HostTab):
         for job in jobs:
             self.jobs[job.id] = job
         self.render_rows()
-        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+        if (table := self.table) is not None:
             table.move_to(jobs[0].id)
 
     def apply(self, event: m.ServerEvent) -> None:
@@ -106,14 +106,14 @@ class JobsTab(HostTab):
             self.job_updated(event.job)
         elif isinstance(event, m.JobProgress) and event.job_id in self.jobs:
             self.progress[event.job_id] = progress_text(event.progress)
-            if (table := self.part("ResourceTable", ResourceTable)) is not None:
+            if (table := self.table) is not None:
                 table.invalidate([event.job_id])
                 table.repaint_dirty()
 
     def job_updated(self, job: Job) -> None:
         known = job.id in self.jobs
         self.jobs[job.id] = job
-        table = self.part("ResourceTable", ResourceTable)
+        table = self.table
         if table is None:
             return  # the tab is being taken down
         if known and job.id in table.index:

@@ -90,7 +90,7 @@ class SchedulesTab(HostTab):
 
     def render_rows(self) -> None:
         """By name; also the minute timer's repaint, as "next run" moves on with the clock."""
-        table = self.part("ResourceTable", ResourceTable)
+        table = self.table
         if table is None:
             return  # not mounted yet, or being taken down
         if self.loaded:
@@ -158,7 +158,7 @@ class SchedulesTab(HostTab):
             return
         self.schedules[schedule.id] = schedule
         self.changed()
-        if (table := self.part("ResourceTable", ResourceTable)) is not None:
+        if (table := self.table) is not None:
             table.move_to(schedule.id)
         self.notify(f"schedule {schedule.name} saved")
 

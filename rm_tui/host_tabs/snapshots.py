@@ -93,7 +93,7 @@ class SnapshotsTab(HostTab):
 
     def render_rows(self) -> None:
         """Newest first; the cursor stays on its snapshot when a newer one arrives above it."""
-        table, hint = self.part("ResourceTable", ResourceTable), self.part("#snapshots-hint", Static)
+        table, hint = self.table, self.part("#snapshots-hint", Static)
         if table is None or hint is None:
             return  # the tab is being taken down
         table.empty = "no snapshots yet"
