@@ -296,3 +296,60 @@ async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path
         await srv.http.close()
         await runner.cleanup()
     shutil.rmtree(tmp_path / "b", ignore_errors=True)
+
+
+async def test_replicas_ride_out_a_real_postgresql_restart(tmp_path: Path) -> None:
+    """PostgreSQL itself stopped (`pg_ctl stop -m fast`, as for an upgrade or a failover) and
+    started again: while it is down every request is a clear 503 and nothing half-written is
+    kept; once it is back both replicas serve, write, lead and route through it again."""
+    from tests.pgcluster import PgCluster
+
+    cluster = PgCluster().start()  # its own: the worker's shared cluster stays up for the others
+    made = []
+    try:
+        url = cluster.create_database("restart")
+        key = tmp_path / "master.key"
+        made.append(await replica(tmp_path, "a", url, key))
+        made.append(await replica(tmp_path, "b", url, key))
+        a, b = made[0][1], made[1][1]
+        await sign_in_roles(a)
+        b.tokens.update(a.tokens)
+        for srv in (a, b):
+            srv.store.ping_fresh = 0  # every probe reads
+
+        cluster.halt()
+        for srv in (a, b):
+            status, body = await srv.call("GET", f"{srv.url}/healthz", role=None)
+            assert status == 503 and body["error"]["code"] == "database_unavailable", body
+            status, body = await srv.call("POST", "/operators", json={
+                "username": f"during-{srv is a}", "password": "correct horse battery", "role": "viewer"})
+            assert status == 503 and body["error"]["code"] == "database_unavailable", body
+        cluster.resume()
+
+        for srv in (a, b):
+            async def healthy(srv: Server = srv) -> bool:
+                status, _ = await srv.call("GET", f"{srv.url}/healthz", role=None)
+                return status == 200
+
+            await wait_for(healthy, timeout=30, what="the replica serves again")
+        status, body = await a.call("POST", "/operators", json={"username": "after", "password": "correct horse battery",
+                                                                "role": "viewer"})
+        assert status == 201, body
+        status, body = await b.call("GET", "/operators")
+        assert {o["username"] for o in body["operators"]} >= {"after"}
+        assert not {o["username"] for o in body["operators"]} & {"during-True", "during-False"}
+        # the coordination sessions came back too: one replica leads, and a command made on A
+        # reaches the agent B holds (A's notification through B's listener)
+        leads = [await srv.app[RELAY].coordination.lead() for srv in (a, b)]
+        assert sorted(leads) == [False, True], leads
+        host_id, token = await a.enroll("web-after")
+        agent = await agent_on(b, token)
+        status, job = await a.call("POST", f"/hosts/{host_id}/jobs", role="operator", json={"kind": "check"})
+        assert status == 202, job
+        assert (await agent.expect("command.run")).payload.job_id == job["id"]
+        await agent.close()
+    finally:
+        for runner, srv in made:
+            await srv.http.close()
+            await runner.cleanup()
+        cluster.stop()
