@@ -298,13 +298,22 @@ async def test_a_replica_with_another_master_key_refuses_to_start(tmp_path: Path
     shutil.rmtree(tmp_path / "b", ignore_errors=True)
 
 
-async def test_replicas_ride_out_a_real_postgresql_restart(tmp_path: Path) -> None:
+@pytest.fixture
+def cluster() -> Any:
+    """A PostgreSQL cluster of the test's own, to stop and start: the worker's shared one stays up."""
+    from tests.pgcluster import PgCluster
+
+    own = PgCluster().start()
+    try:
+        yield own
+    finally:
+        own.stop()
+
+
+async def test_replicas_ride_out_a_real_postgresql_restart(tmp_path: Path, cluster: Any) -> None:
     """PostgreSQL itself stopped (`pg_ctl stop -m fast`, as for an upgrade or a failover) and
     started again: while it is down every request is a clear 503 and nothing half-written is
     kept; once it is back both replicas serve, write, lead and route through it again."""
-    from tests.pgcluster import PgCluster
-
-    cluster = PgCluster().start()  # its own: the worker's shared cluster stays up for the others
     made = []
     try:
         url = cluster.create_database("restart")
@@ -352,4 +361,3 @@ async def test_replicas_ride_out_a_real_postgresql_restart(tmp_path: Path) -> No
         for runner, srv in made:
             await srv.http.close()
             await runner.cleanup()
-        cluster.stop()
