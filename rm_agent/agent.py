@@ -14,7 +14,7 @@ import socket
 from datetime import datetime
 from pathlib import Path
 
-from rm_agent.config import AgentConfig, state_dir
+from rm_agent.config import AgentConfig, save_config, state_dir
 from rm_agent.connection import Session
 from rm_agent.handlers import dispatch
 from rm_agent.job_events import JobEventSink
@@ -28,6 +28,7 @@ from rm_agent.secrets import SecretStore
 from rm_core import protocol as p
 from rm_core.enums import ActorKind, JobKind
 from rm_core.ids import new_id
+from rm_core.server_urls import ServerUrlError, check_server_url, parse_server_urls
 from rm_core.times import iso, utcnow
 from rm_core.version import AGENT_FEATURES, PROTOCOL_VERSION, __version__
 from rm_core.waiting import wait_event
@@ -41,6 +42,7 @@ class Agent:
     def __init__(self, config: AgentConfig, config_path: Path, *, clock: Clock = utcnow,
                  hostname: str | None = None, first_url: int | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.dir = state_dir(config_path)
         self.clock = clock
         self.hostname = hostname or socket.gethostname()
@@ -109,6 +111,30 @@ class Agent:
         self.outbox.put("status", {"state": state, "since": iso(self.clock()), "pid": os.getpid(),
                                    "server_url": self.session.url, "error": error,
                                    "restic_version": self.restic_version})
+
+    def adopt_server_urls(self, urls: list[str]) -> None:
+        """Take the server's list of URLs (`config.update`) as this agent's own, in agent.json
+        too, so a replica added after enrollment is known without editing every host.
+
+        Refused, with a warning, when it breaks the enrollment rule or leaves out the URL this
+        agent reached the server by: a mistyped `--agent-url` must never cut a fleet off from
+        the one address it knows works."""
+        try:
+            wanted = parse_server_urls([check_server_url(url) for url in urls])
+        except ServerUrlError as exc:
+            log.warning("the server's list of URLs is not taken: %s", exc)
+            return
+        if wanted == self.session.urls:
+            return
+        if self.session.url not in wanted:
+            log.warning("the server's list of URLs %s leaves out %s, which this agent reached it by: not taken",
+                        wanted, self.session.url)
+            return
+        config = self.config.model_copy(update={"server_urls": wanted, "server_url": wanted[0]})
+        save_config(self.config_path, config)  # atomic: a crash leaves the old list or the new
+        self.config = config
+        self.session.use_urls(wanted)
+        log.info("server URLs now %s (from the server)", ", ".join(wanted))
 
     # ------------------------------------------------------------ session callbacks
 

@@ -94,6 +94,12 @@ class Session:
         """The URL connected to, being tried, or (between attempts) last tried."""
         return self.urls[self._index]
 
+    def use_urls(self, urls: list[str]) -> None:
+        """Go on with `urls` (which name the one in use): the connection stays, and the next
+        attempt after it drops goes to the URL after it in the new list."""
+        self._index = urls.index(self.url)
+        self.urls = list(urls)
+
     async def run(self) -> None:
         """Connect, and reconnect whenever the connection ends, until cancelled."""
         backoff = Backoff()

@@ -35,6 +35,8 @@ class AgentParts(Protocol):
 
     def send_payload(self, payload: p.Payload, ref: str | None = None) -> bool: ...
 
+    def adopt_server_urls(self, urls: list[str]) -> None: ...
+
 
 def on_hello_ok(agent: AgentParts, payload: p.HelloOk) -> None:
     """Only expected once, during the handshake (the session reads it there)."""
@@ -57,6 +59,8 @@ def on_config_update(agent: AgentParts, payload: p.ConfigUpdate) -> None:
         agent.creds = creds
     agent.bandwidth = payload.bandwidth
     agent.outbox.put("bandwidth", payload.bandwidth.model_dump(mode="json"))
+    if payload.server_urls:
+        agent.adopt_server_urls(payload.server_urls)
 
 
 def on_command_run(agent: AgentParts, payload: p.CommandRun) -> None:

@@ -211,6 +211,11 @@ class CommandCancel(Payload):
 class ConfigUpdate(Payload):
     bandwidth: Bandwidth = Bandwidth()
     credentials: list[RepoCredentials] = []
+    # The URLs the server's admin hands agents (`rm-server serve --agent-url`): an agent
+    # enrolled before a replica was added learns it here. Empty: the server names none and
+    # the agent keeps its own list. Checked by the agent with the enrollment rule
+    # (rm_core/server_urls.py), not here: a list it refuses must not cost it the credentials.
+    server_urls: list[str] = []
 
 
 class Ack(Payload):

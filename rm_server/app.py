@@ -160,7 +160,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     jobs = app[JOBS] = JobService(store, hub, events, notifier, count_outcome=app[METRICS].job_changed)
     app[HOST_METRICS] = HostMetricsCache(lambda: store.host_metrics.render(render_host_metrics),
                                          cfg.host_metrics_ttl)
-    credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs)
+    credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs,
+                                                                 agent_urls=cfg.agent_urls)
     app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER], hosts)
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
     metrics = app[METRICS]

@@ -39,6 +39,7 @@ class CredentialService:
     # what follows a change of the copy repository (its lag is recomputed)
     copy_changed: list[Callable[[str], Awaitable[object]]] = field(default_factory=list)
     relay: Relay | None = None  # the other replicas: config.update for an agent another one holds
+    agent_urls: tuple[str, ...] = ()  # `serve --agent-url`: sent in every config.update (agents adopt them)
 
     # ------------------------------------------------------------ sealing
 
@@ -185,7 +186,8 @@ class CredentialService:
         config.update whose slot it does not know, and would lose the primary's credentials too."""
         opened = [self._open(host_id, slot, blob) for slot, blob in sealed.items()
                   if slot != CredentialSlot.copy.value or COPY_FEATURE in features]
-        return p.ConfigUpdate(bandwidth=p.Bandwidth(**bandwidth), credentials=[c for c in opened if c is not None])
+        return p.ConfigUpdate(bandwidth=p.Bandwidth(**bandwidth), credentials=[c for c in opened if c is not None],
+                              server_urls=list(self.agent_urls))
 
     async def repo_credentials(self, host_id: str) -> p.RepoCredentials | None:
         """A host's repository credentials, opened for one cross-host restore job's command.run."""

@@ -205,3 +205,36 @@ def test_a_server_whose_machine_vanished_is_left_within_heartbeat_plus_timeout()
     assert out.returncode == 0, out.stderr[-3000:]
     noticed = json.loads(out.stdout.strip().splitlines()[-1])["noticed_after"]
     assert noticed is not None and noticed < 8, (noticed, out.stderr[-2000:])
+
+
+# ---------------------------------------------------------------- a list from the server
+
+
+@pytest.mark.parametrize("offered, why", [
+    (["https://rm2.example:8950"], "leaves out"),  # the URL in use is not in it: a typo could cut the agent off
+    (["https://rm1.example:8950", "ftp://rm2.example"], "must start with http"),
+    ([f"https://rm{i}.example:8950" for i in range(MAX_SERVER_URLS + 1)], "at most"),
+])
+def test_a_list_the_server_sends_is_refused_when_it_could_cut_the_agent_off(
+        tmp_path: Path, offered: list[str], why: str, caplog) -> None:
+    cfg_path = tmp_path / "agent.json"
+    save_config(cfg_path, AgentConfig(server_urls=["https://rm1.example:8950"], host_id="H", agent_token="rma_x"))
+    before = cfg_path.read_bytes()
+    agent = Agent(load_config(cfg_path), cfg_path, hostname="h", first_url=0)
+    caplog.set_level("WARNING", logger="rm_agent")
+    agent.adopt_server_urls(offered)
+    assert why in caplog.text
+    assert cfg_path.read_bytes() == before and agent.session.urls == ["https://rm1.example:8950"]
+    agent.outbox.close()
+
+
+def test_a_list_naming_the_url_in_use_is_kept_and_the_next_attempt_follows_it(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "agent.json"
+    save_config(cfg_path, AgentConfig(server_urls=["https://rm2.example:8950"], host_id="H", agent_token="rma_x"))
+    agent = Agent(load_config(cfg_path), cfg_path, hostname="h", first_url=0)
+    urls = ["https://rm1.example:8950", "https://rm2.example:8950", "https://rm3.example:8950"]
+    agent.adopt_server_urls(urls + ["https://rm2.example:8950/"])  # the same URL twice counts once
+    saved = load_config(cfg_path)
+    assert saved.server_urls == urls and saved.server_url == urls[0]
+    assert agent.session.urls == urls and agent.session.url == urls[1]  # still the one in use
+    agent.outbox.close()

@@ -361,3 +361,46 @@ async def test_replicas_ride_out_a_real_postgresql_restart(tmp_path: Path, clust
         for runner, srv in made:
             await srv.http.close()
             await runner.cleanup()
+
+
+
+async def test_an_agent_learns_the_replicas_its_server_names_and_fails_over_to_one(tmp_path: Path, pg_cluster: Any) -> None:
+    """An agent enrolled with one URL, before the admin listed every replica (`--agent-url`):
+    its config.update names them all; the agent keeps them in agent.json, and when the replica
+    it is connected to stops it carries on at the other, which it never had been told of."""
+    from rm_agent.agent import Agent
+    from rm_agent.config import AgentConfig, load_config, save_config
+    from rm_server.keys import CREDENTIALS
+    from tests.agent.test_agent_server import AgentClock, Running, host_state
+
+    url = pg_cluster.create_database(f"u{new_id().lower()}")
+    key = tmp_path / "master.key"
+    runner_a, a = await replica(tmp_path, "a", url, key)
+    runner_b, b = await replica(tmp_path, "b", url, key)
+    run = None
+    try:
+        await sign_in_roles(a)
+        b.tokens.update(a.tokens)
+        both = (a.url, b.url)
+        for srv in (a, b):
+            srv.app[CREDENTIALS].agent_urls = both  # what `serve --agent-url A --agent-url B` sets
+        host_id, token = await a.enroll("web-1")
+        cfg_path = tmp_path / "agent" / "agent.json"
+        save_config(cfg_path, AgentConfig(server_urls=[a.url], host_id=host_id, agent_token=token))
+        agent = Agent(load_config(cfg_path), cfg_path, clock=AgentClock(), hostname="web-1")
+        run = Running(agent)
+        await wait_for(lambda: load_config(cfg_path).server_urls == list(both), what="agent.json names both")
+        assert load_config(cfg_path).server_url == a.url and agent.session.url == a.url
+
+        await a.http.close()
+        await runner_a.cleanup()  # A stops: its sockets close, as a replica's do when it dies
+        await wait_for(lambda: agent.session.url == b.url and agent.online, 15, "the agent online at B")
+        await wait_for(lambda: host_state(b, host_id, "online"), 15, "B sees the host online")
+    finally:
+        if run is not None:
+            await run.close()
+        await b.http.close()
+        await runner_b.cleanup()
+        if not a.http.closed:
+            await a.http.close()
+            await runner_a.cleanup()
