@@ -16,7 +16,6 @@ from rm_server.store.hosts import Hosts
 from rm_server.store.common import Actor, audit_row_sync, dumps, iso, loads
 from rm_server.store.db import Conn
 
-SLICE = 1000  # hosts per transaction: keeps the writer lock short for everyone else
 # What a host's next run is computed from: its enabled schedules that have a cron.
 _CRON_SCHEDULE = "s.enabled <> 0 AND s.manual = 0 AND s.cron IS NOT NULL"
 
@@ -78,8 +77,9 @@ class Fleet(Table):
         pushing: asyncio.Future[None] | None = None  # the previous slice's push
         stale_stats = bool(self.d.analyze_after_bulk)  # refreshed once, by the first slice that adds rows
         ids, pairs_of = self.d.each_text(), self.d.each_json()
-        for start in range(0, len(host_ids), SLICE):
-            chunk = host_ids[start:start + SLICE]
+        size = self.d.policy_slice  # hosts per transaction (store/dialect.py says why each)
+        for start in range(0, len(host_ids), size):
+            chunk = host_ids[start:start + size]
 
             def write(conn: Conn, now: datetime, audited: list[dict[str, Any]], chunk: list[str] = chunk) -> None:
                 nonlocal stale_stats

@@ -4,7 +4,6 @@ import asyncio
 
 from rm_core.ids import new_id
 from rm_server.store import Actor, Store
-from rm_server.store import fleet as fleet_store
 
 ADMIN = Actor("operator", "op1", "admin")
 GROUP = {"includes": ["/etc"], "excludes": [], "tag": "nightly", "retention": {"keep_daily": 7}}
@@ -12,8 +11,8 @@ SCHEDULE = {"cron": "0 3 * * *", "timezone": "UTC", "enabled": True}
 
 
 async def test_slices_are_pushed_in_order_after_their_commit_beside_the_next_write(tmp_path, monkeypatch):
-    monkeypatch.setattr(fleet_store, "SLICE", 2)
     store = await Store.open(tmp_path / "s.db")
+    monkeypatch.setattr(store.fleet.d, "policy_slice", 2)
     try:
         ids = sorted(new_id() for _ in range(5))
         async with store.db.write() as c:
