@@ -5,6 +5,7 @@ removes it without anyone running unlock (item 12). Real server, agent and resti
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 from pathlib import Path
@@ -34,7 +35,24 @@ async def test_agent_start_removes_the_lock_its_killed_restic_left(e2e_server: E
         def locks() -> str:
             return repo.restic(tmp_path, "--no-lock", "list", "locks").stdout.strip()
 
-        await wait_until(locks, 30, "restic holding its lock")
+        def backup_holding_a_lock() -> int | None:
+            """The pid of the agent's `restic backup` once a lock of the repository is its own.
+            Any lock would not do: a lock seen here may be another, short restic's (CI once saw
+            one go before the kill, and the test proved nothing)."""
+            for lock_id in locks().split():
+                done = repo.restic(tmp_path, "--no-lock", "cat", "lock", lock_id)
+                if done.returncode != 0:
+                    continue  # removed since it was listed
+                pid = json.loads(done.stdout)["pid"]
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue  # its process has ended
+                if b"backup" in argv and pid in children(agent.proc.p.pid):
+                    return int(pid)
+            return None
+
+        holder = await wait_until(backup_holding_a_lock, 30, "the backup's restic holding its lock")
         # systemd's stop timeout and the OOM killer SIGKILL the whole cgroup at once. restic runs
         # in its own session (so a cancel reaches only it), so killing the agent's process group
         # would spare it, and its PDEATHSIG SIGINT would then sometimes remove the lock first.
@@ -44,6 +62,7 @@ async def test_agent_start_removes_the_lock_its_killed_restic_left(e2e_server: E
         set_subreaper(True)
         try:
             killed = children(agent.proc.p.pid)
+            assert holder in killed
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
             agent.kill(signal.SIGKILL)
