@@ -221,6 +221,9 @@ def run_size(n: int, args, ctx) -> dict:
         prof.stop()
         log("at rest + full lists:", json.dumps({k: rest_full[k]["p99_ms"] for k in
                                                   ("healthz", "hosts_page", "jobs_page", "hosts_full")}))
+        # where the peak comes from: RSS and its high-water mark before and after the push
+        status = proc_status(pid)
+        res["rss_after_full_lists_mb"], res["rss_peak_before_push_mb"] = status.get("VmRSS"), status.get("VmHWM")
         fleet_push(fleet, res, base, base)
         res["rss_after_push_mb"] = proc_status(pid).get("VmRSS")
         res["log_ingest"] = log_ingest(fleet, host_ids[:min(n, args.log_jobs)],
