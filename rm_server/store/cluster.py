@@ -224,8 +224,6 @@ class PgCoordination:
     def _listen(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None],
                 on_message: Callable[[dict[str, Any]], None], on_resync: Callable[[], None]) -> None:
         first, delay = True, 0.5
-        # pack()'s form of our own payloads: skipped unread (LISTEN hears our own NOTIFYs too)
-        own = '{"from":%s,' % json.dumps(self.replica_id)
         while not self._stop.is_set():
             try:
                 conn = self._connect()
@@ -247,8 +245,6 @@ class PgCoordination:
                 delay = 0.5
                 while not self._stop.is_set():
                     for note in conn.notifies(timeout=0.25):  # a stop waits at most this long
-                        if note.payload.startswith(own):
-                            continue
                         try:
                             envelope = json.loads(note.payload)
                         except ValueError:
@@ -257,11 +253,8 @@ class PgCoordination:
                             if self._stop.is_set():
                                 break  # our own wake-up from close()
                             continue
-                        messages = envelope.get("m")
-                        if messages:
-                            # One hop to the loop per payload (~40 messages in a push), not per
-                            # message: each hop is a write to the loop's self-pipe and a wake-up.
-                            loop.call_soon_threadsafe(_each, on_message, messages)
+                        for message in envelope.get("m", []):
+                            loop.call_soon_threadsafe(on_message, message)
             except Exception as exc:  # noqa: BLE001 - a dropped session: reconnect and resync
                 log.warning("cluster listener lost its connection (%s); reconnecting", exc)
             finally:
@@ -285,14 +278,6 @@ class PgCoordination:
             except Exception:  # noqa: BLE001 - the session is already gone: so is its lock
                 pass
             await lane.close()
-
-
-def _each(on_message: Callable[[dict[str, Any]], None], messages: list[dict[str, Any]]) -> None:
-    for message in messages:
-        try:
-            on_message(message)
-        except Exception:  # noqa: BLE001 - one bad message must not cost the others of its payload
-            log.exception("a message from another replica could not be handled")
 
 
 def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
