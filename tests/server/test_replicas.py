@@ -404,3 +404,24 @@ async def test_an_agent_learns_the_replicas_its_server_names_and_fails_over_to_o
         if not a.http.closed:
             await a.http.close()
             await runner_a.cleanup()
+
+
+async def test_a_bad_message_from_another_replica_costs_nothing_to_the_rest_of_its_payload(replicas) -> None:
+    """Messages arrive a NOTIFY payload at a time (store/cluster.py): one that cannot be handled
+    is logged, and the frames after it in the same payload still reach the operators."""
+    import psycopg
+
+    from rm_server.keys import CONFIG
+    from rm_server.store.cluster import CHANNEL
+
+    a, _ = replicas
+    ws = await a.http.ws_connect(a.api("/events"), headers=a.auth("viewer"))
+    try:
+        frame = json.dumps({"type": "host.updated", "ts": "2026-01-01T00:00:00+00:00", "payload": {"host_id": "h1"}})
+        payload = json.dumps({"from": "elsewhere", "m": [{"t": "events"}, {"t": "events", "f": frame, "k": None}]})
+        with psycopg.connect(a.app[CONFIG].database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        got = await ws.receive_json(timeout=10)
+        assert got["type"] == "host.updated" and got["payload"] == {"host_id": "h1"}, got
+    finally:
+        await ws.close()
