@@ -21,7 +21,7 @@ from rm_server.api import (
 from rm_server.config import ServerConfig
 from rm_server.keys import (
     AGENTS, AGENT_MESSAGES, ALERTS, ANOMALIES, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS,
-    FLEET, HOSTS, HOST_METRICS, INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER,
+    FLEET, FORWARDING, HOSTS, HOST_METRICS, INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER,
     OPERATORS, QUERIES, RELAY, ROTATIONS, SCHEDULES, SIGN_INS, STORE,
 )
 from rm_server.heap import keep_heap_frozen
@@ -36,6 +36,7 @@ from rm_server.services.anomalies import AnomalyService
 from rm_server.services.rotations import RotationService
 from rm_server.services.alerts import Alerts
 from rm_server.services.channels import ChannelService
+from rm_server.services.event_forwarding import EventForwarding
 from rm_server.services.copies import CopyService
 from rm_server.services.credentials import CredentialService
 from rm_server.services.drills import DrillTicker
@@ -211,11 +212,12 @@ async def _join_replicas(app: web.Application, relay: Relay) -> None:
         limiter = app[LIMITER]
         limiter.on_failure = lambda keys: relay.send({"t": "login.failed", "keys": keys})
         relay.handlers["login.failed"] = lambda m: limiter.failed_elsewhere([str(k) for k in m["keys"]])
-        events.forward = lambda frame, key: relay.send({"t": "events", "f": frame.decode(), "k": key})
+        forwarding = app[FORWARDING] = EventForwarding(events, relay)  # only while someone elsewhere watches
         events.forward_log = lambda job_id, seq: relay.send({"t": "log", "job": job_id, "seq": seq})
-        relay.handlers["events"] = lambda m: events.deliver(str(m["f"]).encode(), m.get("k"))
         relay.handlers["log"] = lambda m: events.catch_up(str(m["job"]), log_pages(store))
     await relay.start()
+    if relay.clustered:
+        forwarding.start()
     await relay.coordination.lead()  # the first replica leads from its start; the others learn who does
     await store.hosts.release(await relay.coordination.live_replicas())
 

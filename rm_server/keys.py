@@ -22,6 +22,7 @@ from rm_server.services.copies import CopyService
 from rm_server.services.credentials import CredentialService
 from rm_server.services.drills import DrillTicker
 from rm_server.services.enrollment import EnrollmentService
+from rm_server.services.event_forwarding import EventForwarding
 from rm_server.services.fleet import FleetService
 from rm_server.services.hosts import HostService
 from rm_server.services.jobs import JobService
@@ -60,6 +61,7 @@ AGENT_MESSAGES = web.AppKey("agent_messages", AgentMessages)
 MAINTAINER = web.AppKey("maintainer", Maintainer)
 QUERIES = web.AppKey("queries", QueryService)
 RELAY = web.AppKey("relay", Relay)
+FORWARDING = web.AppKey("event_forwarding", EventForwarding)  # replicas only: operators' events between them
 DRILLS = web.AppKey("drills", DrillTicker)
 SIGN_INS = web.AppKey("sign_ins", FailedSignIns)
 ALERTS = web.AppKey("alerts", Alerts)

@@ -153,23 +153,29 @@ class PgCoordination:
 
     async def lead(self) -> bool:
         """Take the leader's lock if it is free, or check the session that holds it is alive.
-        A lost session (database restart, network) ends leadership; the lane is reopened."""
-        try:
-            if self._locks is None:
-                await self._open_locks()
-            assert self._locks is not None
-            if self._leading:
-                await self._locks.call(lambda c: c.execute("SELECT 1").fetchone())
-            else:
-                self._leading = bool(await self._locks.call(
-                    lambda c: one(c.execute("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)).fetchone())[0]))
+        A lost session (database restart, network) ends leadership; the lane is reopened and
+        the lock tried for at once on the new session, so a database restart costs the
+        fleet-wide duties no tick."""
+        for attempt in range(2):
+            try:
+                if self._locks is None:
+                    await self._open_locks()
+                assert self._locks is not None
                 if self._leading:
-                    log.info("replica %s leads the fleet-wide duties", self.replica_id)
-        except Exception as exc:  # noqa: BLE001 - the session is gone: so is every lock it held
-            if self._leading:
-                log.warning("replica %s lost the leader's lock: %s", self.replica_id, exc)
-            await self._lost()
-        return self._leading
+                    await self._locks.call(lambda c: c.execute("SELECT 1").fetchone())
+                else:
+                    self._leading = bool(await self._locks.call(
+                        lambda c: one(c.execute("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)).fetchone())[0]))
+                    if self._leading:
+                        log.info("replica %s leads the fleet-wide duties", self.replica_id)
+                return self._leading
+            except Exception as exc:  # noqa: BLE001 - the session is gone: so is every lock it held
+                if self._leading:
+                    log.warning("replica %s lost the leader's lock: %s", self.replica_id, exc)
+                await self._lost()
+                if attempt:  # a new session failed too: the database is away
+                    return False
+        return False
 
     async def _lost(self) -> None:
         self._leading = False
@@ -197,20 +203,26 @@ class PgCoordination:
     async def send(self, messages: list[dict[str, Any]]) -> None:
         if not messages or self._stop.is_set():
             return  # closed: no new session (it would register this replica as alive again)
-        if self._locks is None:
-            await self._open_locks()
-        assert self._locks is not None
         payloads = pack(self.replica_id, messages)
 
         def notify(conn: Conn) -> None:
             for payload in payloads:
                 conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload))
 
-        try:
-            await self._locks.call(notify)
-        except Exception:
-            await self._lost()  # the session is gone (and the locks it held): a new one next time
-            raise
+        for attempt in range(2):
+            if self._locks is None:
+                await self._open_locks()
+            assert self._locks is not None
+            try:
+                await self._locks.call(notify)
+                return
+            except Exception:
+                # The session is gone (and the locks it held). The listeners of the others may
+                # be fine and would never resynchronise: send once more on a new session
+                # rather than lose the wake-up (a NOTIFY is sent at its commit, or not at all).
+                await self._lost()
+                if attempt:
+                    raise
 
     async def start(self, on_message: Callable[[dict[str, Any]], None], on_resync: Callable[[], None]) -> None:
         await self._open_locks()

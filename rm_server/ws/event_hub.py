@@ -193,22 +193,50 @@ class EventHub:
         # replicas' operators, and a job's new log lines are announced by job id and seq.
         self.forward: Callable[[bytes, str | None], None] | None = None
         self.forward_log: Callable[[str, int], None] | None = None
+        # While no other replica has operators watching, `hold(type, payload, ts)` keeps an
+        # event instead of its being forwarded, and says so (services/event_forwarding.py).
+        self.hold: Callable[[str, Any, datetime], bool] | None = None
+        # Called with True when the first operator here starts watching, False when the last stops.
+        self.on_watching: Callable[[bool], None] | None = None
         # jobs whose lines another replica stored while a subscriber's backlog was loading
         self._stale: set[tuple[Subscriber, str]] = set()
 
-    def _frame(self, type_: str, payload: Any) -> bytes:
+    def _frame(self, type_: str, payload: Any, ts: datetime | None = None) -> bytes:
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json")
-        return to_json({"type": type_, "ts": self.clock(), "payload": payload})
+        return to_json({"type": type_, "ts": ts or self.clock(), "payload": payload})
+
+    def join(self, sub: Subscriber) -> None:
+        """An operator's events socket starts receiving."""
+        self.subscribers.add(sub)
+        if len(self.subscribers) == 1 and self.on_watching is not None:
+            self.on_watching(True)
+
+    def leave(self, sub: Subscriber) -> None:
+        """It stops (closed, or dropped as too slow); again for the same one is nothing."""
+        if sub not in self.subscribers:
+            return
+        self.subscribers.discard(sub)
+        if not self.subscribers and self.on_watching is not None:
+            self.on_watching(False)
 
     def publish(self, type_: str, payload: Any) -> None:
         if not self.subscribers and self.forward is None:
             return
+        forward = self.forward
+        if self.hold is not None and self.hold(type_, payload, self.clock()):
+            forward = None  # held: no other replica has operators watching
+            if not self.subscribers:
+                return
         frame = self._frame(type_, payload)
         key = _coalesce_key(type_, payload)
-        if self.forward is not None:
-            self.forward(frame, key)
+        if forward is not None:
+            forward(frame, key)
         self.deliver(frame, key)
+
+    def frame_of(self, type_: str, payload: Any, ts: datetime) -> tuple[bytes, str | None]:
+        """A held event's frame (its own time) and coalescing key, as publish makes them."""
+        return self._frame(type_, payload, ts), _coalesce_key(type_, payload)
 
     def deliver(self, frame: bytes, key: str | None) -> None:
         """A frame to this replica's operators (published here, or by another replica)."""

@@ -42,8 +42,8 @@ async def events_ws(request: web.Request) -> web.WebSocketResponse:
     try:
         await ws.prepare(request)
         sub = Subscriber(ws, cfg.operator_queue_size, cfg.operator_queue_bytes)
-        sub.on_drop = lambda: hub.subscribers.discard(sub)
-        hub.subscribers.add(sub)
+        sub.on_drop = lambda: hub.leave(sub)
+        hub.join(sub)
         await _serve(hub, store, sub, ws, request[OPERATOR_KEY].username)
     finally:
         left = hub.per_account.pop(account, 1) - 1
@@ -89,7 +89,7 @@ async def _serve(hub: EventHub, store: Store, sub: Subscriber, ws: web.WebSocket
             if writer_task.done():
                 break
     finally:
-        hub.subscribers.discard(sub)
+        hub.leave(sub)
         writer_task.cancel()
         try:
             await writer_task

@@ -347,8 +347,9 @@ async def test_replicas_ride_out_a_real_postgresql_restart(tmp_path: Path, clust
         status, body = await b.call("GET", "/operators")
         assert {o["username"] for o in body["operators"]} >= {"after"}
         assert not {o["username"] for o in body["operators"]} & {"during-True", "during-False"}
-        # the coordination sessions came back too: one replica leads, and a command made on A
-        # reaches the agent B holds (A's notification through B's listener)
+        # the coordination sessions came back too: at its first tick one replica leads (the
+        # session the lock lived on is gone, and a new one takes it at once), and a command made
+        # on A reaches the agent B holds (A's notification through B's listener)
         leads = [await srv.app[RELAY].coordination.lead() for srv in (a, b)]
         assert sorted(leads) == [False, True], leads
         host_id, token = await a.enroll("web-after")
@@ -423,5 +424,96 @@ async def test_a_bad_message_from_another_replica_costs_nothing_to_the_rest_of_i
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
         got = await ws.receive_json(timeout=10)
         assert got["type"] == "host.updated" and got["payload"] == {"host_id": "h1"}, got
+    finally:
+        await ws.close()
+
+
+class Channel:
+    """The replicas' NOTIFY channel as the database carries it: what they relay, message by message."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from rm_server.store.cluster import CHANNEL
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute(f"LISTEN {CHANNEL}")
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every message relayed since the last read (a NOTIFY of our own marks the end)."""
+        from rm_server.store.cluster import CHANNEL
+
+        self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps({"from": "test", "m": [{"t": "end"}]})))
+        out: list[dict[str, Any]] = []
+        for note in self.conn.notifies(timeout=10):
+            envelope = json.loads(note.payload)
+            if envelope.get("from") == "test":
+                return out
+            out += envelope.get("m", [])
+        raise AssertionError("the channel's own marker never came back")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def publish(srv: Server, host: str) -> None:
+    from rm_server.keys import EVENTS
+
+    srv.app[EVENTS].publish("host.updated", {"id": host, "hostname": host, "status": "online"})
+
+
+async def host_event(ws: Any) -> str:
+    """The id of the next host.updated frame on an events socket (other frames passed over)."""
+    while True:
+        got = await ws.receive_json(timeout=10)
+        if got["type"] == "host.updated":
+            return str(got["payload"]["id"])
+
+
+async def test_events_are_relayed_only_while_another_replica_has_operators_watching(replicas) -> None:
+    """A fleet push publishes an event per host: relayed to replicas where no operator watches,
+    they cost a fifth of the push's CPU (docs/benchmarks.md). They go only while someone
+    elsewhere watches, and an operator who connects misses nothing published meanwhile."""
+    from rm_server.keys import CONFIG, FORWARDING
+
+    a, b = replicas
+    channel = Channel(a.app[CONFIG].database_url)
+    try:
+        channel.read()
+        publish(a, "before")  # nobody watches anywhere: held, not relayed
+        assert not [m for m in channel.read() if m["t"] == "events"]
+
+        ws = await b.http.ws_connect(b.api("/events"), headers=b.auth("viewer"))
+        try:
+            # what A published shortly before this operator connected on B comes first (among
+            # the other events of those seconds), then what A publishes from then on
+            assert await host_event(ws) == "before"
+            await wait_for(lambda: a.app[FORWARDING].watchers == {b.app[RELAY].replica_id}, what="A knows B watches")
+            publish(a, "during")
+            assert await host_event(ws) == "during"
+        finally:
+            await ws.close()
+        await wait_for(lambda: not a.app[FORWARDING].watchers, what="A knows B's last operator left")
+        channel.read()
+        publish(a, "after")
+        assert not [m for m in channel.read() if m["t"] == "events"]
+    finally:
+        channel.close()
+
+
+async def test_a_replica_that_lost_notifications_asks_who_watches(replicas) -> None:
+    """B's operator watches; A's listener loses its session (the database ended it) and with
+    it B's announcement would be gone: A asks again, and B's operator still gets A's events."""
+    from rm_server.keys import FORWARDING
+
+    a, b = replicas
+    ws = await b.http.ws_connect(b.api("/events"), headers=b.auth("viewer"))
+    try:
+        await wait_for(lambda: a.app[FORWARDING].watchers, what="A knows B watches")
+        a.app[FORWARDING].watchers.clear()  # as if the announcement had been lost
+        terminate(a, a.app[RELAY].replica_id)  # A's listener reconnects and resynchronises
+        await wait_for(lambda: a.app[FORWARDING].watchers == {b.app[RELAY].replica_id}, 20, "A asked; B answered")
+        publish(a, "after-resync")
+        assert await host_event(ws) == "after-resync"
     finally:
         await ws.close()
