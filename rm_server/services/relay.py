@@ -10,7 +10,8 @@ are rows, and a replica that reconnects its listener re-reads them (`resync`). W
 Types: `dispatch` (a host's queued jobs), `cancel`, `schedule` (push schedule sets),
 `config`, `drop` (close a host's socket: it reconnected elsewhere, or was deleted),
 `query` / `query.done` (live ls/diff/preview through the holder), `events` (operator
-frames), `log` (a job's new log lines are stored: subscribers re-read them)."""
+frames) with `watch` / `watch.ask` (who has operators watching: services/event_forwarding.py),
+`log` (a job's new log lines are stored: subscribers re-read them)."""
 
 from __future__ import annotations
 
