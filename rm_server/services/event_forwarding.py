@@ -6,11 +6,13 @@ replicas' CPU in a fleet push: the push's 19k acks publish 19k `schedule.updated
 (docs/benchmarks.md). So a replica says when its first operator starts watching and when its
 last one stops (`watch`), and the others relay events only while some replica watches.
 
-Nothing is missed when a replica starts watching: until its `watch` arrives, the others held
-what they published (the last HOLD_SECONDS, unbuilt), and they send it that first, addressed
-to it alone, in order, then every event after. Its operators may so see an event from up to
-HOLD_SECONDS before they connected: events carry state (a host's, a job's), and in order per
-host and per job they end at the newest, as the list the console loads on connecting does.
+Nothing is missed when a replica starts watching, and nothing older is sent: its `watch`
+says since when (the wall clock at its first operator's connection). Until it arrives the
+others held what they published (the last HOLD_SECONDS, unbuilt); they send it the held
+events published since then, addressed to it alone, in order, before anything newer. So an
+operator on any replica gets what an operator of one server gets: every event published after
+connecting, none from before. Replicas on several machines compare their clocks here: keep
+them synchronised (NTP), as PostgreSQL's own replication and TLS already ask.
 
 A lost notification (a listener that reconnected) is made good by asking (`watch.ask`):
 every watching replica answers `watch`. A replica that died watching stays in `watchers`
@@ -36,7 +38,8 @@ class EventForwarding:
         self.events = events
         self.relay = relay
         self.watchers: set[str] = set()  # other replicas with operators watching
-        self._held: deque[tuple[float, str, Any, datetime]] = deque()  # (monotonic, type, payload, ts)
+        self._held: deque[tuple[float, float, str, Any, datetime]] = deque()  # (monotonic, wall, type, payload, ts)
+        self._since = 0.0  # wall clock when this replica's first operator started watching
         events.forward = lambda frame, key: relay.send({"t": "events", "f": frame.decode(), "k": key})
         events.hold = self._hold
         events.on_watching = self._announce
@@ -56,7 +59,7 @@ class EventForwarding:
             return False
         now = time.monotonic()
         held = self._held
-        held.append((now, type_, payload, ts))
+        held.append((now, time.time(), type_, payload, ts))
         while held and (held[0][0] < now - HOLD_SECONDS or len(held) > HOLD_EVENTS):
             held.popleft()
         return True
@@ -68,9 +71,9 @@ class EventForwarding:
             return
         if who in self.watchers:
             return
-        cutoff = time.monotonic() - HOLD_SECONDS
-        for when, type_, payload, ts in self._held:  # what it missed, to it alone, before anything newer
-            if when >= cutoff:
+        cutoff, since = time.monotonic() - HOLD_SECONDS, float(message.get("since") or 0)
+        for when, wall, type_, payload, ts in self._held:  # what it missed, to it alone, before anything newer
+            if when >= cutoff and wall >= since:
                 frame, key = self.events.frame_of(type_, payload, ts)
                 self.relay.send({"t": "events", "f": frame.decode(), "k": key, "to": who})
         self._held.clear()  # from now on every event is relayed to all
@@ -79,14 +82,19 @@ class EventForwarding:
     # ------------------------------------------------------------ this replica's operators
 
     def _announce(self, watching: bool) -> None:
-        self.relay.send({"t": "watch", "from": self.relay.replica_id, "on": watching})
+        if watching:
+            self._since = time.time()
+        self._tell(watching)
+
+    def _tell(self, watching: bool) -> None:
+        self.relay.send({"t": "watch", "from": self.relay.replica_id, "on": watching, "since": self._since})
 
     def _asked(self, message: dict[str, Any]) -> None:
         if self.events.subscribers:
-            self._announce(True)
+            self._tell(True)
 
     async def _resync(self) -> None:
         """Notifications were lost while our listener was away: ours may have been too."""
         self.relay.send({"t": "watch.ask"})
         if self.events.subscribers:
-            self._announce(True)
+            self._tell(True)

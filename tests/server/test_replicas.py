@@ -470,11 +470,13 @@ async def host_event(ws: Any) -> str:
             return str(got["payload"]["id"])
 
 
-async def test_events_are_relayed_only_while_another_replica_has_operators_watching(replicas) -> None:
+async def test_events_are_relayed_only_while_another_replica_has_operators_watching(replicas, monkeypatch) -> None:
     """A fleet push publishes an event per host: relayed to replicas where no operator watches,
     they cost a fifth of the push's CPU (docs/benchmarks.md). They go only while someone
-    elsewhere watches, and an operator who connects misses nothing published meanwhile."""
-    from rm_server.keys import CONFIG, FORWARDING
+    elsewhere watches, and an operator who connects gets what one server would give: every
+    event published after connecting (also before the other replicas learned of it), none before."""
+    from rm_server.keys import CONFIG, EVENTS, FORWARDING
+    from rm_server.services import relay as relay_module
 
     a, b = replicas
     channel = Channel(a.app[CONFIG].database_url)
@@ -483,14 +485,16 @@ async def test_events_are_relayed_only_while_another_replica_has_operators_watch
         publish(a, "before")  # nobody watches anywhere: held, not relayed
         assert not [m for m in channel.read() if m["t"] == "events"]
 
+        # B's announcement leaves half a second late, so A surely publishes before it learns
+        monkeypatch.setattr(relay_module, "FLUSH_SECONDS", 0.5)
         ws = await b.http.ws_connect(b.api("/events"), headers=b.auth("viewer"))
         try:
-            # what A published shortly before this operator connected on B comes first (among
-            # the other events of those seconds), then what A publishes from then on
-            assert await host_event(ws) == "before"
+            await wait_for(lambda: b.app[EVENTS].subscribers, what="B's operator counted")
+            assert not a.app[FORWARDING].watchers
+            publish(a, "while-A-did-not-know")
             await wait_for(lambda: a.app[FORWARDING].watchers == {b.app[RELAY].replica_id}, what="A knows B watches")
-            publish(a, "during")
-            assert await host_event(ws) == "during"
+            publish(a, "once-A-knew")
+            assert [await host_event(ws), await host_event(ws)] == ["while-A-did-not-know", "once-A-knew"]
         finally:
             await ws.close()
         await wait_for(lambda: not a.app[FORWARDING].watchers, what="A knows B's last operator left")
