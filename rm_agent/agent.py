@@ -14,6 +14,8 @@ import socket
 from datetime import datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from rm_agent.config import AgentConfig, save_config, state_dir
 from rm_agent.connection import Session
 from rm_agent.handlers import dispatch
@@ -28,7 +30,6 @@ from rm_agent.secrets import SecretStore
 from rm_core import protocol as p
 from rm_core.enums import ActorKind, JobKind
 from rm_core.ids import new_id
-from rm_core.server_urls import ServerUrlError, check_server_url, parse_server_urls
 from rm_core.times import iso, utcnow
 from rm_core.version import AGENT_FEATURES, PROTOCOL_VERSION, __version__
 from rm_core.waiting import wait_event
@@ -119,18 +120,18 @@ class Agent:
         Refused, with a warning, when it breaks the enrollment rule or leaves out the URL this
         agent reached the server by: a mistyped `--agent-url` must never cut a fleet off from
         the one address it knows works."""
-        try:
-            wanted = parse_server_urls([check_server_url(url) for url in urls])
-        except ServerUrlError as exc:
-            log.warning("the server's list of URLs is not taken: %s", exc)
+        try:  # agent.json's own rule for server_urls (one URL an entry, checked, each once, ≤ 16)
+            config = AgentConfig.model_validate({**self.config.model_dump(), "server_urls": urls, "server_url": ""})
+        except ValidationError as exc:
+            log.warning("the server's list of URLs is not taken: %s", exc.errors()[0]["msg"])
             return
+        wanted = config.server_urls
         if wanted == self.session.urls:
             return
         if self.session.url not in wanted:
             log.warning("the server's list of URLs %s leaves out %s, which this agent reached it by: not taken",
                         wanted, self.session.url)
             return
-        config = self.config.model_copy(update={"server_urls": wanted, "server_url": wanted[0]})
         save_config(self.config_path, config)  # atomic: a crash leaves the old list or the new
         self.config = config
         self.session.use_urls(wanted)
