@@ -21,8 +21,8 @@ from rm_server.api import (
 from rm_server.config import ServerConfig
 from rm_server.keys import (
     AGENTS, AGENT_MESSAGES, ALERTS, ANOMALIES, CHANNELS, CONFIG, COPIES, CREDENTIALS, DRILLS, ENROLLMENT, EVENTS,
-    FLEET, FORWARDING, HOSTS, HOST_METRICS, INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN, NOTIFIER,
-    OPERATORS, QUERIES, RELAY, ROTATIONS, SCHEDULES, SIGN_INS, STORE,
+    FLEET, FORWARDING, HOSTS, HOST_METRICS, INSTALLER, JOBS, LIMITER, MAINTAINER, MASTER_KEY, METRICS, METRICS_TOKEN,
+    NOTIFIER, OPERATORS, QUERIES, RELAY, ROTATIONS, SCHEDULES, SIGN_INS, STORE,
 )
 from rm_server.heap import keep_heap_frozen
 from rm_server.host_metrics import HostMetricsCache
@@ -161,8 +161,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     jobs = app[JOBS] = JobService(store, hub, events, notifier, count_outcome=app[METRICS].job_changed)
     app[HOST_METRICS] = HostMetricsCache(lambda: store.host_metrics.render(render_host_metrics),
                                          cfg.host_metrics_ttl)
-    credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs,
-                                                                 agent_urls=cfg.agent_urls)
+    credentials = app[CREDENTIALS] = CredentialService(store, hub, app[MASTER_KEY], jobs, agent_urls=cfg.agent_urls)
     app[ENROLLMENT] = EnrollmentService(store, credentials, app[INSTALLER], hosts)
     schedules = app[SCHEDULES] = ScheduleService(store, hub, events, cfg.clock)
     metrics = app[METRICS]

@@ -40,7 +40,7 @@ class EventForwarding:
         self.watchers: set[str] = set()  # other replicas with operators watching
         self._held: deque[tuple[float, float, str, Any, datetime]] = deque()  # (monotonic, wall, type, payload, ts)
         self._since = 0.0  # wall clock when this replica's first operator started watching
-        events.forward = lambda frame, key: relay.send({"t": "events", "f": frame.decode(), "k": key})
+        events.forward = self._send
         events.hold = self._hold
         events.on_watching = self._announce
         relay.handlers["events"] = lambda m: events.deliver(str(m["f"]).encode(), m.get("k"))
@@ -51,6 +51,12 @@ class EventForwarding:
     def start(self) -> None:
         """Learn who watches now (the replicas started before this one answer)."""
         self.relay.send({"t": "watch.ask"})
+
+    def _send(self, frame: bytes, key: str | None, to: str | None = None) -> None:
+        message = {"t": "events", "f": frame.decode(), "k": key}
+        if to is not None:  # addressed: the others drop it (relay.py)
+            message["to"] = to
+        self.relay.send(message)
 
     # ------------------------------------------------------------ this replica's events
 
@@ -74,8 +80,7 @@ class EventForwarding:
         cutoff, since = time.monotonic() - HOLD_SECONDS, float(message.get("since") or 0)
         for when, wall, type_, payload, ts in self._held:  # what it missed, to it alone, before anything newer
             if when >= cutoff and wall >= since:
-                frame, key = self.events.frame_of(type_, payload, ts)
-                self.relay.send({"t": "events", "f": frame.decode(), "k": key, "to": who})
+                self._send(*self.events.frame_of(type_, payload, ts), to=who)
         self._held.clear()  # from now on every event is relayed to all
         self.watchers.add(who)
 
@@ -89,12 +94,11 @@ class EventForwarding:
     def _tell(self, watching: bool) -> None:
         self.relay.send({"t": "watch", "from": self.relay.replica_id, "on": watching, "since": self._since})
 
-    def _asked(self, message: dict[str, Any]) -> None:
+    def _asked(self, message: dict[str, Any] | None = None) -> None:
         if self.events.subscribers:
             self._tell(True)
 
     async def _resync(self) -> None:
         """Notifications were lost while our listener was away: ours may have been too."""
-        self.relay.send({"t": "watch.ask"})
-        if self.events.subscribers:
-            self._tell(True)
+        self.start()
+        self._asked()

@@ -223,12 +223,12 @@ class EventHub:
     def publish(self, type_: str, payload: Any) -> None:
         if not self.subscribers and self.forward is None:
             return
-        forward = self.forward
-        if self.hold is not None and self.hold(type_, payload, self.clock()):
+        forward, ts = self.forward, self.clock()
+        if self.hold is not None and self.hold(type_, payload, ts):
             forward = None  # held: no other replica has operators watching
             if not self.subscribers:
                 return
-        frame = self._frame(type_, payload)
+        frame = self._frame(type_, payload, ts)
         key = _coalesce_key(type_, payload)
         if forward is not None:
             forward(frame, key)
