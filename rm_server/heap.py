@@ -1,4 +1,5 @@
-"""Keep the cyclic garbage collector's full passes small at fleet scale.
+"""Keep the cyclic garbage collector's full passes small at fleet scale, and glibc's malloc
+from keeping what the server no longer uses (the fixed thresholds and a trim, at the end).
 
 Each agent connection holds a few hundred long-lived objects (socket, protocol, parser,
 request, response). Python's full GC pass walks every one of them; at 5,000 agents py-spy
@@ -60,6 +61,31 @@ async def keep_heap_frozen(freeze_every: float = FREEZE_EVERY, full_every: float
             gc.freeze()
 
 
+def _glibc() -> ctypes.CDLL | None:
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
+def release_free_memory() -> bool:
+    """Give back to the OS the pages malloc holds free, in every arena (glibc's public
+    malloc_trim(0), which also returns free pages between live chunks; the trim threshold
+    only ever returns a heap's top). For after a large transient build on a thread of its
+    own: the 19k-host list left ~45 MB free in its reader's arena, counted in the RSS until
+    the next build, while other threads' arenas grew (docs/benchmarks.md). ~2.5 ms; the
+    next build faults its pages again (~15 ms at 19k). True when it ran."""
+    if _LIBC is None:
+        return False
+    _LIBC.malloc_trim(0)  # its result says whether pages went back, not whether it ran
+    return True
+
+
 def fix_malloc_thresholds() -> bool:
     """Fixed malloc thresholds instead of glibc's sliding ones (mallopt; glibc only).
 
@@ -72,10 +98,7 @@ def fix_malloc_thresholds() -> bool:
     environment settings win. True when applied."""
     if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+    if _LIBC is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
+    mallopt = _LIBC.mallopt
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

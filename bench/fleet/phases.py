@@ -216,6 +216,7 @@ def run_size(n: int, args, ctx) -> dict:
         win = 5 if quick else args.window
         rest = res["rest"] = fleet.window(win)
         log("at rest:", json.dumps({k: rest[k]["p99_ms"] for k in ("healthz", "hosts_page", "jobs_page")}))
+        res["rss_after_rest_mb"] = proc_status(pid).get("VmRSS")
         prof = Profiler(args.profile, pid, f"full-list-{n}")
         rest_full = res["rest_full_list"] = fleet.window(win, full_list=True)
         prof.stop()

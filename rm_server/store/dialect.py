@@ -33,6 +33,14 @@ class SqliteDialect:
         return f"json(coalesce(json_group_array(json({expr})), '[]'))"
 
     @staticmethod
+    def body(key: str, expr: str, order: str | None = None) -> str:
+        """The reply body `{"key": [expr, ...]}` as bytes (a BLOB: Python gets the body with
+        no str in between to encode). Spliced as text, not json_object(agg(...)): json()
+        over the aggregate parsed and rewrote a 9.5 MB fleet list. At 19k hosts: 65-90 ms
+        instead of 101-104, peak memory 10 MB lower, the same bytes (docs/benchmarks.md)."""
+        return f"""CAST('{{"{key}":' || json_group_array(json({expr})) || '}}' AS BLOB)"""
+
+    @staticmethod
     def agg_distinct(expr: str) -> str:
         """A JSON array of the distinct scalar values of `expr`."""
         return f"json_group_array(DISTINCT {expr})"
@@ -103,6 +111,11 @@ class PostgresDialect:
     @staticmethod
     def agg(expr: str, order: str | None = None) -> str:
         return f"coalesce(json_agg({expr}{' ORDER BY ' + order if order else ''}), '[]'::json)"
+
+    @classmethod
+    def body(cls, key: str, expr: str, order: str | None = None) -> str:
+        """The reply body `{"key": [expr, ...]}`, as text (the caller encodes it)."""
+        return cls.text(cls.obj(**{key: cls.agg(expr, order)}))
 
     @staticmethod
     def agg_distinct(expr: str) -> str:

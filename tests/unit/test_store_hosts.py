@@ -93,10 +93,10 @@ async def test_consoles_asking_for_the_full_list_at_once_share_one_build_off_the
         builds = []
         real = store.db.fetchall
 
-        async def counting(sql, params=(), lane=None, *, bulk=False):
+        async def counting(sql, params=(), lane=None, *, bulk=False, **kw):
             if "json_group_array" in sql:
                 builds.append((lane, bulk))
-            return await real(sql, params, lane, bulk=bulk)
+            return await real(sql, params, lane, bulk=bulk, **kw)
 
         store.db.fetchall = counting
         bodies = await asyncio.gather(*(store.hosts.list_json() for _ in range(5)))
