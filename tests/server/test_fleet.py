@@ -138,3 +138,34 @@ async def test_a_first_policy_on_a_large_fleet_is_read_back_by_index(server, dat
                                                                                 "schedule_groups")
                 and n["Actual Loops"] > 1]
     assert per_host == [], f"scanned whole tables once per host: {per_host}"
+
+
+async def test_host_updates_find_room_on_their_own_page(server, database):
+    """Every hello, ack and finished backup updates its host's row: a fleet push is 19k of
+    them. With room left on each page (fillfactor 70, migration 0009) PostgreSQL updates in
+    place and writes no index entry (a HOT update); on full pages none can."""
+    if database != "postgresql":
+        pytest.skip("PostgreSQL's page fill")
+    from datetime import datetime, timezone
+
+    from rm_core.ids import new_ids
+    from rm_server.keys import STORE
+
+    store = server.app[STORE]
+    ids = new_ids(2000)
+    created = datetime.now(timezone.utc).isoformat()
+
+    await store.db.write_in_thread(lambda conn: conn.executemany(
+        "INSERT INTO hosts (id, hostname, status, os, arch, agent_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(h, f"hot-{i:04d}", "offline", "linux", "x86_64", "test", created) for i, h in enumerate(ids)]))
+    acked = ids[::3]  # a third of the fleet acks in one transaction: its new row versions fit the room
+
+    def ack(conn):
+        conn.execute(f"UPDATE hosts SET applied_schedule_version = applied_schedule_version + 1, last_seen = ?"
+                     f" WHERE id IN ({','.join('?' * len(acked))})", (created, *acked))
+        # this transaction's own counts (the statistics views lag behind other sessions)
+        return conn.execute("SELECT pg_stat_get_xact_tuples_updated('hosts'::regclass),"
+                            " pg_stat_get_xact_tuples_hot_updated('hosts'::regclass)").fetchone()
+
+    updated, hot = await store.db.write_in_thread(ack)
+    assert updated == len(acked) and hot >= 0.9 * updated, (updated, hot)
