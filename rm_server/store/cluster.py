@@ -21,11 +21,13 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rm_server.store.common import iso
 from rm_server.store.db import Conn, one
 from rm_server.store.lanes import Lane
+
+T = TypeVar("T")
 
 log = logging.getLogger("rm_server.cluster")
 
@@ -156,26 +158,38 @@ class PgCoordination:
         A lost session (database restart, network) ends leadership; the lane is reopened and
         the lock tried for at once on the new session, so a database restart costs the
         fleet-wide duties no tick."""
+        def step() -> Callable[[Conn], bool]:
+            if self._leading:  # this session holds the lock: it only has to be alive
+                return lambda c: c.execute("SELECT 1").fetchone() is not None
+            return lambda c: bool(one(c.execute("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)).fetchone())[0])
+
+        try:
+            leads = await self._on_a_session(step)
+        except Exception:  # noqa: BLE001 - a new session failed too: the database is away
+            return False
+        if leads and not self._leading:
+            log.info("replica %s leads the fleet-wide duties", self.replica_id)
+        self._leading = leads
+        return leads
+
+    async def _on_a_session(self, step: Callable[[], Callable[[Conn], T]]) -> T:
+        """`step()`'s function run on the lock lane's session. When that session is gone (a
+        database restart, the network), so is every lock it held: the lane is reopened and
+        `step()` asked again, which must not count on a lock of the old session (lead() asks
+        `_leading`, which is False by then). A second failure is raised."""
         for attempt in range(2):
             try:
                 if self._locks is None:
                     await self._open_locks()
                 assert self._locks is not None
-                if self._leading:
-                    await self._locks.call(lambda c: c.execute("SELECT 1").fetchone())
-                else:
-                    self._leading = bool(await self._locks.call(
-                        lambda c: one(c.execute("SELECT pg_try_advisory_lock(?)", (LEADER_LOCK,)).fetchone())[0]))
-                    if self._leading:
-                        log.info("replica %s leads the fleet-wide duties", self.replica_id)
-                return self._leading
-            except Exception as exc:  # noqa: BLE001 - the session is gone: so is every lock it held
+                return await self._locks.call(step())
+            except Exception as exc:
                 if self._leading:
                     log.warning("replica %s lost the leader's lock: %s", self.replica_id, exc)
                 await self._lost()
-                if attempt:  # a new session failed too: the database is away
-                    return False
-        return False
+                if attempt:
+                    raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _lost(self) -> None:
         self._leading = False
@@ -209,20 +223,10 @@ class PgCoordination:
             for payload in payloads:
                 conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload))
 
-        for attempt in range(2):
-            if self._locks is None:
-                await self._open_locks()
-            assert self._locks is not None
-            try:
-                await self._locks.call(notify)
-                return
-            except Exception:
-                # The session is gone (and the locks it held). The listeners of the others may
-                # be fine and would never resynchronise: send once more on a new session
-                # rather than lose the wake-up (a NOTIFY is sent at its commit, or not at all).
-                await self._lost()
-                if attempt:
-                    raise
+        # A NOTIFY is sent at its commit or not at all: if the session is gone, the listeners
+        # of the others may be fine and would never resynchronise, so it goes once more on a
+        # new session rather than lose the wake-up.
+        await self._on_a_session(lambda: notify)
 
     async def start(self, on_message: Callable[[dict[str, Any]], None], on_resync: Callable[[], None]) -> None:
         await self._open_locks()
