@@ -242,6 +242,17 @@ def _alerts_to_the_leader(alerts: Alerts, relay: Relay) -> None:
     relay.handlers["alert"] = take
 
 
+async def sweep(app: web.Application) -> None:
+    """One sweep: this replica's own sockets; the watchers of events that died (no relaying
+    for nobody: services/event_forwarding.py); the leader, the hosts of replicas that died."""
+    coordination = app[RELAY].coordination
+    await app[HOSTS].sweep()
+    if FORWARDING in app:
+        await app[FORWARDING].drop_dead(coordination.live_replicas)
+    if await coordination.lead():
+        await app[HOSTS].sweep_replicas(await coordination.live_replicas())
+
+
 async def _close_sockets(app: web.Application) -> None:
     """Close WebSockets before aiohttp waits for open handlers, so shutdown is immediate."""
     await app[AGENTS].close_all()
@@ -271,13 +282,8 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
                 return await job() if await coordination.lead() else None
             return run
 
-        async def sweep() -> None:
-            await app[HOSTS].sweep()  # this replica's own sockets
-            if await coordination.lead():  # and the hosts of replicas that died
-                await app[HOSTS].sweep_replicas(await coordination.live_replicas())
-
         tasks.append(asyncio.create_task(keep_heap_frozen()))
-        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, sweep, "sweeper")))
+        tasks.append(asyncio.create_task(_every(cfg.sweep_interval, lambda: sweep(app), "sweeper")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[MAINTAINER].tick),
                                                 "maintenance")))
         tasks.append(asyncio.create_task(_every(cfg.maintenance_interval, leading(app[DRILLS].tick), "drills")))

@@ -15,14 +15,16 @@ connecting, none from before. Replicas on several machines compare their clocks 
 them synchronised (NTP), as PostgreSQL's own replication and TLS already ask.
 
 A lost notification (a listener that reconnected) is made good by asking (`watch.ask`):
-every watching replica answers `watch`. A replica that died watching stays in `watchers`
-until its replacement answers otherwise: events are then relayed for nobody, as before.
+every watching replica answers `watch`. A replica that died watching never says its last
+operator left: each sweep drops the watchers whose advisory lock went with their session
+(`drop_dead`), so events are relayed for nobody for at most a sweep interval.
 With SQLite there is one process and none of this is wired (app.py)."""
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +53,15 @@ class EventForwarding:
     def start(self) -> None:
         """Learn who watches now (the replicas started before this one answer)."""
         self.relay.send({"t": "watch.ask"})
+
+    async def drop_dead(self, live_replicas: Callable[[], Awaitable[set[str] | None]]) -> None:
+        """Forget the watchers that are not among `live_replicas()` (None: not known now).
+        Only those known before asking: a replica that starts watching while the query runs
+        is alive, whatever the answer says."""
+        known = set(self.watchers)
+        alive = await live_replicas()
+        if alive is not None:
+            self.watchers -= known - alive
 
     def _send(self, frame: bytes, key: str | None, to: str | None = None) -> None:
         message = {"t": "events", "f": frame.decode(), "k": key}

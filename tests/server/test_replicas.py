@@ -505,6 +505,35 @@ async def test_events_are_relayed_only_while_another_replica_has_operators_watch
         channel.close()
 
 
+async def test_a_replica_that_died_watching_is_relayed_to_no_more(replicas) -> None:
+    """A replica that dies with operators watching never says its last one left: the next
+    sweep finds its advisory lock gone and the others stop relaying for it. A live watcher
+    stays, and so does one whose `watch` came while the sweep's query ran."""
+    from rm_server.app import sweep
+    from rm_server.keys import FORWARDING
+
+    a, b = replicas
+    forwarding = a.app[FORWARDING]
+    ws = await b.http.ws_connect(b.api("/events"), headers=b.auth("viewer"))
+    try:
+        await wait_for(lambda: forwarding.watchers == {b.app[RELAY].replica_id}, what="A knows B watches")
+        forwarding.watchers.add("died-watching")  # its lock went with its session
+        await sweep(a.app)
+        assert forwarding.watchers == {b.app[RELAY].replica_id}
+
+        live_replicas = a.app[RELAY].coordination.live_replicas
+
+        async def answered_late() -> set[str] | None:
+            alive = await live_replicas()
+            forwarding.watchers.add("started-meanwhile")  # its lock came after the query's snapshot
+            return alive
+
+        await forwarding.drop_dead(answered_late)
+        assert forwarding.watchers == {b.app[RELAY].replica_id, "started-meanwhile"}
+    finally:
+        await ws.close()
+
+
 async def test_a_replica_that_lost_notifications_asks_who_watches(replicas) -> None:
     """B's operator watches; A's listener loses its session (the database ended it) and with
     it B's announcement would be gone: A asks again, and B's operator still gets A's events."""
