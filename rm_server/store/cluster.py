@@ -183,7 +183,7 @@ class PgCoordination:
                     await self._open_locks()
                 assert self._locks is not None
                 return await self._locks.call(step())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the session is gone: so is every lock it held
                 if self._leading:
                     log.warning("replica %s lost the leader's lock: %s", self.replica_id, exc)
                 await self._lost()

@@ -75,7 +75,7 @@ def _body(rows: list[Row]) -> bytes:
 def _body_then_release(rows: list[Row]) -> bytes:
     """On the whole list's reader thread: the body, then that build's transient buffers (three
     times the body) back to the OS. Without it the 19k server's RSS kept them, and its peak
-    met the push's and the lists' at once: 596-600 MB against the 600 target, 571 with it."""
+    met the push's and the lists' at once: 603-610 MB against the 600 target, 559-579 with it."""
     body = _body(rows)
     release_free_memory()
     return body
