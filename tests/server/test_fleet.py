@@ -1,6 +1,7 @@
 """PUT /fleet/policies/{name}: one backup policy onto many hosts, pushed and acked."""
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -99,6 +100,18 @@ async def test_policy_events_carry_versions_and_crons_and_crons_list_groups_host
     await ev.ws.close()
 
 
+async def offline_hosts(store, n: int) -> list[str]:
+    """`n` hosts written straight into the store, as a large enrolled fleet whose agents are away."""
+    from rm_core.ids import new_ids
+
+    ids = new_ids(n)
+    created = datetime.now(timezone.utc).isoformat()
+    await store.db.write_in_thread(lambda conn: conn.executemany(
+        "INSERT INTO hosts (id, hostname, status, os, arch, agent_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(h, f"fleet-{i:04d}", "offline", "linux", "x86_64", "test", created) for i, h in enumerate(ids)]))
+    return ids
+
+
 async def test_a_first_policy_on_a_large_fleet_is_read_back_by_index(server, database):
     """A fleet's first policy adds a schedule and a source group per host where there were
     none. PostgreSQL plans by statistics that autovacuum refreshes up to a minute later; left
@@ -106,19 +119,12 @@ async def test_a_first_policy_on_a_large_fleet_is_read_back_by_index(server, dat
     (70 s for 19k hosts). Every scan of those tables in that read happens once, not per host."""
     if database != "postgresql":
         pytest.skip("PostgreSQL's planner statistics")
-    from datetime import datetime, timezone
-
-    from rm_core.ids import new_ids
     from rm_server.keys import STORE
     from rm_server.store.lanes import LaneName
     from rm_server.store.schedule_sets import schedule_set_json
 
     store = server.app[STORE]
-    ids = new_ids(2000)
-    created = datetime.now(timezone.utc).isoformat()
-    await store.db.write_in_thread(lambda conn: conn.executemany(
-        "INSERT INTO hosts (id, hostname, status, os, arch, agent_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(h, f"fleet-{i:04d}", "offline", "linux", "x86_64", "test", created) for i, h in enumerate(ids)]))
+    ids = await offline_hosts(store, 2000)
     status, body = await server.call("PUT", "/fleet/policies/nightly", json=POLICY)
     assert status == 200 and body["hosts"] == 2000, body
 
@@ -146,18 +152,11 @@ async def test_host_updates_find_room_on_their_own_page(server, database):
     place and writes no index entry (a HOT update); on full pages none can."""
     if database != "postgresql":
         pytest.skip("PostgreSQL's page fill")
-    from datetime import datetime, timezone
-
-    from rm_core.ids import new_ids
     from rm_server.keys import STORE
 
     store = server.app[STORE]
-    ids = new_ids(2000)
+    ids = await offline_hosts(store, 2000)
     created = datetime.now(timezone.utc).isoformat()
-
-    await store.db.write_in_thread(lambda conn: conn.executemany(
-        "INSERT INTO hosts (id, hostname, status, os, arch, agent_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(h, f"hot-{i:04d}", "offline", "linux", "x86_64", "test", created) for i, h in enumerate(ids)]))
     acked = ids[::3]  # a third of the fleet acks in one transaction: its new row versions fit the room
 
     def ack(conn):

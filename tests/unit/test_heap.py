@@ -64,20 +64,26 @@ print(json.dumps({{"applied": applied, "read": mapped_by(300 * 1024)}}))
 """
 
 
-def test_malloc_thresholds_are_fixed(tmp_path):
-    # A socket read's 256 KiB buffer (asyncio reads with recv(256 KiB)) comes from the heap,
-    # not from an mmap + munmap per read as with glibc's default 128 KiB threshold.
+def in_a_child(tmp_path, source: str, what: str):
+    """`run(mode)`: the script `source` run in a fresh Python with no MALLOC_* settings, its
+    JSON answer (malloc's state is the process's: a test must not share it)."""
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
-    script = tmp_path / "m.py"
-    script.write_text(MMAPPED.format(root=str(Path(__file__).resolve().parents[2])))
+        pytest.skip(f"{what} is glibc's")
+    script = tmp_path / "child.py"
+    script.write_text(source.format(root=str(Path(__file__).resolve().parents[2])))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
 
     def run(mode):
         out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=60)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
+    return run
 
+
+def test_malloc_thresholds_are_fixed(tmp_path):
+    # A socket read's 256 KiB buffer (asyncio reads with recv(256 KiB)) comes from the heap,
+    # not from an mmap + munmap per read as with glibc's default 128 KiB threshold.
+    run = in_a_child(tmp_path, MMAPPED, "mallopt")
     assert run("fixed") == {"applied": True, "read": 0}
     assert run("default") == {"applied": False, "read": 1}  # what glibc does without it
 
@@ -121,17 +127,7 @@ print(json.dumps({{"ran": ran, "freed_mb": before - rss_mb()}}))
 def test_release_free_memory_gives_back_free_pages_a_live_block_pins(tmp_path):
     # The full host list's build leaves its transient buffers free in its reader's arena
     # (store/hosts.py): without the trim the RSS keeps them.
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("malloc_trim is glibc's")
-    script = tmp_path / "r.py"
-    script.write_text(RELEASED.format(root=str(Path(__file__).resolve().parents[2])))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-
-    def run(mode):
-        out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=60)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout)
-
+    run = in_a_child(tmp_path, RELEASED, "malloc_trim")
     kept = run("keep")
     released = run("release")
     assert kept["ran"] is False and kept["freed_mb"] < 5  # what malloc keeps on its own
