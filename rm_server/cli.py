@@ -78,6 +78,9 @@ def main() -> None:
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP",
               help="A reverse proxy whose X-Forwarded-For names the client (repeatable); "
                    "without it the header is ignored.")
+@click.option("--proxy-protocol", is_flag=True,
+              help="Connections from a --trusted-proxy begin with a PROXY protocol header (HAProxy send-proxy-v2, "
+                   "nginx proxy_protocol): sign-in limits and the audit see the client it names.")
 @click.option("--alert-offline-after", type=click.IntRange(60, 30 * 86400), default=900, show_default=True,
               metavar="SECONDS", help="Raise host.offline for a host away this long.")
 @click.option("--allow-link-local-alerts", is_flag=True,
@@ -93,7 +96,7 @@ def main() -> None:
               help="Replicas on this machine on one port (SO_REUSEPORT); PostgreSQL only.")
 def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None, self_signed: bool,
           insecure_http: bool, public_url: str | None, max_agents: int | None, public_metrics: bool,
-          trusted_proxies: tuple[str, ...], alert_offline_after: int, allow_link_local_alerts: bool,
+          trusted_proxies: tuple[str, ...], proxy_protocol: bool, alert_offline_after: int, allow_link_local_alerts: bool,
           agent_urls: tuple[str, ...], database: str | None, master_key_file: Path | None, workers: int) -> None:
     """Run the server."""
     from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
@@ -105,6 +108,9 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
                                  param_hint="--database")
     if workers > 1 and database is None:
         raise click.UsageError("--workers needs --database: replicas share a PostgreSQL database, not a SQLite file")
+    if proxy_protocol and not trusted_proxies:
+        raise click.UsageError("--proxy-protocol needs --trusted-proxy IP: the balancer whose connections carry the "
+                               "header (from anyone else a header would be a claim)")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if tls_cert and self_signed:
@@ -164,7 +170,7 @@ def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | No
         _run_workers(config, socks, host, workers, database, "https" if ssl_ctx else "http")
     try:
         with asyncio.Runner() as runner:
-            runner.run(_serve(config, socks, host, ssl_ctx, public_url))
+            runner.run(_serve(config, socks, host, ssl_ctx, public_url, proxy_protocol))
     except Exception as exc:  # a failure after listening: still one line and a non-zero exit
         fail("stopped", exc)
 
@@ -184,24 +190,30 @@ def _run_workers(config: ServerConfig, reserved: list[socket.socket], host: str,
 
 
 async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ssl_ctx: ssl.SSLContext | None,
-                 public_url: str | None) -> None:
+                 public_url: str | None, proxy_protocol: bool = False) -> None:
     # Imported here, not at the top: the app (aiohttp, every API model, apprise) is most of
     # a second of imports that the admin commands (operator, host, backup-db) never use.
     from aiohttp import web
 
     from rm_server.app import create_app
+    from rm_server.proxy_protocol import ProxiedListener, proxied_remote
 
     app = create_app(config)
+    proxied = ProxiedListener(ssl_ctx, config.trusted_proxies) if proxy_protocol else None
+    if proxied is not None:
+        app.middlewares.insert(0, proxied_remote(proxied))  # outermost: every later step sees the client
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     try:
         await runner.setup()
-        for sock in socks:
+        if proxied is not None and runner.server is not None:
+            proxied.start(runner.server, socks, BACKLOG)
+        for sock in socks if proxied is None else []:
             await web.SockSite(runner, sock, ssl_context=ssl_ctx, backlog=BACKLOG).start()
     except Exception as exc:
         if database_error(exc) is not None:
             fail(f"cannot open the database {config.database_shown}", exc)
         fail(f"cannot start from {config.data_dir}", exc)
-    bound = runner.addresses[0][1]
+    bound = socks[0].getsockname()[1]
     scheme = "https" if ssl_ctx else "http"
     shown = f"[{host}]" if ":" in host else host
     url = f"{scheme}://{shown}:{bound}"
@@ -225,6 +237,8 @@ async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ss
         await stop.wait()
         logging.getLogger("rm_server").info("stopping: closing agent and operator connections")
     finally:
+        if proxied is not None:
+            await proxied.close()
         await runner.cleanup()
     logging.getLogger("rm_server").info("stopped")
 

@@ -1,11 +1,15 @@
 """packaging/haproxy/haproxy.cfg (docs/operations.md, "PostgreSQL and replicas"): HAProxy's own
 check accepts it, and run for real in front of two real replicas on a throwaway PostgreSQL it
-passes TLS through (the client sees the replicas' one certificate), checks each on /healthz,
-and takes a killed replica out while requests keep being answered by the other."""
+passes TLS through (the client sees the replicas' one certificate), names each client to the
+replicas in a PROXY header (a failed sign-in is logged under the client's address, not the
+balancer's), checks each on /healthz, and takes a killed replica out while requests keep
+being answered by the other."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import re
 import shutil
 import signal
@@ -38,9 +42,22 @@ def test_the_packaged_config_is_valid():
 def replica(data_dir: Path, url: str, *tls: str) -> tuple[Proc, int]:
     port = free_port()
     proc = Proc([str(BIN / "rm-server"), "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
-                 "--database", url, *tls])
+                 "--database", url, "--proxy-protocol", "--trusted-proxy", "127.0.0.1", *tls])
     proc.wait_line(r"rm-server listening on https://")
     return proc, port
+
+
+def failed_sign_in(port: int, cert: Path, source: str) -> int:
+    """A wrong password through the balancer from the local address `source`: the status."""
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", "/api/v1/auth/login", body=json.dumps({"username": "someone", "password": "x" * 12}),
+                     headers={"Content-Type": "application/json"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def get(port: int, cert: Path, path: str = "/healthz") -> tuple[int, bytes]:
@@ -85,6 +102,9 @@ def test_replicas_behind_the_packaged_config_and_one_killed(tmp_path, pg_cluster
         for _ in range(10):
             status, body = get(front, cert)
             assert status == 200 and b'"ok"' in body
+        assert failed_sign_in(front, cert, "127.0.0.3") == 401
+        logged = [line for proc in (first, second) for line in proc.lines if "sign-in failed for 'someone'" in line]
+        assert logged and all("from 127.0.0.3 " in line for line in logged), logged
 
         first.stop(signal.SIGKILL)
         balancer.wait_line(r"replica1 is DOWN", timeout=30)  # the /healthz check found it gone
