@@ -12,6 +12,10 @@ The client address is kept per socket (by descriptor: every accepted socket sets
 its entry before it serves a request) and `proxied_remote` gives it to each request, so the
 sign-in limiter and the audit see the client, not the balancer.
 
+Not the `proxy-protocol` package (PyPI): it reads the header from an asyncio StreamReader,
+which buffers past it into the TLS handshake, and its server is a streams server; here the
+header must come off the raw socket exactly, so TLS and aiohttp take the socket after it.
+
 Spec: https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt"""
 
 from __future__ import annotations
