@@ -103,7 +103,10 @@ def test_replicas_behind_the_packaged_config_and_one_killed(tmp_path, pg_cluster
             status, body = get(front, cert)
             assert status == 200 and b'"ok"' in body
         assert failed_sign_in(front, cert, "127.0.0.3") == 401
-        logged = [line for proc in (first, second) for line in proc.lines if "sign-in failed for 'someone'" in line]
+        deadline = time.monotonic() + 30  # the line reaches the replica's stderr reader after the answer
+        while not (logged := [line for proc in (first, second) for line in proc.lines
+                              if "sign-in failed for 'someone'" in line]) and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling the replicas' output against a deadline
         assert logged and all("from 127.0.0.3 " in line for line in logged), logged
 
         first.stop(signal.SIGKILL)
