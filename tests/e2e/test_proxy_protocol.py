@@ -142,6 +142,8 @@ def test_anyone_else_is_served_as_they_come_and_their_header_is_no_claim(proxied
     proc.wait_line(r"sign-in failed for 'direct' from 127\.0\.0\.2 ")  # its X-Forwarded-For ignored too
     with pytest.raises((ssl.SSLError, OSError)):  # the header is not TLS: the handshake fails
         sign_in_fails(port, ctx, v2("203.0.113.99"), source="127.0.0.2")
+    assert sign_in_fails(port, ctx, b"", source="127.0.0.2", username="after") == 401
+    proc.wait_line(r"sign-in failed for 'after' from 127\.0\.0\.2 ")  # the server's output up to here
     assert not [line for line in proc.lines if "203.0.113.99" in line]
 
 
