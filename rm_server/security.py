@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -58,15 +59,21 @@ def hash_token(token: str) -> str:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a 0600 file atomically (temp file + fsync + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write a 0600 file atomically (temp file + fsync + rename). The temp file's name is
+    this writer's own (mkstemp, 0600): the replicas of `serve --workers N` start at once on
+    one data dir, and with one shared temp name one's rename took the other's file away
+    (it failed to start: tests/e2e/test_workers.py)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class SealError(Exception):
