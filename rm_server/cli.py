@@ -96,8 +96,9 @@ def main() -> None:
               help="Replicas on this machine on one port (SO_REUSEPORT); PostgreSQL only.")
 def serve(data_dir: Path, listen: str, tls_cert: Path | None, tls_key: Path | None, self_signed: bool,
           insecure_http: bool, public_url: str | None, max_agents: int | None, public_metrics: bool,
-          trusted_proxies: tuple[str, ...], proxy_protocol: bool, alert_offline_after: int, allow_link_local_alerts: bool,
-          agent_urls: tuple[str, ...], database: str | None, master_key_file: Path | None, workers: int) -> None:
+          trusted_proxies: tuple[str, ...], proxy_protocol: bool, alert_offline_after: int,
+          allow_link_local_alerts: bool, agent_urls: tuple[str, ...], database: str | None,
+          master_key_file: Path | None, workers: int) -> None:
     """Run the server."""
     from rm_server.tls import ensure_self_signed, fingerprint_pem, server_context
 
@@ -205,10 +206,12 @@ async def _serve(config: ServerConfig, socks: list[socket.socket], host: str, ss
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     try:
         await runner.setup()
-        if proxied is not None and runner.server is not None:
+        if proxied is not None:
+            assert runner.server is not None  # setup() made it
             proxied.start(runner.server, socks, BACKLOG)
-        for sock in socks if proxied is None else []:
-            await web.SockSite(runner, sock, ssl_context=ssl_ctx, backlog=BACKLOG).start()
+        else:
+            for sock in socks:
+                await web.SockSite(runner, sock, ssl_context=ssl_ctx, backlog=BACKLOG).start()
     except Exception as exc:
         if database_error(exc) is not None:
             fail(f"cannot open the database {config.database_shown}", exc)
