@@ -247,10 +247,11 @@ async def sweep(app: web.Application) -> None:
     for nobody: services/event_forwarding.py); the leader, the hosts of replicas that died."""
     coordination = app[RELAY].coordination
     await app[HOSTS].sweep()
-    if FORWARDING in app:
-        await app[FORWARDING].drop_dead(coordination.live_replicas)
-    if await coordination.lead():
-        await app[HOSTS].sweep_replicas(await coordination.live_replicas())
+    leads = await coordination.lead()  # first: after a database restart it opens the session anew
+    alive = await (app[FORWARDING].drop_dead(coordination.live_replicas) if FORWARDING in app
+                   else coordination.live_replicas())  # one read of pg_locks for both
+    if leads:
+        await app[HOSTS].sweep_replicas(alive)
 
 
 async def _close_sockets(app: web.Application) -> None:

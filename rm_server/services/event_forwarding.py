@@ -54,14 +54,16 @@ class EventForwarding:
         """Learn who watches now (the replicas started before this one answer)."""
         self.relay.send({"t": "watch.ask"})
 
-    async def drop_dead(self, live_replicas: Callable[[], Awaitable[set[str] | None]]) -> None:
-        """Forget the watchers that are not among `live_replicas()` (None: not known now).
-        Only those known before asking: a replica that starts watching while the query runs
-        is alive, whatever the answer says."""
+    async def drop_dead(self, live_replicas: Callable[[], Awaitable[set[str] | None]]) -> set[str] | None:
+        """Forget the watchers that are not among `live_replicas()` (None: not known now),
+        and return that answer (the sweep's leader reuses it). Only those known before
+        asking: a replica that starts watching while the query runs is alive, whatever the
+        answer says."""
         known = set(self.watchers)
         alive = await live_replicas()
         if alive is not None:
             self.watchers -= known - alive
+        return alive
 
     def _send(self, frame: bytes, key: str | None, to: str | None = None) -> None:
         message = {"t": "events", "f": frame.decode(), "k": key}
