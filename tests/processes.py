@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -17,6 +18,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """`check()`'s first truthy answer, asked every 0.1 s; fails naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)  # polling processes or their output against a deadline
+    return got
 
 
 class Proc:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from rm_core.ids import new_id
-from tests.processes import Proc, free_port
+from tests.processes import Proc, free_port, until
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "packaging" / "haproxy" / "haproxy.cfg"
@@ -103,11 +103,9 @@ def test_replicas_behind_the_packaged_config_and_one_killed(tmp_path, pg_cluster
             status, body = get(front, cert)
             assert status == 200 and b'"ok"' in body
         assert failed_sign_in(front, cert, "127.0.0.3") == 401
-        deadline = time.monotonic() + 30  # the line reaches the replica's stderr reader after the answer
-        while not (logged := [line for proc in (first, second) for line in proc.lines
-                              if "sign-in failed for 'someone'" in line]) and time.monotonic() < deadline:
-            time.sleep(0.02)  # polling the replicas' output against a deadline
-        assert logged and all("from 127.0.0.3 " in line for line in logged), logged
+        logged = until(lambda: [line for proc in (first, second) for line in proc.lines  # after the answer
+                                if "sign-in failed for 'someone'" in line], "the sign-in failure in a replica's log", 30)
+        assert all("from 127.0.0.3 " in line for line in logged), logged
 
         first.stop(signal.SIGKILL)
         balancer.wait_line(r"replica1 is DOWN", timeout=30)  # the /healthz check found it gone

@@ -9,30 +9,33 @@ import os
 import signal
 import ssl
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rm_core.ids import new_id
 from tests.e2e.test_proxy_protocol import sign_in_fails, v2
-from tests.processes import Proc, free_port
+from tests.processes import Proc, free_port, until
 
 BIN = Path(sys.executable).parent
 
 
+def stat_of(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command's name (state, ppid, ...); None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def running(pid: int) -> bool:
+    fields = stat_of(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # it ended while we looked
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
+    return {int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and (fields := stat_of(int(e.name))) and int(fields[1]) == pid and fields[0] != "Z"}
 
 
 def live_replicas(url: str) -> int:
@@ -43,15 +46,6 @@ def live_replicas(url: str) -> int:
         row = conn.execute("SELECT count(DISTINCT application_name) FROM pg_stat_activity"
                            " WHERE application_name LIKE %s", ("% cluster %",)).fetchone()
     return int(row[0]) if row else 0
-
-
-def until(check, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.1)  # polling processes and the database against a deadline
-    return got
 
 
 @pytest.mark.e2e
@@ -85,7 +79,6 @@ def test_two_workers_share_a_port_and_a_killed_one_comes_back(tmp_path, pg_clust
         os.kill(parent.p.pid, signal.SIGTERM)  # the parent alone: it stops its children
         parent.p.wait(30)
         assert parent.p.returncode == 0
-        assert not [pid for pid in again if Path(f"/proc/{pid}").exists()
-                    and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        assert not [pid for pid in again if running(pid)]
     finally:
         parent.stop()
